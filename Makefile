@@ -1,0 +1,43 @@
+# The project's habits. Every target works on a fresh machine: the virtualenv is
+# created and filled from constraints.txt on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-workspace
+DEMO_CONTACTS ?= 50000
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast bench lint format clean
+
+$(BIN)/winback: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,pg,bench]'
+	touch $@
+
+install: $(BIN)/winback
+
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(BIN)/winback demo $(DEMO_DIR) --contacts $(DEMO_CONTACTS)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/import.py
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache

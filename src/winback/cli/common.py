@@ -1,0 +1,54 @@
+"""What every command shares: the workspace option, ``--now``, the consoles, and the
+translation of library errors into a message and an exit code."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from winback.clock import parse_now
+from winback.workspace import ENV_WORKSPACE, Workspace
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option(
+        "-w",
+        "--workspace",
+        envvar=ENV_WORKSPACE,
+        help="Workspace folder (default: the current directory).",
+        show_default=False,
+    ),
+]
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="Act as if it were this date (YYYY-MM-DD) or ISO datetime; default: now.",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead.")]
+
+
+def open_workspace(path: Path | None) -> Workspace:
+    return Workspace.open(path)
+
+
+def now_option(text: str | None, workspace: Workspace) -> datetime:
+    try:
+        return parse_now(text, workspace.config.workspace.tz)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--now") from None
+
+
+def print_json(data: Any) -> None:
+    """JSON on standard output, with dates as ISO strings, for scripts to read."""
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))

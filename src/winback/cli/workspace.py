@@ -1,0 +1,41 @@
+"""``winback init``, ``winback migrate`` and ``winback demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from winback.cli.common import WorkspaceOption, console
+from winback.config import Profile
+from winback.store import migrate as migrate_store
+from winback.workspace import Workspace
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder of the new workspace.")],
+    profile: Annotated[
+        Profile, typer.Option("--profile", "-p", help="Business profile: sets the policy.")
+    ] = "ecommerce",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing winback.toml.")] = False,
+) -> None:
+    """Create a workspace: a commented winback.toml for the profile, and the database."""
+    workspace = Workspace.init(directory, profile, force=force)
+    console.print(
+        f"Workspace ready in [bold]{directory}[/] (profile {profile}, database "
+        f"{workspace.engine.url.render_as_string(hide_password=True)})."
+    )
+    console.print(f"Next: winback import contacts FILE -w {directory}")
+
+
+def migrate(workspace: WorkspaceOption = None) -> None:
+    """Bring the workspace database to the newest schema."""
+    ws = Workspace.open(workspace, check=False)
+    migrate_store(ws.engine)
+    console.print("Database schema is up to date.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(migrate)

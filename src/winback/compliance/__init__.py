@@ -1,0 +1,1 @@
+"""Compliance: suppression, consent rules, quiet hours, retention, GDPR rights, audit."""

@@ -1,0 +1,351 @@
+"""The workspace file, ``winback.toml``, validated with pydantic.
+
+Every section is a small model with ``extra="forbid"``, so a misspelt key is an error that
+names the key and the file instead of a silently ignored setting. The policy section takes
+its defaults from the business profile it names; any key given in the file overrides them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import field_validator, model_validator
+
+from winback.domain import ChannelStatus, EventType
+from winback.durations import parse_duration
+from winback.errors import ConfigError
+
+CONFIG_FILE = "winback.toml"
+
+Profile = Literal["ecommerce", "retail", "travel", "subscription", "newsletter"]
+
+# Thresholds from current practice per business profile (issue 3): what counts as customer
+# activity, and the days after which a customer is at risk, dormant and lost.
+PROFILES: dict[str, dict[str, Any]] = {
+    "ecommerce": {
+        "customer_activity": ["purchase"],
+        "at_risk_after": 120,
+        "dormant_after": 180,
+        "lost_after": 365,
+        "protect_subscribers": False,
+    },
+    "retail": {
+        "customer_activity": ["purchase", "open", "click"],
+        "at_risk_after": 120,
+        "dormant_after": 240,
+        "lost_after": 540,
+        "protect_subscribers": False,
+    },
+    "travel": {
+        "customer_activity": ["purchase"],
+        "at_risk_after": 270,
+        "dormant_after": 365,
+        "lost_after": 730,
+        "protect_subscribers": False,
+    },
+    "subscription": {
+        "customer_activity": ["login", "visit"],
+        "at_risk_after": 30,
+        "dormant_after": 60,
+        "lost_after": 180,
+        "protect_subscribers": True,
+    },
+    "newsletter": {
+        "customer_activity": ["open", "click", "reply", "visit"],
+        "at_risk_after": 90,
+        "dormant_after": 180,
+        "lost_after": 365,
+        "protect_subscribers": False,
+    },
+}
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class WorkspaceSection(Section):
+    name: str = "winback"
+    timezone: str = "UTC"
+    default_region: str = "FR"
+    language: Literal["fr", "en"] = "fr"
+    public_url: str = "http://127.0.0.1:8025"
+    brand_name: str = "winback"
+    brand_color: str = "#2b6cb0"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)")
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown phone region {value!r} (use a country code such as FR)")
+        return region
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class ImportSection(Section):
+    default_consent: Literal["subscribed", "none"] = "subscribed"
+
+
+class PolicySection(Section):
+    profile: Profile = "ecommerce"
+    customer_activity: list[EventType]
+    at_risk_after: int = Field(gt=0)
+    dormant_after: int = Field(gt=0)
+    lost_after: int = Field(gt=0)
+    protect_subscribers: bool
+    clock: Literal["days", "p_alive"] = "days"
+    at_risk_p_alive: float = Field(0.5, gt=0, lt=1)
+    dormant_p_alive: float = Field(0.3, gt=0, lt=1)
+    lost_p_alive: float = Field(0.1, gt=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        profile = data.get("profile", "ecommerce")
+        return {**PROFILES.get(profile, PROFILES["ecommerce"]), **data}
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PolicySection:
+        if not self.at_risk_after < self.dormant_after < self.lost_after:
+            raise ValueError(
+                "thresholds must grow: at_risk_after < dormant_after < lost_after "
+                f"(got {self.at_risk_after}, {self.dormant_after}, {self.lost_after})"
+            )
+        if not self.at_risk_p_alive > self.dormant_p_alive > self.lost_p_alive:
+            raise ValueError(
+                "p_alive thresholds must fall: at_risk_p_alive > dormant_p_alive > lost_p_alive"
+            )
+        return self
+
+
+class ScoringSection(Section):
+    # An open with no machine flag that comes this soon after delivery is a proxy prefetch.
+    machine_open_seconds: int = Field(2, ge=0)
+
+
+class CostSection(Section):
+    currency: str = "EUR"
+    email: float = Field(0.001, ge=0)
+    sms: float = Field(0.045, ge=0)
+
+
+class EmailSection(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(25, gt=0, lt=65536)
+    username: str | None = None
+    password: str | None = None
+    tls: Literal["none", "starttls", "tls"] = "none"
+    from_: str = Field("winback <news@example.com>", alias="from")
+    reply_to: str | None = None
+    unsubscribe_mailto: str | None = None
+    rate_per_second: float = Field(50, gt=0)
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: str | None = None
+
+
+class SmsSection(Section):
+    provider: Literal["file", "smsfactor"] = "file"
+    sender: str = "WINBACK"
+    stop_mention: str = "STOP au 36111"
+    api_url: str = "https://api.smsfactor.com"
+    api_token: str | None = None
+    rate_per_second: float = Field(10, gt=0)
+
+
+class FrequencySection(Section):
+    max_per_week: int = Field(3, ge=1)
+
+
+class BouncesSection(Section):
+    soft_limit: int = Field(3, ge=1)
+    soft_window: Duration = timedelta(days=30)
+
+
+class RetentionSection(Section):
+    erase_after: Duration = timedelta(days=3 * 365)
+    ask_before_erase: bool = False
+    ask_ahead: Duration = timedelta(weeks=4)
+
+
+class QuietHoursSection(Section):
+    sms: bool = True
+    email: bool = False
+    start_hour: int = Field(8, ge=0, le=23)
+    end_hour: int = Field(20, ge=1, le=24)
+
+
+class ModelsSection(Section):
+    kind: Literal["bgnbd", "pareto"] = "bgnbd"
+    time_unit: Literal["days", "weeks"] = "weeks"
+    horizon_months: int = Field(12, ge=1)
+    monthly_discount_rate: float = Field(0.01, ge=0, lt=1)
+
+
+class Config(Section):
+    """The whole workspace file. Every section is optional and has working defaults."""
+
+    workspace: WorkspaceSection = WorkspaceSection()
+    import_: ImportSection = Field(ImportSection(), alias="import")
+    policy: PolicySection = Field(default_factory=lambda: PolicySection.model_validate({}))
+    scoring: ScoringSection = ScoringSection()
+    cost: CostSection = CostSection()
+    email: EmailSection = EmailSection()
+    sms: SmsSection = SmsSection()
+    frequency: FrequencySection = FrequencySection()
+    bounces: BouncesSection = BouncesSection()
+    retention: RetentionSection = RetentionSection()
+    quiet_hours: QuietHoursSection = QuietHoursSection()
+    models: ModelsSection = ModelsSection()
+
+    @property
+    def default_consent(self) -> ChannelStatus:
+        return ChannelStatus(self.import_.default_consent)
+
+
+def parse_config(data: dict[str, Any], source: str = CONFIG_FILE) -> Config:
+    """Validate a parsed TOML document; errors name the file and the dotted key."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (check its spelling against the commented winback.toml)"
+            lines.append(f"{source}: {key}: {message}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``winback.toml``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file; run `winback init {path.parent}` to create a workspace"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def render_config(profile: Profile, name: str) -> str:
+    """The commented ``winback.toml`` that ``winback init`` writes for a profile."""
+    policy = PROFILES[profile]
+    activity = ", ".join(f'"{kind}"' for kind in policy["customer_activity"])
+    protect = "true" if policy["protect_subscribers"] else "false"
+    return _TEMPLATE.format(
+        name=name,
+        profile=profile,
+        activity=activity,
+        at_risk=policy["at_risk_after"],
+        dormant=policy["dormant_after"],
+        lost=policy["lost_after"],
+        protect=protect,
+    )
+
+
+_TEMPLATE = """\
+# winback workspace. Every key is optional: the value shown is the default.
+# Durations are written 45s, 90min, 12h, 30d, 2w or 3y.
+
+[workspace]
+name = "{name}"
+timezone = "UTC"            # days of inactivity are counted in this zone (IANA name)
+default_region = "FR"       # phone numbers without +country are read in this region
+language = "fr"             # fr or en: pages and messages for contacts with no language
+public_url = "http://127.0.0.1:8025"   # where `winback serve` is reached from the internet
+brand_name = "{name}"
+brand_color = "#2b6cb0"
+
+[import]
+# A marketing list with no consent column: are its addresses subscribed? (subscribed | none)
+default_consent = "subscribed"
+
+[policy]
+profile = "{profile}"       # ecommerce | retail | travel | subscription | newsletter
+# The profile sets the values below; change any of them to override it.
+customer_activity = [{activity}]   # event types that reset a customer's clock
+at_risk_after = {at_risk}          # days: at risk from this many days of silence
+dormant_after = {dormant}          # days: dormant from this many (inclusive)
+lost_after = {lost}               # days: lost from this many
+protect_subscribers = {protect}   # never win back someone with an active paid subscription
+clock = "days"              # days | p_alive (once `winback models fit` has run)
+at_risk_p_alive = 0.5
+dormant_p_alive = 0.3
+lost_p_alive = 0.1
+
+[scoring]
+machine_open_seconds = 2    # an unflagged open this soon after delivery is a proxy prefetch
+
+[cost]
+currency = "EUR"
+email = 0.001               # cost of one email
+sms = 0.045                 # cost of one SMS
+
+[email]
+host = "127.0.0.1"          # WINBACK_SMTP_URL=smtp://user:pass@host:port overrides these
+port = 25
+tls = "none"                # none | starttls | tls
+from = "{name} <news@example.com>"
+rate_per_second = 50
+
+[sms]
+provider = "file"           # file (dry run) | smsfactor
+sender = "WINBACK"
+stop_mention = "STOP au 36111"
+rate_per_second = 10
+
+[frequency]
+max_per_week = 3            # messages per contact per week, all journeys together
+
+[bounces]
+soft_limit = 3              # soft bounces within soft_window that suppress an address
+soft_window = "30d"
+
+[retention]
+erase_after = "3y"          # erase personal data this long after the person's last contact
+ask_before_erase = false    # send a last "do you want to stay?" message first
+ask_ahead = "4w"
+
+[quiet_hours]
+sms = true                  # commercial SMS: Monday to Saturday, start_hour to end_hour
+email = false
+start_hour = 8
+end_hour = 20
+
+[models]
+kind = "bgnbd"              # bgnbd | pareto
+time_unit = "weeks"         # days | weeks
+horizon_months = 12
+monthly_discount_rate = 0.01
+"""

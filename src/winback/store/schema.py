@@ -1,0 +1,304 @@
+"""The operational schema, in SQLAlchemy Core. Alembic migrations under ``migrations/``
+create and change it; a test checks that the migrations and this file agree.
+
+Times are stored as naive UTC datetimes (SQLite has no zones; PostgreSQL columns are
+``timestamp without time zone``), converted at the edges.
+
+Personal data lives in ``contacts`` (and message bodies in ``outbox``); everything else
+points at a contact by id, so erasure blanks one row and keeps the counts.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# BigInteger ids on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # Normalised keys: lower-case email, E.164 phone. NULL after erasure.
+    Column("email", String(320), unique=True),
+    Column("phone", String(20), unique=True),
+    Column("first_name", String(200)),
+    Column("last_name", String(200)),
+    Column("country", String(2)),
+    Column("language", String(8)),
+    Column("timezone", String(64)),
+    Column("birth_year", Integer),
+    Column("city", String(200)),
+    Column("gender", String(20)),
+    Column("interests", JSON),
+    Column("tags", JSON),
+    Column("attributes", JSON),
+    Column("source", String(200)),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("email_status", String(12), nullable=False, server_default="none"),
+    Column("email_status_at", DateTime),
+    Column("sms_status", String(12), nullable=False, server_default="none"),
+    Column("sms_status_at", DateTime),
+    # An active paid subscription (protected from win-back under protect_subscribers).
+    Column("subscription_active", Boolean, nullable=False, server_default="0"),
+    # Preference centre: normal | monthly, a pause, chosen topics.
+    Column("frequency", String(12), nullable=False, server_default="normal"),
+    Column("paused_until", DateTime),
+    Column("topics", JSON),
+    # Set when a finished win-back journey lets the contact go; cleared by an interaction.
+    Column("lost_by_journey_at", DateTime),
+    Column("erased_at", DateTime),
+    # HMAC of the email (or phone) kept after erasure to name the person in the audit log.
+    Column("key_hash", String(64)),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("occurred_at", DateTime, nullable=False),
+    Column("amount", Float),
+    Column("currency", String(3)),
+    Column("campaign", String(200)),
+    Column("message_id", String(200)),
+    # True: a proxy prefetch (Apple MPP...); NULL: unknown, decided by the scoring rule.
+    Column("machine_open", Boolean),
+    # True: a click by a link-scanning security gateway.
+    Column("bot", Boolean),
+    Column("user_agent", String(500)),
+    Column("url", Text),
+    Column("outbox_id", Id),
+    Column("source", String(200)),
+    # A digest of what makes two events the same one: importing a file twice, or a
+    # webhook delivered twice, adds nothing the second time.
+    Column("dedup_key", LargeBinary(16), nullable=False, unique=True),
+    Index("ix_events_contact_time", "contact_id", "occurred_at"),
+    Index("ix_events_message_id", "message_id"),
+)
+
+contact_scores = Table(
+    "contact_scores",
+    metadata,
+    Column("contact_id", Id, ForeignKey("contacts.id"), primary_key=True),
+    Column("scored_at", DateTime, nullable=False),
+    Column("last_event_id", Id),
+    Column("last_interaction_at", DateTime),
+    Column("last_email_at", DateTime),
+    Column("last_sms_at", DateTime),
+    Column("last_web_at", DateTime),
+    Column("last_app_at", DateTime),
+    Column("last_store_at", DateTime),
+    Column("days_inactive", Integer),
+    Column("first_purchase_at", DateTime),
+    Column("last_purchase_at", DateTime),
+    Column("purchases", Integer, nullable=False, server_default="0"),
+    Column("total_spend", Float, nullable=False, server_default="0"),
+    Column("avg_spend", Float),
+    Column("recency_score", Integer),
+    Column("frequency_score", Integer),
+    Column("monetary_score", Integer),
+    Column("spend_level", String(8)),
+    Column("clock_days", Integer),
+    Column("stage", String(16), nullable=False),
+    Column("stage_since", Date, nullable=False),
+    Column("dormant_subscriber", Boolean, nullable=False, server_default="0"),
+    Column("p_alive", Float),
+    Column("expected_purchases_90d", Float),
+    Column("expected_value_12m", Float),
+    Index("ix_contact_scores_stage", "stage"),
+)
+
+stage_history = Table(
+    "stage_history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=False),
+    Column("from_stage", String(16)),
+    Column("to_stage", String(16), nullable=False),
+    Column("changed_on", Date, nullable=False),
+    Index("ix_stage_history_contact", "contact_id", "changed_on"),
+    Index("ix_stage_history_changed_on", "changed_on"),
+)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("filters", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+journeys = Table(
+    "journeys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("source", Text, nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("journey_id", Id, ForeignKey("journeys.id"), nullable=False),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=False),
+    Column("holdout", Boolean, nullable=False),
+    # active | reactivated | completed | sunset | exited
+    Column("status", String(12), nullable=False),
+    Column("step_id", String(100)),
+    Column("step_sent_at", DateTime),
+    Column("next_due_at", DateTime),
+    Column("channels", JSON),
+    Column("enrolled_at", DateTime, nullable=False),
+    Column("ended_at", DateTime),
+    Column("outcome", String(40)),
+    Index("ix_enrollments_due", "status", "next_due_at"),
+    Index("ix_enrollments_contact", "contact_id", "status"),
+    Index("ix_enrollments_journey", "journey_id", "status"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # (enrollment, step): the at-most-once guarantee rests on this unique key.
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("enrollment_id", Id, ForeignKey("enrollments.id")),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=False),
+    Column("journey", String(100)),
+    Column("step_id", String(100)),
+    Column("channel", String(8), nullable=False),
+    # queued -> sending -> sent | failed | unknown; cancelled when suppressed first.
+    Column("status", String(10), nullable=False),
+    Column("to_address", String(320)),
+    Column("subject", Text),
+    Column("body_text", Text),
+    Column("body_html", Text),
+    Column("headers", JSON),
+    Column("message_id", String(200), unique=True),
+    Column("provider_id", String(200)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime, nullable=False),
+    Column("due_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+    Column("error", Text),
+    Index("ix_outbox_status_due", "status", "due_at"),
+    Index("ix_outbox_contact", "contact_id", "created_at"),
+)
+
+offers = Table(
+    "offers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("contact_id", Id, ForeignKey("contacts.id")),
+    Column("enrollment_id", Id, ForeignKey("enrollments.id")),
+    Column("journey", String(100)),
+    Column("step_id", String(100)),
+    Column("percent", Float),
+    Column("amount", Float),
+    Column("from_pool", Boolean, nullable=False, server_default="0"),
+    Column("created_at", DateTime, nullable=False),
+    Column("assigned_at", DateTime),
+    Column("expires_at", DateTime),
+    Column("redeemed_at", DateTime),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(8), nullable=False),
+    # HMAC-SHA256 (workspace secret) of the normalised email or E.164 phone, hex.
+    Column("address_hash", String(64), nullable=False),
+    # unsubscribe | bounce_hard | bounce_soft | complaint | sunset | erased | manual
+    Column("reason", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("channel", "address_hash"),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("contact_id", Id),
+    Column("contact_key", String(64)),
+    Column("action", String(40), nullable=False),
+    Column("reason", Text),
+    Column("details", JSON),
+    Index("ix_audit_contact", "contact_id"),
+    Index("ix_audit_at", "at"),
+)
+
+survey_answers = Table(
+    "survey_answers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("contact_id", Id, ForeignKey("contacts.id"), nullable=False),
+    Column("outbox_id", Id),
+    Column("reason", String(40), nullable=False),
+    Column("text", Text),
+    Column("answered_at", DateTime, nullable=False),
+)
+
+model_fits = Table(
+    "model_fits",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("time_unit", String(8), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("log_likelihood", Float),
+    Column("customers", Integer, nullable=False),
+    Column("fitted_at", DateTime, nullable=False),
+    Column("calibration_end", DateTime, nullable=False),
+    Column("quality", JSON),
+)
+
+import_runs = Table(
+    "import_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(10), nullable=False),
+    Column("file", Text, nullable=False),
+    Column("sha256", String(64)),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("counts", JSON),
+)
