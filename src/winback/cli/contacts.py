@@ -2,6 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from winback.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
+from winback.contacts import contact_profile
 
 app = typer.Typer(help="Look at one contact.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(
+    address: Annotated[str, typer.Argument(help="Email or phone of the contact.")],
+    workspace: WorkspaceOption = None,
+    events: Annotated[int, typer.Option(help="How many recent events to show.")] = 20,
+    json: JsonOption = False,
+) -> None:
+    """Show one contact: attributes, channel statuses, stage and latest events."""
+    ws = open_workspace(workspace)
+    profile = contact_profile(ws, address, events=events)
+    if json:
+        print_json(profile)
+        return
+    contact = profile["contact"]
+    table = Table(show_header=False, title=contact.get("email") or contact.get("phone"))
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in contact.items():
+        if value not in (None, [], {}):
+            table.add_row(name, str(value))
+    table.add_row("stage", str(profile["stage"]))
+    console.print(table)
+    recent = Table("when", "type", "channel", "amount", "campaign", title="Latest events")
+    for event in profile["events"]:
+        recent.add_row(
+            str(event["occurred_at"]),
+            event["type"],
+            event["channel"],
+            "" if event["amount"] is None else f"{event['amount']:.2f}",
+            event["campaign"] or "",
+        )
+    console.print(recent)

@@ -1,7 +1,138 @@
-"""``winback import contacts|events``."""
+"""``winback import contacts|events FILE``."""
 
 from __future__ import annotations
 
-import typer
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
 
-app = typer.Typer(help="Load contacts and events from CSV, JSON Lines or Parquet.", no_args_is_help=True)
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from winback.cli.common import (
+    JsonOption,
+    NowOption,
+    WorkspaceOption,
+    console,
+    now_option,
+    open_workspace,
+    print_json,
+)
+from winback.domain import ChannelStatus
+from winback.ingest import ImportReport, import_contacts, import_events
+
+app = typer.Typer(
+    help="Load contacts and events from CSV, JSON Lines or Parquet.", no_args_is_help=True
+)
+
+FileArgument = Annotated[
+    Path, typer.Argument(help="CSV (, ; tab |), JSON Lines (.jsonl) or Parquet file.")
+]
+MapOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--map",
+        help="Map a source column to a field, as SOURCE=FIELD (repeatable).",
+        show_default=False,
+    ),
+]
+
+
+def _mapping(pairs: list[str] | None) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs or []:
+        source, sep, field = pair.rpartition("=")
+        if not sep or not source or not field:
+            raise typer.BadParameter(f"{pair!r} is not SOURCE=FIELD", param_hint="--map")
+        mapping[source.strip()] = field.strip()
+    return mapping
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rows]:>12,} rows"),
+        TextColumn("{task.fields[speed]:>9,.0f} rows/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("importing", total=None, rows=0, speed=0.0)
+
+        def update(rows: int, done: int, total: int) -> None:
+            elapsed = progress.tasks[0].elapsed or 0.0
+            speed = rows / elapsed if elapsed else 0.0
+            progress.update(task, completed=done, total=total, rows=rows, speed=speed)
+
+        yield update
+
+
+def _summary(report: ImportReport) -> None:
+    table = Table(title=f"Import of {report.kind} from {report.file}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("read", f"{report.read:,}")
+    table.add_row("imported", f"{report.imported:,}")
+    table.add_row("merged" if report.kind == "contacts" else "already stored", f"{report.merged:,}")
+    table.add_row("rejected", f"{report.rejected:,}")
+    for reason, count in report.by_reason.most_common():
+        table.add_row(f"  {reason}", f"{count:,}")
+    table.add_row("time", f"{report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s)")
+    console.print(table)
+    if report.quarantine:
+        console.print(f"Rejected rows, with their line and reason: {report.quarantine}")
+
+
+@app.command("contacts")
+def contacts(
+    file: FileArgument,
+    workspace: WorkspaceOption = None,
+    mapping: MapOption = None,
+    status: Annotated[
+        ChannelStatus | None,
+        typer.Option(
+            help="Mark every address of the file (an ESP's unsubscribed or cleaned export).",
+            show_default=False,
+        ),
+    ] = None,
+    now: NowOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Import contacts: de-duplicated on the email (or phone), merged with what is stored."""
+    ws = open_workspace(workspace)
+    with _progress(not json) as progress:
+        report = import_contacts(
+            ws, file, now=now_option(now, ws), mapping=_mapping(mapping), status=status,
+            progress=progress,
+        )
+    print_json(report.as_dict()) if json else _summary(report)
+
+
+@app.command("events")
+def events(
+    file: FileArgument,
+    workspace: WorkspaceOption = None,
+    mapping: MapOption = None,
+    now: NowOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Import events (opens, clicks, purchases, visits...) for known contacts."""
+    ws = open_workspace(workspace)
+    with _progress(not json) as progress:
+        report = import_events(
+            ws, file, now=now_option(now, ws), mapping=_mapping(mapping), progress=progress
+        )
+    print_json(report.as_dict()) if json else _summary(report)

@@ -1,0 +1,62 @@
+"""A rate limit per channel (``rate_per_second`` in ``[email]`` and ``[sms]``): a token
+bucket, so a relay or provider that allows N messages a second never sees more, and a
+dispatcher that paused (a slow render, a database write) may catch up by a small burst."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from winback.channels.base import OutgoingMessage, Sender, SendResult
+
+
+class RateLimiter:
+    """At most ``rate`` acquisitions per second on average, at most ``burst`` at once.
+
+    ``clock`` (a monotonic clock, in seconds) and ``sleep`` are arguments so a test can
+    run a minute of sending in no time.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        burst: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be positive and burst at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._updated = clock()
+
+    def acquire(self) -> None:
+        """Wait until one more message may go, then take its token."""
+        while True:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            self._sleep((1 - self._tokens) / self.rate)
+
+
+@dataclass
+class Throttled:
+    """A :class:`Sender` that waits for ``limiter`` before each send of ``sender``."""
+
+    sender: Sender
+    limiter: RateLimiter = field(repr=False)
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        self.limiter.acquire()
+        return self.sender.send(message)
+
+    def close(self) -> None:
+        self.sender.close()

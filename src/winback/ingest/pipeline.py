@@ -1,0 +1,173 @@
+"""The loop both importers share: read rows, clean each one, quarantine the rejects
+with their line and reason, write the rest in batches, and count so the numbers add up
+(read = imported + merged + rejected)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from time import perf_counter
+from typing import Any, Protocol, TextIO
+
+from winback.ingest.reader import Source, unreadable_reason
+from winback.ingest.values import MAX_FIELD_LENGTH
+
+BATCH_ROWS = 20_000
+
+# (rows read so far, bytes read so far, total bytes)
+ProgressCallback = Callable[[int, int, int], None]
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``read == imported + merged + rejected`` always holds."""
+
+    file: str
+    kind: str
+    read: int = 0
+    imported: int = 0
+    merged: int = 0
+    rejected: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    quarantine: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "kind": self.kind,
+            "read": self.read,
+            "imported": self.imported,
+            "merged": self.merged,
+            "rejected": self.rejected,
+            "by_reason": dict(self.by_reason.most_common()),
+            "quarantine": self.quarantine,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second),
+        }
+
+
+class Rejected(ValueError):
+    """A row that cannot be imported; its message is the reason in the quarantine."""
+
+
+def reason_category(reason: str) -> str:
+    """The kind of a rejection, for the summary: ``invalid email 'x@': ...`` is counted
+    under ``invalid email``."""
+    return re.split(r" '| \"|: | \(", reason, maxsplit=1)[0].strip()
+
+
+class Quarantine:
+    """Rejected rows, written to ``quarantine/<file>.<timestamp>.csv`` with the original
+    line number, the reason and the original values. The file is created on the first
+    reject only, so a clean import leaves nothing behind."""
+
+    def __init__(self, folder: Path, source: Source, started: datetime) -> None:
+        stamp = started.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.path = folder / f"{source.path.name}.{stamp}.csv"
+        self.header = source.header
+        self._stream: TextIO | None = None
+        self._writer: Any = None
+
+    def add(self, line: int, reason: str, values: Sequence[Any]) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._stream = self.path.open("w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._stream)
+            self._writer.writerow(["line", "reason", *self.header])
+        self._writer.writerow([line, reason, *("" if value is None else value for value in values)])
+
+    def close(self) -> str | None:
+        if self._stream is None:
+            return None
+        self._stream.close()
+        return str(self.path)
+
+
+@dataclass
+class Pending:
+    """A cleaned row waiting for its batch to be written."""
+
+    line: int
+    values: list[Any]
+    record: Any
+
+
+# Rows the write step refuses (a phone that belongs to another contact...), with reasons.
+Refusals = list[tuple[Pending, str]]
+
+
+class Batch(Protocol):
+    """An importer's side of the loop: clean one row (raising ``ValueError`` with the
+    reason to reject it), and write a batch of cleaned rows, returning how many were new
+    (imported), how many merged into existing data, and the rows it refused."""
+
+    def clean(self, values: list[Any]) -> Any: ...
+
+    def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]: ...
+
+
+def run(
+    source: Source,
+    batch: Batch,
+    report: ImportReport,
+    quarantine: Quarantine,
+    progress: ProgressCallback | None = None,
+) -> ImportReport:
+    """Feed every row of ``source`` through ``batch``; fill and return ``report``."""
+    started = perf_counter()
+    width = len(source.header)
+    pending: list[Pending] = []
+
+    def flush() -> None:
+        imported, merged, refusals = batch.write(pending)
+        report.imported += imported
+        report.merged += merged
+        for row, reason in refusals:
+            reject(row.line, reason, row.values)
+        pending.clear()
+        if progress:
+            progress(report.read, source.position(), source.size)
+
+    def reject(line: int, reason: str, values: Sequence[Any]) -> None:
+        report.rejected += 1
+        report.by_reason[reason_category(reason)] += 1
+        quarantine.add(line, reason, values)
+
+    try:
+        for line, values in source.rows:
+            report.read += 1
+            reason = unreadable_reason(values) or _shape_problem(values, width)
+            if reason:
+                reject(line, reason, values)
+                continue
+            try:
+                pending.append(Pending(line, values, batch.clean(values)))
+            except ValueError as exc:
+                reject(line, str(exc), values)
+                continue
+            if len(pending) >= BATCH_ROWS:
+                flush()
+        flush()
+    finally:
+        report.quarantine = quarantine.close()
+        report.seconds = perf_counter() - started
+    return report
+
+
+def _shape_problem(values: Sequence[Any], width: int) -> str | None:
+    if len(values) != width:
+        return f"wrong number of fields ({len(values)} where the header has {width})"
+    for value in values:
+        if isinstance(value, str) and len(value) > MAX_FIELD_LENGTH:
+            return f"field too long ({len(value):,} characters; the limit is {MAX_FIELD_LENGTH:,})"
+    return None

@@ -1,0 +1,138 @@
+"""The journey state machine, without I/O: given where an enrollment is, what the contact
+did and which channels can still reach them, what happens next.
+
+The tick (``engine``) and the simulator (``simulate``) both drive this one function, so a
+simulated funnel follows exactly the rules the real sends follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from winback.journeys.definition import Journey, Step
+
+WEEK = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Reactions:
+    """What the contact did. ``opened``/``clicked``/``replied`` count since the current
+    step's message (human opens and human clicks only); ``exit_event`` is the first event
+    of the journey's ``exit_on`` since enrolment, if any."""
+
+    opened: bool = False
+    clicked: bool = False
+    replied: bool = False
+    exit_event: str | None = None
+
+
+NO_REACTION = Reactions()
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Send ``step_id`` on ``channel`` now, and look again at ``due_at``."""
+
+    step_id: str
+    channel: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """Leave the journey: ``reactivated`` (the contact came back) or ``exited`` (no
+    channel can reach them any more)."""
+
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The last step's wait is over with no reaction: apply ``after_last_step``."""
+
+    after: str
+
+
+Decision = Advance | Exit | Finish
+
+
+def reaction_matches(reaction: str, seen: Reactions) -> bool:
+    """Whether a branch condition holds. A click counts as an open: a reader who blocks
+    images clicks without ever loading the pixel."""
+    opened = seen.opened or seen.clicked
+    return {
+        "clicked": seen.clicked,
+        "opened": opened,
+        "opened_not_clicked": opened and not seen.clicked,
+        "not_opened": not opened,
+        "replied": seen.replied,
+        "no_reaction": not (opened or seen.replied),
+    }[reaction]
+
+
+def step_channel(step: Step, reachable: Sequence[str], preferred: str | None) -> str | None:
+    """The channel a step goes out on for a contact reachable on ``reachable``; ``best``
+    is the channel the contact last used (``preferred``), else the first reachable one.
+    None: the contact cannot receive this step."""
+    if step.channel != "best":
+        return step.channel if step.channel in reachable else None
+    if preferred in reachable:
+        return preferred
+    return reachable[0] if reachable else None
+
+
+def decide(
+    journey: Journey,
+    step_id: str | None,
+    seen: Reactions,
+    reachable: Sequence[str],
+    preferred: str | None,
+    now: datetime,
+) -> Decision:
+    """The next move of an enrollment that is due at ``now``.
+
+    ``step_id`` is the step last sent (None before the first); ``reachable`` the channels
+    the contact can still receive on, in order of preference. A reaction in ``exit_on``
+    ends the journey first; otherwise the current step's ``on`` branches are tried in the
+    order written and the next step in the list is the default. A step on a channel the
+    contact cannot receive is passed over.
+    """
+    if seen.exit_event is not None:
+        return Exit("reactivated", seen.exit_event)
+    if not reachable:
+        return Exit("exited", "no channel left")
+    if step_id is None:
+        index = 0
+    else:
+        current = journey.index(step_id)
+        index = current + 1
+        for reaction, target in journey.steps[current].on.items():
+            if reaction_matches(reaction, seen):
+                index = journey.index(target)
+                break
+    while index < len(journey.steps):
+        step = journey.steps[index]
+        channel = step_channel(step, reachable, preferred)
+        if channel is not None:
+            return Advance(step.id, channel, now + step.wait)
+        index += 1
+    return Finish(journey.after_last_step)
+
+
+def next_free_slot(recent: Sequence[datetime], max_per_week: int, now: datetime) -> datetime | None:
+    """When a contact who got messages at ``recent`` may get one more under a cap of
+    ``max_per_week`` in any rolling 7 days: None if now, else the moment the oldest
+    message that blocks it leaves the window.
+
+    >>> from datetime import UTC
+    >>> t = datetime(2025, 1, 10, tzinfo=UTC)
+    >>> next_free_slot([t - timedelta(days=6), t - timedelta(days=1)], 2, t)
+    datetime.datetime(2025, 1, 11, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    window = sorted(moment for moment in recent if now - WEEK < moment <= now)
+    if len(window) < max_per_week:
+        return None
+    return window[len(window) - max_per_week] + WEEK

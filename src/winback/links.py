@@ -1,0 +1,314 @@
+"""Signed links: the open pixel, click tracking, one-click unsubscribe, the preference
+centre and surveys, all under the workspace's ``public_url``.
+
+One module builds the tokens (the renderer and the channels) and verifies them (the
+tracking server), so the two sides cannot drift apart. A token is
+
+    base64url(compact JSON payload) "." base64url(HMAC-SHA256(key, first part)[:16])
+
+The payload names its purpose (``"p"``), so a token made for one page is refused by
+another; a click token carries the exact target URL, so the redirect can only go where the
+message itself pointed. The key is derived from the workspace secret (``secret.key``): a
+token from another workspace, an edited one or a made-up one fails the signature check.
+Unsubscribe tokens never expire: the link in a two-year-old email still works.
+
+    links = Links(secret=workspace.secret, public_url="https://news.example.com")
+    url = links.click_url("<m1@example.com>", "https://shop.example.com/sale")
+    links.verify_click(url.rsplit("/", 1)[1], now=now).url  # the sale page
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from winback.domain import Channel
+from winback.errors import WinbackError
+
+if TYPE_CHECKING:
+    from winback.workspace import Workspace
+
+# 128 bits of HMAC-SHA256: far beyond forging, and short enough for links in an SMS.
+_SIGNATURE_BYTES = 16
+_KEY_LABEL = b"winback signed links v1"
+
+
+class BadToken(WinbackError):
+    """A link token that is malformed, tampered with, forged, signed by another
+    workspace, meant for another page, or expired. The web app answers 400."""
+
+    exit_code = 6
+
+
+class Purpose(StrEnum):
+    """What a token opens; the value is also the first segment of the link's path."""
+
+    OPEN = "o"
+    CLICK = "c"
+    UNSUBSCRIBE = "u"
+    PREFERENCES = "p"
+    SURVEY = "s"
+
+
+@dataclass(frozen=True)
+class OpenToken:
+    message_id: str
+
+
+@dataclass(frozen=True)
+class ClickToken:
+    message_id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class UnsubscribeToken:
+    contact_id: int
+    channel: Channel
+
+
+@dataclass(frozen=True)
+class PreferencesToken:
+    contact_id: int
+
+
+@dataclass(frozen=True)
+class SurveyToken:
+    contact_id: int
+    survey: str
+    message_id: str | None
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# Absolute http(s) links in a text body; trailing punctuation belongs to the sentence.
+_TEXT_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+_TRAILING = ".,;:!?)]}»"
+_ANCHOR_TAG = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
+_HREF = re.compile(r"""(\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Links:
+    """Builds and verifies the signed links of one workspace."""
+
+    secret: bytes
+    public_url: str
+
+    @property
+    def base(self) -> str:
+        return self.public_url.rstrip("/")
+
+    @classmethod
+    def of(cls, workspace: Workspace) -> Links:
+        """The links of a workspace: its secret and its ``public_url``."""
+        return cls(secret=workspace.secret, public_url=workspace.config.workspace.public_url)
+
+    @cached_property
+    def _key(self) -> bytes:
+        # A key of its own for links, so a signature can never double as an address hash.
+        return hmac.new(self.secret, _KEY_LABEL, hashlib.sha256).digest()
+
+    def _signature(self, body: str) -> str:
+        digest = hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest()
+        return _b64encode(digest[:_SIGNATURE_BYTES])
+
+    # -- tokens -----------------------------------------------------------------------
+
+    def sign(
+        self, purpose: Purpose, data: dict[str, Any], *, expires_at: datetime | None = None
+    ) -> str:
+        """A token for ``purpose`` carrying ``data`` (short keys, JSON values). The same
+        input gives the same token, so a link can be rebuilt instead of stored."""
+        payload: dict[str, Any] = {"p": purpose.value, **data}
+        if expires_at is not None:
+            payload["e"] = int(expires_at.timestamp())
+        body = _b64encode(
+            json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        )
+        return f"{body}.{self._signature(body)}"
+
+    def verify(self, token: str, purpose: Purpose, *, now: datetime) -> dict[str, Any]:
+        """The data of a token made by :meth:`sign` for ``purpose``; raises
+        :class:`BadToken` for any token this workspace did not sign for that purpose,
+        or whose expiry is past at ``now``."""
+        body, dot, signature = token.partition(".")
+        if not dot or not body or not signature or not body.isascii():
+            raise BadToken("malformed link token: the link is incomplete or was cut")
+        # Comparing the encoded text (not decoded bytes) rejects every altered character.
+        if not hmac.compare_digest(self._signature(body), signature):
+            raise BadToken(
+                "link token signature does not match: it was altered, made up, or comes "
+                "from another workspace"
+            )
+        try:
+            payload = json.loads(_b64decode(body).decode("utf-8"))
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise BadToken("malformed link token payload") from None
+        if not isinstance(payload, dict) or "p" not in payload:
+            raise BadToken("malformed link token payload")
+        if payload["p"] != purpose.value:
+            raise BadToken(
+                f"this token was made for another kind of link ({payload['p']!r}), "
+                f"not for the {purpose.name.lower()} link"
+            )
+        expires = payload.get("e")
+        if expires is not None and now.timestamp() >= expires:
+            when = datetime.fromtimestamp(expires, UTC).isoformat()
+            raise BadToken(f"this link expired on {when}")
+        return payload
+
+    def url(self, purpose: Purpose, token: str) -> str:
+        return f"{self.base}/{purpose.value}/{token}"
+
+    # -- builders ---------------------------------------------------------------------
+
+    def open_url(self, message_id: str) -> str:
+        """The open pixel's address for one message."""
+        return self.url(Purpose.OPEN, self.sign(Purpose.OPEN, {"m": message_id}))
+
+    def click_url(self, message_id: str, target: str) -> str:
+        """A tracked link that redirects to ``target``, and only there."""
+        if not target.lower().startswith(("http://", "https://")):
+            raise ValueError(f"only http(s) links are tracked, not {target!r}")
+        return self.url(Purpose.CLICK, self.sign(Purpose.CLICK, {"m": message_id, "u": target}))
+
+    def unsubscribe_token(self, contact_id: int, channel: Channel) -> str:
+        """An unsubscribe token for one contact and channel; it never expires."""
+        return self.sign(Purpose.UNSUBSCRIBE, {"c": contact_id, "ch": channel.value})
+
+    def unsubscribe_url(self, contact_id: int, channel: Channel) -> str:
+        """The one-click unsubscribe link (List-Unsubscribe and the footer)."""
+        return self.url(Purpose.UNSUBSCRIBE, self.unsubscribe_token(contact_id, channel))
+
+    def preferences_url(self, contact_id: int, *, expires_at: datetime | None = None) -> str:
+        return self.url(
+            Purpose.PREFERENCES,
+            self.sign(Purpose.PREFERENCES, {"c": contact_id}, expires_at=expires_at),
+        )
+
+    def survey_url(
+        self,
+        contact_id: int,
+        survey: str,
+        *,
+        message_id: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> str:
+        data: dict[str, Any] = {"c": contact_id, "s": survey}
+        if message_id is not None:
+            data["m"] = message_id
+        return self.url(Purpose.SURVEY, self.sign(Purpose.SURVEY, data, expires_at=expires_at))
+
+    # -- verifiers --------------------------------------------------------------------
+
+    def verify_open(self, token: str, *, now: datetime) -> OpenToken:
+        payload = self.verify(token, Purpose.OPEN, now=now)
+        return OpenToken(message_id=_text(payload, "m"))
+
+    def verify_click(self, token: str, *, now: datetime) -> ClickToken:
+        payload = self.verify(token, Purpose.CLICK, now=now)
+        return ClickToken(message_id=_text(payload, "m"), url=_text(payload, "u"))
+
+    def verify_unsubscribe(self, token: str, *, now: datetime) -> UnsubscribeToken:
+        payload = self.verify(token, Purpose.UNSUBSCRIBE, now=now)
+        try:
+            channel = Channel(payload.get("ch"))
+        except ValueError:
+            raise BadToken("malformed link token payload") from None
+        return UnsubscribeToken(contact_id=_number(payload, "c"), channel=channel)
+
+    def verify_preferences(self, token: str, *, now: datetime) -> PreferencesToken:
+        payload = self.verify(token, Purpose.PREFERENCES, now=now)
+        return PreferencesToken(contact_id=_number(payload, "c"))
+
+    def verify_survey(self, token: str, *, now: datetime) -> SurveyToken:
+        payload = self.verify(token, Purpose.SURVEY, now=now)
+        message_id = payload.get("m")
+        return SurveyToken(
+            contact_id=_number(payload, "c"),
+            survey=_text(payload, "s"),
+            message_id=message_id if isinstance(message_id, str) else None,
+        )
+
+    # -- rewriting bodies -------------------------------------------------------------
+
+    def _tracked(self, url: str, message_id: str) -> str:
+        """The click link for ``url``, or ``url`` itself when it is not to be tracked:
+        mailto:, tel:, sms:, anchors and relative links, and the workspace's own pages
+        (unsubscribe, preferences, survey), which carry their own tokens."""
+        if not url.lower().startswith(("http://", "https://")):
+            return url
+        if url == self.base or url.startswith(self.base + "/"):
+            return url
+        return self.click_url(message_id, url)
+
+    def track_html(self, body: str, message_id: str, *, pixel: bool = True) -> str:
+        """Rewrite the ``href`` of every ``<a>`` into a click link and, with ``pixel``,
+        add the open pixel before ``</body>`` (or at the end)."""
+
+        def rewrite_href(match: re.Match[str]) -> str:
+            raw = next(group for group in match.groups()[1:] if group is not None)
+            url = html.unescape(raw).strip()
+            tracked = self._tracked(url, message_id)
+            if tracked == url:
+                return match.group(0)
+            return f'{match.group(1)}"{html.escape(tracked, quote=True)}"'
+
+        def rewrite_tag(match: re.Match[str]) -> str:
+            return _HREF.sub(rewrite_href, match.group(0), count=1)
+
+        tracked = _ANCHOR_TAG.sub(rewrite_tag, body)
+        if not pixel:
+            return tracked
+        image = (
+            f'<img src="{html.escape(self.open_url(message_id), quote=True)}" width="1" '
+            'height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+        )
+        ends = list(_BODY_END.finditer(tracked))
+        if not ends:
+            return tracked + image
+        at = ends[-1].start()
+        return tracked[:at] + image + tracked[at:]
+
+    def track_text(self, body: str, message_id: str) -> str:
+        """Rewrite every absolute http(s) link of a text body (email text part or SMS)
+        into a click link; punctuation that ends the sentence stays outside the link."""
+
+        def rewrite(match: re.Match[str]) -> str:
+            url = match.group(0)
+            stripped = url.rstrip(_TRAILING)
+            return self._tracked(stripped, message_id) + url[len(stripped) :]
+
+        return _TEXT_URL.sub(rewrite, body)
+
+
+def _text(payload: dict[str, Any], key: str) -> str:
+    value = payload.get(key)
+    if not isinstance(value, str):
+        raise BadToken("malformed link token payload")
+    return value
+
+
+def _number(payload: dict[str, Any], key: str) -> int:
+    value = payload.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadToken("malformed link token payload")
+    return value

@@ -1,0 +1,118 @@
+"""Queries on contacts and events: the write path of the importers, and look-ups by
+address. Everything goes through SQLAlchemy Core with bound parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from winback.store.schema import contacts, events
+
+_CHUNK = 500  # addresses per IN (...) list: well under SQLite's variable limit
+
+
+def contact_keys(connection: Connection) -> tuple[dict[str, int], dict[str, int]]:
+    """Every contact's id by email and by phone: the events importer resolves millions of
+    rows against these two dictionaries instead of one query per row."""
+    by_email: dict[str, int] = {}
+    by_phone: dict[str, int] = {}
+    rows = connection.execute(select(contacts.c.id, contacts.c.email, contacts.c.phone))
+    for contact_id, email, phone in rows:
+        if email:
+            by_email[email] = contact_id
+        if phone:
+            by_phone[phone] = contact_id
+    return by_email, by_phone
+
+
+def contacts_by_address(
+    connection: Connection, emails: Iterable[str], phones: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The stored contacts that have one of these emails or phones."""
+    emails, phones = sorted(set(emails)), sorted(set(phones))
+    found: dict[int, dict[str, Any]] = {}
+    for column, values in ((contacts.c.email, emails), (contacts.c.phone, phones)):
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            for row in connection.execute(select(contacts).where(column.in_(chunk))).mappings():
+                found[row["id"]] = dict(row)
+    return list(found.values())
+
+
+def find_contact(connection: Connection, address: str) -> dict[str, Any] | None:
+    """One contact by normalised email or E.164 phone."""
+    row = (
+        connection.execute(
+            select(contacts).where(or_(contacts.c.email == address, contacts.c.phone == address))
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def insert_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        connection.execute(contacts.insert(), list(rows))
+
+
+def update_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rewrite the given columns of existing contacts (each row has ``id`` and the same
+    set of columns)."""
+    if not rows:
+        return
+    columns = [name for name in rows[0] if name != "id"]
+    statement = (
+        update(contacts)
+        .where(contacts.c.id == bindparam("_id"))
+        .values({name: bindparam(name) for name in columns})
+    )
+    connection.execute(statement, [{**row, "_id": row["id"]} for row in rows])
+
+
+def insert_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert events, skipping those already stored (same ``dedup_key``); returns how
+    many were new."""
+    if not rows:
+        return 0
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(events).on_conflict_do_nothing(index_elements=["dedup_key"])
+    result = connection.execute(statement, list(rows))
+    return int(result.rowcount)
+
+
+def set_channel_status(
+    connection: Connection, changes: Sequence[dict[str, Any]], channel: str
+) -> None:
+    """Record refusals (``status``, ``at``) for contacts on one channel."""
+    if not changes:
+        return
+    status = contacts.c[f"{channel}_status"]
+    statement = (
+        update(contacts)
+        .where(contacts.c.id == bindparam("_id"))
+        .values({status.name: bindparam("status"), f"{channel}_status_at": bindparam("at")})
+    )
+    connection.execute(statement, [{**change, "_id": change["id"]} for change in changes])
+
+
+def count_contacts(connection: Connection) -> int:
+    return int(connection.execute(select(func.count()).select_from(contacts)).scalar_one())
+
+
+def count_events(connection: Connection) -> int:
+    return int(connection.execute(select(func.count()).select_from(events)).scalar_one())
+
+
+def contact_events(connection: Connection, contact_id: int, limit: int) -> list[dict[str, Any]]:
+    """A contact's latest events, newest first."""
+    query = (
+        select(events)
+        .where(events.c.contact_id == contact_id)
+        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(row) for row in connection.execute(query).mappings()]
