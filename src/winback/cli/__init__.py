@@ -9,8 +9,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from winback.cli import contacts, imports, workspace
-from winback.cli.common import err_console
+from winback.cli import contacts, imports, journeys, workspace
+from winback.cli.common import close_workspaces, err_console
 from winback.errors import WinbackError
 
 
@@ -24,6 +24,8 @@ class WinbackGroup(TyperGroup):
         except WinbackError as exc:
             err_console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from exc
+        finally:
+            close_workspaces()
 
 
 app = typer.Typer(
@@ -38,6 +40,7 @@ app = typer.Typer(
 workspace.register(app)
 app.add_typer(imports.app, name="import")
 app.add_typer(contacts.app, name="contact")
+journeys.register(app)
 
 
 def main() -> None:

@@ -38,8 +38,20 @@ NowOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead.")]
 
 
-def open_workspace(path: Path | None) -> Workspace:
-    return Workspace.open(path)
+_opened: list[Workspace] = []
+
+
+def open_workspace(path: Path | None, *, check: bool = True) -> Workspace:
+    """Open the workspace of a command; :func:`close_workspaces` closes it after."""
+    workspace = Workspace.open(path, check=check)
+    _opened.append(workspace)
+    return workspace
+
+
+def close_workspaces() -> None:
+    """Release the database connections of the workspaces the command opened."""
+    while _opened:
+        _opened.pop().close()
 
 
 def now_option(text: str | None, workspace: Workspace) -> datetime:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from winback.cli.common import WorkspaceOption, console
+from winback.cli.common import WorkspaceOption, console, open_workspace
 from winback.config import Profile
 from winback.store import migrate as migrate_store
 from winback.workspace import Workspace
@@ -22,6 +22,7 @@ def init(
 ) -> None:
     """Create a workspace: a commented winback.toml for the profile, and the database."""
     workspace = Workspace.init(directory, profile, force=force)
+    workspace.close()
     console.print(
         f"Workspace ready in [bold]{directory}[/] (profile {profile}, database "
         f"{workspace.engine.url.render_as_string(hide_password=True)})."
@@ -31,7 +32,7 @@ def init(
 
 def migrate(workspace: WorkspaceOption = None) -> None:
     """Bring the workspace database to the newest schema."""
-    ws = Workspace.open(workspace, check=False)
+    ws = open_workspace(workspace, check=False)
     migrate_store(ws.engine)
     console.print("Database schema is up to date.")
 

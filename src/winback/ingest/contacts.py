@@ -337,9 +337,12 @@ def import_contacts(
     a re-run of the same file changes nothing, so an interrupted import is simply run
     again."""
     source = open_source(path)
-    columns = map_columns(source.header, CONTACT_ALIASES, mapping or {}, source=str(path))
-    require(columns, [("email", "phone")], source=str(path))
-    report = ImportReport(file=str(path), kind="contacts")
-    quarantine = Quarantine(workspace.quarantine_dir, source, now)
-    batch = ContactBatch(workspace, columns, now, status, path.name)
-    return run(source, batch, report, quarantine, progress)
+    try:
+        columns = map_columns(source.header, CONTACT_ALIASES, mapping or {}, source=str(path))
+        require(columns, [("email", "phone")], source=str(path))
+        report = ImportReport(file=str(path), kind="contacts")
+        quarantine = Quarantine(workspace.quarantine_dir, source, now)
+        batch = ContactBatch(workspace, columns, now, status, path.name)
+        return run(source, batch, report, quarantine, progress)
+    finally:
+        source.close()

@@ -48,6 +48,7 @@ class Source:
     rows: Iterator[Row]
     size: int
     position: Callable[[], int]
+    close: Callable[[], None]
     encoding: str | None = None
     delimiter: str | None = None
     # Expected type per column for Parquet (arrow type name), None for text formats.
@@ -144,11 +145,12 @@ def _open_csv(path: Path, size: int, head: bytes) -> Source:
     text = io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding=encoding, newline="")
     reader = csv.reader(text, delimiter=delimiter, strict=False)
     try:
-        header = next(reader)
+        header = [name.strip() for name in next(reader)]
     except StopIteration:
+        text.close()
         raise InputFileError(f"{path}: the file is empty (no header line)") from None
-    header = [name.strip() for name in header]
     if not any(header):
+        text.close()
         raise InputFileError(f"{path}: the first line is empty; it must name the columns")
 
     def rows() -> Iterator[Row]:
@@ -160,8 +162,6 @@ def _open_csv(path: Path, size: int, head: bytes) -> Source:
                 start = reader.line_num + 1
         except csv.Error as exc:
             raise InputFileError(f"{path}, line {reader.line_num}: unreadable CSV: {exc}") from None
-        finally:
-            text.close()
 
     return Source(
         path=path,
@@ -170,6 +170,7 @@ def _open_csv(path: Path, size: int, head: bytes) -> Source:
         rows=rows(),
         size=size,
         position=lambda: raw.count,
+        close=text.close,
         encoding=encoding,
         delimiter=delimiter,
     )
@@ -196,21 +197,22 @@ def _open_jsonl(path: Path, size: int) -> Source:
     text = io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding=encoding)
 
     def rows() -> Iterator[Row]:
-        with text:
-            for number, line in enumerate(text, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield number, [_Unreadable(f"not valid JSON: {exc.msg}")]
-                    continue
-                if not isinstance(record, dict):
-                    yield number, [_Unreadable("not a JSON object")]
-                    continue
-                yield number, [record.get(name) for name in header]
+        for number, line in enumerate(text, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, [_Unreadable(f"not valid JSON: {exc.msg}")]
+                continue
+            if not isinstance(record, dict):
+                yield number, [_Unreadable("not a JSON object")]
+                continue
+            yield number, [record.get(name) for name in header]
 
-    return Source(path, "jsonl", header, rows(), size, lambda: raw.count, encoding=encoding)
+    return Source(
+        path, "jsonl", header, rows(), size, lambda: raw.count, text.close, encoding=encoding
+    )
 
 
 class _Unreadable(str):
@@ -245,5 +247,12 @@ def _open_parquet(path: Path, size: int) -> Source:
 
     total = max(parquet.metadata.num_rows, 1)
     return Source(
-        path, "parquet", header, rows(), size, lambda: done[0] * size // total, types=types
+        path,
+        "parquet",
+        header,
+        rows(),
+        size,
+        lambda: done[0] * size // total,
+        parquet.close,
+        types=types,
     )

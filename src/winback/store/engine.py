@@ -54,6 +54,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # 128 MB of page cache: the events indexes are large and inserted into at random.
+    cursor.execute("PRAGMA cache_size=-131072")
     cursor.close()
 
 

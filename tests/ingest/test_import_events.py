@@ -1,0 +1,156 @@
+"""Importing events: every row stored once, or quarantined with a reason."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select
+
+from winback.clock import utcnow
+from winback.errors import InputFileError
+from winback.ingest import import_contacts, import_events
+from winback.store.schema import contacts, events
+from winback.workspace import Workspace
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def base(workspace: Workspace, tmp_path: Path) -> Workspace:
+    path = tmp_path / "contacts.csv"
+    path.write_text("email,phone\nann@example.com,0612345678\nbob@example.com,\n")
+    import_contacts(workspace, path, now=NOW)
+    return workspace
+
+
+def stored(workspace: Workspace) -> list[dict]:
+    with workspace.engine.connect() as connection:
+        rows = connection.execute(
+            select(events, contacts.c.email).join(contacts).order_by(events.c.occurred_at)
+        )
+        return [dict(row) for row in rows.mappings()]
+
+
+def test_events_in_the_forms_files_use(base: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "Email;Event;Date;Montant;Canal;machine_open\n"
+        "ANN@example.com ;Achat;05/01/2024 14:30;1 234,50 €;magasin;\n"
+        "ann@example.com;opened;2024-01-06T10:00:00+01:00;;;true\n"
+        "bob@example.com;click;1704537600;;Email;\n"
+    )
+    report = import_events(base, path, now=NOW)
+    assert (report.imported, report.rejected) == (3, 0), report.by_reason
+    rows = stored(base)
+    purchase, machine_open, click = rows
+    assert (purchase["type"], purchase["channel"], purchase["amount"]) == ("purchase", "store", 1234.5)
+    assert purchase["occurred_at"] == datetime(2024, 1, 5, 14, 30)
+    assert (machine_open["occurred_at"], machine_open["machine_open"]) == (
+        datetime(2024, 1, 6, 9, 0),
+        True,
+    )
+    assert (click["email"], click["occurred_at"]) == ("bob@example.com", datetime(2024, 1, 6, 10, 40))
+
+
+def test_events_by_phone(base: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "sms.csv"
+    path.write_text("mobile,type,timestamp\n06 12 34 56 78,reply,2024-02-01 09:00\n")
+    report = import_events(base, path, now=NOW)
+    assert report.imported == 1
+    assert stored(base)[0]["channel"] == "sms"
+
+
+def test_bad_rows_are_quarantined_and_counts_add_up(base: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "email,type,timestamp,amount\n"
+        "ann@example.com,purchase,2024-01-01,10\n"
+        "ann@example.com,teleport,2024-01-01,\n"
+        "zed@example.com,click,2024-01-01,\n"
+        "ann@example.com,click,yesterday,\n"
+        "ann@example.com,click,2030-01-01,\n"
+        "ann@example.com,purchase,2024-01-02,-5\n"
+        "ann@example.com,purchase,2024-01-03,abc\n"
+    )
+    report = import_events(base, path, now=NOW)
+    assert (report.read, report.imported, report.merged, report.rejected) == (7, 1, 0, 6)
+    assert report.by_reason == {
+        "unknown event type": 1,
+        "unknown contact": 1,
+        "unparseable date": 1,
+        "date in the future": 1,
+        "negative amount": 1,
+        "unparseable amount": 1,
+    }
+    with open(report.quarantine, encoding="utf-8") as stream:
+        quarantine = list(csv.DictReader(stream))
+    assert [row["line"] for row in quarantine] == ["3", "4", "5", "6", "7", "8"]
+    assert quarantine[1]["reason"] == "unknown contact 'zed@example.com': import the contact first"
+
+
+def test_importing_the_same_file_twice_adds_nothing(base: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "email,type,timestamp,amount,campaign\n"
+        "ann@example.com,purchase,2024-01-01T10:00:00Z,10.5,\n"
+        "ann@example.com,open,2024-01-01T10:00:00Z,,spring\n"
+        "ann@example.com,open,2024-01-01T10:00:00Z,,spring\n"
+    )
+    first = import_events(base, path, now=NOW)
+    second = import_events(base, path, now=NOW)
+    assert (first.imported, first.merged) == (2, 1)
+    assert (second.imported, second.merged) == (0, 3)
+    assert len(stored(base)) == 2
+
+
+def test_refusal_events_change_the_channel_status(base: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "esp.csv"
+    path.write_text(
+        "email,type,timestamp,channel\n"
+        "ann@example.com,hard_bounce,2024-03-01,email\n"
+        "bob@example.com,spam,2024-03-02,email\n"
+    )
+    import_events(base, path, now=NOW)
+    with base.engine.connect() as connection:
+        statuses = dict(connection.execute(select(contacts.c.email, contacts.c.email_status)).all())
+    assert statuses == {"ann@example.com": "bounced", "bob@example.com": "complained"}
+
+
+def test_missing_columns_name_what_is_missing(base: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("email,when\nann@example.com,2024-01-01\n")
+    with pytest.raises(InputFileError, match=r"no type column \(columns found: 'email', 'when'\)"):
+        import_events(base, path, now=NOW)
+
+
+def test_parquet_events_and_wrong_types(base: Workspace, tmp_path: Path) -> None:
+    good = tmp_path / "events.parquet"
+    table = pa.table(
+        {
+            "email": ["ann@example.com", "bob@example.com", "nobody@example.com"],
+            "event_type": ["purchase", "visit", "visit"],
+            "occurred_at": pa.array(
+                [datetime(2024, 1, 1, 10), datetime(2024, 1, 2), datetime(2024, 1, 3)],
+                pa.timestamp("us"),
+            ),
+            "amount": [19.9, None, None],
+        }
+    )
+    pq.write_table(table, good)
+    report = import_events(base, good, now=NOW)
+    assert (report.imported, report.rejected) == (2, 1)
+    wrong = tmp_path / "wrong.parquet"
+    pq.write_table(table.set_column(2, "occurred_at", pa.array([True, False, True])), wrong)
+    with pytest.raises(InputFileError, match=r"column 'occurred_at' .* has Parquet type bool"):
+        import_events(base, wrong, now=NOW)
+
+
+def test_real_clock_default(base: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text(f"email,type,timestamp\nann@example.com,visit,{utcnow().date().isoformat()}\n")
+    assert import_events(base, path, now=utcnow()).imported == 1
