@@ -98,8 +98,8 @@ def _contacts(rng: np.random.Generator, n: int, created: np.ndarray, apple: np.n
     emails = np.char.add(np.char.add(np.char.add(np.char.lower(_ascii(first)), "."), ids.astype(str)), "@")
     emails = np.char.add(emails, domain).astype(object)
     # A few addresses are broken, as in every real export.
-    broken = rng.random(n) < 0.002
-    emails[broken] = np.char.replace(emails[broken].astype(str), "@", " at ")
+    for index in np.flatnonzero(rng.random(n) < 0.002):
+        emails[index] = emails[index].replace("@", " at ")
     has_phone = rng.random(n) < 0.6
     phones = np.where(has_phone, np.char.add("+336", (10_000_000 + ids).astype(str)), "")
     country = COUNTRIES[rng.choice(len(COUNTRIES), n, p=COUNTRY_WEIGHTS)]
@@ -208,3 +208,10 @@ def demo_now() -> datetime:
     """The demo's 'today': the real date at midnight UTC."""
     today = datetime.now(UTC).date()
     return datetime(today.year, today.month, today.day, tzinfo=UTC)
+
+
+def first_address(contacts_file: Path) -> str:
+    """An address from the generated contacts, for the demo's closing hint."""
+    with contacts_file.open(encoding="utf-8") as stream:
+        stream.readline()
+        return stream.readline().split(",")[0].strip('"')

@@ -57,7 +57,7 @@ def _mapping(pairs: list[str] | None) -> dict[str, str]:
 
 
 @contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[int, int, int], None] | None]:
+def import_progress(enabled: bool) -> Iterator[Callable[[int, int, int], None] | None]:
     if not enabled:
         yield None
         return
@@ -80,7 +80,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int, int], None] | None]
         yield update
 
 
-def _summary(report: ImportReport) -> None:
+def print_import_summary(report: ImportReport) -> None:
     table = Table(title=f"Import of {report.kind} from {report.file}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
@@ -113,12 +113,12 @@ def contacts(
 ) -> None:
     """Import contacts: de-duplicated on the email (or phone), merged with what is stored."""
     ws = open_workspace(workspace)
-    with _progress(not json) as progress:
+    with import_progress(not json) as progress:
         report = import_contacts(
             ws, file, now=now_option(now, ws), mapping=_mapping(mapping), status=status,
             progress=progress,
         )
-    print_json(report.as_dict()) if json else _summary(report)
+    print_json(report.as_dict()) if json else print_import_summary(report)
 
 
 @app.command("events")
@@ -131,8 +131,8 @@ def events(
 ) -> None:
     """Import events (opens, clicks, purchases, visits...) for known contacts."""
     ws = open_workspace(workspace)
-    with _progress(not json) as progress:
+    with import_progress(not json) as progress:
         report = import_events(
             ws, file, now=now_option(now, ws), mapping=_mapping(mapping), progress=progress
         )
-    print_json(report.as_dict()) if json else _summary(report)
+    print_json(report.as_dict()) if json else print_import_summary(report)

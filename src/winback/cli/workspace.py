@@ -8,7 +8,11 @@ from typing import Annotated
 import typer
 
 from winback.cli.common import WorkspaceOption, console, open_workspace
+from winback.cli.imports import import_progress, print_import_summary
 from winback.config import Profile
+from winback.demo import demo_now, first_address
+from winback.demo import generate as generate_demo
+from winback.ingest import import_contacts, import_events
 from winback.store import migrate as migrate_store
 from winback.workspace import Workspace
 
@@ -37,6 +41,37 @@ def migrate(workspace: WorkspaceOption = None) -> None:
     console.print("Database schema is up to date.")
 
 
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Folder of the demo workspace.")] = Path(
+        "demo-workspace"
+    ),
+    contacts: Annotated[int, typer.Option(help="How many synthetic contacts.")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic base.")] = 7,
+) -> None:
+    """Generate a realistic synthetic base (three years of activity), create a workspace
+    with it, import it and print a summary."""
+    with console.status("Generating the synthetic base..."):
+        files = generate_demo(directory / "data", contacts=contacts, now=demo_now(), seed=seed)
+    console.print(
+        f"Generated {files.contact_rows:,} contacts and {files.event_rows:,} events in "
+        f"{directory / 'data'}"
+    )
+    workspace = Workspace.init(directory, "ecommerce", force=True)
+    workspace.close()
+    ws = open_workspace(directory)
+    for kind, path, importer in (
+        ("contacts", files.contacts, import_contacts),
+        ("events", files.events, import_events),
+    ):
+        with import_progress(True) as progress:
+            report = importer(ws, path, now=demo_now(), progress=progress)
+        print_import_summary(report)
+    console.print(
+        f"Try: winback contact show {first_address(files.contacts)} -w {directory}"
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command()(init)
     app.command()(migrate)
+    app.command()(demo)

@@ -341,7 +341,7 @@ def import_contacts(
         columns = map_columns(source.header, CONTACT_ALIASES, mapping or {}, source=str(path))
         require(columns, [("email", "phone")], source=str(path))
         report = ImportReport(file=str(path), kind="contacts")
-        quarantine = Quarantine(workspace.quarantine_dir, source, now)
+        quarantine = Quarantine(workspace.quarantine_dir, source)
         batch = ContactBatch(workspace, columns, now, status, path.name)
         return run(source, batch, report, quarantine, progress)
     finally:

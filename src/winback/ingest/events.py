@@ -223,7 +223,7 @@ def import_events(
         require(columns, [("email", "phone"), ("type",), ("occurred_at",)], source=str(path))
         check_parquet_types(source, columns)
         report = ImportReport(file=str(path), kind="events")
-        quarantine = Quarantine(workspace.quarantine_dir, source, now)
+        quarantine = Quarantine(workspace.quarantine_dir, source)
         batch = EventBatch(workspace, columns, now, path.name)
         return run(source, batch, report, quarantine, progress)
     finally:

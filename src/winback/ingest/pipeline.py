@@ -9,11 +9,11 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
 from typing import Any, Protocol, TextIO
 
+from winback.clock import utcnow
 from winback.ingest.reader import Source, unreadable_reason
 from winback.ingest.values import MAX_FIELD_LENGTH
 
@@ -71,8 +71,10 @@ class Quarantine:
     line number, the reason and the original values. The file is created on the first
     reject only, so a clean import leaves nothing behind."""
 
-    def __init__(self, folder: Path, source: Source, started: datetime) -> None:
-        stamp = started.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    def __init__(self, folder: Path, source: Source) -> None:
+        # Named by the real clock, not the import's ``now``: two runs with the same
+        # ``--now`` must not overwrite each other's rejects.
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
         self.path = folder / f"{source.path.name}.{stamp}.csv"
         self.header = source.header
         self._stream: TextIO | None = None

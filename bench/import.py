@@ -1,0 +1,99 @@
+"""Import benchmark: generate a synthetic base and import it from CSV and from Parquet
+into a fresh SQLite workspace, printing rows per second and peak memory.
+
+    python bench/import.py                       # 1,000,000 contacts, 20,000,000 events
+    python bench/import.py --contacts 100000 --events 2000000
+
+Each import runs in its own process so that its peak memory (max RSS) is its own.
+Targets (issue 2, 2-core machine): CSV >= 200,000 rows/s, Parquet >= 1,000,000 rows/s,
+peak memory < 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from winback.demo import generate
+
+OUT = Path(__file__).parent / "out" / "import"
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+_CHILD = """
+import json, resource, sys
+from pathlib import Path
+from datetime import datetime, UTC
+from winback.workspace import Workspace
+from winback.ingest import import_contacts, import_events
+ws = Workspace.open(Path(sys.argv[1]))
+now = datetime(2026, 11, 1, tzinfo=UTC)
+importer = import_contacts if sys.argv[2] == "contacts" else import_events
+report = importer(ws, Path(sys.argv[3]), now=now)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({**report.as_dict(), "peak_bytes": peak}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=20_000_000)
+    args = parser.parse_args()
+    console = Console()
+    data = OUT / "data"
+    with console.status("generating the base"):
+        started = time.perf_counter()
+        files = generate(data, contacts=args.contacts, now=NOW, formats=("parquet",))
+        _cut_events(files.events, args.events, data)
+    console.print(f"generated in {time.perf_counter() - started:.0f} s")
+    table = Table("file", "rows", "seconds", "rows/s", "peak memory")
+    for fmt in ("csv", "parquet"):
+        workspace = OUT / f"ws-{fmt}"
+        shutil.rmtree(workspace, ignore_errors=True)
+        subprocess.run(
+            [sys.executable, "-m", "winback", "init", str(workspace)], check=True, capture_output=True
+        )
+        for kind in ("contacts", "events"):
+            path = data / f"{kind}.{fmt}"
+            with console.status(f"importing {path.name}"):
+                result = subprocess.run(
+                    [sys.executable, "-c", _CHILD, str(workspace), kind, str(path)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+            report = json.loads(result.stdout.strip().splitlines()[-1])
+            table.add_row(
+                path.name,
+                f"{report['read']:,}",
+                f"{report['seconds']:.1f}",
+                f"{report['rows_per_second']:,}",
+                f"{report['peak_bytes'] / 2**20:,.0f} MB",
+            )
+            console.print(f"{path.name}: {report['rows_per_second']:,} rows/s")
+    console.print(table)
+
+
+def _cut_events(path: Path, events: int, folder: Path) -> None:
+    """Keep the first ``events`` rows, and write the CSV twins of both files."""
+    table = pq.read_table(path)
+    if table.num_rows > events:
+        table = table.slice(0, events)
+        pq.write_table(table, path, compression="zstd")
+    pacsv.write_csv(table, folder / "events.csv")
+    pacsv.write_csv(pq.read_table(folder / "contacts.parquet"), folder / "contacts.csv")
+
+
+if __name__ == "__main__":
+    main()
