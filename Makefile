@@ -20,6 +20,8 @@ install: $(BIN)/winback
 demo: install
 	rm -rf $(DEMO_DIR)
 	$(BIN)/winback demo $(DEMO_DIR) --contacts $(DEMO_CONTACTS)
+	$(BIN)/winback score -w $(DEMO_DIR)
+	$(BIN)/winback status -w $(DEMO_DIR)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -29,6 +31,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/import.py
+	$(BIN)/python bench/score.py
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -62,7 +62,9 @@ def main() -> None:
         workspace = OUT / f"ws-{fmt}"
         shutil.rmtree(workspace, ignore_errors=True)
         subprocess.run(
-            [sys.executable, "-m", "winback", "init", str(workspace)], check=True, capture_output=True
+            [sys.executable, "-m", "winback", "init", str(workspace)],
+            check=True,
+            capture_output=True,
         )
         for kind in ("contacts", "events"):
             path = data / f"{kind}.{fmt}"

@@ -175,6 +175,20 @@ class SmsSection(Section):
     api_token: str | None = None
     rate_per_second: float = Field(10, gt=0)
 
+    @field_validator("sender")
+    @classmethod
+    def _sender_name(cls, value: str) -> str:
+        # Alphanumeric sender IDs: 3 to 11 ASCII letters or digits, not all digits (an
+        # all-digit sender reads as a phone number), as French operators accept them.
+        if not (3 <= len(value) <= 11 and value.isascii() and value.isalnum()):
+            raise ValueError(
+                f"{value!r} is not a sender name: use 3 to 11 letters or digits, "
+                "without spaces or accents"
+            )
+        if value.isdigit():
+            raise ValueError(f"{value!r} is not a sender name: it needs at least one letter")
+        return value
+
 
 class FrequencySection(Section):
     max_per_week: int = Field(3, ge=1)
@@ -205,6 +219,19 @@ class ModelsSection(Section):
     monthly_discount_rate: float = Field(0.01, ge=0, lt=1)
 
 
+class SimulateSection(Section):
+    """Reaction rates ``winback simulate`` plays a journey against, per message sent
+    (purchases per step wait), until fitted models give each contact their own."""
+
+    email_open_rate: float = Field(0.20, ge=0, le=1)
+    email_click_rate: float = Field(0.02, ge=0, le=1)
+    sms_click_rate: float = Field(0.03, ge=0, le=1)
+    sms_reply_rate: float = Field(0.005, ge=0, le=1)
+    purchase_rate: float = Field(0.01, ge=0, le=1)
+    unsubscribe_rate: float = Field(0.003, ge=0, le=1)
+    offer_boost: float = Field(1.5, ge=0)
+
+
 class Config(Section):
     """The whole workspace file. Every section is optional and has working defaults."""
 
@@ -220,6 +247,7 @@ class Config(Section):
     retention: RetentionSection = RetentionSection()
     quiet_hours: QuietHoursSection = QuietHoursSection()
     models: ModelsSection = ModelsSection()
+    simulate: SimulateSection = SimulateSection()
 
     @property
     def default_consent(self) -> ChannelStatus:
@@ -317,6 +345,7 @@ host = "127.0.0.1"          # WINBACK_SMTP_URL=smtp://user:pass@host:port overri
 port = 25
 tls = "none"                # none | starttls | tls
 from = "{name} <news@example.com>"
+# unsubscribe_mailto = "unsubscribe@example.com"   # adds a mailto: to List-Unsubscribe
 rate_per_second = 50
 
 [sms]
@@ -348,4 +377,14 @@ kind = "bgnbd"              # bgnbd | pareto
 time_unit = "weeks"         # days | weeks
 horizon_months = 12
 monthly_discount_rate = 0.01
+
+[simulate]
+# What `winback simulate` assumes a message brings, until fitted models say better.
+email_open_rate = 0.20      # human opens per email
+email_click_rate = 0.02     # clicks per email
+sms_click_rate = 0.03       # clicks per SMS
+sms_reply_rate = 0.005      # replies per SMS
+purchase_rate = 0.01        # purchases during one step's wait, without a click
+unsubscribe_rate = 0.003    # unsubscribes per message
+offer_boost = 1.5           # clicks and purchases are this much likelier with an offer
 """

@@ -230,7 +230,7 @@ class Links:
     def verify_unsubscribe(self, token: str, *, now: datetime) -> UnsubscribeToken:
         payload = self.verify(token, Purpose.UNSUBSCRIBE, now=now)
         try:
-            channel = Channel(payload.get("ch"))
+            channel = Channel(_text(payload, "ch"))
         except ValueError:
             raise BadToken("malformed link token payload") from None
         return UnsubscribeToken(contact_id=_number(payload, "c"), channel=channel)

@@ -37,14 +37,17 @@ class RateLimiter:
 
     def acquire(self) -> None:
         """Wait until one more message may go, then take its token."""
-        while True:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            self._sleep((1 - self._tokens) / self.rate)
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        if self._tokens < 1:
+            # Sleep exactly until the token is due and count it as earned, instead of
+            # reading the clock again: a loop on float remainders could spin forever.
+            wait = (1 - self._tokens) / self.rate
+            self._sleep(wait)
+            self._updated = now + wait
+            self._tokens = 1
+        self._tokens -= 1
 
 
 @dataclass

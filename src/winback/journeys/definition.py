@@ -20,6 +20,7 @@ message to thousands of people.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -32,8 +33,9 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    field_validator,
+    model_validator,
 )
-from pydantic import field_validator, model_validator
 
 from winback.domain import INTERACTIONS, EventType, Stage
 from winback.durations import format_duration, parse_duration
@@ -41,7 +43,9 @@ from winback.errors import WinbackError
 
 StepChannel = Literal["email", "sms", "best"]
 # What a contact did with the last step's message; a step's ``on`` maps one to a step id.
-Reaction = Literal["clicked", "opened", "opened_not_clicked", "not_opened", "replied", "no_reaction"]
+Reaction = Literal[
+    "clicked", "opened", "opened_not_clicked", "not_opened", "replied", "no_reaction"
+]
 REACTIONS: tuple[str, ...] = Reaction.__args__  # type: ignore[attr-defined]
 # The event each reaction needs: a branch on it is dead when that event ends the journey.
 _REACTION_EVENT = {"clicked": "click", "opened": "open", "replied": "reply"}
@@ -159,7 +163,10 @@ def _semantic_errors(journey: Journey) -> list[tuple[tuple[Any, ...], str]]:
     for number, step in enumerate(journey.steps):
         if step.id in seen:
             problems.append(
-                (("steps", number, "id"), f"step id {step.id!r} is used twice (also step {seen[step.id] + 1})")
+                (
+                    ("steps", number, "id"),
+                    f"step id {step.id!r} is used twice (also step {seen[step.id] + 1})",
+                )
             )
         seen.setdefault(step.id, number)
     for number, step in enumerate(journey.steps):
@@ -178,6 +185,20 @@ def _semantic_errors(journey: Journey) -> list[tuple[tuple[Any, ...], str]]:
                     (where, f"never taken: a {event} is in exit_on and ends the journey first")
                 )
     return problems
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 reads the key ``on:`` (and yes, no,
+    off) as a boolean, which would turn every step's branches into ``True:``."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def journey_from_data(data: Any) -> Journey:
@@ -199,8 +220,8 @@ def parse_journey(text: str, source: str, check_template: TemplateCheck | None =
     the step's template is usable, else what is wrong. Every problem is reported at once, each as
     ``file:line: key: what is wrong``."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
@@ -259,14 +280,17 @@ def _line(node: Any, loc: Sequence[Any]) -> int:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if key.value == str(part):
-                    # A scalar is reported at its key; a collection at its first line.
+                    # Reported at the key's line, where the user looks for it.
                     child = value
                     line = key.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                child = node.value[part]
-                line = child.start_mark.line + 1
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+            line = child.start_mark.line + 1
         if child is None:
             break
         node = child

@@ -1,0 +1,418 @@
+"""Benchmark of ``winback score`` (issue 3).
+
+On a synthetic base (default 1,000,000 contacts and 20,000,000 events in SQLite), time:
+
+1. a full score;
+2. an incremental rescore after 100,000 new events (the next day);
+3. a plain pandas script computing the same per-contact facts and stages from the same
+   database (read with ``pandas.read_sql_query``, then ``groupby``);
+
+each in its own process, so each peak memory (max RSS) is its own. Prints a table with
+the times, the pandas/winback ratio and the peak memories against the targets.
+
+    .venv/bin/python bench/score.py                       # 1M contacts, 20M events
+    .venv/bin/python bench/score.py --contacts 100000 --events 2000000
+
+The synthetic base is built once under bench/out/ (a few minutes at full size) and copied
+for each run, so the score always starts from the same state. Its event mix is that of
+an email base: mostly sends and deliveries, about one open per two deliveries (some
+flagged machine opens, some unflagged with an Apple proxy user agent), few clicks,
+visits, purchases, logins and SMS replies; each contact falls silent at its own date
+while sends go on, so every stage is populated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+START = NOW - timedelta(days=3 * 365)
+CHUNK = 1_000_000
+TYPES = np.array(
+    ["sent", "delivered", "open", "click", "visit", "purchase", "login", "reply", "bounce_soft"]
+)
+TYPE_SHARES = np.array([0.35, 0.34, 0.18, 0.04, 0.04, 0.02, 0.01, 0.005, 0.015])
+USER_AGENTS = [
+    "Mozilla/5.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+]
+TARGETS = {"full_s": 60.0, "ratio": 5.0, "peak_gb": 3.0, "incremental_s": 5.0}
+
+
+def _timestamps(seconds: np.ndarray) -> list[str]:
+    """Naive-UTC timestamps as SQLAlchemy writes them in SQLite."""
+    stamps = np.datetime64(START.replace(tzinfo=None), "s") + seconds.astype("timedelta64[s]")
+    text = np.char.replace(stamps.astype("U19"), "T", " ")
+    return np.char.add(text, ".000000").tolist()
+
+
+def _event_rows(
+    rng: np.random.Generator,
+    n: int,
+    first_id: int,
+    contacts: int,
+    weights: np.ndarray,
+    quiet_from: np.ndarray,
+    window: int,
+) -> list[tuple]:
+    contact = rng.choice(contacts, size=n, p=weights) + 1
+    kind = TYPES[rng.choice(len(TYPES), size=n, p=TYPE_SHARES)]
+    sending = np.isin(kind, ["sent", "delivered", "bounce_soft"])
+    # Sends go on to the end; a person's own events stop when they fall silent.
+    horizon = np.where(sending, window, quiet_from[contact - 1])
+    offset = (rng.random(n) * horizon).astype(np.int64)
+    channel = np.where(
+        np.isin(kind, ["visit"]),
+        "web",
+        np.where(
+            kind == "login",
+            "app",
+            np.where(
+                kind == "reply",
+                "sms",
+                np.where(
+                    kind == "purchase",
+                    np.where(rng.random(n) < 0.5, "store", "web"),
+                    np.where(sending & (rng.random(n) < 0.1), "sms", "email"),
+                ),
+            ),
+        ),
+    )
+    message = np.where(
+        np.isin(kind, ["sent", "delivered", "open", "click"]),
+        contact * 100 + rng.integers(0, 20, n),
+        -1,
+    )
+    is_open = kind == "open"
+    flag_draw = rng.random(n)
+    machine = np.where(is_open & (flag_draw < 0.4), 1, np.where(is_open & (flag_draw < 0.7), 0, -1))
+    ua_pick = rng.integers(0, len(USER_AGENTS), n)
+    amount = np.where(kind == "purchase", np.round(rng.lognormal(3.8, 0.6, n), 2), np.nan)
+    stamps = _timestamps(offset)
+    ids = range(first_id, first_id + n)
+    return list(
+        zip(
+            ids,
+            contact.tolist(),
+            kind.tolist(),
+            channel.tolist(),
+            stamps,
+            [None if a != a else a for a in amount.tolist()],
+            [None if m < 0 else str(m) for m in message.tolist()],
+            [None if m < 0 else m for m in machine.tolist()],
+            [
+                USER_AGENTS[u] if m < 0 and o else None
+                for u, m, o in zip(
+                    ua_pick.tolist(), machine.tolist(), is_open.tolist(), strict=False
+                )
+            ],
+            [i.to_bytes(16, "big") for i in ids],
+            strict=False,
+        )
+    )
+
+
+INSERT_EVENT = (
+    "INSERT INTO events (id, contact_id, type, channel, occurred_at, amount, message_id, "
+    "machine_open, user_agent, dedup_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def build(base: Path, contacts: int, events: int) -> None:
+    """Create the synthetic workspace ``base`` (once)."""
+    from winback.workspace import Workspace
+
+    if (base / "ready").exists():
+        return
+    shutil.rmtree(base, ignore_errors=True)
+    started = time.perf_counter()
+    ws = Workspace.init(base, "ecommerce")
+    ws.close()
+    db = sqlite3.connect(base / "winback.db")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute("DROP INDEX ix_events_contact_time")
+    db.execute("DROP INDEX ix_events_message_id")
+    rng = np.random.default_rng(20250601)
+    window = int((NOW - START).total_seconds())
+    created = rng.integers(-3 * 365 * 86400, window, contacts)
+    statuses = np.array(["subscribed", "unsubscribed", "bounced", "complained"])
+    email_status = statuses[rng.choice(4, contacts, p=[0.86, 0.08, 0.05, 0.01])]
+    has_phone = rng.random(contacts) < 0.4
+    stamps = _timestamps(created)
+    db.executemany(
+        "INSERT INTO contacts (id, email, phone, country, language, birth_year, created_at, "
+        "updated_at, email_status, sms_status, subscription_active, frequency) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 'normal')",
+        (
+            (
+                i + 1,
+                f"c{i + 1}@example.com",
+                f"+3360{i + 1:07d}" if has_phone[i] else None,
+                "FR" if i % 3 else "BE",
+                "fr",
+                1950 + i % 55,
+                stamps[i],
+                stamps[i],
+                str(email_status[i]),
+                "subscribed" if has_phone[i] else "none",
+            )
+            for i in range(contacts)
+        ),
+    )
+    db.commit()
+    weights = rng.lognormal(0, 1.0, contacts)
+    weights /= weights.sum()
+    quiet_from = (rng.random(contacts) ** 0.7 * window).astype(np.int64)
+    for first in range(0, events, CHUNK):
+        n = min(CHUNK, events - first)
+        db.executemany(
+            INSERT_EVENT, _event_rows(rng, n, first + 1, contacts, weights, quiet_from, window)
+        )
+        db.commit()
+        print(f"  built {first + n:,} events ({time.perf_counter() - started:.0f} s)", flush=True)
+    db.execute("CREATE INDEX ix_events_contact_time ON events (contact_id, occurred_at)")
+    db.execute("CREATE INDEX ix_events_message_id ON events (message_id)")
+    db.execute("ANALYZE")
+    db.commit()
+    db.close()
+    (base / "ready").write_text(json.dumps({"contacts": contacts, "events": events}))
+    print(f"  base built in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+def phase_score(work: Path, now: str, new_events: int) -> dict:
+    """Child process: (optionally add new events, then) score; report time and memory."""
+    from winback.clock import parse_now
+    from winback.scoring import score_base
+    from winback.workspace import Workspace
+
+    ws = Workspace.open(work)
+    if new_events:
+        db = sqlite3.connect(work / "winback.db")
+        first = db.execute("SELECT max(id) FROM events").fetchone()[0] + 1
+        contacts = db.execute("SELECT count(*) FROM contacts").fetchone()[0]
+        rng = np.random.default_rng(first)
+        weights = np.full(contacts, 1 / contacts)
+        window = int((NOW - START).total_seconds()) + 86400
+        quiet = np.full(contacts, window)
+        rows = _event_rows(rng, new_events, first, contacts, weights, quiet, window)
+        db.executemany(INSERT_EVENT, rows)
+        db.commit()
+        db.close()
+    started = time.perf_counter()
+    result = score_base(ws.engine, ws.config, parse_now(now, ws.config.workspace.tz))
+    elapsed = time.perf_counter() - started
+    ws.close()
+    return {
+        "seconds": elapsed,
+        "peak_gb": _peak_gb(),
+        "mode": result.mode,
+        "rewritten": result.rewritten,
+        "stages": result.stages,
+    }
+
+
+def phase_pandas(work: Path, now: str) -> dict:
+    """Child process: the same per-contact facts, stages and RFM with plain pandas."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    db = sqlite3.connect(work / "winback.db")
+    ev = pd.read_sql_query(
+        "SELECT id, contact_id, type, channel, occurred_at, amount, message_id, machine_open, "
+        "bot, user_agent FROM events WHERE type IN ('open','click','purchase','visit','login',"
+        "'reply','delivered')",
+        db,
+        parse_dates=["occurred_at"],
+    )
+    contacts = pd.read_sql_query(
+        "SELECT id, created_at, email_status, sms_status, lost_by_journey_at, "
+        "subscription_active FROM contacts WHERE erased_at IS NULL",
+        db,
+        parse_dates=["created_at", "lost_by_journey_at"],
+    )
+    delivered = ev[ev.type == "delivered"][["contact_id", "message_id", "occurred_at"]]
+    ev = ev[ev.type != "delivered"]
+    opens = ev[(ev.type == "open") & ev.machine_open.isna() & ev.message_id.notna()]
+    joined = opens[["id", "contact_id", "message_id", "occurred_at"]].merge(
+        delivered, on=["contact_id", "message_id"], suffixes=("", "_d")
+    )
+    delay = (joined.occurred_at - joined.occurred_at_d).dt.total_seconds()
+    prefetched = set(joined.id[(delay >= 0) & (delay <= 2)])
+    ua = ev.user_agent.fillna("")
+    apple = (ua == "Mozilla/5.0") | (
+        ua.str.match(
+            r"Mozilla/5\.0 \((iPhone|iPad|Macintosh);.*AppleWebKit/.*\(KHTML, like Gecko\)"
+        )
+        & ~ua.str.contains("Safari/")
+    )
+    machine = (ev.machine_open == 1) | (ev.machine_open.isna() & (apple | ev.id.isin(prefetched)))
+    human = (
+        ((ev.type == "open") & ~machine)
+        | ((ev.type == "click") & (ev.bot != 1))
+        | ev.type.isin(["purchase", "visit", "login", "reply"])
+    )
+    inter = ev[human]
+    facts = inter.groupby("contact_id").occurred_at.max().rename("last_interaction_at").to_frame()
+    for channel in ("email", "sms", "web", "app", "store"):
+        facts[f"last_{channel}_at"] = (
+            inter[inter.channel == channel].groupby("contact_id").occurred_at.max()
+        )
+    buys = (
+        ev[ev.type == "purchase"]
+        .groupby("contact_id")
+        .agg(
+            first_purchase_at=("occurred_at", "min"),
+            last_purchase_at=("occurred_at", "max"),
+            purchases=("id", "size"),
+            total_spend=("amount", "sum"),
+        )
+    )
+    base = contacts.set_index("id").join(facts).join(buys)
+    base["purchases"] = base.purchases.fillna(0)
+    today = pd.Timestamp(now)
+    base["days_inactive"] = (today - base.last_interaction_at.dt.normalize()).dt.days
+    customer = base.purchases > 0
+    anchor = base[["created_at", "last_interaction_at"]].max(axis=1).dt.normalize()
+    anchor = anchor.where(~customer, base.last_purchase_at.dt.normalize())
+    clock = (today - anchor).dt.days
+    stage = np.select(
+        [clock >= 365, clock >= 180, clock >= 120, customer],
+        ["lost", "dormant", "at_risk", "active"],
+        "prospect",
+    )
+    refused = {"unsubscribed", "bounced", "complained"}
+    known_e, known_s = base.email_status != "none", base.sms_status != "none"
+    all_refused = (
+        (known_e | known_s)
+        & (~known_e | base.email_status.isin(refused))
+        & (~known_s | base.sms_status.isin(refused))
+    )
+    statuses = base[["email_status", "sms_status"]]
+    consent = np.select(
+        [(statuses == "complained").any(axis=1), (statuses == "unsubscribed").any(axis=1)],
+        ["complained", "unsubscribed"],
+        "bounced",
+    )
+    stage = np.where(all_refused, consent, stage)
+    base["stage"] = stage
+    cust = base[customer]
+    for name, column in (
+        ("recency_score", cust.last_purchase_at.dt.normalize()),
+        ("frequency_score", cust.purchases),
+        ("monetary_score", cust.total_spend),
+    ):
+        points = column.quantile([0.2, 0.4, 0.6, 0.8], interpolation="lower").to_numpy()
+        base.loc[customer, name] = 1 + (column.to_numpy()[:, None] > points).sum(axis=1)
+    counts = base.stage.value_counts().to_dict()
+    return {
+        "seconds": time.perf_counter() - started,
+        "peak_gb": _peak_gb(),
+        "stages": {k: int(v) for k, v in counts.items()},
+    }
+
+
+def _child(phase: str, work: Path, now: str, extra: int = 0) -> dict:
+    output = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--phase",
+            phase,
+            "--work",
+            str(work),
+            "--now",
+            now,
+            "--new-events",
+            str(extra),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=20_000_000)
+    parser.add_argument("--new-events", type=int, default=100_000)
+    parser.add_argument("--skip-pandas", action="store_true")
+    parser.add_argument("--phase", choices=["score", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--now", default=NOW.date().isoformat(), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase == "score":
+        print(json.dumps(phase_score(args.work, args.now, args.new_events)))
+        return
+    if args.phase == "pandas":
+        print(json.dumps(phase_pandas(args.work, args.now)))
+        return
+
+    base = OUT / f"score-{args.contacts}-{args.events}"
+    print(f"base: {args.contacts:,} contacts, {args.events:,} events ({base})", flush=True)
+    build(base, args.contacts, args.events)
+    work = OUT / "score-work"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(base, work)
+    tomorrow = (NOW + timedelta(days=1)).date().isoformat()
+    full = _child("score", work, NOW.date().isoformat())
+    print(f"full score: {full['seconds']:.1f} s", flush=True)
+    incremental = _child("score", work, tomorrow, args.new_events)
+    print(f"incremental: {incremental['seconds']:.1f} s", flush=True)
+    pandas = None if args.skip_pandas else _child("pandas", work, NOW.date().isoformat())
+    shutil.rmtree(work, ignore_errors=True)
+
+    rows = [
+        (
+            "full score",
+            f"{full['seconds']:.1f} s",
+            f"{full['peak_gb']:.2f} GB",
+            f"<= {TARGETS['full_s']:.0f} s, <= {TARGETS['peak_gb']:.0f} GB",
+        ),
+        (
+            f"incremental (+{args.new_events:,} events, {incremental['rewritten']:,} rows written)",
+            f"{incremental['seconds']:.1f} s",
+            f"{incremental['peak_gb']:.2f} GB",
+            f"<= {TARGETS['incremental_s']:.0f} s",
+        ),
+    ]
+    if pandas:
+        ratio = pandas["seconds"] / full["seconds"]
+        rows.append(
+            ("pandas, same facts", f"{pandas['seconds']:.1f} s", f"{pandas['peak_gb']:.2f} GB", "")
+        )
+        rows.append(("pandas / winback", f"{ratio:.1f}x", "", f">= {TARGETS['ratio']:.0f}x"))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'time':>9}  {'peak RSS':>9}  target")
+    for name, elapsed, memory, target in rows:
+        print(f"{name:<{width}}  {elapsed:>9}  {memory:>9}  {target}")
+    print(f"\nstages after the full score: {full['stages']}")
+    if pandas:
+        print(f"stages by pandas:            {pandas['stages']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Email over SMTP with aiosmtplib: one connection reused for every message of a
+dispatch, re-opened when the server drops it, with STARTTLS or implicit TLS and login
+from ``[email]`` (or ``WINBACK_SMTP_URL``).
+
+The dispatcher is synchronous; aiosmtplib is not. The sender runs its own event loop in
+a background thread for its whole life, so the SMTP connection (which belongs to that
+loop) survives from one ``send`` to the next.
+
+What the server answers becomes a result (see :mod:`winback.channels.base`): 250 after
+DATA is :class:`Sent`; a 4xx at any step is a :class:`TemporaryFailure`; a 5xx to the
+recipient or the data is a :class:`PermanentFailure` recorded as a hard bounce; a broken
+connection while the data is in flight is an :class:`UnknownOutcome`. An unreachable
+server, a refused login or a refused sender address raise :class:`ChannelError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from winback.channels.base import (
+    ChannelError,
+    OutgoingMessage,
+    PermanentFailure,
+    SendResult,
+    Sent,
+    TemporaryFailure,
+    UnknownOutcome,
+)
+from winback.channels.email_message import EmailComposer, address_domain
+from winback.clock import utcnow
+from winback.config import EmailSection
+from winback.domain import EventType
+from winback.errors import ConfigError
+
+ENV_SMTP_URL = "WINBACK_SMTP_URL"
+
+Tls = Literal["none", "starttls", "tls"]
+
+# WINBACK_SMTP_URL schemes: the TLS mode each one means, and its usual port.
+_SCHEMES: dict[str, tuple[Tls, int]] = {
+    "smtp": ("none", 25),
+    "smtp+starttls": ("starttls", 587),
+    "smtps": ("tls", 465),
+}
+
+_TIMEOUT = 30.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to connect. ``password`` is kept out of ``repr``."""
+
+    host: str
+    port: int
+    tls: Tls = "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def resolve(cls, email: EmailSection, environ: Mapping[str, str]) -> SmtpSettings:
+        """The ``[email]`` settings, or ``WINBACK_SMTP_URL`` when it is set:
+        ``smtp://user:pass@host:port`` (plain), ``smtp+starttls://...`` (STARTTLS, port 587
+        by default) or ``smtps://...`` (implicit TLS, port 465 by default). User and
+        password are percent-encoded, as in any URL."""
+        url = environ.get(ENV_SMTP_URL)
+        if not url:
+            return cls(
+                host=email.host,
+                port=email.port,
+                tls=email.tls,
+                username=email.username,
+                password=email.password,
+            )
+        parts = urlsplit(url)
+        if parts.scheme not in _SCHEMES:
+            raise ConfigError(
+                f"{ENV_SMTP_URL}: unknown scheme {parts.scheme + '://'!r}; write "
+                "smtp://user:pass@host:port, smtp+starttls://... or smtps://..."
+            )
+        tls, default_port = _SCHEMES[parts.scheme]
+        try:
+            port = parts.port or default_port
+        except ValueError:
+            raise ConfigError(f"{ENV_SMTP_URL}: the port is not a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ConfigError(f"{ENV_SMTP_URL}: no host; write {parts.scheme}://host:port")
+        return cls(
+            host=parts.hostname,
+            port=port,
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    @property
+    def where(self) -> str:
+        return f"SMTP server {self.host}:{self.port}"
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread; coroutines are submitted from the
+    caller's thread and waited for."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="winback-smtp", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class SmtpSender:
+    """Sends emails through one SMTP server, keeping one connection open between sends.
+
+    ``connections`` counts the connections opened, for reports and tests.
+    """
+
+    def __init__(
+        self, settings: SmtpSettings, composer: EmailComposer, *, timeout: float = _TIMEOUT
+    ) -> None:
+        self.settings = settings
+        self.composer = composer
+        self.timeout = timeout
+        self.connections = 0
+        self._client: aiosmtplib.SMTP | None = None
+        self._loop = _LoopThread()
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        data = self.composer.render(message, now=utcnow())
+        return self._loop.run(self._deliver(message.to_address, data))
+
+    def close(self) -> None:
+        """Say QUIT to the server (if still connected) and stop the loop."""
+        self._loop.run(self._disconnect(polite=True))
+        self._loop.stop()
+
+    def __enter__(self) -> SmtpSender:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- inside the loop --------------------------------------------------------------
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._client is not None and self._client.is_connected:
+            return self._client
+        settings = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password,
+            use_tls=settings.tls == "tls",
+            start_tls=settings.tls == "starttls",
+            local_hostname=address_domain(self.composer.from_address) or None,
+            timeout=self.timeout,
+        )
+        try:
+            await client.connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            client.close()
+            raise ChannelError(
+                f"{settings.where} refused the login of {settings.username!r} "
+                f"({exc.code} {exc.message}); check [email] username and password in "
+                "winback.toml, or WINBACK_SMTP_URL"
+            ) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            client.close()
+            raise ChannelError(
+                f"cannot open a session with {settings.where} (tls={settings.tls}): {exc}; "
+                "check [email] host, port and tls in winback.toml, or WINBACK_SMTP_URL"
+            ) from None
+        self.connections += 1
+        self._client = client
+        return client
+
+    async def _disconnect(self, *, polite: bool) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if polite and client.is_connected:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+        client.close()
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+        """Clear a refused transaction so the connection can carry the next message."""
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            await self._disconnect(polite=False)
+
+    async def _deliver(self, recipient: str, data: bytes) -> SendResult:
+        sender = self.composer.envelope_sender
+        # A connection found dead before DATA is harmless: nothing was handed over, so
+        # reconnect once and start the envelope again.
+        for attempt in (1, 2):
+            client = await self._connected()
+            try:
+                await client.mail(sender)
+                await client.rcpt(recipient)
+                break
+            except aiosmtplib.SMTPSenderRefused as exc:
+                if exc.code >= 500:
+                    await self._reset(client)
+                    raise ChannelError(
+                        f"{self.settings.where} refuses the sender {sender!r} "
+                        f"({exc.code} {exc.message}); check [email] from in winback.toml"
+                    ) from None
+                return await self._refused(client, exc)
+            except aiosmtplib.SMTPResponseException as exc:
+                return await self._refused(client, exc)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError):
+                await self._disconnect(polite=False)
+                if attempt == 2:
+                    return TemporaryFailure(f"{self.settings.where} closed the connection")
+            except UnicodeEncodeError:
+                await self._reset(client)
+                return PermanentFailure(
+                    f"address {recipient!r} is not ASCII; SMTPUTF8 sending is not supported"
+                )
+        try:
+            response = await client.data(data)
+        except aiosmtplib.SMTPResponseException as exc:
+            return await self._refused(client, exc)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            await self._disconnect(polite=False)
+            return UnknownOutcome(
+                f"the connection to {self.settings.where} broke during DATA ({exc}); "
+                "the message may have been delivered"
+            )
+        return Sent(provider_id=response.message or None)
+
+    async def _refused(
+        self, client: aiosmtplib.SMTP, exc: aiosmtplib.SMTPResponseException
+    ) -> SendResult:
+        """The result of a refusal, after clearing the transaction (or, on 421, the
+        connection the server is closing: the next send opens a new one)."""
+        if exc.code == 421:
+            await self._disconnect(polite=False)
+        else:
+            await self._reset(client)
+        reason = f"{exc.code} {exc.message}"
+        if exc.code >= 500:
+            return PermanentFailure(reason, code=str(exc.code), event=EventType.BOUNCE_HARD)
+        return TemporaryFailure(reason, code=str(exc.code))

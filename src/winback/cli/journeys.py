@@ -1,0 +1,330 @@
+"""``winback journey ...``, ``tick``, ``dispatch``, ``run``, ``simulate``, ``outbox`` and
+``offers ...``: win-back journeys from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from winback.cli.common import (
+    JsonOption,
+    NowOption,
+    WorkspaceOption,
+    console,
+    err_console,
+    now_option,
+    open_workspace,
+    print_json,
+)
+from winback.clock import utcnow
+from winback.journeys.catalog import add_journey, copy_starter, journey_funnel, list_journeys
+from winback.journeys.dispatch import DispatchResult, outbox_counts, unknown_messages
+from winback.journeys.dispatch import dispatch as dispatch_outbox
+from winback.journeys.dispatch import run as run_once
+from winback.journeys.engine import TickResult, enrol
+from winback.journeys.engine import tick as tick_journeys
+from winback.journeys.offers import export_offers_csv, import_pool_file
+from winback.journeys.simulate import simulate as simulate_journey
+
+journey_app = typer.Typer(help="Win-back journeys: add, list, show, enrol.", no_args_is_help=True)
+offers_app = typer.Typer(help="Coupon codes of journey offers.", no_args_is_help=True)
+
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Write messages to outbox-files/ instead of sending.")
+]
+
+
+@journey_app.command("add")
+def journey_add(
+    file: Annotated[Path, typer.Argument(help="The journey's YAML file.")],
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Validate a journey file (steps, branches, waits, templates) and store it."""
+    ws = open_workspace(workspace)
+    journey, new = add_journey(ws, file, utcnow())
+    verb = "Added" if new else "Updated"
+    console.print(f"{verb} journey [bold]{journey.name}[/] ({len(journey.steps)} steps).")
+
+
+@journey_app.command("list")
+def journey_list(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """The stored journeys and their enrollments by status."""
+    journeys = list_journeys(open_workspace(workspace))
+    if as_json:
+        print_json(journeys)
+        return
+    table = Table("journey", "steps", "channels", "enrollments")
+    for item in journeys:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(item["enrollments"].items())) or "none"
+        table.add_row(item["name"], " → ".join(item["steps"]), ", ".join(item["channels"]), counts)
+    console.print(table)
+
+
+@journey_app.command("show")
+def journey_show(
+    name: Annotated[str, typer.Argument(help="Journey name.")],
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The funnel so far: messages, opens and clicks per step; outcomes and lift."""
+    funnel = journey_funnel(open_workspace(workspace), name)
+    if as_json:
+        print_json(funnel)
+        return
+    table = Table(
+        "step",
+        "channel",
+        "waiting here",
+        "sent",
+        "queued",
+        "failed/unknown",
+        "opened",
+        "clicked",
+        title=f"journey {name}",
+    )
+    for step in funnel["steps"]:
+        messages = step["messages"]
+        table.add_row(
+            step["id"],
+            step["channel"],
+            str(step["active_here"]),
+            str(messages.get("sent", 0)),
+            str(messages.get("queued", 0) + messages.get("sending", 0)),
+            f"{messages.get('failed', 0)}/{messages.get('unknown', 0)}",
+            str(step["opened"]),
+            str(step["clicked"]),
+        )
+    console.print(table)
+    for group, counts in funnel["groups"].items():
+        rate = funnel["reactivation_rate"][group]
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+        console.print(
+            f"{group}: {shown}" + (f" (reactivated {rate:.1%})" if rate is not None else "")
+        )
+    if funnel["lift"] is not None:
+        console.print(f"lift against the holdout: {funnel['lift']:+.1%}")
+
+
+@journey_app.command("enroll")
+def journey_enroll(
+    name: Annotated[str, typer.Argument(help="Journey name.")],
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enrol the journey's audience as it is now, with its holdout group."""
+    ws = open_workspace(workspace)
+    result = enrol(ws, name, now_option(now, ws))
+    if as_json:
+        print_json({**result.__dict__, "skipped": dict(result.skipped)})
+        return
+    console.print(
+        f"Enrolled {result.enrolled} of {result.audience} contacts in [bold]{name}[/] "
+        f"({result.holdout} in the holdout, who will receive nothing)."
+    )
+    for reason, count in sorted(result.skipped.items()):
+        console.print(f"  skipped, {reason}: {count}")
+
+
+@journey_app.command("new")
+def journey_new(
+    source: Annotated[
+        str, typer.Option("--from", help="Where to copy from: starter (the shipped set).")
+    ] = "starter",
+    force: Annotated[bool, typer.Option(help="Overwrite files you already have.")] = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Copy the starter templates and example journey into the workspace to edit."""
+    if source != "starter":
+        raise typer.BadParameter("only `--from starter` exists", param_hint="--from")
+    ws = open_workspace(workspace)
+    written = copy_starter(ws, force=force)
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(
+        f"{len(written)} files copied. Edit them, then: winback journey add "
+        f"{ws.journeys_dir / 'winback.yaml'}"
+    )
+
+
+def _print_tick(result: TickResult) -> None:
+    console.print(
+        f"tick: {result.due} due, {result.queued} messages queued, "
+        f"{result.holdout_steps} holdout steps, {result.postponed} postponed (frequency), "
+        f"{result.reactivated} reactivated, {result.exited} exited, "
+        f"{result.sunset} sunset, {result.completed} completed"
+    )
+
+
+def _print_dispatch(result: DispatchResult) -> None:
+    console.print(
+        f"dispatch: {result.sent} sent, {result.failed} failed, {result.retry} to retry, "
+        f"{result.unknown} unknown, {result.cancelled} cancelled"
+    )
+    if result.recovered_unknown:
+        err_console.print(
+            f"{result.recovered_unknown} messages were being sent when a dispatcher stopped: "
+            "their fate is unknown, they will not be resent (see `winback outbox --unknown`)"
+        )
+
+
+def _stop_if_channel_failed(result: DispatchResult) -> None:
+    if result.stopped:
+        err_console.print(f"error: {result.stopped}", style="bold red", markup=False)
+        raise typer.Exit(7)
+
+
+def tick(
+    workspace: WorkspaceOption = None, now: NowOption = None, as_json: JsonOption = False
+) -> None:
+    """Advance every enrollment due now: branch on reactions, exit, queue messages."""
+    ws = open_workspace(workspace)
+    result = tick_journeys(ws, now_option(now, ws))
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        _print_tick(result)
+
+
+def dispatch(
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Send the queued messages through the channels, at most once each."""
+    ws = open_workspace(workspace)
+    result = dispatch_outbox(ws, now_option(now, ws), dry_run=dry_run)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        _print_dispatch(result)
+    _stop_if_channel_failed(result)
+
+
+def run(
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    dry_run: DryRunOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Tick, then dispatch: the command for cron."""
+    ws = open_workspace(workspace)
+    ticked, sent = run_once(ws, now_option(now, ws), dry_run=dry_run)
+    if as_json:
+        print_json({"tick": ticked.as_dict(), "dispatch": sent.as_dict()})
+    else:
+        _print_tick(ticked)
+        _print_dispatch(sent)
+    _stop_if_channel_failed(sent)
+
+
+def simulate(
+    name: Annotated[str, typer.Argument(help="Journey name.")],
+    days: Annotated[int, typer.Option("--days", min=1, help="How long to play it.")] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same figures.")] = 0,
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Play the journey on a virtual clock: funnel, messages, cost, reactivations.
+    Nothing is written or sent."""
+    ws = open_workspace(workspace)
+    result = simulate_journey(ws, name, days, now_option(now, ws), seed=seed).as_dict()
+    if as_json:
+        print_json(result)
+        return
+    table = Table("step", "sent", "opened", "clicked", title=f"{name}, {days} days (simulated)")
+    for step, funnel in result["steps"].items():
+        sent = ", ".join(f"{n} {ch}" for ch, n in funnel["sent"].items())
+        table.add_row(step, sent, str(funnel["opened"]), str(funnel["clicked"]))
+    console.print(table)
+    console.print(f"audience: {result['audience']} ({sum(result['skipped'].values())} skipped)")
+    for group, counts in result["outcomes"].items():
+        console.print(
+            f"{group}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+        )
+    messages = ", ".join(f"{n} {ch}" for ch, n in result["messages"].items()) or "none"
+    console.print(f"messages: {messages}; cost {result['cost']:.2f} {result['currency']}")
+    console.print(f"reactivations: {result['reactivations']}")
+    if result["lift"] is not None:
+        console.print(f"lift against the holdout: {result['lift']:+.1%}")
+
+
+def outbox(
+    unknown: Annotated[
+        bool, typer.Option("--unknown", help="List the messages whose fate is unknown.")
+    ] = False,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The outbox by status, or (--unknown) the messages a crash left undecided."""
+    ws = open_workspace(workspace)
+    data: Any = unknown_messages(ws) if unknown else outbox_counts(ws)
+    if as_json:
+        print_json(data)
+        return
+    if not unknown:
+        for status, count in sorted(data.items()):
+            console.print(f"{status}: {count}")
+        return
+    table = Table("id", "journey", "step", "channel", "to", "message id", "due", "why")
+    for row in data:
+        table.add_row(
+            str(row["id"]),
+            row["journey"] or "",
+            row["step_id"] or "",
+            row["channel"],
+            row["to_address"] or "",
+            row["message_id"] or "",
+            str(row["due_at"]),
+            row["error"] or "",
+        )
+    console.print(table)
+    console.print(
+        f"{len(data)} messages may or may not have gone out; check with the provider "
+        "(by message id) before sending anything again."
+    )
+
+
+@offers_app.command("export")
+def offers_export(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV file to write (default: stdout).")
+    ] = None,
+    journey: Annotated[str | None, typer.Option(help="Only this journey's codes.")] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """The coupon codes given to contacts, as CSV for the shop."""
+    ws = open_workspace(workspace)
+    if out is None:
+        export_offers_csv(ws, sys.stdout, journey)
+        return
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        count = export_offers_csv(ws, handle, journey)
+    console.print(f"{count} codes written to {out}")
+
+
+@offers_app.command("import")
+def offers_import(
+    file: Annotated[Path, typer.Argument(help="CSV with code and percent or amount columns.")],
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Import a pool of codes made by the shop, for steps with `pool: true`."""
+    ws = open_workspace(workspace)
+    read, added = import_pool_file(ws, file, utcnow())
+    console.print(f"{added} codes added to the pool ({read - added} already known).")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(journey_app, name="journey")
+    app.add_typer(offers_app, name="offers")
+    app.command()(tick)
+    app.command()(dispatch)
+    app.command()(run)
+    app.command()(simulate)
+    app.command()(outbox)

@@ -1,0 +1,207 @@
+"""``winback score``, ``winback segment …`` and ``winback status``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from winback.cli.common import (
+    JsonOption,
+    NowOption,
+    WorkspaceOption,
+    console,
+    now_option,
+    open_workspace,
+    print_json,
+)
+from winback.reports import base_health
+from winback.scoring import score_base
+from winback.scoring.segments import (
+    count_segment,
+    delete_segment,
+    export_segment,
+    list_segments,
+    load_segment,
+    parse_conditions,
+    save_segment,
+)
+
+WhereOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        help="A condition: FIELD=V1,V2 | FIELD=MIN..MAX | FIELD>=N | FIELD<=N (repeatable).",
+        show_default=False,
+    ),
+]
+
+segment_app = typer.Typer(help="Save, list, count and export named segments.", no_args_is_help=True)
+
+
+def score(
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Rescore every contact from all events.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Score every contact: inactivity, RFM, stage (incremental after the first run)."""
+    ws = open_workspace(workspace)
+    result = score_base(ws.engine, ws.config, now_option(now, ws), full=full)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    console.print(
+        f"{result.mode} score at {result.now:%Y-%m-%d}: {result.contacts} contacts, "
+        f"{result.rewritten} rows written, {result.stage_changes} stage changes ({result.reason})."
+    )
+    table = Table("stage", "contacts")
+    for stage, count in result.stages.items():
+        table.add_row(stage, str(count))
+    console.print(table)
+
+
+def status(
+    workspace: WorkspaceOption = None, now: NowOption = None, as_json: JsonOption = False
+) -> None:
+    """Base health: stages, channel statuses, inactivity, erosion and wasted sending cost."""
+    ws = open_workspace(workspace)
+    with ws.engine.connect() as connection:
+        report = base_health(connection, ws.config, now_option(now, ws))
+    if as_json:
+        print_json(report)
+        return
+    console.print(f"{report['contacts']} contacts at {report['now'][:10]}")
+    for title, section in (
+        ("stage", report["stages"]),
+        ("inactivity", report["inactivity_buckets"]),
+    ):
+        table = Table(title, "contacts", "share")
+        for key, value in section.items():
+            table.add_row(key, str(value["count"]), f"{value['share']:.1%}")
+        console.print(table)
+    table = Table("channel", *report["channels"]["email"]["statuses"], "reachable")
+    for channel in ("email", "sms"):
+        statuses = report["channels"][channel]["statuses"]
+        table.add_row(
+            channel,
+            *(str(v["count"]) for v in statuses.values()),
+            str(report["channels"][channel]["reachable"]),
+        )
+    console.print(table)
+    erosion, cost = report["erosion"], report["cost"]
+    console.print(
+        f"Erosion over 12 months: {erosion['eroded']} of {erosion['base_12_months_ago']} "
+        f"({erosion['rate']:.1%}): {erosion['became_lost']} became lost, "
+        f"{erosion['became_unreachable']} unreachable."
+    )
+    console.print(
+        f"Sending to dormant and lost contacts over the last {cost['period_days']} days: "
+        f"{cost['total']:.2f} {cost['currency']} (dormant {cost['dormant']['cost']:.2f}, "
+        f"lost {cost['lost']['cost']:.2f})."
+    )
+
+
+@segment_app.command("save")
+def segment_save(
+    name: Annotated[str, typer.Argument(help="Name of the segment.")],
+    where: WhereOption = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite a segment of that name.")
+    ] = False,
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+) -> None:
+    """Save a named segment from --where conditions."""
+    ws = open_workspace(workspace)
+    filters = parse_conditions(where or [])
+    with ws.engine.begin() as connection:
+        save_segment(connection, name, filters, now_option(now, ws), replace=replace)
+    console.print(f"Segment [bold]{name}[/] saved.")
+
+
+@segment_app.command("list")
+def segment_list(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """List the saved segments and their filters."""
+    ws = open_workspace(workspace)
+    with ws.engine.connect() as connection:
+        rows = list_segments(connection)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("segment", "filters")
+    for row in rows:
+        table.add_row(row["name"], str(row["filters"]))
+    console.print(table)
+
+
+@segment_app.command("show")
+def segment_show(
+    name: Annotated[str, typer.Argument(help="Name of the segment.")],
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Print a segment's filters as JSON."""
+    ws = open_workspace(workspace)
+    with ws.engine.connect() as connection:
+        print_json({"name": name, "filters": load_segment(connection, name)})
+
+
+@segment_app.command("count")
+def segment_count(
+    name: Annotated[str | None, typer.Argument(help="Saved segment (or use --where).")] = None,
+    where: WhereOption = None,
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Count the contacts of a saved segment, or of ad hoc --where conditions."""
+    ws = open_workspace(workspace)
+    with ws.engine.connect() as connection:
+        filters = load_segment(connection, name) if name else {}
+        filters.update(parse_conditions(where or []))
+        count = count_segment(
+            connection, filters, now_option(now, ws), ws.config.workspace.timezone
+        )
+    if as_json:
+        print_json({"segment": name, "filters": filters, "count": count})
+    else:
+        console.print(str(count))
+
+
+@segment_app.command("export")
+def segment_export(
+    name: Annotated[str, typer.Argument(help="Saved segment.")],
+    csv_file: Annotated[Path, typer.Option("--csv", help="CSV file to write.")],
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+) -> None:
+    """Export a segment's contacts with their scores to a CSV file."""
+    ws = open_workspace(workspace)
+    with ws.engine.connect() as connection:
+        filters = load_segment(connection, name)
+        count = export_segment(
+            connection, filters, now_option(now, ws), ws.config.workspace.timezone, csv_file
+        )
+    console.print(f"{count} contacts written to {csv_file}.")
+
+
+@segment_app.command("delete")
+def segment_delete(
+    name: Annotated[str, typer.Argument(help="Saved segment.")],
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Delete a saved segment."""
+    ws = open_workspace(workspace)
+    with ws.engine.begin() as connection:
+        delete_segment(connection, name)
+    console.print(f"Segment [bold]{name}[/] deleted.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(score)
+    app.command()(status)
+    app.add_typer(segment_app, name="segment")

@@ -1,0 +1,220 @@
+"""The journeys a workspace knows: adding a journey file, listing them, the funnel of
+one, and copying the starter set into the workspace so users edit their own."""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, distinct, func, insert, select, update
+from sqlalchemy.sql import ColumnElement
+
+from winback.clock import to_db
+from winback.errors import NotFoundError
+from winback.journeys.definition import (
+    Journey,
+    JourneyError,
+    Step,
+    dump_definition,
+    journey_from_data,
+    parse_journey,
+)
+from winback.journeys.render import STARTER_DIR, TemplateSet, check_template
+from winback.store.schema import enrollments, events, journeys, outbox, segments
+from winback.workspace import Workspace
+
+
+def templates_of(workspace: Workspace) -> TemplateSet:
+    """The workspace's templates, then the starter set; its language as the fallback."""
+    return TemplateSet(workspace.templates_dir, workspace.config.workspace.language)
+
+
+def load_journeys(
+    connection: Connection, name: str | None = None
+) -> dict[str, tuple[int, Journey]]:
+    """Stored journeys by name (one when ``name`` is given): id and definition."""
+    query = select(journeys.c.id, journeys.c.name, journeys.c.definition)
+    if name is not None:
+        query = query.where(journeys.c.name == name)
+    found = {
+        row.name: (row.id, journey_from_data(row.definition)) for row in connection.execute(query)
+    }
+    if name is not None and name not in found:
+        known = ", ".join(sorted(connection.execute(select(journeys.c.name)).scalars()))
+        raise NotFoundError(
+            f"no journey named {name!r} (known: {known or 'none'}); add it with "
+            "`winback journey add FILE`"
+        )
+    return found
+
+
+def segment_filter(connection: Connection, name: str) -> ColumnElement[bool]:
+    """The SQL condition on contacts of a saved segment."""
+    exists = connection.execute(select(segments.c.name).where(segments.c.name == name)).first()
+    if exists is None:
+        raise NotFoundError(f"the journey's audience names segment {name!r}, which is not saved")
+    raise JourneyError(
+        f"segment {name!r}: narrowing an audience by segment needs the scoring part's "
+        "segment filters, which this build does not have yet; use audience.stages"
+    )
+
+
+def parse_journey_file(workspace: Workspace, path: Path) -> tuple[Journey, str]:
+    """Validate a journey file, its templates included."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise JourneyError(f"{path}: cannot read the journey file ({exc.strerror})") from None
+    templates = templates_of(workspace)
+
+    def check(step: Step, channel: str) -> str | None:
+        return check_template(templates, step.template, channel, step.offer is not None)
+
+    return parse_journey(text, str(path), check), text
+
+
+def add_journey(workspace: Workspace, path: Path, now: datetime) -> tuple[Journey, bool]:
+    """Store (or update) a journey from its file. Returns the journey and whether it is
+    new. An update may not drop a step that enrollments are waiting on."""
+    journey, text = parse_journey_file(workspace, path)
+    with workspace.engine.begin() as connection:
+        row = connection.execute(
+            select(journeys.c.id).where(journeys.c.name == journey.name)
+        ).first()
+        values = {"source": text, "definition": dump_definition(journey), "updated_at": to_db(now)}
+        if row is None:
+            connection.execute(
+                insert(journeys), {"name": journey.name, "created_at": to_db(now), **values}
+            )
+            return journey, True
+        kept = {step.id for step in journey.steps}
+        waiting = connection.execute(
+            select(distinct(enrollments.c.step_id)).where(
+                enrollments.c.journey_id == row.id,
+                enrollments.c.status == "active",
+                enrollments.c.step_id.is_not(None),
+            )
+        ).scalars()
+        dropped = sorted(set(waiting) - kept)
+        if dropped:
+            raise JourneyError(
+                f"{path}: step {dropped[0]!r} is gone but active enrollments are at it; keep "
+                "the step until they move on, or give the new version another name"
+            )
+        connection.execute(update(journeys).where(journeys.c.id == row.id).values(values))
+        return journey, False
+
+
+def list_journeys(workspace: Workspace) -> list[dict[str, Any]]:
+    """Every journey with its steps and how many enrollments are in each status."""
+    with workspace.engine.connect() as connection:
+        stored = load_journeys(connection)
+        counts: dict[int, dict[str, int]] = defaultdict(dict)
+        rows = connection.execute(
+            select(enrollments.c.journey_id, enrollments.c.status, func.count()).group_by(
+                enrollments.c.journey_id, enrollments.c.status
+            )
+        )
+        for journey_id, status, count in rows:
+            counts[journey_id][status] = count
+    return [
+        {
+            "name": name,
+            "steps": [step.id for step in journey.steps],
+            "channels": sorted(journey.channels),
+            "enrollments": counts.get(journey_id, {}),
+        }
+        for name, (journey_id, journey) in sorted(stored.items())
+    ]
+
+
+def journey_funnel(workspace: Workspace, name: str) -> dict[str, Any]:
+    """The funnel so far: per step, messages by status and the contacts who opened and
+    clicked them; per group (treated, holdout), enrollments by outcome and the share
+    reactivated, whose difference is the lift."""
+    with workspace.engine.connect() as connection:
+        journey_id, journey = load_journeys(connection, name)[name]
+        groups: dict[str, dict[str, int]] = {"treated": {}, "holdout": {}}
+        for holdout, status, count in connection.execute(
+            select(enrollments.c.holdout, enrollments.c.status, func.count())
+            .where(enrollments.c.journey_id == journey_id)
+            .group_by(enrollments.c.holdout, enrollments.c.status)
+        ):
+            groups["holdout" if holdout else "treated"][status] = count
+        at_step: dict[str | None, int] = dict(
+            connection.execute(
+                select(enrollments.c.step_id, func.count())
+                .where(enrollments.c.journey_id == journey_id, enrollments.c.status == "active")
+                .group_by(enrollments.c.step_id)
+            ).all()
+        )
+        messages: dict[str, dict[str, int]] = defaultdict(dict)
+        for step_id, status, count in connection.execute(
+            select(outbox.c.step_id, outbox.c.status, func.count())
+            .where(outbox.c.journey == name)
+            .group_by(outbox.c.step_id, outbox.c.status)
+        ):
+            messages[step_id][status] = count
+        reached: dict[str, dict[str, int]] = defaultdict(dict)
+        for step_id, kind, count in connection.execute(
+            select(outbox.c.step_id, events.c.type, func.count(distinct(events.c.contact_id)))
+            .join(events, events.c.outbox_id == outbox.c.id)
+            .where(
+                outbox.c.journey == name,
+                events.c.type.in_(["open", "click"]),
+                events.c.machine_open.is_not(True),
+                events.c.bot.is_not(True),
+            )
+            .group_by(outbox.c.step_id, events.c.type)
+        ):
+            reached[step_id][kind] = count
+    steps = [
+        {
+            "id": step.id,
+            "channel": step.channel,
+            "template": step.template,
+            "active_here": at_step.get(step.id, 0),
+            "messages": messages.get(step.id, {}),
+            "opened": reached[step.id].get("open", 0),
+            "clicked": reached[step.id].get("click", 0),
+        }
+        for step in journey.steps
+    ]
+    rates = {
+        group: (counts.get("reactivated", 0) / total if (total := sum(counts.values())) else None)
+        for group, counts in groups.items()
+    }
+    lift = None
+    if rates["treated"] is not None and rates["holdout"] is not None:
+        lift = rates["treated"] - rates["holdout"]
+    return {
+        "name": name,
+        "waiting_to_start": at_step.get(None, 0),
+        "steps": steps,
+        "groups": groups,
+        "reactivation_rate": rates,
+        "lift": lift,
+    }
+
+
+def copy_starter(workspace: Workspace, *, force: bool = False) -> list[Path]:
+    """Copy the starter templates and the example journey into the workspace, keeping
+    any file the user already has unless ``force``. Returns the files written."""
+    written = []
+    for folder, target in (
+        (STARTER_DIR / "templates", workspace.templates_dir),
+        (STARTER_DIR / "journeys", workspace.journeys_dir),
+    ):
+        target.mkdir(parents=True, exist_ok=True)
+        for source in sorted(folder.iterdir()):
+            if not source.is_file():
+                continue
+            destination = target / source.name
+            if destination.exists() and not force:
+                continue
+            shutil.copyfile(source, destination)
+            written.append(destination)
+    return written

@@ -1,0 +1,25 @@
+"""Scoring: inactivity facts, RFM, lifecycle stages and segments of the base.
+
+Public face:
+
+- :func:`score_base` runs ``winback score`` (full or incremental) in the store;
+- :func:`decide_stage` and :class:`Policy` are the stage rules as a pure function;
+- :func:`is_machine_open` is the machine-open (Apple MPP) rule, shared with tracking;
+- :func:`contact_scores` gives one contact's scores and stage history as plain data;
+- :mod:`winback.scoring.segments` saves named filters and compiles them to SQL.
+"""
+
+from winback.scoring.contact import contact_scores
+from winback.scoring.engine import ScoreResult, score_base
+from winback.scoring.machine_open import is_apple_proxy_user_agent, is_machine_open
+from winback.scoring.stages import Policy, decide_stage
+
+__all__ = [
+    "Policy",
+    "ScoreResult",
+    "contact_scores",
+    "decide_stage",
+    "is_apple_proxy_user_agent",
+    "is_machine_open",
+    "score_base",
+]

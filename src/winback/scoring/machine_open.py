@@ -1,0 +1,95 @@
+"""Machine opens: an email open that no person made.
+
+Apple Mail Privacy Protection (MPP) fetches every image of a message through Apple's
+proxy as soon as the message reaches the device, whether or not anyone reads it; some
+security gateways do the same. Such an open proves nothing about the person, so it never
+counts as an interaction. The rule, in order:
+
+1. the event carries a flag (``machine_open``): the flag decides (ESPs that detect proxy
+   fetches say so in their exports and webhooks);
+2. no flag, and the user agent is one the Apple proxy sends (see
+   :data:`APPLE_PROXY_USER_AGENTS`): a machine open;
+3. no flag, and the open came within ``scoring.machine_open_seconds`` of the delivery of
+   the same message: a machine open (no person opens a message that fast; a prefetch does).
+
+Otherwise the open is human. The user-agent patterns are SQL ``LIKE`` patterns, matched
+without regard to case, so the bulk scoring SQL and this module's Python function (used
+by the tracking server for a single hit) share one definition.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from functools import lru_cache
+
+from sqlalchemy import ColumnElement, and_, false, not_, or_
+
+from winback.scoring.sql import ci_like
+
+# What the Apple proxy sends when it prefetches images: a bare ``Mozilla/5.0``, or the
+# Apple Mail WebKit string of a Mac, iPhone or iPad *without* the ``Version/… Safari/…``
+# tokens that a browser adds (a person clicking through to Safari is a browser hit).
+APPLE_PROXY_USER_AGENTS: tuple[str, ...] = (
+    "Mozilla/5.0",
+    "Mozilla/5.0 (Macintosh; % Mac OS X %) AppleWebKit/% (KHTML, like Gecko)",
+    "Mozilla/5.0 (iPhone; % like Mac OS X) AppleWebKit/% (KHTML, like Gecko) Mobile/%",
+    "Mozilla/5.0 (iPad; % like Mac OS X) AppleWebKit/% (KHTML, like Gecko) Mobile/%",
+)
+# A user agent matching a pattern above is still a browser when it also matches one of
+# these (the ``Mobile/%`` patterns would otherwise swallow mobile Safari).
+BROWSER_USER_AGENTS: tuple[str, ...] = ("%Safari/%",)
+
+
+@lru_cache(maxsize=64)
+def _like_regex(pattern: str) -> re.Pattern[str]:
+    """A SQL LIKE pattern (``%`` any run, ``_`` one character) as a case-insensitive regex."""
+    parts = (".*" if char == "%" else "." if char == "_" else re.escape(char) for char in pattern)
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+
+
+def is_apple_proxy_user_agent(user_agent: str | None) -> bool:
+    """True when ``user_agent`` is what Apple's image proxy sends.
+
+    >>> is_apple_proxy_user_agent("Mozilla/5.0")
+    True
+    """
+    if not user_agent:
+        return False
+    if any(_like_regex(p).fullmatch(user_agent) for p in BROWSER_USER_AGENTS):
+        return False
+    return any(_like_regex(p).fullmatch(user_agent) for p in APPLE_PROXY_USER_AGENTS)
+
+
+def is_machine_open(
+    *,
+    flag: bool | None,
+    user_agent: str | None,
+    opened_at: datetime,
+    delivered_at: datetime | None,
+    machine_open_seconds: int,
+) -> bool:
+    """Whether an open is a machine open (see the module docstring for the rule).
+
+    ``delivered_at`` is when the same message was delivered to the same contact (None
+    when unknown); both times must be comparable (both aware, or both naive UTC).
+    """
+    if flag is not None:
+        return flag
+    if is_apple_proxy_user_agent(user_agent):
+        return True
+    if delivered_at is None:
+        return False
+    delay = (opened_at - delivered_at).total_seconds()
+    return 0 <= delay <= machine_open_seconds
+
+
+def apple_proxy_user_agent_sql(user_agent: ColumnElement[str]) -> ColumnElement[bool]:
+    """The user-agent part of the rule as a SQL condition on a column."""
+    if not APPLE_PROXY_USER_AGENTS:
+        return false()
+    return and_(
+        user_agent.is_not(None),
+        or_(*(ci_like(user_agent, pattern) for pattern in APPLE_PROXY_USER_AGENTS)),
+        not_(or_(*(ci_like(user_agent, pattern) for pattern in BROWSER_USER_AGENTS))),
+    )

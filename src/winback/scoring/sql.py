@@ -1,0 +1,170 @@
+"""The few SQL functions the scoring queries need that SQLite and PostgreSQL spell
+differently, as SQLAlchemy constructs compiled per dialect.
+
+- :func:`local_day`: the calendar day (days since 1970-01-01) of a stored naive-UTC
+  timestamp in the workspace zone. PostgreSQL converts with ``AT TIME ZONE``; SQLite has
+  no zones, so the zone's UTC offsets are written into the query as a balanced ``CASE``
+  over its transitions (a handful of comparisons per row, no table lookup).
+- :func:`seconds_between`: seconds from one timestamp to another.
+- :func:`ci_like`: a case-insensitive ``LIKE`` (SQLite's ``LIKE`` already is).
+- :func:`json_has_any`: a JSON array column holds at least one of some strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Integer, bindparam, literal
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.types import Boolean, Float
+
+_EPOCH_JULIAN = 2440587.5  # julianday('1970-01-01 00:00:00')
+_FIRST_YEAR, _LAST_YEAR = 1970, 2100
+
+
+class local_day(FunctionElement[int]):
+    """``local_day(column, "Europe/Paris")``: the day number of a timestamp in a zone."""
+
+    type = Integer()
+    inherit_cache = False
+
+    def __init__(self, column: Any, timezone: str) -> None:
+        self.timezone = timezone
+        super().__init__(column)
+
+
+@compiles(local_day)
+def _local_day_default(element: local_day, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(next(iter(element.clauses)), **kw)
+    zone = compiler.process(literal(element.timezone), **kw)
+    return f"(CAST(timezone({zone}, timezone('UTC', {column})) AS DATE) - DATE '1970-01-01')"
+
+
+@compiles(local_day, "sqlite")
+def _local_day_sqlite(element: local_day, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(next(iter(element.clauses)), **kw)
+    offset = _offset_case(column, utc_offsets(element.timezone))
+    shifted = f"julianday({column})" if offset == "0" else f"(julianday({column}) + {offset})"
+    return f"CAST({shifted} - {_EPOCH_JULIAN} AS INTEGER)"
+
+
+def _offset_case(column: str, offsets: Sequence[tuple[str, float]]) -> str:
+    """A balanced CASE giving the offset (in days) in force at ``column``. ``offsets`` is
+    a list of (UTC start, offset) sorted by start, the first start being ''."""
+    if len(offsets) == 1:
+        return repr(offsets[0][1]) if offsets[0][1] else "0"
+    middle = len(offsets) // 2
+    start = offsets[middle][0]
+    before = _offset_case(column, offsets[:middle])
+    after = _offset_case(column, offsets[middle:])
+    return f"(CASE WHEN {column} < '{start}' THEN {before} ELSE {after} END)"
+
+
+@lru_cache(maxsize=16)
+def utc_offsets(timezone: str) -> tuple[tuple[str, float], ...]:
+    """The UTC offsets of a zone (as fractions of a day) with the naive-UTC instant
+    each starts, from 1970 to 2100; the first entry starts at ''."""
+    zone = ZoneInfo(timezone)
+
+    def offset(moment: datetime) -> timedelta:
+        return moment.astimezone(zone).utcoffset() or timedelta(0)
+
+    moment = datetime(_FIRST_YEAR, 1, 1, tzinfo=UTC)
+    current = offset(moment)
+    result: list[tuple[str, float]] = [("", current.total_seconds() / 86400)]
+    end = datetime(_LAST_YEAR, 1, 1, tzinfo=UTC)
+    step = timedelta(hours=6)
+    while moment < end:
+        following = moment + step
+        if offset(following) != current:
+            low, high = moment, following
+            while high - low > timedelta(seconds=1):
+                probe = low + (high - low) / 2
+                if offset(probe) == current:
+                    low = probe
+                else:
+                    high = probe
+            current = offset(high)
+            start = high.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S")
+            result.append((start, current.total_seconds() / 86400))
+        moment = following
+    return tuple(result)
+
+
+class seconds_between(FunctionElement[float]):
+    """``seconds_between(earlier, later)``: seconds from ``earlier`` to ``later``."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(seconds_between)
+def _seconds_between_default(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    earlier, later = (compiler.process(c, **kw) for c in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({later} - {earlier}))"
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_between_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    earlier, later = (compiler.process(c, **kw) for c in element.clauses)
+    return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+
+
+class ci_like(FunctionElement[bool]):
+    """``ci_like(column, pattern)``: LIKE without regard to (ASCII) case."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(ci_like)
+def _ci_like_default(element: ci_like, compiler: Any, **kw: Any) -> str:
+    column, pattern = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} ILIKE {pattern})"
+
+
+@compiles(ci_like, "sqlite")
+def _ci_like_sqlite(element: ci_like, compiler: Any, **kw: Any) -> str:
+    column, pattern = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({column} LIKE {pattern})"
+
+
+class json_has_any(FunctionElement[bool]):
+    """``json_has_any(column, ["vip", "wine"])``: the JSON array in ``column`` holds at
+    least one of the strings."""
+
+    type = Boolean()
+    inherit_cache = False
+
+    def __init__(self, column: Any, values: Sequence[str]) -> None:
+        self.values = list(values)
+        super().__init__(column)
+
+
+def _value_binds(element: json_has_any, compiler: Any, **kw: Any) -> str:
+    return ", ".join(
+        compiler.process(bindparam(None, value, unique=True), **kw) for value in element.values
+    )
+
+
+@compiles(json_has_any)
+def _json_has_any_default(element: json_has_any, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(next(iter(element.clauses)), **kw)
+    return (
+        f"EXISTS (SELECT 1 FROM json_array_elements_text(CAST({column} AS JSON)) AS j(value) "
+        f"WHERE j.value IN ({_value_binds(element, compiler, **kw)}))"
+    )
+
+
+@compiles(json_has_any, "sqlite")
+def _json_has_any_sqlite(element: json_has_any, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(next(iter(element.clauses)), **kw)
+    return (
+        f"EXISTS (SELECT 1 FROM json_each({column}) AS j "
+        f"WHERE j.value IN ({_value_binds(element, compiler, **kw)}))"
+    )

@@ -1,0 +1,198 @@
+"""Enrolment and the tick against a real store (SQLite and PostgreSQL): who is enrolled,
+which step each contact gets, exits, sunset, the frequency cap and quiet hours."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import insert, select
+
+from tests.builders import add_event
+from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
+from winback.clock import to_db
+from winback.compliance.suppression import address_hash, suppress
+from winback.journeys.engine import enrol, in_holdout, tick
+from winback.store.schema import audit, contacts, enrollments, outbox, suppressions
+from winback.workspace import Workspace
+
+DAY = timedelta(days=1)
+
+
+def test_enrolment_skips_who_must_not_be_enrolled(workspace: Workspace) -> None:
+    add(workspace, SIMPLE)
+    add(workspace, SIMPLE.replace("name: spring", "name: other"))
+    with workspace.engine.begin() as c:
+        ok = scored(c, email="ok@example.com")
+        scored(c, email="active@example.com", stage="active")
+        scored(c, email="gone@example.com", email_status="unsubscribed")
+        scored(c, phone="+33612345678")  # the journey only uses email
+        blocked = scored(c, email="blocked@example.com")
+        scored(c, email="paying@example.com", scores={"dormant_subscriber": True})
+        busy = scored(c, email="busy@example.com")
+        suppress(c, workspace, channel="email", reason="manual", now=START, actor="user",
+                 contact_id=blocked)  # fmt: skip
+        c.execute(  # busy is in the other journey already
+            insert(enrollments),
+            {"journey_id": 2, "contact_id": busy, "holdout": False, "status": "active",
+             "enrolled_at": to_db(START), "next_due_at": to_db(START + 30 * DAY)},
+        )  # fmt: skip
+    result = enrol(workspace, "spring", START)
+    assert result.enrolled == 1
+    assert dict(result.skipped) == {
+        "no consent": 2,
+        "suppressed": 1,
+        "protected subscriber": 1,
+        "already in a journey": 1,
+    }
+    with workspace.engine.connect() as c:
+        enrolled = (
+            c.execute(select(enrollments.c.contact_id).where(enrollments.c.journey_id == 1))
+            .scalars()
+            .all()
+        )
+        actions = c.execute(select(audit.c.action, audit.c.contact_id)).all()
+    assert enrolled == [ok]
+    assert ("enrol", ok) in actions
+    # Enrolling again the next day adds nobody: ok is in a journey now.
+    assert enrol(workspace, "spring", START + DAY).enrolled == 0
+
+
+def test_the_holdout_is_a_stable_share_that_receives_nothing(workspace: Workspace) -> None:
+    add(workspace, SIMPLE.replace("holdout: 0", "holdout: 0.25"))
+    with workspace.engine.begin() as c:
+        ids = [scored(c, email=f"p{n}@example.com") for n in range(400)]
+    result = enrol(workspace, "spring", START)
+    expected = [i for i in ids if in_holdout(i, "spring", 0.25)]
+    assert result.holdout == len(expected)
+    assert 70 <= result.holdout <= 130
+    ticked = tick(workspace, START)
+    assert ticked.queued == 400 - len(expected) and ticked.holdout_steps == len(expected)
+    sent_to = {row["contact_id"] for row in outbox_rows(workspace)}
+    assert sent_to.isdisjoint(expected)
+
+
+def test_a_tick_queues_each_step_once_and_branches_on_reactions(workspace: Workspace) -> None:
+    add(workspace, SIMPLE)
+    with workspace.engine.begin() as c:
+        silent = scored(c, email="silent@example.com")
+        reader = scored(c, email="reader@example.com")
+        clicker = scored(c, email="clicker@example.com")
+    enrol(workspace, "spring", START)
+    assert tick(workspace, START).queued == 3
+    assert tick(workspace, START).queued == 0  # the same moment again: nothing new
+    first = {row["contact_id"]: row for row in outbox_rows(workspace)}
+    assert {row["idempotency_key"] for row in first.values()} == {
+        "1:miss-you",
+        "2:miss-you",
+        "3:miss-you",
+    }
+    with workspace.engine.begin() as c:
+        add_event(c, reader, "open", START + 2 * DAY, machine_open=False)
+        add_event(c, silent, "open", START + 2 * DAY, machine_open=True)  # a proxy prefetch
+        add_event(c, clicker, "click", START + 3 * DAY)
+    # The click exits at once, long before the step's wait is over.
+    middle = tick(workspace, START + 4 * DAY)
+    assert middle.reactivated == 1 and middle.queued == 0
+    later = tick(workspace, START + 30 * DAY)
+    assert later.queued == 2
+    steps = {
+        row["contact_id"]: row["step_id"]
+        for row in outbox_rows(workspace)
+        if row["step_id"] != "miss-you"
+    }
+    assert steps == {silent: "offer", reader: "bigger-offer"}
+    with workspace.engine.connect() as c:
+        outcome = c.execute(
+            select(enrollments.c.status, enrollments.c.outcome).where(
+                enrollments.c.contact_id == clicker
+            )
+        ).one()
+    assert tuple(outcome) == ("reactivated", "click")
+
+
+def test_sunset_marks_the_contact_lost_and_suppresses_the_address(workspace: Workspace) -> None:
+    add(workspace, SIMPLE)
+    with workspace.engine.begin() as c:
+        contact = scored(c, email="Quiet@Example.com")
+    enrol(workspace, "spring", START)
+    moment = START
+    for _ in range(5):
+        tick(workspace, moment)
+        moment += 30 * DAY
+    with workspace.engine.connect() as c:
+        status = c.execute(select(enrollments.c.status)).scalar_one()
+        lost = c.execute(select(contacts.c.lost_by_journey_at)).scalar_one()
+        suppressed = c.execute(select(suppressions.c.address_hash, suppressions.c.reason)).all()
+    assert [row["step_id"] for row in outbox_rows(workspace)] == [
+        "miss-you",
+        "offer",
+        "bigger-offer",
+        "goodbye",
+    ]
+    assert status == "sunset" and lost is not None
+    assert [tuple(row) for row in suppressed] == [
+        (address_hash(workspace, "email", "quiet@example.com"), "sunset")
+    ]
+    assert contact
+
+
+def test_an_unsubscribe_mid_journey_cancels_and_exits(workspace: Workspace) -> None:
+    add(workspace, SIMPLE)
+    with workspace.engine.begin() as c:
+        contact = scored(c, email="bye@example.com")
+    enrol(workspace, "spring", START)
+    tick(workspace, START)
+    with workspace.engine.begin() as c:
+        c.execute(contacts.update().values(email_status="unsubscribed"))
+    result = tick(workspace, START + 30 * DAY)
+    assert result.exited == 1 and result.queued == 0
+    with workspace.engine.connect() as c:
+        assert c.execute(select(enrollments.c.outcome)).scalar_one() == "no channel left"
+    assert contact
+
+
+def test_the_frequency_cap_postpones_a_step(workspace: Workspace) -> None:
+    add(workspace, SIMPLE)
+    with workspace.engine.begin() as c:
+        contact = scored(c, email="busy@example.com")
+        for days in (1, 2, 3):  # three messages from elsewhere this week (cap: 3)
+            c.execute(
+                insert(outbox),
+                {"idempotency_key": f"other:{days}", "contact_id": contact, "channel": "email",
+                 "status": "sent", "created_at": to_db(START - days * DAY),
+                 "due_at": to_db(START - days * DAY)},
+            )  # fmt: skip
+    enrol(workspace, "spring", START)
+    result = tick(workspace, START)
+    assert result.postponed == 1 and result.queued == 0
+    with workspace.engine.connect() as c:
+        due = c.execute(select(enrollments.c.next_due_at)).scalar_one()
+    assert due == to_db(START + 4 * DAY)  # when the oldest of the three leaves the week
+    assert tick(workspace, START + 4 * DAY).queued == 1
+
+
+def test_sms_waits_for_the_quiet_hours_to_end(workspace: Workspace) -> None:
+    add(workspace, SIMPLE.replace("template: miss_you", "template: miss_you\n        channel: sms"))
+    with workspace.engine.begin() as c:
+        scored(c, phone="+33612345678", timezone="Europe/Paris", country="FR")
+    enrol(workspace, "spring", START)
+    saturday_night = START + 5 * DAY + timedelta(hours=12)  # Sat 8 March, 22:00 in Paris
+    tick(workspace, saturday_night)
+    [row] = outbox_rows(workspace)
+    assert row["channel"] == "sms" and row["to_address"] == "+33612345678"
+    assert row["due_at"] == to_db(START + 7 * DAY - timedelta(hours=2))  # Mon 8:00 Paris
+
+
+def test_a_suppression_after_enrolment_stops_the_next_step(workspace: Workspace) -> None:
+    add(workspace, SIMPLE)
+    with workspace.engine.begin() as c:
+        contact = scored(c, email="later@example.com")
+        scored(c, email="still@example.com")
+    enrol(workspace, "spring", START)
+    tick(workspace, START)
+    with workspace.engine.begin() as c:
+        suppress(c, workspace, channel="email", reason="complaint", now=START + DAY, actor="web",
+                 address="LATER@example.com")  # fmt: skip
+    result = tick(workspace, START + 30 * DAY)
+    assert (result.exited, result.queued) == (1, 1)
+    assert [row["contact_id"] for row in outbox_rows(workspace, step_id="offer")] != [contact]
