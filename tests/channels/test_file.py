@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from email import message_from_bytes, policy
 
+from sqlalchemy import insert, select
+
+from tests.builders import add_contact, day
 from tests.channels.conftest import email_to, sms_to
-from winback.channels import OUTBOX_FILES_DIR, FileSender, Sent, sender_for
+from winback.channels import OUTBOX_FILES_DIR, FileSender, OutgoingMessage, Sent, sender_for
 from winback.domain import Channel
+from winback.links import Links
+from winback.store.schema import outbox
 from winback.workspace import Workspace
 
 TOML = (
@@ -59,3 +65,44 @@ def test_sms_provider_file_logs_the_final_text_and_its_parts(
     assert record["text"].endswith("\nSTOP au 36111")
     # 15 + 60 characters of body, a line break, 13 of mention: 89 UCS-2 units in 2 parts.
     assert (record["encoding"], record["units"], record["parts"]) == ("UCS-2", 89, 2)
+
+
+def test_a_stored_outbox_row_becomes_the_message_that_is_written(
+    configure: Callable[[str], Workspace],
+) -> None:
+    workspace = configure(TOML)
+    created = datetime(2026, 3, 2, 9, 0)
+    with workspace.engine.begin() as connection:
+        contact = add_contact(connection, email="lea@example.org", created_at=day(2025, 1, 5))
+        connection.execute(
+            insert(outbox),
+            {
+                "idempotency_key": "enrollment:1:step:miss_you",
+                "contact_id": contact,
+                "channel": "email",
+                "status": "sending",
+                "to_address": "lea@example.org",
+                "subject": "Léa, on vous garde une place",
+                "body_text": "Bonjour Léa",
+                "body_html": None,
+                "headers": {"X-Journey": "winback"},
+                "message_id": "<o1.winback@eole.example>",
+                "created_at": created,
+                "due_at": created,
+            },
+        )
+        row = connection.execute(select(outbox)).mappings().one()
+
+    message = OutgoingMessage.from_outbox(row)
+    sender = sender_for(workspace, Channel.EMAIL, dry_run=True)
+    assert sender.send(message) == Sent(provider_id=f"file:{row['id']:08d}.eml")
+    sender.close()
+
+    data = (workspace.path / OUTBOX_FILES_DIR / f"{row['id']:08d}.eml").read_bytes()
+    email = message_from_bytes(data, policy=policy.default)
+    assert email["Message-ID"] == "<o1.winback@eole.example>"
+    assert email["X-Journey"] == "winback"
+    assert email.get_content_type() == "text/plain"
+    unsubscribe = email["List-Unsubscribe"].split("<https://t.eole.example/u/", 1)[1]
+    token = unsubscribe.split(">", 1)[0]
+    assert Links.of(workspace).verify_unsubscribe(token, now=day(2030, 1, 1)).contact_id == contact

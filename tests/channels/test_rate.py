@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from winback.channels import RateLimiter
@@ -29,7 +31,7 @@ def test_messages_are_spaced_at_the_configured_rate() -> None:
         sent_at.append(clock.now)
     assert sent_at[0] == 1000.0
     assert sent_at[-1] - sent_at[0] == pytest.approx(2.0)
-    gaps = [b - a for a, b in zip(sent_at, sent_at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(sent_at)]
     assert all(gap == pytest.approx(0.2) for gap in gaps)
 
 

@@ -144,7 +144,7 @@ def test_account_problems_stop_the_channel(smsfactor: SmsFactorStandIn) -> None:
     broke = SmsFactorSender(
         api_url=smsfactor.url, api_token="test-token-123", sender="EOLE", stop_mention="STOP"
     )
-    with pytest.raises(ChannelError, match="Not enough credits.*buy credits"):
+    with pytest.raises(ChannelError, match=r"Not enough credits.*buy credits"):
         broke.send(sms_to("+33612345678"))
     broke.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,7 +75,7 @@ def test_parts_rebuild_the_text_and_respect_the_part_size(text: str) -> None:
     for part in parts:
         assert sms_length(part).units <= (single if len(parts) == 1 else multi)
     # No part could have taken the first character of the next one.
-    for part, following in zip(parts, parts[1:], strict=False):
+    for part, following in itertools.pairwise(parts):
         assert sms_length(part + following[0]).units > multi or (
             sms_length(part + following[0]).encoding != length.encoding
         )

@@ -115,10 +115,10 @@ def test_fifty_messages_share_one_connection(
 def test_a_connection_the_server_dropped_is_opened_again(
     smtp_server: StartServer, composer: EmailComposer
 ) -> None:
-    controller, handler = smtp_server(timeout=0.3)  # the server hangs up idle sessions
+    controller, handler = smtp_server(timeout=1.0)  # the server hangs up idle sessions
     with SmtpSender(plain(controller), composer) as sender:
         first = sender.send(email_to("a@example.org", 1))
-        time.sleep(0.8)
+        time.sleep(1.6)
         second = sender.send(email_to("b@example.org", 2))
 
     assert isinstance(first, Sent) and isinstance(second, Sent)
@@ -280,7 +280,9 @@ def test_an_untrusted_certificate_is_refused(
 
 
 def test_winback_smtp_url_overrides_the_email_section() -> None:
-    email = EmailSection(host="mail.internal", port=2525, username="u", password="p")
+    email = EmailSection.model_validate(
+        {"host": "mail.internal", "port": 2525, "username": "u", "password": "p"}
+    )
     assert SmtpSettings.resolve(email, {}) == SmtpSettings(
         host="mail.internal", port=2525, tls="none", username="u", password="p"
     )

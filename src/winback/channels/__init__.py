@@ -30,7 +30,7 @@ from winback.channels.rate import RateLimiter, Throttled
 from winback.channels.sms import SmsFactorSender
 from winback.channels.sms_encoding import SmsLength, sms_length, split_parts, with_stop_mention
 from winback.channels.smtp import ENV_SMTP_URL, SmtpSender, SmtpSettings
-from winback.domain import Channel
+from winback.domain import SENDING_CHANNELS, Channel
 
 if TYPE_CHECKING:
     from winback.workspace import Workspace
@@ -48,19 +48,10 @@ def sender_for(
     """The sender of ``channel`` for a workspace: the file channel (into
     ``outbox-files/``) for a dry run or ``[sms] provider = "file"``, else SMTP or
     SMSFactor, throttled to the channel's ``rate_per_second``."""
+    if channel not in SENDING_CHANNELS:
+        raise ChannelError(f"winback does not send on the {channel.value} channel")
     config = workspace.config
-    composer = EmailComposer.of(workspace)
-    if dry_run or (channel == Channel.SMS and config.sms.provider == "file"):
-        return FileSender(
-            workspace.path / OUTBOX_FILES_DIR,
-            composer,
-            sms_sender=config.sms.sender,
-            stop_mention=config.sms.stop_mention,
-        )
-    if channel == Channel.EMAIL:
-        settings = SmtpSettings.resolve(config.email, os.environ if environ is None else environ)
-        return Throttled(SmtpSender(settings, composer), RateLimiter(config.email.rate_per_second))
-    if channel == Channel.SMS:
+    if channel == Channel.SMS and config.sms.provider == "smsfactor" and not dry_run:
         sms = config.sms
         return Throttled(
             SmsFactorSender(
@@ -71,7 +62,16 @@ def sender_for(
             ),
             RateLimiter(sms.rate_per_second),
         )
-    raise ChannelError(f"winback does not send on the {channel.value} channel")
+    composer = EmailComposer.of(workspace)
+    if dry_run or channel == Channel.SMS:
+        return FileSender(
+            workspace.path / OUTBOX_FILES_DIR,
+            composer,
+            sms_sender=config.sms.sender,
+            stop_mention=config.sms.stop_mention,
+        )
+    settings = SmtpSettings.resolve(config.email, os.environ if environ is None else environ)
+    return Throttled(SmtpSender(settings, composer), RateLimiter(config.email.rate_per_second))
 
 
 __all__ = [

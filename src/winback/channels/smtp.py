@@ -196,10 +196,16 @@ class SmtpSender:
         client, self._client = self._client, None
         if client is None:
             return
+        transport = client.transport
         if polite and client.is_connected:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
         client.close()
+        if isinstance(transport, asyncio.Transport):
+            # A TLS transport closes gracefully (close_notify) in the background; abort
+            # it so its socket is released now, not left to a loop about to stop.
+            transport.abort()
+            await asyncio.sleep(0)
 
     async def _reset(self, client: aiosmtplib.SMTP) -> None:
         """Clear a refused transaction so the connection can carry the next message."""
