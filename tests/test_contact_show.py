@@ -25,6 +25,8 @@ def test_show_includes_stage_and_history(sqlite_workspace: Workspace, cli) -> No
 
 
 def test_unknown_contact_exit_code(sqlite_workspace: Workspace, cli) -> None:
-    result = cli.invoke(app, ["contact", "show", "zed@example.com", "-w", str(sqlite_workspace.path)])
+    result = cli.invoke(
+        app, ["contact", "show", "zed@example.com", "-w", str(sqlite_workspace.path)]
+    )
     assert result.exit_code == 4
     assert "no contact with the address zed@example.com" in result.output

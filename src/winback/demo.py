@@ -22,15 +22,74 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from winback.ingest import ImportReport, import_contacts, import_events
+from winback.ingest.pipeline import ProgressCallback
+from winback.workspace import Workspace
+
 FIRST_NAMES = np.array(
-    ["Camille", "Léa", "Manon", "Chloé", "Inès", "Louise", "Jade", "Emma", "Zoé", "Anaïs",
-     "Lucas", "Hugo", "Louis", "Nathan", "Théo", "Jules", "Arthur", "Noé", "Raphaël", "Gabriel",
-     "Olivia", "Amelia", "Isla", "Jack", "Oliver", "Harry", "Sophie", "Thomas", "Marie", "Éloïse"]
+    [
+        "Camille",
+        "Léa",
+        "Manon",
+        "Chloé",
+        "Inès",
+        "Louise",
+        "Jade",
+        "Emma",
+        "Zoé",
+        "Anaïs",
+        "Lucas",
+        "Hugo",
+        "Louis",
+        "Nathan",
+        "Théo",
+        "Jules",
+        "Arthur",
+        "Noé",
+        "Raphaël",
+        "Gabriel",
+        "Olivia",
+        "Amelia",
+        "Isla",
+        "Jack",
+        "Oliver",
+        "Harry",
+        "Sophie",
+        "Thomas",
+        "Marie",
+        "Éloïse",
+    ]
 )
 LAST_NAMES = np.array(
-    ["Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy",
-     "Moreau", "Simon", "Laurent", "Lefèvre", "Michel", "Garcia", "David", "Bertrand", "Roux",
-     "Vincent", "Fournier", "Smith", "Jones", "Taylor", "Brown", "Müller", "Peeters", "Janssens"]
+    [
+        "Martin",
+        "Bernard",
+        "Dubois",
+        "Thomas",
+        "Robert",
+        "Richard",
+        "Petit",
+        "Durand",
+        "Leroy",
+        "Moreau",
+        "Simon",
+        "Laurent",
+        "Lefèvre",
+        "Michel",
+        "Garcia",
+        "David",
+        "Bertrand",
+        "Roux",
+        "Vincent",
+        "Fournier",
+        "Smith",
+        "Jones",
+        "Taylor",
+        "Brown",
+        "Müller",
+        "Peeters",
+        "Janssens",
+    ]
 )
 COUNTRIES = np.array(["FR", "BE", "CH", "GB", "LU"])
 COUNTRY_WEIGHTS = np.array([0.72, 0.12, 0.07, 0.06, 0.03])
@@ -87,7 +146,9 @@ def generate(
             else:
                 pq.write_table(table, path, compression="zstd")
             written[name] = path
-    return DemoFiles(written["contacts"], written["events"], contact_table.num_rows, event_table.num_rows)
+    return DemoFiles(
+        written["contacts"], written["events"], contact_table.num_rows, event_table.num_rows
+    )
 
 
 def _contacts(rng: np.random.Generator, n: int, created: np.ndarray, apple: np.ndarray) -> pa.Table:
@@ -95,7 +156,9 @@ def _contacts(rng: np.random.Generator, n: int, created: np.ndarray, apple: np.n
     last = LAST_NAMES[rng.integers(0, len(LAST_NAMES), n)]
     ids = np.arange(n)
     domain = DOMAINS[ids % len(DOMAINS)]
-    emails = np.char.add(np.char.add(np.char.add(np.char.lower(_ascii(first)), "."), ids.astype(str)), "@")
+    emails = np.char.add(
+        np.char.add(np.char.add(np.char.lower(_ascii(first)), "."), ids.astype(str)), "@"
+    )
     emails = np.char.add(emails, domain).astype(object)
     # A few addresses are broken, as in every real export.
     for index in np.flatnonzero(rng.random(n) < 0.002):
@@ -109,7 +172,9 @@ def _contacts(rng: np.random.Generator, n: int, created: np.ndarray, apple: np.n
     sms_optin = np.where(has_phone & (rng.random(n) < 0.7), "yes", "no")
     birth_year = rng.integers(1950, 2006, n)
     tags = np.where(apple, "ios", "")
-    interests = np.char.add(np.char.add(INTERESTS[rng.integers(0, 7, n)], ";"), INTERESTS[rng.integers(0, 7, n)])
+    interests = np.char.add(
+        np.char.add(INTERESTS[rng.integers(0, 7, n)], ";"), INTERESTS[rng.integers(0, 7, n)]
+    )
     return pa.table(
         {
             "email": pa.array(emails.astype(str)),
@@ -164,7 +229,9 @@ def _events(
     open_at = delivered_at[human] + rng.exponential(20_000, human.sum()) + 120
     parts.append(_part(who[human], 2, open_at, campaign_index[human]))
     clicked = rng.random(human.sum()) < 0.25
-    parts.append(_part(who[human][clicked], 3, open_at[clicked] + 30, campaign_index[human][clicked]))
+    parts.append(
+        _part(who[human][clicked], 3, open_at[clicked] + 30, campaign_index[human][clicked])
+    )
     # Purchases and visits: Poisson processes until the contact drops out.
     span_days = np.maximum(death - created, 0) / 86_400
     for code, multiplier in ((4, 1.0), (5, 2.5)):
@@ -175,8 +242,15 @@ def _events(
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
-def _part(who: np.ndarray, code: int, at: np.ndarray, campaign: np.ndarray) -> dict[str, np.ndarray]:
-    return {"who": who, "code": np.full(len(who), code, dtype=np.int8), "at": at, "campaign": campaign}
+def _part(
+    who: np.ndarray, code: int, at: np.ndarray, campaign: np.ndarray
+) -> dict[str, np.ndarray]:
+    return {
+        "who": who,
+        "code": np.full(len(who), code, dtype=np.int8),
+        "at": at,
+        "campaign": campaign,
+    }
 
 
 _TYPES = np.array(["", "delivered", "open", "click", "purchase", "visit", "teleport"])
@@ -215,3 +289,33 @@ def first_address(contacts_file: Path) -> str:
     with contacts_file.open(encoding="utf-8") as stream:
         stream.readline()
         return stream.readline().split(",")[0].strip('"')
+
+
+@dataclass
+class Demo:
+    files: DemoFiles
+    reports: list[ImportReport]
+    first_address: str
+
+
+def build_demo(
+    directory: Path,
+    *,
+    contacts: int,
+    seed: int = 7,
+    progress: ProgressCallback | None = None,
+) -> Demo:
+    """Generate a base into ``directory/data``, make ``directory`` a fresh ecommerce
+    workspace and import the base into it, as of today."""
+    now = demo_now()
+    files = generate(directory / "data", contacts=contacts, now=now, seed=seed)
+    Workspace.init(directory, "ecommerce", force=True).close()
+    workspace = Workspace.open(directory)
+    try:
+        reports = [
+            import_contacts(workspace, files.contacts, now=now, progress=progress),
+            import_events(workspace, files.events, now=now, progress=progress),
+        ]
+    finally:
+        workspace.close()
+    return Demo(files, reports, first_address(files.contacts))

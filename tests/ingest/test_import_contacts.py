@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from winback.cli import app
 from winback.clock import utcnow
 from winback.errors import InputFileError
 from winback.ingest import import_contacts
-from winback.store.schema import audit, contacts
+from winback.store.schema import audit, contacts, suppressions
 from winback.workspace import Workspace
 
 
@@ -47,7 +48,9 @@ def test_a_french_excel_export(workspace: Workspace, tmp_path: Path) -> None:
         "helene@example.com;Hélène;Lefèvre;06 12 34 56 78;31/01/2024;Besançon\r\n"
         "francois@example.com;François;Gaël;;15/02/2023;Orléans\r\n"
     )
-    report = import_contacts(workspace, write(tmp_path / "export.csv", text, "cp1252"), now=utcnow())
+    report = import_contacts(
+        workspace, write(tmp_path / "export.csv", text, "cp1252"), now=utcnow()
+    )
     assert (report.read, report.imported, report.rejected) == (2, 2, 0)
     found = rows(workspace)
     helene = found["helene@example.com"]
@@ -65,7 +68,9 @@ def test_every_common_delimiter(workspace: Workspace, tmp_path: Path, delimiter:
     body = [["a@example.com", "Ann", "1,5"], ["b@example.com", "Bob", "2,5"]]
     buffer = io.StringIO()
     csv.writer(buffer, delimiter=delimiter).writerows([lines, *body])
-    report = import_contacts(workspace, write(tmp_path / "list.txt", buffer.getvalue()), now=utcnow())
+    report = import_contacts(
+        workspace, write(tmp_path / "list.txt", buffer.getvalue()), now=utcnow()
+    )
     assert report.imported == 2, report.by_reason
     assert rows(workspace)["b@example.com"]["first_name"] == "Bob"
     assert rows(workspace)["b@example.com"]["attributes"] == {"Amount spent": "2,5"}
@@ -81,7 +86,10 @@ def test_a_comma_inside_values_does_not_fool_the_delimiter_guess(
 
 
 def test_bom_and_quoted_newlines(workspace: Workspace, tmp_path: Path) -> None:
-    text = '\ufeffemail,first_name,city\nann@example.com,"Ann\nMarie",Paris\nbob@example.com,Bob,Lyon\n'
+    text = (
+        '\ufeffemail,first_name,city\nann@example.com,"Ann\nMarie",Paris\n'
+        "bob@example.com,Bob,Lyon\n"
+    )
     report = import_contacts(workspace, write(tmp_path / "bom.csv", text), now=utcnow())
     assert report.imported == 2
     assert rows(workspace)["ann@example.com"]["first_name"] == "Ann\nMarie"
@@ -142,7 +150,9 @@ def test_a_missing_required_column_fails_at_once(workspace: Workspace, tmp_path:
 def test_empty_header_only_binary(workspace: Workspace, tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="empty"):
         import_contacts(workspace, write(tmp_path / "empty.csv", ""), now=utcnow())
-    report = import_contacts(workspace, write(tmp_path / "header.csv", "email,name\n"), now=utcnow())
+    report = import_contacts(
+        workspace, write(tmp_path / "header.csv", "email,name\n"), now=utcnow()
+    )
     assert (report.read, report.imported, report.rejected, report.quarantine) == (0, 0, 0, None)
     binary = tmp_path / "photo.csv"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 40)
@@ -164,8 +174,10 @@ def test_a_refusal_is_never_turned_back(workspace: Workspace, tmp_path: Path) ->
     first = write(tmp_path / "unsub.csv", "email\nann@example.com\nbob@example.com\n")
     import_contacts(workspace, first, now=utcnow(), status=None)
     import_contacts(
-        workspace, write(tmp_path / "mc_unsubscribed.csv", "Email Address\nann@example.com\n"),
-        now=utcnow(), status="unsubscribed",  # type: ignore[arg-type]
+        workspace,
+        write(tmp_path / "mc_unsubscribed.csv", "Email Address\nann@example.com\n"),
+        now=utcnow(),
+        status="unsubscribed",  # type: ignore[arg-type]
     )
     again = write(tmp_path / "again.csv", "email,status\nann@example.com,subscribed\n")
     report = import_contacts(workspace, again, now=utcnow())
@@ -195,7 +207,9 @@ def test_brevo_blacklist_columns(workspace: Workspace, tmp_path: Path) -> None:
 
 def test_default_consent_none_from_config(workspace: Workspace, tmp_path: Path) -> None:
     path = workspace.path / "winback.toml"
-    path.write_text(path.read_text().replace('default_consent = "subscribed"', 'default_consent = "none"'))
+    path.write_text(
+        path.read_text().replace('default_consent = "subscribed"', 'default_consent = "none"')
+    )
     ws = Workspace.open(workspace.path)
     import_contacts(ws, write(tmp_path / "plain.csv", "email\nann@example.com\n"), now=utcnow())
     assert rows(ws)["ann@example.com"]["email_status"] == "none"
@@ -254,3 +268,23 @@ def test_jsonl_and_parquet(workspace: Workspace, tmp_path: Path) -> None:
     assert found["ann@example.com"]["tags"] == ["a", "b"]
     assert found["bob@example.com"]["country"] == "FR"
     assert found["cid@example.com"]["country"] == "BE"
+
+
+def test_a_suppressed_address_comes_back_suppressed(workspace: Workspace, tmp_path: Path) -> None:
+    with workspace.engine.begin() as connection:
+        connection.execute(
+            suppressions.insert(),
+            [
+                {
+                    "channel": "email",
+                    "address_hash": workspace.keyed_hash("gone@example.com"),
+                    "reason": "complaint",
+                    "created_at": datetime(2024, 1, 1),
+                }
+            ],
+        )
+    text = "email\nGone@Example.com\nnew@example.com\n"
+    import_contacts(workspace, write(tmp_path / "again.csv", text), now=utcnow())
+    found = rows(workspace)
+    assert found["gone@example.com"]["email_status"] == "complained"
+    assert found["new@example.com"]["email_status"] == "subscribed"

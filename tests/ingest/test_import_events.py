@@ -14,7 +14,7 @@ from sqlalchemy import select
 from winback.clock import utcnow
 from winback.errors import InputFileError
 from winback.ingest import import_contacts, import_events
-from winback.store.schema import contacts, events
+from winback.store.schema import audit, contacts, events
 from winback.workspace import Workspace
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -48,13 +48,20 @@ def test_events_in_the_forms_files_use(base: Workspace, tmp_path: Path) -> None:
     assert (report.imported, report.rejected) == (3, 0), report.by_reason
     rows = stored(base)
     purchase, machine_open, click = rows
-    assert (purchase["type"], purchase["channel"], purchase["amount"]) == ("purchase", "store", 1234.5)
+    assert (purchase["type"], purchase["channel"], purchase["amount"]) == (
+        "purchase",
+        "store",
+        1234.5,
+    )
     assert purchase["occurred_at"] == datetime(2024, 1, 5, 14, 30)
     assert (machine_open["occurred_at"], machine_open["machine_open"]) == (
         datetime(2024, 1, 6, 9, 0),
         True,
     )
-    assert (click["email"], click["occurred_at"]) == ("bob@example.com", datetime(2024, 1, 6, 10, 40))
+    assert (click["email"], click["occurred_at"]) == (
+        "bob@example.com",
+        datetime(2024, 1, 6, 10, 40),
+    )
 
 
 def test_events_by_phone(base: Workspace, tmp_path: Path) -> None:
@@ -116,9 +123,12 @@ def test_refusal_events_change_the_channel_status(base: Workspace, tmp_path: Pat
         "bob@example.com,spam,2024-03-02,email\n"
     )
     import_events(base, path, now=NOW)
+    import_events(base, path, now=NOW)
     with base.engine.connect() as connection:
         statuses = dict(connection.execute(select(contacts.c.email, contacts.c.email_status)).all())
+        changes = connection.execute(select(audit.c.reason).order_by(audit.c.id)).scalars().all()
     assert statuses == {"ann@example.com": "bounced", "bob@example.com": "complained"}
+    assert changes == ["email bounced", "email complained"]  # the second import changed nothing
 
 
 def test_missing_columns_name_what_is_missing(base: Workspace, tmp_path: Path) -> None:

@@ -28,8 +28,15 @@ def test_the_fast_email_path_agrees_with_email_validator(email: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["a..b@example.com", "a@ex_ample.com", "a@example.123", "a@localhost", "@example.com",
-     "a@b", "a b@example.com"],
+    [
+        "a..b@example.com",
+        "a@ex_ample.com",
+        "a@example.123",
+        "a@localhost",
+        "@example.com",
+        "a@b",
+        "a b@example.com",
+    ],
 )
 def test_invalid_emails(text: str) -> None:
     with pytest.raises(ValueError, match="invalid email"):
@@ -64,8 +71,14 @@ def test_unparseable_dates(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("12,50", 12.5), ("1 234,50 €", 1234.5), ("1,234.50", 1234.5), ("1.234,50", 1234.5),
-     ("€3", 3.0), (7, 7.0)],
+    [
+        ("12,50", 12.5),
+        ("1 234,50 €", 1234.5),
+        ("1,234.50", 1234.5),
+        ("1.234,50", 1234.5),
+        ("€3", 3.0),
+        (7, 7.0),
+    ],
 )
 def test_amounts(text: object, expected: float) -> None:
     assert v.parse_amount(text) == expected

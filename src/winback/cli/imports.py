@@ -115,10 +115,17 @@ def contacts(
     ws = open_workspace(workspace)
     with import_progress(not json) as progress:
         report = import_contacts(
-            ws, file, now=now_option(now, ws), mapping=_mapping(mapping), status=status,
+            ws,
+            file,
+            now=now_option(now, ws),
+            mapping=_mapping(mapping),
+            status=status,
             progress=progress,
         )
-    print_json(report.as_dict()) if json else print_import_summary(report)
+    if json:
+        print_json(report.as_dict())
+    else:
+        print_import_summary(report)
 
 
 @app.command("events")
@@ -135,4 +142,7 @@ def events(
         report = import_events(
             ws, file, now=now_option(now, ws), mapping=_mapping(mapping), progress=progress
         )
-    print_json(report.as_dict()) if json else print_import_summary(report)
+    if json:
+        print_json(report.as_dict())
+    else:
+        print_import_summary(report)

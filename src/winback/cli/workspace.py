@@ -10,9 +10,7 @@ import typer
 from winback.cli.common import WorkspaceOption, console, open_workspace
 from winback.cli.imports import import_progress, print_import_summary
 from winback.config import Profile
-from winback.demo import demo_now, first_address
-from winback.demo import generate as generate_demo
-from winback.ingest import import_contacts, import_events
+from winback.demo import build_demo
 from winback.store import migrate as migrate_store
 from winback.workspace import Workspace
 
@@ -50,25 +48,15 @@ def demo(
 ) -> None:
     """Generate a realistic synthetic base (three years of activity), create a workspace
     with it, import it and print a summary."""
-    with console.status("Generating the synthetic base..."):
-        files = generate_demo(directory / "data", contacts=contacts, now=demo_now(), seed=seed)
+    with import_progress(True) as progress:
+        built = build_demo(directory, contacts=contacts, seed=seed, progress=progress)
     console.print(
-        f"Generated {files.contact_rows:,} contacts and {files.event_rows:,} events in "
-        f"{directory / 'data'}"
+        f"Generated {built.files.contact_rows:,} contacts and {built.files.event_rows:,} "
+        f"events in {built.files.contacts.parent}"
     )
-    workspace = Workspace.init(directory, "ecommerce", force=True)
-    workspace.close()
-    ws = open_workspace(directory)
-    for kind, path, importer in (
-        ("contacts", files.contacts, import_contacts),
-        ("events", files.events, import_events),
-    ):
-        with import_progress(True) as progress:
-            report = importer(ws, path, now=demo_now(), progress=progress)
+    for report in built.reports:
         print_import_summary(report)
-    console.print(
-        f"Try: winback contact show {first_address(files.contacts)} -w {directory}"
-    )
+    console.print(f"Try: winback contact show {built.first_address} -w {directory}")
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,26 @@ def audit_row(
     }
 
 
+def status_change(
+    *,
+    at: datetime,
+    actor: str,
+    contact_id: int,
+    channel: str,
+    status: str,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The audit row of a channel status change (``email unsubscribed``...)."""
+    return audit_row(
+        at=at,
+        actor=actor,
+        action="status_change",
+        contact_id=contact_id,
+        reason=f"{channel} {status}",
+        details=details,
+    )
+
+
 def record(connection: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
     """Append audit rows (built with :func:`audit_row`) in the caller's transaction."""
     batch = list(rows)

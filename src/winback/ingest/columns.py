@@ -9,63 +9,190 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from winback.errors import InputFileError
 from winback.ingest.values import fold
 
 CONTACT_ALIASES: dict[str, tuple[str, ...]] = {
-    "email": ("email", "e-mail", "mail", "courriel", "email address", "adresse email",
-              "adresse e-mail", "adresse mail", "email_address", "emailaddress", "e_mail"),
-    "phone": ("phone", "mobile", "sms", "téléphone", "telephone", "tel", "portable",
-              "phone number", "phone_number", "mobile phone", "numero", "numéro",
-              "numero de telephone", "cell", "gsm"),
-    "first_name": ("first name", "firstname", "first_name", "prénom", "prenom", "given name",
-                   "fname"),
-    "last_name": ("last name", "lastname", "last_name", "nom", "nom de famille", "surname",
-                  "family name", "lname"),
+    "email": (
+        "email",
+        "e-mail",
+        "mail",
+        "courriel",
+        "email address",
+        "adresse email",
+        "adresse e-mail",
+        "adresse mail",
+        "email_address",
+        "emailaddress",
+        "e_mail",
+    ),
+    "phone": (
+        "phone",
+        "mobile",
+        "sms",
+        "téléphone",
+        "telephone",
+        "tel",
+        "portable",
+        "phone number",
+        "phone_number",
+        "mobile phone",
+        "numero",
+        "numéro",
+        "numero de telephone",
+        "cell",
+        "gsm",
+    ),
+    "first_name": (
+        "first name",
+        "firstname",
+        "first_name",
+        "prénom",
+        "prenom",
+        "given name",
+        "fname",
+    ),
+    "last_name": (
+        "last name",
+        "lastname",
+        "last_name",
+        "nom",
+        "nom de famille",
+        "surname",
+        "family name",
+        "lname",
+    ),
     "country": ("country", "pays", "country code", "country_code", "code pays"),
     "language": ("language", "langue", "lang", "locale"),
     "timezone": ("timezone", "time zone", "tz", "fuseau", "fuseau horaire"),
-    "birth_year": ("birth year", "birth_year", "année de naissance", "annee naissance",
-                   "birthday", "birthdate", "date of birth", "date de naissance", "dob"),
+    "birth_year": (
+        "birth year",
+        "birth_year",
+        "année de naissance",
+        "annee naissance",
+        "birthday",
+        "birthdate",
+        "date of birth",
+        "date de naissance",
+        "dob",
+    ),
     "city": ("city", "ville"),
     "gender": ("gender", "sexe", "genre", "civilité", "civilite"),
     "interests": ("interests", "intérêts", "interets", "centres d'intérêt"),
     "tags": ("tags", "tag", "étiquettes", "etiquettes", "labels"),
     "source": ("source", "origine", "acquisition source", "signup source"),
-    "created_at": ("created_at", "created", "created at", "creation date", "date de création",
-                   "date creation", "signup date", "sign up date", "signup_date",
-                   "date_inscription", "date inscription", "inscription", "optin_time",
-                   "opt-in time", "subscribed_at", "date added", "date ajout"),
-    "subscription_active": ("subscription_active", "active subscription", "abonnement actif",
-                            "paid subscriber", "subscriber"),
-    "email_status": ("status", "email_status", "email status", "statut", "statut email",
-                     "member status"),
+    "created_at": (
+        "created_at",
+        "created",
+        "created at",
+        "creation date",
+        "date de création",
+        "date creation",
+        "signup date",
+        "sign up date",
+        "signup_date",
+        "date_inscription",
+        "date inscription",
+        "inscription",
+        "optin_time",
+        "opt-in time",
+        "subscribed_at",
+        "date added",
+        "date ajout",
+    ),
+    "subscription_active": (
+        "subscription_active",
+        "active subscription",
+        "abonnement actif",
+        "paid subscriber",
+        "subscriber",
+    ),
+    "email_status": (
+        "status",
+        "email_status",
+        "email status",
+        "statut",
+        "statut email",
+        "member status",
+    ),
     "sms_status": ("sms_status", "sms status", "statut sms"),
     "email_blacklisted": ("email_blacklisted", "emailblacklisted", "blacklisted email"),
     "sms_blacklisted": ("sms_blacklisted", "smsblacklisted", "blacklisted sms"),
-    "email_optin": ("email_optin", "optin_email", "opt-in email", "email opt-in",
-                    "email consent", "consent_email", "accepts marketing",
-                    "accepts email marketing", "newsletter", "optin"),
-    "sms_optin": ("sms_optin", "optin_sms", "opt-in sms", "sms opt-in", "sms consent",
-                  "consent_sms", "accepts sms marketing"),
+    "email_optin": (
+        "email_optin",
+        "optin_email",
+        "opt-in email",
+        "email opt-in",
+        "email consent",
+        "consent_email",
+        "accepts marketing",
+        "accepts email marketing",
+        "newsletter",
+        "optin",
+    ),
+    "sms_optin": (
+        "sms_optin",
+        "optin_sms",
+        "opt-in sms",
+        "sms opt-in",
+        "sms consent",
+        "consent_sms",
+        "accepts sms marketing",
+    ),
 }
 
 EVENT_ALIASES: dict[str, tuple[str, ...]] = {
     "email": CONTACT_ALIASES["email"] + ("recipient", "destinataire", "to"),
     "phone": CONTACT_ALIASES["phone"],
-    "type": ("type", "event", "event_type", "event type", "evenement", "événement", "action",
-             "activity", "metric"),
-    "occurred_at": ("occurred_at", "timestamp", "time", "date", "datetime", "event time",
-                    "event_time", "event date", "created_at", "horodatage", "date heure"),
+    "type": (
+        "type",
+        "event",
+        "event_type",
+        "event type",
+        "evenement",
+        "événement",
+        "action",
+        "activity",
+        "metric",
+    ),
+    "occurred_at": (
+        "occurred_at",
+        "timestamp",
+        "time",
+        "date",
+        "datetime",
+        "event time",
+        "event_time",
+        "event date",
+        "created_at",
+        "horodatage",
+        "date heure",
+    ),
     "channel": ("channel", "canal", "medium", "source channel"),
-    "amount": ("amount", "montant", "value", "revenue", "total", "price", "prix",
-               "order total", "chiffre d'affaires"),
+    "amount": (
+        "amount",
+        "montant",
+        "value",
+        "revenue",
+        "total",
+        "price",
+        "prix",
+        "order total",
+        "chiffre d'affaires",
+    ),
     "currency": ("currency", "devise", "monnaie"),
     "campaign": ("campaign", "campagne", "campaign_id", "campaign id", "campaign name"),
     "message_id": ("message_id", "message id", "messageid", "msg_id", "smtp-id", "sg_message_id"),
-    "machine_open": ("machine_open", "machine open", "is_machine_open", "mpp", "apple_mpp",
-                     "bot_open"),
+    "machine_open": (
+        "machine_open",
+        "machine open",
+        "is_machine_open",
+        "mpp",
+        "apple_mpp",
+        "bot_open",
+    ),
     "user_agent": ("user_agent", "user agent", "useragent", "ua"),
     "url": ("url", "link", "lien"),
 }
@@ -82,6 +209,16 @@ class ColumnMap:
 
     def has(self, field: str) -> bool:
         return field in self.fields
+
+    def cells(self, values: Sequence[Any]) -> dict[str, Any]:
+        """The row's value of each mapped field, leaving out blank cells: an empty or
+        all-space cell says nothing, so it never erases or fails anything."""
+        found = {}
+        for field, position in self.fields.items():
+            value = values[position]
+            if value is not None and (not isinstance(value, str) or value.strip()):
+                found[field] = value
+        return found
 
 
 def map_columns(
@@ -100,7 +237,9 @@ def map_columns(
     for source_column, field in overrides.items():
         if field not in aliases:
             known = ", ".join(sorted(aliases))
-            raise InputFileError(f"--map {source_column}={field}: unknown field {field!r} (known: {known})")
+            raise InputFileError(
+                f"--map {source_column}={field}: unknown field {field!r} (known: {known})"
+            )
         try:
             fields[field] = folded_header.index(fold(source_column))
         except ValueError:

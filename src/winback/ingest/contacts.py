@@ -4,7 +4,7 @@ a refusal (unsubscribed, bounced, complained) back into a subscription."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -68,17 +68,7 @@ class ContactBatch:
 
     def clean(self, values: list[Any]) -> dict[str, Any]:
         """One row as contact columns; raises ``ValueError`` with the reason to reject it."""
-        fields = self.columns.fields
-
-        def get(field: str) -> Any:
-            position = fields.get(field)
-            if position is None:
-                return None
-            value = values[position]
-            if value is None or (isinstance(value, str) and not value.strip()):
-                return None
-            return value
-
+        get = self.columns.cells(values).get
         raw_email, raw_phone = get("email"), get("phone")
         email = v.normalise_email(str(raw_email)) if raw_email is not None else None
         phone = v.normalise_phone(str(raw_phone), self.region) if raw_phone is not None else None
@@ -118,7 +108,9 @@ class ContactBatch:
             row["attributes"] = {name: _plain(value) for name, value in extras.items()}
         return row
 
-    def _status(self, get: Any, channel: str, address: str | None) -> ChannelStatus:
+    def _status(
+        self, get: Callable[[str], Any], channel: str, address: str | None
+    ) -> ChannelStatus:
         """The channel's status from this row: ``--status`` for the whole file, else the
         explicit columns (a refusal among them wins), else the workspace default."""
         if address is None:
@@ -162,8 +154,10 @@ class ContactBatch:
             record = row.record
             email_slot = by_email.get(record["email"]) if record["email"] else None
             phone_slot = by_phone.get(record["phone"]) if record["phone"] else None
-            if phone_slot is not None and email_slot != phone_slot and (
-                email_slot is not None or record["email"] and slots[phone_slot]["email"]
+            if (
+                phone_slot is not None
+                and email_slot != phone_slot
+                and (email_slot is not None or (record["email"] and slots[phone_slot]["email"]))
             ):
                 refusals.append((row, "phone already belongs to another contact"))
                 continue
@@ -185,21 +179,19 @@ class ContactBatch:
             self._apply_suppressions(connection, inserts)
         store.insert_contacts(connection, inserts)
         stored = {c["id"]: c for c in existing}
-        updates = [
-            _changes(stored[slot[1]], slots[slot]) for slot in touched if slot[0] == "db"
-        ]
+        updates = [_changes(stored[slot[1]], slots[slot]) for slot in touched if slot[0] == "db"]
         updates = [update for update in updates if len(update) > 1]
         for group in _group_by_columns(updates):
             store.update_contacts(connection, group)
         audit.record(
             connection,
             (
-                audit.audit_row(
+                audit.status_change(
                     at=self.now_aware,
                     actor="import",
-                    action="status_change",
                     contact_id=update["id"],
-                    reason=f"{channel} {update[f'{channel}_status']}",
+                    channel=channel,
+                    status=update[f"{channel}_status"],
                     details={"file": self.source_name},
                 )
                 for update in updates
@@ -217,15 +209,20 @@ class ContactBatch:
             for channel, address in (("email", row["email"]), ("sms", row["phone"])):
                 if address:
                     hashes[(channel, self.workspace.keyed_hash(address))] = row
-        found = connection.execute(
-            select(suppressions.c.channel, suppressions.c.address_hash, suppressions.c.reason)
-            .where(suppressions.c.address_hash.in_([key[1] for key in hashes]))
-        )
+        digests = sorted({digest for _, digest in hashes})
+        query = select(suppressions.c.channel, suppressions.c.address_hash, suppressions.c.reason)
+        found = [
+            row
+            for start in range(0, len(digests), 500)
+            for row in connection.execute(
+                query.where(suppressions.c.address_hash.in_(digests[start : start + 500]))
+            )
+        ]
         for channel, address_hash, reason in found:
-            row = hashes.get((channel, address_hash))
-            status = _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED)
-            if row is not None:
-                row[f"{channel}_status"] = status
+            target = hashes.get((channel, address_hash))
+            if target is not None:
+                status = _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED)
+                target[f"{channel}_status"] = status
 
 
 def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime) -> dict[str, Any]:

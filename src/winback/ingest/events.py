@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Connection
+
 from winback.clock import to_db
 from winback.compliance import audit
 from winback.domain import ChannelStatus, EventType
@@ -62,12 +64,16 @@ def event_key(
     message_id: str | None,
 ) -> bytes:
     """The 16-byte digest that makes an event the same event twice."""
-    text = f"{contact_id}|{kind}|{channel}|{occurred_at.isoformat()}|{amount}|{campaign}|{message_id}"
+    text = (
+        f"{contact_id}|{kind}|{channel}|{occurred_at.isoformat()}|{amount}|{campaign}|{message_id}"
+    )
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 class EventBatch:
-    def __init__(self, workspace: Workspace, columns: ColumnMap, now: datetime, source: str) -> None:
+    def __init__(
+        self, workspace: Workspace, columns: ColumnMap, now: datetime, source: str
+    ) -> None:
         self.engine = workspace.engine
         self.columns = columns
         self.now_aware = now
@@ -77,17 +83,10 @@ class EventBatch:
         self.region = workspace.config.workspace.default_region
         with self.engine.connect() as connection:
             self.by_email, self.by_phone = store.contact_keys(connection)
-        self.positions = list(columns.fields.items())
 
     def clean(self, values: list[Any]) -> dict[str, Any]:
-        """One row as an event; raises ``ValueError`` with the reason to reject it.
-        This runs for every row of files of tens of millions: it reads each cell once,
-        through positions computed from the header."""
-        cell = dict.fromkeys(EVENT_ALIASES)
-        for field, position in self.positions:
-            value = values[position]
-            if value is not None and (not isinstance(value, str) or value.strip()):
-                cell[field] = value
+        """One row as an event; raises ``ValueError`` with the reason to reject it."""
+        cell = dict.fromkeys(EVENT_ALIASES) | self.columns.cells(values)
         contact_id = self._contact(cell["email"], cell["phone"])
         if cell["type"] is None:
             raise ValueError("no event type")
@@ -104,7 +103,7 @@ class EventBatch:
         amount = v.parse_amount(cell["amount"]) if cell["amount"] is not None else None
         currency, campaign, message_id = cell["currency"], cell["campaign"], cell["message_id"]
         machine = cell["machine_open"]
-        row = {
+        row: dict[str, Any] = {
             "contact_id": contact_id,
             "type": kind.value,
             "channel": str(channel),
@@ -154,33 +153,37 @@ class EventBatch:
             self._apply_refusals(connection, events)
         return inserted, len(events) - inserted, []
 
-    def _apply_refusals(self, connection: Any, events: list[dict[str, Any]]) -> None:
+    def _apply_refusals(self, connection: Connection, events: list[dict[str, Any]]) -> None:
         """Unsubscribes, hard bounces and complaints on a sending channel set the
-        contact's status for that channel (and leave an audit record)."""
-        changes: dict[str, dict[int, dict[str, Any]]] = {"email": {}, "sms": {}}
+        contact's status for that channel, with an audit record. A status that already
+        says so is left alone, so importing a file again records nothing new."""
+        refusals: dict[tuple[str, int], tuple[ChannelStatus, datetime]] = {}
         for event in events:
             status = REFUSAL_STATUS.get(EventType(event["type"]))
-            if status is None or event["channel"] not in changes:
-                continue
-            changes[event["channel"]][event["contact_id"]] = {
-                "id": event["contact_id"],
-                "status": status.value,
-                "at": event["occurred_at"],
-            }
-        for channel, by_contact in changes.items():
-            store.set_channel_status(connection, list(by_contact.values()), channel)
+            if status is not None and event["channel"] in ("email", "sms"):
+                refusals[(event["channel"], event["contact_id"])] = (status, event["occurred_at"])
+        if not refusals:
+            return
+        current = store.channel_statuses(connection, {contact_id for _, contact_id in refusals})
+        for channel in ("email", "sms"):
+            changes: list[dict[str, Any]] = [
+                {"id": contact_id, "status": status.value, "at": at}
+                for (on, contact_id), (status, at) in refusals.items()
+                if on == channel and current[contact_id][channel] != status
+            ]
+            store.set_channel_status(connection, changes, channel)
             audit.record(
                 connection,
                 (
-                    audit.audit_row(
+                    audit.status_change(
                         at=self.now_aware,
                         actor="import",
-                        action="status_change",
-                        contact_id=contact_id,
-                        reason=f"{channel} {change['status']}",
+                        contact_id=change["id"],
+                        channel=channel,
+                        status=change["status"],
                         details={"file": self.source, "event_at": change["at"].isoformat()},
                     )
-                    for contact_id, change in by_contact.items()
+                    for change in changes
                 ),
             )
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from functools import lru_cache
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 import email_validator
@@ -193,8 +196,29 @@ def parse_bool(value: object) -> bool:
     raise ValueError(f"not a yes/no value: {value!r}")
 
 
-_EVENT_WORDS: dict[str, EventType] = {fold(kind.value): kind for kind in EventType}
-_EVENT_WORDS.update(
+Member = TypeVar("Member", bound=StrEnum)
+
+
+class Words(Generic[Member]):
+    """The members of an enum and the other words files use for them, compared folded;
+    an unknown word is an error that lists the members."""
+
+    def __init__(self, kind: type[Member], what: str, synonyms: Mapping[str, Member]) -> None:
+        self.what = what
+        self.known = ", ".join(member.value for member in kind)
+        self.table = {fold(member.value): member for member in kind}
+        self.table.update({fold(word): member for word, member in synonyms.items()})
+
+    def parse(self, value: str) -> Member:
+        member = self.table.get(fold(value))
+        if member is None:
+            raise ValueError(f"unknown {self.what} {value!r} (known: {self.known})")
+        return member
+
+
+_EVENT_WORDS = Words(
+    EventType,
+    "event type",
     {
         "send": EventType.SENT,
         "envoi": EventType.SENT,
@@ -237,22 +261,19 @@ _EVENT_WORDS.update(
         "spamreport": EventType.COMPLAINT,
         "complained": EventType.COMPLAINT,
         "plainte": EventType.COMPLAINT,
-    }
+    },
 )
 
 
 @lru_cache(maxsize=1024)
 def parse_event_type(value: str) -> EventType:
     """An event type from its usual spellings (``opened``, ``Ouverture``, ``hard_bounce``)."""
-    kind = _EVENT_WORDS.get(fold(value))
-    if kind is None:
-        known = ", ".join(kind.value for kind in EventType)
-        raise ValueError(f"unknown event type {value!r} (known: {known})")
-    return kind
+    return _EVENT_WORDS.parse(value)
 
 
-_CHANNEL_WORDS: dict[str, Channel] = {fold(channel.value): channel for channel in Channel}
-_CHANNEL_WORDS.update(
+_CHANNEL_WORDS = Words(
+    Channel,
+    "channel",
     {
         "mail": Channel.EMAIL,
         "courriel": Channel.EMAIL,
@@ -269,7 +290,7 @@ _CHANNEL_WORDS.update(
         "boutique": Channel.STORE,
         "pos": Channel.STORE,
         "instore": Channel.STORE,
-    }
+    },
 )
 
 # Where an event comes from when the file does not say: messages are email unless they
@@ -285,15 +306,12 @@ DEFAULT_CHANNEL: dict[EventType, Channel] = {
 @lru_cache(maxsize=1024)
 def parse_channel(value: str) -> Channel:
     """A channel from its usual spellings (``Email``, ``courriel``, ``magasin``)."""
-    channel = _CHANNEL_WORDS.get(fold(value))
-    if channel is None:
-        known = ", ".join(channel.value for channel in Channel)
-        raise ValueError(f"unknown channel {value!r} (known: {known})")
-    return channel
+    return _CHANNEL_WORDS.parse(value)
 
 
-_STATUS_WORDS: dict[str, ChannelStatus] = {fold(status.value): status for status in ChannelStatus}
-_STATUS_WORDS.update(
+_STATUS_WORDS = Words(
+    ChannelStatus,
+    "status",
     {
         "optin": ChannelStatus.SUBSCRIBED,
         "optedin": ChannelStatus.SUBSCRIBED,
@@ -314,18 +332,14 @@ _STATUS_WORDS.update(
         "pending": ChannelStatus.NONE,
         "transactional": ChannelStatus.NONE,
         "nonsubscribed": ChannelStatus.NONE,
-    }
+    },
 )
 
 
 def parse_status(value: str) -> ChannelStatus:
     """A channel status from the words ESP exports use (Mailchimp's ``cleaned`` is a
     bounce, ``pending`` has no consent yet)."""
-    status = _STATUS_WORDS.get(fold(value))
-    if status is None:
-        known = ", ".join(status.value for status in ChannelStatus)
-        raise ValueError(f"unknown status {value!r} (known: {known})")
-    return status
+    return _STATUS_WORDS.parse(value)
 
 
 def parse_birth_year(value: object, today: date) -> int:

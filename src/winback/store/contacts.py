@@ -43,6 +43,18 @@ def contacts_by_address(
     return list(found.values())
 
 
+def channel_statuses(connection: Connection, ids: Iterable[int]) -> dict[int, dict[str, str]]:
+    """``{contact id: {"email": status, "sms": status}}`` for these contacts."""
+    wanted = sorted(set(ids))
+    found: dict[int, dict[str, str]] = {}
+    query = select(contacts.c.id, contacts.c.email_status, contacts.c.sms_status)
+    for start in range(0, len(wanted), _CHUNK):
+        rows = connection.execute(query.where(contacts.c.id.in_(wanted[start : start + _CHUNK])))
+        for contact_id, email_status, sms_status in rows:
+            found[contact_id] = {"email": email_status, "sms": sms_status}
+    return found
+
+
 def find_contact(connection: Connection, address: str) -> dict[str, Any] | None:
     """One contact by normalised email or E.164 phone."""
     row = (
