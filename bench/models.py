@@ -20,6 +20,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,14 @@ def best_of(runs: int, action: Callable[[], Any]) -> tuple[float, Any]:
     return best, value
 
 
+def timing_row(task: str, seconds: float, theirs: dict[str, Any] | None) -> list[str]:
+    """One line of the final table: our time, and lifetimes' time and speed-up if run."""
+    if theirs is None:
+        return [task, f"{seconds:.3f}", "-", "-"]
+    their_seconds = theirs["seconds"]
+    return [task, f"{seconds:.3f}", f"{their_seconds:.2f}", f"{their_seconds / seconds:.0f}x"]
+
+
 def errors(params: dict[str, float], truth: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4g} ({100 * (v / truth[k] - 1):+.2f}%)" for k, v in params.items())
 
@@ -131,14 +140,7 @@ def fit_row(
     theirs = run_lifetimes(
         python, model_class.kind, frequency=base.frequency, recency=base.recency, T=base.T
     )
-    rows.append(
-        [
-            f"{name} fit, {size:,} customers",
-            f"{seconds:.3f}",
-            f"{theirs['seconds']:.2f}" if theirs else "-",
-            f"{theirs['seconds'] / seconds:.0f}x" if theirs else "-",
-        ]
-    )
+    rows.append(timing_row(f"{name} fit, {size:,} customers", seconds, theirs))
     print(f"{name} {size:,}: ours      {errors(model.params, truth)}")
     if theirs:
         print(f"{name} {size:,}: lifetimes {errors(theirs['params'], truth)}")
@@ -162,10 +164,8 @@ def main() -> None:
 
     base = simulate_bgnbd(BGNBD, ages(n, 2), seed=2)
     for model in (BetaGeo(BGNBD), ParetoNBD(PARETO)):
-        seconds, _ = best_of(3, lambda m=model: m.p_alive(base.frequency, base.recency, base.T))
-        rows.append(
-            [f"{type(model).__name__}.p_alive, {n:,} customers", f"{seconds:.3f}", "-", "-"]
-        )
+        seconds, _ = best_of(3, partial(model.p_alive, base.frequency, base.recency, base.T))
+        rows.append(timing_row(f"{type(model).__name__}.p_alive, {n:,} customers", seconds, None))
 
     rng = np.random.default_rng(3)
     count = options.transactions
@@ -179,14 +179,7 @@ def main() -> None:
         3, lambda: summary_from_transactions(customer, when, amount, observation_end=end)
     )
     theirs = run_lifetimes(python, "summary", customer=customer, when=when, amount=amount, end=end)
-    rows.append(
-        [
-            f"summary of {count:,} transactions",
-            f"{seconds:.3f}",
-            f"{theirs['seconds']:.2f}" if theirs else "-",
-            f"{theirs['seconds'] / seconds:.0f}x" if theirs else "-",
-        ]
-    )
+    rows.append(timing_row(f"summary of {count:,} transactions", seconds, theirs))
 
     header = ["task", "winback (s)", "lifetimes (s)", "speed-up"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]

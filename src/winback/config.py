@@ -75,6 +75,15 @@ PROFILES: dict[str, dict[str, Any]] = {
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+class KeyProblem(ValueError):
+    """A problem a section validator finds with one of its keys: the error message
+    names ``section.key`` rather than the section alone."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -175,6 +184,22 @@ class EmailSection(Section):
     dkim_selector: str | None = None
     dkim_key_file: str | None = None
 
+    @model_validator(mode="after")
+    def _dkim_all_or_nothing(self) -> EmailSection:
+        settings = {
+            "dkim_domain": self.dkim_domain,
+            "dkim_selector": self.dkim_selector,
+            "dkim_key_file": self.dkim_key_file,
+        }
+        missing = [key for key, value in settings.items() if not value]
+        if missing and len(missing) < len(settings):
+            raise KeyProblem(
+                missing[0],
+                "DKIM signing needs dkim_domain, dkim_selector and dkim_key_file together; "
+                "set the missing ones or remove all",
+            )
+        return self
+
 
 class SmsSection(Section):
     provider: Literal["file", "smsfactor"] = "file"
@@ -270,7 +295,11 @@ def parse_config(data: dict[str, Any], source: str = CONFIG_FILE) -> Config:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            loc = list(error["loc"])
+            problem = error.get("ctx", {}).get("error")
+            if isinstance(problem, KeyProblem):
+                loc.append(problem.key)
+            key = ".".join(str(part) for part in loc) or "(top level)"
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key (check its spelling against the commented winback.toml)"

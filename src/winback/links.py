@@ -104,6 +104,8 @@ _ANCHOR_TAG = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
 _HREF = re.compile(r"""(\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
+_MALFORMED_PAYLOAD = "malformed link token payload"
+
 
 @dataclass(frozen=True)
 class Links:
@@ -161,9 +163,9 @@ class Links:
         try:
             payload = json.loads(_b64decode(body).decode("utf-8"))
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise BadToken("malformed link token payload") from None
+            raise BadToken(_MALFORMED_PAYLOAD) from None
         if not isinstance(payload, dict) or "p" not in payload:
-            raise BadToken("malformed link token payload")
+            raise BadToken(_MALFORMED_PAYLOAD)
         if payload["p"] != purpose.value:
             raise BadToken(
                 f"this token was made for another kind of link ({payload['p']!r}), "
@@ -175,20 +177,26 @@ class Links:
             raise BadToken(f"this link expired on {when}")
         return payload
 
-    def url(self, purpose: Purpose, token: str) -> str:
+    def _link(
+        self, purpose: Purpose, data: dict[str, Any], *, expires_at: datetime | None = None
+    ) -> str:
+        """The address of the page of ``purpose``, with a token signed for it."""
+        return self._address(purpose, self.sign(purpose, data, expires_at=expires_at))
+
+    def _address(self, purpose: Purpose, token: str) -> str:
         return f"{self.base}/{purpose.value}/{token}"
 
     # -- builders ---------------------------------------------------------------------
 
     def open_url(self, message_id: str) -> str:
         """The open pixel's address for one message."""
-        return self.url(Purpose.OPEN, self.sign(Purpose.OPEN, {"m": message_id}))
+        return self._link(Purpose.OPEN, {"m": message_id})
 
     def click_url(self, message_id: str, target: str) -> str:
         """A tracked link that redirects to ``target``, and only there."""
-        if not target.lower().startswith(("http://", "https://")):
+        if not _is_web_link(target):
             raise ValueError(f"only http(s) links are tracked, not {target!r}")
-        return self.url(Purpose.CLICK, self.sign(Purpose.CLICK, {"m": message_id, "u": target}))
+        return self._link(Purpose.CLICK, {"m": message_id, "u": target})
 
     def unsubscribe_token(self, contact_id: int, channel: Channel) -> str:
         """An unsubscribe token for one contact and channel; it never expires."""
@@ -196,13 +204,10 @@ class Links:
 
     def unsubscribe_url(self, contact_id: int, channel: Channel) -> str:
         """The one-click unsubscribe link (List-Unsubscribe and the footer)."""
-        return self.url(Purpose.UNSUBSCRIBE, self.unsubscribe_token(contact_id, channel))
+        return self._address(Purpose.UNSUBSCRIBE, self.unsubscribe_token(contact_id, channel))
 
     def preferences_url(self, contact_id: int, *, expires_at: datetime | None = None) -> str:
-        return self.url(
-            Purpose.PREFERENCES,
-            self.sign(Purpose.PREFERENCES, {"c": contact_id}, expires_at=expires_at),
-        )
+        return self._link(Purpose.PREFERENCES, {"c": contact_id}, expires_at=expires_at)
 
     def survey_url(
         self,
@@ -215,7 +220,7 @@ class Links:
         data: dict[str, Any] = {"c": contact_id, "s": survey}
         if message_id is not None:
             data["m"] = message_id
-        return self.url(Purpose.SURVEY, self.sign(Purpose.SURVEY, data, expires_at=expires_at))
+        return self._link(Purpose.SURVEY, data, expires_at=expires_at)
 
     # -- verifiers --------------------------------------------------------------------
 
@@ -232,7 +237,7 @@ class Links:
         try:
             channel = Channel(_text(payload, "ch"))
         except ValueError:
-            raise BadToken("malformed link token payload") from None
+            raise BadToken(_MALFORMED_PAYLOAD) from None
         return UnsubscribeToken(contact_id=_number(payload, "c"), channel=channel)
 
     def verify_preferences(self, token: str, *, now: datetime) -> PreferencesToken:
@@ -254,7 +259,7 @@ class Links:
         """The click link for ``url``, or ``url`` itself when it is not to be tracked:
         mailto:, tel:, sms:, anchors and relative links, and the workspace's own pages
         (unsubscribe, preferences, survey), which carry their own tokens."""
-        if not url.lower().startswith(("http://", "https://")):
+        if not _is_web_link(url):
             return url
         if url == self.base or url.startswith(self.base + "/"):
             return url
@@ -300,15 +305,19 @@ class Links:
         return _TEXT_URL.sub(rewrite, body)
 
 
+def _is_web_link(url: str) -> bool:
+    return url.lower().startswith(("http://", "https://"))
+
+
 def _text(payload: dict[str, Any], key: str) -> str:
     value = payload.get(key)
     if not isinstance(value, str):
-        raise BadToken("malformed link token payload")
+        raise BadToken(_MALFORMED_PAYLOAD)
     return value
 
 
 def _number(payload: dict[str, Any], key: str) -> int:
     value = payload.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise BadToken("malformed link token payload")
+        raise BadToken(_MALFORMED_PAYLOAD)
     return value

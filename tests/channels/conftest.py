@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,35 +38,34 @@ def composer(links: Links) -> EmailComposer:
 
 
 def email_to(address: str, number: int = 1, **fields: Any) -> OutgoingMessage:
-    """An email of the outbox, as the journey engine would queue it."""
-    values: dict[str, Any] = {
-        "channel": Channel.EMAIL,
-        "contact_id": 100 + number,
-        "to_address": address,
-        "idempotency_key": f"enrollment:{number}:step:miss_you",
-        "outbox_id": number,
-        "subject": "Vous nous manquez, Éloïse",
-        "body_text": "Bonjour Éloïse,\nRevenez voir nos nouveautés : https://shop.example/new\n",
-        "body_html": '<html><body><p>Bonjour Éloïse,</p><a href="https://shop.example/new">'
+    """An email of the outbox, as the journey engine would queue it; ``fields`` override."""
+    message = OutgoingMessage(
+        channel=Channel.EMAIL,
+        contact_id=100 + number,
+        to_address=address,
+        idempotency_key=f"enrollment:{number}:step:miss_you",
+        outbox_id=number,
+        subject="Vous nous manquez, Éloïse",
+        body_text="Bonjour Éloïse,\nRevenez voir nos nouveautés : https://shop.example/new\n",
+        body_html='<html><body><p>Bonjour Éloïse,</p><a href="https://shop.example/new">'
         "Nouveautés</a></body></html>",
-        "message_id": f"<m{number}.winback@shop.example>",
-    }
-    values.update(fields)
-    return OutgoingMessage(**values)
+        message_id=f"<m{number}.winback@shop.example>",
+    )
+    return replace(message, **fields)
 
 
 def sms_to(number: str, outbox_id: int = 1, **fields: Any) -> OutgoingMessage:
-    values: dict[str, Any] = {
-        "channel": Channel.SMS,
-        "contact_id": 200 + outbox_id,
-        "to_address": number,
-        "idempotency_key": f"enrollment:{outbox_id}:step:sms",
-        "outbox_id": outbox_id,
-        "body_text": "Boutique Eole : -20% sur tout ce week-end avec le code RETOUR20",
-        "message_id": f"<s{outbox_id}.winback@shop.example>",
-    }
-    values.update(fields)
-    return OutgoingMessage(**values)
+    """An SMS of the outbox; ``fields`` override."""
+    message = OutgoingMessage(
+        channel=Channel.SMS,
+        contact_id=200 + outbox_id,
+        to_address=number,
+        idempotency_key=f"enrollment:{outbox_id}:step:sms",
+        outbox_id=outbox_id,
+        body_text="Boutique Eole : -20% sur tout ce week-end avec le code RETOUR20",
+        message_id=f"<s{outbox_id}.winback@shop.example>",
+    )
+    return replace(message, **fields)
 
 
 @pytest.fixture

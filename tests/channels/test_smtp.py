@@ -366,9 +366,8 @@ def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers(
 def test_half_a_dkim_configuration_is_a_config_error(
     configure: Callable[[str], Workspace],
 ) -> None:
-    workspace = configure('[email]\ndkim_domain = "shop.example"\n')
     with pytest.raises(ConfigError, match=r"email\.dkim_selector: DKIM signing needs"):
-        EmailComposer.of(workspace)
+        configure('[email]\ndkim_domain = "shop.example"\n')
     workspace = configure(
         '[email]\ndkim_domain = "shop.example"\ndkim_selector = "s"\n'
         'dkim_key_file = "missing.pem"\n'

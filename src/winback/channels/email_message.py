@@ -31,25 +31,6 @@ if TYPE_CHECKING:
 # would otherwise turn a long List-Unsubscribe URL into an encoded word no client reads.
 _WIRE = policy.SMTP.clone(max_line_length=998)
 
-# Headers the composer sets itself; a template may add others (X-Campaign...).
-RESERVED_HEADERS = frozenset(
-    {
-        "from",
-        "to",
-        "subject",
-        "date",
-        "message-id",
-        "reply-to",
-        "list-id",
-        "list-unsubscribe",
-        "list-unsubscribe-post",
-        "dkim-signature",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-    }
-)
-
 # Signed when present: the identity of the message and the unsubscribe headers, which
 # RFC 8058 section 4 requires the DKIM signature to cover.
 _SIGNED_HEADERS = (
@@ -65,6 +46,9 @@ _SIGNED_HEADERS = (
     "mime-version",
     "content-type",
 )
+
+# Headers the composer sets itself; a template may add others (X-Campaign...).
+RESERVED_HEADERS = frozenset({*_SIGNED_HEADERS, "dkim-signature", "content-transfer-encoding"})
 
 
 def address_domain(address: str) -> str:
@@ -135,23 +119,10 @@ class EmailComposer:
     @classmethod
     def of(cls, workspace: Workspace) -> EmailComposer:
         """The composer of a workspace's ``[email]`` settings; loads the DKIM key when
-        ``dkim_domain``, ``dkim_selector`` and ``dkim_key_file`` are all set."""
+        the DKIM keys are set (the config makes sure they are set together)."""
         email = workspace.config.email
-        dkim_settings = {
-            "dkim_domain": email.dkim_domain,
-            "dkim_selector": email.dkim_selector,
-            "dkim_key_file": email.dkim_key_file,
-        }
-        missing = [key for key, value in dkim_settings.items() if not value]
-        if len(missing) == len(dkim_settings):
-            dkim_key = None
-        elif missing:
-            raise ConfigError(
-                f"winback.toml: email.{missing[0]}: DKIM signing needs dkim_domain, "
-                "dkim_selector and dkim_key_file together; set the missing ones or remove all"
-            )
-        else:
-            assert email.dkim_domain and email.dkim_selector and email.dkim_key_file
+        dkim_key = None
+        if email.dkim_domain and email.dkim_selector and email.dkim_key_file:
             dkim_key = DkimKey.load(
                 email.dkim_domain, email.dkim_selector, workspace.path / email.dkim_key_file
             )

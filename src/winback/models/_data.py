@@ -60,11 +60,21 @@ def _first(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
+def as_counts(name: str, values: Any) -> np.ndarray:
+    """``as_array`` for counts of purchases: whole numbers >= 0."""
+    array = as_array(name, values)
+    bad = (array < 0) | (array != np.floor(array))
+    if bad.any():
+        i = _first(bad)
+        raise ModelInputError(f"{name}[{i}] = {array[i]}: must be a whole number >= 0")
+    return array
+
+
 def as_rfm(frequency: Any, recency: Any, T: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Check a (frequency, recency, T) summary: frequency the number of repeat purchases
     (a whole number), recency the time of the last purchase after the first, T the time
     from the first purchase to the end of the observation, all in one time unit."""
-    x = as_array("frequency", frequency)
+    x = as_counts("frequency", frequency)
     t = as_array("recency", recency)
     age = as_array("T", T)
     if not x.size == t.size == age.size:
@@ -73,7 +83,6 @@ def as_rfm(frequency: Any, recency: Any, T: Any) -> tuple[np.ndarray, np.ndarray
             f"got lengths {x.size}, {t.size} and {age.size}"
         )
     checks = (
-        ((x < 0) | (x != np.floor(x)), "frequency[{i}] = {x}: must be a whole number >= 0"),
         (t < 0, "recency[{i}] = {t}: must be >= 0"),
         (
             t > age,

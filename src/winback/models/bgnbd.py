@@ -25,42 +25,9 @@ import numpy as np
 from scipy.special import betaln, digamma, gammaln, hyp2f1, log_expit
 from scipy.stats import nbinom
 
-from winback.models._data import (
-    Patterns,
-    as_array,
-    as_rfm,
-    as_weights,
-    condense,
-    dot,
-    softplus_and_sigmoid,
-)
-from winback.models._optimize import Objective, maximize
-from winback.models.errors import ModelFitError, ModelInputError
-
-NAMES = ("r", "alpha", "a", "b")
-MIN_CUSTOMERS = 10
-
-
-def check_fittable(patterns: Patterns) -> None:
-    """Raise ``ModelFitError`` when the base cannot identify a buy-till-you-die model."""
-    if patterns.customers < MIN_CUSTOMERS:
-        raise ModelFitError(
-            f"only {patterns.customers:g} customers: at least {MIN_CUSTOMERS} are needed "
-            "to fit a purchase model (use the day thresholds until the base grows)"
-        )
-    if not (patterns.x > 0).any():
-        raise ModelFitError(
-            "no customer has a repeat purchase: the model learns purchase rates and "
-            "drop-out from repeat buyers, so it cannot be fitted on this base yet"
-        )
-    if not (patterns.T > 0).any():
-        raise ModelFitError("every customer has T = 0: no time has been observed")
-
-
-def time_scale(patterns: Patterns) -> float:
-    """The factor that brings the mean customer age to 1, so the optimiser works on
-    numbers near 1 whatever the time unit (days or weeks)."""
-    return patterns.customers / dot(patterns.weight, patterns.T)
+from winback.models._base import PurchaseModel, as_horizon
+from winback.models._data import Patterns, as_counts, as_rfm, dot, softplus_and_sigmoid
+from winback.models._optimize import Objective
 
 
 def _bgnbd_objective(patterns: Patterns) -> Objective:
@@ -117,7 +84,7 @@ def _bgnbd_objective(patterns: Patterns) -> Objective:
     return objective
 
 
-class BetaGeo:
+class BetaGeo(PurchaseModel):
     """The BG/NBD model. ``BetaGeo().fit(frequency, recency, T)`` estimates ``params``
     (``r``, ``alpha``, ``a``, ``b``, with α in the time unit of the data) by maximum
     likelihood; ``BetaGeo(params)`` rebuilds a fitted model from stored parameters.
@@ -127,43 +94,10 @@ class BetaGeo:
     """
 
     kind = "bgnbd"
-
-    def __init__(self, params: dict[str, float] | None = None) -> None:
-        self.params: dict[str, float] = {}
-        self.log_likelihood: float | None = None
-        self.customers: float = 0.0
-        if params is not None:
-            missing = [name for name in NAMES if name not in params]
-            if missing:
-                raise ModelInputError(f"BG/NBD parameters: missing {', '.join(missing)}")
-            self.params = {name: float(params[name]) for name in NAMES}
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items()) or "not fitted"
-        return f"BetaGeo({shown})"
-
-    def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> BetaGeo:
-        """Fit on one row per customer (or per pattern, with ``weights`` the number of
-        customers sharing it). Raises ``ModelFitError`` when the base cannot be fitted."""
-        x, t, age = as_rfm(frequency, recency, T)
-        patterns = condense(x, t, age, as_weights(weights, x.size))
-        check_fittable(patterns)
-        scale = time_scale(patterns)
-        theta, log_likelihood = maximize(
-            _bgnbd_objective, patterns.rescaled(scale), np.zeros(4), NAMES
-        )
-        r, alpha, a, b = (float(v) for v in np.exp(theta))
-        self.params = {"r": r, "alpha": alpha / scale, "a": a, "b": b}
-        # The likelihood in the data's own time unit: each customer's density of purchase
-        # times gains a factor scale^x from the change of unit.
-        self.log_likelihood = log_likelihood + np.log(scale) * dot(patterns.weight, patterns.x)
-        self.customers = patterns.customers
-        return self
-
-    def _unpack(self) -> tuple[float, float, float, float]:
-        if not self.params:
-            raise ModelFitError("the model is not fitted: call fit() first")
-        return self.params["r"], self.params["alpha"], self.params["a"], self.params["b"]
+    label = "BG/NBD"
+    names = ("r", "alpha", "a", "b")
+    unit_names = ("alpha",)
+    _objective = staticmethod(_bgnbd_objective)
 
     def log_likelihood_of(self, frequency: Any, recency: Any, T: Any) -> np.ndarray:
         """Each customer's log-likelihood under the fitted parameters."""
@@ -196,7 +130,7 @@ class BetaGeo:
         (paper, equation 10), with the hypergeometric term turned by Euler's
         transformation so that it stays finite for heavy buyers (Fader & Hardie's note
         on the BG/NBD "#NUM!" error)."""
-        horizon = _horizon(t)
+        horizon = as_horizon(t)
         r, alpha, a, b = self._unpack()
         x, recent, age = as_rfm(frequency, recency, T)
         z = horizon / (alpha + age + horizon)
@@ -209,11 +143,9 @@ class BetaGeo:
     def probability_of_n_purchases(self, t: float, n: Any) -> np.ndarray:
         """Probability that a new customer makes exactly ``n`` repeat purchases in the
         first ``t`` periods (paper, equation 8)."""
-        horizon = _horizon(t)
+        horizon = as_horizon(t)
         r, alpha, a, b = self._unpack()
-        count = as_array("n", n)
-        if (count < 0).any() or (count != np.floor(count)).any():
-            raise ModelInputError("n: purchase counts must be whole numbers >= 0")
+        count = as_counts("n", n)
         p = alpha / (alpha + horizon)
         alive = np.exp(betaln(a, b + count) - betaln(a, b) + nbinom.logpmf(count, r, p))
         with np.errstate(divide="ignore"):
@@ -223,10 +155,3 @@ class BetaGeo:
                 + nbinom.logsf(count - 1, r, p)
             )
         return alive + np.where(count > 0, dropped, 0.0)
-
-
-def _horizon(t: float) -> float:
-    horizon = float(t)
-    if not horizon >= 0 or not np.isfinite(horizon):
-        raise ModelInputError(f"t = {t}: the horizon must be a finite number of periods >= 0")
-    return horizon

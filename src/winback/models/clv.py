@@ -10,23 +10,16 @@ rate. This is the value that decides whether a win-back message is worth its cos
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 
+from winback.models._base import PurchaseModel
 from winback.models.errors import ModelInputError
 from winback.models.gammagamma import GammaGamma
 from winback.models.summary import DAYS_PER_UNIT
 
 DAYS_PER_MONTH = 365.25 / 12
-
-
-class PurchaseModel(Protocol):
-    """What ``clv`` needs from BetaGeo or ParetoNBD."""
-
-    def expected_purchases(self, t: float, frequency: Any, recency: Any, T: Any) -> np.ndarray:
-        """Expected purchases of each customer in the next ``t`` periods."""
-        ...
 
 
 def clv(

@@ -21,12 +21,10 @@ from typing import Any
 import numpy as np
 from scipy.special import digamma, gammaln
 
-from winback.models._data import Patterns, as_array, dot
+from winback.models._base import MIN_CUSTOMERS, Model
+from winback.models._data import Patterns, as_array, as_counts, as_weights, dot
 from winback.models._optimize import Objective, maximize
 from winback.models.errors import ModelFitError, ModelInputError
-
-NAMES = ("p", "q", "gamma")
-MIN_CUSTOMERS = 10
 
 
 def _objective(data: Patterns) -> Objective:
@@ -62,36 +60,26 @@ def _objective(data: Patterns) -> Objective:
     return objective
 
 
-class GammaGamma:
+class GammaGamma(Model):
     """The Gamma-Gamma spend model. ``GammaGamma().fit(frequency, monetary_value)``
     estimates ``params`` (``p``, ``q``, ``gamma``, with γ in the currency of the data);
     ``GammaGamma(params)`` rebuilds a fitted model from stored parameters."""
 
     kind = "gammagamma"
+    label = "Gamma-Gamma"
+    names = ("p", "q", "gamma")
+    unit_names = ("gamma",)
 
     def __init__(self, params: dict[str, float] | None = None) -> None:
-        self.params: dict[str, float] = {}
-        self.log_likelihood: float | None = None
-        self.customers = 0.0
+        super().__init__(params)
         self.left_out = 0.0
-        if params is not None:
-            missing = [name for name in NAMES if name not in params]
-            if missing:
-                raise ModelInputError(f"Gamma-Gamma parameters: missing {', '.join(missing)}")
-            self.params = {name: float(params[name]) for name in NAMES}
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items()) or "not fitted"
-        return f"GammaGamma({shown})"
 
     def fit(self, frequency: Any, monetary_value: Any, weights: Any = None) -> GammaGamma:
         """Fit on the customers with at least one repeat purchase and a positive average
         spend (the others are counted in ``left_out``). ``monetary_value`` is the average
         value of each customer's repeat transactions."""
         x, spend = _as_spend(frequency, monetary_value)
-        w = np.ones(x.size) if weights is None else as_array("weights", weights)
-        if w.size != x.size:
-            raise ModelInputError(f"weights: {w.size} values for {x.size} customers")
+        w = as_weights(weights, x.size)
         used = (x > 0) & (spend > 0) & (w > 0)
         self.left_out = float(w[~used].sum())
         x, spend, w = x[used], spend[used], w[used]
@@ -100,7 +88,7 @@ class GammaGamma:
                 f"only {w.sum():g} repeat buyers with a positive average spend: at least "
                 f"{MIN_CUSTOMERS} are needed to fit the Gamma-Gamma spend model"
             )
-        scale = float(w.sum() / np.dot(w, spend))
+        scale = float(w.sum()) / dot(w, spend)
         scaled = spend * scale
         if np.ptp(scaled) == 0:
             raise ModelFitError(
@@ -108,40 +96,34 @@ class GammaGamma:
                 "across customers cannot be estimated"
             )
         data = Patterns(x, scaled, np.log(scaled), w)
-        theta, log_likelihood = maximize(_objective, data, np.zeros(3), NAMES)
-        p, q, gamma = (float(v) for v in np.exp(theta))
+        theta, log_likelihood = maximize(_objective, data, np.zeros(3), self.names)
+        q = float(np.exp(theta[1]))
         if q <= 1:
             raise ModelFitError(
                 f"degenerate fit: q = {q:.3g} <= 1 means the average spend across customers "
                 "has no finite mean; the spend data is too heavy-tailed for Gamma-Gamma"
             )
-        self.params = {"p": p, "q": q, "gamma": gamma / scale}
         # Back to the data's currency: each average spend's density gains 1/scale.
-        self.log_likelihood = log_likelihood + float(w.sum()) * np.log(scale)
-        self.customers = float(w.sum())
+        log_likelihood += data.customers * np.log(scale)
+        self._set_fit(theta, scale, log_likelihood, data.customers)
         return self
 
     def expected_spend(self, frequency: Any, monetary_value: Any) -> np.ndarray:
         """Expected average value of each customer's future transactions: their own
         average shrunk toward the population mean, the less the fewer purchases they
         made; the population mean p γ / (q − 1) for customers with no repeat purchase."""
-        if not self.params:
-            raise ModelFitError("the model is not fitted: call fit() first")
-        p, q, gamma = self.params["p"], self.params["q"], self.params["gamma"]
+        p, q, gamma = self._unpack()
         x, spend = _as_spend(frequency, monetary_value)
         observed = np.where(x > 0, spend, 0.0)
         return p * (gamma + x * observed) / (p * x + q - 1.0)
 
 
 def _as_spend(frequency: Any, monetary_value: Any) -> tuple[np.ndarray, np.ndarray]:
-    x = as_array("frequency", frequency)
+    x = as_counts("frequency", frequency)
     spend = as_array("monetary_value", monetary_value)
     if x.size != spend.size:
         raise ModelInputError(
             f"frequency and monetary_value must have one value per customer; "
             f"got lengths {x.size} and {spend.size}"
         )
-    if (x < 0).any() or (x != np.floor(x)).any():
-        i = int(np.argmax((x < 0) | (x != np.floor(x))))
-        raise ModelInputError(f"frequency[{i}] = {x[i]}: must be a whole number >= 0")
     return x, spend

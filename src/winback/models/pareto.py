@@ -27,23 +27,13 @@ from scipy.integrate import quad_vec
 from scipy.special import digamma, expit, gammaln
 from scipy.stats import nbinom
 
-from winback.models._data import (
-    Patterns,
-    as_array,
-    as_rfm,
-    as_weights,
-    condense,
-    dot,
-    group,
-)
+from winback.models._base import PurchaseModel, as_horizon
+from winback.models._data import Patterns, as_counts, as_rfm, dot, group
 from winback.models._hyp2f1 import log_unit_2f1
-from winback.models._optimize import Objective, maximize
-from winback.models.bgnbd import _horizon, check_fittable, time_scale
-from winback.models.errors import ModelFitError, ModelInputError
+from winback.models._optimize import Objective
 
-NAMES = ("r", "alpha", "s", "beta")
-
-Params = tuple[float, float, float, float]
+# (r, α, s, β)
+Params = tuple[float, ...]
 
 
 def _term_A(params: Params, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,50 +132,17 @@ def _pareto_objective(patterns: Patterns) -> Objective:
     return objective
 
 
-class ParetoNBD:
+class ParetoNBD(PurchaseModel):
     """The Pareto/NBD model. ``ParetoNBD().fit(frequency, recency, T)`` estimates
     ``params`` (``r``, ``alpha``, ``s``, ``beta``, α and β in the time unit of the data);
     ``ParetoNBD(params)`` rebuilds a fitted model from stored parameters. Same methods as
     ``BetaGeo``."""
 
     kind = "pareto"
-
-    def __init__(self, params: dict[str, float] | None = None) -> None:
-        self.params: dict[str, float] = {}
-        self.log_likelihood: float | None = None
-        self.customers = 0.0
-        if params is not None:
-            missing = [name for name in NAMES if name not in params]
-            if missing:
-                raise ModelInputError(f"Pareto/NBD parameters: missing {', '.join(missing)}")
-            self.params = {name: float(params[name]) for name in NAMES}
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items()) or "not fitted"
-        return f"ParetoNBD({shown})"
-
-    def fit(self, frequency: Any, recency: Any, T: Any, weights: Any = None) -> ParetoNBD:
-        """Fit on one row per customer (or per pattern, with ``weights`` the number of
-        customers sharing it). Raises ``ModelFitError`` when the base cannot be fitted."""
-        x, t, age = as_rfm(frequency, recency, T)
-        patterns = condense(x, t, age, as_weights(weights, x.size))
-        check_fittable(patterns)
-        scale = time_scale(patterns)
-        theta, log_likelihood = maximize(
-            _pareto_objective, patterns.rescaled(scale), np.zeros(4), NAMES
-        )
-        r, alpha, s, beta = (float(v) for v in np.exp(theta))
-        self.params = {"r": r, "alpha": alpha / scale, "s": s, "beta": beta / scale}
-        # Back to the data's time unit (see BetaGeo.fit).
-        self.log_likelihood = log_likelihood + np.log(scale) * dot(patterns.weight, patterns.x)
-        self.customers = patterns.customers
-        return self
-
-    def _unpack(self) -> Params:
-        if not self.params:
-            raise ModelFitError("the model is not fitted: call fit() first")
-        p = self.params
-        return p["r"], p["alpha"], p["s"], p["beta"]
+    label = "Pareto/NBD"
+    names = ("r", "alpha", "s", "beta")
+    unit_names = ("alpha", "beta")
+    _objective = staticmethod(_pareto_objective)
 
     def _log_terms(
         self, x: np.ndarray, t: np.ndarray, age: np.ndarray
@@ -220,7 +177,7 @@ class ParetoNBD:
     def expected_purchases(self, t: float, frequency: Any, recency: Any, T: Any) -> np.ndarray:
         """Expected number of purchases of each customer in the next ``t`` periods
         (Fader & Hardie 2005, equation 22), stable at s = 1."""
-        horizon = _horizon(t)
+        horizon = as_horizon(t)
         r, alpha, s, beta = self._unpack()
         x, recent, age = as_rfm(frequency, recency, T)
         growth = np.log1p(horizon / (beta + age))
@@ -234,11 +191,9 @@ class ParetoNBD:
         first ``t`` periods: alive through t with a negative-binomial count, plus dead at
         some τ < t having made n purchases before (an integral over τ, taken adaptively;
         Fader & Hardie's note 012 gives the same quantity through 2F1 differences)."""
-        horizon = _horizon(t)
+        horizon = as_horizon(t)
         r, alpha, s, beta = self._unpack()
-        count = as_array("n", n)
-        if (count < 0).any() or (count != np.floor(count)).any():
-            raise ModelInputError("n: purchase counts must be whole numbers >= 0")
+        count = as_counts("n", n)
 
         def dying_at(tau: float) -> np.ndarray:
             survival = np.exp(np.log(s) + s * np.log(beta) - (s + 1.0) * np.log(beta + tau))
