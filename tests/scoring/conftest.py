@@ -46,11 +46,10 @@ def run_score(ws: Workspace, now: datetime, *, full: bool = False) -> ScoreResul
     return score_base(ws.engine, ws.config, now, full=full)
 
 
-def stage_of(ws: Workspace, contact_id: int) -> str | None:
-    with ws.engine.connect() as connection:
-        return contact_scores(connection, contact_id)["stage"]
-
-
 def scores_of(ws: Workspace, contact_id: int) -> dict:
     with ws.engine.connect() as connection:
         return contact_scores(connection, contact_id)
+
+
+def stage_of(ws: Workspace, contact_id: int) -> str | None:
+    return scores_of(ws, contact_id)["stage"]

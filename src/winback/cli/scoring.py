@@ -27,7 +27,10 @@ from winback.scoring.segments import (
     load_segment,
     parse_conditions,
     save_segment,
+    segment_filters,
 )
+
+SegmentArgument = Annotated[str, typer.Argument(help="Name of the segment.")]
 
 WhereOption = Annotated[
     list[str] | None,
@@ -108,7 +111,7 @@ def status(
 
 @segment_app.command("save")
 def segment_save(
-    name: Annotated[str, typer.Argument(help="Name of the segment.")],
+    name: SegmentArgument,
     where: WhereOption = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a segment of that name.")
@@ -141,7 +144,7 @@ def segment_list(workspace: WorkspaceOption = None, as_json: JsonOption = False)
 
 @segment_app.command("show")
 def segment_show(
-    name: Annotated[str, typer.Argument(help="Name of the segment.")],
+    name: SegmentArgument,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Print a segment's filters as JSON."""
@@ -161,8 +164,7 @@ def segment_count(
     """Count the contacts of a saved segment, or of ad hoc --where conditions."""
     ws = open_workspace(workspace)
     with ws.engine.connect() as connection:
-        filters = load_segment(connection, name) if name else {}
-        filters.update(parse_conditions(where or []))
+        filters = segment_filters(connection, name, where or [])
         count = count_segment(
             connection, filters, now_option(now, ws), ws.config.workspace.timezone
         )
@@ -174,7 +176,7 @@ def segment_count(
 
 @segment_app.command("export")
 def segment_export(
-    name: Annotated[str, typer.Argument(help="Saved segment.")],
+    name: SegmentArgument,
     csv_file: Annotated[Path, typer.Option("--csv", help="CSV file to write.")],
     workspace: WorkspaceOption = None,
     now: NowOption = None,
@@ -191,7 +193,7 @@ def segment_export(
 
 @segment_app.command("delete")
 def segment_delete(
-    name: Annotated[str, typer.Argument(help="Saved segment.")],
+    name: SegmentArgument,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Delete a saved segment."""

@@ -25,7 +25,8 @@ from sqlalchemy import Connection, and_, case, func, or_, select
 
 from winback.clock import to_db
 from winback.config import Config
-from winback.domain import REFUSALS, ChannelStatus, Stage
+from winback.domain import SENDING_CHANNELS, Channel, ChannelStatus, EventType, Stage
+from winback.scoring.engine import every_address_refused
 from winback.scoring.sql import local_day
 from winback.scoring.stages import day_number, from_day_number
 from winback.store.schema import contact_scores, contacts, events, stage_history
@@ -41,6 +42,9 @@ INACTIVITY_BUCKETS = (
     ("36+", 1095, None),
 )
 COST_PERIOD_DAYS = 30
+# The contacts the report is about (not erased), and those of them that are scored.
+LIVE = contacts.c.erased_at.is_(None)
+SCORED = contact_scores.join(contacts, contacts.c.id == contact_scores.c.contact_id)
 
 
 def _share(count: int, total: int) -> float:
@@ -50,8 +54,7 @@ def _share(count: int, total: int) -> float:
 def base_health(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
     """The whole report as one JSON-ready object with the keys ``stages``, ``channels``,
     ``inactivity_buckets``, ``erosion`` and ``cost`` (plus ``now`` and ``contacts``)."""
-    live = contacts.c.erased_at.is_(None)
-    total = int(connection.execute(select(func.count()).where(live)).scalar_one())
+    total = int(connection.execute(select(func.count()).where(LIVE)).scalar_one())
     return {
         "now": now.isoformat(),
         "contacts": total,
@@ -67,10 +70,8 @@ def _stages(connection: Connection, total: int) -> dict[str, Any]:
     rows: dict[Any, Any] = dict(
         connection.execute(
             select(contact_scores.c.stage, func.count())
-            .select_from(
-                contact_scores.join(contacts, contacts.c.id == contact_scores.c.contact_id)
-            )
-            .where(contacts.c.erased_at.is_(None))
+            .select_from(SCORED)
+            .where(LIVE)
             .group_by(contact_scores.c.stage)
         ).all()
     )
@@ -88,12 +89,10 @@ def _stages(connection: Connection, total: int) -> dict[str, Any]:
 
 def _channels(connection: Connection, total: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for channel in ("email", "sms"):
-        column = contacts.c[f"{channel}_status"]
+    for channel in SENDING_CHANNELS:
+        column = contacts.c[f"{channel.value}_status"]
         rows: dict[Any, Any] = dict(
-            connection.execute(
-                select(column, func.count()).where(contacts.c.erased_at.is_(None)).group_by(column)
-            ).all()
+            connection.execute(select(column, func.count()).where(LIVE).group_by(column)).all()
         )
         statuses = {
             status.value: {
@@ -102,7 +101,7 @@ def _channels(connection: Connection, total: int) -> dict[str, Any]:
             }
             for status in ChannelStatus
         }
-        result[channel] = {
+        result[channel.value] = {
             "statuses": statuses,
             "reachable": statuses[ChannelStatus.SUBSCRIBED.value]["count"],
         }
@@ -110,9 +109,7 @@ def _channels(connection: Connection, total: int) -> dict[str, Any]:
         contacts.c.email_status == ChannelStatus.SUBSCRIBED.value,
         contacts.c.sms_status == ChannelStatus.SUBSCRIBED.value,
     )
-    reachable = connection.execute(
-        select(func.count()).where(contacts.c.erased_at.is_(None), either)
-    ).scalar_one()
+    reachable = connection.execute(select(func.count()).where(LIVE, either)).scalar_one()
     result["reachable_any"] = {"count": int(reachable), "share": _share(int(reachable), total)}
     return result
 
@@ -126,12 +123,7 @@ def _inactivity(connection: Connection, config: Config, now: datetime) -> dict[s
         *((days < end, label) for label, _start, end in INACTIVITY_BUCKETS if end is not None),
         else_=INACTIVITY_BUCKETS[-1][0],
     )
-    labelled = (
-        select(bucket.label("bucket"))
-        .select_from(contact_scores.join(contacts, contacts.c.id == contact_scores.c.contact_id))
-        .where(contacts.c.erased_at.is_(None))
-        .subquery()
-    )
+    labelled = select(bucket.label("bucket")).select_from(SCORED).where(LIVE).subquery()
     rows: dict[Any, Any] = dict(
         connection.execute(
             select(labelled.c.bucket, func.count()).group_by(labelled.c.bucket)
@@ -150,44 +142,35 @@ def _erosion(connection: Connection, config: Config, now: datetime) -> dict[str,
     start = now - timedelta(days=365)
     start_day = from_day_number(day_number(start, tz))
     in_base = contacts.c.created_at < to_db(start)
-    base = int(connection.execute(select(func.count()).where(in_base)).scalar_one())
     lost = (
         select(stage_history.c.contact_id)
         .where(stage_history.c.to_stage == Stage.LOST.value, stage_history.c.changed_on > start_day)
         .distinct()
     )
-    refused = sorted(REFUSALS)
-    known = [contacts.c.email_status != "none", contacts.c.sms_status != "none"]
-    all_refused = and_(
-        or_(*known),
-        or_(~known[0], contacts.c.email_status.in_(refused)),
-        or_(~known[1], contacts.c.sms_status.in_(refused)),
-    )
+    all_refused = every_address_refused(contacts.c.email_status, contacts.c.sms_status)
     refused_lately = or_(
         contacts.c.email_status_at >= to_db(start), contacts.c.sms_status_at >= to_db(start)
     )
     unreachable = or_(
-        and_(all_refused, refused_lately, contacts.c.erased_at.is_(None)),
+        and_(all_refused, refused_lately, LIVE),
         contacts.c.erased_at >= to_db(start),
     )
-    became_lost = int(
-        connection.execute(
-            select(func.count()).where(in_base, contacts.c.id.in_(lost))
-        ).scalar_one()
-    )
-    became_unreachable = int(
-        connection.execute(select(func.count()).where(in_base, unreachable)).scalar_one()
-    )
-    eroded = int(
-        connection.execute(
-            select(func.count()).where(in_base, or_(contacts.c.id.in_(lost), unreachable))
-        ).scalar_one()
-    )
+    became_lost = contacts.c.id.in_(lost)
+    counts = connection.execute(
+        select(
+            func.count(),
+            *(
+                func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+                for condition in (became_lost, unreachable, or_(became_lost, unreachable))
+            ),
+        ).where(in_base)
+    ).one()
+    base, lost_count, unreachable_count, eroded = (int(n) for n in counts)
     return {
         "since": start.isoformat(),
         "base_12_months_ago": base,
-        "became_lost": became_lost,
-        "became_unreachable": became_unreachable,
+        "became_lost": lost_count,
+        "became_unreachable": unreachable_count,
         "eroded": eroded,
         "rate": _share(eroded, base),
     }
@@ -195,14 +178,14 @@ def _erosion(connection: Connection, config: Config, now: datetime) -> dict[str,
 
 def _cost(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
     since = now - timedelta(days=COST_PERIOD_DAYS)
-    prices = {"email": config.cost.email, "sms": config.cost.sms}
+    prices = {Channel.EMAIL.value: config.cost.email, Channel.SMS.value: config.cost.sms}
     rows = connection.execute(
         select(contact_scores.c.stage, events.c.channel, func.count())
         .select_from(
             events.join(contact_scores, contact_scores.c.contact_id == events.c.contact_id)
         )
         .where(
-            events.c.type == "sent",
+            events.c.type == EventType.SENT.value,
             events.c.occurred_at >= to_db(since),
             events.c.occurred_at < to_db(now),
             events.c.channel.in_(list(prices)),
@@ -210,16 +193,16 @@ def _cost(connection: Connection, config: Config, now: datetime) -> dict[str, An
         )
         .group_by(contact_scores.c.stage, events.c.channel)
     ).all()
+    sent = {(stage, channel): int(count) for stage, channel, count in rows}
     result: dict[str, Any] = {"currency": config.cost.currency, "period_days": COST_PERIOD_DAYS}
     total = 0.0
     for stage in (Stage.DORMANT.value, Stage.LOST.value):
-        sent = {f"{channel}_sent": 0 for channel in prices}
-        cost = 0.0
-        for row_stage, channel, count in rows:
-            if row_stage == stage:
-                sent[f"{channel}_sent"] = int(count)
-                cost += int(count) * prices[channel]
-        result[stage] = {**sent, "cost": round(cost, 2)}
+        counts = {channel: sent.get((stage, channel), 0) for channel in prices}
+        cost = sum((count * prices[channel] for channel, count in counts.items()), 0.0)
+        result[stage] = {
+            **{f"{channel}_sent": count for channel, count in counts.items()},
+            "cost": round(cost, 2),
+        }
         total += cost
     result["total"] = round(total, 2)
     return result

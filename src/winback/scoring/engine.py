@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Boolean,
@@ -73,25 +74,27 @@ from sqlalchemy import (
 )
 
 from winback.clock import to_db
+from winback.compliance.audit import audit_row, record
 from winback.config import Config
-from winback.domain import INTERACTIONS, REFUSALS, EventType, Stage
+from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
 from winback.scoring.machine_open import apple_proxy_user_agent_sql
 from winback.scoring.sql import local_day, seconds_between
-from winback.scoring.stages import Policy, day_number, from_day_number
+from winback.scoring.stages import (
+    CONSENT_PRECEDENCE,
+    WINBACK_STAGES,
+    Policy,
+    day_number,
+    from_day_number,
+)
 from winback.store.schema import audit, contact_scores, contacts, events, stage_history
 
 RUN_ACTION = "score_run"
 ACTOR = "score"
-CHANNEL_COLUMNS = ("email", "sms", "web", "app", "store")
+CHANNEL_COLUMNS = tuple(channel.value for channel in Channel)
 # What a stored row carries from the facts, and what marks a row as changed.
-FACT_COLUMNS = (
-    "last_interaction_at",
-    *(f"last_{channel}_at" for channel in CHANNEL_COLUMNS),
-    "first_purchase_at",
-    "last_purchase_at",
-    "purchases",
-    "total_spend",
-)
+LAST_SEEN_COLUMNS = ("last_interaction_at", *(f"last_{c}_at" for c in CHANNEL_COLUMNS))
+TIME_COLUMNS = (*LAST_SEEN_COLUMNS, "first_purchase_at", "last_purchase_at")
+FACT_COLUMNS = (*TIME_COLUMNS, "purchases", "total_spend")
 VERDICT_COLUMNS = (
     "stage",
     "dormant_subscriber",
@@ -107,7 +110,7 @@ score_facts = Table(
     "score_facts",
     _temp,
     Column("contact_id", Integer, primary_key=True),
-    *(Column(name, DateTime) for name in FACT_COLUMNS[:8]),
+    *(Column(name, DateTime) for name in TIME_COLUMNS),
     Column("purchases", Integer, nullable=False),
     Column("total_spend", Float, nullable=False),
     Column("activity_day", Integer),
@@ -179,13 +182,7 @@ class _Run:
 
     @property
     def now_day(self) -> int:
-        return day_number(self.now, self.tz)
-
-    @property
-    def tz(self) -> Any:
-        from zoneinfo import ZoneInfo
-
-        return ZoneInfo(self.timezone)
+        return day_number(self.now, ZoneInfo(self.timezone))
 
     def fingerprint(self) -> str:
         """What stored facts depend on: a change forces a full score."""
@@ -212,10 +209,10 @@ def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = Fa
         now=now,
     )
     with engine.begin() as connection:
-        return score_connection(connection, run, full=full)
+        return _score(connection, run, full=full)
 
 
-def score_connection(connection: Connection, run: _Run, *, full: bool = False) -> ScoreResult:
+def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreResult:
     """:func:`score_base` inside the caller's transaction."""
     for table in _TEMP_TABLES:
         table.drop(connection, checkfirst=True)
@@ -234,29 +231,31 @@ def score_connection(connection: Connection, run: _Run, *, full: bool = False) -
             reason = f"{new_events} new events since event {previous['high_water']}"
         breakpoints = _breakpoints(connection, run)
         _derive(connection, run, breakpoints, rewrite_all=mode == "full")
-        changes, rewritten = _write(connection, run)
-        total = connection.execute(select(func.count()).select_from(score_new)).scalar_one()
+        total, changes, rewritten = _write(connection, run)
         stages: dict[Any, Any] = dict(
             connection.execute(
                 select(contact_scores.c.stage, func.count()).group_by(contact_scores.c.stage)
             ).all()
         )
-        connection.execute(
-            insert(audit),
-            {
-                "at": to_db(run.now),
-                "actor": ACTOR,
-                "action": RUN_ACTION,
-                "reason": f"{mode} score",
-                "details": {
-                    "high_water": high_water,
-                    "fingerprint": run.fingerprint(),
-                    "mode": mode,
-                    "rewritten": rewritten,
-                    "stage_changes": changes,
-                    "now": run.now.isoformat(),
-                },
-            },
+        details = {
+            "high_water": high_water,
+            "fingerprint": run.fingerprint(),
+            "mode": mode,
+            "rewritten": rewritten,
+            "stage_changes": changes,
+            "now": run.now.isoformat(),
+        }
+        record(
+            connection,
+            [
+                audit_row(
+                    at=run.now,
+                    actor=ACTOR,
+                    action=RUN_ACTION,
+                    reason=f"{mode} score",
+                    details=details,
+                )
+            ],
         )
     finally:
         for table in _TEMP_TABLES:
@@ -305,8 +304,7 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
         select(literal(1))
         .select_from(d)
         .where(
-            d.c.message_id == e.c.message_id,
-            d.c.contact_id == e.c.contact_id,
+            *_same_message(d, e),
             d.c.type == EventType.DELIVERED.value,
             seconds_between(d.c.occurred_at, e.c.occurred_at).between(0, run.machine_open_seconds),
         )
@@ -378,6 +376,11 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
     return select(*columns).group_by(x.contact_id)
 
 
+def _same_message(a: Any, b: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Two aliases of ``events`` are about the same message to the same contact."""
+    return (a.c.message_id == b.c.message_id, a.c.contact_id == b.c.contact_id)
+
+
 def _full_facts(connection: Connection, run: _Run) -> None:
     query = _facts_select(run)
     connection.execute(insert(score_facts).from_select(list(query.selected_columns.keys()), query))
@@ -408,8 +411,7 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
                 select(literal(1))
                 .select_from(o)
                 .where(
-                    o.c.message_id == dd.c.message_id,
-                    o.c.contact_id == dd.c.contact_id,
+                    *_same_message(o, dd),
                     o.c.type == EventType.OPEN.value,
                     o.c.id <= since,
                     o.c.machine_open.is_(None),
@@ -438,7 +440,7 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
         (old.c.purchases > 0, local_day(old.c.scored_at, run.timezone) - old.c.clock_days),
     )
     merged: list[ColumnElement[Any]] = [old.c.contact_id]
-    for name in FACT_COLUMNS[:6]:
+    for name in LAST_SEEN_COLUMNS:
         merged.append(_later(old.c[name], d[name]).label(name))
     merged += [
         _earlier(old.c.first_purchase_at, d.first_purchase_at).label("first_purchase_at"),
@@ -507,6 +509,21 @@ def _breakpoints(connection: Connection, run: _Run) -> Breakpoints:
 # --- 3. derived rows -----------------------------------------------------------------
 
 
+def every_address_refused(
+    email_status: ColumnElement[Any], sms_status: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """SQL for the consent rule of :func:`winback.scoring.stages.consent_stage`: the
+    contact has at least one address, and every address it has is refused."""
+    refused = sorted(REFUSALS)
+    none = ChannelStatus.NONE.value
+    email_known, sms_known = email_status != none, sms_status != none
+    return and_(
+        or_(email_known, sms_known),
+        or_(not_(email_known), email_status.in_(refused)),
+        or_(not_(sms_known), sms_status.in_(refused)),
+    )
+
+
 def _quintile(value: ColumnElement[Any], points: Sequence[float]) -> ColumnElement[Any]:
     score: ColumnElement[Any] = literal(1)
     for point in points:
@@ -522,7 +539,7 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
     base = (
         select(
             c.c.id.label("contact_id"),
-            *(f.c[name] for name in FACT_COLUMNS[:8]),
+            *(f.c[name] for name in TIME_COLUMNS),
             func.coalesce(f.c.purchases, 0).label("purchases"),
             func.coalesce(f.c.total_spend, 0.0).label("total_spend"),
             f.c.activity_day,
@@ -565,17 +582,13 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         else_=a.created_day,
     )
     clock_days = literal(run.now_day) - anchor
-    known = [a.email_status != "none", a.sms_status != "none"]
-    refused = [a.email_status.in_(sorted(REFUSALS)), a.sms_status.in_(sorted(REFUSALS))]
-    all_refused = and_(
-        or_(*known), or_(not_(known[0]), refused[0]), or_(not_(known[1]), refused[1])
-    )
+    *stronger, weakest = CONSENT_PRECEDENCE
     consent = case(
         *(
             (or_(a.email_status == stage.value, a.sms_status == stage.value), stage.value)
-            for stage in (Stage.COMPLAINED, Stage.UNSUBSCRIBED)
+            for stage in stronger
         ),
-        else_=Stage.BOUNCED.value,
+        else_=weakest.value,
     )
     by_clock = case(
         (clock_days >= policy.lost_after, Stage.LOST.value),
@@ -585,7 +598,7 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         else_=Stage.PROSPECT.value,
     )
     whens: list[tuple[Any, Any]] = [
-        (all_refused, consent),
+        (every_address_refused(a.email_status, a.sms_status), consent),
         (
             and_(
                 a.lost_by_journey_at.is_not(None),
@@ -619,7 +632,7 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
     protected = and_(
         literal(policy.protect_subscribers),
         b.subscription_active.is_(True),
-        b.stage.in_(sorted(s.value for s in (Stage.AT_RISK, Stage.DORMANT, Stage.LOST))),
+        b.stage.in_(sorted(s.value for s in WINBACK_STAGES)),
     )
     spend = case(
         (b.monetary_score <= 2, "low"),
@@ -670,8 +683,8 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
 # --- 4. writing ------------------------------------------------------------------------
 
 
-def _write(connection: Connection, run: _Run) -> tuple[int, int]:
-    """Write the rows marked ``rewrite``; returns (stage changes, rows written)."""
+def _write(connection: Connection, run: _Run) -> tuple[int, int, int]:
+    """Write the rows marked ``rewrite``; returns (contacts, stage changes, rows written)."""
     n = score_new.c
     today = from_day_number(run.now_day)
     changed = and_(n.rewrite.is_(True), or_(n.old_stage.is_(None), n.old_stage != n.stage))
@@ -710,10 +723,11 @@ def _write(connection: Connection, run: _Run) -> tuple[int, int]:
             columns, select(*(n[name] for name in columns)).where(n.rewrite.is_(True))
         )
     )
-    changes = connection.execute(
-        select(func.count()).select_from(score_new).where(changed)
-    ).scalar_one()
-    rewritten = connection.execute(
-        select(func.count()).select_from(score_new).where(n.rewrite.is_(True))
-    ).scalar_one()
-    return int(changes), int(rewritten)
+    total, changes, rewritten = connection.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((changed, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((n.rewrite.is_(True), 1), else_=0)), 0),
+        ).select_from(score_new)
+    ).one()
+    return int(total), int(changes), int(rewritten)

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Connection, Select, delete, func, insert, or_, select, update
 
-from winback.clock import to_db
+from winback.clock import from_db, to_db
 from winback.domain import ChannelStatus, Stage
 from winback.errors import NotFoundError, WinbackError
 from winback.scoring.sql import json_has_any, local_day
@@ -155,19 +155,31 @@ def validate_filters(filters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def segment_query(filters: Mapping[str, Any], now: datetime, timezone: str) -> Select[Any]:
     """The contacts (``contacts.id`` as ``contact_id``) matching ``filters`` at ``now``:
     scored, not erased. Journeys narrow their audience with it."""
+    return _matching(filters, now, timezone, contacts.c.id.label("contact_id"))
+
+
+def _matching(
+    filters: Mapping[str, Any], now: datetime, timezone: str, *columns: ColumnElement[Any]
+) -> Select[Any]:
+    """``columns`` of the scored contacts matching ``filters`` at ``now``."""
     return (
-        select(contacts.c.id.label("contact_id"))
+        select(*columns)
         .select_from(contacts.join(contact_scores, contact_scores.c.contact_id == contacts.c.id))
         .where(*_conditions(validate_filters(filters), now, timezone))
     )
 
 
+def _days_inactive(now: datetime, timezone: str) -> ColumnElement[int]:
+    """Whole days in ``timezone`` from the last interaction to ``now``: the stored
+    ``days_inactive`` is as of the scoring, a segment is evaluated at its own moment."""
+    today = day_number(now, ZoneInfo(timezone))
+    return today - local_day(contact_scores.c.last_interaction_at, timezone)
+
+
 def _conditions(
     filters: Mapping[str, Mapping[str, Any]], now: datetime, timezone: str
 ) -> list[ColumnElement[bool]]:
-    tz = ZoneInfo(timezone)
-    today = day_number(now, tz)
-    year = now.astimezone(tz).year
+    year = now.astimezone(ZoneInfo(timezone)).year
     result: list[ColumnElement[bool]] = [contacts.c.erased_at.is_(None)]
     for name, condition in filters.items():
         spec = FIELDS[name]
@@ -187,7 +199,7 @@ def _conditions(
             continue
         column: ColumnElement[Any]
         if name == "days_inactive":
-            column = today - local_day(contact_scores.c.last_interaction_at, timezone)
+            column = _days_inactive(now, timezone)
         elif name in ("email_status", "sms_status", "country", "language"):
             column = contacts.c[name]
         else:
@@ -245,14 +257,25 @@ def load_segment(connection: Connection, name: str) -> dict[str, dict[str, Any]]
     return validate_filters(filters)
 
 
+def segment_filters(
+    connection: Connection, name: str | None, conditions: Iterable[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """The filters of the saved segment ``name`` (none when ``name`` is None), with the
+    ad hoc ``conditions`` (``FIELD=...`` texts, see :func:`parse_conditions`) added; a
+    condition on a field the segment already filters replaces the saved one."""
+    filters = load_segment(connection, name) if name else {}
+    filters.update(parse_conditions(conditions))
+    return filters
+
+
 def list_segments(connection: Connection) -> list[dict[str, Any]]:
     rows = connection.execute(select(segments).order_by(segments.c.name)).mappings()
     return [
         {
             "name": row["name"],
             "filters": row["filters"],
-            "created_at": row["created_at"].isoformat(),
-            "updated_at": row["updated_at"].isoformat(),
+            "created_at": from_db(row["created_at"]).isoformat(),  # type: ignore[union-attr]
+            "updated_at": from_db(row["updated_at"]).isoformat(),  # type: ignore[union-attr]
         }
         for row in rows
     ]
@@ -297,25 +320,16 @@ def export_segment(
     path: Path,
 ) -> int:
     """Write the matching contacts to a CSV file (UTF-8, header row); returns the count."""
-    ids = segment_query(filters, now, timezone).subquery()
-    today = day_number(now, ZoneInfo(timezone))
-    query = (
-        select(
-            contacts.c.id.label("contact_id"),
-            *(contacts.c[n] for n in EXPORT_COLUMNS[1:7]),
-            contact_scores.c.stage,
-            (today - local_day(contact_scores.c.last_interaction_at, timezone)).label(
-                "days_inactive"
-            ),
-            *(contact_scores.c[n] for n in EXPORT_COLUMNS[9:]),
-        )
-        .select_from(
-            contacts.join(contact_scores, contact_scores.c.contact_id == contacts.c.id).join(
-                ids, ids.c.contact_id == contacts.c.id
-            )
-        )
-        .order_by(contacts.c.id)
-    )
+    query = _matching(
+        filters,
+        now,
+        timezone,
+        contacts.c.id.label("contact_id"),
+        *(contacts.c[n] for n in EXPORT_COLUMNS[1:7]),
+        contact_scores.c.stage,
+        _days_inactive(now, timezone).label("days_inactive"),
+        *(contact_scores.c[n] for n in EXPORT_COLUMNS[9:]),
+    ).order_by(contacts.c.id)
     count = 0
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -336,6 +350,7 @@ __all__ = [
     "load_segment",
     "parse_conditions",
     "save_segment",
+    "segment_filters",
     "segment_query",
     "validate_filters",
 ]

@@ -96,6 +96,21 @@ def utc_offsets(timezone: str) -> tuple[tuple[str, float], ...]:
     return tuple(result)
 
 
+def _compile_binary(function: type[FunctionElement[Any]], default: str, sqlite: str) -> None:
+    """Compile ``function(a, b)`` from SQL templates over ``{a}`` and ``{b}``: one for
+    SQLite, one for the other dialects (PostgreSQL)."""
+
+    def compile_with(template: str) -> Any:
+        def render(element: FunctionElement[Any], compiler: Any, **kw: Any) -> str:
+            a, b = (compiler.process(clause, **kw) for clause in element.clauses)
+            return template.format(a=a, b=b)
+
+        return render
+
+    compiles(function)(compile_with(default))
+    compiles(function, "sqlite")(compile_with(sqlite))
+
+
 class seconds_between(FunctionElement[float]):
     """``seconds_between(earlier, later)``: seconds from ``earlier`` to ``later``."""
 
@@ -103,16 +118,11 @@ class seconds_between(FunctionElement[float]):
     inherit_cache = True
 
 
-@compiles(seconds_between)
-def _seconds_between_default(element: seconds_between, compiler: Any, **kw: Any) -> str:
-    earlier, later = (compiler.process(c, **kw) for c in element.clauses)
-    return f"EXTRACT(EPOCH FROM ({later} - {earlier}))"
-
-
-@compiles(seconds_between, "sqlite")
-def _seconds_between_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
-    earlier, later = (compiler.process(c, **kw) for c in element.clauses)
-    return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+_compile_binary(
+    seconds_between,
+    default="EXTRACT(EPOCH FROM ({b} - {a}))",
+    sqlite="((julianday({b}) - julianday({a})) * 86400.0)",
+)
 
 
 class ci_like(FunctionElement[bool]):
@@ -122,16 +132,7 @@ class ci_like(FunctionElement[bool]):
     inherit_cache = True
 
 
-@compiles(ci_like)
-def _ci_like_default(element: ci_like, compiler: Any, **kw: Any) -> str:
-    column, pattern = (compiler.process(c, **kw) for c in element.clauses)
-    return f"({column} ILIKE {pattern})"
-
-
-@compiles(ci_like, "sqlite")
-def _ci_like_sqlite(element: ci_like, compiler: Any, **kw: Any) -> str:
-    column, pattern = (compiler.process(c, **kw) for c in element.clauses)
-    return f"({column} LIKE {pattern})"
+_compile_binary(ci_like, default="({a} ILIKE {b})", sqlite="({a} LIKE {b})")
 
 
 class json_has_any(FunctionElement[bool]):

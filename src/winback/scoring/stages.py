@@ -36,9 +36,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from winback.clock import local_date
 from winback.config import PolicySection
 from winback.domain import REFUSALS, ChannelStatus, EventType, Stage
 
@@ -92,9 +93,7 @@ def day_number(moment: datetime | date, tz: ZoneInfo) -> int:
     """Days since 1970-01-01 of the calendar date of ``moment`` in ``tz`` (a naive
     datetime is UTC, as the store keeps it; a date is taken as it is)."""
     if isinstance(moment, datetime):
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        moment = moment.astimezone(tz).date()
+        moment = local_date(moment, tz)
     return (moment - EPOCH).days
 
 
@@ -206,14 +205,3 @@ def spend_level(monetary_score: int | None) -> str | None:
     if monetary_score is None:
         return None
     return "low" if monetary_score <= 2 else "medium" if monetary_score <= 4 else "high"
-
-
-def age_band(birth_year: int | None, year: int) -> str | None:
-    """The age band of someone born in ``birth_year``, in ``year``."""
-    if birth_year is None:
-        return None
-    age = year - birth_year
-    for label, low, high in AGE_BANDS:
-        if low <= age <= high:
-            return label
-    return None
