@@ -5,6 +5,7 @@ between aware datetimes in the library and the naive UTC the store keeps."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from typing import overload
 from zoneinfo import ZoneInfo
 
 
@@ -39,6 +40,10 @@ def to_db(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
+@overload
+def from_db(moment: datetime) -> datetime: ...
+@overload
+def from_db(moment: None) -> None: ...
 def from_db(moment: datetime | None) -> datetime | None:
     """A stored naive-UTC datetime as an aware one."""
     return None if moment is None else moment.replace(tzinfo=UTC)

@@ -15,7 +15,7 @@ from winback.store.schema import contacts, stage_history
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return from_db(value).isoformat()  # type: ignore[union-attr]
+        return from_db(value).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     return value

@@ -274,8 +274,8 @@ def list_segments(connection: Connection) -> list[dict[str, Any]]:
         {
             "name": row["name"],
             "filters": row["filters"],
-            "created_at": from_db(row["created_at"]).isoformat(),  # type: ignore[union-attr]
-            "updated_at": from_db(row["updated_at"]).isoformat(),  # type: ignore[union-attr]
+            "created_at": from_db(row["created_at"]).isoformat(),
+            "updated_at": from_db(row["updated_at"]).isoformat(),
         }
         for row in rows
     ]
