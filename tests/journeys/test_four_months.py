@@ -15,35 +15,14 @@ from typer.testing import CliRunner
 
 from tests.builders import add_event
 from tests.channels.smtp_server import RecordingHandler
-from tests.journeys.conftest import START, journey_file, scored
+from tests.journeys.conftest import SIMPLE, START, journey_file, scored
 from winback.cli import app
 from winback.journeys.engine import in_holdout
 from winback.store.schema import contacts, enrollments, suppressions
 from winback.workspace import Workspace
 
 DAY = timedelta(days=1)
-JOURNEY = """
-    name: spring
-    holdout: 0.15
-    exit_on: [click, purchase, visit, login, reply]
-    steps:
-      - id: miss-you
-        template: miss_you
-        wait: 30d
-        on: {opened_not_clicked: bigger-offer}
-      - id: offer
-        template: offer
-        offer: {percent: 20, valid_days: 30}
-        wait: 30d
-      - id: bigger-offer
-        template: offer
-        offer: {percent: 40, valid_days: 30}
-        wait: 30d
-      - id: goodbye
-        template: goodbye
-        wait: 14d
-    after_last_step: sunset
-"""
+JOURNEY = SIMPLE.replace("holdout: 0\n", "holdout: 0.15\n")
 FULL = ["miss-you", "offer", "bigger-offer", "goodbye"]
 # persona -> (path when treated, outcome when treated, outcome in the holdout)
 EXPECTED = {

@@ -47,6 +47,7 @@ from winback.journeys.engine import TickResult, tick
 from winback.journeys.offers import assign_offer
 from winback.journeys.render import TemplateSet, render
 from winback.links import Links
+from winback.store.contacts import set_channel_status
 from winback.store.schema import contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
@@ -369,11 +370,10 @@ class _Dispatcher:
             if event in _REFUSAL:
                 status, reason = _REFUSAL[event]
                 self.event(connection, row, content, event)
-                column = "email_status" if channel == "email" else "sms_status"
-                connection.execute(
-                    update(contacts)
-                    .where(contacts.c.id == contact_id)
-                    .values({column: status.value, f"{channel}_status_at": to_db(self.now)})
+                set_channel_status(
+                    connection,
+                    [{"id": contact_id, "status": status.value, "at": to_db(self.now)}],
+                    channel,
                 )
                 suppress(
                     connection,

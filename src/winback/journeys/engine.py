@@ -13,34 +13,66 @@ million dormant contacts is enrolled and started in one go.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from itertools import combinations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, and_, false, func, insert, or_, select, update
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.sql import ColumnElement, Subquery
 
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
 from winback.compliance.quiet_hours import next_allowed_moment
-from winback.compliance.suppression import can_receive, load_suppressions, suppress
+from winback.compliance.suppression import (
+    can_receive_clause,
+    load_suppressions,
+    suppress_contacts,
+)
 from winback.config import Config
 from winback.domain import INTERACTIONS, EventType
 from winback.journeys.catalog import load_journeys, segment_filter
 from winback.journeys.definition import Journey
-from winback.journeys.machine import Advance, Exit, Finish, Reactions, decide, next_free_slot
-from winback.store.schema import contact_scores, contacts, enrollments, events, outbox
+from winback.journeys.machine import (
+    NO_REACTION,
+    Advance,
+    Exit,
+    Finish,
+    Reactions,
+    decide,
+    next_free_slot,
+)
+from winback.store.schema import audit, contact_scores, contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
 CHUNK = 5000  # ids per IN (...) list: far under SQLite's and PostgreSQL's limits
 # Outbox rows that count against the frequency cap: everything that went or may go out.
 COUNTED = ("queued", "sending", "sent", "unknown")
 MONTH = timedelta(days=30)
-WEEK = timedelta(days=7)
 
 
 def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -76,45 +108,45 @@ class Candidate:
     expected_purchases_90d: float | None
 
 
-def select_audience(
-    connection: Connection,
-    workspace: Workspace,
-    journey_id: int,
-    journey: Journey,
-    skipped: Counter[str],
-) -> Iterator[Candidate]:
-    """The journey's audience at this moment, minus the contacts it must not enrol: already
-    in an active journey, or through this one before (a journey is one campaign: its
-    holdout must stay untouched for the lift), protected as a dormant subscriber, erased
-    or let go by an earlier journey, or with no channel of the journey that may reach them
-    (no address, no consent, a suppressed address). ``skipped`` counts the reasons."""
-    config = workspace.config
+def _audience(
+    connection: Connection, config: Config, journey_id: int, journey: Journey
+) -> Subquery:
+    """The contacts of the journey's stages at this moment, each with ``skip``: why the
+    journey must not enrol them (NULL when it may), and one boolean column per channel of
+    the journey (``email_ok``, ``sms_ok``) saying whether the contact consented to it.
+    Left out without a reason:
+    the erased and those an earlier journey let go."""
     channels = sorted(journey.channels)
-    suppressed = load_suppressions(connection, workspace, channels)
+    consent = {channel: can_receive_clause(channel) for channel in channels}
     busy = (
         select(enrollments.c.id)
         .where(enrollments.c.contact_id == contacts.c.id, enrollments.c.status == "active")
         .exists()
     )
+    # A journey is one campaign: its holdout must stay untouched for the lift.
     before = (
         select(enrollments.c.id)
         .where(enrollments.c.contact_id == contacts.c.id, enrollments.c.journey_id == journey_id)
         .exists()
+    )
+    protected = contact_scores.c.dormant_subscriber == true()
+    if config.policy.protect_subscribers:
+        protected = or_(protected, contacts.c.subscription_active == true())
+    skip = case(
+        (busy, "already in a journey"),
+        (before, "went through this journey before"),
+        (protected, "protected subscriber"),
+        (not_(or_(*consent.values())), "no consent"),
     )
     query = (
         select(
             contacts.c.id,
             contacts.c.email,
             contacts.c.phone,
-            contacts.c.email_status,
-            contacts.c.sms_status,
-            contacts.c.subscription_active,
-            contact_scores.c.dormant_subscriber,
-            contact_scores.c.last_email_at,
-            contact_scores.c.last_sms_at,
+            *(condition.label(f"{channel}_ok") for channel, condition in consent.items()),
+            skip.label("skip"),
+            _preferred_clause().label("preferred"),
             contact_scores.c.expected_purchases_90d,
-            busy.label("busy"),
-            before.label("before"),
         )
         .join(contact_scores, contact_scores.c.contact_id == contacts.c.id)
         .where(
@@ -122,79 +154,174 @@ def select_audience(
             contacts.c.erased_at.is_(None),
             contacts.c.lost_by_journey_at.is_(None),
         )
-        .order_by(contacts.c.id)
     )
     if journey.audience.segment:
         query = query.where(segment_filter(connection, journey.audience.segment))
-    for row in connection.execute(query):
-        if row.busy:
-            skipped["already in a journey"] += 1
-            continue
-        if row.before:
-            skipped["went through this journey before"] += 1
-            continue
-        if row.dormant_subscriber or (
-            config.policy.protect_subscribers and row.subscription_active
-        ):
-            skipped["protected subscriber"] += 1
-            continue
+    return query.subquery("audience")
+
+
+def _consented(audience: Subquery, channels: list[str]) -> list[Any]:
+    return [audience.c[f"{channel}_ok"] for channel in channels]
+
+
+def _skipped(connection: Connection, audience: Subquery) -> Counter[str]:
+    rows = connection.execute(
+        select(audience.c.skip, func.count())
+        .where(audience.c.skip.is_not(None))
+        .group_by(audience.c.skip)
+    )
+    return Counter(dict(rows.all()))
+
+
+def _suppressed(
+    connection: Connection, workspace: Workspace, audience: Subquery, channels: list[str]
+) -> dict[int, list[str]]:
+    """The enrollable contacts an address of whom is on the suppression list, with the
+    channels left to them. Hashing runs only when the list of those channels has entries."""
+    suppressed = load_suppressions(connection, workspace, channels)
+    if not suppressed:
+        return {}
+    left: dict[int, list[str]] = {}
+    rows = connection.execute(
+        select(
+            audience.c.id, audience.c.email, audience.c.phone, *_consented(audience, channels)
+        ).where(audience.c.skip.is_(None))
+    )
+    for row in rows:
         addresses = {"email": row.email, "sms": row.phone}
-        statuses = {"email": row.email_status, "sms": row.sms_status}
-        consented = [ch for ch in channels if can_receive(statuses[ch], addresses[ch])]
+        consented = [channel for channel in channels if row._mapping[f"{channel}_ok"]]
         reachable = [ch for ch in consented if not suppressed.blocks(ch, addresses[ch])]
-        if not reachable:
-            skipped["suppressed" if consented else "no consent"] += 1
+        if reachable != consented:
+            left[row.id] = reachable
+    return left
+
+
+def select_audience(
+    connection: Connection,
+    workspace: Workspace,
+    journey_id: int,
+    journey: Journey,
+    skipped: Counter[str],
+) -> Iterator[Candidate]:
+    """The contacts :func:`enrol` would enrol at this moment, in id order, with the
+    holdout split (for the simulator). ``skipped`` counts those left out, by reason:
+    already in an active journey, through this one before, a protected subscriber, no
+    consent on any channel of the journey, or only suppressed addresses."""
+    channels = sorted(journey.channels)
+    audience = _audience(connection, workspace.config, journey_id, journey)
+    skipped.update(_skipped(connection, audience))
+    left = _suppressed(connection, workspace, audience, channels)
+    skipped["suppressed"] += sum(1 for reachable in left.values() if not reachable)
+    rows = connection.execute(
+        select(audience).where(audience.c.skip.is_(None)).order_by(audience.c.id)
+    )
+    for row in rows:
+        reachable = left.get(row.id)
+        if reachable is None:
+            reachable = [channel for channel in channels if row._mapping[f"{channel}_ok"]]
+        elif not reachable:
             continue
         yield Candidate(
             contact_id=row.id,
             reachable=reachable,
             holdout=in_holdout(row.id, journey.name, journey.holdout),
-            preferred=_preferred(row.last_email_at, row.last_sms_at),
+            preferred=row.preferred,
             expected_purchases_90d=row.expected_purchases_90d,
         )
 
 
+def _channel_sets(channels: list[str]) -> Iterator[list[str]]:
+    """Every non-empty subset of ``channels``, in their order."""
+    for size in range(len(channels), 0, -1):
+        for subset in combinations(channels, size):
+            yield list(subset)
+
+
 def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
     """Enrol a journey's audience as it is at ``now`` (see :func:`select_audience` for
-    who is left out), splitting off the holdout, with an audit record per contact."""
-    result = EnrolResult(name)
+    who is left out), splitting off the holdout, with an audit record per contact.
+
+    The enrollments are written by INSERT ... SELECT, one statement per set of consented
+    channels; Python only hashes what SQL cannot: the addresses against the suppression
+    list (when it has entries) and the ids for the holdout."""
     stamp = to_db(now)
-    actor = f"journey:{name}"
     with workspace.engine.begin() as connection:
         journey_id, journey = load_journeys(connection, name)[name]
-        rows: list[dict[str, Any]] = []
-        audits: list[dict[str, Any]] = []
-        for candidate in select_audience(
-            connection, workspace, journey_id, journey, result.skipped
-        ):
-            result.enrolled += 1
-            result.holdout += candidate.holdout
-            rows.append(
-                {
-                    "journey_id": journey_id,
-                    "contact_id": candidate.contact_id,
-                    "holdout": candidate.holdout,
-                    "status": "active",
-                    "channels": candidate.reachable,
-                    "enrolled_at": stamp,
-                    "next_due_at": stamp,
-                }
+        channels = sorted(journey.channels)
+        audience = _audience(connection, workspace.config, journey_id, journey)
+        result = EnrolResult(name, skipped=_skipped(connection, audience))
+        left = _suppressed(connection, workspace, audience, channels)
+        last_id = connection.execute(select(func.max(enrollments.c.id))).scalar() or 0
+        for subset in _channel_sets(channels):
+            consented = [
+                ok if channel in subset else not_(ok)
+                for channel, ok in zip(channels, _consented(audience, channels), strict=True)
+            ]
+            enrollable = (
+                select(
+                    literal(journey_id),
+                    audience.c.id,
+                    false(),
+                    literal("active"),
+                    literal(subset, JSON),
+                    literal(stamp, DateTime),
+                    literal(stamp, DateTime),
+                )
+                .where(audience.c.skip.is_(None), *consented)
+                .order_by(audience.c.id)
             )
-            audits.append(
-                audit_row(
-                    at=now,
-                    actor=actor,
-                    action="enrol",
-                    contact_id=candidate.contact_id,
-                    reason="holdout" if candidate.holdout else None,
-                    details={"journey": name, "channels": candidate.reachable},
+            connection.execute(
+                insert(enrollments).from_select(
+                    [
+                        "journey_id",
+                        "contact_id",
+                        "holdout",
+                        "status",
+                        "channels",
+                        "enrolled_at",
+                        "next_due_at",
+                    ],
+                    enrollable,
                 )
             )
-        result.audience = result.enrolled + sum(result.skipped.values())
-        for batch in chunks(rows, 50_000):
-            connection.execute(insert(enrollments), list(batch))
-        for batch in chunks(audits, 50_000):
-            record(connection, batch)
+        new = and_(enrollments.c.id > last_id, enrollments.c.journey_id == journey_id)
+        # Suppressed addresses: drop the channel, or the enrollment when none is left.
+        by_channels: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for contact_id, channels_left in left.items():
+            by_channels[tuple(channels_left)].append(contact_id)
+        for kept, ids in by_channels.items():
+            for batch in chunks(sorted(ids)):
+                chosen = and_(new, enrollments.c.contact_id.in_(batch))
+                if kept:
+                    connection.execute(
+                        update(enrollments).where(chosen).values(channels=list(kept))
+                    )
+                else:
+                    connection.execute(delete(enrollments).where(chosen))
+        result.skipped["suppressed"] += len(by_channels.get((), ()))
+        enrolled = connection.execute(select(enrollments.c.contact_id).where(new)).scalars().all()
+        held = [cid for cid in enrolled if in_holdout(cid, name, journey.holdout)]
+        for batch in chunks(held):
+            connection.execute(
+                update(enrollments)
+                .where(new, enrollments.c.contact_id.in_(batch))
+                .values(holdout=True)
+            )
+        connection.execute(
+            insert(audit).from_select(
+                ["at", "actor", "action", "contact_id", "reason", "details"],
+                select(
+                    literal(stamp, DateTime),
+                    literal(f"journey:{name}"),
+                    literal("enrol"),
+                    enrollments.c.contact_id,
+                    case((enrollments.c.holdout == true(), "holdout")),
+                    literal({"journey": name}, JSON),
+                ).where(new),
+            )
+        )
+    result.enrolled, result.holdout = len(enrolled), len(held)
+    result.audience = result.enrolled + sum(result.skipped.values())
     return result
 
 
@@ -310,9 +437,14 @@ def _recent_messages(connection: Connection, now: datetime) -> dict[int, list[da
     return recent
 
 
-def _free_slot(config: Config, row: Any, recent: list[datetime], now: datetime) -> datetime | None:
+def _free_slot(
+    config: Config, row: Any, recent: list[datetime] | None, now: datetime
+) -> datetime | None:
     """When the contact may get the next message: None for now, else a later moment (a
     pause chosen in the preference centre, or the frequency cap)."""
+    if not recent and row.paused_until is None:
+        return None  # the usual case, and the cheap one
+    recent = recent or []
     naive_now = to_db(now)
     if row.paused_until is not None and row.paused_until > naive_now:
         return from_db(row.paused_until)
@@ -363,6 +495,7 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                     writer.exit(enrollment_id, contact_id, name, Exit("reactivated", reason))
                     result.reactivated += 1
 
+        live = contacts.c.erased_at.is_(None)
         due = connection.execute(
             select(
                 enrollments.c.id,
@@ -370,90 +503,103 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                 enrollments.c.contact_id,
                 enrollments.c.holdout,
                 enrollments.c.step_id,
-                enrollments.c.channels,
+                # As text: a few distinct lists, decoded once each by _channel_list.
+                cast(enrollments.c.channels, String).label("channels"),
                 contacts.c.email,
                 contacts.c.phone,
-                contacts.c.email_status,
-                contacts.c.sms_status,
+                and_(live, can_receive_clause("email")).label("email_ok"),
+                and_(live, can_receive_clause("sms")).label("sms_ok"),
                 contacts.c.timezone,
                 contacts.c.country,
                 contacts.c.paused_until,
                 contacts.c.frequency,
-                contacts.c.erased_at,
-                contact_scores.c.last_email_at,
-                contact_scores.c.last_sms_at,
+                _preferred_clause().label("preferred"),
             )
             .join(contacts, contacts.c.id == enrollments.c.contact_id)
             .outerjoin(contact_scores, contact_scores.c.contact_id == enrollments.c.contact_id)
             .where(enrollments.c.status == "active", enrollments.c.next_due_at <= stamp)
         )
-        tz_name = config.workspace.timezone
-        region = config.workspace.default_region
+        decisions: dict[tuple[Any, ...], Any] = {}
+        quiet: dict[tuple[str | None, str | None], datetime] = {}
         for row in due:
             result.due += 1
             name, journey = by_id[row.journey_id]
             facts = seen.get(row.id)
-            reactions = Reactions(
-                opened=bool(facts and facts.opened),
-                clicked=bool(facts and facts.clicked),
-                replied=bool(facts and facts.replied),
-                exit_event=_exit_event(journey, facts),
+            reactions = NO_REACTION
+            if facts is not None:
+                reactions = Reactions(
+                    facts.opened, facts.clicked, facts.replied, _exit_event(journey, facts)
+                )
+            allowed = _channel_list(row.channels)
+            reachable = tuple(
+                channel
+                for channel, ok, address in (
+                    ("email", row.email_ok, row.email),
+                    ("sms", row.sms_ok, row.phone),
+                )
+                if ok and channel in allowed and not suppressed.blocks(channel, address)
             )
-            addresses = {"email": row.email, "sms": row.phone}
-            statuses = {"email": row.email_status, "sms": row.sms_status}
-            reachable = [
-                ch
-                for ch in ("email", "sms")
-                if ch in (row.channels or ())
-                and row.erased_at is None
-                and can_receive(statuses[ch], addresses[ch])
-                and not suppressed.blocks(ch, addresses[ch])
-            ]
-            preferred = _preferred(row.last_email_at, row.last_sms_at)
-            decision = decide(journey, row.step_id, reactions, reachable, preferred, now)
+            preferred = row.preferred
+            # decide() is pure and most contacts share its inputs: ask once per kind.
+            key = (row.journey_id, row.step_id, reactions, reachable, preferred)
+            if key not in decisions:
+                decisions[key] = decide(journey, row.step_id, reactions, reachable, preferred, now)
+            decision = decisions[key]
             if isinstance(decision, Exit):
                 writer.exit(row.id, row.contact_id, name, decision)
                 result.reactivated += decision.status == "reactivated"
                 result.exited += decision.status == "exited"
             elif isinstance(decision, Finish):
-                status = writer.finish(row, name, journey, decision, reachable)
+                status = writer.finish(row, name, journey, decision)
                 result.sunset += status == "sunset"
                 result.completed += status == "completed"
             elif row.holdout:
                 writer.advance(row.id, decision)
                 result.holdout_steps += 1
             else:
-                slot = _free_slot(config, row, recent.get(row.contact_id, []), now)
+                slot = _free_slot(config, row, recent.get(row.contact_id), now)
                 if slot is not None:
                     writer.postpone(row.id, slot)
                     result.postponed += 1
                     continue
                 due_at = now
                 if getattr(config.quiet_hours, decision.channel):
-                    zone = _zone(row.timezone, tz_name)
-                    due_at = next_allowed_moment(
-                        now, zone, row.country or region, config.quiet_hours
-                    )
+                    place = (row.timezone, row.country)
+                    if place not in quiet:
+                        zone = _zone(row.timezone, config.workspace.timezone)
+                        country = row.country or config.workspace.default_region
+                        quiet[place] = next_allowed_moment(now, zone, country, config.quiet_hours)
+                    due_at = quiet[place]
                 writer.advance(row.id, decision)
-                writer.queue(row, name, decision, addresses[decision.channel], due_at)
+                writer.queue(row.id, name, decision, due_at)
                 recent[row.contact_id].append(stamp)
                 result.queued += 1
         writer.flush()
     return result
 
 
-def _preferred(last_email: datetime | None, last_sms: datetime | None) -> str | None:
-    """The channel the contact last used, for ``best`` steps."""
-    if last_email is None and last_sms is None:
-        return None
-    if last_sms is None or (last_email is not None and last_email >= last_sms):
-        return "email"
-    return "sms"
+def _preferred_clause() -> ColumnElement[str | None]:
+    """The channel the contact last used, for ``best`` steps: ``email``, ``sms`` or NULL
+    (email on a tie)."""
+    last_email, last_sms = contact_scores.c.last_email_at, contact_scores.c.last_sms_at
+    return case(
+        (and_(last_email.is_(None), last_sms.is_(None)), null()),
+        (or_(last_sms.is_(None), last_email >= last_sms), literal("email")),
+        else_=literal("sms"),
+    )
+
+
+@lru_cache(maxsize=64)
+def _channel_list(text: str | None) -> frozenset[str]:
+    """An enrollment's channels, stored as a JSON list."""
+    return frozenset(json.loads(text)) if text else frozenset()
 
 
 class _TickWriter:
     """Collects a tick's writes and applies them grouped: enrollments that move the same
-    way in one UPDATE per chunk of ids, outbox rows and audit records in bulk inserts."""
+    way in one UPDATE per chunk of ids, the outbox rows of one step and moment in one
+    INSERT ... SELECT per chunk, lost contacts and sunset suppressions per chunk, audit
+    records in bulk inserts."""
 
     def __init__(self, connection: Connection, workspace: Workspace, now: datetime) -> None:
         self.connection = connection
@@ -461,39 +607,34 @@ class _TickWriter:
         self.now = now
         self.stamp = to_db(now)
         self.updates: dict[tuple[tuple[str, Any], ...], list[int]] = defaultdict(list)
-        self.messages: list[dict[str, Any]] = []
+        self.advances: dict[Advance, tuple[tuple[str, Any], ...]] = {}
+        # (journey, step, channel, due) -> enrollment ids
+        self.messages: dict[tuple[str, str, str, datetime], list[int]] = defaultdict(list)
         self.audits: list[dict[str, Any]] = []
         self.cancel: list[int] = []
+        self.lost: list[int] = []
+        # (journey name, channels) -> contacts to suppress at sunset
+        self.sunset: dict[tuple[str, frozenset[str]], list[int]] = defaultdict(list)
 
     def _set(self, enrollment_id: int, **values: Any) -> None:
         self.updates[tuple(sorted(values.items()))].append(enrollment_id)
 
     def advance(self, enrollment_id: int, decision: Advance) -> None:
-        self._set(
-            enrollment_id,
-            step_id=decision.step_id,
-            step_sent_at=self.stamp,
-            next_due_at=to_db(decision.due_at),
-        )
+        key = self.advances.get(decision)
+        if key is None:  # one per decision: many enrollments take the same
+            values = {
+                "step_id": decision.step_id,
+                "step_sent_at": self.stamp,
+                "next_due_at": to_db(decision.due_at),
+            }
+            key = self.advances[decision] = tuple(sorted(values.items()))
+        self.updates[key].append(enrollment_id)
 
     def postpone(self, enrollment_id: int, slot: datetime) -> None:
         self._set(enrollment_id, next_due_at=to_db(slot))
 
-    def queue(self, row: Any, journey: str, decision: Advance, address: str, due: datetime) -> None:
-        self.messages.append(
-            {
-                "idempotency_key": f"{row.id}:{decision.step_id}",
-                "enrollment_id": row.id,
-                "contact_id": row.contact_id,
-                "journey": journey,
-                "step_id": decision.step_id,
-                "channel": decision.channel,
-                "status": "queued",
-                "to_address": address,
-                "created_at": self.stamp,
-                "due_at": to_db(due),
-            }
-        )
+    def queue(self, enrollment_id: int, journey: str, decision: Advance, due: datetime) -> None:
+        self.messages[(journey, decision.step_id, decision.channel, due)].append(enrollment_id)
 
     def exit(self, enrollment_id: int, contact_id: int, journey: str, decision: Exit) -> None:
         self._set(
@@ -515,19 +656,16 @@ class _TickWriter:
             )
         )
 
-    def finish(
-        self, row: Any, name: str, journey: Journey, decision: Finish, reachable: list[str]
-    ) -> str:
+    def finish(self, row: Any, name: str, journey: Journey, decision: Finish) -> str:
         """End a journey whose last wait is over. The holdout only completes: it never
         got a message, so it is neither let go nor suppressed."""
         status = "sunset" if decision.after == "sunset" and not row.holdout else "completed"
         outcome = "holdout" if row.holdout else decision.after
         self._set(row.id, status=status, outcome=outcome, ended_at=self.stamp, next_due_at=None)
-        actor = f"journey:{name}"
         self.audits.append(
             audit_row(
                 at=self.now,
-                actor=actor,
+                actor=f"journey:{name}",
                 action="complete",
                 contact_id=row.contact_id,
                 reason=outcome,
@@ -536,23 +674,33 @@ class _TickWriter:
         )
         if row.holdout or decision.after == "nothing":
             return status
-        self.connection.execute(
-            update(contacts)
-            .where(contacts.c.id == row.contact_id)
-            .values(lost_by_journey_at=self.stamp)
-        )
+        self.lost.append(row.contact_id)
         if decision.after == "sunset":
-            for channel in sorted(journey.channels):
-                suppress(
-                    self.connection,
-                    self.workspace,
-                    channel=channel,
-                    reason="sunset",
-                    now=self.now,
-                    actor=actor,
-                    contact_id=row.contact_id,
-                )
+            self.sunset[(name, journey.channels)].append(row.contact_id)
         return status
+
+    def _outbox_rows(
+        self, journey: str, step_id: str, channel: str, due: datetime, batch: Sequence[int]
+    ) -> Any:
+        """The outbox rows of a chunk of enrollments, keyed ``enrollment:step``."""
+        address = contacts.c.email if channel == "email" else contacts.c.phone
+        return (
+            select(
+                cast(enrollments.c.id, String) + literal(f":{step_id}"),
+                enrollments.c.id,
+                enrollments.c.contact_id,
+                literal(journey),
+                literal(step_id),
+                literal(channel),
+                literal("queued"),
+                address,
+                literal(self.stamp, DateTime),
+                literal(to_db(due), DateTime),
+            )
+            .join_from(enrollments, contacts, contacts.c.id == enrollments.c.contact_id)
+            .where(enrollments.c.id.in_(batch))
+            .order_by(enrollments.c.id)
+        )
 
     def flush(self) -> None:
         connection = self.connection
@@ -567,7 +715,43 @@ class _TickWriter:
                 .where(outbox.c.enrollment_id.in_(batch), outbox.c.status == "queued")
                 .values(status="cancelled", error="the contact left the journey")
             )
-        for batch in chunks(self.messages, 50_000):
-            connection.execute(insert(outbox), list(batch))
+        for (journey, step_id, channel, due), ids in self.messages.items():
+            for batch in chunks(ids):
+                connection.execute(
+                    insert(outbox).from_select(
+                        _OUTBOX_COLUMNS, self._outbox_rows(journey, step_id, channel, due, batch)
+                    )
+                )
+        for batch in chunks(self.lost):
+            connection.execute(
+                update(contacts)
+                .where(contacts.c.id.in_(batch))
+                .values(lost_by_journey_at=self.stamp)
+            )
+        for (name, channels), contact_ids in self.sunset.items():
+            for channel in sorted(channels):
+                suppress_contacts(
+                    connection,
+                    self.workspace,
+                    contact_ids,
+                    channel=channel,
+                    reason="sunset",
+                    now=self.now,
+                    actor=f"journey:{name}",
+                )
         for batch in chunks(self.audits, 50_000):
             record(connection, batch)
+
+
+_OUTBOX_COLUMNS = [
+    "idempotency_key",
+    "enrollment_id",
+    "contact_id",
+    "journey",
+    "step_id",
+    "channel",
+    "status",
+    "to_address",
+    "created_at",
+    "due_at",
+]
