@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from tests.builders import add_event
 from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
 from winback.clock import to_db
 from winback.compliance.suppression import address_hash, suppress
 from winback.journeys.engine import enrol, in_holdout, tick
+from winback.scoring.segments import parse_conditions, save_segment
 from winback.store.schema import audit, contacts, enrollments, outbox, suppressions
 from winback.workspace import Workspace
 
@@ -196,3 +197,33 @@ def test_a_suppression_after_enrolment_stops_the_next_step(workspace: Workspace)
     result = tick(workspace, START + 30 * DAY)
     assert (result.exited, result.queued) == (1, 1)
     assert [row["contact_id"] for row in outbox_rows(workspace, step_id="offer")] != [contact]
+
+
+def test_a_saved_segment_narrows_the_audience(workspace: Workspace) -> None:
+    audience = "    holdout: 0\n    audience: {stages: [dormant], segment: france}\n"
+    add(workspace, SIMPLE.replace("    holdout: 0\n", audience))
+    with workspace.engine.begin() as c:
+        french = scored(c, email="fr@example.com", country="FR")
+        scored(c, email="be@example.com", country="BE")
+        save_segment(c, "france", parse_conditions(["country=FR"]), START)
+    result = enrol(workspace, "spring", START)
+    assert result.enrolled == 1
+    with workspace.engine.connect() as c:
+        assert c.execute(select(enrollments.c.contact_id)).scalars().all() == [french]
+
+
+def test_an_apple_proxy_open_is_no_reaction(workspace: Workspace) -> None:
+    add(workspace, SIMPLE)
+    with workspace.engine.begin() as c:
+        ann = scored(c, email="ann@example.com")
+    enrol(workspace, "spring", START)
+    tick(workspace, START)
+    proxy = (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+    )
+    with workspace.engine.begin() as c:
+        c.execute(update(outbox).values(status="sent", sent_at=to_db(START)))
+        add_event(c, ann, "open", START + timedelta(hours=5), user_agent=proxy)
+    tick(workspace, START + timedelta(days=30))
+    steps = [row["step_id"] for row in outbox_rows(workspace)]
+    assert steps == ["miss-you", "offer"]  # not "bigger-offer": the open was Apple's proxy

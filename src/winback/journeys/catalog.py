@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, distinct, func, insert, select, update
-from sqlalchemy.sql import ColumnElement
 
 from winback.clock import to_db
 from winback.errors import NotFoundError
@@ -23,7 +22,7 @@ from winback.journeys.definition import (
     parse_journey,
 )
 from winback.journeys.render import STARTER_DIR, TemplateSet, check_template
-from winback.store.schema import enrollments, events, journeys, outbox, segments
+from winback.store.schema import enrollments, events, journeys, outbox
 from winback.workspace import Workspace
 
 
@@ -49,17 +48,6 @@ def load_journeys(
             "`winback journey add FILE`"
         )
     return found
-
-
-def segment_filter(connection: Connection, name: str) -> ColumnElement[bool]:
-    """The SQL condition on contacts of a saved segment."""
-    exists = connection.execute(select(segments.c.name).where(segments.c.name == name)).first()
-    if exists is None:
-        raise NotFoundError(f"the journey's audience names segment {name!r}, which is not saved")
-    raise JourneyError(
-        f"segment {name!r}: narrowing an audience by segment needs the scoring part's "
-        "segment filters, which this build does not have yet; use audience.stages"
-    )
 
 
 def parse_journey_file(workspace: Workspace, path: Path) -> tuple[Journey, str]:

@@ -55,7 +55,7 @@ from winback.compliance.suppression import (
 )
 from winback.config import Config
 from winback.domain import INTERACTIONS, EventType
-from winback.journeys.catalog import load_journeys, segment_filter
+from winback.journeys.catalog import load_journeys
 from winback.journeys.definition import Journey
 from winback.journeys.machine import (
     NO_REACTION,
@@ -66,6 +66,8 @@ from winback.journeys.machine import (
     decide,
     next_free_slot,
 )
+from winback.scoring import is_machine_open
+from winback.scoring.segments import load_segment, segment_query
 from winback.store.schema import audit, contact_scores, contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
@@ -109,7 +111,7 @@ class Candidate:
 
 
 def _audience(
-    connection: Connection, config: Config, journey_id: int, journey: Journey
+    connection: Connection, config: Config, journey_id: int, journey: Journey, now: datetime
 ) -> Subquery:
     """The contacts of the journey's stages at this moment, each with ``skip``: why the
     journey must not enrol them (NULL when it may), and one boolean column per channel of
@@ -156,7 +158,10 @@ def _audience(
         )
     )
     if journey.audience.segment:
-        query = query.where(segment_filter(connection, journey.audience.segment))
+        members = segment_query(
+            load_segment(connection, journey.audience.segment), now, config.workspace.timezone
+        )
+        query = query.where(contacts.c.id.in_(members))
     return query.subquery("audience")
 
 
@@ -202,13 +207,14 @@ def select_audience(
     journey_id: int,
     journey: Journey,
     skipped: Counter[str],
+    now: datetime,
 ) -> Iterator[Candidate]:
     """The contacts :func:`enrol` would enrol at this moment, in id order, with the
     holdout split (for the simulator). ``skipped`` counts those left out, by reason:
     already in an active journey, through this one before, a protected subscriber, no
     consent on any channel of the journey, or only suppressed addresses."""
     channels = sorted(journey.channels)
-    audience = _audience(connection, workspace.config, journey_id, journey)
+    audience = _audience(connection, workspace.config, journey_id, journey, now)
     skipped.update(_skipped(connection, audience))
     left = _suppressed(connection, workspace, audience, channels)
     skipped["suppressed"] += sum(1 for reachable in left.values() if not reachable)
@@ -248,7 +254,7 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
     with workspace.engine.begin() as connection:
         journey_id, journey = load_journeys(connection, name)[name]
         channels = sorted(journey.channels)
-        audience = _audience(connection, workspace.config, journey_id, journey)
+        audience = _audience(connection, workspace.config, journey_id, journey, now)
         result = EnrolResult(name, skipped=_skipped(connection, audience))
         left = _suppressed(connection, workspace, audience, channels)
         last_id = connection.execute(select(func.max(enrollments.c.id))).scalar() or 0
@@ -342,20 +348,11 @@ class TickResult:
 
 def human() -> ColumnElement[bool]:
     """Events that prove a person: no click by a link scanner, no flagged machine open
-    (unflagged opens are judged against the send time in :func:`_is_machine_open`)."""
+    (unflagged opens are judged by :func:`winback.scoring.is_machine_open`)."""
     return and_(
         or_(events.c.bot.is_(None), events.c.bot == false()),
         or_(events.c.machine_open.is_(None), events.c.machine_open == false()),
     )
-
-
-def _is_machine_open(
-    occurred: datetime, flagged: bool | None, sent_at: datetime | None, seconds: int
-) -> bool:
-    """An unflagged open this soon after our message went out is a proxy prefetch."""
-    if flagged is not None:
-        return flagged
-    return sent_at is not None and occurred - sent_at < timedelta(seconds=seconds)
 
 
 @dataclass
@@ -376,6 +373,7 @@ def _reactions(connection: Connection, now: datetime, machine_seconds: int) -> d
             events.c.type,
             events.c.occurred_at,
             events.c.machine_open,
+            events.c.user_agent,
             enrollments.c.step_sent_at,
             sent.c.sent_at,
         )
@@ -391,8 +389,17 @@ def _reactions(connection: Connection, now: datetime, machine_seconds: int) -> d
         )
     )
     seen: dict[int, _Seen] = defaultdict(_Seen)
-    for enrollment_id, kind, occurred, flagged, step_sent_at, sent_at in connection.execute(query):
-        if kind == EventType.OPEN and _is_machine_open(occurred, flagged, sent_at, machine_seconds):
+    rows = connection.execute(query)
+    for enrollment_id, kind, occurred, flagged, agent, step_sent_at, sent_at in rows:
+        # Our send time stands for the delivery: the message's own delivery event may
+        # not have come back yet.
+        if kind == EventType.OPEN and is_machine_open(
+            flag=flagged,
+            user_agent=agent,
+            opened_at=occurred,
+            delivered_at=sent_at,
+            machine_open_seconds=machine_seconds,
+        ):
             continue
         facts = seen[enrollment_id]
         if kind not in facts.first or occurred < facts.first[kind]:

@@ -164,7 +164,7 @@ def simulate(
     with workspace.engine.connect() as connection:
         journey_id, journey = load_journeys(connection, name)[name]
         for candidate in select_audience(
-            connection, workspace, journey_id, journey, result.skipped
+            connection, workspace, journey_id, journey, result.skipped, now
         ):
             result.audience += 1
             play(journey, candidate, now, end, config.simulate, rng, result)
