@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import JSON, Connection, DateTime, Select, insert, literal, null, select
 
 from winback.clock import to_db
 from winback.store.schema import audit
@@ -63,3 +63,31 @@ def record(connection: Connection, rows: Iterable[Mapping[str, Any]]) -> int:
     if batch:
         connection.execute(insert(audit), batch)
     return len(batch)
+
+
+def record_selected(
+    connection: Connection,
+    rows: Select[Any],
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """One audit record per row of ``rows`` (a select of ``contact_id`` and ``reason``),
+    written by one INSERT ... SELECT: how bulk decisions (a score run's stage changes, a
+    journey's enrolment) are logged without a Python loop over the contacts."""
+    source = rows.subquery()
+    connection.execute(
+        insert(audit).from_select(
+            ["at", "actor", "action", "contact_id", "reason", "details"],
+            select(
+                literal(to_db(at), DateTime),
+                literal(actor),
+                literal(action),
+                source.c.contact_id,
+                source.c.reason,
+                literal(dict(details), JSON) if details else null(),
+            ),
+        )
+    )

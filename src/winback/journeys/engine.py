@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement, Subquery
 
 from winback.clock import from_db, to_db
-from winback.compliance.audit import audit_row, record
+from winback.compliance.audit import audit_row, record, record_selected
 from winback.compliance.quiet_hours import next_allowed_moment
 from winback.compliance.suppression import (
     can_receive_clause,
@@ -68,7 +68,7 @@ from winback.journeys.machine import (
 )
 from winback.scoring import is_machine_open
 from winback.scoring.segments import load_segment, segment_query
-from winback.store.schema import audit, contact_scores, contacts, enrollments, events, outbox
+from winback.store.schema import contact_scores, contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
 CHUNK = 5000  # ids per IN (...) list: far under SQLite's and PostgreSQL's limits
@@ -313,18 +313,16 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
                 .where(new, enrollments.c.contact_id.in_(batch))
                 .values(holdout=True)
             )
-        connection.execute(
-            insert(audit).from_select(
-                ["at", "actor", "action", "contact_id", "reason", "details"],
-                select(
-                    literal(stamp, DateTime),
-                    literal(f"journey:{name}"),
-                    literal("enrol"),
-                    enrollments.c.contact_id,
-                    case((enrollments.c.holdout == true(), "holdout")),
-                    literal({"journey": name}, JSON),
-                ).where(new),
-            )
+        record_selected(
+            connection,
+            select(
+                enrollments.c.contact_id,
+                case((enrollments.c.holdout == true(), "holdout")).label("reason"),
+            ).where(new),
+            at=now,
+            actor=f"journey:{name}",
+            action="enrol",
+            details={"journey": name},
         )
     result.enrolled, result.holdout = len(enrolled), len(held)
     result.audience = result.enrolled + sum(result.skipped.values())

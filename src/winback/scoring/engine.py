@@ -68,13 +68,12 @@ from sqlalchemy import (
     insert,
     literal,
     not_,
-    null,
     or_,
     select,
 )
 
 from winback.clock import to_db
-from winback.compliance.audit import audit_row, record
+from winback.compliance.audit import audit_row, record, record_selected
 from winback.config import Config
 from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
 from winback.scoring.machine_open import apple_proxy_user_agent_sql
@@ -694,18 +693,15 @@ def _write(connection: Connection, run: _Run) -> tuple[int, int, int]:
             select(n.contact_id, n.old_stage, n.stage, literal(today, Date)).where(changed),
         )
     )
-    connection.execute(
-        insert(audit).from_select(
-            ["at", "actor", "contact_id", "action", "reason", "details"],
-            select(
-                literal(to_db(run.now), DateTime),
-                literal(ACTOR),
-                n.contact_id,
-                literal("stage_change"),
-                func.coalesce(n.old_stage, "none") + literal(" -> ") + n.stage,
-                null(),
-            ).where(changed),
-        )
+    record_selected(
+        connection,
+        select(
+            n.contact_id,
+            (func.coalesce(n.old_stage, "none") + literal(" -> ") + n.stage).label("reason"),
+        ).where(changed),
+        at=run.now,
+        actor=ACTOR,
+        action="stage_change",
     )
     connection.execute(
         delete(contact_scores).where(
