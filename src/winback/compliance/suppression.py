@@ -19,6 +19,7 @@ from sqlalchemy.sql import ColumnElement
 from winback.clock import to_db
 from winback.compliance.audit import audit_row, record
 from winback.domain import ChannelStatus
+from winback.store.chunks import chunks
 from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
 
@@ -26,7 +27,6 @@ REASONS = frozenset(
     {"unsubscribe", "bounce_hard", "bounce_soft", "complaint", "sunset", "erased", "manual"}
 )
 _ADDRESS_COLUMN = {"email": contacts.c.email, "sms": contacts.c.phone}
-_CHUNK = 5000  # contact ids or hashes per IN (...) list
 
 
 def normalise_address(channel: str, address: str) -> str:
@@ -143,10 +143,10 @@ def suppress_contacts(
     were newly suppressed."""
     column = _ADDRESS_COLUMN[channel]
     added = 0
-    for start in range(0, len(contact_ids), _CHUNK):
+    for batch in chunks(contact_ids):
         owners = connection.execute(
             select(contacts.c.id, column).where(
-                contacts.c.id.in_(contact_ids[start : start + _CHUNK]),
+                contacts.c.id.in_(batch),
                 column.is_not(None),
                 column != "",
             )
@@ -208,3 +208,25 @@ def _suppress_addresses(
         ),
     )
     return len(fresh)
+
+
+def suppression_reasons(
+    connection: Connection, workspace: Workspace, addresses: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The reason each of these ``(channel, address)`` pairs is suppressed, for those
+    that are: an import uses it to bring back a suppressed address as refused."""
+    by_digest = {
+        (channel, address_hash(workspace, channel, address)): (channel, address)
+        for channel, address in addresses
+    }
+    digests = sorted({digest for _, digest in by_digest})
+    query = select(suppressions.c.channel, suppressions.c.address_hash, suppressions.c.reason)
+    found: dict[tuple[str, str], str] = {}
+    for batch in chunks(digests):
+        for channel, digest, reason in connection.execute(
+            query.where(suppressions.c.address_hash.in_(batch))
+        ):
+            pair = by_digest.get((channel, digest))
+            if pair is not None:
+                found[pair] = reason
+    return found

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, select
 
 from winback.clock import to_db
 from winback.compliance import audit
+from winback.compliance.suppression import suppression_reasons
 from winback.domain import REFUSALS, ChannelStatus, merge_status
 from winback.ingest import values as v
 from winback.ingest.columns import CONTACT_ALIASES, ColumnMap, map_columns, require
@@ -204,25 +205,16 @@ class ContactBatch:
     def _apply_suppressions(self, connection: Connection, inserts: list[dict[str, Any]]) -> None:
         """A new contact whose address was suppressed before (unsubscribed, then erased)
         comes back suppressed: the suppression outlives the person's data."""
-        hashes: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in inserts:
-            for channel, address in (("email", row["email"]), ("sms", row["phone"])):
-                if address:
-                    hashes[(channel, self.workspace.keyed_hash(address))] = row
-        digests = sorted({digest for _, digest in hashes})
-        query = select(suppressions.c.channel, suppressions.c.address_hash, suppressions.c.reason)
-        found = [
-            row
-            for start in range(0, len(digests), 500)
-            for row in connection.execute(
-                query.where(suppressions.c.address_hash.in_(digests[start : start + 500]))
-            )
-        ]
-        for channel, address_hash, reason in found:
-            target = hashes.get((channel, address_hash))
-            if target is not None:
-                status = _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED)
-                target[f"{channel}_status"] = status
+        owners = {
+            (channel, row[column]): row
+            for row in inserts
+            for channel, column in (("email", "email"), ("sms", "phone"))
+            if row[column]
+        }
+        reasons = suppression_reasons(connection, self.workspace, owners)
+        for (channel, address), reason in reasons.items():
+            status = _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED)
+            owners[(channel, address)][f"{channel}_status"] = status
 
 
 def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime) -> dict[str, Any]:

@@ -68,18 +68,13 @@ from winback.journeys.machine import (
 )
 from winback.scoring import is_machine_open
 from winback.scoring.segments import load_segment, segment_query
+from winback.store.chunks import chunks
 from winback.store.schema import contact_scores, contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
-CHUNK = 5000  # ids per IN (...) list: far under SQLite's and PostgreSQL's limits
 # Outbox rows that count against the frequency cap: everything that went or may go out.
 COUNTED = ("queued", "sending", "sent", "unknown")
 MONTH = timedelta(days=30)
-
-
-def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def in_holdout(contact_id: int, journey: str, share: float) -> bool:
@@ -744,8 +739,8 @@ class _TickWriter:
                     now=self.now,
                     actor=f"journey:{name}",
                 )
-        for batch in chunks(self.audits, 50_000):
-            record(connection, batch)
+        for audits in chunks(self.audits, 50_000):
+            record(connection, audits)
 
 
 _OUTBOX_COLUMNS = [

@@ -10,9 +10,8 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql
 
+from winback.store.chunks import chunks
 from winback.store.schema import contacts, events
-
-_CHUNK = 500  # addresses per IN (...) list: well under SQLite's variable limit
 
 
 def contact_keys(connection: Connection) -> tuple[dict[str, int], dict[str, int]]:
@@ -36,8 +35,7 @@ def contacts_by_address(
     emails, phones = sorted(set(emails)), sorted(set(phones))
     found: dict[int, dict[str, Any]] = {}
     for column, values in ((contacts.c.email, emails), (contacts.c.phone, phones)):
-        for start in range(0, len(values), _CHUNK):
-            chunk = values[start : start + _CHUNK]
+        for chunk in chunks(values):
             for row in connection.execute(select(contacts).where(column.in_(chunk))).mappings():
                 found[row["id"]] = dict(row)
     return list(found.values())
@@ -48,8 +46,8 @@ def channel_statuses(connection: Connection, ids: Iterable[int]) -> dict[int, di
     wanted = sorted(set(ids))
     found: dict[int, dict[str, str]] = {}
     query = select(contacts.c.id, contacts.c.email_status, contacts.c.sms_status)
-    for start in range(0, len(wanted), _CHUNK):
-        rows = connection.execute(query.where(contacts.c.id.in_(wanted[start : start + _CHUNK])))
+    for batch in chunks(wanted):
+        rows = connection.execute(query.where(contacts.c.id.in_(batch)))
         for contact_id, email_status, sms_status in rows:
             found[contact_id] = {"email": email_status, "sms": sms_status}
     return found
