@@ -29,7 +29,7 @@ REASONS = frozenset(
 _ADDRESS_COLUMN = {"email": contacts.c.email, "sms": contacts.c.phone}
 
 
-def normalise_address(channel: str, address: str) -> str:
+def _hashed_form(channel: str, address: str) -> str:
     """The form an address is hashed in: a lower-case email, an E.164 phone without spaces."""
     if channel == "email":
         return address.strip().lower()
@@ -37,7 +37,7 @@ def normalise_address(channel: str, address: str) -> str:
 
 
 def address_hash(workspace: Workspace, channel: str, address: str) -> str:
-    return workspace.keyed_hash(normalise_address(channel, address))
+    return workspace.keyed_hash(_hashed_form(channel, address))
 
 
 def can_receive(status: str | None, address: str | None) -> bool:
