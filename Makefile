@@ -32,6 +32,8 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/score.py
+	$(BIN)/python bench/journeys.py
+	$(BIN)/python bench/models.py
 
 lint: install
 	$(BIN)/ruff check src tests bench
