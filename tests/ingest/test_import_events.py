@@ -14,7 +14,7 @@ from sqlalchemy import select
 from winback.clock import utcnow
 from winback.errors import InputFileError
 from winback.ingest import import_contacts, import_events
-from winback.store.schema import audit, contacts, events
+from winback.store.schema import audit, contacts, events, suppressions
 from winback.workspace import Workspace
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -126,9 +126,19 @@ def test_refusal_events_change_the_channel_status(base: Workspace, tmp_path: Pat
     import_events(base, path, now=NOW)
     with base.engine.connect() as connection:
         statuses = dict(connection.execute(select(contacts.c.email, contacts.c.email_status)).all())
-        changes = connection.execute(select(audit.c.reason).order_by(audit.c.id)).scalars().all()
+        decisions = connection.execute(
+            select(audit.c.action, audit.c.reason).order_by(audit.c.id)
+        ).all()
+        suppressed = connection.execute(select(suppressions.c.reason)).scalars().all()
     assert statuses == {"ann@example.com": "bounced", "bob@example.com": "complained"}
-    assert changes == ["email bounced", "email complained"]  # the second import changed nothing
+    # The second import changed nothing.
+    assert sorted(decisions) == [
+        ("status_change", "email bounced"),
+        ("status_change", "email complained"),
+        ("suppress", "bounce_hard"),
+        ("suppress", "complaint"),
+    ]
+    assert sorted(suppressed) == ["bounce_hard", "complaint"]
 
 
 def test_missing_columns_name_what_is_missing(base: Workspace, tmp_path: Path) -> None:

@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection
-
 from winback.clock import to_db
-from winback.compliance import audit
-from winback.domain import ChannelStatus, EventType
+from winback.compliance.refusals import apply_refusals
 from winback.errors import InputFileError
 from winback.ingest import values as v
 from winback.ingest.columns import EVENT_ALIASES, ColumnMap, map_columns, require
@@ -35,12 +32,6 @@ from winback.ingest.pipeline import (
 from winback.ingest.reader import Source, open_source
 from winback.store import contacts as store
 from winback.workspace import Workspace
-
-REFUSAL_STATUS = {
-    EventType.UNSUBSCRIBE: ChannelStatus.UNSUBSCRIBED,
-    EventType.BOUNCE_HARD: ChannelStatus.BOUNCED,
-    EventType.COMPLAINT: ChannelStatus.COMPLAINED,
-}
 
 # Arrow types each field accepts in a Parquet file (by the start of the type's name).
 _PARQUET_TYPES = {
@@ -74,6 +65,7 @@ class EventBatch:
     def __init__(
         self, workspace: Workspace, columns: ColumnMap, now: datetime, source: str
     ) -> None:
+        self.workspace = workspace
         self.engine = workspace.engine
         self.columns = columns
         self.now_aware = now
@@ -150,42 +142,15 @@ class EventBatch:
         events = [row.record for row in rows]
         with self.engine.begin() as connection:
             inserted = store.insert_events(connection, events)
-            self._apply_refusals(connection, events)
-        return inserted, len(events) - inserted, []
-
-    def _apply_refusals(self, connection: Connection, events: list[dict[str, Any]]) -> None:
-        """Unsubscribes, hard bounces and complaints on a sending channel set the
-        contact's status for that channel, with an audit record. A status that already
-        says so is left alone, so importing a file again records nothing new."""
-        refusals: dict[tuple[str, int], tuple[ChannelStatus, datetime]] = {}
-        for event in events:
-            status = REFUSAL_STATUS.get(EventType(event["type"]))
-            if status is not None and event["channel"] in ("email", "sms"):
-                refusals[(event["channel"], event["contact_id"])] = (status, event["occurred_at"])
-        if not refusals:
-            return
-        current = store.channel_statuses(connection, {contact_id for _, contact_id in refusals})
-        for channel in ("email", "sms"):
-            changes: list[dict[str, Any]] = [
-                {"id": contact_id, "status": status.value, "at": at}
-                for (on, contact_id), (status, at) in refusals.items()
-                if on == channel and current[contact_id][channel] != status
-            ]
-            store.set_channel_status(connection, changes, channel)
-            audit.record(
+            apply_refusals(
                 connection,
-                (
-                    audit.status_change(
-                        at=self.now_aware,
-                        actor="import",
-                        contact_id=change["id"],
-                        channel=channel,
-                        status=change["status"],
-                        details={"file": self.source, "event_at": change["at"].isoformat()},
-                    )
-                    for change in changes
-                ),
+                self.workspace,
+                events,
+                now=self.now_aware,
+                actor="import",
+                details={"file": self.source},
             )
+        return inserted, len(events) - inserted, []
 
 
 def _text(value: Any, limit: int) -> str | None:

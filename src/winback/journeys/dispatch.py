@@ -38,8 +38,9 @@ from winback.channels import (
 )
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
-from winback.compliance.suppression import can_receive, is_suppressed, suppress
-from winback.domain import Channel, ChannelStatus, EventType
+from winback.compliance.refusals import REFUSALS, apply_refusals
+from winback.compliance.suppression import can_receive, is_suppressed
+from winback.domain import Channel, EventType
 from winback.errors import WinbackError
 from winback.journeys.catalog import load_journeys, templates_of
 from winback.journeys.definition import Journey
@@ -47,7 +48,6 @@ from winback.journeys.engine import TickResult, tick
 from winback.journeys.offers import assign_offer
 from winback.journeys.render import TemplateSet, render
 from winback.links import Links
-from winback.store.contacts import set_channel_status
 from winback.store.schema import contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
@@ -68,12 +68,6 @@ _CONTACT_FIELDS = (
     "tags",
     "attributes",
 )
-# What a permanent refusal says about the address: the status it gets, the suppression.
-_REFUSAL = {
-    EventType.BOUNCE_HARD: (ChannelStatus.BOUNCED, "bounce_hard"),
-    EventType.UNSUBSCRIBE: (ChannelStatus.UNSUBSCRIBED, "unsubscribe"),
-    EventType.COMPLAINT: (ChannelStatus.COMPLAINED, "complaint"),
-}
 
 
 class DispatchBusy(WinbackError):
@@ -367,23 +361,21 @@ class _Dispatcher:
             self.finish(connection, row, "failed", outcome.reason, action="fail")
             self.result.failed += 1
             event = getattr(outcome, "event", None)
-            if event in _REFUSAL:
-                status, reason = _REFUSAL[event]
+            if event in REFUSALS:
                 self.event(connection, row, content, event)
-                set_channel_status(
-                    connection,
-                    [{"id": contact_id, "status": status.value, "at": to_db(self.now)}],
-                    channel,
-                )
-                suppress(
+                apply_refusals(
                     connection,
                     self.workspace,
-                    channel=channel,
-                    reason=reason,
+                    [
+                        {
+                            "contact_id": contact_id,
+                            "type": event,
+                            "channel": channel,
+                            "occurred_at": to_db(self.now),
+                        }
+                    ],
                     now=self.now,
                     actor="dispatch",
-                    contact_id=contact_id,
-                    address=content["to_address"],
                 )
         else:
             self.finish(connection, row, "unknown", outcome.reason, action="unknown")
