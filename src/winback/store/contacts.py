@@ -104,7 +104,7 @@ def insert_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> int
     if connection.dialect.name == "sqlite":
         values = []
         for row in rows:
-            record = [row[name] for name in EVENT_COLUMNS]
+            record = [row.get(name) for name in EVENT_COLUMNS]
             record[_TIME_AT] = sqlite_time(record[_TIME_AT])
             values.append(record)
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]

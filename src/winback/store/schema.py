@@ -97,6 +97,10 @@ events = Table(
     Column("bot", Boolean),
     Column("user_agent", String(500)),
     Column("url", Text),
+    # Where a tracking hit came from (personal data: erased with the contact).
+    Column("ip", String(45)),
+    # What the person wrote: the text of an SMS reply (STOP...) or of a form.
+    Column("body", Text),
     Column("outbox_id", Id),
     Column("source", String(200)),
     # A digest of what makes two events the same one: importing a file twice, or a
