@@ -266,6 +266,23 @@ class SimulateSection(Section):
     offer_boost: float = Field(1.5, ge=0)
 
 
+class WebSection(Section):
+    """``winback serve``: the preference centre's choices, the bot-click rule, and the
+    secrets that verify each ESP's event webhooks (a webhook whose secret is not set is
+    refused). The brand name and colour of the pages are ``workspace.brand_name`` and
+    ``workspace.brand_color``."""
+
+    topics: list[str] = []
+    pause: Duration = timedelta(days=91)
+    bot_click_seconds: int = Field(10, ge=0)
+    max_body_bytes: int = Field(2_000_000, gt=0)
+    mailgun_signing_key: str | None = None
+    sendgrid_public_key: str | None = None
+    ses_certificate: str | None = None
+    postmark_token: str | None = None
+    brevo_token: str | None = None
+
+
 class Config(Section):
     """The whole workspace file. Every section is optional and has working defaults."""
 
@@ -282,6 +299,7 @@ class Config(Section):
     quiet_hours: QuietHoursSection = QuietHoursSection()
     models: ModelsSection = ModelsSection()
     simulate: SimulateSection = SimulateSection()
+    web: WebSection = WebSection()
 
     @property
     def default_consent(self) -> ChannelStatus:
@@ -425,4 +443,18 @@ sms_reply_rate = 0.005      # replies per SMS
 purchase_rate = 0.01        # purchases during one step's wait, without a click
 unsubscribe_rate = 0.003    # unsubscribes per message
 offer_boost = 1.5           # clicks and purchases are this much likelier with an offer
+
+[web]
+# `winback serve`: tracking, unsubscribe, preference centre, survey, ESP webhooks.
+# Pages use workspace.brand_name and workspace.brand_color.
+topics = []                 # topics a person can choose in the preference centre
+pause = "91d"               # "pause for three months" in the preference centre
+bot_click_seconds = 10      # a click this soon after sending is a link scanner's
+max_body_bytes = 2000000    # larger webhook bodies are refused (413)
+# The secret of each ESP webhook; a webhook whose secret is unset answers 404.
+# mailgun_signing_key = "key-..."      # Mailgun: HTTP webhook signing key (HMAC-SHA256)
+# sendgrid_public_key = "MFkwEwYH..."  # SendGrid: signed event webhook verification key
+# ses_certificate = "sns.pem"          # Amazon SES via SNS: the topic's signing certificate
+# postmark_token = "..."               # Postmark: password of the webhook URL's basic auth
+# brevo_token = "..."                  # Brevo: bearer token (or basic auth password)
 """

@@ -1,0 +1,432 @@
+"""The FastAPI app of ``winback serve``: a thin HTTP face over :mod:`winback.links` (which
+token opens what), :mod:`winback.web.choices` (what a person decides) and
+:mod:`winback.web.webhooks` (what the ESPs report). Every write goes through the app's one
+:class:`~winback.web.writer.Writer`.
+
+The open pixel and the click links are plain Starlette routes: they are hit for every
+message read, and FastAPI's request validation and dependency machinery would only slow
+them down. The pixel answers its GIF whatever happens, even for a broken token, so a
+mail client never shows a broken image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI
+from jinja2 import Environment, PackageLoader
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from winback.clock import from_db, local_date, utcnow
+from winback.domain import Channel, ChannelStatus, EventType
+from winback.errors import ConfigError, NotFoundError
+from winback.links import BadToken, Links
+from winback.web import choices
+from winback.web.csrf import csrf_ok, csrf_token
+from winback.web.events import Hit
+from winback.web.texts import TEXTS, language_of
+from winback.web.webhooks import PARSERS, WebhookError, WebhookRequest, record_webhook
+from winback.web.writer import Writer, WriterClosed
+from winback.workspace import Workspace
+
+T = TypeVar("T")
+log = logging.getLogger("winback.web")
+
+# The smallest transparent GIF: 1×1, one colour, transparent.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_NO_CACHE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+_ONE_CLICK = "One-Click"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Server:
+    """The state the routes share: the workspace, its links, the writer, the clock."""
+
+    def __init__(self, workspace: Workspace, clock: Callable[[], datetime]) -> None:
+        self.workspace = workspace
+        self.config = workspace.config
+        self.links = Links.of(workspace)
+        self.clock = clock
+        self.writer = Writer(workspace, clock)
+        self.pages = Environment(loader=PackageLoader("winback.web", "templates"), autoescape=True)
+        self.brand = {
+            "name": self.config.workspace.brand_name,
+            "color": self.config.workspace.brand_color,
+        }
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in the writer and wait until it is committed."""
+        return await asyncio.wrap_future(self.writer.submit(work))
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        def run() -> T:
+            with self.workspace.engine.connect() as connection:
+                return work(connection)
+
+        return await run_in_threadpool(run)
+
+    def page(
+        self, template: str, language: str | None, title: str, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        lang = language_of(language, self.config.workspace.language)
+        t = TEXTS[lang]
+        html = self.pages.get_template(f"{template}.html.j2").render(
+            lang=lang, t=t, title=t[title], brand=self.brand, **context
+        )
+        return HTMLResponse(html, status_code=status, headers=_NO_CACHE)
+
+    def message(
+        self, language: str | None, title: str, text: str, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        lang = language_of(language, self.config.workspace.language)
+        return self.page("message", language, title, status, message=TEXTS[lang][text], **context)
+
+    def bad_link(self) -> HTMLResponse:
+        return self.message(None, "bad_link_title", "bad_link", 400)
+
+    def gone(self) -> HTMLResponse:
+        return self.message(None, "bad_link_title", "gone", 404)
+
+    async def form(self, request: Request) -> dict[str, list[str]]:
+        """The fields of a posted form (urlencoded or multipart), at most
+        ``web.max_body_bytes`` of it."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in _FORMS:
+            return {}
+        if kind == "multipart/form-data":
+            declared = request.headers.get("content-length")
+            if declared is None or int(declared) > self.config.web.max_body_bytes:
+                raise BodyTooLarge
+            parsed = await request.form()
+            fields: dict[str, list[str]] = {}
+            for name, value in parsed.multi_items():
+                if isinstance(value, str):
+                    fields.setdefault(name, []).append(value)
+            return fields
+        body = await self.body(request)
+        return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+
+    async def body(self, request: Request) -> bytes:
+        """The raw body, refused past ``web.max_body_bytes`` without reading it all."""
+        limit = self.config.web.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _client(request: Request) -> tuple[str | None, str | None]:
+    user_agent = request.headers.get("user-agent")
+    return user_agent, request.client.host if request.client else None
+
+
+def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The tracking and preference server of ``workspace``, as an ASGI app (run it with
+    ``winback serve`` or any ASGI server). ``clock`` gives the time of each request;
+    tests pass a fixed one. The app's lifespan starts the writer and, at shutdown,
+    writes everything still queued."""
+    server = Server(workspace, clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        server.writer.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(server.writer.close)
+
+    app = FastAPI(
+        title="winback", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.server = server
+
+    # -- tracking ---------------------------------------------------------------------
+
+    async def open_pixel(request: Request) -> Response:
+        now = server.clock()
+        try:
+            opened = server.links.verify_open(request.path_params["token"], now=now)
+        except BadToken:
+            pass
+        else:
+            user_agent, ip = _client(request)
+            try:
+                server.writer.hit(Hit(EventType.OPEN, opened.message_id, now, user_agent, ip))
+            except WriterClosed:
+                log.warning("open of %s not recorded: shutting down", opened.message_id)
+        return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)
+
+    async def click(request: Request) -> Response:
+        now = server.clock()
+        try:
+            clicked = server.links.verify_click(request.path_params["token"], now=now)
+        except BadToken:
+            return server.bad_link()
+        # The token can only come from links.click_url, which signs http(s) links only;
+        # checked again so no signed value can ever send a reader to javascript: or //.
+        if not clicked.url.lower().startswith(("http://", "https://")):
+            return server.bad_link()
+        user_agent, ip = _client(request)
+        try:
+            server.writer.hit(
+                Hit(EventType.CLICK, clicked.message_id, now, user_agent, ip, clicked.url)
+            )
+        except WriterClosed:
+            log.warning("click on %s not recorded: shutting down", clicked.message_id)
+        return RedirectResponse(clicked.url, status_code=302, headers=_NO_CACHE)
+
+    app.add_route("/o/{token}", open_pixel, methods=["GET", "HEAD"])
+    app.add_route("/c/{token}", click, methods=["GET", "HEAD"])
+
+    # -- unsubscribe ------------------------------------------------------------------
+
+    @app.get("/u/{token}", response_class=HTMLResponse)
+    async def unsubscribe_page(token: str) -> Response:
+        try:
+            link = server.links.verify_unsubscribe(token, now=server.clock())
+            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        except BadToken:
+            return server.bad_link()
+        except NotFoundError:
+            return server.gone()
+        language = contact["language"]
+        if contact[f"{link.channel.value}_status"] != ChannelStatus.SUBSCRIBED:
+            return server.message(language, "unsubscribe_title", "unsubscribe_done")
+        lang = language_of(language, server.config.workspace.language)
+        address = contact["email"] if link.channel == Channel.EMAIL else contact["phone"]
+        return server.page(
+            "unsubscribe",
+            language,
+            "unsubscribe_title",
+            csrf=csrf_token(workspace.secret, token),
+            question=TEXTS[lang]["unsubscribe_ask"][link.channel.value].format(address=address),
+            preferences_url=server.links.preferences_url(link.contact_id),
+        )
+
+    @app.post("/u/{token}", response_class=HTMLResponse)
+    async def unsubscribe(token: str, request: Request) -> Response:
+        now = server.clock()
+        try:
+            link = server.links.verify_unsubscribe(token, now=now)
+            fields = await server.form(request)
+        except BadToken:
+            return server.bad_link()
+        except BodyTooLarge:
+            return Response("body too large", status_code=413)
+        # RFC 8058: the mailbox provider's one-click POST carries no CSRF value; the
+        # signed token is the proof, and that POST can only unsubscribe.
+        one_click = fields.get("List-Unsubscribe") == [_ONE_CLICK]
+        if not one_click and not csrf_ok(workspace.secret, token, _first(fields, "csrf")):
+            return Response("missing or wrong CSRF token: reload the page", status_code=403)
+        how = "one-click" if one_click else "form"
+        try:
+            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+            await server.write(
+                lambda c: choices.unsubscribe(
+                    c, workspace, link.contact_id, link.channel, now, how=how
+                )
+            )
+        except NotFoundError:
+            return server.gone()
+        return server.message(contact["language"], "unsubscribe_title", "unsubscribe_done")
+
+    # -- preference centre ------------------------------------------------------------
+
+    def preferences_form(
+        token: str, contact: dict[str, Any], notice: str | None = None, status: int = 200
+    ) -> Response:
+        now = server.clock()
+        paused = from_db(contact["paused_until"])
+        paused = paused if paused is not None and paused > now else None
+        frequency = "pause" if paused else contact["frequency"]
+        chosen = set(contact["topics"] or [])
+        channels = [
+            channel.value
+            for channel, address in (
+                (Channel.EMAIL, contact["email"]),
+                (Channel.SMS, contact["phone"]),
+            )
+            if address and contact[f"{channel.value}_status"] == ChannelStatus.SUBSCRIBED
+        ]
+        tz = server.config.workspace.tz
+        return server.page(
+            "preferences",
+            contact["language"],
+            "preferences_title",
+            status,
+            csrf=csrf_token(workspace.secret, token),
+            frequency=frequency,
+            paused_until=local_date(paused, tz).isoformat() if paused else None,
+            channels=channels,
+            topics=[(topic, topic in chosen) for topic in server.config.web.topics],
+            notice=notice,
+        )
+
+    @app.get("/p/{token}", response_class=HTMLResponse)
+    async def preferences_page(token: str) -> Response:
+        try:
+            link = server.links.verify_preferences(token, now=server.clock())
+            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        except BadToken:
+            return server.bad_link()
+        except NotFoundError:
+            return server.gone()
+        return preferences_form(token, contact)
+
+    @app.post("/p/{token}", response_class=HTMLResponse)
+    async def save_preferences(token: str, request: Request) -> Response:
+        now = server.clock()
+        try:
+            link = server.links.verify_preferences(token, now=now)
+            fields = await server.form(request)
+        except BadToken:
+            return server.bad_link()
+        except BodyTooLarge:
+            return Response("body too large", status_code=413)
+        if not csrf_ok(workspace.secret, token, _first(fields, "csrf")):
+            return Response("missing or wrong CSRF token: reload the page", status_code=403)
+        try:
+            frequency = choices.Frequency(_first(fields, "frequency") or "")
+        except ValueError:
+            return Response("choose a frequency: normal, monthly or pause", status_code=400)
+        choice = choices.Preferences(
+            frequency=frequency,
+            channels=choices.parse_channels(fields.get("channels", [])),
+            topics=tuple(fields.get("topics", [])),
+        )
+        try:
+            await server.write(
+                lambda c: choices.save_preferences(c, workspace, link.contact_id, choice, now)
+            )
+            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        except NotFoundError:
+            return server.gone()
+        lang = language_of(contact["language"], server.config.workspace.language)
+        return preferences_form(token, contact, notice=TEXTS[lang]["saved"])
+
+    # -- survey -----------------------------------------------------------------------
+
+    def survey_form(
+        token: str, language: str | None, notice: str | None = None, status: int = 200
+    ) -> Response:
+        return server.page(
+            "survey",
+            language,
+            "survey_title",
+            status,
+            csrf=csrf_token(workspace.secret, token),
+            reasons=[reason.value for reason in choices.SurveyReason],
+            notice=notice,
+        )
+
+    @app.get("/s/{token}", response_class=HTMLResponse)
+    async def survey_page(token: str) -> Response:
+        try:
+            link = server.links.verify_survey(token, now=server.clock())
+            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        except BadToken:
+            return server.bad_link()
+        except NotFoundError:
+            return server.gone()
+        return survey_form(token, contact["language"])
+
+    @app.post("/s/{token}", response_class=HTMLResponse)
+    async def answer_survey(token: str, request: Request) -> Response:
+        now = server.clock()
+        try:
+            link = server.links.verify_survey(token, now=now)
+            fields = await server.form(request)
+            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        except BadToken:
+            return server.bad_link()
+        except BodyTooLarge:
+            return Response("body too large", status_code=413)
+        except NotFoundError:
+            return server.gone()
+        if not csrf_ok(workspace.secret, token, _first(fields, "csrf")):
+            return Response("missing or wrong CSRF token: reload the page", status_code=403)
+        lang = language_of(contact["language"], server.config.workspace.language)
+        try:
+            reason = choices.SurveyReason(_first(fields, "reason") or "")
+        except ValueError:
+            return survey_form(token, contact["language"], TEXTS[lang]["choose_reason"], 400)
+        text = (_first(fields, "text") or "").strip() or None
+        if text is not None and len(text) > choices.MAX_ANSWER_CHARS:
+            return survey_form(token, contact["language"], TEXTS[lang]["too_long"], 400)
+        await server.write(
+            lambda c: choices.save_survey_answer(
+                c,
+                link.contact_id,
+                survey=link.survey,
+                reason=reason,
+                text=text,
+                message_id=link.message_id,
+                now=now,
+            )
+        )
+        return server.message(contact["language"], "survey_title", "thanks", answer=text)
+
+    # -- ESP webhooks -----------------------------------------------------------------
+
+    @app.post("/webhooks/{provider}")
+    async def webhook(provider: str, request: Request) -> Response:
+        parser = PARSERS.get(provider)
+        if parser is None:
+            return JSONResponse({"error": f"no webhook for {provider!r}"}, status_code=404)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        # SNS posts its JSON as text/plain; every other provider as application/json.
+        accepted = (
+            ("application/json", "text/plain") if provider == "ses" else ("application/json",)
+        )
+        if kind not in accepted:
+            return JSONResponse(
+                {"error": f"expected {' or '.join(accepted)}, not {kind or 'no content type'}"},
+                status_code=415,
+            )
+        try:
+            body = await server.body(request)
+        except BodyTooLarge:
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        incoming = WebhookRequest(
+            headers={k.lower(): v for k, v in request.headers.items()}, body=body
+        )
+        try:
+            found = parser(server.config.web, workspace, incoming)
+        except WebhookError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        except ConfigError as exc:
+            log.error("webhook %s: %s", provider, exc)
+            return JSONResponse({"error": str(exc)}, status_code=503)
+        now = server.clock()
+        result = await server.write(lambda c: record_webhook(c, workspace, provider, found, now))
+        return JSONResponse(result.as_dict())
+
+    return app
+
+
+def _first(fields: dict[str, list[str]], name: str) -> str | None:
+    values = fields.get(name)
+    return values[0] if values else None

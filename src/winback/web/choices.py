@@ -1,0 +1,199 @@
+"""What a person decides on the server's pages: unsubscribe, preferences, the survey.
+
+Each function takes the writer's connection and ``now``, changes the store and leaves an
+audit record; none of them knows about HTTP. An unsubscribe is an event like any other
+and goes through :func:`winback.web.events.record_events`, hence through
+``apply_refusals`` (status, suppression, audit); the next tick then ends the contact's
+enrollments on that channel before their next message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from winback.clock import from_db, to_db
+from winback.compliance import audit
+from winback.domain import SENDING_CHANNELS, Channel, ChannelStatus, EventType
+from winback.errors import NotFoundError
+from winback.store.contacts import update_contacts
+from winback.store.schema import contacts
+from winback.store.survey import insert_survey_answer
+from winback.web.events import dedup_key, find_messages, record_events
+from winback.workspace import Workspace
+
+ACTOR = "web"
+# The longest free-text survey answer kept; a longer one is refused, not cut.
+MAX_ANSWER_CHARS = 5000
+
+
+class Frequency(StrEnum):
+    """The preference centre's choices: as usual, at most one message a month, or none
+    for a while (``web.pause``)."""
+
+    NORMAL = "normal"
+    MONTHLY = "monthly"
+    PAUSE = "pause"
+
+
+class SurveyReason(StrEnum):
+    TOO_MANY = "too_many"
+    NOT_RELEVANT = "not_relevant"
+    BOUGHT_ELSEWHERE = "bought_elsewhere"
+    NO_LONGER_NEEDED = "no_longer_needed"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Preferences:
+    frequency: Frequency
+    channels: frozenset[Channel]  # the sending channels the person keeps
+    topics: tuple[str, ...]
+
+
+def page_contact(connection: Connection, contact_id: int) -> dict[str, Any]:
+    """The contact a link token names, for its page; an erased or unknown contact is
+    :class:`NotFoundError` (the page says the link no longer works)."""
+    row = connection.execute(select(contacts).where(contacts.c.id == contact_id)).mappings().first()
+    if row is None or row["erased_at"] is not None:
+        raise NotFoundError(f"no contact {contact_id}: the link is for a contact that is gone")
+    return dict(row)
+
+
+def unsubscribe(
+    connection: Connection,
+    workspace: Workspace,
+    contact_id: int,
+    channel: Channel,
+    now: datetime,
+    *,
+    how: str,
+) -> bool:
+    """Unsubscribe the contact from ``channel`` at once; ``how`` says which form did it
+    (``form``, ``one-click``, ``preferences``). Idempotent: a second call records nothing
+    and returns False."""
+    page_contact(connection, contact_id)
+    row = {
+        "contact_id": contact_id,
+        "type": EventType.UNSUBSCRIBE.value,
+        "channel": channel.value,
+        "occurred_at": to_db(now),
+        "source": f"web:{how}",
+        # One unsubscribe per contact and channel from the web: a repeat adds nothing.
+        "dedup_key": dedup_key("web", "unsubscribe", contact_id, channel.value),
+    }
+    return record_events(connection, workspace, [row], now=now, actor=ACTOR) > 0
+
+
+def save_preferences(
+    connection: Connection,
+    workspace: Workspace,
+    contact_id: int,
+    choice: Preferences,
+    now: datetime,
+) -> dict[str, Any]:
+    """Apply the preference centre's form: frequency or pause, topics, and the channels
+    the person gives up (each an unsubscribe). Returns what was saved."""
+    contact = page_contact(connection, contact_id)
+    offered = workspace.config.web.topics
+    topics = [topic for topic in offered if topic in choice.topics]
+    paused_until = None
+    frequency = Frequency.NORMAL if choice.frequency == Frequency.PAUSE else choice.frequency
+    if choice.frequency == Frequency.PAUSE:
+        paused_until = to_db(now + workspace.config.web.pause)
+    update_contacts(
+        connection,
+        [
+            {
+                "id": contact_id,
+                "frequency": frequency.value,
+                "paused_until": paused_until,
+                "topics": topics,
+                "updated_at": to_db(now),
+            }
+        ],
+    )
+    dropped = [
+        channel
+        for channel in SENDING_CHANNELS
+        if channel not in choice.channels
+        and contact[f"{channel.value}_status"] == ChannelStatus.SUBSCRIBED
+    ]
+    for channel in dropped:
+        unsubscribe(connection, workspace, contact_id, channel, now, how="preferences")
+    saved = {
+        "frequency": frequency.value,
+        "paused_until": from_db(paused_until).isoformat() if paused_until else None,
+        "topics": topics,
+        "unsubscribed": [channel.value for channel in dropped],
+    }
+    audit.record(
+        connection,
+        [
+            audit.audit_row(
+                at=now,
+                actor=ACTOR,
+                action="preferences",
+                contact_id=contact_id,
+                reason=choice.frequency.value,
+                details=saved,
+            )
+        ],
+    )
+    return saved
+
+
+def save_survey_answer(
+    connection: Connection,
+    contact_id: int,
+    *,
+    survey: str,
+    reason: SurveyReason,
+    text: str | None,
+    message_id: str | None,
+    now: datetime,
+) -> int:
+    """Store one survey answer as written (the free text is never altered: it is escaped
+    where it is shown), with an audit record. Returns the answer's id."""
+    page_contact(connection, contact_id)
+    if text is not None and len(text) > MAX_ANSWER_CHARS:
+        raise ValueError(f"the answer is longer than {MAX_ANSWER_CHARS} characters")
+    outbox_id = None
+    if message_id is not None:
+        message = find_messages(connection, [message_id]).get(message_id)
+        outbox_id = message.outbox_id if message else None
+    answer_id = insert_survey_answer(
+        connection,
+        {
+            "contact_id": contact_id,
+            "outbox_id": outbox_id,
+            "reason": reason.value,
+            "text": text or None,
+            "answered_at": to_db(now),
+        },
+    )
+    audit.record(
+        connection,
+        [
+            audit.audit_row(
+                at=now,
+                actor=ACTOR,
+                action="survey",
+                contact_id=contact_id,
+                reason=reason.value,
+                details={"survey": survey, "answer": answer_id, "outbox": outbox_id},
+            )
+        ],
+    )
+    return answer_id
+
+
+def parse_channels(values: Iterable[str]) -> frozenset[Channel]:
+    """The sending channels ticked in a form; anything else is ignored."""
+    sending = {channel.value: channel for channel in SENDING_CHANNELS}
+    return frozenset(sending[value] for value in values if value in sending)

@@ -1,0 +1,214 @@
+"""How the server records what it sees: tracking hits and webhook events become rows of
+``events``, matched to their message in the outbox, stored once (``dedup_key``), and then
+handed to :func:`winback.compliance.refusals.apply_refusals`, the one path that turns an
+unsubscribe, a bounce or a complaint into a status change and a suppression."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from winback.clock import to_db
+from winback.compliance.refusals import apply_refusals
+from winback.domain import EventType
+from winback.scoring import is_machine_open
+from winback.store.chunks import chunks
+from winback.store.contacts import insert_events
+from winback.store.schema import events, outbox
+from winback.web.bots import BURST_SECONDS, is_bot_click
+from winback.workspace import Workspace
+
+# Longest user agent kept (the column's size).
+_USER_AGENT_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Message:
+    """A message of the outbox, as a hit or a webhook event names it."""
+
+    outbox_id: int
+    contact_id: int
+    channel: str
+    journey: str | None
+    sent_at: datetime | None  # naive UTC, as stored
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One request to the open pixel or a click link, as the server saw it."""
+
+    kind: EventType  # OPEN or CLICK
+    message_id: str
+    at: datetime  # aware UTC
+    user_agent: str | None
+    ip: str | None
+    url: str | None = None
+
+
+def dedup_key(*parts: object) -> bytes:
+    """The 16-byte digest that makes a second record of the same fact impossible."""
+    text = "\x1f".join(str(part) for part in parts)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+def _message_id_forms(message_id: str) -> tuple[str, ...]:
+    """A Message-ID with and without its angle brackets: ESPs quote it either way."""
+    bare = message_id.strip().strip("<>")
+    return (f"<{bare}>", bare)
+
+
+def find_messages(
+    connection: Connection, message_ids: Iterable[str], provider_ids: Iterable[str] = ()
+) -> dict[str, Message]:
+    """The outbox messages named by these Message-IDs (with or without ``<>``) or
+    provider ids, keyed by the id as asked."""
+    asked_ids = sorted(set(message_ids))
+    asked_providers = sorted(set(provider_ids))
+    forms = {form: asked for asked in asked_ids for form in _message_id_forms(asked)}
+    found: dict[str, Message] = {}
+    query = select(
+        outbox.c.id,
+        outbox.c.contact_id,
+        outbox.c.channel,
+        outbox.c.journey,
+        outbox.c.sent_at,
+        outbox.c.message_id,
+        outbox.c.provider_id,
+    )
+    for batch in chunks(sorted(forms)):
+        for row in connection.execute(query.where(outbox.c.message_id.in_(batch))):
+            found[forms[row.message_id]] = Message(*row[:5])
+    for batch in chunks(asked_providers):
+        for row in connection.execute(query.where(outbox.c.provider_id.in_(batch))):
+            found[row.provider_id] = Message(*row[:5])
+    return found
+
+
+def earlier_clicks(
+    connection: Connection, message_ids: Sequence[str], since: datetime
+) -> dict[str, list[tuple[datetime, str]]]:
+    """The clicks recorded on these messages since ``since`` (naive UTC): what the
+    bot-click rule compares a new click with."""
+    found: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for batch in chunks(sorted(set(message_ids))):
+        rows = connection.execute(
+            select(events.c.message_id, events.c.occurred_at, events.c.url).where(
+                events.c.message_id.in_(batch),
+                events.c.type == EventType.CLICK.value,
+                events.c.occurred_at >= since,
+            )
+        )
+        for message_id, at, url in rows:
+            found[message_id].append((at, url or ""))
+    return found
+
+
+def record_events(
+    connection: Connection,
+    workspace: Workspace,
+    rows: Sequence[dict[str, Any]],
+    *,
+    now: datetime,
+    actor: str,
+) -> int:
+    """Store events (a row already stored is skipped) and apply the refusals among
+    them; returns how many rows were new."""
+    added = insert_events(connection, rows)
+    apply_refusals(connection, workspace, rows, now=now, actor=actor)
+    return added
+
+
+class HitRecorder:
+    """Turns tracking hits into events, batch by batch, remembering the messages it has
+    looked up (a message is hit many times: every open and click of every reader)."""
+
+    CACHE_SIZE = 100_000
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.messages: dict[str, Message | None] = {}
+        self.machine_open_seconds = workspace.config.scoring.machine_open_seconds
+        self.bot_click_seconds = workspace.config.web.bot_click_seconds
+        self.unmatched = 0
+
+    def _lookup(self, connection: Connection, message_ids: Iterable[str]) -> None:
+        missing = {mid for mid in message_ids if mid not in self.messages}
+        if not missing:
+            return
+        if len(self.messages) + len(missing) > self.CACHE_SIZE:
+            self.messages.clear()
+        found = find_messages(connection, missing)
+        for message_id in missing:
+            self.messages[message_id] = found.get(message_id)
+
+    def record(self, connection: Connection, hits: Sequence[Hit], now: datetime) -> int:
+        """Record ``hits``; a hit on a message that is not in the outbox (deleted, or
+        from another database) is counted in :attr:`unmatched` and dropped."""
+        self._lookup(connection, (hit.message_id for hit in hits))
+        clicks = [hit for hit in hits if hit.kind == EventType.CLICK]
+        history: dict[str, list[tuple[datetime, str]]] = {}
+        if clicks:
+            since = to_db(min(hit.at for hit in clicks)) - timedelta(seconds=BURST_SECONDS)
+            history = earlier_clicks(connection, [hit.message_id for hit in clicks], since)
+        rows = []
+        for hit in hits:
+            message = self.messages.get(hit.message_id)
+            if message is None:
+                self.unmatched += 1
+                continue
+            rows.append(self._row(hit, message, history))
+        return record_events(connection, self.workspace, rows, now=now, actor="web")
+
+    def _row(
+        self, hit: Hit, message: Message, history: dict[str, list[tuple[datetime, str]]]
+    ) -> dict[str, Any]:
+        at = to_db(hit.at)
+        machine_open = bot = None
+        if hit.kind == EventType.OPEN:
+            # True for a proxy prefetch; NULL (not False) otherwise, as the column says:
+            # a later delivery event may still show the open came too soon.
+            machine_open = (
+                is_machine_open(
+                    flag=None,
+                    user_agent=hit.user_agent,
+                    opened_at=at,
+                    delivered_at=message.sent_at,
+                    machine_open_seconds=self.machine_open_seconds,
+                )
+                or None
+            )
+        else:
+            clicks = history.setdefault(hit.message_id, [])
+            bot = is_bot_click(
+                user_agent=hit.user_agent,
+                url=hit.url or "",
+                clicked_at=at,
+                sent_at=message.sent_at,
+                earlier_clicks=clicks,
+                bot_click_seconds=self.bot_click_seconds,
+            )
+            clicks.append((at, hit.url or ""))
+        return {
+            "contact_id": message.contact_id,
+            "type": hit.kind.value,
+            "channel": message.channel,
+            "occurred_at": at,
+            "campaign": message.journey,
+            "message_id": hit.message_id,
+            "machine_open": machine_open,
+            "bot": bot,
+            "user_agent": (hit.user_agent or None) and hit.user_agent[:_USER_AGENT_CHARS],
+            "url": hit.url,
+            "ip": hit.ip,
+            "outbox_id": message.outbox_id,
+            "source": "web",
+            # Every hit is its own event: two opens in the same second are two opens.
+            "dedup_key": os.urandom(16),
+        }

@@ -1,0 +1,70 @@
+"""Brevo's transactional webhooks: one JSON object per request, ``event`` naming what
+happened (``delivered``, ``opened``, ``proxy_open``, ``click``, ``hard_bounce``...).
+Brevo signs nothing; the webhook carries ``web.brevo_token`` as a Bearer token or as the
+Basic auth password of its URL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from winback.config import WebSection
+from winback.domain import EventType
+from winback.web.webhooks.common import (
+    WebhookError,
+    WebhookEvent,
+    WebhookRequest,
+    check_shared_secret,
+    read_json,
+    text_of,
+)
+from winback.workspace import Workspace
+
+# request, deferred, blocked and error are about our sending, not about the person.
+_KINDS = {
+    "delivered": EventType.DELIVERED,
+    "opened": EventType.OPEN,
+    "unique_opened": EventType.OPEN,
+    "proxy_open": EventType.OPEN,
+    "unique_proxy_open": EventType.OPEN,
+    "click": EventType.CLICK,
+    "hard_bounce": EventType.BOUNCE_HARD,
+    "invalid_email": EventType.BOUNCE_HARD,
+    "soft_bounce": EventType.BOUNCE_SOFT,
+    "spam": EventType.COMPLAINT,
+    "unsubscribed": EventType.UNSUBSCRIBE,
+}
+_PROXY_OPENS = {"proxy_open", "unique_proxy_open"}
+
+
+def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
+    check_shared_secret(request, config.brevo_token, "brevo_token")
+    item = read_json(request.body)
+    if not isinstance(item, dict):
+        raise WebhookError("a Brevo webhook is one JSON object")
+    name = str(text_of(item, "event"))
+    kind, address = _KINDS.get(name), text_of(item, "email")
+    # ts_epoch is in milliseconds, ts_event in seconds, both UTC (``date`` is local time).
+    if isinstance(item.get("ts_epoch"), int | float):
+        stamp = datetime.fromtimestamp(item["ts_epoch"] / 1000, UTC)
+    elif isinstance(item.get("ts_event"), int | float):
+        stamp = datetime.fromtimestamp(item["ts_event"], UTC)
+    else:
+        return []
+    if kind is None or address is None:
+        return []
+    message_id = text_of(item, "message-id")
+    link = text_of(item, "link")
+    return [
+        WebhookEvent(
+            kind=kind,
+            address=address,
+            at=stamp,
+            # Brevo gives no event id: the event, message, address, time and link are one.
+            event_id=f"{name}:{message_id}:{address}:{stamp.isoformat()}:{link}",
+            message_id=message_id,
+            machine_open=(name in _PROXY_OPENS) if kind == EventType.OPEN else None,
+            user_agent=text_of(item, "user_agent"),
+            ip=text_of(item, "ip"),
+            url=link,
+        )
+    ]
