@@ -43,11 +43,13 @@ def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> 
         raise WebhookError("a Brevo webhook is one JSON object")
     name = str(text_of(item, "event"))
     kind, address = _KINDS.get(name), text_of(item, "email")
-    # ts_epoch is in milliseconds, ts_event in seconds, both UTC (``date`` is local time).
-    if isinstance(item.get("ts_epoch"), int | float):
-        stamp = datetime.fromtimestamp(item["ts_epoch"] / 1000, UTC)
-    elif isinstance(item.get("ts_event"), int | float):
+    # ts_event is in seconds, ts_epoch in milliseconds (seconds in some examples), both
+    # UTC; ``date`` is in the account's local time, so it is not read.
+    if isinstance(item.get("ts_event"), int | float):
         stamp = datetime.fromtimestamp(item["ts_event"], UTC)
+    elif isinstance(item.get("ts_epoch"), int | float):
+        epoch = item["ts_epoch"]
+        stamp = datetime.fromtimestamp(epoch / 1000 if epoch > 10**11 else epoch, UTC)
     else:
         return []
     if kind is None or address is None:
