@@ -1,0 +1,108 @@
+"""The real server: ``winback serve`` under uvicorn on a free loopback port, talked to
+over HTTP, and stopped with SIGTERM in the middle of a load: every hit it acknowledged
+is in the store afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from tests.builders import add_contact, day
+from tests.channels.smtp_server import free_port
+from tests.web.conftest import CHROME, sent_message
+from winback.links import Links
+from winback.store.schema import events
+from winback.workspace import Workspace
+
+SENT = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def start_server(workspace: Workspace, port: int, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "winback", "serve", "-w", str(workspace.path)]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)], stdout=output, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/o/ready").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+        if process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError(f"winback serve did not start:\n{log.read_text()}")
+
+
+@pytest.mark.slow
+def test_sigterm_mid_load_loses_no_acknowledged_hit(sqlite_workspace: Workspace) -> None:
+    workspace = sqlite_workspace
+    links = Links.of(workspace)
+    urls = []
+    with workspace.engine.begin() as c:
+        for number in range(40):
+            contact = add_contact(c, email=f"p{number}@example.com", created_at=day(2024, 1, 5))
+            message = f"<load.{number}@news.example.com>"
+            sent_message(c, contact, message, sent_at=SENT)
+            urls += [links.open_url(message), links.click_url(message, "https://shop.example.com/")]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    urls = [url.replace(links.base, base) for url in urls]
+    process = start_server(workspace, port, workspace.path / "serve.log")
+
+    acknowledged = [0] * 8
+    stop_at = time.monotonic() + 20  # the loop's bound, whatever happens
+
+    def load(worker: int) -> None:
+        with httpx.Client(headers={"User-Agent": CHROME}, timeout=5) as client:
+            index = worker
+            while time.monotonic() < stop_at:
+                try:
+                    answer = client.get(urls[index % len(urls)])
+                except httpx.TransportError:
+                    if process.poll() is not None:
+                        return  # the server is gone: nothing more can be acknowledged
+                    continue
+                assert answer.status_code in (200, 302)
+                acknowledged[worker] += 1
+                index += len(acknowledged)
+
+    workers = [threading.Thread(target=load, args=(n,)) for n in range(len(acknowledged))]
+    for worker in workers:
+        worker.start()
+    while sum(acknowledged) < 1500 and time.monotonic() < stop_at:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal: exit status -SIGTERM.
+    assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+    for worker in workers:
+        worker.join()
+
+    with workspace.engine.connect() as c:
+        recorded = c.execute(select(func.count()).select_from(events)).scalar_one()
+    assert "Application shutdown complete" in (workspace.path / "serve.log").read_text()
+    assert sum(acknowledged) >= 1500
+    assert recorded == sum(acknowledged)
+
+
+def test_serve_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "winback", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+        check=True,
+    )
+    assert "--host" in result.stdout and "--port" in result.stdout
