@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/journeys.py
 	$(BIN)/python bench/models.py
+	$(BIN)/python bench/tracking.py
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -20,9 +20,9 @@ Otherwise the click is human. Opens have their own rule, the machine-open rule o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 
 # Substrings (case-insensitive) of the user agents that scanners and fetchers send.
 SCANNER_USER_AGENTS: tuple[str, ...] = (
@@ -47,12 +47,12 @@ SCANNER_USER_AGENTS: tuple[str, ...] = (
     "okhttp/",
     "libwww-perl/",
 )
-_SCANNER = re.compile("|".join(re.escape(part) for part in SCANNER_USER_AGENTS), re.IGNORECASE)
 
 # Two different links of one message clicked this close together: a scanner's walk.
 BURST_SECONDS = 2
 
 
+@lru_cache(maxsize=4096)  # a few hundred distinct agents make nearly every hit
 def is_scanner_user_agent(user_agent: str | None) -> bool:
     """True when ``user_agent`` is a link scanner's, a preview fetcher's or an HTTP
     library's; an empty user agent is one too (every browser sends one).
@@ -62,7 +62,8 @@ def is_scanner_user_agent(user_agent: str | None) -> bool:
     """
     if not user_agent or not user_agent.strip():
         return True
-    return _SCANNER.search(user_agent) is not None
+    lowered = user_agent.lower()
+    return any(part in lowered for part in SCANNER_USER_AGENTS)
 
 
 def is_bot_click(

@@ -1,0 +1,312 @@
+"""Tracking server benchmark (issue 5): opens and clicks against ``winback serve`` on
+loopback for 30 seconds.
+
+    .venv/bin/python bench/tracking.py                        # 30 s, 32 connections
+    .venv/bin/python bench/tracking.py --seconds 10 --connections 64 --wrk
+
+1. A fresh SQLite workspace gets ``--messages`` sent messages (one contact each) in the
+   outbox, and their signed open-pixel and click links (three opens for one click).
+2. ``winback serve`` starts in its own process (uvicorn, uvloop and httptools).
+3. A load generator in another process keeps ``--connections`` keep-alive connections
+   busy for ``--seconds``, each sending the next request as soon as the last answer came,
+   and measures every request's latency. It is a small HTTP/1.1 client on asyncio
+   streams rather than httpx: httpx spends more CPU per request than the server does, so
+   on two cores it would measure itself. It stops sending at the deadline and waits for
+   the answers in flight, so "sent" is exact.
+4. The server is stopped with SIGTERM (it writes what is queued), and the events in the
+   store are counted against the hits the server acknowledged.
+
+With ``--wrk`` (Debian's ``wrk`` installed), a second run drives the server with wrk
+for comparison; wrk stops at its deadline without waiting for the answers in flight, so
+its "recorded" may exceed its count by up to the number of connections.
+
+The server and the generator share the machine's two cores: the figures are a floor.
+Prints a table of the figures against the targets (>= 2,000 requests/s, p99 < 50 ms,
+recorded = sent), with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, insert, select
+
+from winback.clock import to_db
+from winback.links import Links
+from winback.store.schema import contacts, events, outbox
+from winback.workspace import Workspace
+
+OUT = Path(__file__).parent / "out" / "tracking"
+SENT = datetime(2026, 11, 2, 9, tzinfo=UTC)
+AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36"
+)
+console = Console()
+
+
+def build(path: Path, messages: int) -> tuple[Workspace, list[str]]:
+    """A workspace with ``messages`` sent emails, and the paths of their tracked links."""
+    shutil.rmtree(path, ignore_errors=True)
+    workspace = Workspace.init(path, "ecommerce")
+    links = Links.of(workspace)
+    created = to_db(SENT)
+    paths = []
+    with workspace.engine.begin() as connection:
+        connection.execute(
+            insert(contacts),
+            [
+                {
+                    "id": n + 1,
+                    "email": f"person{n}@example.com",
+                    "email_status": "subscribed",
+                    "created_at": created,
+                    "updated_at": created,
+                }
+                for n in range(messages)
+            ],
+        )
+        rows = []
+        for n in range(messages):
+            message_id = f"<bench.{n}@news.example.com>"
+            rows.append(
+                {
+                    "idempotency_key": f"bench:{n}",
+                    "contact_id": n + 1,
+                    "journey": "bench",
+                    "step_id": "one",
+                    "channel": "email",
+                    "status": "sent",
+                    "message_id": message_id,
+                    "created_at": created,
+                    "due_at": created,
+                    "sent_at": created,
+                }
+            )
+            opened = links.open_url(message_id).removeprefix(links.base)
+            clicked = links.click_url(message_id, f"https://shop.example.com/p/{n}")
+            paths += [opened, opened, opened, clicked.removeprefix(links.base)]
+        connection.execute(insert(outbox), rows)
+    return workspace, paths
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(workspace: Workspace, port: int) -> subprocess.Popen[bytes]:
+    log = (workspace.path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "winback", "serve", "-w", str(workspace.path), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"winback serve did not start: see {workspace.path / 'serve.log'}")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+
+
+def recorded(workspace: Workspace) -> int:
+    with workspace.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(events)).scalar_one())
+
+
+# -- the load generator (runs in its own process) ---------------------------------------
+
+_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
+
+async def _connection(
+    port: int, paths: list[str], deadline: float, latencies: list[float], counts: dict[int, int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    pick = random.Random(len(latencies))
+    try:
+        while time.perf_counter() < deadline:
+            path = paths[pick.randrange(len(paths))]
+            started = time.perf_counter()
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {AGENT}\r\n\r\n".encode()
+            )
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = _LENGTH.search(head)
+            if length and int(length.group(1)):
+                await reader.readexactly(int(length.group(1)))
+            latencies.append(time.perf_counter() - started)
+            status = int(head[9:12])
+            counts[status] = counts.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+def _generate(port: int, paths: list[str], seconds: float, connections: int, out: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    latencies: list[float] = []
+    counts: dict[int, int] = {}
+
+    async def main() -> float:
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(
+            *(_connection(port, paths, deadline, latencies, counts) for _ in range(connections))
+        )
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    out.put({"latencies": latencies, "counts": counts, "elapsed": elapsed})
+
+
+def generate(port: int, paths: list[str], seconds: float, connections: int) -> dict[str, Any]:
+    results: Any = multiprocessing.Queue()
+    process = multiprocessing.Process(
+        target=_generate, args=(port, paths, seconds, connections, results)
+    )
+    process.start()
+    found = results.get(timeout=seconds + 120)
+    process.join()
+    return dict(found)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def run_wrk(port: int, paths: list[str], seconds: float, connections: int) -> dict[str, Any]:
+    """One run of wrk with a Lua script that picks the same paths at random."""
+    listing = OUT / "paths.txt"
+    listing.write_text("\n".join(paths) + "\n", encoding="ascii")
+    script = OUT / "mix.lua"
+    script.write_text(
+        f"""
+local paths = {{}}
+for line in io.lines("{listing}") do paths[#paths + 1] = line end
+wrk.headers["User-Agent"] = "{AGENT}"
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+""",
+        encoding="ascii",
+    )
+    output = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", str(script),
+         f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+    def number(pattern: str) -> float:
+        found = re.search(pattern, output)
+        return float(found.group(1)) if found else 0.0
+
+    def millis(label: str) -> float:
+        found = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", output)
+        if not found:
+            return float("nan")
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+        return float(found.group(1)) * scale
+
+    return {
+        "sent": int(number(r"(\d+) requests in")),
+        "bad": int(number(r"Non-2xx or 3xx responses: (\d+)")),
+        "rate": number(r"Requests/sec:\s+([\d.]+)"),
+        "p50": millis("50"),
+        "p99": millis("99"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--wrk", action="store_true", help="also run wrk, for comparison")
+    args = parser.parse_args()
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    workspace, paths = build(OUT / "workspace", args.messages)
+    load_before = os.getloadavg()
+    table = Table(title=f"winback serve, {args.seconds:.0f} s, {args.connections} connections")
+    for column in ("client", "requests/s", "p50 ms", "p99 ms", "sent", "acknowledged",
+                   "recorded", "load avg (1 min)"):  # fmt: skip
+        table.add_column(column, justify="right")
+
+    port = free_port()
+    server = start_server(workspace, port)
+    console.print(f"load generator: {args.seconds:.0f} s on port {port}...")
+    result = generate(port, paths, args.seconds, args.connections)
+    load_after = os.getloadavg()
+    stop_server(server)
+    latencies = result["latencies"]
+    acknowledged = sum(n for status, n in result["counts"].items() if status in (200, 302))
+    table.add_row(
+        "asyncio streams",
+        f"{len(latencies) / result['elapsed']:,.0f}",
+        f"{percentile(latencies, 0.50) * 1000:.1f}",
+        f"{percentile(latencies, 0.99) * 1000:.1f}",
+        f"{len(latencies):,}",
+        f"{acknowledged:,}",
+        f"{recorded(workspace):,}",
+        f"{load_before[0]:.2f} → {load_after[0]:.2f}",
+    )
+
+    if args.wrk:
+        if shutil.which("wrk") is None:
+            console.print("wrk is not installed (apt-get install wrk): skipped")
+        else:
+            workspace, paths = build(OUT / "workspace", args.messages)
+            port = free_port()
+            server = start_server(workspace, port)
+            load_before = os.getloadavg()
+            found = run_wrk(port, paths, args.seconds, args.connections)
+            load_after = os.getloadavg()
+            stop_server(server)
+            table.add_row(
+                "wrk",
+                f"{found['rate']:,.0f}",
+                f"{found['p50']:.1f}",
+                f"{found['p99']:.1f}",
+                f"{found['sent']:,}",
+                f"{found['sent'] - found['bad']:,}",
+                f"{recorded(workspace):,}",
+                f"{load_before[0]:.2f} → {load_after[0]:.2f}",
+            )
+    console.print(table)
+    console.print("targets: >= 2,000 requests/s, p99 < 50 ms, recorded = acknowledged")
+
+
+if __name__ == "__main__":
+    main()
