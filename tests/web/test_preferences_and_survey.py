@@ -3,12 +3,15 @@ the language and brand of the pages, and answers kept as written but shown escap
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.builders import add_contact, day
 from tests.web.conftest import NOW, Site, sent_message
+from winback.cli import app
 from winback.clock import to_db
 from winback.store.schema import contacts, survey_answers
 from winback.store.survey import survey_counts, survey_texts
@@ -161,3 +164,31 @@ async def test_a_survey_answer_needs_a_reason(site: Site, contact: int) -> None:
     )
     assert long.status_code == 400
     assert site.rows(survey_answers) == []
+
+
+async def test_winback_survey_reports_the_answers(site: Site, contact: int, cli: CliRunner) -> None:
+    token = token_of(site.links.survey_url(contact, "spring"))
+    csrf = csrf_token(site.workspace.secret, token)
+    for reason, text in (
+        ("too_many", None),
+        ("other", "[bold red]fake[/] \x1b[31mred\x1b[0m\nline two"),
+    ):
+        await site.client.post(
+            f"/s/{token}", data={"csrf": csrf, "reason": reason, "text": text or ""}
+        )
+    shown = cli.invoke(app, ["survey", "-w", str(site.workspace.path)])
+    assert shown.exit_code == 0, shown.output
+    assert "2 answers" in shown.output
+    assert "[bold red]fake[/]" in shown.output  # not taken as markup
+    assert "\x1b" not in shown.output and "\\x1b[31mred" in shown.output
+    data = json.loads(cli.invoke(app, ["survey", "-w", str(site.workspace.path), "--json"]).output)
+    assert data["reasons"] == {
+        "too_many": 1,
+        "not_relevant": 0,
+        "bought_elsewhere": 0,
+        "no_longer_needed": 0,
+        "other": 1,
+    }
+    assert [row["text"] for row in data["texts"]] == [
+        "[bold red]fake[/] \x1b[31mred\x1b[0m\nline two"
+    ]

@@ -250,3 +250,20 @@ async def test_a_hit_on_a_message_that_is_not_in_the_outbox_is_dropped(site: Sit
     await site.settled()
     assert site.events() == []
     assert site.server.writer.recorder.unmatched == 1
+
+
+async def test_head_requests_are_answered_but_not_recorded(site: Site, message: int) -> None:
+    pixel = await site.client.head(site.path(site.links.open_url(MESSAGE)))
+    assert (pixel.status_code, pixel.headers["content-type"]) == (200, "image/gif")
+    click = await site.client.head(site.path(site.links.click_url(MESSAGE, SALE)))
+    assert (click.status_code, click.headers["location"]) == (302, SALE)
+    await site.settled()
+    assert site.events() == []
+
+
+async def test_a_failing_job_does_not_stop_the_writer(site: Site, message: int) -> None:
+    with pytest.raises(ZeroDivisionError):
+        await site.server.write(lambda _connection: 1 // 0)
+    await site.client.get(site.path(site.links.open_url(MESSAGE)), headers={"User-Agent": CHROME})
+    await site.settled()
+    assert len(site.events(type="open")) == 1

@@ -1,16 +1,30 @@
-"""``winback serve``: the tracking and preference server."""
+"""``winback serve`` (the tracking and preference server) and ``winback survey`` (its
+survey's answers).
+
+The web part is imported inside the commands: FastAPI, uvicorn and the ESP signature
+code take a noticeable share of a second to load, which no other command should pay."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
-from winback.cli.common import WorkspaceOption, err_console, open_workspace
+from winback.cli.common import (
+    JsonOption,
+    WorkspaceOption,
+    console,
+    err_console,
+    open_workspace,
+    print_json,
+)
 
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("survey")(survey)
 
 
 def serve(
@@ -29,3 +43,36 @@ def serve(
         highlight=False,
     )
     run(ws, host=host, port=port)
+
+
+def survey(
+    workspace: WorkspaceOption = None,
+    latest: Annotated[int, typer.Option("--latest", help="Free-text answers to show.")] = 20,
+    json_: JsonOption = False,
+) -> None:
+    """The answers to the win-back survey: how many gave each reason, and the latest
+    free-text answers (control characters shown escaped)."""
+    from winback.web.choices import survey_report
+
+    report = survey_report(open_workspace(workspace), latest=latest)
+    if json_:
+        print_json(report)
+        return
+    reasons = Table("reason", "answers", title=f"Survey: {report['answers']} answers")
+    for reason, count in report["reasons"].items():
+        reasons.add_row(reason, f"{count:,}")
+    console.print(reasons)
+    texts = Table("answered", "contact", "text", title="Latest free-text answers")
+    for row in report["texts"]:
+        texts.add_row(
+            row["answered_at"].strftime("%Y-%m-%d %H:%M"),
+            str(row["contact_id"]),
+            Text(_shown(row["text"])),  # Text: never read as Rich markup
+        )
+    if report["texts"]:
+        console.print(texts)
+
+
+def _shown(text: str) -> str:
+    """Free text as a terminal may show it: no escape sequences, no line breaks."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

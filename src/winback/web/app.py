@@ -110,9 +110,10 @@ class Server:
         if kind not in _FORMS:
             return {}
         if kind == "multipart/form-data":
-            declared = request.headers.get("content-length")
-            if declared is None or int(declared) > self.config.web.max_body_bytes:
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.config.web.max_body_bytes:
                 raise BodyTooLarge
+            # Starlette's parser bounds the rest (fields, part sizes).
             parsed = await request.form()
             fields: dict[str, list[str]] = {}
             for name, value in parsed.multi_items():
@@ -166,17 +167,19 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     # -- tracking ---------------------------------------------------------------------
 
     async def open_pixel(request: Request) -> Response:
-        now = server.clock()
-        try:
-            opened = server.links.verify_open(request.path_params["token"], now=now)
-        except BadToken:
-            pass
-        else:
-            user_agent, ip = _client(request)
+        # A HEAD is a link checker's look: no mail client fetches an image that way.
+        if request.method == "GET":
+            now = server.clock()
             try:
-                server.writer.hit(Hit(EventType.OPEN, opened.message_id, now, user_agent, ip))
-            except WriterClosed:
-                log.warning("open of %s not recorded: shutting down", opened.message_id)
+                opened = server.links.verify_open(request.path_params["token"], now=now)
+            except BadToken:
+                opened = None
+            if opened is not None:
+                user_agent, ip = _client(request)
+                try:
+                    server.writer.hit(Hit(EventType.OPEN, opened.message_id, now, user_agent, ip))
+                except WriterClosed:
+                    log.warning("open of %s not recorded: shutting down", opened.message_id)
         return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)
 
     async def click(request: Request) -> Response:
@@ -189,13 +192,14 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
         # checked again so no signed value can ever send a reader to javascript: or //.
         if not clicked.url.lower().startswith(("http://", "https://")):
             return server.bad_link()
-        user_agent, ip = _client(request)
-        try:
-            server.writer.hit(
-                Hit(EventType.CLICK, clicked.message_id, now, user_agent, ip, clicked.url)
-            )
-        except WriterClosed:
-            log.warning("click on %s not recorded: shutting down", clicked.message_id)
+        if request.method == "GET":  # a HEAD is a link checker's look, not a click
+            user_agent, ip = _client(request)
+            try:
+                server.writer.hit(
+                    Hit(EventType.CLICK, clicked.message_id, now, user_agent, ip, clicked.url)
+                )
+            except WriterClosed:
+                log.warning("click on %s not recorded: shutting down", clicked.message_id)
         return RedirectResponse(clicked.url, status_code=302, headers=_NO_CACHE)
 
     app.add_route("/o/{token}", open_pixel, methods=["GET", "HEAD"])

@@ -23,7 +23,7 @@ from winback.domain import SENDING_CHANNELS, Channel, ChannelStatus, EventType
 from winback.errors import NotFoundError
 from winback.store.contacts import update_contacts
 from winback.store.schema import contacts
-from winback.store.survey import insert_survey_answer
+from winback.store.survey import insert_survey_answer, survey_counts, survey_texts
 from winback.web.events import dedup_key, find_messages, record_events
 from winback.workspace import Workspace
 
@@ -197,3 +197,17 @@ def parse_channels(values: Iterable[str]) -> frozenset[Channel]:
     """The sending channels ticked in a form; anything else is ignored."""
     sending = {channel.value: channel for channel in SENDING_CHANNELS}
     return frozenset(sending[value] for value in values if value in sending)
+
+
+def survey_report(workspace: Workspace, *, latest: int = 20) -> dict[str, Any]:
+    """The survey's answers so far: how many gave each reason (every reason listed, zero
+    included), and the ``latest`` free-text answers as written, newest first."""
+    with workspace.engine.connect() as connection:
+        counts = survey_counts(connection)
+        texts = survey_texts(connection, latest)
+    reasons = {reason.value: counts.get(reason.value, 0) for reason in SurveyReason}
+    return {
+        "answers": sum(counts.values()),
+        "reasons": reasons,
+        "texts": [{**row, "answered_at": from_db(row["answered_at"])} for row in texts],
+    }

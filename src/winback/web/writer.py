@@ -61,8 +61,6 @@ class Writer:
         self.workspace = workspace
         self.clock = clock
         self.recorder = HitRecorder(workspace)
-        self.recorded = 0
-        self.lost = 0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="winback-writer", daemon=True)
         self._closed = False
@@ -120,13 +118,15 @@ class Writer:
             try:
                 with self.workspace.engine.begin() as connection:
                     self.recorder.record(connection, hits, self.clock())
-                self.recorded += len(hits)
                 return
             except OperationalError:
                 log.exception("writing %d tracking hits failed (attempt %d)", len(hits), attempt)
                 time.sleep(0.1 * 2**attempt)
-        self.lost += len(hits)
-        log.error("gave up %d tracking hits after %d attempts", len(hits), RETRIES)
+            except Exception:
+                # Not a passing condition: trying again would fail the same way. The
+                # writer must live on, or every later request would wait for ever.
+                break
+        log.exception("gave up %d tracking hits", len(hits))
 
     def _run(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():

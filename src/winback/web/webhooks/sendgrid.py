@@ -88,6 +88,7 @@ def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> 
         if kind is None or address is None or event_id is None or stamp is None:
             continue
         provider_id = text_of(item, "sg_message_id")
+        flag = item.get("sg_machine_open")
         found.append(
             WebhookEvent(
                 kind=kind,
@@ -97,7 +98,7 @@ def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> 
                 message_id=text_of(item, "smtp-id"),
                 # sg_message_id is the X-Message-Id SendGrid gave at sending, plus a suffix.
                 provider_id=provider_id.split(".", 1)[0] if provider_id else None,
-                machine_open=item.get("sg_machine_open") if kind == EventType.OPEN else None,
+                machine_open=flag if kind == EventType.OPEN and isinstance(flag, bool) else None,
                 user_agent=text_of(item, "useragent"),
                 ip=text_of(item, "ip"),
                 url=text_of(item, "url"),
