@@ -63,7 +63,7 @@ def test_sigterm_mid_load_loses_no_acknowledged_hit(sqlite_workspace: Workspace)
     process = start_server(workspace, port, workspace.path / "serve.log")
 
     acknowledged = [0] * 8
-    stop_at = time.monotonic() + 20  # the loop's bound, whatever happens
+    stop_at = time.monotonic() + 60  # the loop's bound, whatever happens
 
     def load(worker: int) -> None:
         with httpx.Client(headers={"User-Agent": CHROME}, timeout=5) as client:
@@ -82,7 +82,7 @@ def test_sigterm_mid_load_loses_no_acknowledged_hit(sqlite_workspace: Workspace)
     workers = [threading.Thread(target=load, args=(n,)) for n in range(len(acknowledged))]
     for worker in workers:
         worker.start()
-    while sum(acknowledged) < 1500 and time.monotonic() < stop_at:
+    while sum(acknowledged) < 600 and time.monotonic() < stop_at:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal: exit status -SIGTERM.
@@ -93,7 +93,7 @@ def test_sigterm_mid_load_loses_no_acknowledged_hit(sqlite_workspace: Workspace)
     with workspace.engine.connect() as c:
         recorded = c.execute(select(func.count()).select_from(events)).scalar_one()
     assert "Application shutdown complete" in (workspace.path / "serve.log").read_text()
-    assert sum(acknowledged) >= 1500
+    assert sum(acknowledged) >= 600
     assert recorded == sum(acknowledged)
 
 
