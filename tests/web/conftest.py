@@ -98,10 +98,10 @@ async def open_site(workspace: Workspace) -> AsyncIterator[Site]:
     app = create_app(workspace, clock=clock)
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 51000))
     async with (
-        app.router.lifespan_context(app),
+        app.api.router.lifespan_context(app.api),
         httpx.AsyncClient(transport=transport, base_url=BASE) as client,
     ):
-        yield Site(workspace, client, Links.of(workspace), clock, app.state.server)
+        yield Site(workspace, client, Links.of(workspace), clock, app.server)
 
 
 def sent_message(

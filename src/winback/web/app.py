@@ -1,12 +1,12 @@
-"""The FastAPI app of ``winback serve``: a thin HTTP face over :mod:`winback.links` (which
-token opens what), :mod:`winback.web.choices` (what a person decides) and
+"""The app of ``winback serve``: a thin HTTP face over :mod:`winback.links` (which token
+opens what), :mod:`winback.web.choices` (what a person decides) and
 :mod:`winback.web.webhooks` (what the ESPs report). Every write goes through the app's one
 :class:`~winback.web.writer.Writer`.
 
-The open pixel and the click links are plain Starlette routes: they are hit for every
-message read, and FastAPI's request validation and dependency machinery would only slow
-them down. The pixel answers its GIF whatever happens, even for a broken token, so a
-mail client never shows a broken image.
+The open pixel and the click links are answered by :class:`WinbackApp` in plain ASGI (they
+are hit for every message read); the pages and webhooks by the FastAPI app behind it. The
+pixel answers its GIF whatever happens, even for a broken token, so a mail client never
+shows a broken image.
 """
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI
 from jinja2 import Environment, PackageLoader
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from winback.clock import from_db, local_date, utcnow
 from winback.domain import Channel, ChannelStatus, EventType
@@ -45,6 +46,15 @@ log = logging.getLogger("winback.web")
 # The smallest transparent GIF: 1×1, one colour, transparent.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _NO_CACHE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
+_RAW_NO_CACHE = [(name.lower().encode(), value.encode()) for name, value in _NO_CACHE.items()]
+_PIXEL_HEADERS = [
+    (b"content-type", b"image/gif"),
+    (b"content-length", str(len(PIXEL)).encode()),
+    *_RAW_NO_CACHE,
+]
+_REDIRECT_HEADERS = [(b"content-length", b"0"), *_RAW_NO_CACHE]
+# What Starlette's RedirectResponse leaves unquoted in a Location header.
+_URL_SAFE = ":/%#?=@[]!$&'()*+,;"
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 _ONE_CLICK = "One-Click"
 
@@ -139,12 +149,80 @@ class Server:
         return b"".join(chunks)
 
 
-def _client(request: Request) -> tuple[str | None, str | None]:
-    user_agent = request.headers.get("user-agent")
-    return user_agent, request.client.host if request.client else None
+class WinbackApp:
+    """The ASGI app: the open pixel and the click links, answered here in a few
+    microseconds, in front of the FastAPI app (``api``) that serves everything else.
+
+    The pixel and the links are hit for every message read; going through FastAPI's
+    middleware, routing and response objects cost several times what verifying the token
+    does, so these two paths speak ASGI directly."""
+
+    def __init__(self, server: Server, api: FastAPI) -> None:
+        self.server = server
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            path: str = scope["path"]
+            if path.startswith("/o/"):
+                await self.open_pixel(scope, send, path[3:])
+                return
+            if path.startswith("/c/"):
+                await self.click(scope, receive, send, path[3:])
+                return
+        await self.api(scope, receive, send)
+
+    def _hit(
+        self, scope: Scope, kind: EventType, message_id: str, now: datetime, url: str | None
+    ) -> None:
+        user_agent = None
+        for name, value in scope["headers"]:
+            if name == b"user-agent":
+                user_agent = value.decode("latin-1")
+                break
+        client = scope.get("client")
+        hit = Hit(kind, message_id, now, user_agent, client[0] if client else None, url)
+        try:
+            self.server.writer.hit(hit)
+        except WriterClosed:
+            log.warning("%s on %s not recorded: shutting down", kind.value, message_id)
+
+    async def open_pixel(self, scope: Scope, send: Send, token: str) -> None:
+        """The GIF, whatever the token; a GET with a good token is an open (a HEAD is a
+        link checker's look: no mail client fetches an image that way)."""
+        if scope["method"] == "GET":
+            now = self.server.clock()
+            try:
+                opened = self.server.links.verify_open(token, now=now)
+            except BadToken:
+                pass
+            else:
+                self._hit(scope, EventType.OPEN, opened.message_id, now, None)
+        await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
+        await send({"type": "http.response.body", "body": PIXEL})
+
+    async def click(self, scope: Scope, receive: Receive, send: Send, token: str) -> None:
+        """302 to the URL the token carries, and nowhere else; a bad token gets 400."""
+        now = self.server.clock()
+        try:
+            clicked = self.server.links.verify_click(token, now=now)
+        except BadToken:
+            await self.server.bad_link()(scope, receive, send)
+            return
+        # The token can only come from links.click_url, which signs http(s) links only;
+        # checked again so no signed value can ever send a reader to javascript: or //.
+        if not clicked.url.lower().startswith(("http://", "https://")):
+            await self.server.bad_link()(scope, receive, send)
+            return
+        if scope["method"] == "GET":  # a HEAD is a link checker's look, not a click
+            self._hit(scope, EventType.CLICK, clicked.message_id, now, clicked.url)
+        location = quote(clicked.url, safe=_URL_SAFE).encode("ascii")
+        headers = [(b"location", location), *_REDIRECT_HEADERS]
+        await send({"type": "http.response.start", "status": 302, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
 
 
-def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) -> WinbackApp:
     """The tracking and preference server of ``workspace``, as an ASGI app (run it with
     ``winback serve`` or any ASGI server). ``clock`` gives the time of each request;
     tests pass a fixed one. The app's lifespan starts the writer and, at shutdown,
@@ -162,49 +240,6 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     app = FastAPI(
         title="winback", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.state.server = server
-
-    # -- tracking ---------------------------------------------------------------------
-
-    async def open_pixel(request: Request) -> Response:
-        # A HEAD is a link checker's look: no mail client fetches an image that way.
-        if request.method == "GET":
-            now = server.clock()
-            try:
-                opened = server.links.verify_open(request.path_params["token"], now=now)
-            except BadToken:
-                opened = None
-            if opened is not None:
-                user_agent, ip = _client(request)
-                try:
-                    server.writer.hit(Hit(EventType.OPEN, opened.message_id, now, user_agent, ip))
-                except WriterClosed:
-                    log.warning("open of %s not recorded: shutting down", opened.message_id)
-        return Response(PIXEL, media_type="image/gif", headers=_NO_CACHE)
-
-    async def click(request: Request) -> Response:
-        now = server.clock()
-        try:
-            clicked = server.links.verify_click(request.path_params["token"], now=now)
-        except BadToken:
-            return server.bad_link()
-        # The token can only come from links.click_url, which signs http(s) links only;
-        # checked again so no signed value can ever send a reader to javascript: or //.
-        if not clicked.url.lower().startswith(("http://", "https://")):
-            return server.bad_link()
-        if request.method == "GET":  # a HEAD is a link checker's look, not a click
-            user_agent, ip = _client(request)
-            try:
-                server.writer.hit(
-                    Hit(EventType.CLICK, clicked.message_id, now, user_agent, ip, clicked.url)
-                )
-            except WriterClosed:
-                log.warning("click on %s not recorded: shutting down", clicked.message_id)
-        return RedirectResponse(clicked.url, status_code=302, headers=_NO_CACHE)
-
-    app.add_route("/o/{token}", open_pixel, methods=["GET", "HEAD"])
-    app.add_route("/c/{token}", click, methods=["GET", "HEAD"])
-
     # -- unsubscribe ------------------------------------------------------------------
 
     @app.get("/u/{token}", response_class=HTMLResponse)
@@ -428,7 +463,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
         result = await server.write(lambda c: record_webhook(c, workspace, provider, found, now))
         return JSONResponse(result.as_dict())
 
-    return app
+    return WinbackApp(server, app)
 
 
 def _first(fields: dict[str, list[str]], name: str) -> str | None:
