@@ -461,3 +461,27 @@ async def test_an_unknown_or_unconfigured_webhook(sqlite_workspace: Workspace) -
             answer = await site.client.post(f"/webhooks/{provider}", json={})
             assert answer.status_code == 404
             assert f"web.{provider}" in answer.json()["error"]
+
+
+async def test_a_signed_sns_subscription_confirmation_records_nothing(
+    site: Site, people: dict[str, int], keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    envelope = {
+        "Type": "SubscriptionConfirmation",
+        "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+        "Token": "2336412f37fb687f5d51e6e2425c464de12884c3",
+        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:ses-events",
+        "Message": "You have chosen to subscribe to the topic. To confirm, visit the SubscribeURL.",
+        "SubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=2336",
+        "Timestamp": "2025-06-02T09:00:01.655Z",
+        "SignatureVersion": "2",
+    }
+    signature = keys.sns.sign(string_to_sign(envelope), padding.PKCS1v15(), hashes.SHA256())
+    envelope["Signature"] = base64.b64encode(signature).decode()
+    answer = await site.client.post(
+        "/webhooks/ses", content=json.dumps(envelope), headers={"Content-Type": "text/plain"}
+    )
+    assert answer.status_code == 200
+    assert answer.json()["received"] == 0
+    assert "Action=ConfirmSubscription" in caplog.text
+    assert site.events() == []
