@@ -58,7 +58,7 @@ AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/124.0.0.0 Safari/537.36"
 )
-console = Console()
+console = Console(width=130)
 
 
 def build(path: Path, messages: int) -> tuple[Workspace, list[str]]:
