@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +21,7 @@ from winback.domain import EventType
 from winback.scoring import is_machine_open
 from winback.store.chunks import chunks
 from winback.store.contacts import insert_events
-from winback.store.schema import events, outbox
+from winback.store.schema import outbox
 from winback.web.bots import BURST_SECONDS, is_bot_click
 from winback.workspace import Workspace
 
@@ -106,25 +105,6 @@ def find_messages(
     return found
 
 
-def earlier_clicks(
-    connection: Connection, message_ids: Sequence[str], since: datetime
-) -> dict[str, list[tuple[datetime, str]]]:
-    """The clicks recorded on these messages since ``since`` (naive UTC): what the
-    bot-click rule compares a new click with."""
-    found: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
-    for batch in chunks(sorted(set(message_ids))):
-        rows = connection.execute(
-            select(events.c.message_id, events.c.occurred_at, events.c.url).where(
-                events.c.message_id.in_(batch),
-                events.c.type == EventType.CLICK.value,
-                events.c.occurred_at >= since,
-            )
-        )
-        for message_id, at, url in rows:
-            found[message_id].append((at, url or ""))
-    return found
-
-
 def record_events(
     connection: Connection,
     workspace: Workspace,
@@ -152,6 +132,10 @@ class HitRecorder:
         self.machine_open_seconds = workspace.config.scoring.machine_open_seconds
         self.bot_click_seconds = workspace.config.web.bot_click_seconds
         self.unmatched = 0
+        # The clicks of the last BURST_SECONDS per message, for the bot-click rule: kept
+        # here rather than read back from the store, since this recorder writes them all
+        # (one `winback serve` process; several workers would each see their own share).
+        self.recent_clicks: dict[str, list[tuple[datetime, str]]] = {}
 
     def _lookup(self, connection: Connection, message_ids: Iterable[str]) -> None:
         missing = {mid for mid in message_ids if mid not in self.messages}
@@ -167,23 +151,26 @@ class HitRecorder:
         """Record ``hits``; a hit on a message that is not in the outbox (deleted, or
         from another database) is counted in :attr:`unmatched` and dropped."""
         self._lookup(connection, (hit.message_id for hit in hits))
-        clicks = [hit for hit in hits if hit.kind == EventType.CLICK]
-        history: dict[str, list[tuple[datetime, str]]] = {}
-        if clicks:
-            since = to_db(min(hit.at for hit in clicks)) - timedelta(seconds=BURST_SECONDS)
-            history = earlier_clicks(connection, [hit.message_id for hit in clicks], since)
         rows = []
         for hit in hits:
             message = self.messages.get(hit.message_id)
             if message is None:
                 self.unmatched += 1
                 continue
-            rows.append(self._row(hit, message, history))
+            rows.append(self._row(hit, message))
+        self._forget_old_clicks(to_db(now))
         return record_events(connection, self.workspace, rows, now=now, actor="web")
 
-    def _row(
-        self, hit: Hit, message: Message, history: dict[str, list[tuple[datetime, str]]]
-    ) -> dict[str, Any]:
+    def _forget_old_clicks(self, now: datetime) -> None:
+        since = now - timedelta(seconds=BURST_SECONDS)
+        recent = {}
+        for message_id, clicks in self.recent_clicks.items():
+            kept = [click for click in clicks if click[0] >= since]
+            if kept:
+                recent[message_id] = kept
+        self.recent_clicks = recent
+
+    def _row(self, hit: Hit, message: Message) -> dict[str, Any]:
         at = to_db(hit.at)
         machine_open = bot = None
         if hit.kind == EventType.OPEN:
@@ -201,7 +188,7 @@ class HitRecorder:
                 or None
             )
         else:
-            clicks = history.setdefault(hit.message_id, [])
+            clicks = self.recent_clicks.setdefault(hit.message_id, [])
             bot = is_bot_click(
                 user_agent=hit.user_agent,
                 url=hit.url or "",
