@@ -117,7 +117,8 @@ def test_a_stop_reply_unsubscribes_the_sms_channel_only(
 
 
 @pytest.mark.parametrize(
-    "text", ["STOP", "Stop", "stop.", " stop ", "ARRET", "ARRÊT", "Arrêt", "STOP SMS", "UNSUBSCRIBE"]
+    "text",
+    ["STOP", "Stop", "stop.", " stop ", "ARRET", "ARRÊT", "Arrêt", "STOP SMS", "UNSUBSCRIBE"],
 )
 def test_usual_stop_words_are_recognised(text: str) -> None:
     assert is_stop_reply(text)
