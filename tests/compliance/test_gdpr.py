@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
-from tests.builders import add_event, day
+from tests.builders import add_event
 from tests.compliance.conftest import write
 from tests.journeys.conftest import START, add, scored
 from winback.cli import app
