@@ -14,6 +14,7 @@ from tests.builders import add_event
 from tests.compliance.conftest import write
 from tests.journeys.conftest import START, add, scored
 from winback.cli import app
+from winback.compliance.files import scrub_files
 from winback.compliance.suppression import address_hash
 from winback.ingest.events import import_events
 from winback.journeys.dispatch import dispatch
@@ -187,3 +188,22 @@ def test_erasing_an_unknown_address_still_suppresses_it(
     ]
     bad = cli.invoke(app, ["gdpr", "export", "nobody@example.com", "-w", str(workspace.path)])
     assert bad.exit_code == 4 and "no contact" in bad.output
+
+
+def test_only_the_persons_own_lines_go(sqlite_workspace: Workspace) -> None:
+    logs = sqlite_workspace.path / "logs"
+    logs.mkdir()
+    log = logs / "web.log"
+    log.write_text(
+        "click ann@example.com\n"
+        "click joann@example.com\n"
+        "click ann@example.com.au\n"
+        "sms 06 11 22 33 44\n"
+        "order 2025061122334455\n",
+        encoding="utf-8",
+    )
+    result = scrub_files(sqlite_workspace, "ann@example.com", "+33611223344")
+    assert result.rewritten == ["logs/web.log"]
+    assert log.read_text(encoding="utf-8") == (
+        "click joann@example.com\nclick ann@example.com.au\norder 2025061122334455\n"
+    )

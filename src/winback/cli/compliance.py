@@ -33,6 +33,12 @@ from winback.compliance.manual import (
 )
 from winback.compliance.retention import purge as purge_contacts
 
+WAL_WARNING = (
+    "[bold red]The SQLite write-ahead log could not be emptied[/] (another process is "
+    "reading the database): old copies of the erased rows stay in it until it is; stop "
+    "that process and run `winback purge` (nothing left to erase) to empty it."
+)
+
 
 class Reason(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
@@ -205,6 +211,8 @@ def purge(
         console.print("Dry run: nothing was erased.")
     else:
         console.print(f"{result.erased} erased; their addresses stay suppressed as hashes.")
+    if not result.log_emptied:
+        console.print(WAL_WARNING)
 
 
 @gdpr_app.command("export")
@@ -248,6 +256,8 @@ def gdpr_erase(
     )
     for path in files.left:
         console.print(f"[bold red]Not changed[/] (binary file naming the person): {path}")
+    if not result.log_emptied:
+        console.print(WAL_WARNING)
 
 
 def audit(

@@ -89,16 +89,19 @@ def erasing(engine: Engine) -> Iterator[Connection]:
                 connection.commit()
 
 
-def reclaim_space(engine: Engine) -> None:
+def reclaim_space(engine: Engine) -> bool:
     """After an erasure on SQLite: rebuild the database file (``VACUUM``: no old copy of a
     row stays in a free page or in the slack of a page written before ``secure_delete``)
-    and empty the write-ahead log, whose old frames still hold the erased rows."""
+    and empty the write-ahead log, whose old frames still hold the erased rows. Returns
+    False when the log could not be emptied (another process, such as ``winback serve``,
+    was reading): the erasure is done, but old copies stay in the log until it is."""
     if engine.dialect.name != "sqlite":
-        return
+        return True
     with engine.connect() as connection:
         raw = connection.execution_options(isolation_level="AUTOCOMMIT")
         raw.exec_driver_sql("VACUUM")
-        raw.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy, _, _ = raw.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return not busy
 
 
 def erase_contacts(

@@ -39,11 +39,20 @@ class FileScrub:
 
 
 class _Person:
-    """The forms in which one person's addresses can appear in a file."""
+    """The forms in which one person's addresses can appear in a file, as patterns that
+    do not match inside a longer address or number (``ann@`` is not ``joann@``)."""
 
     def __init__(self, email: str | None, phone: str | None) -> None:
-        self.email = email.lower().encode() if email else None
-        self.phones: list[bytes] = []
+        self.email = (
+            re.compile(
+                rb"(?<![a-z0-9.!#$%&'*+/=?^_`{|}~-])"
+                + re.escape(email.lower().encode())
+                + rb"(?![a-z0-9-]|\.[a-z0-9])"
+            )
+            if email
+            else None
+        )
+        self.phone = None
         if phone:
             digits = phone.lstrip("+")
             forms = {phone, digits, "00" + digits}
@@ -55,14 +64,15 @@ class _Person:
                 forms.add(_SEPARATORS.sub("", national))
             except phonenumbers.NumberParseException:
                 pass
-            self.phones = sorted((form.encode() for form in forms), key=len, reverse=True)
+            alternatives = b"|".join(re.escape(form.encode()) for form in sorted(forms))
+            self.phone = re.compile(rb"(?<![0-9+])(?:" + alternatives + rb")(?![0-9])")
 
     def named_in(self, data: bytes) -> bool:
-        if self.email and self.email in data.lower():
+        if self.email and self.email.search(data.lower()):
             return True
-        if self.phones:
+        if self.phone:
             packed = _SEPARATORS.sub("", data.decode("utf-8", "replace")).encode()
-            return any(form in packed for form in self.phones)
+            return self.phone.search(packed) is not None
         return False
 
 

@@ -149,11 +149,13 @@ class EraseResult:
     """What ``winback gdpr erase`` did."""
 
     contact_erased: bool
+    log_emptied: bool = True
     files: FileScrub = field(default_factory=FileScrub)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "contact_erased": self.contact_erased,
+            "log_emptied": self.log_emptied,
             "files_rewritten": self.files.rewritten,
             "files_deleted": self.files.deleted,
             "files_left": self.files.left,
@@ -189,6 +191,6 @@ def erase_person(workspace: Workspace, address: str, now: datetime) -> EraseResu
                 actor="user",
                 reason="erasure request",
             )
-    reclaim_space(workspace.engine)
+    emptied = reclaim_space(workspace.engine)
     files = scrub_files(workspace, email, phone)
-    return EraseResult(contact_erased=contact is not None, files=files)
+    return EraseResult(contact_erased=contact is not None, log_emptied=emptied, files=files)

@@ -49,6 +49,8 @@ class PurgeResult:
     with_phone: int = 0
     erased: int = 0
     dry_run: bool = False
+    # False when another process kept the SQLite write-ahead log from being emptied.
+    log_emptied: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "cutoff": self.cutoff.isoformat()}
@@ -121,5 +123,5 @@ def purge(
             reason=f"no contact from the person since {result.cutoff.date().isoformat()}",
             progress=None if progress is None else lambda done: progress(done, len(ids)),
         )
-    reclaim_space(workspace.engine)
+    result.log_emptied = reclaim_space(workspace.engine)
     return result
