@@ -8,11 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tests.journeys.conftest import smtp, ws
 from winback.store.schema import audit, contacts, suppressions
 from winback.workspace import Workspace
-
-__all__ = ["smtp", "ws"]
 
 
 def write(folder: Path, name: str, text: str) -> Path:
