@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from winback.cli import contacts, imports, journeys, scoring, web, workspace
+from winback.cli import compliance, contacts, imports, journeys, scoring, web, workspace
 from winback.cli.common import close_workspaces, err_console
 from winback.errors import WinbackError
 
@@ -43,6 +43,7 @@ app.add_typer(contacts.app, name="contact")
 scoring.register(app)
 journeys.register(app)
 web.register(app)
+compliance.register(app)
 
 
 def main() -> None:

@@ -4,6 +4,15 @@ sending channel sets the contact's status for that channel and suppresses the ad
 once, each with an audit record. Every path that records events calls
 :func:`apply_refusals` after storing them, so no path can forget a step.
 
+Two more events are refusals in disguise:
+
+- soft bounces: ``bounces.soft_limit`` of them on one channel within
+  ``bounces.soft_window`` (counted in the store, up to the newest one) make the address
+  ``bounced``, suppressed with reason ``bounce_soft``;
+- an SMS ``reply`` whose text is a stop word (:data:`STOP_WORDS`, compared without case,
+  accents, punctuation or surrounding spaces: ``STOP``, ``Stop``, ``stop.``, ``ARRÊT``,
+  ``STOP SMS``...) unsubscribes the SMS channel, as French operators' STOP rule requires.
+
 A status that already says so is left alone, and an address suppressed already keeps its
 first reason, so applying the same events twice records nothing new.
 """
@@ -14,12 +23,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from winback.compliance import audit
 from winback.compliance.suppression import suppress_contacts
 from winback.domain import ChannelStatus, EventType
+from winback.store.chunks import chunks
 from winback.store.contacts import channel_statuses, set_channel_status
+from winback.store.schema import events as events_table
 from winback.workspace import Workspace
 
 # What a refusal event says about the address: the status it gets, the suppression reason.
@@ -29,6 +40,78 @@ REFUSALS: dict[EventType, tuple[ChannelStatus, str]] = {
     EventType.COMPLAINT: (ChannelStatus.COMPLAINED, "complaint"),
 }
 SENDING_CHANNELS = ("email", "sms")
+# The texts of an SMS reply that mean "no more SMS", folded (lower case, no accents, no
+# spaces or punctuation): the STOP keyword of French operators (also STOP SMS, ARRET,
+# ARRÊT), and the English ones carriers honour (UNSUBSCRIBE, CANCEL, END, QUIT, STOPALL).
+STOP_WORDS = frozenset(
+    {
+        "stop",
+        "stopsms",
+        "stoppub",
+        "stopall",
+        "arret",
+        "arretsms",
+        "unsubscribe",
+        "desabonner",
+        "desabonnement",
+        "cancel",
+        "end",
+        "quit",
+    }
+)
+# What a soft-bounce limit reached does: the same as a hard bounce, another reason.
+SOFT_LIMIT = (ChannelStatus.BOUNCED, "bounce_soft")
+
+
+def is_stop_reply(body: str | None) -> bool:
+    """Whether the text of an SMS reply asks to stop.
+
+    >>> is_stop_reply(" Stop. "), is_stop_reply("ARRÊT"), is_stop_reply("stop sms")
+    (True, True, True)
+    >>> is_stop_reply("stop sending me the old catalogue, I want the new one")
+    False
+    """
+    # Imported here: the importers call this module, and ``winback.ingest`` imports them.
+    from winback.ingest.values import fold
+
+    return body is not None and fold(body) in STOP_WORDS
+
+
+def _refusal_of(event: Mapping[str, Any]) -> tuple[ChannelStatus, str] | None:
+    """What a single event refuses, or None (soft bounces are judged together)."""
+    kind = EventType(event["type"])
+    if kind in REFUSALS:
+        return REFUSALS[kind]
+    if kind == EventType.REPLY and event["channel"] == "sms" and is_stop_reply(event.get("body")):
+        return REFUSALS[EventType.UNSUBSCRIBE]
+    return None
+
+
+def _soft_limit_reached(
+    connection: Connection, workspace: Workspace, bounced: dict[tuple[str, int], datetime]
+) -> set[tuple[str, int]]:
+    """The (channel, contact) pairs with ``bounces.soft_limit`` soft bounces stored in the
+    ``bounces.soft_window`` that ends at their newest soft bounce of this batch."""
+    config = workspace.config.bounces
+    reached: set[tuple[str, int]] = set()
+    for channel in SENDING_CHANNELS:
+        newest = {cid: at for (on, cid), at in bounced.items() if on == channel}
+        for batch in chunks(sorted(newest)):
+            rows = connection.execute(
+                select(events_table.c.contact_id, events_table.c.occurred_at).where(
+                    events_table.c.contact_id.in_(batch),
+                    events_table.c.channel == channel,
+                    events_table.c.type == EventType.BOUNCE_SOFT.value,
+                    events_table.c.occurred_at > min(newest[c] for c in batch) - config.soft_window,
+                )
+            )
+            counts: dict[int, int] = {}
+            for contact_id, at in rows:
+                end = newest[contact_id]
+                if end - config.soft_window < at <= end:
+                    counts[contact_id] = counts.get(contact_id, 0) + 1
+            reached.update((channel, cid) for cid, n in counts.items() if n >= config.soft_limit)
+    return reached
 
 
 def apply_refusals(
@@ -41,33 +124,43 @@ def apply_refusals(
     details: Mapping[str, Any] | None = None,
 ) -> int:
     """Apply the refusals among ``events`` (rows as stored: ``contact_id``, ``type``,
-    ``channel`` and ``occurred_at`` in naive UTC): status change and suppression, with
-    audit records.
+    ``channel``, ``occurred_at`` in naive UTC and, for replies, ``body``): status change
+    and suppression, with audit records. Unsubscribes, hard bounces, complaints and STOP
+    replies act at once; soft bounces when the contact's stored soft bounces reach
+    ``bounces.soft_limit`` within ``bounces.soft_window``.
     Returns how many channel statuses changed.
 
     >>> apply_refusals(connection, workspace, [{"contact_id": 7, "type": "unsubscribe",
     ...     "channel": "email", "occurred_at": to_db(now)}], now=now, actor="web")
     1
     """
-    refusals: dict[tuple[str, int], tuple[EventType, datetime]] = {}
+    refusals: dict[tuple[str, int], tuple[tuple[ChannelStatus, str], datetime]] = {}
+    soft: dict[tuple[str, int], datetime] = {}
     for event in events:
-        kind = EventType(event["type"])
-        if kind in REFUSALS and event["channel"] in SENDING_CHANNELS:
-            refusals[(event["channel"], event["contact_id"])] = (kind, event["occurred_at"])
+        if event["channel"] not in SENDING_CHANNELS:
+            continue
+        pair = (event["channel"], event["contact_id"])
+        refusal = _refusal_of(event)
+        if refusal is not None:
+            refusals[pair] = (refusal, event["occurred_at"])
+        elif event["type"] == EventType.BOUNCE_SOFT:
+            soft[pair] = max(event["occurred_at"], soft.get(pair, event["occurred_at"]))
+    for pair in _soft_limit_reached(connection, workspace, soft) if soft else ():
+        refusals.setdefault(pair, (SOFT_LIMIT, soft[pair]))
     if not refusals:
         return 0
     current = channel_statuses(connection, {contact_id for _, contact_id in refusals})
     changed = 0
     for channel in SENDING_CHANNELS:
         on_channel = {
-            contact_id: kind for (on, contact_id), (kind, _) in refusals.items() if on == channel
+            contact_id: refusal
+            for (on, contact_id), (refusal, _) in refusals.items()
+            if on == channel
         }
         changes: list[dict[str, Any]] = [
-            {"id": contact_id, "status": REFUSALS[kind][0].value, "at": at}
-            for (on, contact_id), (kind, at) in refusals.items()
-            if on == channel
-            and contact_id in current
-            and current[contact_id][channel] != REFUSALS[kind][0]
+            {"id": contact_id, "status": status.value, "at": at}
+            for (on, contact_id), ((status, _), at) in refusals.items()
+            if on == channel and contact_id in current and current[contact_id][channel] != status
         ]
         set_channel_status(connection, changes, channel)
         audit.record(
@@ -85,13 +178,13 @@ def apply_refusals(
             ),
         )
         changed += len(changes)
-        for kind in set(on_channel.values()):
+        for refusal in set(on_channel.values()):
             suppress_contacts(
                 connection,
                 workspace,
-                [contact_id for contact_id, k in on_channel.items() if k == kind],
+                [contact_id for contact_id, r in on_channel.items() if r == refusal],
                 channel=channel,
-                reason=REFUSALS[kind][1],
+                reason=refusal[1],
                 now=now,
                 actor=actor,
             )

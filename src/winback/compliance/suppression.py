@@ -9,7 +9,7 @@ dispatch as the last line of defence; a contact whose channel status is a refusa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -168,11 +168,28 @@ def _suppress_addresses(
 ) -> int:
     """Add the (contact id, address) pairs not suppressed yet, each with an audit record;
     at most one chunk of pairs at a time."""
-    if reason not in REASONS:
-        raise ValueError(f"unknown suppression reason {reason!r} (one of {sorted(REASONS)})")
     digests: dict[str, int | None] = {}
     for contact_id, address in owners:
         digests.setdefault(address_hash(workspace, channel, address), contact_id)
+    return suppress_hashes(
+        connection, digests, channel=channel, reason=reason, now=now, actor=actor
+    )
+
+
+def suppress_hashes(
+    connection: Connection,
+    digests: Mapping[str, int | None],
+    *,
+    channel: str,
+    reason: str,
+    now: datetime,
+    actor: str,
+) -> int:
+    """Add these address hashes (each with its contact's id, or None) to the list of
+    ``channel``, those not there yet, each with an audit record. A list imported as
+    hashes (another tool's export, an erased person's entry) comes in this way."""
+    if reason not in REASONS:
+        raise ValueError(f"unknown suppression reason {reason!r} (one of {sorted(REASONS)})")
     if not digests:
         return 0
     known = set(

@@ -195,6 +195,7 @@ EVENT_ALIASES: dict[str, tuple[str, ...]] = {
     ),
     "user_agent": ("user_agent", "user agent", "useragent", "ua"),
     "url": ("url", "link", "lien"),
+    "body": ("body", "text", "reply_text", "reply text", "message_text", "texte", "reponse"),
 }
 
 

@@ -108,6 +108,7 @@ class EventBatch:
             "bot": None,
             "user_agent": _text(cell["user_agent"], 500),
             "url": _text(cell["url"], 4000),
+            "body": _text(cell["body"], 4000),
             "outbox_id": None,
             "source": self.source,
         }

@@ -1,0 +1,303 @@
+"""``winback suppress …``, ``winback purge``, ``winback gdpr …`` and ``winback audit``."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from winback.cli.common import (
+    JsonOption,
+    NowOption,
+    WorkspaceOption,
+    console,
+    now_option,
+    open_workspace,
+    print_json,
+)
+from winback.compliance.audit_log import audit_log
+from winback.compliance.gdpr import erase_person, export_person
+from winback.compliance.manual import (
+    add_suppression,
+    export_suppressions,
+    import_suppressions,
+    list_suppressions,
+    remove_suppression,
+)
+from winback.compliance.retention import purge as purge_contacts
+
+WAL_WARNING = (
+    "[bold red]The SQLite write-ahead log could not be emptied[/] (another process is "
+    "reading the database): old copies of the erased rows stay in it until it is; stop "
+    "that process and run `winback purge` (nothing left to erase) to empty it."
+)
+
+
+class Reason(StrEnum):
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE_HARD = "bounce_hard"
+    BOUNCE_SOFT = "bounce_soft"
+    COMPLAINT = "complaint"
+    SUNSET = "sunset"
+    ERASED = "erased"
+    MANUAL = "manual"
+
+
+class SendingChannel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+AddressArgument = Annotated[str, typer.Argument(help="An email, or a phone number for SMS.")]
+ChannelOption = Annotated[
+    SendingChannel | None,
+    typer.Option(help="email or sms (default: what the address is).", show_default=False),
+]
+
+suppress_app = typer.Typer(
+    help="The suppression list: addresses never written to again.", no_args_is_help=True
+)
+gdpr_app = typer.Typer(help="The rights of one person: export and erasure.", no_args_is_help=True)
+
+
+def _channel(option: SendingChannel | None) -> str | None:
+    return None if option is None else option.value
+
+
+@suppress_app.command("add")
+def suppress_add(
+    address: AddressArgument,
+    reason: Annotated[Reason, typer.Option(help="Why the address is suppressed.")] = Reason.MANUAL,
+    channel: ChannelOption = None,
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+) -> None:
+    """Suppress an address; a refusal reason also changes the contact's channel status."""
+    ws = open_workspace(workspace)
+    added = add_suppression(
+        ws, address, reason=reason.value, now=now_option(now, ws), channel=_channel(channel)
+    )
+    console.print("Suppressed." if added else "Already suppressed (its first reason stays).")
+
+
+@suppress_app.command("remove")
+def suppress_remove(
+    address: AddressArgument,
+    note: Annotated[
+        str, typer.Option("--note", help="Why you remove it (kept in the audit log).")
+    ] = "removed by the user",
+    channel: ChannelOption = None,
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+) -> None:
+    """Take an address off the list (audited); it subscribes no one again."""
+    ws = open_workspace(workspace)
+    was = remove_suppression(
+        ws, address, note=note, now=now_option(now, ws), channel=_channel(channel)
+    )
+    console.print(f"Removed (it was suppressed for {was}). The channel status is unchanged.")
+
+
+@suppress_app.command("list")
+def suppress_list(
+    channel: ChannelOption = None,
+    reason: Annotated[Reason | None, typer.Option(help="Only this reason.")] = None,
+    workspace: WorkspaceOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List the suppressed addresses (a hash for those no contact holds any more)."""
+    ws = open_workspace(workspace)
+    entries = list(
+        list_suppressions(
+            ws, channel=_channel(channel), reason=None if reason is None else reason.value
+        )
+    )
+    if json:
+        print_json(entries)
+        return
+    table = Table("channel", "address or hash", "reason", "suppressed at")
+    for entry in entries:
+        table.add_row(
+            entry["channel"],
+            entry["address"] or entry["hash"],
+            entry["reason"],
+            entry["suppressed_at"],
+        )
+    console.print(table)
+    console.print(f"{len(entries)} suppressed addresses.")
+
+
+@suppress_app.command("import")
+def suppress_import(
+    file: Annotated[Path, typer.Argument(help="CSV with an address (or hash) column.")],
+    reason: Annotated[
+        Reason, typer.Option(help="Reason of rows without a reason column.")
+    ] = Reason.MANUAL,
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Add the addresses or hashes of a CSV file to the suppression list."""
+    ws = open_workspace(workspace)
+    result = import_suppressions(ws, file, reason=reason.value, now=now_option(now, ws))
+    if json:
+        print_json(result.as_dict())
+        return
+    console.print(f"{result.added} added, {result.already} already suppressed.")
+    for line, problem in result.rejected:
+        console.print(f"line {line}: {problem}", markup=False)
+
+
+@suppress_app.command("export")
+def suppress_export(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="CSV file to write (default: standard output).")
+    ] = None,
+    channel: ChannelOption = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Export the list as CSV: addresses of contacts still present, hashes for the others."""
+    ws = open_workspace(workspace)
+    if out is None:
+        export_suppressions(ws, sys.stdout, channel=_channel(channel))
+        return
+    with out.open("w", encoding="utf-8", newline="") as stream:
+        count = export_suppressions(ws, stream, channel=_channel(channel))
+    console.print(f"{count} entries written to {out}.")
+
+
+def purge(
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count who would be erased.")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """Erase the contacts with no contact from the person for retention.erase_after."""
+    ws = open_workspace(workspace)
+    moment = now_option(now, ws)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=json or dry_run,
+    ) as bar:
+        task = bar.add_task("erasing", total=None)
+        result = purge_contacts(
+            ws,
+            moment,
+            dry_run=dry_run,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if json:
+        print_json(result.as_dict())
+        return
+    since = result.cutoff.date().isoformat()
+    console.print(
+        f"{result.due} contacts with no contact from the person since {since} "
+        f"({result.with_email} with an email, {result.with_phone} with a phone)."
+    )
+    if dry_run:
+        console.print("Dry run: nothing was erased.")
+    else:
+        console.print(f"{result.erased} erased; their addresses stay suppressed as hashes.")
+    if not result.log_emptied:
+        console.print(WAL_WARNING)
+
+
+@gdpr_app.command("export")
+def gdpr_export(
+    email: Annotated[str, typer.Argument(help="Email (or phone) of the person.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="JSON file to write (default: standard output).")
+    ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Everything held on one person, as one JSON document."""
+    ws = open_workspace(workspace)
+    document = export_person(ws, email)
+    if out is None:
+        print_json(document)
+        return
+    out.write_text(jsonlib.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    console.print(f"Written to {out}.")
+
+
+@gdpr_app.command("erase")
+def gdpr_erase(
+    email: Annotated[str, typer.Argument(help="Email (or phone) of the person.")],
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Erase one person's data everywhere: database, outbox, quarantine, output, logs."""
+    ws = open_workspace(workspace)
+    result = erase_person(ws, email, now_option(now, ws))
+    if json:
+        print_json(result.as_dict())
+        return
+    if result.contact_erased:
+        console.print("The contact was erased; the address stays suppressed as a hash.")
+    else:
+        console.print("No contact had this address; it is suppressed as a hash.")
+    files = result.files
+    console.print(
+        f"Files: {len(files.rewritten)} rewritten without the person, {len(files.deleted)} deleted."
+    )
+    for path in files.left:
+        console.print(f"[bold red]Not changed[/] (binary file naming the person): {path}")
+    if not result.log_emptied:
+        console.print(WAL_WARNING)
+
+
+def audit(
+    contact: Annotated[
+        str | None, typer.Option("--contact", help="Only this contact (email or phone).")
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            "--since", formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"], help="From this date (UTC)."
+        ),
+    ] = None,
+    workspace: WorkspaceOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List the audit records: who decided what about which contact, and why."""
+    ws = open_workspace(workspace)
+    records = audit_log(
+        ws, contact=contact, since=None if since is None else since.replace(tzinfo=UTC)
+    )
+    if json:
+        print_json(records)
+        return
+    table = Table("at", "actor", "action", "contact", "reason")
+    for row in records:
+        who = " ".join(
+            part
+            for part in (
+                f"#{row['contact_id']}" if row["contact_id"] else "",
+                f"{row['contact_key'][:12]}…" if row["contact_key"] else "",
+            )
+            if part
+        )
+        table.add_row(row["at"], row["actor"], row["action"], who, row["reason"] or "")
+    console.print(table)
+    console.print(f"{len(records)} records.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(suppress_app, name="suppress")
+    app.command()(purge)
+    app.add_typer(gdpr_app, name="gdpr")
+    app.command()(audit)

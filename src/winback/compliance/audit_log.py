@@ -1,0 +1,64 @@
+"""Reading the audit log: ``winback audit [--contact EMAIL] [--since DATE] [--json]``.
+
+A contact is found by its id while it is in the base and, once erased, by the keyed hash
+of its address: the user types the address, winback hashes it the same way, so the
+history of an erased person can still be shown to the authority without storing who
+they were."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from winback.clock import from_db, to_db
+from winback.compliance.suppression import address_hash
+from winback.contacts import normalise_address
+from winback.errors import NotFoundError
+from winback.store.schema import audit, contacts
+from winback.workspace import Workspace
+
+
+def audit_log(
+    workspace: Workspace, *, contact: str | None = None, since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The audit records, oldest first: all of them, or those of one contact (email or
+    phone, erased or not), from ``since`` on."""
+    query = select(audit).order_by(audit.c.at, audit.c.id)
+    if since is not None:
+        query = query.where(audit.c.at >= to_db(since))
+    with workspace.engine.connect() as connection:
+        if contact is not None:
+            try:
+                key = normalise_address(contact, workspace.config.workspace.default_region)
+            except ValueError as exc:
+                raise NotFoundError(f"{contact!r} is not an email or phone number: {exc}") from None
+            digest = address_hash(workspace, "email" if "@" in key else "sms", key)
+            # Erased: named by the hash of the email (key_hash), or of the phone in the
+            # records of its suppression.
+            ids = set(
+                connection.execute(
+                    select(contacts.c.id).where(
+                        or_(
+                            contacts.c.email == key,
+                            contacts.c.phone == key,
+                            contacts.c.key_hash == digest,
+                        )
+                    )
+                ).scalars()
+            )
+            ids.update(
+                connection.execute(
+                    select(audit.c.contact_id).where(
+                        audit.c.contact_key == digest, audit.c.contact_id.is_not(None)
+                    )
+                ).scalars()
+            )
+            query = query.where(
+                or_(audit.c.contact_id.in_(sorted(ids)), audit.c.contact_key == digest)
+            )
+        return [
+            {**row, "at": from_db(row["at"]).isoformat()}
+            for row in connection.execute(query).mappings()
+        ]

@@ -1,0 +1,291 @@
+"""The user's own hand on the suppression list: ``winback suppress add|remove|list|import|
+export``.
+
+Adding an address with a refusal reason (``unsubscribe``, ``bounce_hard``,
+``complaint``) for a contact of the base goes through :func:`apply_refusals`, like any
+other refusal: the channel status changes too. Removing an entry is a decision of the
+user, recorded in the audit log with their note; it does not subscribe anyone again (only
+the person can turn a no into a yes).
+
+The export is a CSV of ``channel,address,hash,reason,suppressed_at``: the address when a
+contact of the base still has it, else only the hash (the person was erased, or the
+address was suppressed without ever being a contact). The import reads the same columns
+(``address`` may also be called ``email`` or ``phone``; a row needs an address or a hash).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import Connection, delete, select
+
+from winback.clock import from_db, to_db
+from winback.compliance.audit import audit_row, record
+from winback.compliance.refusals import apply_refusals
+from winback.compliance.suppression import REASONS, address_hash, suppress_hashes
+from winback.contacts import normalise_address
+from winback.domain import EventType
+from winback.errors import InputFileError, NotFoundError
+from winback.ingest.reader import open_source
+from winback.ingest.values import fold
+from winback.store.contacts import find_contact
+from winback.store.schema import contacts, suppressions
+from winback.workspace import Workspace
+
+EXPORT_COLUMNS = ("channel", "address", "hash", "reason", "suppressed_at")
+_REFUSAL_EVENTS = {
+    "unsubscribe": EventType.UNSUBSCRIBE,
+    "bounce_hard": EventType.BOUNCE_HARD,
+    "complaint": EventType.COMPLAINT,
+}
+_ADDRESS_HEADERS = {"address", "email", "phone", "adresse", "telephone", "mobile"}
+
+
+def _parse(workspace: Workspace, text: str, channel: str | None) -> tuple[str, str]:
+    """(channel, normalised address) of what the user typed; the channel follows the
+    address (an email is email, anything else a phone) unless given."""
+    try:
+        address = normalise_address(text, workspace.config.workspace.default_region)
+    except ValueError as exc:
+        raise NotFoundError(f"{text!r} is not an email or a phone number: {exc}") from None
+    found = "email" if "@" in address else "sms"
+    if channel is not None and channel != found:
+        raise NotFoundError(f"{address} is not an address of the {channel} channel")
+    return found, address
+
+
+def add_suppression(
+    workspace: Workspace,
+    address: str,
+    *,
+    reason: str,
+    now: datetime,
+    channel: str | None = None,
+) -> bool:
+    """Suppress one address (an email, or a phone for SMS). Returns False when it was
+    suppressed already (its first reason stays)."""
+    if reason not in REASONS:
+        raise NotFoundError(f"unknown reason {reason!r}: use one of {', '.join(sorted(REASONS))}")
+    channel, key = _parse(workspace, address, channel)
+    with workspace.engine.begin() as connection:
+        contact = find_contact(connection, key)
+        owner = contact["id"] if contact else None
+        digest = address_hash(workspace, channel, key)
+        return _add_one(connection, workspace, digest, owner, channel, reason, now)
+
+
+def _entry(
+    connection: Connection, workspace: Workspace, channel: str, address: str
+) -> dict[str, Any] | None:
+    row = (
+        connection.execute(
+            select(suppressions).where(
+                suppressions.c.channel == channel,
+                suppressions.c.address_hash == address_hash(workspace, channel, address),
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def remove_suppression(
+    workspace: Workspace,
+    address: str,
+    *,
+    note: str,
+    now: datetime,
+    channel: str | None = None,
+) -> str:
+    """Take an address off the suppression list, with an ``unsuppress`` audit record
+    carrying the user's ``note``. Returns the reason it was suppressed for."""
+    channel, key = _parse(workspace, address, channel)
+    with workspace.engine.begin() as connection:
+        entry = _entry(connection, workspace, channel, key)
+        if entry is None:
+            raise NotFoundError(f"{key} is not on the {channel} suppression list")
+        connection.execute(delete(suppressions).where(suppressions.c.id == entry["id"]))
+        contact = find_contact(connection, key)
+        record(
+            connection,
+            [
+                audit_row(
+                    at=now,
+                    actor="user",
+                    action="unsuppress",
+                    contact_id=contact["id"] if contact else None,
+                    contact_key=entry["address_hash"],
+                    reason=note,
+                    details={"channel": channel, "suppressed_for": entry["reason"]},
+                )
+            ],
+        )
+    return str(entry["reason"])
+
+
+def _known_addresses(connection: Connection, workspace: Workspace) -> dict[tuple[str, str], str]:
+    """(channel, hash) -> address for every address of a contact still in the base."""
+    known: dict[tuple[str, str], str] = {}
+    rows = connection.execute(
+        select(contacts.c.email, contacts.c.phone).where(contacts.c.erased_at.is_(None))
+    )
+    for email, phone in rows:
+        if email:
+            known[("email", address_hash(workspace, "email", email))] = email
+        if phone:
+            known[("sms", address_hash(workspace, "sms", phone))] = phone
+    return known
+
+
+def list_suppressions(
+    workspace: Workspace, *, channel: str | None = None, reason: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """The suppression list, oldest first, each entry with its address when a contact of
+    the base still has it (``address`` None otherwise) and its hash."""
+    query = select(suppressions).order_by(suppressions.c.id)
+    if channel is not None:
+        query = query.where(suppressions.c.channel == channel)
+    if reason is not None:
+        query = query.where(suppressions.c.reason == reason)
+    with workspace.engine.connect() as connection:
+        known = _known_addresses(connection, workspace)
+        for row in connection.execute(query).mappings():
+            yield {
+                "channel": row["channel"],
+                "address": known.get((row["channel"], row["address_hash"])),
+                "hash": row["address_hash"],
+                "reason": row["reason"],
+                "suppressed_at": from_db(row["created_at"]).isoformat(),
+            }
+
+
+def export_suppressions(workspace: Workspace, out: TextIO, **filters: str | None) -> int:
+    """Write the list as CSV (:data:`EXPORT_COLUMNS`): the address of a contact still
+    present, the hash alone for the others. Returns how many entries were written."""
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    written = 0
+    for entry in list_suppressions(workspace, **filters):
+        hashed = "" if entry["address"] else entry["hash"]
+        writer.writerow(
+            [
+                entry["channel"],
+                entry["address"] or "",
+                hashed,
+                entry["reason"],
+                entry["suppressed_at"],
+            ]
+        )
+        written += 1
+    return written
+
+
+@dataclass
+class SuppressionImport:
+    """What ``winback suppress import`` did: entries added, already there, and the lines
+    refused with their reason."""
+
+    added: int = 0
+    already: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "already": self.already, "rejected": self.rejected}
+
+
+def import_suppressions(
+    workspace: Workspace, path: Path, *, reason: str, now: datetime
+) -> SuppressionImport:
+    """Add the addresses (or hashes) of a CSV to the suppression list; a ``reason``
+    column wins over ``reason`` for its row, a ``channel`` column over the address's own."""
+    source = open_source(path)
+    header = [fold(name) for name in source.header]
+    address_at = next((i for i, name in enumerate(header) if name in _ADDRESS_HEADERS), None)
+    hash_at = header.index("hash") if "hash" in header else None
+    if address_at is None and hash_at is None:
+        source.close()
+        raise InputFileError(
+            f"{path}: no address column (address, email or phone) and no hash column; "
+            f"the header is {source.header}"
+        )
+    reason_at = header.index("reason") if "reason" in header else None
+    channel_at = header.index("channel") if "channel" in header else None
+    result = SuppressionImport()
+    try:
+        with workspace.engine.begin() as connection:
+            for line, values in source.rows:
+                cell = _cells(values)
+                try:
+                    row_reason = cell(reason_at) or reason
+                    if row_reason not in REASONS:
+                        raise ValueError(f"unknown reason {row_reason!r}")
+                    channel = cell(channel_at)
+                    if channel not in (None, "email", "sms"):
+                        raise ValueError(f"unknown channel {channel!r} (email or sms)")
+                    text = cell(address_at)
+                    if text:
+                        channel, key = _parse(workspace, text, channel)
+                        contact = find_contact(connection, key)
+                        digest = address_hash(workspace, channel, key)
+                        owner = contact["id"] if contact else None
+                    else:
+                        digest = (cell(hash_at) or "").lower()
+                        if len(digest) != 64 or not channel:
+                            raise ValueError("a hash row needs a 64-digit hash and a channel")
+                        owner = None
+                except (ValueError, NotFoundError) as exc:
+                    result.rejected.append((line, str(exc)))
+                    continue
+                added = _add_one(connection, workspace, digest, owner, channel, row_reason, now)
+                result.added += added
+                result.already += not added
+    finally:
+        source.close()
+    return result
+
+
+def _add_one(
+    connection: Connection,
+    workspace: Workspace,
+    digest: str,
+    owner: int | None,
+    channel: str,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """One imported entry: a refusal of a contact of the base goes through
+    :func:`apply_refusals` (status and suppression), anything else onto the list."""
+    if owner is None or reason not in _REFUSAL_EVENTS:
+        added = suppress_hashes(
+            connection, {digest: owner}, channel=channel, reason=reason, now=now, actor="user"
+        )
+        return added > 0
+    known = connection.execute(
+        select(suppressions.c.id).where(
+            suppressions.c.channel == channel, suppressions.c.address_hash == digest
+        )
+    ).first()
+    refusal = {
+        "contact_id": owner,
+        "type": _REFUSAL_EVENTS[reason].value,
+        "channel": channel,
+        "occurred_at": to_db(now),
+    }
+    apply_refusals(connection, workspace, [refusal], now=now, actor="user")
+    return known is None
+
+
+def _cells(values: list[Any]) -> Any:
+    def cell(position: int | None) -> str | None:
+        if position is None or position >= len(values) or values[position] is None:
+            return None
+        text = str(values[position]).strip()
+        return text or None
+
+    return cell

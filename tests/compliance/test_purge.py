@@ -1,0 +1,131 @@
+"""``winback purge``: who is erased after three years without a contact from the person."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+from typer.testing import CliRunner
+
+from tests.builders import add_contact, add_event, day
+from tests.compliance.conftest import audit_actions, contact, write
+from winback.cli import app
+from winback.compliance.suppression import address_hash
+from winback.ingest.contacts import import_contacts
+from winback.store.schema import audit, events, suppressions, survey_answers
+from winback.workspace import Workspace
+
+NOW = "2025-06-30"
+OLD = day(2022, 1, 10)  # more than three years before NOW
+RECENT = day(2023, 9, 1)  # less than three years before NOW
+
+
+def _base(workspace: Workspace) -> dict[str, int]:
+    people: dict[str, int] = {}
+    with workspace.engine.begin() as c:
+
+        def person(name: str, **fields: object) -> int:
+            people[name] = add_contact(
+                c,
+                email=f"{name}@example.com",
+                created_at=OLD,
+                **fields,  # type: ignore[arg-type]
+            )
+            return people[name]
+
+        person("silent")  # created long ago, never a word
+        add_event(c, person("opener"), "open", RECENT)  # opens do not count
+        add_event(c, people["opener"], "click", OLD, ip="203.0.113.9")
+        add_event(c, person("mailed"), "sent", RECENT)  # nor what we sent
+        add_event(c, person("scanned"), "click", RECENT, bot=True)  # nor a link scanner
+        add_event(c, person("buyer"), "purchase", RECENT, amount=30.0)
+        add_event(c, person("clicker"), "click", RECENT)
+        add_event(c, person("texter"), "reply", RECENT, channel="sms")
+        add_event(c, person("visitor"), "visit", RECENT)
+        add_event(c, person("user"), "login", RECENT)
+        c.execute(
+            insert(survey_answers),
+            {"contact_id": person("surveyed"), "reason": "price", "answered_at": RECENT},
+        )
+        person("subscriber", subscription_active=True)
+        people["newcomer"] = add_contact(c, email="newcomer@example.com", created_at=RECENT)
+    return people
+
+
+ERASED = {"silent", "opener", "mailed", "scanned"}
+
+
+def test_dry_run_counts_and_touches_nothing(workspace: Workspace, cli: CliRunner) -> None:
+    people = _base(workspace)
+    with workspace.engine.connect() as c:
+        audits = c.execute(select(func.count()).select_from(audit)).scalar_one()
+    result = cli.invoke(
+        app, ["purge", "--dry-run", "--now", NOW, "--json", "-w", str(workspace.path)]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["due"] == len(ERASED) and report["erased"] == 0
+    assert report["cutoff"].startswith("2022-07-01")  # 3y is 3 × 365 days
+    assert all(contact(workspace, cid)["erased_at"] is None for cid in people.values())
+    with workspace.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(audit)).scalar_one() == audits
+        assert c.execute(select(func.count()).select_from(suppressions)).scalar_one() == 0
+    text = cli.invoke(app, ["purge", "--dry-run", "--now", NOW, "-w", str(workspace.path)])
+    assert "4 contacts" in text.output and "nothing was erased" in text.output
+
+
+def test_purge_erases_who_never_got_in_touch_for_three_years(
+    workspace: Workspace, cli: CliRunner, tmp_path: Path
+) -> None:
+    people = _base(workspace)
+    result = cli.invoke(app, ["purge", "--now", NOW, "-w", str(workspace.path)])
+    assert result.exit_code == 0, result.output
+    assert "4 erased" in result.output
+    erased = {name for name, cid in people.items() if contact(workspace, cid)["erased_at"]}
+    assert erased == ERASED
+    opener = contact(workspace, people["opener"])
+    assert opener["email"] is None and opener["first_name"] is None
+    assert opener["key_hash"] == address_hash(workspace, "email", "opener@example.com")
+    with workspace.engine.connect() as c:
+        kept = c.execute(
+            select(events.c.type, events.c.ip).where(events.c.contact_id == people["opener"])
+        ).all()
+        reasons = set(c.execute(select(suppressions.c.reason)).scalars())
+    assert sorted(kept) == [("click", None), ("open", None)]  # counts stay, the ip goes
+    assert reasons == {"erased"}
+    assert audit_actions(workspace, people["silent"])[-1] == (
+        "erase",
+        "no contact from the person since 2022-07-01",
+    )
+    # Nothing left to do the second time; a later import of the address stays blocked.
+    again = cli.invoke(app, ["purge", "--now", NOW, "--json", "-w", str(workspace.path)])
+    assert json.loads(again.output)["due"] == 0
+    back = write(tmp_path, "back.csv", "email\nsilent@example.com\n")
+    import_contacts(workspace, back, now=day(2025, 7, 1))
+    shown = cli.invoke(
+        app, ["contact", "show", "silent@example.com", "--json", "-w", str(workspace.path)]
+    )
+    assert json.loads(shown.output)["contact"]["email_status"] == "unsubscribed"
+
+
+def test_retention_period_comes_from_the_config(workspace: Workspace, cli: CliRunner) -> None:
+    people = _base(workspace)
+    config = workspace.path / "winback.toml"
+    text = config.read_text(encoding="utf-8").replace('erase_after = "3y"', 'erase_after = "1y"')
+    config.write_text(text, encoding="utf-8")
+    result = cli.invoke(app, ["purge", "--now", NOW, "--json", "-w", str(workspace.path)])
+    report = json.loads(result.output)
+    assert report["erased"] == len(people) - 1  # everyone but the subscriber
+
+
+def test_ask_before_erase_is_refused_rather_than_ignored(
+    workspace: Workspace, cli: CliRunner
+) -> None:
+    config = workspace.path / "winback.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace("ask_before_erase = false", "ask_before_erase = true"), encoding="utf-8"
+    )
+    result = cli.invoke(app, ["purge", "--now", NOW, "-w", str(workspace.path)])
+    assert result.exit_code == 2 and "retention.ask_before_erase" in result.output
