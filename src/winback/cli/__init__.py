@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from winback.cli import contacts, imports, journeys, scoring, workspace
+from winback.cli import contacts, imports, journeys, models, scoring, workspace
 from winback.cli.common import close_workspaces, err_console
 from winback.errors import WinbackError
 
@@ -42,6 +42,7 @@ app.add_typer(imports.app, name="import")
 app.add_typer(contacts.app, name="contact")
 scoring.register(app)
 journeys.register(app)
+app.add_typer(models.app, name="models")
 
 
 def main() -> None:
