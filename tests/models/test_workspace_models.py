@@ -103,6 +103,8 @@ def test_p_alive_clock_tells_a_lapsed_monthly_buyer_from_a_yearly_one(
         for k, c in (("steady", steady), ("monthly", monthly))
     }
     assert worth["steady"] > worth["monthly"]
+    shown = _run(cli, ws, "contact", "show", "monthly@example.com")
+    assert f"{monthly['p_alive']:.3g}" in shown and "expected_value_12m" in shown
     # A one-time buyer: BG/NBD says P(alive) = 1 whatever the silence, so the day clock
     # stages them (this one bought 760 days ago: lost under the ecommerce policy).
     once = _scores(cli, ws, "once0")

@@ -18,7 +18,8 @@ The pipeline (one transaction):
    rule of :mod:`winback.scoring.machine_open`, written here in SQL;
 2. quintile breakpoints of recency, frequency and monetary value over the customers;
 3. the derived row of every contact (clock, stage, RFM, spend level, flags), computed by
-   ``CASE`` expressions that mirror :mod:`winback.scoring.stages`;
+   ``CASE`` expressions that mirror :mod:`winback.scoring.stages`, with the estimates of
+   the latest model fit (:func:`winback.models.apply.fill_estimates`) joined in;
 4. the rows that changed are rewritten; every stage change is appended to
    ``stage_history`` and the audit log, dated with ``now``'s local date.
 
