@@ -140,16 +140,20 @@ class Patterns:
         """The same patterns with times multiplied by ``factor`` (for a well-scaled fit)."""
         return Patterns(self.x, self.t * factor, self.T * factor, self.weight)
 
-    def sample(self, size: int, seed: int = 0) -> Patterns:
-        """``size`` customers drawn with replacement, each row with probability
-        proportional to its weight; each draw stands for customers / size customers, so
-        weighted sums stay unbiased. Rows keep their order. Used to find a starting
-        point cheaply before the fit on every pattern."""
+    def samples(self, sizes: list[int], seed: int = 0) -> list[Patterns]:
+        """For each size, that many customers drawn with replacement, each row with
+        probability proportional to its weight; each draw stands for customers / size
+        customers, so weighted sums stay unbiased. Rows keep their order. Used to find a
+        starting point cheaply before the fit on every pattern."""
         total = np.cumsum(self.weight)
-        draws = np.sort(np.random.default_rng(seed).random(size)) * total[-1]
-        rows = np.minimum(np.searchsorted(total, draws, side="right"), self.rows - 1)
-        weight = np.full(rows.size, total[-1] / size)
-        return Patterns(self.x[rows], self.t[rows], self.T[rows], weight)
+        rng = np.random.default_rng(seed)
+        result = []
+        for size in sizes:
+            draws = np.sort(rng.random(size)) * total[-1]
+            rows = np.minimum(np.searchsorted(total, draws, side="right"), self.rows - 1)
+            weight = np.full(rows.size, total[-1] / size)
+            result.append(Patterns(self.x[rows], self.t[rows], self.T[rows], weight))
+        return result
 
 
 def _hash(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> np.ndarray:

@@ -26,8 +26,8 @@ SAMPLE_ROWS = 20_000
 EDGE = 30.0
 GTOL = 1e-7
 MAX_NEWTON_STEPS = 8
-# Below this gradient, one more Newton step lands within rounding of the optimum.
-NEWTON_FINISH = 1e-5
+# Below this gradient, one more Newton step lands within 1e-6 of the optimum.
+NEWTON_FINISH = 1e-4
 
 
 def _hessian(objective: Objective, theta: np.ndarray, step: float = 1e-4) -> np.ndarray:
@@ -141,21 +141,22 @@ def maximize(
     ``patterns``, and the total log-likelihood there. Raises ``ModelFitError`` when the
     search fails or a parameter runs to the edge of its range."""
     theta = np.asarray(start, dtype=np.float64)
-    if patterns.rows > 2 * SAMPLE_ROWS:
-        sample = build(patterns.sample(SAMPLE_ROWS))
-        if hasattr(sample, "with_hessian"):
-            # BFGS on a small sample, then Newton on samples ten times larger each time
-            # and on every pattern: each stage starts within the sampling error of the
-            # next one's optimum, where Newton converges in one or two steps.
-            theta, _ = _bfgs(build(patterns.sample(SAMPLE_ROWS // 10)), theta, None)
-            size = SAMPLE_ROWS
-            while 2 * size < patterns.rows:
-                theta, _ = _newton(build(patterns.sample(size)), theta)
-                size *= 10
-            theta, value = _newton(build(patterns), theta)
-        else:
-            theta, _ = _bfgs(sample, theta, None)
-            theta, value = _refine(build(patterns), sample, theta)
+    if patterns.rows > 2 * SAMPLE_ROWS and hasattr(build, "with_hessian"):
+        # BFGS on a small sample, then Newton on samples ten times larger each time and
+        # on every pattern: each stage starts within the sampling error of the next
+        # one's optimum, where Newton converges in one or two steps.
+        sizes = [SAMPLE_ROWS // 10]
+        while 20 * sizes[-1] < patterns.rows:
+            sizes.append(10 * sizes[-1])
+        first, *larger = patterns.samples(sizes)
+        theta, _ = _bfgs(build(first), theta, None)
+        for sample in larger:
+            theta, _ = _newton(build(sample), theta)
+        theta, value = _newton(build(patterns), theta)
+    elif patterns.rows > 2 * SAMPLE_ROWS:
+        sample = build(patterns.samples([SAMPLE_ROWS])[0])
+        theta, _ = _bfgs(sample, theta, None)
+        theta, value = _refine(build(patterns), sample, theta)
     else:
         theta, value = _bfgs(build(patterns), theta, None)
     edge = np.abs(theta) > EDGE

@@ -50,7 +50,7 @@ class _Objective:
         ones = int(np.count_nonzero(zero))
         if not counts[:ones].any():
             # One-time buyers first, as ``condense`` and ``sample`` leave them: slices.
-            zero, repeat = slice(0, ones), slice(ones, None)  # type: ignore[assignment]
+            zero, repeat = slice(0, ones), slice(ones, None)
         else:
             repeat = ~zero
         self.T0, self.w0 = patterns.T[zero], w[zero]
