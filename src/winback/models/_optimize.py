@@ -154,9 +154,9 @@ def maximize(
             theta, _ = _newton(build(sample), theta)
         theta, value = _newton(build(patterns), theta)
     elif patterns.rows > 2 * SAMPLE_ROWS:
-        sample = build(patterns.samples([SAMPLE_ROWS])[0])
-        theta, _ = _bfgs(sample, theta, None)
-        theta, value = _refine(build(patterns), sample, theta)
+        objective = build(patterns.samples([SAMPLE_ROWS])[0])
+        theta, _ = _bfgs(objective, theta, None)
+        theta, value = _refine(build(patterns), objective, theta)
     else:
         theta, value = _bfgs(build(patterns), theta, None)
     edge = np.abs(theta) > EDGE
