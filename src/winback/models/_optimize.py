@@ -60,75 +60,95 @@ def _bfgs(
     return np.asarray(result.x), float(result.fun)
 
 
-def _refine(full: Objective, sample: Objective, theta: np.ndarray) -> tuple[np.ndarray, float]:
-    """From the optimum of a sample to the optimum of every pattern: Newton steps on the
-    full likelihood. An objective with an exact Hessian (``with_hessian``) gives it at
-    the start; otherwise the sample's Hessian (differences of its exact gradient) stands
-    in for it, and each step still gains one or two digits, as the two Hessians differ
-    by the sampling error only. The same matrix serves every step: one evaluation of
-    the full likelihood per step. A step that does not improve hands over to BFGS."""
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        exact = getattr(full, "with_hessian", None)
-        if exact is not None:
-            value, gradient, hessian = exact(theta)
-        else:
-            value, gradient = full(theta)
-            hessian = _hessian(sample, theta)
-        try:
-            factor = np.linalg.cholesky(hessian)
-        except np.linalg.LinAlgError:
-            return _bfgs(full, theta, None)
-        for _ in range(MAX_NEWTON_STEPS):
-            if _largest(gradient) < GTOL:
-                return theta, value
-            step = np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
-            trial = theta - step
-            trial_value, trial_gradient = full(trial)
-            better = trial_value <= value + 1e-12 * abs(value)
-            if not (np.isfinite(trial_value) and better):
-                break
-            theta, value, gradient = trial, trial_value, trial_gradient
-    inverse = np.linalg.inv(hessian)
-    return _bfgs(full, theta, (inverse + inverse.T) / 2)
-
-
-def _newton(objective: Objective, theta: np.ndarray) -> tuple[np.ndarray, float]:
-    """Newton's method with the objective's exact Hessian, from a point near the optimum.
-    The Hessian is evaluated again only while the gradient falls slowly; once the
-    gradient is below ``NEWTON_FINISH`` the last step is taken without another
-    evaluation (its error is of the order of the gradient squared) and the value there
-    is the quadratic prediction. A step that does not improve hands over to BFGS."""
-    hessian_of = objective.with_hessian  # type: ignore[attr-defined]
+def _newton(
+    objective: Objective,
+    theta: np.ndarray,
+    hessian: np.ndarray | None = None,
+    finish: float = NEWTON_FINISH,
+) -> tuple[np.ndarray, float]:
+    """Newton's method from a point near the optimum. With the objective's exact Hessian
+    (``with_hessian``) it is evaluated at the start and again only if the gradient falls
+    slowly. Otherwise the given ``hessian`` of a sample starts it (the two differ by the
+    sampling error only) and is corrected after each step by the BFGS update. Once the
+    gradient is below ``finish`` the last step is taken without another evaluation and
+    the value there is the quadratic prediction. A step that does not improve, or
+    progress too slow, hands over to BFGS."""
+    exact = getattr(objective, "with_hessian", None)
     best, best_value = theta, np.inf
-    factor = None
-    previous = np.inf
+    previous: tuple[np.ndarray, np.ndarray, float] | None = None
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for _ in range(MAX_NEWTON_STEPS):
-            if factor is None:
-                value, gradient, hessian = hessian_of(theta)
+            if exact is not None and hessian is None:
+                value, gradient, hessian = exact(theta)
             else:
                 value, gradient = objective(theta)
             if not (np.isfinite(value) and value <= best_value + 1e-12 * abs(value)):
                 break
             best, best_value = theta, value
             largest = _largest(gradient)
-            if factor is None or largest > 0.1 * previous:
-                if factor is not None:
-                    value, gradient, hessian = hessian_of(theta)
-                try:
-                    factor = np.linalg.cholesky(hessian)
-                except np.linalg.LinAlgError:
-                    break
-            previous = largest
+            if previous is not None:
+                last_theta, last_gradient, last_largest = previous
+                if exact is not None and largest > 0.1 * last_largest:
+                    value, gradient, hessian = exact(theta)
+                elif exact is None:
+                    if largest > 0.5 * last_largest:
+                        break
+                    hessian = _bfgs_update(hessian, theta - last_theta, gradient - last_gradient)
+            assert hessian is not None
+            try:
+                factor = np.linalg.cholesky(hessian)
+            except np.linalg.LinAlgError:
+                break
             step = np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
-            if largest < NEWTON_FINISH:
+            if largest < finish:
                 return theta - step, float(value - 0.5 * gradient @ step)
+            previous = (theta, gradient, largest)
             theta = theta - step
-    return _bfgs(objective, best, None)
+    inverse = None
+    if hessian is not None and np.all(np.linalg.eigvalsh(hessian) > 0):
+        inverse = np.linalg.inv(hessian)
+        inverse = (inverse + inverse.T) / 2
+    return _bfgs(objective, best, inverse)
+
+
+def _bfgs_update(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """The BFGS correction of a Hessian from one step and the gradient change along it
+    (kept as it was when the curvature along the step is not positive)."""
+    curvature = float(step @ change)
+    pushed = hessian @ step
+    if curvature <= 0:
+        return hessian
+    return (
+        hessian
+        + np.outer(change, change) / curvature
+        - np.outer(pushed, pushed) / float(step @ pushed)
+    )
 
 
 def _largest(gradient: np.ndarray) -> float:
     return float(np.max(np.abs(gradient))) if np.all(np.isfinite(gradient)) else np.inf
+
+
+def _staged(
+    build: Callable[[Patterns], Objective], patterns: Patterns, theta: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """BFGS on a small sample, then Newton on samples ten times larger each time and on
+    every pattern: each stage starts within the sampling error of the next one's
+    optimum, where Newton converges in one or two steps. Without an exact Hessian the
+    first sample's (differences of its exact gradient) serves every stage."""
+    sizes = [SAMPLE_ROWS // 10]
+    while 20 * sizes[-1] < patterns.rows:
+        sizes.append(10 * sizes[-1])
+    first, *larger = patterns.samples(sizes)
+    objective = build(first)
+    theta, _ = _bfgs(objective, theta, None)
+    hessian = None if hasattr(build, "with_hessian") else _hessian(objective, theta)
+    for sample in larger:
+        # A sample's optimum is only known to its sampling error: no need to polish it.
+        theta, _ = _newton(build(sample), theta, hessian, finish=10 * NEWTON_FINISH)
+    # The last step from an approximate Hessian is less exact: finish closer.
+    finish = NEWTON_FINISH if hessian is None else NEWTON_FINISH / 10
+    return _newton(build(patterns), theta, hessian, finish=finish)
 
 
 def maximize(
@@ -141,22 +161,12 @@ def maximize(
     ``patterns``, and the total log-likelihood there. Raises ``ModelFitError`` when the
     search fails or a parameter runs to the edge of its range."""
     theta = np.asarray(start, dtype=np.float64)
-    if patterns.rows > 2 * SAMPLE_ROWS and hasattr(build, "with_hessian"):
-        # BFGS on a small sample, then Newton on samples ten times larger each time and
-        # on every pattern: each stage starts within the sampling error of the next
-        # one's optimum, where Newton converges in one or two steps.
-        sizes = [SAMPLE_ROWS // 10]
-        while 20 * sizes[-1] < patterns.rows:
-            sizes.append(10 * sizes[-1])
-        first, *larger = patterns.samples(sizes)
-        theta, _ = _bfgs(build(first), theta, None)
-        for sample in larger:
-            theta, _ = _newton(build(sample), theta)
-        theta, value = _newton(build(patterns), theta)
-    elif patterns.rows > 2 * SAMPLE_ROWS:
-        objective = build(patterns.samples([SAMPLE_ROWS])[0])
-        theta, _ = _bfgs(objective, theta, None)
-        theta, value = _refine(build(patterns), objective, theta)
+    if patterns.rows > 2 * SAMPLE_ROWS:
+        try:
+            theta, value = _staged(build, patterns, theta)
+        except ModelFitError:
+            # A sample that the search could not fit: the whole base decides.
+            theta, value = _bfgs(build(patterns), np.asarray(start, dtype=np.float64), None)
     else:
         theta, value = _bfgs(build(patterns), theta, None)
     edge = np.abs(theta) > EDGE
