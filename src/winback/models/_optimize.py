@@ -90,7 +90,7 @@ def _newton(
                 last_theta, last_gradient, last_largest = previous
                 if exact is not None and largest > 0.1 * last_largest:
                     value, gradient, hessian = exact(theta)
-                elif exact is None:
+                elif exact is None and hessian is not None:
                     if largest > 0.5 * last_largest:
                         break
                     hessian = _bfgs_update(hessian, theta - last_theta, gradient - last_gradient)
