@@ -1,12 +1,18 @@
 """Maximum likelihood for the models, fast on large bases.
 
 Every model hands over a function giving the negative mean log-likelihood and its
-gradient in log-parameters (so every parameter stays positive without bounds). On a large
-base the optimum is first found on a weighted sample of about ``SAMPLE_ROWS`` patterns;
-its Hessian (finite differences of the exact gradient, cheap on the sample) then seeds
-BFGS on every pattern, which lands on the full optimum in a handful of evaluations
-instead of the few dozen a cold start needs. The result is the optimum of the full
-likelihood: the sample only chooses where the search starts.
+gradient in log-parameters (so every parameter stays positive without bounds); BG/NBD's
+also gives its exact Hessian (``with_hessian``). A small base is fitted by BFGS. A large
+one in stages (:func:`_staged`): BFGS on a sample of ``SAMPLE_ROWS // 10`` patterns, then
+Newton on samples ten times larger each time and at last on every pattern. Each stage
+starts within the sampling error of its optimum, where Newton needs one or two steps, so
+the full likelihood is evaluated two or three times in all instead of the few dozen a
+cold start needs. Without an exact Hessian (Pareto/NBD, whose second derivatives of the
+hypergeometric function are not worth their cost) the first sample's Hessian, by
+differences of its exact gradient, starts Newton and the BFGS update corrects it after
+each step. The result is the optimum of the full likelihood (to about 1e-6 in the
+parameters): the samples only choose where the search starts. A stage that misbehaves
+hands over to BFGS.
 """
 
 from __future__ import annotations

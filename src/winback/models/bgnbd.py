@@ -13,8 +13,8 @@ The log-likelihood of a pattern is (paper, section 7, in log space)
     A3 = −(r+x) ln(α+T),                  A4 = ln a − ln(b+x−1) − (r+x) ln(α+t_x),
 
 written as A1 + A2 + A3 + softplus(A4 − A3) so nothing overflows, with its exact
-gradient. Terms that depend on x alone are summed once per distinct x, terms in T once
-per distinct T; only the softplus runs once per repeat-buyer pattern.
+gradient and Hessian. Terms that depend on x alone are summed once per distinct x,
+one-time buyers once per distinct T; the rest runs once per repeat-buyer pattern.
 """
 
 from __future__ import annotations
