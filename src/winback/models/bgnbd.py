@@ -28,6 +28,10 @@ from scipy.stats import nbinom
 from winback.models._base import PurchaseModel, as_horizon
 from winback.models._data import Patterns, as_counts, as_rfm, dot
 
+# Repeat buyers are evaluated in blocks of this many rows: the dozen arrays of a block
+# stay in the processor's cache, and the buffers are allocated (and faulted in) once.
+BLOCK = 32_768
+
 
 class _Objective:
     """The negative mean log-likelihood of BG/NBD on ``patterns`` in log-parameters, with
@@ -35,9 +39,10 @@ class _Objective:
 
     Built for bases of millions: everything that depends on the data alone is computed
     once here (the customers per repeat count, the split into one-time buyers, grouped by
-    T, and repeat buyers); an evaluation makes one pass over the repeat buyers with three
-    logarithms and one exponential per row, writing into buffers allocated once (a fresh
-    array of a million values costs more in page faults than the arithmetic on it)."""
+    T, and repeat buyers); an evaluation makes one pass over the repeat buyers, block by
+    block, with three logarithms and one exponential per row, writing into buffers
+    allocated once (a fresh array of a million values costs more in page faults than the
+    arithmetic on it)."""
 
     def __init__(self, patterns: Patterns) -> None:
         x, w = patterns.x, patterns.weight
@@ -63,20 +68,90 @@ class _Objective:
         self.w = None if self.scale != 1.0 or (weight == 1.0).all() else weight
         self.repeat_x = np.arange(weight_x.size, dtype=np.float64) - 1.0
         self.repeat_x[0] = 0.0  # never gathered: only rows with x > 0 use the table
-        size = self.x.size
+        size = min(self.x.size, BLOCK)
         self._buffers = [np.empty(size) for _ in range(8)]
         self._mask = np.empty(size, dtype=bool)
 
-    def _sum(self, values: np.ndarray) -> float:
-        if self.w is None:
-            return float(values.sum()) * self.scale
-        return dot(self.w, values)
+    def _block(
+        self,
+        rows: slice,
+        r: float,
+        alpha: float,
+        table: np.ndarray,
+        hessian: bool,
+        sums: np.ndarray,
+        per_x: np.ndarray,
+    ) -> None:
+        """Add one block of repeat buyers' sums (unscaled) to ``sums`` and ``per_x``:
+        Σ ln(α+T), Σ x ln(α+T), Σ (r+x)/(α+T), Σ 1/(α+T), Σ (r+x)/(α+T)², Σ softplus(d),
+        Σ σ gap, Σ σ u, Σ σ δ, Σ σ u (1/(α+T) + 1/(α+t)), Σ v gap², Σ v u², Σ v u gap,
+        and per repeat count Σ σ, Σ v, Σ v gap, Σ v u; with σ = σ(d), v = σ(1 − σ),
+        gap = ln(α+T) − ln(α+t), δ = 1/(α+T) − 1/(α+t), u = (r+x) δ = ∂d/∂α."""
+        x, t, T, index = self.x[rows], self.t[rows], self.T[rows], self.index[rows]
+        w = None if self.w is None else self.w[rows]
+        size = x.size
+        log_T, log_t, inv_T, inv_t, d, e, sigma, rx = (b[:size] for b in self._buffers)
+        mask = self._mask[:size]
 
-    def _per_x(self, values: np.ndarray) -> np.ndarray:
-        """Weighted sums of ``values`` per repeat count."""
-        weights = values if self.w is None else values * self.w
-        sums = np.bincount(self.index, weights=weights, minlength=self.repeat_x.size)
-        return sums * self.scale
+        def total(values: np.ndarray) -> float:
+            return float(values.sum()) if w is None else dot(w, values)
+
+        def by_x(values: np.ndarray) -> np.ndarray:
+            weights = values if w is None else values * w
+            return np.bincount(index, weights=weights, minlength=table.size)
+
+        np.add(alpha, T, out=rx)
+        np.log(rx, out=log_T)
+        np.divide(1.0, rx, out=inv_T)
+        np.add(alpha, t, out=rx)
+        np.log(rx, out=log_t)
+        np.divide(1.0, rx, out=inv_t)
+        np.add(r, x, out=rx)
+        sums[0] += total(log_T)
+        sums[1] += total(np.multiply(x, log_T, out=e))
+        sums[2] += total(np.multiply(rx, inv_T, out=e))
+        if hessian:
+            sums[3] += total(inv_T)
+            sums[4] += total(np.multiply(e, inv_T, out=e))
+        gap = np.subtract(log_T, log_t, out=log_T)
+        np.multiply(rx, gap, out=d)
+        np.take(table, index, out=e)
+        d += e
+        # softplus(d) = max(d, 0) + ln(1 + e^-|d|), σ(d) from the same exponential.
+        np.abs(d, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        np.greater_equal(d, 0.0, out=mask)
+        np.maximum(d, 0.0, out=d)
+        sums[5] += total(d)
+        np.add(e, 1.0, out=d)
+        np.divide(1.0, d, out=sigma)
+        np.log(d, out=d)
+        sums[5] += total(d)
+        np.multiply(e, sigma, out=e)
+        np.copyto(e, sigma, where=mask)
+        sigma, e = e, sigma  # sigma: σ(d); e: free
+        delta = np.subtract(inv_T, inv_t, out=inv_T)
+        u = np.multiply(rx, delta, out=d)
+        per_x[0] += by_x(sigma)
+        sums[6] += total(np.multiply(sigma, gap, out=e))
+        sums[7] += total(np.multiply(sigma, u, out=e))
+        if not hessian:
+            return
+        sums[8] += total(np.multiply(sigma, delta, out=e))
+        # σ (r+x) (1/(α+t)² − 1/(α+T)²) = −σ u (1/(α+T) + 1/(α+t))
+        np.add(inv_t, inv_t, out=e)
+        np.add(e, delta, out=e)  # 1/(α+T) + 1/(α+t)
+        np.multiply(e, u, out=e)
+        sums[9] += total(np.multiply(e, sigma, out=e))
+        v = np.subtract(1.0, sigma, out=log_t)
+        np.multiply(v, sigma, out=v)
+        per_x[1] += by_x(v)
+        per_x[2] += by_x(np.multiply(v, gap, out=e))
+        sums[10] += total(np.multiply(e, gap, out=e))
+        per_x[3] += by_x(np.multiply(v, u, out=e))
+        sums[11] += total(np.multiply(e, u, out=sigma))
+        sums[12] += total(np.multiply(e, gap, out=e))
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         value, gradient, _ = self.evaluate(theta, hessian=False)
@@ -128,75 +203,33 @@ class _Objective:
             H[1, 1] += r * dot(self.w0, inv0 * inv0)
 
         # Repeat buyers: −(r+x) ln(α+T) + softplus(d),
-        # d = ln a − ln(b+x−1) + (r+x) (ln(α+T) − ln(α+t)).
-        log_T, log_t, inv_T, inv_t, d, e, sigma, tmp = self._buffers
-        mask = self._mask
-        np.add(alpha, self.T, out=tmp)
-        np.log(tmp, out=log_T)
-        np.divide(1.0, tmp, out=inv_T)
-        np.add(alpha, self.t, out=tmp)
-        np.log(tmp, out=log_t)
-        np.divide(1.0, tmp, out=inv_t)
-        rx = np.add(r, self.x, out=tmp)
-        ll -= r * self._sum(log_T) + self._sum(np.multiply(self.x, log_T, out=e))
-        g[0] -= self._sum(log_T)
-        g[1] -= self._sum(np.multiply(rx, inv_T, out=e))
-        if hessian:
-            H[0, 1] -= self._sum(inv_T)
-            np.multiply(e, inv_T, out=e)
-            H[1, 1] += self._sum(e)
+        # d = ln a − ln(b+x−1) + (r+x) (ln(α+T) − ln(α+t)), block by block.
         inv_b = 1.0 / (b + self.repeat_x)
         table = np.log(a) + np.log(inv_b)
-        gap = np.subtract(log_T, log_t, out=log_T)
-        np.multiply(rx, gap, out=d)
-        d += table[self.index]
-        # softplus(d) = max(d, 0) + ln(1 + e^-|d|), σ(d) from the same exponential.
-        np.abs(d, out=e)
-        np.negative(e, out=e)
-        np.exp(e, out=e)
-        np.greater_equal(d, 0.0, out=mask)
-        np.maximum(d, 0.0, out=d)
-        ll += self._sum(d)
-        np.add(e, 1.0, out=d)
-        np.divide(1.0, d, out=sigma)
-        np.log(d, out=d)
-        ll += self._sum(d)
-        np.multiply(e, sigma, out=e)
-        np.copyto(e, sigma, where=mask)
-        sigma, e = e, sigma  # sigma: σ(d); e: free
-        delta = np.subtract(inv_T, inv_t, out=inv_T)  # ∂d/∂α = (r+x) δ
-        u = np.multiply(rx, delta, out=d)
-        per_x = self._per_x(sigma)
-        g[0] += self._sum(np.multiply(sigma, gap, out=e))
-        g[1] += self._sum(np.multiply(sigma, u, out=e))
-        g[2] += per_x.sum() / a
-        g[3] -= dot(per_x, inv_b)
+        sums = np.zeros(13)
+        per_x = np.zeros((4, inv_b.size))
+        for start in range(0, self.x.size, BLOCK):
+            self._block(slice(start, start + BLOCK), r, alpha, table, hessian, sums, per_x)
+        sums *= self.scale
+        per_x *= self.scale
+        ll -= r * sums[0] + sums[1] - sums[5]
+        per_sigma = per_x[0]
+        g[0] += sums[6] - sums[0]
+        g[1] += sums[7] - sums[2]
+        g[2] += per_sigma.sum() / a
+        g[3] -= dot(per_sigma, inv_b)
         if hessian:
-            H[0, 1] += self._sum(np.multiply(sigma, delta, out=e))
-            # σ (r+x) (1/(α+t)² − 1/(α+T)²) = −σ u (1/(α+T) + 1/(α+t))
-            np.add(delta, inv_t, out=inv_t)  # back to 1/(α+T)
-            np.add(inv_t, inv_t, out=e)
-            np.subtract(e, delta, out=e)  # 1/(α+T) + 1/(α+t)
-            np.multiply(e, u, out=e)
-            np.multiply(e, sigma, out=e)
-            H[1, 1] -= self._sum(e)
-            H[2, 2] -= per_x.sum() / a**2  # ∂²d/∂a² = −1/a²
-            H[3, 3] += dot(per_x, inv_b * inv_b)
-            v = np.subtract(1.0, sigma, out=log_t)
-            np.multiply(v, sigma, out=v)  # σ (1 − σ)
-            per_v = self._per_x(v)
-            per_v_gap = self._per_x(np.multiply(v, gap, out=e))
-            H[0, 0] += self._sum(np.multiply(e, gap, out=e))
-            per_v_u = self._per_x(np.multiply(v, u, out=e))
-            H[1, 1] += self._sum(np.multiply(e, u, out=sigma))
-            H[0, 1] += self._sum(np.multiply(e, gap, out=e))
+            per_v, per_v_gap, per_v_u = per_x[1:]
+            H[0, 0] += sums[10]
+            H[0, 1] += sums[8] + sums[12] - sums[3]
+            H[1, 1] += sums[4] - sums[9] + sums[11]
+            H[2, 2] += (per_v.sum() - per_sigma.sum()) / a**2  # ∂²d/∂a² = −1/a²
+            H[3, 3] += dot(per_sigma + per_v, inv_b * inv_b)
             H[0, 2] = per_v_gap.sum() / a
             H[0, 3] = -dot(per_v_gap, inv_b)
             H[1, 2] = per_v_u.sum() / a
             H[1, 3] = -dot(per_v_u, inv_b)
-            H[2, 2] += per_v.sum() / a**2
             H[2, 3] -= dot(per_v, inv_b) / a
-            H[3, 3] += dot(per_v, inv_b * inv_b)
         params = np.array([r, alpha, a, b])
         gradient = g * params
         result = None
