@@ -39,6 +39,49 @@ _LOG_W = np.log(_STEP * np.pi * np.cosh(_S) * _U) + _LOG_ONE_MINUS_U
 QUADRATURE_FROM_C = 1.05
 
 
+def log_unit_2f1_value(q: np.ndarray, c: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """ln S(q, c, z) alone (for predictions: a third of the work of the derivatives)."""
+    q, c, z = np.broadcast_arrays(
+        np.asarray(q, np.float64), np.asarray(c, np.float64), np.asarray(z, np.float64)
+    )
+    value = np.empty(q.shape)
+    near = (z > SERIES_UP_TO) & (c >= QUADRATURE_FROM_C)
+    if (~near).any():
+        value[~near] = _series_value(q[~near], c[~near], z[~near])
+    if near.any():
+        value[near] = _quadrature(q[near], c[near], z[near])[0]
+    return value
+
+
+def _series_value(q: np.ndarray, c: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The series of ``_series`` without the derivatives."""
+    size = q.size
+    total = np.empty(size)
+    rows = np.arange(size)
+    term, s = np.ones(size), np.ones(size)
+    qk, ck, za, work = q.copy(), c.copy(), z.copy(), np.empty(size)
+    k = 0
+    while rows.size:
+        np.divide(qk, ck, out=work)
+        np.multiply(work, za, out=work)
+        np.multiply(term, work, out=term)
+        s += term
+        qk += 1.0
+        ck += 1.0
+        k += 1
+        if k % 8 == 0:
+            np.subtract(1.0, za, out=work)
+            work *= s
+            work *= _TOLERANCE
+            going = term > work
+            if not going.all():
+                total[rows[~going]] = s[~going]
+                rows = rows[going]
+                term, s, qk, ck, za = (a[going] for a in (term, s, qk, ck, za))
+                work = work[going]
+    return np.log(total)
+
+
 def log_unit_2f1(
     q: np.ndarray, c: np.ndarray, z: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -281,20 +281,16 @@ class BetaGeo(PurchaseModel):
         x, t, age = as_rfm(frequency, recency, T)
         return np.exp(log_expit(-self._log_odds_dead(x, t, age)))
 
-    def expected_purchases(self, t: float, frequency: Any, recency: Any, T: Any) -> np.ndarray:
-        """Expected number of purchases of each customer in the next ``t`` periods
-        (paper, equation 10), with the hypergeometric term turned by Euler's
-        transformation so that it stays finite for heavy buyers (Fader & Hardie's note
-        on the BG/NBD "#NUM!" error)."""
-        horizon = as_horizon(t)
+    def _expected_if_alive(self, horizon: float, x: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """Paper, equation 10 without P(alive), with the hypergeometric term turned by
+        Euler's transformation so that it stays finite for heavy buyers (Fader &
+        Hardie's note on the BG/NBD "#NUM!" error)."""
         r, alpha, a, b = self._unpack()
-        x, recent, age = as_rfm(frequency, recency, T)
         z = horizon / (alpha + age + horizon)
         bracket = 1.0 - (1.0 - z) ** (a - 1.0) * hyp2f1(
             a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z
         )
-        alive = self.p_alive(x, recent, age)
-        return (a + b + x - 1.0) / (a - 1.0) * bracket * alive
+        return (a + b + x - 1.0) / (a - 1.0) * bracket
 
     def probability_of_n_purchases(self, t: float, n: Any) -> np.ndarray:
         """Probability that a new customer makes exactly ``n`` repeat purchases in the
