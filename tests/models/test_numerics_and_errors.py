@@ -16,7 +16,7 @@ from winback.models import (
     clv,
     summary_from_transactions,
 )
-from winback.models._hyp2f1 import log_unit_2f1
+from winback.models._hyp2f1 import log_unit_2f1, log_unit_2f1_value
 
 
 def _log_2f1(q, c, z):
@@ -46,6 +46,8 @@ def test_unit_2f1_and_its_derivatives_match_mpmath(z_range: tuple[float, float])
         got = log_unit_2f1(np.array([q]), np.array([c]), np.array([z]))
         for ours, theirs in zip(got, expected, strict=True):
             assert ours[0] == pytest.approx(float(theirs), rel=1e-10, abs=1e-10), (q, c, z)
+        alone = log_unit_2f1_value(np.array([q]), np.array([c]), np.array([z]))
+        assert alone[0] == pytest.approx(float(expected[0]), rel=1e-10, abs=1e-10), (q, c, z)
 
 
 def test_summary_collapses_same_day_purchases_and_ignores_later_ones() -> None:

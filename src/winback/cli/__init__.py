@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from winback.cli import compliance, contacts, imports, journeys, scoring, web, workspace
+from winback.cli import compliance, contacts, imports, journeys, models, scoring, web, workspace
 from winback.cli.common import close_workspaces, err_console
 from winback.errors import WinbackError
 
@@ -44,6 +44,7 @@ scoring.register(app)
 journeys.register(app)
 web.register(app)
 compliance.register(app)
+app.add_typer(models.app, name="models")
 
 
 def main() -> None:

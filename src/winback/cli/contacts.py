@@ -34,6 +34,10 @@ def show(
         if value not in (None, [], {}):
             table.add_row(name, str(value))
     table.add_row("stage", str(profile["stage"]))
+    for name in ("p_alive", "expected_purchases_90d", "expected_value_12m"):
+        value = profile["scores"].get(name)
+        if value is not None:
+            table.add_row(name, f"{value:.3g}" if name == "p_alive" else f"{value:.2f}")
     console.print(table)
     recent = Table("when", "type", "channel", "amount", "campaign", title="Latest events")
     for event in profile["events"]:

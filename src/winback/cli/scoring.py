@@ -62,6 +62,8 @@ def score(
         f"{result.mode} score at {result.now:%Y-%m-%d}: {result.contacts} contacts, "
         f"{result.rewritten} rows written, {result.stage_changes} stage changes ({result.reason})."
     )
+    if result.models:
+        console.print(f"Models: {result.models}.", markup=False, highlight=False)
     table = Table("stage", "contacts")
     for stage, count in result.stages.items():
         table.add_row(stage, str(count))

@@ -19,9 +19,11 @@ from Fader & Hardie's papers and notes, lifetimes' choices for the summary (purc
 one day are one purchase) and for CLV (monthly steps, discount (1 + d)^i), and
 PyMC-Marketing's subtraction-free arrangement of the Pareto/NBD likelihood. What is ours:
 log-space evaluation with the exact gradient, the fit on distinct (x, t_x, T) patterns
-weighted by their counts with terms in x or T alone summed once per distinct value, a
-positive-term series (and quadrature near z = 1) for the hypergeometric function, and
-BFGS seeded from a fit on a sample so a base of millions fits in well under a second.
+weighted by their counts (only when rows repeat) with terms in x alone summed once per
+distinct value, BG/NBD's exact Hessian, a positive-term series (and quadrature near
+z = 1) for the hypergeometric function, and a fit in stages (BFGS on a sample, Newton on
+larger samples and then on every customer) so a base of a million fits in a fraction of
+a second.
 The tests check the fits against the published CDNOW estimates.
 """
 

@@ -88,9 +88,16 @@ class PurchaseModel(Model, ABC):
     def p_alive(self, frequency: Any, recency: Any, T: Any) -> np.ndarray:
         """Probability that each customer is still alive at the end of the observation."""
 
-    @abstractmethod
     def expected_purchases(self, t: float, frequency: Any, recency: Any, T: Any) -> np.ndarray:
-        """Expected number of purchases of each customer in the next ``t`` periods."""
+        """Expected number of purchases of each customer in the next ``t`` periods: the
+        purchases expected of them if still alive, times the probability that they are."""
+        x, recent, age = as_rfm(frequency, recency, T)
+        return self._expected_if_alive(as_horizon(t), x, age) * self.p_alive(x, recent, age)
+
+    @abstractmethod
+    def _expected_if_alive(self, horizon: float, x: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """Expected purchases in the next ``horizon`` periods of customers still alive
+        (checked arrays); ``clv`` multiplies it by P(alive), computed once."""
 
 
 def check_fittable(patterns: Patterns) -> None:

@@ -20,6 +20,10 @@ _MIX = (
 )
 
 
+# Rows drawn to judge whether merging identical patterns is worth its cost.
+PROBE_ROWS = 20_000
+
+
 def dot(a: np.ndarray, b: np.ndarray) -> float:
     """Inner product without BLAS: on a busy machine a multi-threaded BLAS dot of a
     million terms can take 30 times longer than this single pass."""
@@ -136,13 +140,20 @@ class Patterns:
         """The same patterns with times multiplied by ``factor`` (for a well-scaled fit)."""
         return Patterns(self.x, self.t * factor, self.T * factor, self.weight)
 
-    def sample(self, size: int, seed: int = 0) -> Patterns:
-        """About ``size`` rows drawn with probability proportional to their weight (heavy
-        rows always kept), reweighted so weighted sums stay unbiased. Used to find a
+    def samples(self, sizes: list[int], seed: int = 0) -> list[Patterns]:
+        """For each size, that many customers drawn with replacement, each row with
+        probability proportional to its weight; each draw stands for customers / size
+        customers, so weighted sums stay unbiased. Rows keep their order. Used to find a
         starting point cheaply before the fit on every pattern."""
-        share = np.minimum(1.0, self.weight * (size / self.customers))
-        keep = np.random.default_rng(seed).random(self.rows) < share
-        return Patterns(self.x[keep], self.t[keep], self.T[keep], self.weight[keep] / share[keep])
+        total = np.cumsum(self.weight)
+        rng = np.random.default_rng(seed)
+        result = []
+        for size in sizes:
+            draws = np.sort(rng.random(size)) * total[-1]
+            rows = np.minimum(np.searchsorted(total, draws, side="right"), self.rows - 1)
+            weight = np.full(rows.size, total[-1] / size)
+            result.append(Patterns(self.x[rows], self.t[rows], self.T[rows], weight))
+        return result
 
 
 def _hash(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -168,10 +179,32 @@ def group(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.n
     return first, inverse
 
 
-def _condense(x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray) -> Patterns:
-    """Merge identical rows. When every row hash is distinct (continuous times) nothing
-    is merged and no costly grouping runs."""
-    if x.size == 0:
+def _few_repeats(
+    x: np.ndarray, t: np.ndarray, T: np.ndarray, among: np.ndarray | None = None
+) -> bool:
+    """Whether merging identical rows (of those where ``among`` holds, or all) would
+    hardly shrink a large set of rows, judged on a random sample: if rows repeated on
+    average 1.5 times or more, a sample of ``k`` of ``n`` rows would hold about
+    k²/(4n) identical pairs or more."""
+    n = x.size if among is None else int(np.count_nonzero(among))
+    if n <= 4 * PROBE_ROWS:
+        return False
+    draws = int(PROBE_ROWS * x.size / n)
+    rows = np.unique(np.random.default_rng(0).integers(0, x.size, draws))
+    if among is not None:
+        rows = rows[among[rows]]
+    keys = np.sort(_hash(x[rows], t[rows], T[rows]))
+    pairs = int((keys[1:] == keys[:-1]).sum())
+    return pairs < rows.size**2 / (4 * n)
+
+
+def _condense(
+    x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray, *, check: bool = True
+) -> Patterns:
+    """Merge identical rows. When rows hardly repeat (continuous times) nothing is merged
+    and no costly grouping runs: the fit is the same, row by row. ``check=False`` when
+    the caller has already judged it worth trying."""
+    if x.size == 0 or (check and _few_repeats(x, t, T)):
         return Patterns(x, t, T, w)
     ordered = np.sort(_hash(x, t, T))
     if not (ordered[1:] == ordered[:-1]).any():
@@ -183,23 +216,41 @@ def _condense(x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray) -> Pat
 
 def condense(x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray) -> Patterns:
     """The distinct (x, t_x, T) patterns with their summed weights, zero-weight rows
-    dropped. Customers with no repeat purchase differ only by T, so they are grouped by T
-    alone (cheap); repeat buyers are merged only when some of them share a pattern."""
+    dropped, customers with no repeat purchase first. These differ only by T, so they are
+    grouped by T alone (cheap); repeat buyers are merged only when some of them share a
+    pattern."""
     zero = x == 0
     if zero.all() or not zero.any():
-        parts = [_condense(x, t, T, w)]
+        merged = _condense(x, t, T, w)
     else:
-        ages, inverse = np.unique(T[zero], return_inverse=True)
-        counts = np.bincount(inverse.ravel(), weights=w[zero], minlength=ages.size)
-        none = np.zeros(ages.size)
+        ordered = np.sort(T[zero])
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        ages = ordered[starts]
+        weight = w[zero]
+        if (weight == weight[0]).all():
+            counts = np.diff(np.append(starts, ordered.size)) * weight[0]
+        else:
+            counts = np.bincount(np.searchsorted(ages, T[zero]), weights=weight)
         repeat = ~zero
-        parts = [
-            Patterns(none, none, ages, counts),
-            _condense(x[repeat], t[repeat], T[repeat], w[repeat]),
-        ]
-    merged = Patterns(
-        *(np.concatenate([getattr(p, f) for p in parts]) for f in ["x", "t", "T", "weight"])
-    )
+        if _few_repeats(x, t, T, among=repeat):
+            # Nothing to merge: copy the repeat rows straight after the grouped ones.
+            size = ages.size + int(np.count_nonzero(repeat))
+            columns = []
+            for head, values in ((0.0, x), (0.0, t), (ages, T), (counts, w)):
+                column = np.empty(size)
+                column[: ages.size] = head
+                np.compress(repeat, values, out=column[ages.size :])
+                columns.append(column)
+            merged = Patterns(*columns)
+        else:
+            rest = _condense(x[repeat], t[repeat], T[repeat], w[repeat], check=False)
+            none = np.zeros(ages.size)
+            merged = Patterns(
+                *(
+                    np.concatenate([head, getattr(rest, f)])
+                    for head, f in ((none, "x"), (none, "t"), (ages, "T"), (counts, "weight"))
+                )
+            )
     keep = merged.weight > 0
     if keep.all():
         return merged

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from winback.models._base import PurchaseModel
+from winback.models._data import as_rfm
 from winback.models.errors import ModelInputError
 from winback.models.gammagamma import GammaGamma
 from winback.models.summary import DAYS_PER_UNIT
@@ -46,11 +47,13 @@ def clv(
             f"monthly_discount_rate = {monthly_discount_rate}: must be in [0, 1), e.g. 0.01"
         )
     spend = spend_model.expected_spend(frequency, monetary_value)
+    x, t, age = as_rfm(frequency, recency, T)
+    alive = model.p_alive(x, t, age)
     month = DAYS_PER_MONTH / DAYS_PER_UNIT[time_unit]
     value = np.zeros(spend.shape)
     before = np.zeros(spend.shape)
     for i in range(1, horizon_months + 1):
-        upto = model.expected_purchases(i * month, frequency, recency, T)
+        upto = model._expected_if_alive(i * month, x, age)
         value += (upto - before) / (1.0 + monthly_discount_rate) ** i
         before = upto
-    return value * spend
+    return value * alive * spend

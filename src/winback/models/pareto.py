@@ -29,15 +29,18 @@ from scipy.stats import nbinom
 
 from winback.models._base import PurchaseModel, as_horizon
 from winback.models._data import Patterns, as_counts, as_rfm, dot, group
-from winback.models._hyp2f1 import log_unit_2f1
+from winback.models._hyp2f1 import log_unit_2f1, log_unit_2f1_value
 from winback.models._optimize import Objective
 
 # (r, α, s, β)
 Params = tuple[float, ...]
 
 
-def _term_A(params: Params, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ln(s/m · A(t_x)) and its gradient in (r, α, s, β), one column per row."""
+def _term_A(
+    params: Params, x: np.ndarray, t: np.ndarray, gradient: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """ln(s/m · A(t_x)) and (unless not ``gradient``) its gradient in (r, α, s, β), one
+    column per row."""
     r, alpha, s, beta = params
     m = r + s + x
     at, bt = alpha + t, beta + t
@@ -48,6 +51,8 @@ def _term_A(params: Params, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, n
     else:
         q, z = np.full_like(x, s + 1.0), (beta - alpha) / bt
         lead = -(s + 1.0) * log_bt + (1.0 - r - x) * log_at
+    if not gradient:
+        return np.log(s) - np.log(m) + lead + log_unit_2f1_value(q, m + 1.0, z), None
     log_s, d_q, d_c, d_z = log_unit_2f1(q, m + 1.0, z)
     value = np.log(s) - np.log(m) + lead + log_s
     d_r = -1.0 / m - log_at + d_c
@@ -63,8 +68,11 @@ def _term_A(params: Params, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, n
     return value, np.array([d_r, d_alpha, d_s, d_beta])
 
 
-def _term_B(params: Params, x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ln((r+x)/m · B(T)) and its gradient in (r, α, s, β), one column per row."""
+def _term_B(
+    params: Params, x: np.ndarray, T: np.ndarray, gradient: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """ln((r+x)/m · B(T)) and (unless not ``gradient``) its gradient in (r, α, s, β), one
+    column per row."""
     r, alpha, s, beta = params
     m = r + s + x
     aT, bT = alpha + T, beta + T
@@ -75,6 +83,8 @@ def _term_B(params: Params, x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, n
     else:
         q, z = np.full_like(x, s), (beta - alpha) / bT
         lead = -s * log_bT - (r + x) * log_aT
+    if not gradient:
+        return np.log(r + x) - np.log(m) + lead + log_unit_2f1_value(q, m + 1.0, z), None
     log_s, d_q, d_c, d_z = log_unit_2f1(q, m + 1.0, z)
     value = np.log(r + x) - np.log(m) + lead + log_s
     d_r = 1.0 / (r + x) - 1.0 / m - log_aT + d_c
@@ -107,6 +117,7 @@ def _pareto_objective(patterns: Patterns) -> Objective:
         r, alpha, s, beta = params
         value_A, grad_A = _term_A(params, x_A, t_A)
         value_B, grad_B = _term_B(params, x_B, T_B)
+        assert grad_A is not None and grad_B is not None
         a, b = value_A[index_A], value_B[index_B]
         share_A = w * expit(a - b)
         ll = dot(weight_x, gammaln(r + values_x)) + total * (
@@ -153,8 +164,8 @@ class ParetoNBD(PurchaseModel):
         zeros = np.zeros_like(x)
         first_A, index_A = group(x, t, zeros)
         first_B, index_B = group(x, zeros, age)
-        value_A, _ = _term_A(params, x[first_A], t[first_A])
-        value_B, _ = _term_B(params, x[first_B], age[first_B])
+        value_A, _ = _term_A(params, x[first_A], t[first_A], gradient=False)
+        value_B, _ = _term_B(params, x[first_B], age[first_B], gradient=False)
         return value_A[index_A], value_B[index_B]
 
     def log_likelihood_of(self, frequency: Any, recency: Any, T: Any) -> np.ndarray:
@@ -174,17 +185,14 @@ class ParetoNBD(PurchaseModel):
         survived = -(r + x) * np.log(alpha + age) - s * np.log(beta + age)
         return np.minimum(1.0, np.exp(survived - np.logaddexp(a, b)))
 
-    def expected_purchases(self, t: float, frequency: Any, recency: Any, T: Any) -> np.ndarray:
-        """Expected number of purchases of each customer in the next ``t`` periods
-        (Fader & Hardie 2005, equation 22), stable at s = 1."""
-        horizon = as_horizon(t)
+    def _expected_if_alive(self, horizon: float, x: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """Fader & Hardie 2005, equation 22 without P(alive), stable at s = 1."""
         r, alpha, s, beta = self._unpack()
-        x, recent, age = as_rfm(frequency, recency, T)
         growth = np.log1p(horizon / (beta + age))
         # (1 − ((β+T)/(β+T+t))^(s−1)) / (s − 1), which tends to ln((β+T+t)/(β+T)) at s = 1.
         ratio = growth if abs(s - 1.0) < 1e-12 else -np.expm1(-(s - 1.0) * growth) / (s - 1.0)
         rate = (r + x) * (beta + age) / (alpha + age)
-        return rate * ratio * self.p_alive(x, recent, age)
+        return rate * ratio
 
     def probability_of_n_purchases(self, t: float, n: Any) -> np.ndarray:
         """Probability that a new customer makes exactly ``n`` repeat purchases in the

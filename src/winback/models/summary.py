@@ -33,14 +33,15 @@ class Summary:
     monetary_value: np.ndarray
 
 
-def _days(name: str, values: Any) -> np.ndarray:
-    """Times as float days: datetime64 values from the Unix epoch, numbers as given."""
+def _day_numbers(name: str, values: Any) -> np.ndarray:
+    """The day of each time as a whole number: datetime64 values as days from the Unix
+    epoch (the time of day dropped), numbers as given, rounded down."""
     array = np.asarray(values)
     if np.issubdtype(array.dtype, np.datetime64):
         if np.isnat(array).any():
             raise ModelInputError(f"{name}[{int(np.argmax(np.isnat(array)))}] is missing (NaT)")
-        return (array - np.datetime64(0, "s")) / np.timedelta64(1, "D")
-    return as_array(name, array)
+        return array.astype("datetime64[D]").astype(np.int64)
+    return np.floor(as_array(name, array)).astype(np.int64)
 
 
 def _codes(customer: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +56,8 @@ def _codes(customer: Any, size: int) -> tuple[np.ndarray, np.ndarray]:
         if span <= 4 * size + 1024:
             offset = (ids - low).astype(np.intp)
             present = np.flatnonzero(np.bincount(offset, minlength=span))
+            if present.size == span:  # every id in the range is used: no remapping
+                return offset, np.arange(low, low + span).astype(ids.dtype)
             remap = np.empty(span, dtype=np.intp)
             remap[present] = np.arange(present.size)
             return remap[offset], (present + low).astype(ids.dtype)
@@ -78,14 +81,12 @@ def summary_from_transactions(
     period in the same kind as ``when``. recency and T come out in ``time_unit``."""
     if time_unit not in DAYS_PER_UNIT:
         raise ModelInputError(f"time_unit {time_unit!r}: use 'days' or 'weeks'")
-    days = _days("when", when)
-    end = float(_days("observation_end", np.asarray(observation_end).reshape(1))[0])
-    value = np.zeros(days.size) if amount is None else as_array("amount", amount)
-    if value.size != days.size:
-        raise ModelInputError(f"amount: {value.size} values for {days.size} transactions")
-    code, ids = _codes(customer, days.size)
-    day = np.floor(days).astype(np.int64)
-    end_day = int(np.floor(end))
+    day = _day_numbers("when", when)
+    end_day = int(_day_numbers("observation_end", np.asarray(observation_end).reshape(1))[0])
+    value = np.zeros(day.size) if amount is None else as_array("amount", amount)
+    if value.size != day.size:
+        raise ModelInputError(f"amount: {value.size} values for {day.size} transactions")
+    code, ids = _codes(customer, day.size)
     inside = day <= end_day
     if not inside.all():
         code, day, value = code[inside], day[inside], value[inside]
@@ -94,23 +95,29 @@ def summary_from_transactions(
         return Summary(ids[:0], empty, empty, empty, empty)
 
     first_day = int(day.min())
-    span = end_day - first_day + 1
-    # Distinct (customer, day) pairs, sorted by customer then day.
+    # Distinct (customer, day) pairs, sorted by customer then day, as one integer key:
+    # the customer in the high bits, the day in the low ones (shifts, not divisions).
     # Sort and drop repeats by hand: np.unique's hash path is far slower on 10^7 keys.
-    pairs = np.sort(code.astype(np.int64) * span + (day - first_day))
+    bits = max(1, (end_day - first_day).bit_length())
+    pairs = code.astype(np.int64) << bits
+    pairs |= day - first_day
+    pairs.sort()
     pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
-    pair_customer = pairs // span
-    pair_day = pairs % span + first_day
-    present = np.flatnonzero(np.bincount(pair_customer, minlength=ids.size))
-    days_bought = np.bincount(pair_customer, minlength=ids.size)[present]
-    starts = np.searchsorted(pair_customer, present)
-    first = pair_day[starts]
-    last = pair_day[starts + days_bought - 1]
+    pair_customer = pairs >> bits
+    pair_day = (pairs & ((1 << bits) - 1)) + first_day
+    counts = np.bincount(pair_customer, minlength=ids.size)
+    present = np.flatnonzero(counts)
+    days_bought = counts[present]
+    ends = np.cumsum(days_bought)
+    first = pair_day[ends - days_bought]
+    last = pair_day[ends - 1]
 
     total = np.bincount(code, weights=value, minlength=ids.size)
-    first_of = np.zeros(ids.size, dtype=np.int64)
-    first_of[present] = first
-    on_first_day = np.bincount(code, weights=value * (day == first_of[code]), minlength=ids.size)
+    # A small (int32) table keeps the per-transaction lookup in the processor's cache.
+    first_of = np.zeros(ids.size, dtype=np.int32)
+    first_of[present] = first - first_day
+    on_first = (day - first_day) == first_of[code]
+    on_first_day = np.bincount(code[on_first], weights=value[on_first], minlength=ids.size)
     repeat_total = (total - on_first_day)[present]
     frequency = (days_bought - 1).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -18,7 +18,8 @@ The pipeline (one transaction):
    rule of :mod:`winback.scoring.machine_open`, written here in SQL;
 2. quintile breakpoints of recency, frequency and monetary value over the customers;
 3. the derived row of every contact (clock, stage, RFM, spend level, flags), computed by
-   ``CASE`` expressions that mirror :mod:`winback.scoring.stages`;
+   ``CASE`` expressions that mirror :mod:`winback.scoring.stages`, with the estimates of
+   the latest model fit (:func:`winback.models.apply.fill_estimates`) joined in;
 4. the rows that changed are rewritten; every stage change is appended to
    ``stage_history`` and the audit log, dated with ``now``'s local date.
 
@@ -74,8 +75,9 @@ from sqlalchemy import (
 
 from winback.clock import to_db
 from winback.compliance.audit import audit_row, record, record_selected
-from winback.config import Config
+from winback.config import Config, ModelsSection
 from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
+from winback.models.apply import fill_estimates, model_estimates
 from winback.scoring.machine_open import apple_proxy_user_agent_sql
 from winback.scoring.sql import local_day, seconds_between
 from winback.scoring.stages import (
@@ -141,7 +143,7 @@ score_new = Table(
     Column("rewrite", Boolean, nullable=False),
     prefixes=["TEMPORARY"],
 )
-_TEMP_TABLES = (score_facts, score_delta, score_redo, score_new)
+_TEMP_TABLES = (score_facts, score_delta, score_redo, score_new, model_estimates)
 
 
 @dataclass
@@ -156,6 +158,7 @@ class ScoreResult:
     stage_changes: int
     new_events: int | None
     stages: dict[str, int] = field(default_factory=dict)
+    models: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -167,6 +170,7 @@ class ScoreResult:
             "stage_changes": self.stage_changes,
             "new_events": self.new_events,
             "stages": self.stages,
+            "models": self.models,
         }
 
 
@@ -178,6 +182,7 @@ class _Run:
     timezone: str
     machine_open_seconds: int
     now: datetime
+    models: ModelsSection = field(default_factory=ModelsSection)
 
     @property
     def now_day(self) -> int:
@@ -206,6 +211,7 @@ def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = Fa
         timezone=config.workspace.timezone,
         machine_open_seconds=config.scoring.machine_open_seconds,
         now=now,
+        models=config.models,
     )
     with engine.begin() as connection:
         return _score(connection, run, full=full)
@@ -229,6 +235,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
             new_events = _merged_facts(connection, run, int(previous["high_water"]), high_water)
             reason = f"{new_events} new events since event {previous['high_water']}"
         breakpoints = _breakpoints(connection, run)
+        models = fill_estimates(connection, run.models, run.now)
         _derive(connection, run, breakpoints, rewrite_all=mode == "full")
         total, changes, rewritten = _write(connection, run)
         stages: dict[Any, Any] = dict(
@@ -268,6 +275,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         stage_changes=changes,
         new_events=new_events,
         stages={str(k): int(v) for k, v in sorted(stages.items())},
+        models=models,
     )
 
 
@@ -554,9 +562,11 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
             old.c.stage.label("old_stage"),
             old.c.stage_since.label("old_stage_since"),
             *(old.c[name].label(f"old_{name}") for name in VERDICT_COLUMNS[1:]),
-            old.c.p_alive,
-            old.c.expected_purchases_90d,
-            old.c.expected_value_12m,
+            old.c.p_alive.label("old_p_alive"),
+            model_estimates.c.p_alive,
+            model_estimates.c.stage_p_alive,
+            model_estimates.c.expected_purchases_90d,
+            model_estimates.c.expected_value_12m,
             or_(score_delta.c.contact_id.is_not(None), score_redo.c.contact_id.is_not(None)).label(
                 "touched"
             ),
@@ -566,6 +576,7 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
             .outerjoin(old, old.c.contact_id == c.c.id)
             .outerjoin(score_delta, score_delta.c.contact_id == c.c.id)
             .outerjoin(score_redo, score_redo.c.contact_id == c.c.id)
+            .outerjoin(model_estimates, model_estimates.c.contact_id == c.c.id)
         )
         .where(c.c.erased_at.is_(None))
         .subquery("a")
@@ -610,13 +621,14 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         ),
     ]
     if policy.clock == "p_alive":
+        # winback.scoring.stages.p_alive_stage, in SQL.
         by_p_alive = case(
-            (a.p_alive < policy.lost_p_alive, Stage.LOST.value),
-            (a.p_alive < policy.dormant_p_alive, Stage.DORMANT.value),
-            (a.p_alive < policy.at_risk_p_alive, Stage.AT_RISK.value),
+            (a.stage_p_alive < policy.lost_p_alive, Stage.LOST.value),
+            (a.stage_p_alive < policy.dormant_p_alive, Stage.DORMANT.value),
+            (a.stage_p_alive < policy.at_risk_p_alive, Stage.AT_RISK.value),
             else_=Stage.ACTIVE.value,
         )
-        whens.append((and_(is_customer, a.p_alive.is_not(None)), by_p_alive))
+        whens.append((and_(is_customer, a.stage_p_alive.is_not(None)), by_p_alive))
     stage = case(*whens, else_=by_clock)
     staged = select(
         base,
@@ -642,6 +654,7 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         b.old_id.is_(None),
         b.touched,
         b.old_stage != b.stage,
+        b.old_p_alive.is_distinct_from(b.p_alive),
         *(
             b[f"old_{name}"].is_distinct_from(value)
             for name, value in (
