@@ -103,6 +103,7 @@ class Candidate:
     holdout: bool
     preferred: str | None
     expected_purchases_90d: float | None
+    expected_value_12m: float | None
 
 
 def _audience(
@@ -111,8 +112,8 @@ def _audience(
     """The contacts of the journey's stages at this moment, each with ``skip``: why the
     journey must not enrol them (NULL when it may), and one boolean column per channel of
     the journey (``email_ok``, ``sms_ok``) saying whether the contact consented to it.
-    Left out without a reason:
-    the erased and those an earlier journey let go."""
+    Left out without a reason: the erased, those an earlier journey let go, and those
+    under the audience's ``min_expected_value`` (or without an expected value)."""
     channels = sorted(journey.channels)
     consent = {channel: can_receive_clause(channel) for channel in channels}
     busy = (
@@ -134,6 +135,8 @@ def _audience(
         (before, "went through this journey before"),
         (protected, "protected subscriber"),
         (not_(or_(*consent.values())), "no consent"),
+        # A pause chosen in the preference centre: not before it ends.
+        (contacts.c.paused_until > to_db(now), "paused"),
     )
     query = (
         select(
@@ -144,6 +147,7 @@ def _audience(
             skip.label("skip"),
             _preferred_clause().label("preferred"),
             contact_scores.c.expected_purchases_90d,
+            contact_scores.c.expected_value_12m,
         )
         .join(contact_scores, contact_scores.c.contact_id == contacts.c.id)
         .where(
@@ -152,12 +156,24 @@ def _audience(
             contacts.c.lost_by_journey_at.is_(None),
         )
     )
+    if journey.audience.min_expected_value is not None:
+        query = query.where(
+            contact_scores.c.expected_value_12m >= journey.audience.min_expected_value
+        )
     if journey.audience.segment:
         members = segment_query(
             load_segment(connection, journey.audience.segment), now, config.workspace.timezone
         )
         query = query.where(contacts.c.id.in_(members))
     return query.subquery("audience")
+
+
+def _ranking(journey: Journey, value: Any, contact_id: Any) -> list[Any]:
+    """The order in which a journey with a ``limit`` takes its audience: the highest
+    expected value first with ``order_by: expected_value`` (no value last), then by id."""
+    if journey.audience.order_by == "expected_value":
+        return [value.desc().nulls_last(), contact_id]
+    return [contact_id]
 
 
 def _consented(audience: Subquery, channels: list[str]) -> list[Any]:
@@ -207,27 +223,36 @@ def select_audience(
     """The contacts :func:`enrol` would enrol at this moment, in id order, with the
     holdout split (for the simulator). ``skipped`` counts those left out, by reason:
     already in an active journey, through this one before, a protected subscriber, no
-    consent on any channel of the journey, or only suppressed addresses."""
+    consent on any channel of the journey, paused, only suppressed addresses, or past
+    the audience's ``limit``."""
     channels = sorted(journey.channels)
     audience = _audience(connection, workspace.config, journey_id, journey, now)
     skipped.update(_skipped(connection, audience))
     left = _suppressed(connection, workspace, audience, channels)
     skipped["suppressed"] += sum(1 for reachable in left.values() if not reachable)
     rows = connection.execute(
-        select(audience).where(audience.c.skip.is_(None)).order_by(audience.c.id)
+        select(audience)
+        .where(audience.c.skip.is_(None))
+        .order_by(*_ranking(journey, audience.c.expected_value_12m, audience.c.id))
     )
+    taken, limit = 0, journey.audience.limit
     for row in rows:
         reachable = left.get(row.id)
         if reachable is None:
             reachable = [channel for channel in channels if row._mapping[f"{channel}_ok"]]
         elif not reachable:
             continue
+        if limit is not None and taken >= limit:
+            skipped["over the limit"] += 1
+            continue
+        taken += 1
         yield Candidate(
             contact_id=row.id,
             reachable=reachable,
             holdout=in_holdout(row.id, journey.name, journey.holdout),
             preferred=row.preferred,
             expected_purchases_90d=row.expected_purchases_90d,
+            expected_value_12m=row.expected_value_12m,
         )
 
 
@@ -300,6 +325,8 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
                 else:
                     connection.execute(delete(enrollments).where(chosen))
         result.skipped["suppressed"] += len(by_channels.get((), ()))
+        if journey.audience.limit is not None:
+            result.skipped["over the limit"] += _over_the_limit(connection, new, journey)
         enrolled = connection.execute(select(enrollments.c.contact_id).where(new)).scalars().all()
         held = [cid for cid in enrolled if in_holdout(cid, name, journey.holdout)]
         for batch in chunks(held):
@@ -320,8 +347,22 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
             details={"journey": name},
         )
     result.enrolled, result.holdout = len(enrolled), len(held)
+    result.skipped = +result.skipped  # only the reasons that left someone out
     result.audience = result.enrolled + sum(result.skipped.values())
     return result
+
+
+def _over_the_limit(connection: Connection, new: ColumnElement[bool], journey: Journey) -> int:
+    """Drop the new enrollments past the audience's ``limit``, in :func:`_ranking`
+    order; how many were dropped."""
+    ranked = (
+        select(enrollments.c.id)
+        .outerjoin(contact_scores, contact_scores.c.contact_id == enrollments.c.contact_id)
+        .where(new)
+        .order_by(*_ranking(journey, contact_scores.c.expected_value_12m, enrollments.c.contact_id))
+        .offset(journey.audience.limit)
+    )
+    return connection.execute(delete(enrollments).where(enrollments.c.id.in_(ranked))).rowcount
 
 
 @dataclass
@@ -421,14 +462,14 @@ def _zone(name: str | None, fallback: str) -> ZoneInfo:
 
 def _recent_messages(connection: Connection, now: datetime) -> dict[int, list[datetime]]:
     """For contacts of due enrollments, when their messages of the last 30 days went out
-    (or are due): the frequency cap counts them."""
+    or are due, later ones included (a message held by the quiet hours, a retry): the
+    frequency cap counts them."""
     due_contacts = select(enrollments.c.contact_id).where(
         enrollments.c.status == "active", enrollments.c.next_due_at <= to_db(now)
     )
     query = select(outbox.c.contact_id, outbox.c.due_at).where(
         outbox.c.status.in_(COUNTED),
         outbox.c.due_at > to_db(now - MONTH),
-        outbox.c.due_at <= to_db(now),
         outbox.c.contact_id.in_(due_contacts),
     )
     recent: dict[int, list[datetime]] = defaultdict(list)
@@ -448,10 +489,9 @@ def _free_slot(
     naive_now = to_db(now)
     if row.paused_until is not None and row.paused_until > naive_now:
         return from_db(row.paused_until)
-    if row.frequency == "monthly":
-        month = [moment for moment in recent if moment > naive_now - MONTH]
-        if month:
-            return from_db(max(month) + MONTH)
+    if row.frequency == "monthly" and recent:
+        # One message per 30 days from all journeys, a message still to go included.
+        return from_db(max(recent) + MONTH)
     slot = next_free_slot(recent, config.frequency.max_per_week, naive_now)
     return from_db(slot)
 
@@ -513,6 +553,7 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                 contacts.c.country,
                 contacts.c.paused_until,
                 contacts.c.frequency,
+                contact_scores.c.expected_value_12m,
                 _preferred_clause().label("preferred"),
             )
             .join(contacts, contacts.c.id == enrollments.c.contact_id)
@@ -540,11 +581,16 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                 if ok and channel in allowed and not suppressed.blocks(channel, address)
             )
             preferred = row.preferred
+            spare = spared(journey, row.expected_value_12m)
             # decide() is pure and most contacts share its inputs: ask once per kind.
-            key = (row.journey_id, row.step_id, reactions, reachable, preferred)
+            key = (row.journey_id, row.step_id, reactions, reachable, preferred, spare)
             if key not in decisions:
-                decisions[key] = decide(journey, row.step_id, reactions, reachable, preferred, now)
+                decisions[key] = decide(
+                    journey, row.step_id, reactions, reachable, preferred, now, spare
+                )
             decision = decisions[key]
+            if isinstance(decision, Advance) and decision.step_id == _spare_id(journey):
+                writer.spare(row, name, journey)
             if isinstance(decision, Exit):
                 writer.exit(row.id, row.contact_id, name, decision)
                 result.reactivated += decision.status == "reactivated"
@@ -572,10 +618,21 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                     due_at = quiet[place]
                 writer.advance(row.id, decision)
                 writer.queue(row.id, name, decision, due_at)
-                recent[row.contact_id].append(stamp)
+                recent[row.contact_id].append(to_db(due_at))
                 result.queued += 1
         writer.flush()
     return result
+
+
+def spared(journey: Journey, value: float | None) -> bool:
+    """Whether the journey's sunset spares a contact of this expected value."""
+    sunset = journey.sunset
+    return sunset is not None and value is not None and value > sunset.spare_above_value
+
+
+def _spare_id(journey: Journey) -> str | None:
+    spare = journey.spare_step
+    return spare.id if spare is not None else None
 
 
 def _preferred_clause() -> ColumnElement[str | None]:
@@ -653,6 +710,21 @@ class _TickWriter:
                 contact_id=contact_id,
                 reason=decision.reason,
                 details={"journey": journey, "enrollment": enrollment_id},
+            )
+        )
+
+    def spare(self, row: Any, name: str, journey: Journey) -> None:
+        """Record why a contact gets the spare step instead of the end of the journey."""
+        assert journey.sunset is not None
+        self.audits.append(
+            audit_row(
+                at=self.now,
+                actor=f"journey:{name}",
+                action="spare",
+                contact_id=row.contact_id,
+                reason=f"expected value {row.expected_value_12m:.2f} above "
+                f"{journey.sunset.spare_above_value:g}",
+                details={"journey": name, "enrollment": row.id},
             )
         )
 
