@@ -210,9 +210,7 @@ class EmailComposer:
                 + f"--{boundary}--\r\n".encode()
             )
         data = (
-            "".join(f"{line}\r\n" for line in headers).encode("ascii")
-            + self._fixed_headers
-            + body
+            "".join(f"{line}\r\n" for line in headers).encode("ascii") + self._fixed_headers + body
         )
         return self.dkim_key.sign(data) if self.dkim_key else data
 
