@@ -25,7 +25,7 @@ import fcntl
 import hashlib
 from collections import deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -220,16 +220,22 @@ class _Dispatcher:
             while not self.result.stopped and (rows := self.batch(last)):
                 for row in rows:
                     last = row["id"]
-                    flight = self.start(row)
-                    if flight is not None:
-                        flights.append(flight)
-                    while flights and (len(flights) >= IN_FLIGHT or flights[0].future.done()):
-                        self.land(flights.popleft())
-                    if self.result.stopped:
-                        break
+                    if len(flights) >= IN_FLIGHT:
+                        wait([flights[0].future])
+                    # One transaction records the outcomes that came back and claims the
+                    # next message: one commit per message.
+                    with self.engine.begin() as connection:
+                        while flights and flights[0].future.done():
+                            self.land(connection, flights.popleft())
+                        if self.result.stopped:
+                            break
+                        claim = self.claim(connection, row)
+                    if claim is not None:
+                        flights.append(self.send(*claim))
         finally:
             while flights:
-                self.land(flights.popleft())
+                with self.engine.begin() as connection:
+                    self.land(connection, flights.popleft())
         return self.result
 
     def refusal(self, connection: Connection, row: Mapping[str, Any]) -> str | None:
@@ -303,42 +309,41 @@ class _Dispatcher:
             "message_id": message_id,
         }
 
-    def start(self, row: Mapping[str, Any]) -> _Flight | None:
-        """Check, render and claim one row, then hand it to its channel; None when it
-        does not go out (cancelled, failed, or moved by someone else)."""
-        outbox_id = row["id"]
-        with self.engine.begin() as connection:
-            refusal = self.refusal(connection, row)
-            if refusal is not None:
-                self.finish(connection, row, "cancelled", refusal, action="cancel")
-                self.result.cancelled += 1
+    def claim(
+        self, connection: Connection, row: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], dict[str, Any]] | None:
+        """Check and render one row and move it to ``sending`` (committed by the caller
+        before the message is handed over); None when it does not go out (cancelled,
+        failed, or moved by someone else)."""
+        refusal = self.refusal(connection, row)
+        if refusal is not None:
+            self.finish(connection, row, "cancelled", refusal, action="cancel")
+            self.result.cancelled += 1
+            return None
+        if row["body_text"] is None:
+            try:
+                content = self.content(connection, row)
+            except (_Unsendable, WinbackError) as exc:
+                self.finish(connection, row, "failed", str(exc), action="fail")
+                self.result.failed += 1
                 return None
-            if row["body_text"] is None:
-                try:
-                    content = self.content(connection, row)
-                except (_Unsendable, WinbackError) as exc:
-                    self.finish(connection, row, "failed", str(exc), action="fail")
-                    self.result.failed += 1
-                    return None
-            else:  # a retry after a temporary failure: the very same message again
-                content = {
-                    key: row[key]
-                    for key in (
-                        "to_address",
-                        "subject",
-                        "body_text",
-                        "body_html",
-                        "headers",
-                        "message_id",
-                    )
-                }
-            claimed = connection.execute(
-                update(outbox)
-                .where(outbox.c.id == outbox_id, outbox.c.status == "queued")
-                .values(status="sending", attempts=outbox.c.attempts + 1, **content)
-            ).rowcount
+        else:  # a retry after a temporary failure: the very same message again
+            content = {
+                key: row[key]
+                for key in ("to_address", "subject", "body_text", "body_html", "headers")
+            }
+            content["message_id"] = row["message_id"]
+        claimed = connection.execute(
+            update(outbox)
+            .where(outbox.c.id == row["id"], outbox.c.status == "queued")
+            .values(status="sending", attempts=outbox.c.attempts + 1, **content)
+        ).rowcount
         if claimed != 1:
             return None  # someone else moved it (an exit cancelled it): leave it alone
+        return row, content
+
+    def send(self, row: Mapping[str, Any], content: dict[str, Any]) -> _Flight:
+        """Hand a claimed message to its channel."""
         message = OutgoingMessage.from_outbox({**row, **content})
         try:
             future = submit(self.sender(row["channel"]), message)
@@ -347,23 +352,21 @@ class _Dispatcher:
             future.set_exception(exc)
         return _Flight(row, content, future)
 
-    def land(self, flight: _Flight) -> None:
+    def land(self, connection: Connection, flight: _Flight) -> None:
         """Wait for the outcome of a message handed to its channel and record it."""
         row = flight.row
         try:
             outcome = flight.future.result()
         except ChannelError as exc:
             # Nothing was sent and nothing more can be: back to the queue, stop here.
-            with self.engine.begin() as connection:
-                connection.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row["id"])
-                    .values(status="queued", error=str(exc))
-                )
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id == row["id"])
+                .values(status="queued", error=str(exc))
+            )
             self.result.stopped = str(exc)
             return
-        with self.engine.begin() as connection:
-            self.record_outcome(connection, row, flight.content, outcome)
+        self.record_outcome(connection, row, flight.content, outcome)
 
     def record_outcome(
         self,
