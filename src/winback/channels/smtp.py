@@ -56,9 +56,10 @@ _SCHEMES: dict[str, tuple[Tls, int]] = {
 }
 
 _TIMEOUT = 30.0
-# Messages in flight at once, each on its own connection: enough to hide the round
-# trips of a relay nearby, few enough for the connection limits of common relays.
-CONNECTIONS = 4
+# Messages in flight at once, each on its own connection: two hide most of the round
+# trips of a relay nearby; more would leave more messages in doubt when a dispatcher is
+# killed (each one in flight ends ``unknown``), and meet the connection limits of relays.
+CONNECTIONS = 2
 T = TypeVar("T")
 
 

@@ -73,6 +73,7 @@ due_table = Table(
     Column("timezone", String(64)),
     Column("country", String(2)),
     Column("special", Boolean, nullable=False),
+    Column("enrolled_at", DateTime, nullable=False),
     prefixes=["TEMPORARY"],
 )
 # (channel, [(time zone, country)]) -> when a message may go out per place.
@@ -114,6 +115,9 @@ def stage_due(
     connection: Connection, journeys: Mapping[int, tuple[str, Journey]], stamp: datetime
 ) -> None:
     """Create ``tick_due`` and fill it with the enrollments due at ``stamp`` (naive UTC)."""
+    if connection.dialect.name == "sqlite":
+        # A scratch table of a million rows: in memory, not in a temporary file.
+        connection.exec_driver_sql("PRAGMA temp_store = MEMORY")
     due_table.drop(connection, checkfirst=True)
     due_table.create(connection)
     live = contacts.c.erased_at.is_(None)
@@ -132,6 +136,7 @@ def stage_due(
             contacts.c.timezone,
             contacts.c.country,
             contacts.c.paused_until.is_not(None),
+            enrollments.c.enrolled_at,
         )
         .join(contacts, contacts.c.id == enrollments.c.contact_id)
         .outerjoin(contact_scores, contact_scores.c.contact_id == enrollments.c.contact_id)
