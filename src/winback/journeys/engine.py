@@ -303,8 +303,9 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
                 literal(stamp, DateTime),
                 literal(stamp, DateTime),
             )
+            # No ORDER BY: the stage index already yields contacts in id order, and a
+            # sort of the whole audience costs a second per million.
             .where(audience.c.skip.is_(None))
-            .order_by(audience.c.id)
         )
         connection.execute(
             insert(enrollments).from_select(
