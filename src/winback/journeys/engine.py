@@ -7,7 +7,9 @@ into the outbox, all in one transaction, so a tick that dies half-way leaves not
 half-done and a tick run twice at the same ``now`` does nothing the second time.
 
 Both work in bulk (one query per kind of fact, grouped updates), because a base of a
-million dormant contacts is enrolled and started in one go.
+million dormant contacts is enrolled and started in one go: the tick moves the due
+enrollments that share a decision with set-based SQL (:mod:`winback.journeys.bulk`) and
+walks in Python only through those that need a look one by one.
 """
 
 from __future__ import annotations
