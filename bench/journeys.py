@@ -4,22 +4,27 @@ dispatch to an SMTP sink on loopback.
     .venv/bin/python bench/journeys.py                      # 1,000,000 contacts, 5,000 sends
     .venv/bin/python bench/journeys.py --contacts 100000 --messages 2000
 
-1. A fresh SQLite workspace gets ``--contacts`` dormant contacts (email, subscribed, a
+1. A SQLite workspace gets ``--contacts`` dormant contacts (email, subscribed, a
    contact_scores row), a few hundred suppressed addresses and some events, written
-   straight into the store.
+   straight into the store. The base is built once per size under
+   ``bench/out/journeys/base-SIZE`` and copied for each run.
 2. ``enrol`` then ``tick`` at the same moment: every contact enrolled (10 % holdout), the
    first step queued for the rest. Target: both together <= 30 s.
 3. ``dispatch`` of ``--messages`` of those queued messages (rendered from the starter
    templates, tracked links, Message-ID, List-Unsubscribe) to an aiosmtpd server on
-   loopback that accepts and drops them. Target: >= 500 messages per second.
+   loopback, in its own process as a relay would be, that accepts and drops them.
+   Target: >= 500 messages per second.
 
-Prints a table of the figures against the targets.
+Prints a table of the figures against the targets, with the CPU time of this process
+next to the wall time: on a shared machine the wall time says as much about the
+neighbours as about winback.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import multiprocessing
 import os
 import shutil
 import socket
@@ -49,12 +54,32 @@ CHUNK = 50_000
 class Sink:
     """An SMTP handler that accepts every message and keeps only a count."""
 
-    def __init__(self) -> None:
-        self.count = 0
+    def __init__(self, count: Any) -> None:
+        self.count = count
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.count += 1
+        with self.count.get_lock():
+            self.count.value += 1
         return "250 OK"
+
+
+def serve_sink(port: int, count: Any, ready: Any, stop: Any) -> None:
+    """The SMTP sink, run in a process of its own."""
+    controller = Controller(Sink(count), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    stop.wait()
+    controller.stop()
+
+
+def prepared(path: Path, size: int) -> Workspace:
+    """A fresh copy at ``path`` of the cached base of ``size`` contacts."""
+    base = path.parent / f"base-{size}"
+    if not (base / "winback.db").exists():
+        build(base, size).close()
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(base, path)
+    return Workspace.open(path)
 
 
 def build(path: Path, size: int) -> Workspace:
@@ -138,15 +163,18 @@ def main() -> None:
     console = Console()
 
     started = time.perf_counter()
-    workspace = build(OUT / "ws", args.contacts)
-    console.print(f"built {args.contacts:,} contacts in {time.perf_counter() - started:.1f} s")
+    workspace = prepared(OUT / "ws", args.contacts)
+    console.print(
+        f"base of {args.contacts:,} contacts ready in {time.perf_counter() - started:.1f} s"
+    )
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     enrolled = enrol(workspace, "winback", NOW)
     enrol_seconds = time.perf_counter() - started
     started = time.perf_counter()
     ticked = tick(workspace, NOW)
     tick_seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu
 
     # Dispatch only --messages of the queued rows: the others wait for a later moment.
     with workspace.engine.begin() as connection:
@@ -159,17 +187,21 @@ def main() -> None:
                 .where(outbox.c.id >= cutoff)
                 .values(due_at=to_db(NOW.replace(year=2027)))
             )
-    sink = Sink()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
+    spawn = multiprocessing.get_context("spawn")
+    count, ready, stop = spawn.Value("i", 0), spawn.Event(), spawn.Event()
+    sink = spawn.Process(target=serve_sink, args=(port, count, ready, stop))
+    sink.start()
+    ready.wait()
     os.environ[ENV_SMTP_URL] = f"smtp://127.0.0.1:{port}"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     sent = dispatch(workspace, NOW)
     dispatch_seconds = time.perf_counter() - started
-    controller.stop()
+    dispatch_cpu = time.process_time() - cpu
+    stop.set()
+    sink.join()
     rate = sent.sent / dispatch_seconds if dispatch_seconds else 0.0
 
     table = Table("measure", "value", "target", title=f"journeys, {args.contacts:,} contacts")
@@ -178,10 +210,17 @@ def main() -> None:
     table.add_row("enrol", f"{enrol_seconds:.1f} s", "")
     table.add_row("tick (messages queued)", f"{tick_seconds:.1f} s ({ticked.queued:,})", "")
     table.add_row("enrol + tick", f"{enrol_seconds + tick_seconds:.1f} s", "<= 30 s")
+    table.add_row("enrol + tick, CPU time", f"{cpu_seconds:.1f} s", "")
     table.add_row(
-        "dispatched", f"{sent.sent:,} in {dispatch_seconds:.1f} s ({sink.count:,} received)", ""
+        "dispatched",
+        f"{sent.sent:,} in {dispatch_seconds:.1f} s ({count.value:,} received)",
+        "",
     )
     table.add_row("dispatch rate", f"{rate:,.0f} messages/s", ">= 500 /s")
+    table.add_row(
+        "dispatch CPU time per message", f"{dispatch_cpu / max(sent.sent, 1) * 1000:.2f} ms", ""
+    )
+    table.add_row("load average at the end", " ".join(f"{x:.2f}" for x in os.getloadavg()), "")
     console.print(table)
 
 

@@ -23,6 +23,7 @@ from winback.channels.base import (
     Sent,
     TemporaryFailure,
     UnknownOutcome,
+    submit,
 )
 from winback.channels.email_message import EmailComposer, make_message_id
 from winback.channels.file import FileSender
@@ -97,5 +98,6 @@ __all__ = [
     "sender_for",
     "sms_length",
     "split_parts",
+    "submit",
     "with_stop_mention",
 ]

@@ -20,6 +20,7 @@ not be either, so the dispatcher stops and leaves the rest of the outbox queued.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -113,3 +114,19 @@ class Sender(Protocol):
     def send(self, message: OutgoingMessage) -> SendResult: ...
 
     def close(self) -> None: ...
+
+
+def submit(sender: Sender, message: OutgoingMessage) -> Future[SendResult]:
+    """Start sending ``message``. A sender that can carry several messages at once (SMTP,
+    with a ``submit`` method) returns at once; any other sends now. The future gives the
+    result, or raises what ``send`` raised (:class:`ChannelError`)."""
+    start = getattr(sender, "submit", None)
+    if start is not None:
+        future: Future[SendResult] = start(message)
+        return future
+    future = Future()
+    try:
+        future.set_result(sender.send(message))
+    except Exception as exc:  # handed to whoever waits for the result, as send raised it
+        future.set_exception(exc)
+    return future

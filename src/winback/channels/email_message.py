@@ -2,16 +2,25 @@
 headers mailbox providers ask of bulk senders (Message-ID, Date, List-Id, a one-click
 List-Unsubscribe per RFC 8058 with both ``mailto:`` and ``https:``), and an optional DKIM
 signature that covers them. The SMTP channel sends these bytes; the file channel writes
-them to ``.eml`` files, so a dry run shows exactly what would have gone out."""
+them to ``.eml`` files, so a dry run shows exactly what would have gone out.
+
+The bytes are put together here rather than by ``email.message.EmailMessage``: its
+header objects parse and re-fold every header on every message, which was two thirds of
+the time of a dispatch. The message has one fixed shape (a few headers, a text and an
+HTML part), so the stdlib's encoders do the parts that need care (RFC 2047 encoded words
+with ``email.header``, addresses with ``email.utils.formataddr``, quoted-printable with
+``binascii``), and any mail parser reads the result back (the tests do)."""
 
 from __future__ import annotations
 
+import binascii
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.message import EmailMessage
+from email.header import Header
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 from unicodedata import normalize
@@ -26,10 +35,6 @@ from winback.links import Links
 
 if TYPE_CHECKING:
     from winback.workspace import Workspace
-
-# Headers folded at 998 octets (the RFC 5322 limit) rather than 78: the email package
-# would otherwise turn a long List-Unsubscribe URL into an encoded word no client reads.
-_WIRE = policy.SMTP.clone(max_line_length=998)
 
 # Signed when present: the identity of the message and the unsubscribe headers, which
 # RFC 8058 section 4 requires the DKIM signature to cover.
@@ -154,41 +159,80 @@ class EmailComposer:
             return f"<{https}>"
         return f"<mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>, <{https}>"
 
-    def compose(self, message: OutgoingMessage, *, now: datetime) -> EmailMessage:
-        """The email of ``message`` dated ``now``, without DKIM signature."""
+    @cached_property
+    def _fixed_headers(self) -> bytes:
+        """The headers every message of this sender shares, encoded once."""
+        lines = [f"From: {_address_header(self.from_address)}"]
+        if self.reply_to:
+            lines.append(f"Reply-To: {_address_header(self.reply_to)}")
+        lines += [
+            f"List-Id: {self.list_id}",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            "MIME-Version: 1.0",
+        ]
+        return "".join(f"{line}\r\n" for line in lines).encode("ascii")
+
+    def render(self, message: OutgoingMessage, *, now: datetime) -> bytes:
+        """The wire bytes of ``message`` dated ``now`` (CRLF line ends): the text and HTML
+        parts as ``multipart/alternative``, DKIM-signed when configured."""
         if message.body_text is None and message.body_html is None:
             raise ChannelError(
                 f"outbox message {message.idempotency_key!r} has neither a text nor an "
                 "HTML body: render it again before dispatch"
             )
-        email = EmailMessage(policy=policy.SMTP)
-        email["From"] = self.from_address
-        email["To"] = message.to_address
-        email["Subject"] = message.subject or ""
-        email["Date"] = format_datetime(now)
-        email["Message-ID"] = message.message_id or make_message_id(self.from_address)
-        if self.reply_to:
-            email["Reply-To"] = self.reply_to
-        email["List-Id"] = self.list_id
-        email["List-Unsubscribe"] = self.list_unsubscribe(message.contact_id)
-        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers = [
+            f"To: {message.to_address}",
+            f"Subject: {_text_header(message.subject or '')}",
+            f"Date: {format_datetime(now)}",
+            f"Message-ID: {message.message_id or make_message_id(self.from_address)}",
+            f"List-Unsubscribe: {self.list_unsubscribe(message.contact_id)}",
+        ]
         for name, value in message.headers.items():
             if name.lower() in RESERVED_HEADERS:
                 raise ChannelError(
                     f"outbox message {message.idempotency_key!r}: header {name!r} is set "
                     "by the email channel and cannot come from the template"
                 )
-            email[name] = value
-        if message.body_text is not None:
-            email.set_content(message.body_text)
-            if message.body_html is not None:
-                email.add_alternative(message.body_html, subtype="html")
+            headers.append(f"{name}: {_text_header(value)}")
+        parts = [
+            _part(body, subtype)
+            for body, subtype in ((message.body_text, "plain"), (message.body_html, "html"))
+            if body is not None
+        ]
+        if len(parts) == 1:
+            body = parts[0]
         else:
-            assert message.body_html is not None
-            email.set_content(message.body_html, subtype="html")
-        return email
-
-    def render(self, message: OutgoingMessage, *, now: datetime) -> bytes:
-        """The wire bytes of ``message`` (CRLF line ends), DKIM-signed when configured."""
-        data = self.compose(message, now=now).as_bytes(policy=_WIRE)
+            # "=_" never occurs in quoted-printable text, so no part can contain the boundary.
+            boundary = f"=_winback_{secrets.token_hex(12)}"
+            body = (
+                f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode()
+                + b"".join(f"--{boundary}\r\n".encode() + part + b"\r\n" for part in parts)
+                + f"--{boundary}--\r\n".encode()
+            )
+        data = (
+            "".join(f"{line}\r\n" for line in headers).encode("ascii") + self._fixed_headers + body
+        )
         return self.dkim_key.sign(data) if self.dkim_key else data
+
+
+def _text_header(value: str) -> str:
+    """A header value as ASCII: RFC 2047 encoded words when it is not, folded with CRLF."""
+    if value.isascii():
+        return " ".join(value.split())
+    return Header(value, "utf-8").encode(linesep="\r\n")
+
+
+def _address_header(value: str) -> str:
+    """``Name <user@domain>`` with the name encoded when it is not ASCII."""
+    name, address = parseaddr(value)
+    return formataddr((name, address)) if name else address
+
+
+def _part(body: str, subtype: str) -> bytes:
+    """One MIME part in UTF-8 and quoted-printable, headers included."""
+    text = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode("ascii") + encoded

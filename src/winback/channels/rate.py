@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from winback.channels.base import OutgoingMessage, Sender, SendResult
+from winback.channels.base import OutgoingMessage, Sender, SendResult, submit
 
 
 class RateLimiter:
@@ -60,6 +61,12 @@ class Throttled:
     def send(self, message: OutgoingMessage) -> SendResult:
         self.limiter.acquire()
         return self.sender.send(message)
+
+    def submit(self, message: OutgoingMessage) -> Future[SendResult]:
+        """Wait for a token, then start the send: messages start at the rate, whatever
+        number travel at once."""
+        self.limiter.acquire()
+        return submit(self.sender, message)
 
     def close(self) -> None:
         self.sender.close()

@@ -1,10 +1,13 @@
-"""Email over SMTP with aiosmtplib: one connection reused for every message of a
-dispatch, re-opened when the server drops it, with STARTTLS or implicit TLS and login
+"""Email over SMTP with aiosmtplib: connections reused for every message of a
+dispatch, re-opened when the server drops them, with STARTTLS or implicit TLS and login
 from ``[email]`` (or ``WINBACK_SMTP_URL``).
 
 The dispatcher is synchronous; aiosmtplib is not. The sender runs its own event loop in
-a background thread for its whole life, so the SMTP connection (which belongs to that
-loop) survives from one ``send`` to the next.
+a background thread for its whole life, so the SMTP connections (which belong to that
+loop) survive from one ``send`` to the next. ``submit`` starts a send and returns at
+once: up to ``connections`` messages travel at the same time, each on its own
+connection (one SMTP transaction per connection at a time), while the dispatcher
+records the previous outcomes. One message at a time uses one connection.
 
 What the server answers becomes a result (see :mod:`winback.channels.base`): 250 after
 DATA is :class:`Sent`; a 4xx at any step is a :class:`TemporaryFailure`; a 5xx to the
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Coroutine, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -52,6 +56,10 @@ _SCHEMES: dict[str, tuple[Tls, int]] = {
 }
 
 _TIMEOUT = 30.0
+# Messages in flight at once, each on its own connection: two hide most of the round
+# trips of a relay nearby; more would leave more messages in doubt when a dispatcher is
+# killed (each one in flight ends ``unknown``), and meet the connection limits of relays.
+CONNECTIONS = 2
 T = TypeVar("T")
 
 
@@ -118,7 +126,10 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        return self.submit(coroutine).result()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -126,29 +137,48 @@ class _LoopThread:
         self.loop.close()
 
 
+class _Lane:
+    """One connection of the sender, carrying one SMTP transaction at a time."""
+
+    def __init__(self) -> None:
+        self.client: aiosmtplib.SMTP | None = None
+
+
 class SmtpSender:
-    """Sends emails through one SMTP server, keeping one connection open between sends.
+    """Sends emails through one SMTP server, keeping its connections open between sends.
 
     ``connections`` counts the connections opened, for reports and tests.
     """
 
     def __init__(
-        self, settings: SmtpSettings, composer: EmailComposer, *, timeout: float = _TIMEOUT
+        self,
+        settings: SmtpSettings,
+        composer: EmailComposer,
+        *,
+        timeout: float = _TIMEOUT,
+        lanes: int = CONNECTIONS,
     ) -> None:
         self.settings = settings
         self.composer = composer
         self.timeout = timeout
         self.connections = 0
-        self._client: aiosmtplib.SMTP | None = None
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._free: asyncio.LifoQueue[_Lane] | None = None
         self._loop = _LoopThread()
 
     def send(self, message: OutgoingMessage) -> SendResult:
+        return self.submit(message).result()
+
+    def submit(self, message: OutgoingMessage) -> Future[SendResult]:
+        """Start sending ``message``; the future gives what became of it (or raises
+        :class:`ChannelError`)."""
         data = self.composer.render(message, now=utcnow())
-        return self._loop.run(self._deliver(message.to_address, data))
+        return self._loop.submit(self._send(message.to_address, data))
 
     def close(self) -> None:
-        """Say QUIT to the server (if still connected) and stop the loop."""
-        self._loop.run(self._disconnect(polite=True))
+        """Say QUIT to the server on every open connection and stop the loop."""
+        for lane in self._lanes:
+            self._loop.run(self._disconnect(lane, polite=True))
         self._loop.stop()
 
     def __enter__(self) -> SmtpSender:
@@ -159,9 +189,21 @@ class SmtpSender:
 
     # -- inside the loop --------------------------------------------------------------
 
-    async def _connected(self) -> aiosmtplib.SMTP:
-        if self._client is not None and self._client.is_connected:
-            return self._client
+    async def _send(self, recipient: str, data: bytes) -> SendResult:
+        if self._free is None:
+            self._free = asyncio.LifoQueue()
+            for lane in reversed(self._lanes):
+                self._free.put_nowait(lane)
+        # Last in, first out: one message at a time keeps using the same connection.
+        lane = await self._free.get()
+        try:
+            return await self._deliver(lane, recipient, data)
+        finally:
+            self._free.put_nowait(lane)
+
+    async def _connected(self, lane: _Lane) -> aiosmtplib.SMTP:
+        if lane.client is not None and lane.client.is_connected:
+            return lane.client
         settings = self.settings
         client = aiosmtplib.SMTP(
             hostname=settings.host,
@@ -189,11 +231,11 @@ class SmtpSender:
                 "check [email] host, port and tls in winback.toml, or WINBACK_SMTP_URL"
             ) from None
         self.connections += 1
-        self._client = client
+        lane.client = client
         return client
 
-    async def _disconnect(self, *, polite: bool) -> None:
-        client, self._client = self._client, None
+    async def _disconnect(self, lane: _Lane, *, polite: bool) -> None:
+        client, lane.client = lane.client, None
         if client is None:
             return
         transport = client.transport
@@ -207,48 +249,48 @@ class SmtpSender:
             transport.abort()
             await asyncio.sleep(0)
 
-    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+    async def _reset(self, lane: _Lane, client: aiosmtplib.SMTP) -> None:
         """Clear a refused transaction so the connection can carry the next message."""
         try:
             await client.rset()
         except (aiosmtplib.SMTPException, OSError):
-            await self._disconnect(polite=False)
+            await self._disconnect(lane, polite=False)
 
-    async def _deliver(self, recipient: str, data: bytes) -> SendResult:
+    async def _deliver(self, lane: _Lane, recipient: str, data: bytes) -> SendResult:
         sender = self.composer.envelope_sender
         # A connection found dead before DATA is harmless: nothing was handed over, so
         # reconnect once and start the envelope again.
         for attempt in (1, 2):
-            client = await self._connected()
+            client = await self._connected(lane)
             try:
                 await client.mail(sender)
                 await client.rcpt(recipient)
                 break
             except aiosmtplib.SMTPSenderRefused as exc:
                 if exc.code >= 500:
-                    await self._reset(client)
+                    await self._reset(lane, client)
                     raise ChannelError(
                         f"{self.settings.where} refuses the sender {sender!r} "
                         f"({exc.code} {exc.message}); check [email] from in winback.toml"
                     ) from None
-                return await self._refused(client, exc)
+                return await self._refused(lane, client, exc)
             except aiosmtplib.SMTPResponseException as exc:
-                return await self._refused(client, exc)
+                return await self._refused(lane, client, exc)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError):
-                await self._disconnect(polite=False)
+                await self._disconnect(lane, polite=False)
                 if attempt == 2:
                     return TemporaryFailure(f"{self.settings.where} closed the connection")
             except UnicodeEncodeError:
-                await self._reset(client)
+                await self._reset(lane, client)
                 return PermanentFailure(
                     f"address {recipient!r} is not ASCII; SMTPUTF8 sending is not supported"
                 )
         try:
             response = await client.data(data)
         except aiosmtplib.SMTPResponseException as exc:
-            return await self._refused(client, exc)
+            return await self._refused(lane, client, exc)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
-            await self._disconnect(polite=False)
+            await self._disconnect(lane, polite=False)
             return UnknownOutcome(
                 f"the connection to {self.settings.where} broke during DATA ({exc}); "
                 "the message may have been delivered"
@@ -256,14 +298,14 @@ class SmtpSender:
         return Sent(provider_id=response.message or None)
 
     async def _refused(
-        self, client: aiosmtplib.SMTP, exc: aiosmtplib.SMTPResponseException
+        self, lane: _Lane, client: aiosmtplib.SMTP, exc: aiosmtplib.SMTPResponseException
     ) -> SendResult:
         """The result of a refusal, after clearing the transaction (or, on 421, the
         connection the server is closing: the next send opens a new one)."""
         if exc.code == 421:
-            await self._disconnect(polite=False)
+            await self._disconnect(lane, polite=False)
         else:
-            await self._reset(client)
+            await self._reset(lane, client)
         reason = f"{exc.code} {exc.message}"
         if exc.code >= 500:
             return PermanentFailure(reason, code=str(exc.code), event=EventType.BOUNCE_HARD)

@@ -78,7 +78,7 @@ def add_journey(workspace: Workspace, path: Path, now: datetime) -> tuple[Journe
                 insert(journeys), {"name": journey.name, "created_at": to_db(now), **values}
             )
             return journey, True
-        kept = {step.id for step in journey.steps}
+        kept = {step.id for step in journey.all_steps}
         waiting = connection.execute(
             select(distinct(enrollments.c.step_id)).where(
                 enrollments.c.journey_id == row.id,
@@ -169,7 +169,7 @@ def journey_funnel(workspace: Workspace, name: str) -> dict[str, Any]:
             "opened": reached[step.id].get("open", 0),
             "clicked": reached[step.id].get("click", 0),
         }
-        for step in journey.steps
+        for step in journey.all_steps
     ]
     rates = {
         group: (counts.get("reactivated", 0) / total if (total := sum(counts.values())) else None)

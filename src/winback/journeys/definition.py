@@ -16,6 +16,19 @@ message to thousands of people.
       - {id: bigger-offer, template: offer, offer: {percent: 40, valid_days: 30}, wait: 30d}
       - {id: goodbye, template: goodbye, wait: 14d}
     after_last_step: sunset
+
+The audience may also keep only the contacts worth the effort and take the best first:
+``audience: {stages: [dormant], min_expected_value: 50, order_by: expected_value,
+limit: 10000}``. ``min_expected_value`` compares ``expected_value_12m`` (filled by
+``winback score`` once ``winback models fit`` has run), so a contact without an expected
+value is left out by it; ``order_by: expected_value`` enrols the highest values first
+(contacts without one last), and ``limit`` caps how many are enrolled (holdout included;
+by contact id when there is no ``order_by``).
+
+A sunset may spare valuable customers: with ``sunset: {spare_above_value: 200,
+spare_step: {id: last-chance, template: offer, offer: {percent: 50}, wait: 14d}}``, a
+contact whose expected value is above 200 gets that one more step when the last one is
+over, and only then ``after_last_step`` (``sunset`` or ``flag``) applies.
 """
 
 from __future__ import annotations
@@ -104,8 +117,31 @@ class Step(_Model):
 
 
 class Audience(_Model):
+    """Who a journey enrols: contacts of ``stages``, narrowed by a saved ``segment`` and
+    by ``min_expected_value`` (contacts without an expected value are left out by it),
+    highest expected value first with ``order_by: expected_value``, at most ``limit``."""
+
     stages: list[Stage] = Field(default_factory=lambda: [Stage.DORMANT], min_length=1)
     segment: str | None = None
+    min_expected_value: float | None = Field(None, ge=0)
+    order_by: Literal["expected_value"] | None = None
+    limit: int | None = Field(None, ge=1)
+
+
+class Sunset(_Model):
+    """Spare the valuable: a contact whose expected value (``expected_value_12m``) is
+    above ``spare_above_value`` gets ``spare_step`` once the last step is over, instead of
+    being let go at once; ``after_last_step`` applies when that step's wait is over."""
+
+    spare_above_value: float = Field(ge=0)
+    spare_step: Step
+
+    @field_validator("spare_step")
+    @classmethod
+    def _no_branches(cls, value: Step) -> Step:
+        if value.on:
+            raise ValueError("the spare step is the very last one: it cannot branch (remove on:)")
+        return value
 
 
 class Journey(_Model):
@@ -125,6 +161,7 @@ class Journey(_Model):
     )
     steps: list[Step] = Field(min_length=1)
     after_last_step: AfterLastStep = "sunset"
+    sunset: Sunset | None = None
 
     @field_validator("exit_on")
     @classmethod
@@ -135,8 +172,19 @@ class Journey(_Model):
                 raise ValueError(f"{kind.value} is not a reaction that proves interest ({allowed})")
         return value
 
+    @property
+    def spare_step(self) -> Step | None:
+        """The step a spared customer gets after the last one (see :class:`Sunset`)."""
+        return self.sunset.spare_step if self.sunset is not None else None
+
+    @property
+    def all_steps(self) -> list[Step]:
+        """The steps, then the spare step when there is one."""
+        spare = self.spare_step
+        return [*self.steps, spare] if spare is not None else list(self.steps)
+
     def step(self, step_id: str) -> Step:
-        for step in self.steps:
+        for step in self.all_steps:
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
@@ -151,7 +199,7 @@ class Journey(_Model):
     def channels(self) -> frozenset[str]:
         """The sending channels the journey may use (``best`` may use either)."""
         used: set[str] = set()
-        for step in self.steps:
+        for step in self.all_steps:
             used.update(("email", "sms") if step.channel == "best" else (step.channel,))
         return frozenset(used)
 
@@ -169,6 +217,22 @@ def _semantic_errors(journey: Journey) -> list[tuple[tuple[Any, ...], str]]:
                 )
             )
         seen.setdefault(step.id, number)
+    spare = journey.spare_step
+    if spare is not None:
+        if spare.id in seen:
+            problems.append(
+                (
+                    ("sunset", "spare_step", "id"),
+                    f"step id {spare.id!r} is used by step {seen[spare.id] + 1} already",
+                )
+            )
+        if journey.after_last_step == "nothing":
+            problems.append(
+                (
+                    ("sunset",),
+                    "sparing needs after_last_step: sunset or flag (nothing lets no one go)",
+                )
+            )
     for number, step in enumerate(journey.steps):
         for reaction, target in step.on.items():
             where = ("steps", number, "on", reaction)
@@ -243,12 +307,17 @@ def parse_journey(text: str, source: str, check_template: TemplateCheck | None =
         raise JourneyError(_format(problems, root, source)) from None
     problems.extend(_semantic_errors(journey))
     if check_template is not None:
-        for number, step in enumerate(journey.steps):
+        places: list[tuple[tuple[Any, ...], Step]] = [
+            (("steps", number, "template"), step) for number, step in enumerate(journey.steps)
+        ]
+        if journey.spare_step is not None:
+            places.append((("sunset", "spare_step", "template"), journey.spare_step))
+        for location, step in places:
             channels = ("email", "sms") if step.channel == "best" else (step.channel,)
             for channel in channels:
                 missing = check_template(step, channel)
                 if missing:
-                    problems.append((("steps", number, "template"), missing))
+                    problems.append((location, missing))
     if problems:
         raise JourneyError(_format(problems, root, source))
     return journey

@@ -9,6 +9,11 @@ messages it was handing over in ``sending``; the next run turns them into ``unkn
 dispatcher runs at a time per workspace (a lock file), so a ``sending`` row found at the
 start can only be a leftover of a dead one.
 
+Up to ``IN_FLIGHT`` messages travel at once (the SMTP channel sends them on as many
+connections): the next message is rendered and claimed while the previous ones are on
+the wire, and each outcome is committed as soon as it is known. A crash leaves at most
+``IN_FLIGHT`` rows in ``sending``.
+
 A temporary failure goes back to ``queued`` with a later ``due_at``; a permanent one is
 ``failed``, and a refused address (SMTP 5xx) becomes a hard bounce event and a
 suppression. Every outcome leaves an audit record.
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,25 +42,29 @@ from winback.channels import (
     TemporaryFailure,
     make_message_id,
     sender_for,
+    submit,
 )
+from winback.channels.smtp import CONNECTIONS
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
 from winback.compliance.refusals import REFUSALS, apply_refusals
-from winback.compliance.suppression import can_receive, is_suppressed
+from winback.compliance.suppression import address_hash, can_receive
 from winback.domain import Channel, EventType
 from winback.errors import WinbackError
 from winback.journeys.catalog import load_journeys, templates_of
 from winback.journeys.definition import Journey
 from winback.journeys.engine import TickResult, tick
 from winback.journeys.offers import assign_offer
-from winback.journeys.render import TemplateSet, render
+from winback.journeys.render import CompiledTemplate, TemplateSet, render
 from winback.links import Links
-from winback.store.schema import contacts, enrollments, events, outbox
+from winback.store.chunks import chunks
+from winback.store.schema import contacts, enrollments, events, outbox, suppressions
 from winback.workspace import Workspace
 
 LOCK_FILE = "dispatch.lock"
 MAX_ATTEMPTS = 5
 BATCH = 200
+IN_FLIGHT = CONNECTIONS
 _CONTACT_FIELDS = (
     "first_name",
     "last_name",
@@ -167,6 +178,8 @@ class _Dispatcher:
                 name: journey for name, (_, journey) in load_journeys(connection).items()
             }
         self.result = DispatchResult()
+        self.blocked: set[tuple[str, str]] = set()
+        self.compiled: dict[tuple[str, str, str | None], CompiledTemplate] = {}
 
     def sender(self, channel: str) -> Sender:
         if channel not in self.senders:
@@ -196,16 +209,33 @@ class _Dispatcher:
             .limit(BATCH)
         )
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            rows = [dict(row) for row in connection.execute(query).mappings()]
+            self.blocked = _suppressed_of(connection, self.workspace, rows)
+        return rows
 
     def run(self) -> DispatchResult:
         last = 0
-        while rows := self.batch(last):
-            for row in rows:
-                last = row["id"]
-                self.one(row)
-                if self.result.stopped:
-                    return self.result
+        flights: deque[_Flight] = deque()
+        try:
+            while not self.result.stopped and (rows := self.batch(last)):
+                for row in rows:
+                    last = row["id"]
+                    if len(flights) >= IN_FLIGHT:
+                        wait([flights[0].future])
+                    # One transaction records the outcomes that came back and claims the
+                    # next message: one commit per message.
+                    with self.engine.begin() as connection:
+                        while flights and flights[0].future.done():
+                            self.land(connection, flights.popleft())
+                        if self.result.stopped:
+                            break
+                        claim = self.claim(connection, row)
+                    if claim is not None:
+                        flights.append(self.send(*claim))
+        finally:
+            while flights:
+                with self.engine.begin() as connection:
+                    self.land(connection, flights.popleft())
         return self.result
 
     def refusal(self, connection: Connection, row: Mapping[str, Any]) -> str | None:
@@ -219,7 +249,7 @@ class _Dispatcher:
             return f"the enrollment ended ({row['enrollment_status']})"
         if not can_receive(status, address):
             return f"the {channel} status is {status}" if address else f"no {channel} address"
-        if is_suppressed(connection, self.workspace, channel, address):
+        if (channel, address) in self.blocked:
             return f"the {channel} address is suppressed"
         return None
 
@@ -236,7 +266,10 @@ class _Dispatcher:
             ) from None
         channel = row["channel"]
         contact = {name: row[f"contact_{name}"] for name in _CONTACT_FIELDS}
-        template = self.templates.load(step.template, channel, contact["language"])
+        key = (step.template, channel, contact["language"])
+        template = self.compiled.get(key)
+        if template is None:  # one look in the folders per template and language
+            template = self.compiled[key] = self.templates.load(*key)
         message_id = make_message_id(self.from_address)
         offer = None
         if step.offer is not None:
@@ -276,55 +309,64 @@ class _Dispatcher:
             "message_id": message_id,
         }
 
-    def one(self, row: Mapping[str, Any]) -> None:
-        outbox_id = row["id"]
-        with self.engine.begin() as connection:
-            refusal = self.refusal(connection, row)
-            if refusal is not None:
-                self.finish(connection, row, "cancelled", refusal, action="cancel")
-                self.result.cancelled += 1
-                return
-            if row["body_text"] is None:
-                try:
-                    content = self.content(connection, row)
-                except (_Unsendable, WinbackError) as exc:
-                    self.finish(connection, row, "failed", str(exc), action="fail")
-                    self.result.failed += 1
-                    return
-            else:  # a retry after a temporary failure: the very same message again
-                content = {
-                    key: row[key]
-                    for key in (
-                        "to_address",
-                        "subject",
-                        "body_text",
-                        "body_html",
-                        "headers",
-                        "message_id",
-                    )
-                }
-            claimed = connection.execute(
-                update(outbox)
-                .where(outbox.c.id == outbox_id, outbox.c.status == "queued")
-                .values(status="sending", attempts=outbox.c.attempts + 1, **content)
-            ).rowcount
+    def claim(
+        self, connection: Connection, row: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], dict[str, Any]] | None:
+        """Check and render one row and move it to ``sending`` (committed by the caller
+        before the message is handed over); None when it does not go out (cancelled,
+        failed, or moved by someone else)."""
+        refusal = self.refusal(connection, row)
+        if refusal is not None:
+            self.finish(connection, row, "cancelled", refusal, action="cancel")
+            self.result.cancelled += 1
+            return None
+        if row["body_text"] is None:
+            try:
+                content = self.content(connection, row)
+            except (_Unsendable, WinbackError) as exc:
+                self.finish(connection, row, "failed", str(exc), action="fail")
+                self.result.failed += 1
+                return None
+        else:  # a retry after a temporary failure: the very same message again
+            content = {
+                key: row[key]
+                for key in ("to_address", "subject", "body_text", "body_html", "headers")
+            }
+            content["message_id"] = row["message_id"]
+        claimed = connection.execute(
+            update(outbox)
+            .where(outbox.c.id == row["id"], outbox.c.status == "queued")
+            .values(status="sending", attempts=outbox.c.attempts + 1, **content)
+        ).rowcount
         if claimed != 1:
-            return  # someone else moved it (an exit cancelled it): leave it alone
+            return None  # someone else moved it (an exit cancelled it): leave it alone
+        return row, content
+
+    def send(self, row: Mapping[str, Any], content: dict[str, Any]) -> _Flight:
+        """Hand a claimed message to its channel."""
         message = OutgoingMessage.from_outbox({**row, **content})
         try:
-            outcome = self.sender(row["channel"]).send(message)
+            future = submit(self.sender(row["channel"]), message)
+        except ChannelError as exc:
+            future = Future()
+            future.set_exception(exc)
+        return _Flight(row, content, future)
+
+    def land(self, connection: Connection, flight: _Flight) -> None:
+        """Wait for the outcome of a message handed to its channel and record it."""
+        row = flight.row
+        try:
+            outcome = flight.future.result()
         except ChannelError as exc:
             # Nothing was sent and nothing more can be: back to the queue, stop here.
-            with self.engine.begin() as connection:
-                connection.execute(
-                    update(outbox)
-                    .where(outbox.c.id == outbox_id)
-                    .values(status="queued", error=str(exc))
-                )
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id == row["id"])
+                .values(status="queued", error=str(exc))
+            )
             self.result.stopped = str(exc)
             return
-        with self.engine.begin() as connection:
-            self.record_outcome(connection, row, content, outcome)
+        self.record_outcome(connection, row, flight.content, outcome)
 
     def record_outcome(
         self,
@@ -441,6 +483,39 @@ class _Dispatcher:
                 "dedup_key": key.digest(),
             },
         )
+
+
+@dataclass
+class _Flight:
+    """A claimed message on its way: the row, what was sent, and the outcome to come."""
+
+    row: Mapping[str, Any]
+    content: dict[str, Any]
+    future: Future[Any]
+
+
+def _suppressed_of(
+    connection: Connection, workspace: Workspace, rows: list[dict[str, Any]]
+) -> set[tuple[str, str]]:
+    """The (channel, address) pairs of a batch of rows that are on the suppression list:
+    one query per batch, just before the batch goes out."""
+    wanted: dict[tuple[str, str], tuple[str, str]] = {}
+    for row in rows:
+        channel = row["channel"]
+        address = row["contact_email"] if channel == "email" else row["contact_phone"]
+        if address:
+            wanted[(channel, address_hash(workspace, channel, address))] = (channel, address)
+    found: set[tuple[str, str]] = set()
+    for batch in chunks(sorted({digest for _, digest in wanted})):
+        for channel, digest in connection.execute(
+            select(suppressions.c.channel, suppressions.c.address_hash).where(
+                suppressions.c.address_hash.in_(batch)
+            )
+        ):
+            pair = wanted.get((channel, digest))
+            if pair is not None:
+                found.add(pair)
+    return found
 
 
 class _Unsendable(Exception):

@@ -7,13 +7,14 @@ into the outbox, all in one transaction, so a tick that dies half-way leaves not
 half-done and a tick run twice at the same ``now`` does nothing the second time.
 
 Both work in bulk (one query per kind of fact, grouped updates), because a base of a
-million dormant contacts is enrolled and started in one go.
+million dormant contacts is enrolled and started in one go: the tick moves the due
+enrollments that share a decision with set-based SQL (:mod:`winback.journeys.bulk`) and
+walks in Python only through those that need a look one by one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,6 @@ from sqlalchemy import (
     insert,
     literal,
     not_,
-    null,
     or_,
     select,
     true,
@@ -55,6 +55,17 @@ from winback.compliance.suppression import (
 )
 from winback.config import Config
 from winback.domain import INTERACTIONS, EventType
+from winback.journeys.bulk import (
+    OUTBOX_COLUMNS,
+    Place,
+    advance_groups,
+    channel_list,
+    due_table,
+    mark_special,
+    preferred_clause,
+    special_ids,
+    stage_due,
+)
 from winback.journeys.catalog import load_journeys
 from winback.journeys.definition import Journey
 from winback.journeys.machine import (
@@ -103,6 +114,7 @@ class Candidate:
     holdout: bool
     preferred: str | None
     expected_purchases_90d: float | None
+    expected_value_12m: float | None
 
 
 def _audience(
@@ -111,20 +123,18 @@ def _audience(
     """The contacts of the journey's stages at this moment, each with ``skip``: why the
     journey must not enrol them (NULL when it may), and one boolean column per channel of
     the journey (``email_ok``, ``sms_ok``) saying whether the contact consented to it.
-    Left out without a reason:
-    the erased and those an earlier journey let go."""
+    Left out without a reason: the erased, those an earlier journey let go, and those
+    under the audience's ``min_expected_value`` (or without an expected value)."""
     channels = sorted(journey.channels)
     consent = {channel: can_receive_clause(channel) for channel in channels}
-    busy = (
-        select(enrollments.c.id)
-        .where(enrollments.c.contact_id == contacts.c.id, enrollments.c.status == "active")
-        .exists()
+    # Uncorrelated IN (...) rather than EXISTS: the database builds each set once
+    # instead of probing the enrollments twice per contact of the audience.
+    busy = contacts.c.id.in_(
+        select(enrollments.c.contact_id).where(enrollments.c.status == "active")
     )
     # A journey is one campaign: its holdout must stay untouched for the lift.
-    before = (
-        select(enrollments.c.id)
-        .where(enrollments.c.contact_id == contacts.c.id, enrollments.c.journey_id == journey_id)
-        .exists()
+    before = contacts.c.id.in_(
+        select(enrollments.c.contact_id).where(enrollments.c.journey_id == journey_id)
     )
     protected = contact_scores.c.dormant_subscriber == true()
     if config.policy.protect_subscribers:
@@ -134,6 +144,8 @@ def _audience(
         (before, "went through this journey before"),
         (protected, "protected subscriber"),
         (not_(or_(*consent.values())), "no consent"),
+        # A pause chosen in the preference centre: not before it ends.
+        (contacts.c.paused_until > to_db(now), "paused"),
     )
     query = (
         select(
@@ -142,8 +154,9 @@ def _audience(
             contacts.c.phone,
             *(condition.label(f"{channel}_ok") for channel, condition in consent.items()),
             skip.label("skip"),
-            _preferred_clause().label("preferred"),
+            preferred_clause().label("preferred"),
             contact_scores.c.expected_purchases_90d,
+            contact_scores.c.expected_value_12m,
         )
         .join(contact_scores, contact_scores.c.contact_id == contacts.c.id)
         .where(
@@ -152,12 +165,24 @@ def _audience(
             contacts.c.lost_by_journey_at.is_(None),
         )
     )
+    if journey.audience.min_expected_value is not None:
+        query = query.where(
+            contact_scores.c.expected_value_12m >= journey.audience.min_expected_value
+        )
     if journey.audience.segment:
         members = segment_query(
             load_segment(connection, journey.audience.segment), now, config.workspace.timezone
         )
         query = query.where(contacts.c.id.in_(members))
     return query.subquery("audience")
+
+
+def _ranking(journey: Journey, value: Any, contact_id: Any) -> list[Any]:
+    """The order in which a journey with a ``limit`` takes its audience: the highest
+    expected value first with ``order_by: expected_value`` (no value last), then by id."""
+    if journey.audience.order_by == "expected_value":
+        return [value.desc().nulls_last(), contact_id]
+    return [contact_id]
 
 
 def _consented(audience: Subquery, channels: list[str]) -> list[Any]:
@@ -182,17 +207,21 @@ def _suppressed(
     if not suppressed:
         return {}
     left: dict[int, list[str]] = {}
+    addresses = {"email": audience.c.email, "sms": audience.c.phone}
+    columns = [(addresses[channel], audience.c[f"{channel}_ok"]) for channel in channels]
     rows = connection.execute(
-        select(
-            audience.c.id, audience.c.email, audience.c.phone, *_consented(audience, channels)
-        ).where(audience.c.skip.is_(None))
+        select(audience.c.id, *(column for pair in columns for column in pair)).where(
+            audience.c.skip.is_(None)
+        )
     )
-    for row in rows:
-        addresses = {"email": row.email, "sms": row.phone}
-        consented = [channel for channel in channels if row._mapping[f"{channel}_ok"]]
-        reachable = [ch for ch in consented if not suppressed.blocks(ch, addresses[ch])]
-        if reachable != consented:
-            left[row.id] = reachable
+    blocks = suppressed.blocks
+    # A million rows go through this loop: plain tuples, no per-row dict.
+    for contact_id, *values in rows:
+        pairs = list(zip(channels, values[::2], values[1::2], strict=True))
+        if any(ok and blocks(channel, address) for channel, address, ok in pairs):
+            left[contact_id] = [
+                channel for channel, address, ok in pairs if ok and not blocks(channel, address)
+            ]
     return left
 
 
@@ -207,106 +236,120 @@ def select_audience(
     """The contacts :func:`enrol` would enrol at this moment, in id order, with the
     holdout split (for the simulator). ``skipped`` counts those left out, by reason:
     already in an active journey, through this one before, a protected subscriber, no
-    consent on any channel of the journey, or only suppressed addresses."""
+    consent on any channel of the journey, paused, only suppressed addresses, or past
+    the audience's ``limit``."""
     channels = sorted(journey.channels)
     audience = _audience(connection, workspace.config, journey_id, journey, now)
     skipped.update(_skipped(connection, audience))
     left = _suppressed(connection, workspace, audience, channels)
     skipped["suppressed"] += sum(1 for reachable in left.values() if not reachable)
     rows = connection.execute(
-        select(audience).where(audience.c.skip.is_(None)).order_by(audience.c.id)
+        select(audience)
+        .where(audience.c.skip.is_(None))
+        .order_by(*_ranking(journey, audience.c.expected_value_12m, audience.c.id))
     )
+    taken, limit = 0, journey.audience.limit
     for row in rows:
         reachable = left.get(row.id)
         if reachable is None:
             reachable = [channel for channel in channels if row._mapping[f"{channel}_ok"]]
         elif not reachable:
             continue
+        if limit is not None and taken >= limit:
+            skipped["over the limit"] += 1
+            continue
+        taken += 1
         yield Candidate(
             contact_id=row.id,
             reachable=reachable,
             holdout=in_holdout(row.id, journey.name, journey.holdout),
             preferred=row.preferred,
             expected_purchases_90d=row.expected_purchases_90d,
+            expected_value_12m=row.expected_value_12m,
         )
 
 
-def _channel_sets(channels: list[str]) -> Iterator[list[str]]:
-    """Every non-empty subset of ``channels``, in their order."""
+def _channels_clause(audience: Subquery, channels: list[str]) -> ColumnElement[Any]:
+    """The enrollment's ``channels``: the journey's channels the contact consented to,
+    as one CASE over every non-empty subset, so the enrolment is one INSERT ... SELECT."""
+    oks = _consented(audience, channels)
+    whens = []
     for size in range(len(channels), 0, -1):
-        for subset in combinations(channels, size):
-            yield list(subset)
+        for subset in combinations(range(len(channels)), size):
+            held = [oks[i] if i in subset else not_(oks[i]) for i in range(len(channels))]
+            whens.append((and_(*held), literal([channels[i] for i in subset], JSON)))
+    return case(*whens)
 
 
 def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
     """Enrol a journey's audience as it is at ``now`` (see :func:`select_audience` for
     who is left out), splitting off the holdout, with an audit record per contact.
 
-    The enrollments are written by INSERT ... SELECT, one statement per set of consented
-    channels; Python only hashes what SQL cannot: the addresses against the suppression
-    list (when it has entries) and the ids for the holdout."""
+    The enrollments are written by one INSERT ... SELECT; then one pass over them in
+    Python does what SQL cannot: hash the addresses against the suppression list (only
+    when it has entries) and the ids for the holdout."""
     stamp = to_db(now)
     with workspace.engine.begin() as connection:
         journey_id, journey = load_journeys(connection, name)[name]
         channels = sorted(journey.channels)
         audience = _audience(connection, workspace.config, journey_id, journey, now)
         result = EnrolResult(name, skipped=_skipped(connection, audience))
-        left = _suppressed(connection, workspace, audience, channels)
         last_id = connection.execute(select(func.max(enrollments.c.id))).scalar() or 0
-        for subset in _channel_sets(channels):
-            consented = [
-                ok if channel in subset else not_(ok)
-                for channel, ok in zip(channels, _consented(audience, channels), strict=True)
-            ]
-            enrollable = (
-                select(
-                    literal(journey_id),
-                    audience.c.id,
-                    false(),
-                    literal("active"),
-                    literal(subset, JSON),
-                    literal(stamp, DateTime),
-                    literal(stamp, DateTime),
-                )
-                .where(audience.c.skip.is_(None), *consented)
-                .order_by(audience.c.id)
+        enrollable = (
+            select(
+                literal(journey_id),
+                audience.c.id,
+                false(),
+                literal("active"),
+                _channels_clause(audience, channels),
+                literal(stamp, DateTime),
+                literal(stamp, DateTime),
             )
-            connection.execute(
-                insert(enrollments).from_select(
-                    [
-                        "journey_id",
-                        "contact_id",
-                        "holdout",
-                        "status",
-                        "channels",
-                        "enrolled_at",
-                        "next_due_at",
-                    ],
-                    enrollable,
-                )
+            # No ORDER BY: the stage index already yields contacts in id order, and a
+            # sort of the whole audience costs a second per million.
+            .where(audience.c.skip.is_(None))
+        )
+        connection.execute(
+            insert(enrollments).from_select(
+                [
+                    "journey_id",
+                    "contact_id",
+                    "holdout",
+                    "status",
+                    "channels",
+                    "enrolled_at",
+                    "next_due_at",
+                ],
+                enrollable,
             )
+        )
         new = and_(enrollments.c.id > last_id, enrollments.c.journey_id == journey_id)
-        # Suppressed addresses: drop the channel, or the enrollment when none is left.
+        enrolled, left = _holdout_and_suppressed(connection, workspace, journey, new)
+        # Suppressed addresses: drop the channel, or the enrollment when none is left. By
+        # enrollment id: the primary key, where a list of contact ids would scan the journey.
         by_channels: dict[tuple[str, ...], list[int]] = defaultdict(list)
-        for contact_id, channels_left in left.items():
-            by_channels[tuple(channels_left)].append(contact_id)
+        for enrollment_id, channels_left in left.items():
+            by_channels[tuple(channels_left)].append(enrollment_id)
         for kept, ids in by_channels.items():
             for batch in chunks(sorted(ids)):
-                chosen = and_(new, enrollments.c.contact_id.in_(batch))
+                chosen = enrollments.c.id.in_(batch)
                 if kept:
                     connection.execute(
                         update(enrollments).where(chosen).values(channels=list(kept))
                     )
                 else:
                     connection.execute(delete(enrollments).where(chosen))
-        result.skipped["suppressed"] += len(by_channels.get((), ()))
-        enrolled = connection.execute(select(enrollments.c.contact_id).where(new)).scalars().all()
-        held = [cid for cid in enrolled if in_holdout(cid, name, journey.holdout)]
+        gone = set(by_channels.get((), ()))
+        result.skipped["suppressed"] += len(gone)
+        if journey.audience.limit is not None:
+            dropped = _over_the_limit(connection, new, journey)
+            result.skipped["over the limit"] += len(dropped)
+            gone.update(dropped)
+        kept_ids = [eid for eid in enrolled if eid not in gone] if gone else list(enrolled)
+        held = [eid for eid in kept_ids if enrolled[eid]]
         for batch in chunks(held):
             connection.execute(
-                update(enrollments)
-                .where(new, enrollments.c.contact_id.in_(batch))
-                .values(holdout=True)
+                update(enrollments).where(enrollments.c.id.in_(batch)).values(holdout=True)
             )
         record_selected(
             connection,
@@ -319,9 +362,62 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
             action="enrol",
             details={"journey": name},
         )
-    result.enrolled, result.holdout = len(enrolled), len(held)
+    result.enrolled, result.holdout = len(kept_ids), len(held)
+    result.skipped = +result.skipped  # only the reasons that left someone out
     result.audience = result.enrolled + sum(result.skipped.values())
     return result
+
+
+def _holdout_and_suppressed(
+    connection: Connection, workspace: Workspace, journey: Journey, new: ColumnElement[bool]
+) -> tuple[dict[int, bool], dict[int, list[str]]]:
+    """One pass over the new enrollments: whether each falls in the holdout, and for
+    those with a suppressed address the channels left to them (by enrollment id)."""
+    suppressed = load_suppressions(connection, workspace, journey.channels)
+    columns: list[Any] = [enrollments.c.id, enrollments.c.contact_id]
+    if suppressed:
+        columns += [contacts.c.email, contacts.c.phone, cast(enrollments.c.channels, String)]
+    rows = connection.execute(
+        select(*columns)
+        .join_from(enrollments, contacts, contacts.c.id == enrollments.c.contact_id)
+        .where(new)
+    )
+    holdout: dict[int, bool] = {}
+    left: dict[int, list[str]] = {}
+    name, share = journey.name, journey.holdout
+    blocks = suppressed.blocks
+    # A million rows go through this loop: plain tuples, nothing done twice.
+    for enrollment_id, contact_id, *addresses in rows:
+        holdout[enrollment_id] = in_holdout(contact_id, name, share)
+        if not addresses:
+            continue
+        email, phone, consented = addresses
+        pairs = (("email", email), ("sms", phone))
+        if any(ch in channel_list(consented) and blocks(ch, address) for ch, address in pairs):
+            left[enrollment_id] = [
+                ch
+                for ch, address in pairs
+                if ch in channel_list(consented) and not blocks(ch, address)
+            ]
+    return holdout, left
+
+
+def _over_the_limit(
+    connection: Connection, new: ColumnElement[bool], journey: Journey
+) -> list[int]:
+    """Drop the new enrollments past the audience's ``limit``, in :func:`_ranking`
+    order; the enrollments dropped."""
+    ranked = (
+        select(enrollments.c.id)
+        .outerjoin(contact_scores, contact_scores.c.contact_id == enrollments.c.contact_id)
+        .where(new)
+        .order_by(*_ranking(journey, contact_scores.c.expected_value_12m, enrollments.c.contact_id))
+        .offset(journey.audience.limit)
+    )
+    dropped = list(connection.execute(ranked).scalars())
+    for batch in chunks(dropped):
+        connection.execute(delete(enrollments).where(enrollments.c.id.in_(batch)))
+    return dropped
 
 
 @dataclass
@@ -420,15 +516,13 @@ def _zone(name: str | None, fallback: str) -> ZoneInfo:
 
 
 def _recent_messages(connection: Connection, now: datetime) -> dict[int, list[datetime]]:
-    """For contacts of due enrollments, when their messages of the last 30 days went out
-    (or are due): the frequency cap counts them."""
-    due_contacts = select(enrollments.c.contact_id).where(
-        enrollments.c.status == "active", enrollments.c.next_due_at <= to_db(now)
-    )
+    """For contacts of the due enrollments left to the row path, when their messages of
+    the last 30 days went out or are due, later ones included (a message held by the
+    quiet hours, a retry): the frequency cap counts them."""
+    due_contacts = select(due_table.c.contact_id).where(due_table.c.special == true())
     query = select(outbox.c.contact_id, outbox.c.due_at).where(
         outbox.c.status.in_(COUNTED),
         outbox.c.due_at > to_db(now - MONTH),
-        outbox.c.due_at <= to_db(now),
         outbox.c.contact_id.in_(due_contacts),
     )
     recent: dict[int, list[datetime]] = defaultdict(list)
@@ -448,10 +542,9 @@ def _free_slot(
     naive_now = to_db(now)
     if row.paused_until is not None and row.paused_until > naive_now:
         return from_db(row.paused_until)
-    if row.frequency == "monthly":
-        month = [moment for moment in recent if moment > naive_now - MONTH]
-        if month:
-            return from_db(max(month) + MONTH)
+    if row.frequency == "monthly" and recent:
+        # One message per 30 days from all journeys, a message still to go included.
+        return from_db(max(recent) + MONTH)
     slot = next_free_slot(recent, config.frequency.max_per_week, naive_now)
     return from_db(slot)
 
@@ -467,16 +560,12 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
         by_id = {jid: (name, journey) for name, (jid, journey) in load_journeys(connection).items()}
         seen = _reactions(connection, now, config.scoring.machine_open_seconds)
         channels = {ch for _, journey in by_id.values() for ch in journey.channels}
+        stage_due(connection, by_id, stamp)
         # Enrolment checked the whole list; since then only newer entries can block.
-        first_enrolled = connection.execute(
-            select(func.min(enrollments.c.enrolled_at)).where(
-                enrollments.c.status == "active", enrollments.c.next_due_at <= stamp
-            )
-        ).scalar()
+        first_enrolled = connection.execute(select(func.min(due_table.c.enrolled_at))).scalar()
         suppressed = load_suppressions(
             connection, workspace, channels, since=from_db(first_enrolled) or now
         )
-        recent = _recent_messages(connection, now)
         writer = _TickWriter(connection, workspace, now)
 
         # Exits on a reaction happen at once, due or not.
@@ -495,6 +584,33 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                     writer.exit(enrollment_id, contact_id, name, Exit("reactivated", reason))
                     result.reactivated += 1
 
+        mark_special(
+            connection,
+            reacted=sorted(seen),
+            recent_since=to_db(now - MONTH),
+            counted=COUNTED,
+            suppressed=suppressed,
+        )
+        quiet: dict[Place, datetime] = {}
+
+        def due_moments(channel: str, places: list[Place]) -> dict[Place, datetime]:
+            """When a message on ``channel`` may go out, per (time zone, country)."""
+            if not getattr(config.quiet_hours, channel):
+                return {}
+            for place in places:
+                if place not in quiet:
+                    timezone, country = place
+                    zone = _zone(timezone, config.workspace.timezone)
+                    region = country or config.workspace.default_region
+                    quiet[place] = next_allowed_moment(now, zone, region, config.quiet_hours)
+            return {place: quiet[place] for place in places}
+
+        recent = _recent_messages(connection, now)  # before the bulk path adds its own
+        bulk = advance_groups(connection, by_id, now=now, stamp=stamp, due_moments=due_moments)
+        result.queued, result.holdout_steps = bulk.queued, bulk.holdout_steps
+        result.due = bulk.queued + bulk.holdout_steps
+
+        # The rest, one by one: reactions, pauses, the frequency cap, exits, ends.
         live = contacts.c.erased_at.is_(None)
         due = connection.execute(
             select(
@@ -513,14 +629,14 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                 contacts.c.country,
                 contacts.c.paused_until,
                 contacts.c.frequency,
-                _preferred_clause().label("preferred"),
+                contact_scores.c.expected_value_12m,
+                preferred_clause().label("preferred"),
             )
             .join(contacts, contacts.c.id == enrollments.c.contact_id)
             .outerjoin(contact_scores, contact_scores.c.contact_id == enrollments.c.contact_id)
-            .where(enrollments.c.status == "active", enrollments.c.next_due_at <= stamp)
+            .where(enrollments.c.id.in_(special_ids()))
         )
         decisions: dict[tuple[Any, ...], Any] = {}
-        quiet: dict[tuple[str | None, str | None], datetime] = {}
         for row in due:
             result.due += 1
             name, journey = by_id[row.journey_id]
@@ -530,7 +646,7 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                 reactions = Reactions(
                     facts.opened, facts.clicked, facts.replied, _exit_event(journey, facts)
                 )
-            allowed = _channel_list(row.channels)
+            allowed = channel_list(row.channels)
             reachable = tuple(
                 channel
                 for channel, ok, address in (
@@ -540,11 +656,16 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                 if ok and channel in allowed and not suppressed.blocks(channel, address)
             )
             preferred = row.preferred
+            spare = spared(journey, row.expected_value_12m)
             # decide() is pure and most contacts share its inputs: ask once per kind.
-            key = (row.journey_id, row.step_id, reactions, reachable, preferred)
+            key = (row.journey_id, row.step_id, reactions, reachable, preferred, spare)
             if key not in decisions:
-                decisions[key] = decide(journey, row.step_id, reactions, reachable, preferred, now)
+                decisions[key] = decide(
+                    journey, row.step_id, reactions, reachable, preferred, now, spare
+                )
             decision = decisions[key]
+            if isinstance(decision, Advance) and decision.step_id == _spare_id(journey):
+                writer.spare(row, name, journey)
             if isinstance(decision, Exit):
                 writer.exit(row.id, row.contact_id, name, decision)
                 result.reactivated += decision.status == "reactivated"
@@ -562,37 +683,26 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                     writer.postpone(row.id, slot)
                     result.postponed += 1
                     continue
-                due_at = now
-                if getattr(config.quiet_hours, decision.channel):
-                    place = (row.timezone, row.country)
-                    if place not in quiet:
-                        zone = _zone(row.timezone, config.workspace.timezone)
-                        country = row.country or config.workspace.default_region
-                        quiet[place] = next_allowed_moment(now, zone, country, config.quiet_hours)
-                    due_at = quiet[place]
+                place = (row.timezone, row.country)
+                due_at = due_moments(decision.channel, [place]).get(place, now)
                 writer.advance(row.id, decision)
                 writer.queue(row.id, name, decision, due_at)
-                recent[row.contact_id].append(stamp)
+                recent[row.contact_id].append(to_db(due_at))
                 result.queued += 1
         writer.flush()
+        due_table.drop(connection)
     return result
 
 
-def _preferred_clause() -> ColumnElement[str | None]:
-    """The channel the contact last used, for ``best`` steps: ``email``, ``sms`` or NULL
-    (email on a tie)."""
-    last_email, last_sms = contact_scores.c.last_email_at, contact_scores.c.last_sms_at
-    return case(
-        (and_(last_email.is_(None), last_sms.is_(None)), null()),
-        (or_(last_sms.is_(None), last_email >= last_sms), literal("email")),
-        else_=literal("sms"),
-    )
+def spared(journey: Journey, value: float | None) -> bool:
+    """Whether the journey's sunset spares a contact of this expected value."""
+    sunset = journey.sunset
+    return sunset is not None and value is not None and value > sunset.spare_above_value
 
 
-@lru_cache(maxsize=64)
-def _channel_list(text: str | None) -> frozenset[str]:
-    """An enrollment's channels, stored as a JSON list."""
-    return frozenset(json.loads(text)) if text else frozenset()
+def _spare_id(journey: Journey) -> str | None:
+    spare = journey.spare_step
+    return spare.id if spare is not None else None
 
 
 class _TickWriter:
@@ -653,6 +763,21 @@ class _TickWriter:
                 contact_id=contact_id,
                 reason=decision.reason,
                 details={"journey": journey, "enrollment": enrollment_id},
+            )
+        )
+
+    def spare(self, row: Any, name: str, journey: Journey) -> None:
+        """Record why a contact gets the spare step instead of the end of the journey."""
+        assert journey.sunset is not None
+        self.audits.append(
+            audit_row(
+                at=self.now,
+                actor=f"journey:{name}",
+                action="spare",
+                contact_id=row.contact_id,
+                reason=f"expected value {row.expected_value_12m:.2f} above "
+                f"{journey.sunset.spare_above_value:g}",
+                details={"journey": name, "enrollment": row.id},
             )
         )
 
@@ -719,7 +844,7 @@ class _TickWriter:
             for batch in chunks(ids):
                 connection.execute(
                     insert(outbox).from_select(
-                        _OUTBOX_COLUMNS, self._outbox_rows(journey, step_id, channel, due, batch)
+                        OUTBOX_COLUMNS, self._outbox_rows(journey, step_id, channel, due, batch)
                     )
                 )
         for batch in chunks(self.lost):
@@ -741,17 +866,3 @@ class _TickWriter:
                 )
         for audits in chunks(self.audits, 50_000):
             record(connection, audits)
-
-
-_OUTBOX_COLUMNS = [
-    "idempotency_key",
-    "enrollment_id",
-    "contact_id",
-    "journey",
-    "step_id",
-    "channel",
-    "status",
-    "to_address",
-    "created_at",
-    "due_at",
-]

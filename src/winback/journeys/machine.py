@@ -91,6 +91,7 @@ def decide(
     reachable: Sequence[str],
     preferred: str | None,
     now: datetime,
+    spared: bool = False,
 ) -> Decision:
     """The next move of an enrollment that is due at ``now``.
 
@@ -98,12 +99,16 @@ def decide(
     the contact can still receive on, in order of preference. A reaction in ``exit_on``
     ends the journey first; otherwise the current step's ``on`` branches are tried in the
     order written and the next step in the list is the default. A step on a channel the
-    contact cannot receive is passed over.
+    contact cannot receive is passed over. ``spared``: the contact is worth more than the
+    journey's ``sunset.spare_above_value``, so the spare step comes before the end.
     """
     if seen.exit_event is not None:
         return Exit("reactivated", seen.exit_event)
     if not reachable:
         return Exit("exited", "no channel left")
+    spare = journey.spare_step
+    if spare is not None and step_id == spare.id:
+        return Finish(journey.after_last_step)
     if step_id is None:
         index = 0
     else:
@@ -119,6 +124,10 @@ def decide(
         if channel is not None:
             return Advance(step.id, channel, now + step.wait)
         index += 1
+    if spared and spare is not None:
+        channel = step_channel(spare, reachable, preferred)
+        if channel is not None:
+            return Advance(spare.id, channel, now + spare.wait)
     return Finish(journey.after_last_step)
 
 

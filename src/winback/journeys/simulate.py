@@ -21,7 +21,7 @@ from typing import Any
 from winback.config import SimulateSection
 from winback.journeys.catalog import load_journeys
 from winback.journeys.definition import Journey, Step
-from winback.journeys.engine import Candidate, select_audience
+from winback.journeys.engine import Candidate, select_audience, spared
 from winback.journeys.machine import Advance, Exit, Reactions, decide
 from winback.workspace import Workspace
 
@@ -119,8 +119,9 @@ def play(
     group = "holdout" if candidate.holdout else "treated"
     now, step_id, seen = start, None, Reactions()
     reachable = list(candidate.reachable)
+    spare = spared(journey, candidate.expected_value_12m)
     while now <= end:
-        decision = decide(journey, step_id, seen, reachable, candidate.preferred, now)
+        decision = decide(journey, step_id, seen, reachable, candidate.preferred, now, spare)
         if isinstance(decision, Exit):
             result.outcomes[group][decision.status] += 1
             return
