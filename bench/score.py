@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sqlite3
@@ -184,6 +185,16 @@ def build(base: Path, contacts: int, events: int) -> None:
     db.close()
     (base / "ready").write_text(json.dumps({"contacts": contacts, "events": events}))
     print(f"  base built in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def _migrate(work: Path) -> None:
+    """Bring a copy of a cached base to the current schema (not timed)."""
+    from winback.store import migrate
+    from winback.workspace import Workspace
+
+    ws = Workspace.open(work, check=False)
+    migrate(ws.engine)
+    ws.close()
 
 
 def _peak_gb() -> float:
@@ -364,9 +375,11 @@ def main() -> None:
     base = OUT / f"score-{args.contacts}-{args.events}"
     print(f"base: {args.contacts:,} contacts, {args.events:,} events ({base})", flush=True)
     build(base, args.contacts, args.events)
-    work = OUT / "score-work"
+    # One working copy per run: bench/out may be shared by several checkouts.
+    work = OUT / f"score-work-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(base, work)
+    _migrate(work)
     tomorrow = (NOW + timedelta(days=1)).date().isoformat()
     full = _child("score", work, NOW.date().isoformat())
     print(f"full score: {full['seconds']:.1f} s", flush=True)
@@ -399,7 +412,9 @@ def main() -> None:
     print(f"\n{'measure':<{width}}  {'time':>9}  {'peak RSS':>9}  target")
     for name, elapsed, memory, target in rows:
         print(f"{name:<{width}}  {elapsed:>9}  {memory:>9}  {target}")
-    print(f"\nstages after the full score: {full['stages']}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nload average at the end (1, 5, 15 min): {load} on {os.cpu_count()} CPUs")
+    print(f"stages after the full score: {full['stages']}")
     if pandas:
         print(f"stages by pandas:            {pandas['stages']}")
 
