@@ -23,16 +23,27 @@ The pipeline (one transaction):
    ``stage_history`` and the audit log, dated with ``now``'s local date.
 
 Incremental rescoring. Each run leaves an audit record (action ``score_run``) holding the
-highest event id it saw and a fingerprint of the policy. The next run, under the same
-policy, aggregates only the newer events and merges them into the stored facts (latest
-of two times, sum of two counts; the customer clock's anchor is ``scored_at`` minus
-``clock_days``). A contact whose history must be re-read is recomputed from all its
-events: one without stored scores, a prospect whose new events make it a customer (its
-past customer activity is not stored), and one whose new ``delivered`` event may turn an
-already counted open into a machine open. Then every contact's row is derived again from
-the facts and only the rows that differ (stage, flags, RFM, spend) or whose facts moved
-are written, so a contact whose clock crossed a threshold is rewritten and the others
-keep their row. ``days_inactive`` and ``clock_days`` are as of the row's ``scored_at``.
+highest event id it saw, a fingerprint of the policy and the RFM breakpoints. The next
+run, under the same policy, rewrites only the contacts it must (``score_touch``):
+
+- those with events newer than the last run's;
+- those whose clock reached its next threshold: every row stores the day that happens
+  (``next_threshold_on``, indexed), so they are found without reading the others;
+- those whose contact record no longer agrees with their stored row (a refusal or a new
+  consent, a journey that let them go, a paid subscription, a prospect's creation date),
+  those without a row, and erased ones that still have one: one pass over the contacts
+  joined to their rows, comparing a few columns.
+
+Their facts are the stored ones merged with those of the new events (latest of two
+times, sum of two counts; the customer clock's anchor is ``scored_at`` minus
+``clock_days``), or all their events read again when a merge cannot be trusted: a
+contact without a row, a prospect whose first purchase makes it a customer (its past
+customer activity is not stored), and one with a new ``delivered`` event seconds before
+an open already counted as human. The RFM quintile breakpoints are those of the last
+full score (``winback score --full`` recomputes them over the base of the day); the
+policy, zone and machine-open rule are in the fingerprint, so changing them makes the
+next run a full one. ``days_inactive`` and ``clock_days`` are as of the row's
+``scored_at``.
 """
 
 from __future__ import annotations
@@ -98,6 +109,10 @@ LAST_SEEN_COLUMNS = ("last_interaction_at", *(f"last_{c}_at" for c in CHANNEL_CO
 TIME_COLUMNS = (*LAST_SEEN_COLUMNS, "first_purchase_at", "last_purchase_at")
 FACT_COLUMNS = (*TIME_COLUMNS, "purchases", "total_spend")
 _NO_BREAKPOINTS = (0.0, 0.0, 0.0, 0.0)
+# SQLite page cache of the scoring connection while it scores (KiB when negative): the
+# rows a run rewrites lie all over contact_scores and its indexes, and a page that stays
+# in the cache until the commit is written once instead of spilled and written again.
+SQLITE_CACHE_SIZE = -1024 * 1024
 
 _temp = MetaData()
 score_facts = Table(
@@ -220,6 +235,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     for table in _TEMP_TABLES:
         table.drop(connection, checkfirst=True)
         table.create(connection)
+    cache_size = _sqlite_pragma(connection, "cache_size", SQLITE_CACHE_SIZE)
     try:
         high_water = connection.execute(select(func.max(events.c.id))).scalar() or 0
         previous = _last_run(connection)
@@ -265,6 +281,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     finally:
         for table in _TEMP_TABLES:
             table.drop(connection, checkfirst=True)
+        _sqlite_pragma(connection, "cache_size", cache_size)
     return ScoreResult(
         now=run.now,
         mode=mode,
@@ -275,6 +292,15 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         new_events=new_events,
         stages={str(k): int(v) for k, v in sorted(stages.items())},
     )
+
+
+def _sqlite_pragma(connection: Connection, name: str, value: int | None) -> int | None:
+    """On SQLite, set a pragma of this connection and return its former value."""
+    if connection.dialect.name != "sqlite" or value is None:
+        return None
+    former = connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+    connection.exec_driver_sql(f"PRAGMA {name}={int(value)}")
+    return None if former is None else int(former)
 
 
 def _last_run(connection: Connection) -> dict[str, Any] | None:
@@ -319,7 +345,7 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
     delivered_just_before = exists(
         select(literal(1))
         .select_from(d)
-        .where(*_delivered_before_open(d, e, run.machine_open_seconds))
+        .where(*_delivered_before_open(d, e, run.machine_open_seconds, sought="delivered"))
     )
     machine = or_(
         e.c.machine_open.is_(True),
@@ -389,17 +415,25 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
 
 
 def _delivered_before_open(
-    delivered: Any, opened: Any, seconds: int
+    delivered: Any, opened: Any, seconds: int, *, sought: str
 ) -> tuple[ColumnElement[bool], ...]:
     """Two aliases of ``events``: ``delivered`` is the delivery of the message that
-    ``opened`` opens, at most ``seconds`` before it. The time range lets the database
-    seek the (contact, time) index, where a few seconds hold almost no event, instead of
-    visiting every event of the message through the message-id index."""
+    ``opened`` opens, at most ``seconds`` before it. ``sought`` (``"delivered"`` or
+    ``"opened"``) is the alias the query looks up: the time range is written on its
+    column, so the database seeks the (contact, time) index, where a few seconds hold
+    almost no event, instead of visiting every event of the message through the
+    message-id index."""
+    if sought == "delivered":
+        window = delivered.c.occurred_at.between(
+            shifted(opened.c.occurred_at, -seconds), opened.c.occurred_at
+        )
+    else:
+        window = opened.c.occurred_at.between(
+            delivered.c.occurred_at, shifted(delivered.c.occurred_at, seconds)
+        )
     return (
         delivered.c.contact_id == opened.c.contact_id,
-        delivered.c.occurred_at.between(
-            shifted(opened.c.occurred_at, -seconds), opened.c.occurred_at
-        ),
+        window,
         delivered.c.message_id == opened.c.message_id,
         delivered.c.type == EventType.DELIVERED.value,
         seconds_between(delivered.c.occurred_at, opened.c.occurred_at).between(0, seconds),
@@ -428,8 +462,10 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
     old = contact_scores
     o = events.alias("o")
     dd = events.alias("dd")
-    # A new delivery seconds before an open already counted as human makes it a machine
-    # open: that contact's facts must be read again.
+    # A new delivery seconds before an unflagged open makes it a machine open: when that
+    # open was counted as human, the contact's facts must be read again. (Asking for
+    # opens older than the new events as well would steer SQLite to the message-id
+    # index; re-reading a contact whose new open follows a new delivery is harmless.)
     reclassified = (
         select(dd.c.contact_id)
         .where(
@@ -441,9 +477,8 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
                 select(literal(1))
                 .select_from(o)
                 .where(
-                    *_delivered_before_open(dd, o, run.machine_open_seconds),
+                    *_delivered_before_open(dd, o, run.machine_open_seconds, sought="opened"),
                     o.c.type == EventType.OPEN.value,
-                    o.c.id <= since,
                     o.c.machine_open.is_(None),
                 )
             ),
