@@ -274,9 +274,7 @@ def test_rescoring_restages_a_contact_whose_record_changed(workspace: Workspace)
     run_score(workspace, NOW)
     # No event: Ann unsubscribes, a journey lets Ben go.
     with workspace.engine.begin() as c:
-        c.execute(
-            contacts.update().where(contacts.c.id == ann).values(email_status="unsubscribed")
-        )
+        c.execute(contacts.update().where(contacts.c.id == ann).values(email_status="unsubscribed"))
         c.execute(
             contacts.update()
             .where(contacts.c.id == ben)
