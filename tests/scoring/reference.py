@@ -54,8 +54,11 @@ def reference_scores(
     now: datetime,
     timezone: str,
     seconds: int,
-) -> dict[int, dict[str, Any]]:
-    """Per contact id: the facts, the clock and the verdict columns of contact_scores."""
+    breakpoints: dict[str, tuple[float, ...] | None] | None = None,
+) -> tuple[dict[int, dict[str, Any]], dict[str, tuple[float, ...] | None]]:
+    """Per contact id: the facts, the clock and the verdict columns of contact_scores;
+    and the RFM breakpoints used: ``breakpoints`` when given (an incremental run keeps
+    those of the last full score), else the quintiles of today's customers."""
     tz = ZoneInfo(timezone)
     today = day_number(now, tz)
     result: dict[int, dict[str, Any]] = {}
@@ -111,10 +114,15 @@ def reference_scores(
         "frequency_score": lambda r: r["purchases"],
         "monetary_score": lambda r: r["total_spend"],
     }
+    if breakpoints is None:
+        breakpoints = {
+            name: quintile_breakpoints(metric(r) for r in customers)
+            for name, metric in metrics.items()
+        }
     for name, metric in metrics.items():
-        points = quintile_breakpoints(metric(r) for r in customers)
+        points = breakpoints[name]
         for r in result.values():
             r[name] = quintile_score(metric(r), points) if r["purchases"] and points else None
     for r in result.values():
         r["spend_level"] = spend_level(r["monetary_score"])
-    return result
+    return result, breakpoints

@@ -261,3 +261,49 @@ def test_erased_contacts_are_not_scored(sqlite_workspace: Workspace) -> None:
     result = run_score(ws, NOW)
     assert result.contacts == 0
     assert stage_of(ws, gone) is None
+
+
+def test_rescoring_restages_a_contact_whose_record_changed(workspace: Workspace) -> None:
+    with workspace.engine.begin() as c:
+        ann = add_contact(c, email="ann@example.com", created_at=ago(900))
+        add_event(c, ann, "purchase", ago(10), amount=30.0)
+        ben = add_contact(c, email="ben@example.com", created_at=ago(900))
+        add_event(c, ben, "purchase", ago(200), amount=30.0)
+        quiet = add_contact(c, email="quiet@example.com", created_at=ago(900))
+        add_event(c, quiet, "purchase", ago(20), amount=30.0)
+    run_score(workspace, NOW)
+    # No event: Ann unsubscribes, a journey lets Ben go.
+    with workspace.engine.begin() as c:
+        c.execute(contacts.update().where(contacts.c.id == ann).values(email_status="unsubscribed"))
+        c.execute(
+            contacts.update()
+            .where(contacts.c.id == ben)
+            .values(lost_by_journey_at=ago(1).replace(tzinfo=None))
+        )
+    result = run_score(workspace, NOW + timedelta(days=1))
+    assert (result.mode, result.rewritten) == ("incremental", 2)
+    assert (stage_of(workspace, ann), stage_of(workspace, ben)) == ("unsubscribed", "lost")
+    assert stage_of(workspace, quiet) == "active"
+
+
+def test_rfm_breakpoints_are_kept_until_a_full_score(sqlite_workspace: Workspace) -> None:
+    ws = sqlite_workspace
+    with ws.engine.begin() as c:
+        buyers = []
+        for n in range(1, 6):
+            buyer = add_contact(c, email=f"b{n}@example.com", created_at=ago(900))
+            add_event(c, buyer, "purchase", ago(10), amount=10.0 * n)
+            buyers.append(buyer)
+    run_score(ws, NOW)
+    assert [scores_of(ws, b)["scores"]["monetary_score"] for b in buyers] == [1, 2, 3, 4, 5]
+    with ws.engine.begin() as c:
+        big = add_contact(c, email="big@example.com", created_at=ago(900))
+        add_event(c, big, "purchase", ago(0), amount=1000.0)
+    run_score(ws, NOW + timedelta(days=1))
+    # The new customer is placed against the breakpoints of the full score; the others
+    # keep their scores.
+    assert scores_of(ws, big)["scores"]["monetary_score"] == 5
+    assert [scores_of(ws, b)["scores"]["monetary_score"] for b in buyers] == [1, 2, 3, 4, 5]
+    run_score(ws, NOW + timedelta(days=1), full=True)
+    # Over six customers the breakpoints move up to the spends 20, 30, 40 and 50.
+    assert [scores_of(ws, b)["scores"]["monetary_score"] for b in buyers] == [1, 1, 2, 3, 4]

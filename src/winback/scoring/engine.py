@@ -4,11 +4,14 @@ Why SQL in the store, and not DuckDB. The bulk work runs as a handful of set-bas
 statements inside the store (SQLite or PostgreSQL), built with SQLAlchemy Core so one
 definition compiles for both. Measured on 1M contacts / 20M events in SQLite (2 cores):
 DuckDB would first have to read the events out of SQLite, and without network access its
-``sqlite`` extension cannot be installed; reading them through ADBC into Arrow alone took
-27 s, while SQLite's own scan of the events takes 5 s and the grouped aggregation of the
-interaction events, sorted rather than walked through the (contact, time) index, fits in
-the budget (see bench/score.py). On PostgreSQL the same statements run as parallel hash
-aggregates.
+``sqlite`` extension cannot be installed; reading the 12.7M events the facts need through
+Python's ``sqlite3`` takes about a minute, through ADBC into Arrow 27 s, while SQLite's own
+scan of the events takes 5 s and the grouped aggregation of the interaction events,
+sorted rather than walked through the (contact, time) index, fits in the budget (see
+bench/score.py). The costly part was the machine-open rule: one look-up of the delivery
+per unflagged open. It seeks the (contact, time) index over a window of a few seconds,
+which holds almost nothing, rather than every event of the message. On PostgreSQL the
+same statements run as parallel hash aggregates.
 
 The pipeline (one transaction):
 
@@ -17,23 +20,36 @@ The pipeline (one transaction):
    customer activity (the customer clock's anchor). Machine opens are left out with the
    rule of :mod:`winback.scoring.machine_open`, written here in SQL;
 2. quintile breakpoints of recency, frequency and monetary value over the customers;
-3. the derived row of every contact (clock, stage, RFM, spend level, flags), computed by
-   ``CASE`` expressions that mirror :mod:`winback.scoring.stages`, with the estimates of
-   the latest model fit (:func:`winback.models.apply.fill_estimates`) joined in;
-4. the rows that changed are rewritten; every stage change is appended to
-   ``stage_history`` and the audit log, dated with ``now``'s local date.
+3. the derived row of every contact (clock, stage, RFM, spend level, flags, the day of
+   the next threshold), computed by ``CASE`` expressions that mirror
+   :mod:`winback.scoring.stages`, with the estimates of the latest model fit
+   (:func:`winback.models.apply.fill_estimates`) joined in;
+4. the rows are written; every stage change is appended to ``stage_history`` and the
+   audit log, dated with ``now``'s local date.
 
 Incremental rescoring. Each run leaves an audit record (action ``score_run``) holding the
-highest event id it saw and a fingerprint of the policy. The next run, under the same
-policy, aggregates only the newer events and merges them into the stored facts (latest
-of two times, sum of two counts; the customer clock's anchor is ``scored_at`` minus
-``clock_days``). A contact whose history must be re-read is recomputed from all its
-events: one without stored scores, a prospect whose new events make it a customer (its
-past customer activity is not stored), and one whose new ``delivered`` event may turn an
-already counted open into a machine open. Then every contact's row is derived again from
-the facts and only the rows that differ (stage, flags, RFM, spend) or whose facts moved
-are written, so a contact whose clock crossed a threshold is rewritten and the others
-keep their row. ``days_inactive`` and ``clock_days`` are as of the row's ``scored_at``.
+highest event id it saw, a fingerprint of the policy and the RFM breakpoints. The next
+run, under the same policy, rewrites only the contacts it must (``score_touch``):
+
+- those with events newer than the last run's;
+- those whose clock reached its next threshold: every row stores the day that happens
+  (``next_threshold_on``, indexed), so they are found without reading the others;
+- with a model fit, every customer who has estimates: they move with each day of silence;
+- those whose contact record no longer agrees with their stored row (a refusal or a new
+  consent, a journey that let them go, a paid subscription, a prospect's creation date),
+  those without a row, and erased ones that still have one: one pass over the contacts
+  joined to their rows, comparing a few columns.
+
+Their facts are the stored ones merged with those of the new events (latest of two
+times, sum of two counts; the customer clock's anchor is ``scored_at`` minus
+``clock_days``), or all their events read again when a merge cannot be trusted: a
+contact without a row, a prospect whose first purchase makes it a customer (its past
+customer activity is not stored), and one with a new ``delivered`` event seconds before
+an open already counted as human. The RFM quintile breakpoints are those of the last
+full score (``winback score --full`` recomputes them over the base of the day); the
+policy, zone and machine-open rule are in the fingerprint, so changing them makes the
+next run a full one. ``days_inactive`` and ``clock_days`` are as of the row's
+``scored_at``.
 """
 
 from __future__ import annotations
@@ -42,7 +58,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,7 +87,10 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from winback.clock import to_db
 from winback.compliance.audit import audit_row, record, record_selected
@@ -79,7 +98,7 @@ from winback.config import Config, ModelsSection
 from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
 from winback.models.apply import fill_estimates, model_estimates
 from winback.scoring.machine_open import apple_proxy_user_agent_sql
-from winback.scoring.sql import local_day, seconds_between
+from winback.scoring.sql import day_date, local_day, seconds_between, shifted
 from winback.scoring.stages import (
     CONSENT_PRECEDENCE,
     WINBACK_STAGES,
@@ -92,19 +111,15 @@ from winback.store.schema import audit, contact_scores, contacts, events, stage_
 RUN_ACTION = "score_run"
 ACTOR = "score"
 CHANNEL_COLUMNS = tuple(channel.value for channel in Channel)
-# What a stored row carries from the facts, and what marks a row as changed.
+# What a stored row carries from the facts.
 LAST_SEEN_COLUMNS = ("last_interaction_at", *(f"last_{c}_at" for c in CHANNEL_COLUMNS))
 TIME_COLUMNS = (*LAST_SEEN_COLUMNS, "first_purchase_at", "last_purchase_at")
 FACT_COLUMNS = (*TIME_COLUMNS, "purchases", "total_spend")
-VERDICT_COLUMNS = (
-    "stage",
-    "dormant_subscriber",
-    "recency_score",
-    "frequency_score",
-    "monetary_score",
-    "spend_level",
-)
 _NO_BREAKPOINTS = (0.0, 0.0, 0.0, 0.0)
+# SQLite page cache of the scoring connection while it scores (KiB when negative): the
+# rows a run rewrites lie all over contact_scores and its indexes, and a page that stays
+# in the cache until the commit is written once instead of spilled and written again.
+SQLITE_CACHE_SIZE = -1024 * 1024
 
 _temp = MetaData()
 score_facts = Table(
@@ -130,6 +145,13 @@ score_redo = Table(
     Column("contact_id", Integer, primary_key=True),
     prefixes=["TEMPORARY"],
 )
+score_touch = Table(
+    "score_touch",
+    _temp,
+    Column("contact_id", Integer, primary_key=True),
+    Column("unscored", Boolean, nullable=False),
+    prefixes=["TEMPORARY"],
+)
 score_new = Table(
     "score_new",
     _temp,
@@ -140,10 +162,9 @@ score_new = Table(
     ),
     Column("contact_id", Integer, primary_key=True),
     Column("old_stage", String(16)),
-    Column("rewrite", Boolean, nullable=False),
     prefixes=["TEMPORARY"],
 )
-_TEMP_TABLES = (score_facts, score_delta, score_redo, score_new, model_estimates)
+_TEMP_TABLES = (score_facts, score_delta, score_redo, score_touch, score_new, model_estimates)
 
 
 @dataclass
@@ -189,13 +210,16 @@ class _Run:
         return day_number(self.now, ZoneInfo(self.timezone))
 
     def fingerprint(self) -> str:
-        """What stored facts depend on: a change forces a full score."""
+        """What stored rows depend on (the facts, and the stages of the contacts an
+        incremental run does not rewrite): a change forces a full score."""
+        policy = {k: v for k, v in asdict(self.policy).items() if k != "customer_activity"}
         text = json.dumps(
             {
                 "activity": sorted(self.policy.customer_activity),
+                "policy": policy,
                 "tz": self.timezone,
                 "machine_open_seconds": self.machine_open_seconds,
-                "version": 1,
+                "version": 2,
             },
             sort_keys=True,
         )
@@ -222,22 +246,24 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     for table in _TEMP_TABLES:
         table.drop(connection, checkfirst=True)
         table.create(connection)
+    cache_size = _sqlite_pragma(connection, "cache_size", SQLITE_CACHE_SIZE)
     try:
         high_water = connection.execute(select(func.max(events.c.id))).scalar() or 0
         previous = _last_run(connection)
-        reason = _full_reason(previous, run, full)
+        reason = _full_reason(connection, previous, run, full)
+        models = fill_estimates(connection, run.models, run.now)
         if reason:
             mode, new_events = "full", None
             _full_facts(connection, run)
+            breakpoints = _breakpoints(connection, run)
         else:
             assert previous is not None
             mode = "incremental"
             new_events = _merged_facts(connection, run, int(previous["high_water"]), high_water)
             reason = f"{new_events} new events since event {previous['high_water']}"
-        breakpoints = _breakpoints(connection, run)
-        models = fill_estimates(connection, run.models, run.now)
+            breakpoints = Breakpoints.from_json(previous["breakpoints"])
         _derive(connection, run, breakpoints, rewrite_all=mode == "full")
-        total, changes, rewritten = _write(connection, run)
+        total, changes, rewritten = _write(connection, run, full=mode == "full")
         stages: dict[Any, Any] = dict(
             connection.execute(
                 select(contact_scores.c.stage, func.count()).group_by(contact_scores.c.stage)
@@ -250,6 +276,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
             "rewritten": rewritten,
             "stage_changes": changes,
             "now": run.now.isoformat(),
+            "breakpoints": breakpoints.as_json(),
         }
         record(
             connection,
@@ -266,6 +293,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     finally:
         for table in _TEMP_TABLES:
             table.drop(connection, checkfirst=True)
+        _sqlite_pragma(connection, "cache_size", cache_size)
     return ScoreResult(
         now=run.now,
         mode=mode,
@@ -279,6 +307,15 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     )
 
 
+def _sqlite_pragma(connection: Connection, name: str, value: int | None) -> int | None:
+    """On SQLite, set a pragma of this connection and return its former value."""
+    if connection.dialect.name != "sqlite" or value is None:
+        return None
+    former = connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+    connection.exec_driver_sql(f"PRAGMA {name}={int(value)}")
+    return None if former is None else int(former)
+
+
 def _last_run(connection: Connection) -> dict[str, Any] | None:
     details = connection.execute(
         select(audit.c.details)
@@ -289,13 +326,24 @@ def _last_run(connection: Connection) -> dict[str, Any] | None:
     return dict(details) if details else None
 
 
-def _full_reason(previous: dict[str, Any] | None, run: _Run, full: bool) -> str:
+def _full_reason(
+    connection: Connection, previous: dict[str, Any] | None, run: _Run, full: bool
+) -> str:
     if full:
         return "full score requested"
     if previous is None:
         return "first score of this base"
     if previous.get("fingerprint") != run.fingerprint():
         return "the policy, time zone or machine-open rule changed since the last score"
+    if (
+        not previous["breakpoints"]["customers"]
+        and connection.execute(
+            select(func.count())
+            .select_from(events)
+            .where(events.c.id > previous["high_water"], events.c.type == EventType.PURCHASE.value)
+        ).scalar_one()
+    ):
+        return "the first customers of the base: the RFM quintiles need a full score"
     return ""
 
 
@@ -310,11 +358,7 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
     delivered_just_before = exists(
         select(literal(1))
         .select_from(d)
-        .where(
-            *_same_message(d, e),
-            d.c.type == EventType.DELIVERED.value,
-            seconds_between(d.c.occurred_at, e.c.occurred_at).between(0, run.machine_open_seconds),
-        )
+        .where(*_delivered_before_open(d, e, run.machine_open_seconds, sought="delivered"))
     )
     machine = or_(
         e.c.machine_open.is_(True),
@@ -383,9 +427,30 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
     return select(*columns).group_by(x.contact_id)
 
 
-def _same_message(a: Any, b: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    """Two aliases of ``events`` are about the same message to the same contact."""
-    return (a.c.message_id == b.c.message_id, a.c.contact_id == b.c.contact_id)
+def _delivered_before_open(
+    delivered: Any, opened: Any, seconds: int, *, sought: str
+) -> tuple[ColumnElement[bool], ...]:
+    """Two aliases of ``events``: ``delivered`` is the delivery of the message that
+    ``opened`` opens, at most ``seconds`` before it. ``sought`` (``"delivered"`` or
+    ``"opened"``) is the alias the query looks up: the time range is written on its
+    column, so the database seeks the (contact, time) index, where a few seconds hold
+    almost no event, instead of visiting every event of the message through the
+    message-id index."""
+    if sought == "delivered":
+        window = delivered.c.occurred_at.between(
+            shifted(opened.c.occurred_at, -seconds), opened.c.occurred_at
+        )
+    else:
+        window = opened.c.occurred_at.between(
+            delivered.c.occurred_at, shifted(delivered.c.occurred_at, seconds)
+        )
+    return (
+        delivered.c.contact_id == opened.c.contact_id,
+        window,
+        delivered.c.message_id == opened.c.message_id,
+        delivered.c.type == EventType.DELIVERED.value,
+        seconds_between(delivered.c.occurred_at, opened.c.occurred_at).between(0, seconds),
+    )
 
 
 def _full_facts(connection: Connection, run: _Run) -> None:
@@ -394,8 +459,10 @@ def _full_facts(connection: Connection, run: _Run) -> None:
 
 
 def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int) -> int:
-    """Stored facts merged with those of the events ``since < id <= high_water``;
-    returns the number of new events."""
+    """Facts of the contacts this incremental run rewrites (``score_touch``, see
+    :func:`_touch`): the stored facts merged with those of the events
+    ``since < id <= high_water``, or all of a contact's events read again when the
+    stored facts cannot be merged. Returns the number of new events."""
     count = connection.execute(
         select(func.count())
         .select_from(events)
@@ -403,10 +470,15 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
     ).scalar_one()
     delta = _facts_select(run, lambda e: (e.c.id > since, e.c.id <= high_water))
     connection.execute(insert(score_delta).from_select(list(delta.selected_columns.keys()), delta))
+    _touch(connection, run)
 
     old = contact_scores
     o = events.alias("o")
     dd = events.alias("dd")
+    # A new delivery seconds before an unflagged open makes it a machine open: when that
+    # open was counted as human, the contact's facts must be read again. (Asking for
+    # opens older than the new events as well would steer SQLite to the message-id
+    # index; re-reading a contact whose new open follows a new delivery is harmless.)
     reclassified = (
         select(dd.c.contact_id)
         .where(
@@ -418,34 +490,31 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
                 select(literal(1))
                 .select_from(o)
                 .where(
-                    *_same_message(o, dd),
+                    *_delivered_before_open(dd, o, run.machine_open_seconds, sought="opened"),
                     o.c.type == EventType.OPEN.value,
-                    o.c.id <= since,
                     o.c.machine_open.is_(None),
                 )
             ),
         )
         .distinct()
     )
-    became_customer = (
-        select(score_delta.c.contact_id)
-        .select_from(score_delta.join(old, old.c.contact_id == score_delta.c.contact_id))
-        .where(old.c.purchases == 0, score_delta.c.purchases > 0)
+    # A prospect's past customer activity is not stored: a first purchase re-reads it.
+    became_customer = select(score_delta.c.contact_id).where(
+        score_delta.c.purchases > 0,
+        exists(
+            select(literal(1)).where(
+                old.c.contact_id == score_delta.c.contact_id, old.c.purchases == 0
+            )
+        ),
     )
-    unscored = (
-        select(contacts.c.id)
-        .select_from(contacts.outerjoin(old, old.c.contact_id == contacts.c.id))
-        .where(old.c.contact_id.is_(None), contacts.c.erased_at.is_(None))
-    )
+    unscored = select(score_touch.c.contact_id).where(score_touch.c.unscored.is_(True))
     redo = reclassified.union(became_customer, unscored).subquery()
     connection.execute(insert(score_redo).from_select(["contact_id"], select(redo.c[0])))
     again = _facts_select(run, lambda e: (e.c.contact_id.in_(select(score_redo.c.contact_id)),))
     connection.execute(insert(score_facts).from_select(list(again.selected_columns.keys()), again))
 
     d = score_delta.c
-    old_anchor = case(
-        (old.c.purchases > 0, local_day(old.c.scored_at, run.timezone) - old.c.clock_days),
-    )
+    old_anchor = case((old.c.purchases > 0, _stored_anchor(run)))
     merged: list[ColumnElement[Any]] = [old.c.contact_id]
     for name in LAST_SEEN_COLUMNS:
         merged.append(_later(old.c[name], d[name]).label(name))
@@ -460,10 +529,81 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
     keep = (
         select(*merged)
         .select_from(old.outerjoin(score_delta, score_delta.c.contact_id == old.c.contact_id))
-        .where(old.c.contact_id.not_in(select(score_redo.c.contact_id)))
+        .where(
+            old.c.contact_id.in_(select(score_touch.c.contact_id)),
+            old.c.contact_id.not_in(select(score_redo.c.contact_id)),
+        )
     )
     connection.execute(insert(score_facts).from_select(list(keep.selected_columns.keys()), keep))
     return int(count)
+
+
+def _stored_anchor(run: _Run) -> ColumnElement[Any]:
+    """The day a stored row's clock runs from (its clock is as of its ``scored_at``)."""
+    return local_day(contact_scores.c.scored_at, run.timezone) - contact_scores.c.clock_days
+
+
+def _touch(connection: Connection, run: _Run) -> None:
+    """Fill ``score_touch`` with the contacts an incremental run rewrites: those with
+    new events (``score_delta``), those whose clock reached its next threshold (found
+    through the index on ``next_threshold_on``), those without a stored row, erased ones
+    that still have one, and those whose contact record changed what their stored row
+    says (a refusal or a new consent, a journey that let them go, a paid subscription,
+    a prospect's creation date). The last three come from one pass over the contacts
+    joined to their stored rows, which compares a few columns and computes nothing else.
+    """
+    c, old, tz = contacts.c, contact_scores, run.timezone
+    refused = every_address_refused(c.email_status, c.sms_status)
+    created_day = local_day(c.created_at, tz)
+    interaction_day = local_day(old.c.last_interaction_at, tz)
+    stale = or_(
+        and_(refused, old.c.stage != _consent_stage(c.email_status, c.sms_status)),
+        and_(
+            not_(refused),
+            or_(
+                old.c.stage.in_([stage.value for stage in CONSENT_PRECEDENCE]),
+                and_(
+                    _lost_by_journey(c.lost_by_journey_at, old.c.last_interaction_at),
+                    old.c.stage != Stage.LOST.value,
+                ),
+            ),
+        ),
+        old.c.dormant_subscriber.is_distinct_from(
+            _protected(run.policy, c.subscription_active, old.c.stage)
+        ),
+        and_(
+            old.c.purchases == 0,
+            _prospect_anchor(created_day, interaction_day) != _stored_anchor(run),
+        ),
+    )
+    unscored = old.c.contact_id.is_(None)
+    changed = (
+        select(contacts.c.id, unscored.label("unscored"))
+        .select_from(contacts.outerjoin(old, old.c.contact_id == contacts.c.id))
+        .where(
+            or_(
+                and_(unscored, c.erased_at.is_(None)),
+                and_(not_(unscored), or_(c.erased_at.is_not(None), stale)),
+            )
+        )
+    )
+    connection.execute(insert(score_touch).from_select(["contact_id", "unscored"], changed))
+    due = old.c.next_threshold_on <= from_day_number(run.now_day)
+    # A customer's model estimates move with every day of silence: with a fit, every
+    # customer who has them is rewritten.
+    news = (
+        select(score_delta.c.contact_id)
+        .union(select(old.c.contact_id).where(due), select(model_estimates.c.contact_id))
+        .subquery()
+    )
+    connection.execute(
+        insert(score_touch).from_select(
+            ["contact_id", "unscored"],
+            select(news.c[0], literal(False)).where(
+                news.c[0].not_in(select(score_touch.c.contact_id))
+            ),
+        )
+    )
 
 
 def _later(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -481,12 +621,28 @@ def _earlier(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]
 @dataclass(frozen=True)
 class Breakpoints:
     """Quintile breakpoints (20/40/60/80th percentiles, ``percentile_disc``) over the
-    customers: recency on the day of the last purchase, frequency on the number of
-    purchases, monetary on the total spend."""
+    ``customers``: recency on the day of the last purchase, frequency on the number of
+    purchases, monetary on the total spend.
 
+    A full score sets them; incremental runs keep them (they are stored in the run's
+    audit record), so a contact whose facts did not change keeps its R, F and M, and one
+    whose facts changed is placed against the same breakpoints. ``winback score --full``
+    recomputes them over the base of the day."""
+
+    customers: int
     recency: tuple[float, ...]
     frequency: tuple[float, ...]
     monetary: tuple[float, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Breakpoints:
+        return cls(
+            customers=int(data["customers"]),
+            **{name: tuple(data[name]) for name in ("recency", "frequency", "monetary")},
+        )
 
 
 def _breakpoints(connection: Connection, run: _Run) -> Breakpoints:
@@ -495,7 +651,7 @@ def _breakpoints(connection: Connection, run: _Run) -> Breakpoints:
         select(func.count()).select_from(score_facts).where(f.purchases > 0)
     ).scalar_one()
     if not customers:
-        return Breakpoints(_NO_BREAKPOINTS, _NO_BREAKPOINTS, _NO_BREAKPOINTS)
+        return Breakpoints(0, _NO_BREAKPOINTS, _NO_BREAKPOINTS, _NO_BREAKPOINTS)
     ranks = [math.ceil(p * customers) for p in (0.2, 0.4, 0.6, 0.8)]
     result = []
     for value in (local_day(f.last_purchase_at, run.timezone), f.purchases, f.total_spend):
@@ -510,7 +666,7 @@ def _breakpoints(connection: Connection, run: _Run) -> Breakpoints:
             ).all()
         )
         result.append(tuple(float(rows[rank]) for rank in ranks))
-    return Breakpoints(*result)
+    return Breakpoints(int(customers), *result)
 
 
 # --- 3. derived rows -----------------------------------------------------------------
@@ -531,6 +687,51 @@ def every_address_refused(
     )
 
 
+def _consent_stage(
+    email_status: ColumnElement[Any], sms_status: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    """The consent stage of a contact whose every address is refused."""
+    *stronger, weakest = CONSENT_PRECEDENCE
+    return case(
+        *(
+            (or_(email_status == stage.value, sms_status == stage.value), stage.value)
+            for stage in stronger
+        ),
+        else_=weakest.value,
+    )
+
+
+def _lost_by_journey(
+    lost_at: ColumnElement[Any], last_interaction_at: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """A finished win-back journey let the contact go and it has not interacted since."""
+    return and_(
+        lost_at.is_not(None),
+        or_(last_interaction_at.is_(None), last_interaction_at <= lost_at),
+    )
+
+
+def _protected(
+    policy: Policy, subscription_active: ColumnElement[Any], stage: ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """The ``dormant_subscriber`` flag."""
+    return and_(
+        literal(policy.protect_subscribers),
+        subscription_active.is_(True),
+        stage.in_(sorted(s.value for s in WINBACK_STAGES)),
+    )
+
+
+def _prospect_anchor(
+    created_day: ColumnElement[Any], interaction_day: ColumnElement[Any]
+) -> ColumnElement[Any]:
+    """A prospect's clock runs from the later of its creation and its last interaction."""
+    return case(
+        (and_(interaction_day.is_not(None), interaction_day > created_day), interaction_day),
+        else_=created_day,
+    )
+
+
 def _quintile(value: ColumnElement[Any], points: Sequence[float]) -> ColumnElement[Any]:
     score: ColumnElement[Any] = literal(1)
     for point in points:
@@ -539,10 +740,14 @@ def _quintile(value: ColumnElement[Any], points: Sequence[float]) -> ColumnEleme
 
 
 def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_all: bool) -> None:
-    """Fill ``score_new`` with every contact's row, marking those to write."""
+    """Fill ``score_new`` with the rows to write: every contact's with ``rewrite_all``
+    (a full score), else those of the contacts in ``score_touch``."""
     policy, tz = run.policy, run.timezone
     c, f, old = contacts, score_facts, contact_scores
     today = from_day_number(run.now_day)
+    # IN rather than a join: SQLite then looks the touched contacts up by id instead of
+    # scanning them all.
+    scored = [] if rewrite_all else [c.c.id.in_(select(score_touch.c.contact_id))]
     base = (
         select(
             c.c.id.label("contact_id"),
@@ -558,48 +763,28 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
             c.c.sms_status,
             c.c.lost_by_journey_at,
             c.c.subscription_active,
-            old.c.contact_id.label("old_id"),
             old.c.stage.label("old_stage"),
             old.c.stage_since.label("old_stage_since"),
-            *(old.c[name].label(f"old_{name}") for name in VERDICT_COLUMNS[1:]),
-            old.c.p_alive.label("old_p_alive"),
             model_estimates.c.p_alive,
             model_estimates.c.stage_p_alive,
             model_estimates.c.expected_purchases_90d,
             model_estimates.c.expected_value_12m,
-            or_(score_delta.c.contact_id.is_not(None), score_redo.c.contact_id.is_not(None)).label(
-                "touched"
-            ),
         )
         .select_from(
             c.outerjoin(f, f.c.contact_id == c.c.id)
             .outerjoin(old, old.c.contact_id == c.c.id)
-            .outerjoin(score_delta, score_delta.c.contact_id == c.c.id)
-            .outerjoin(score_redo, score_redo.c.contact_id == c.c.id)
             .outerjoin(model_estimates, model_estimates.c.contact_id == c.c.id)
         )
-        .where(c.c.erased_at.is_(None))
+        .where(c.c.erased_at.is_(None), *scored)
         .subquery("a")
     )
     a = base.c
     is_customer = a.purchases > 0
     anchor = case(
         (and_(is_customer, a.activity_day.is_not(None)), a.activity_day),
-        (
-            and_(a.interaction_day.is_not(None), a.interaction_day > a.created_day),
-            a.interaction_day,
-        ),
-        else_=a.created_day,
+        else_=_prospect_anchor(a.created_day, a.interaction_day),
     )
     clock_days = literal(run.now_day) - anchor
-    *stronger, weakest = CONSENT_PRECEDENCE
-    consent = case(
-        *(
-            (or_(a.email_status == stage.value, a.sms_status == stage.value), stage.value)
-            for stage in stronger
-        ),
-        else_=weakest.value,
-    )
     by_clock = case(
         (clock_days >= policy.lost_after, Stage.LOST.value),
         (clock_days >= policy.dormant_after, Stage.DORMANT.value),
@@ -608,17 +793,11 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         else_=Stage.PROSPECT.value,
     )
     whens: list[tuple[Any, Any]] = [
-        (every_address_refused(a.email_status, a.sms_status), consent),
         (
-            and_(
-                a.lost_by_journey_at.is_not(None),
-                or_(
-                    a.last_interaction_at.is_(None),
-                    a.last_interaction_at <= a.lost_by_journey_at,
-                ),
-            ),
-            Stage.LOST.value,
+            every_address_refused(a.email_status, a.sms_status),
+            _consent_stage(a.email_status, a.sms_status),
         ),
+        (_lost_by_journey(a.lost_by_journey_at, a.last_interaction_at), Stage.LOST.value),
     ]
     if policy.clock == "p_alive":
         # winback.scoring.stages.p_alive_stage, in SQL.
@@ -640,31 +819,17 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         case((is_customer, _quintile(a.total_spend, points.monetary))).label("monetary_score"),
     ).subquery("b")
     b = staged.c
-    protected = and_(
-        literal(policy.protect_subscribers),
-        b.subscription_active.is_(True),
-        b.stage.in_(sorted(s.value for s in WINBACK_STAGES)),
-    )
     spend = case(
         (b.monetary_score <= 2, "low"),
         (b.monetary_score <= 4, "medium"),
         (b.monetary_score.is_not(None), "high"),
     )
-    differs = or_(
-        b.old_id.is_(None),
-        b.touched,
-        b.old_stage != b.stage,
-        b.old_p_alive.is_distinct_from(b.p_alive),
+    thresholds = sorted((policy.at_risk_after, policy.dormant_after, policy.lost_after))
+    next_threshold = case(
         *(
-            b[f"old_{name}"].is_distinct_from(value)
-            for name, value in (
-                ("dormant_subscriber", protected),
-                ("recency_score", b.recency_score),
-                ("frequency_score", b.frequency_score),
-                ("monetary_score", b.monetary_score),
-                ("spend_level", spend),
-            )
-        ),
+            (b.clock_days < days, day_date(literal(run.now_day + days) - b.clock_days))
+            for days in thresholds
+        )
     )
     final = select(
         b.contact_id,
@@ -682,12 +847,12 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         case((b.old_stage == b.stage, b.old_stage_since), else_=literal(today)).label(
             "stage_since"
         ),
-        protected.label("dormant_subscriber"),
+        _protected(policy, b.subscription_active, b.stage).label("dormant_subscriber"),
         b.p_alive,
         b.expected_purchases_90d,
         b.expected_value_12m,
+        next_threshold.label("next_threshold_on"),
         b.old_stage,
-        (literal(True) if rewrite_all else differs).label("rewrite"),
     )
     connection.execute(insert(score_new).from_select(list(final.selected_columns.keys()), final))
 
@@ -695,11 +860,13 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
 # --- 4. writing ------------------------------------------------------------------------
 
 
-def _write(connection: Connection, run: _Run) -> tuple[int, int, int]:
-    """Write the rows marked ``rewrite``; returns (contacts, stage changes, rows written)."""
+def _write(connection: Connection, run: _Run, *, full: bool) -> tuple[int, int, int]:
+    """Replace the stored rows of the contacts in ``score_new`` (every row on a ``full``
+    score, else those of ``score_touch``: an erased contact's row goes without a new
+    one), and record the stage changes. Returns (contacts, stage changes, rows written)."""
     n = score_new.c
     today = from_day_number(run.now_day)
-    changed = and_(n.rewrite.is_(True), or_(n.old_stage.is_(None), n.old_stage != n.stage))
+    changed = or_(n.old_stage.is_(None), n.old_stage != n.stage)
     connection.execute(
         insert(stage_history).from_select(
             ["contact_id", "from_stage", "to_stage", "changed_on"],
@@ -716,27 +883,38 @@ def _write(connection: Connection, run: _Run) -> tuple[int, int, int]:
         actor=ACTOR,
         action="stage_change",
     )
-    connection.execute(
-        delete(contact_scores).where(
-            or_(
-                contact_scores.c.contact_id.in_(select(n.contact_id).where(n.rewrite.is_(True))),
-                contact_scores.c.contact_id.in_(
-                    select(contacts.c.id).where(contacts.c.erased_at.is_not(None))
-                ),
+    columns = [column.name for column in contact_scores.columns]
+    rows = select(*(n[name] for name in columns))
+    if full:
+        connection.execute(delete(contact_scores))
+        connection.execute(insert(contact_scores).from_select(columns, rows))
+    else:
+        # An upsert rewrites each touched row where it lies; a delete then an insert
+        # would visit every page twice.
+        connection.execute(
+            delete(contact_scores).where(
+                contact_scores.c.contact_id.in_(select(score_touch.c.contact_id)),
+                contact_scores.c.contact_id.not_in(select(n.contact_id)),
             )
         )
-    )
-    columns = [column.name for column in contact_scores.columns]
-    connection.execute(
-        insert(contact_scores).from_select(
-            columns, select(*(n[name] for name in columns)).where(n.rewrite.is_(True))
+        upsert = _dialect_insert(connection)(contact_scores).from_select(
+            columns, rows.where(true())
         )
-    )
-    total, changes, rewritten = connection.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(case((changed, 1), else_=0)), 0),
-            func.coalesce(func.sum(case((n.rewrite.is_(True), 1), else_=0)), 0),
-        ).select_from(score_new)
+        connection.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[contact_scores.c.contact_id],
+                set_={name: upsert.excluded[name] for name in columns if name != "contact_id"},
+            )
+        )
+    total = connection.execute(select(func.count()).select_from(contact_scores)).scalar_one()
+    changes, rewritten = connection.execute(
+        select(func.coalesce(func.sum(case((changed, 1), else_=0)), 0), func.count()).select_from(
+            score_new
+        )
     ).one()
     return int(total), int(changes), int(rewritten)
+
+
+def _dialect_insert(connection: Connection) -> Any:
+    """The ``insert`` of the connection's dialect, which knows ``ON CONFLICT``."""
+    return sqlite_insert if connection.dialect.name == "sqlite" else postgresql_insert

@@ -5,7 +5,9 @@ differently, as SQLAlchemy constructs compiled per dialect.
   timestamp in the workspace zone. PostgreSQL converts with ``AT TIME ZONE``; SQLite has
   no zones, so the zone's UTC offsets are written into the query as a balanced ``CASE``
   over its transitions (a handful of comparisons per row, no table lookup).
+- :func:`day_date`: the date of a day number (the inverse of :func:`local_day`).
 - :func:`seconds_between`: seconds from one timestamp to another.
+- :func:`shifted`: a timestamp some seconds away, as a bound for an index range.
 - :func:`ci_like`: a case-insensitive ``LIKE`` (SQLite's ``LIKE`` already is).
 - :func:`json_has_any`: a JSON array column holds at least one of some strings.
 """
@@ -13,7 +15,7 @@ differently, as SQLAlchemy constructs compiled per dialect.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Integer, bindparam, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
-from sqlalchemy.types import Boolean, Float
+from sqlalchemy.types import Boolean, Date, DateTime, Float
 
 _EPOCH_JULIAN = 2440587.5  # julianday('1970-01-01 00:00:00')
 _FIRST_YEAR, _LAST_YEAR = 1970, 2100
@@ -51,6 +53,23 @@ def _local_day_sqlite(element: local_day, compiler: Any, **kw: Any) -> str:
     offset = _offset_case(column, utc_offsets(element.timezone))
     shifted = f"julianday({column})" if offset == "0" else f"(julianday({column}) + {offset})"
     return f"CAST({shifted} - {_EPOCH_JULIAN} AS INTEGER)"
+
+
+class day_date(FunctionElement[date]):
+    """``day_date(number)``: the date of a day number (days since 1970-01-01)."""
+
+    type = Date()
+    inherit_cache = True
+
+
+@compiles(day_date)
+def _day_date_default(element: day_date, compiler: Any, **kw: Any) -> str:
+    return f"(DATE '1970-01-01' + CAST({compiler.process(element.clauses, **kw)} AS INTEGER))"
+
+
+@compiles(day_date, "sqlite")
+def _day_date_sqlite(element: day_date, compiler: Any, **kw: Any) -> str:
+    return f"date({compiler.process(element.clauses, **kw)} + {_EPOCH_JULIAN})"
 
 
 def _offset_case(column: str, offsets: Sequence[tuple[str, float]]) -> str:
@@ -123,6 +142,35 @@ _compile_binary(
     default="EXTRACT(EPOCH FROM ({b} - {a}))",
     sqlite="((julianday({b}) - julianday({a})) * 86400.0)",
 )
+
+
+class shifted(FunctionElement[datetime]):
+    """``shifted(column, seconds)``: a bound for an index range on a time column, at
+    least ``seconds`` away from ``column`` (earlier when negative). SQLite's
+    ``datetime()`` drops the fraction of a second, so there the bound can be up to one
+    second further out: pair it with an exact test (:func:`seconds_between`)."""
+
+    type = DateTime()
+    inherit_cache = False
+
+    def __init__(self, column: Any, seconds: int) -> None:
+        self.seconds = seconds
+        super().__init__(column)
+
+
+@compiles(shifted)
+def _shifted_default(element: shifted, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(next(iter(element.clauses)), **kw)
+    return f"({column} + INTERVAL '{int(element.seconds)} seconds')"
+
+
+@compiles(shifted, "sqlite")
+def _shifted_sqlite(element: shifted, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(next(iter(element.clauses)), **kw)
+    seconds = int(element.seconds)
+    # Rounded outwards: the bound must not cut off a row the exact test would keep.
+    outwards = seconds - 1 if seconds < 0 else seconds + 1
+    return f"datetime({column}, '{outwards:+d} seconds')"
 
 
 class ci_like(FunctionElement[bool]):

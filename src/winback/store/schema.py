@@ -139,7 +139,11 @@ contact_scores = Table(
     Column("p_alive", Float),
     Column("expected_purchases_90d", Float),
     Column("expected_value_12m", Float),
+    # The day the dormancy clock reaches the policy's next threshold: an incremental
+    # rescore finds the contacts whose stage moved with time through this index.
+    Column("next_threshold_on", Date),
     Index("ix_contact_scores_stage", "stage"),
+    Index("ix_contact_scores_next_threshold", "next_threshold_on"),
 )
 
 stage_history = Table(
