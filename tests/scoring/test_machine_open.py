@@ -1,4 +1,5 @@
-"""The machine-open rule (Apple Mail Privacy Protection) with real user-agent strings."""
+"""The machine-open rule (Apple Mail Privacy Protection, Gmail's and Yahoo's image proxies)
+with real user-agent strings."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from winback.scoring import is_apple_proxy_user_agent, is_machine_open
+from winback.scoring import is_machine_open, is_proxy_user_agent
 
-APPLE_PROXY = [
+PROXIES = [
     "Mozilla/5.0",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Mobile/15E148",
     "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Mobile/15E148",
+    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+    "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html",
 ]
 PEOPLE = [
     # Safari on a Mac and on an iPhone: a person who followed a link.
@@ -32,9 +35,9 @@ PEOPLE = [
 T0 = datetime(2024, 5, 1, 9, 0, 0)
 
 
-@pytest.mark.parametrize("user_agent", APPLE_PROXY)
-def test_apple_proxy_user_agents_are_machine_opens(user_agent: str) -> None:
-    assert is_apple_proxy_user_agent(user_agent)
+@pytest.mark.parametrize("user_agent", PROXIES)
+def test_image_proxy_user_agents_are_machine_opens(user_agent: str) -> None:
+    assert is_proxy_user_agent(user_agent)
     assert is_machine_open(
         flag=None, user_agent=user_agent, opened_at=T0, delivered_at=None, machine_open_seconds=2
     )
@@ -42,7 +45,7 @@ def test_apple_proxy_user_agents_are_machine_opens(user_agent: str) -> None:
 
 @pytest.mark.parametrize("user_agent", PEOPLE)
 def test_browsers_and_other_mail_clients_are_people(user_agent: str | None) -> None:
-    assert not is_apple_proxy_user_agent(user_agent)
+    assert not is_proxy_user_agent(user_agent)
     assert not is_machine_open(
         flag=None, user_agent=user_agent, opened_at=T0, delivered_at=None, machine_open_seconds=2
     )

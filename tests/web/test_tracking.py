@@ -68,10 +68,8 @@ async def test_the_pixel_records_an_open_with_time_agent_and_address(
     assert opened["machine_open"] is None  # a person: the scoring counts it
 
 
-@pytest.mark.parametrize("agent", [APPLE_PROXY, APPLE_MAIL_MAC])
-async def test_apple_proxy_prefetches_are_machine_opens(
-    site: Site, message: int, agent: str
-) -> None:
+@pytest.mark.parametrize("agent", [APPLE_PROXY, APPLE_MAIL_MAC, GMAIL_PROXY])
+async def test_image_proxy_fetches_are_machine_opens(site: Site, message: int, agent: str) -> None:
     await site.client.get(site.path(site.links.open_url(MESSAGE)), headers={"User-Agent": agent})
     await site.settled()
     assert [e["machine_open"] for e in site.events(type="open")] == [True]
@@ -79,9 +77,7 @@ async def test_apple_proxy_prefetches_are_machine_opens(
 
 async def test_an_open_one_second_after_sending_is_a_machine_open(site: Site, message: int) -> None:
     site.clock.now = NOW - HOUR + timedelta(seconds=1)
-    await site.client.get(
-        site.path(site.links.open_url(MESSAGE)), headers={"User-Agent": GMAIL_PROXY}
-    )
+    await site.client.get(site.path(site.links.open_url(MESSAGE)), headers={"User-Agent": CHROME})
     await site.settled()
     assert [e["machine_open"] for e in site.events(type="open")] == [True]
 

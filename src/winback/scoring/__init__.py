@@ -11,7 +11,7 @@ Public face:
 
 from winback.scoring.contact import contact_scores
 from winback.scoring.engine import ScoreResult, score_base
-from winback.scoring.machine_open import is_apple_proxy_user_agent, is_machine_open
+from winback.scoring.machine_open import is_machine_open, is_proxy_user_agent
 from winback.scoring.stages import Policy, decide_stage
 
 __all__ = [
@@ -19,7 +19,7 @@ __all__ = [
     "ScoreResult",
     "contact_scores",
     "decide_stage",
-    "is_apple_proxy_user_agent",
     "is_machine_open",
+    "is_proxy_user_agent",
     "score_base",
 ]

@@ -97,7 +97,7 @@ from winback.compliance.audit import audit_row, record, record_selected
 from winback.config import Config, ModelsSection
 from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
 from winback.models.apply import fill_estimates, model_estimates
-from winback.scoring.machine_open import apple_proxy_user_agent_sql
+from winback.scoring.machine_open import proxy_user_agent_sql
 from winback.scoring.sql import day_date, local_day, seconds_between, shifted
 from winback.scoring.stages import (
     CONSENT_PRECEDENCE,
@@ -219,7 +219,7 @@ class _Run:
                 "policy": policy,
                 "tz": self.timezone,
                 "machine_open_seconds": self.machine_open_seconds,
-                "version": 2,
+                "version": 3,
             },
             sort_keys=True,
         )
@@ -365,7 +365,7 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
         and_(
             e.c.machine_open.is_(None),
             or_(
-                apple_proxy_user_agent_sql(e.c.user_agent),
+                proxy_user_agent_sql(e.c.user_agent),
                 and_(e.c.message_id.is_not(None), delivered_just_before),
             ),
         ),

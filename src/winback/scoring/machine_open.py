@@ -2,13 +2,15 @@
 
 Apple Mail Privacy Protection (MPP) fetches every image of a message through Apple's
 proxy as soon as the message reaches the device, whether or not anyone reads it; some
-security gateways do the same. Such an open proves nothing about the person, so it never
-counts as an interaction. The rule, in order:
+security gateways do the same. Gmail's and Yahoo's image proxies fetch the pixel on the
+person's behalf and hide who and where they are (Gmail also prefetches on arrival), so an
+open through them cannot be told from a machine's. Such an open proves nothing about the
+person, so it never counts as an interaction. The rule, in order:
 
 1. the event carries a flag (``machine_open``): the flag decides (ESPs that detect proxy
    fetches say so in their exports and webhooks);
-2. no flag, and the user agent is one the Apple proxy sends (see
-   :data:`APPLE_PROXY_USER_AGENTS`): a machine open;
+2. no flag, and the user agent is one an image proxy sends (Apple's, Google's, Yahoo's:
+   see :data:`PROXY_USER_AGENTS`): a machine open;
 3. no flag, and the open came within ``scoring.machine_open_seconds`` of the delivery of
    the same message: a machine open (no person opens a message that fast; a prefetch does).
 
@@ -30,11 +32,14 @@ from winback.scoring.sql import ci_like
 # What the Apple proxy sends when it prefetches images: a bare ``Mozilla/5.0``, or the
 # Apple Mail WebKit string of a Mac, iPhone or iPad *without* the ``Version/… Safari/…``
 # tokens that a browser adds (a person clicking through to Safari is a browser hit).
-APPLE_PROXY_USER_AGENTS: tuple[str, ...] = (
+# Google's and Yahoo's proxies name themselves.
+PROXY_USER_AGENTS: tuple[str, ...] = (
     "Mozilla/5.0",
     "Mozilla/5.0 (Macintosh; % Mac OS X %) AppleWebKit/% (KHTML, like Gecko)",
     "Mozilla/5.0 (iPhone; % like Mac OS X) AppleWebKit/% (KHTML, like Gecko) Mobile/%",
     "Mozilla/5.0 (iPad; % like Mac OS X) AppleWebKit/% (KHTML, like Gecko) Mobile/%",
+    "%GoogleImageProxy%",
+    "%YahooMailProxy%",
 )
 # A user agent matching a pattern above is still a browser when it also matches one of
 # these (the ``Mobile/%`` patterns would otherwise swallow mobile Safari).
@@ -48,17 +53,17 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
 
 
-def is_apple_proxy_user_agent(user_agent: str | None) -> bool:
-    """True when ``user_agent`` is what Apple's image proxy sends.
+def is_proxy_user_agent(user_agent: str | None) -> bool:
+    """True when ``user_agent`` is what an image proxy (Apple's, Google's, Yahoo's) sends.
 
-    >>> is_apple_proxy_user_agent("Mozilla/5.0")
+    >>> is_proxy_user_agent("Mozilla/5.0")
     True
     """
     if not user_agent:
         return False
     if any(_like_regex(p).fullmatch(user_agent) for p in BROWSER_USER_AGENTS):
         return False
-    return any(_like_regex(p).fullmatch(user_agent) for p in APPLE_PROXY_USER_AGENTS)
+    return any(_like_regex(p).fullmatch(user_agent) for p in PROXY_USER_AGENTS)
 
 
 def is_machine_open(
@@ -76,7 +81,7 @@ def is_machine_open(
     """
     if flag is not None:
         return flag
-    if is_apple_proxy_user_agent(user_agent):
+    if is_proxy_user_agent(user_agent):
         return True
     if delivered_at is None:
         return False
@@ -84,12 +89,12 @@ def is_machine_open(
     return 0 <= delay <= machine_open_seconds
 
 
-def apple_proxy_user_agent_sql(user_agent: ColumnElement[str]) -> ColumnElement[bool]:
+def proxy_user_agent_sql(user_agent: ColumnElement[str]) -> ColumnElement[bool]:
     """The user-agent part of the rule as a SQL condition on a column."""
-    if not APPLE_PROXY_USER_AGENTS:
+    if not PROXY_USER_AGENTS:
         return false()
     return and_(
         user_agent.is_not(None),
-        or_(*(ci_like(user_agent, pattern) for pattern in APPLE_PROXY_USER_AGENTS)),
+        or_(*(ci_like(user_agent, pattern) for pattern in PROXY_USER_AGENTS)),
         not_(or_(*(ci_like(user_agent, pattern) for pattern in BROWSER_USER_AGENTS))),
     )
