@@ -118,6 +118,65 @@ def insert_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> int
     return len(connection.execute(statement, list(rows)).all())
 
 
+# The columns an imported event sets; the others (bot, ip, body, outbox_id) stay NULL.
+EVENT_FIELDS = (
+    "contact_id",
+    "type",
+    "channel",
+    "occurred_at",
+    "amount",
+    "currency",
+    "campaign",
+    "message_id",
+    "machine_open",
+    "user_agent",
+    "url",
+    "source",
+    "dedup_key",
+)
+
+
+def event_row(event: dict[str, Any], fields: Sequence[str]) -> tuple[Any, ...]:
+    """An event as a tuple of ``fields`` for :func:`insert_event_rows`."""
+    return tuple(
+        sqlite_time(event[name]) if name == "occurred_at" else event.get(name) for name in fields
+    )
+
+
+def insert_event_rows(
+    connection: Connection, fields: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> int:
+    """Insert events given as tuples of ``fields`` (some of :data:`EVENT_FIELDS`, with
+    ``occurred_at`` as the text :func:`sqlite_time` writes), skipping those already
+    stored; returns how many were new.
+
+    The importers' bulk path: tuples straight to SQLite's ``executemany``; on PostgreSQL
+    ``COPY`` into a temporary table, then one ``INSERT ... ON CONFLICT DO NOTHING``."""
+    if not rows:
+        return 0
+    driver = connection.connection.driver_connection
+    names = ", ".join(fields)
+    if connection.dialect.name == "sqlite":
+        cursor = driver.cursor()  # type: ignore[union-attr]
+        placeholders = ", ".join("?" for _ in fields)
+        cursor.executemany(f"INSERT OR IGNORE INTO events ({names}) VALUES ({placeholders})", rows)
+        return int(cursor.rowcount)
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS import_events ON COMMIT DELETE ROWS "
+            f"AS SELECT {', '.join(EVENT_FIELDS)} FROM events WITH NO DATA"
+        )
+        with cursor.copy(f"COPY import_events ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO events ({names}) SELECT {names} FROM import_events "
+            "ON CONFLICT (dedup_key) DO NOTHING"
+        )
+        inserted = int(cursor.rowcount)
+    return inserted
+
+
 def sqlite_time(moment: datetime | None) -> str | None:
     """A naive UTC datetime as SQLAlchemy stores it in SQLite."""
     return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
