@@ -436,6 +436,7 @@ def import_events(
         report = ImportReport(file=str(path), kind="events")
         quarantine = Quarantine(workspace.quarantine_dir, source)
         batch = EventBatch(workspace, columns, now, path.name)
-        return run(source, batch, report, quarantine, progress)
+        with store.bulk_events(workspace.engine, source.estimated_rows):
+            return run(source, batch, report, quarantine, progress)
     finally:
         source.close()

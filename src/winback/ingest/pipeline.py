@@ -197,7 +197,9 @@ def run(
                     take(block.values(slow), skip_blank, flush_full=False)
                     flush(cleaned)
                 else:
-                    take(block.values(range(block.batch.num_rows)), skip_blank, True)
+                    for start in range(0, block.batch.num_rows, BATCH_ROWS):
+                        positions = range(start, min(start + BATCH_ROWS, block.batch.num_rows))
+                        take(block.values(positions), skip_blank, flush_full=True)
         flush()
     finally:
         report.quarantine = quarantine.close()
