@@ -67,8 +67,30 @@ def find_contact(connection: Connection, address: str) -> dict[str, Any] | None:
 
 
 def insert_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
+    """Insert new contacts (each row names the same columns).
+
+    On SQLite the rows go to the driver's ``executemany`` as tuples, each value through
+    its column type's own bind processor (JSON text, datetime text, 0/1), so they are
+    stored exactly as SQLAlchemy stores them without its per-row parameter handling."""
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
         connection.execute(contacts.insert(), list(rows))
+        return
+    names = list(rows[0])
+    processors = [
+        contacts.c[name].type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+        for name in names
+    ]
+    columns = []
+    for name, process in zip(names, processors, strict=True):
+        values = [row[name] for row in rows]
+        columns.append([process(value) for value in values] if process else values)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.executemany(
+        f"INSERT INTO contacts ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+        list(zip(*columns, strict=True)),
+    )
 
 
 def update_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
