@@ -68,10 +68,24 @@ CAMPAIGNS = ["", "spring", " spring ", "x" * 201, "soldes-été"]
 MESSAGE_IDS = ["", "m1", "m2"]
 FLAGS = ["", "true", "0", "oui", "maybe"]
 
-row_strategy = st.tuples(*(st.sampled_from(choices) for choices in (
-    EMAILS, PHONES, TYPES, DATES, CHANNELS, AMOUNTS, CURRENCIES, CAMPAIGNS, MESSAGE_IDS, FLAGS,
-    ["", "https://shop.example/a"],
-)))
+row_strategy = st.tuples(
+    *(
+        st.sampled_from(choices)
+        for choices in (
+            EMAILS,
+            PHONES,
+            TYPES,
+            DATES,
+            CHANNELS,
+            AMOUNTS,
+            CURRENCIES,
+            CAMPAIGNS,
+            MESSAGE_IDS,
+            FLAGS,
+            ["", "https://shop.example/a"],
+        )
+    )
+)
 
 
 def _workspace(folder: Path) -> Workspace:
@@ -120,7 +134,9 @@ def outcome(workspace: Workspace, report: ImportReport) -> dict[str, Any]:
     with workspace.engine.connect() as connection:
         stored = connection.execute(select(events, contacts.c.email).join(contacts)).mappings()
         decisions = connection.execute(
-            select(audit.c.actor, audit.c.contact_id, audit.c.action, audit.c.reason, audit.c.details)
+            select(
+                audit.c.actor, audit.c.contact_id, audit.c.action, audit.c.reason, audit.c.details
+            )
         ).all()
         statuses = connection.execute(
             select(contacts.c.id, contacts.c.email_status, contacts.c.sms_status)
@@ -149,13 +165,20 @@ def write_csv(path: Path, rows: list[tuple[str, ...]]) -> Path:
 
 
 def write_parquet(path: Path, rows: list[tuple[str, ...]]) -> Path:
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(HEADER)
-    table = pa.table({name: pa.array(list(values), pa.string()) for name, values in zip(HEADER, columns)})
+    columns = list(zip(*rows, strict=True))
+    table = pa.table(
+        {
+            name: pa.array(list(values), pa.string())
+            for name, values in zip(HEADER, columns, strict=True)
+        }
+    )
     pq.write_table(table, path)
     return path
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(rows=st.lists(row_strategy, min_size=1, max_size=120), parquet=st.booleans())
 def test_blocks_and_rows_give_the_same_import(
     pair: tuple[Workspace, Workspace], tmp_path: Path, rows: list[tuple[str, ...]], parquet: bool
@@ -177,7 +200,13 @@ def test_typed_parquet_columns_give_the_same_import(
     moments += [datetime(2024, 1, 1, 12), datetime(2099, 1, 1)]
     table = pa.table(
         {
-            "email": ["ann@example.com", "Bob@example.com", "ann@example.com", None, "bob@example.com"],
+            "email": [
+                "ann@example.com",
+                "Bob@example.com",
+                "ann@example.com",
+                None,
+                "bob@example.com",
+            ],
             "phone": [None, None, None, "+33699999999", None],
             "event": ["purchase", "open", "click", "visit", "click"],
             "occurred_at": pa.array(moments, pa.timestamp("ms")),
@@ -189,7 +218,12 @@ def test_typed_parquet_columns_give_the_same_import(
     for name, mapping in (("local", "occurred_at"), ("utc", "utc")):
         path = tmp_path / f"{name}.parquet"
         chosen = table.drop_columns(["utc" if mapping == "occurred_at" else "occurred_at"])
-        pq.write_table(chosen.rename_columns([*chosen.column_names[:3], "occurred_at", *chosen.column_names[4:]]), path)
+        pq.write_table(
+            chosen.rename_columns(
+                [*chosen.column_names[:3], "occurred_at", *chosen.column_names[4:]]
+            ),
+            path,
+        )
         first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
         second = outcome(by_rows, import_by_rows(by_rows, path))
         assert first == second

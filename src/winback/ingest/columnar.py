@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -57,9 +57,10 @@ def mask(values: pa.Array) -> np.ndarray:
     return pc.fill_null(values, False).to_numpy(zero_copy_only=False)
 
 
-def words(
-    column: pa.Array, parse: Callable[[str], Hashable], codes: Mapping[Hashable, int]
-) -> np.ndarray:
+Word = TypeVar("Word", bound=Hashable)
+
+
+def words(column: pa.Array, parse: Callable[[str], Word], codes: Mapping[Word, int]) -> np.ndarray:
     """The code of each cell's word, parsed once per distinct word with ``parse`` (a
     row-path parser); -1 where ``parse`` refuses the word or the cell is null."""
     encoded = pc.dictionary_encode(column)
@@ -79,9 +80,7 @@ def lookup(keys: pa.Array, known: Mapping[str, int]) -> np.ndarray:
     return np.fromiter((get(key, -1) for key in keys.to_pylist()), np.int64, len(keys))
 
 
-def utc_micros(
-    column: pa.Array, zone: str, until: datetime
-) -> tuple[np.ndarray, np.ndarray]:
+def utc_micros(column: pa.Array, zone: str, until: datetime) -> tuple[np.ndarray, np.ndarray]:
     """Each cell as microseconds since the epoch in UTC, and the rows left to the row
     parser: other text forms, numbers, nanosecond timestamps, local times that a change
     of clock makes ambiguous or skips, and moments after ``until`` (naive UTC)."""

@@ -115,7 +115,8 @@ class EventBatch:
         self.fields = [
             name
             for name in store.EVENT_FIELDS
-            if name not in EVENT_ALIASES or name in ("type", "occurred_at", "channel")
+            if name not in EVENT_ALIASES
+            or name in ("type", "occurred_at", "channel")
             or columns.has(name)
         ]
 
@@ -173,9 +174,9 @@ class EventBatch:
         fields = self.columns.fields
         rows = batch.num_rows
         slow = np.zeros(rows, bool)
-        for column in batch.columns:
-            if col.is_text(column):
-                slow |= col.mask(pc.greater(pc.utf8_length(column), v.MAX_FIELD_LENGTH))
+        for values in batch.columns:
+            if col.is_text(values):
+                slow |= col.mask(pc.greater(pc.utf8_length(values), v.MAX_FIELD_LENGTH))
 
         def column(field: str) -> pa.Array | None:
             return col.plain_array(batch.column(fields[field])) if field in fields else None
@@ -372,9 +373,7 @@ def _digests(
         "|",
     )
     blake2b = hashlib.blake2b
-    return [
-        blake2b(text, digest_size=16).digest() for text in texts.cast(pa.binary()).to_pylist()
-    ]
+    return [blake2b(text, digest_size=16).digest() for text in texts.cast(pa.binary()).to_pylist()]
 
 
 def _amount_texts(amounts: list[float | None]) -> pa.Array:
@@ -391,7 +390,7 @@ def _amount_texts(amounts: list[float | None]) -> pa.Array:
 def _repeated(values: pa.Array) -> list[Any]:
     """A column of few distinct values as a list that shares one object per value."""
     encoded = pc.dictionary_encode(values)
-    words = np.array(encoded.dictionary.to_pylist() + [None], object)
+    words = np.array([*encoded.dictionary.to_pylist(), None], object)
     indices = pc.fill_null(encoded.indices, len(words) - 1).to_numpy(zero_copy_only=False)
     return list(words[indices])
 

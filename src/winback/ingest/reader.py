@@ -48,7 +48,7 @@ _CHUNK = 1024 * 1024
 # transaction, and fewer commits rewrite the random pages of the digest index fewer
 # times), small enough for flat memory.
 BLOCK_ROWS = 524_288
-_CSV_BLOCK_BYTES = 48 * 1024 * 1024
+_CSV_BLOCK_BYTES = 32 * 1024 * 1024
 # Bytes per row to estimate the rows of a text file by its size (events run about 80).
 _BYTES_PER_ROW = 100
 
@@ -304,9 +304,10 @@ def _record_lines(batch: pa.RecordBatch, first: int) -> tuple[np.ndarray, int]:
     line), and the line after the batch."""
     breaks = np.zeros(batch.num_rows, np.int64)
     for column in batch.columns:
-        if pc.any(pc.match_substring(column, "\n")).as_py() or pc.any(
-            pc.match_substring(column, "\r")
-        ).as_py():
+        if (
+            pc.any(pc.match_substring(column, "\n")).as_py()
+            or pc.any(pc.match_substring(column, "\r")).as_py()
+        ):
             breaks += pc.count_substring_regex(column, "\r\n|\r|\n").to_numpy()
     ends = np.cumsum(breaks + 1)
     return first + ends - breaks - 1, first + int(ends[-1]) if len(ends) else first
