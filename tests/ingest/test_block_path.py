@@ -64,7 +64,7 @@ DATES = [
 CHANNELS = ["", "email", "Email", "sms", "magasin", "web", "pigeon"]
 AMOUNTS = ["", "10", "12.50", "1 234,50 €", "-5", "abc", "0.1", "3.0"]
 CURRENCIES = ["", "eur", " usd ", "€uro"]
-CAMPAIGNS = ["", "spring", " spring ", "x" * 201, "soldes-été"]
+CAMPAIGNS = ["", "spring", " spring ", "x" * 201, "soldes-été", "two\nlines", "a\r\nb\rc"]
 MESSAGE_IDS = ["", "m1", "m2"]
 FLAGS = ["", "true", "0", "oui", "maybe"]
 
@@ -228,3 +228,25 @@ def test_typed_parquet_columns_give_the_same_import(
         second = outcome(by_rows, import_by_rows(by_rows, path))
         assert first == second
         assert first["counts"] == (5, 3, 0, 2)
+
+
+def test_what_arrow_cannot_read_is_read_by_the_csv_module_from_there(
+    pair: tuple[Workspace, Workspace], tmp_path: Path
+) -> None:
+    """A record of the wrong width, an empty line and a quoted line break: the lines in
+    the quarantine are the file's, before and after the point where Arrow gave up."""
+    by_blocks, by_rows = pair
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "email,type,timestamp,campaign\n"
+        'ann@example.com,open,2024-01-01,"two\nlines"\n'
+        "ann@example.com,teleport,2024-01-01,\n"
+        "ann@example.com,click\n"
+        "\n"
+        "bob@example.com,click,2024-01-03,\n"
+        "zed@example.com,click,2024-01-03,\n"
+    )
+    first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
+    assert first == outcome(by_rows, import_by_rows(by_rows, path))
+    assert first["counts"] == (5, 2, 0, 3)
+    assert [row[0] for row in first["quarantine"][1:]] == ["4", "5", "8"]
