@@ -58,6 +58,8 @@ DATES = [
     "2099-01-01",
     "2026-06-02 10:00",  # within the day of clock skew
     "yesterday",
+    "0000-01-01",
+    "0999-12-31 23:00",
     " 2024-05-05 08:00 ",
     "",
 ]
@@ -250,3 +252,25 @@ def test_what_arrow_cannot_read_is_read_by_the_csv_module_from_there(
     assert first == outcome(by_rows, import_by_rows(by_rows, path))
     assert first["counts"] == (5, 2, 0, 3)
     assert [row[0] for row in first["quarantine"][1:]] == ["4", "5", "8"]
+
+
+def test_large_integer_amounts_and_old_dates_give_the_same_import(
+    pair: tuple[Workspace, Workspace], tmp_path: Path
+) -> None:
+    by_blocks, by_rows = pair
+    path = tmp_path / "orders.parquet"
+    table = pa.table(
+        {
+            "email": ["ann@example.com", "bob@example.com", "ann@example.com"],
+            "type": ["purchase", "purchase", "purchase"],
+            "date": pa.array(
+                [datetime(2024, 1, 1), datetime(999, 5, 1), datetime(2024, 1, 2)],
+                pa.timestamp("us"),
+            ),
+            "amount": pa.array([2**60 + 1, 5, -3], pa.int64()),
+        }
+    )
+    pq.write_table(table, path)
+    first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
+    assert first == outcome(by_rows, import_by_rows(by_rows, path))
+    assert first["counts"] == (3, 2, 0, 1)

@@ -25,10 +25,12 @@ import pyarrow.compute as pc
 PY_SPACE = "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace())
 
 _HOUR_MINUTE = r"(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?"
-_ISO_DATE = r"\d{4}-\d{2}-\d{2}"
+_ISO_DATE = r"[1-9]\d{3}-\d{2}-\d{2}"
 ISO_ZONED = rf"^{_ISO_DATE}[T ]{_HOUR_MINUTE}(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
 ISO_NAIVE = rf"^{_ISO_DATE}(?:[T ]{_HOUR_MINUTE})?$"
 _PLAIN_AMOUNT = r"^\d{1,15}(?:\.\d{1,6})?$"
+_EPOCH = datetime(1970, 1, 1)
+_YEAR_1000 = (datetime(1000, 1, 1) - _EPOCH) // timedelta(microseconds=1)
 
 
 def is_text(column: pa.Array) -> bool:
@@ -120,8 +122,9 @@ def utc_micros(column: pa.Array, zone: str, until: datetime) -> tuple[np.ndarray
         moments = pc.fill_null(column.cast(pa.timestamp("us")), 0)
         values, ok = _local(moments, zone)
         micros, slow = values, ~(mask(pc.is_valid(column)) & ok)
-    limit = (until - datetime(1970, 1, 1)) // timedelta(microseconds=1)
-    slow |= micros > limit
+    limit = (until - _EPOCH) // timedelta(microseconds=1)
+    # Years before 1000 (a typo, mostly) are left to the row path, digits and all.
+    slow |= (micros > limit) | (micros < _YEAR_1000)
     return micros, slow
 
 
@@ -146,7 +149,7 @@ def amounts(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
         values = pc.if_else(pa.array(plain), text, None).cast(pa.float64())
         return values, ~absent & ~plain
     if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-        values = column.cast(pa.float64())
+        values = column.cast(pa.float64(), safe=False)  # as float() rounds a large integer
         finite = pc.fill_null(pc.is_finite(values), True)
         bad = ~mask(finite) | mask(pc.less(values, 0))
         return values, bad

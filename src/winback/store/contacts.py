@@ -242,8 +242,9 @@ def insert_event_rows(
 
 
 def sqlite_time(moment: datetime | None) -> str | None:
-    """A naive UTC datetime as SQLAlchemy stores it in SQLite."""
-    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    """A naive UTC datetime as SQLAlchemy stores it in SQLite (the year on four digits,
+    which ``strftime`` does not pad)."""
+    return None if moment is None else moment.isoformat(sep=" ", timespec="microseconds")
 
 
 def set_channel_status(
