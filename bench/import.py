@@ -43,7 +43,11 @@ ws = Workspace.open(Path(sys.argv[1]))
 now = datetime(2026, 11, 1, tzinfo=UTC)
 importer = import_contacts if sys.argv[2] == "contacts" else import_events
 report = importer(ws, Path(sys.argv[3]), now=now)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM is this program's own peak: ru_maxrss would start from the parent's at the fork.
+status = Path("/proc/self/status")
+lines = status.read_text().splitlines() if status.exists() else []
+hwm = [line.split()[1] for line in lines if line.startswith("VmHWM")]
+peak = int(hwm[0]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({**report.as_dict(), "peak_bytes": peak}))
 """
 
