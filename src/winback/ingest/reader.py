@@ -47,8 +47,8 @@ _CHUNK = 1024 * 1024
 # Rows per block: large enough that per-block costs vanish (each block of events is one
 # transaction, and fewer commits rewrite the random pages of the digest index fewer
 # times), small enough for flat memory.
-BLOCK_ROWS = 524_288
-_CSV_BLOCK_BYTES = 32 * 1024 * 1024
+BLOCK_ROWS = 262_144
+_CSV_BLOCK_BYTES = 16 * 1024 * 1024
 # Bytes per row to estimate the rows of a text file by its size (events run about 80).
 _BYTES_PER_ROW = 100
 

@@ -159,7 +159,7 @@ EVENT_FIELDS = (
 )
 
 
-BULK_CACHE_KB = 384 * 1024
+BULK_CACHE_KB = 256 * 1024
 # An import at least this large, and at least as large as the events already stored,
 # drops the secondary indexes of events and builds them again at the end.
 BULK_ROWS = 1_000_000
@@ -219,7 +219,7 @@ def insert_event_rows(
     names = ", ".join(fields)
     if connection.dialect.name == "sqlite":
         cursor = driver.cursor()  # type: ignore[union-attr]
-        # 384 MB of page cache for the import's connection (the default is 128 MB): the
+        # 256 MB of page cache for the import's connection (the default is 128 MB): the
         # digest index takes inserts at random and every page it keeps saves a read.
         cursor.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
         placeholders = ", ".join("?" for _ in fields)
