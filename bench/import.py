@@ -4,7 +4,9 @@ into a fresh SQLite workspace, printing rows per second and peak memory.
     python bench/import.py                       # 1,000,000 contacts, 20,000,000 events
     python bench/import.py --contacts 100000 --events 2000000
 
-Each import runs in its own process so that its peak memory (max RSS) is its own.
+Each import runs in its own process so that its peak memory (max RSS) is its own. The
+machine's load average (1 minute, then 5 minutes) at the end of each import is printed
+next to it: on a shared machine the figures mean little without it.
 Targets (issue 2, 2-core machine): CSV >= 200,000 rows/s, Parquet >= 1,000,000 rows/s,
 peak memory < 1.5 GB.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -40,7 +43,11 @@ ws = Workspace.open(Path(sys.argv[1]))
 now = datetime(2026, 11, 1, tzinfo=UTC)
 importer = import_contacts if sys.argv[2] == "contacts" else import_events
 report = importer(ws, Path(sys.argv[3]), now=now)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM is this program's own peak: ru_maxrss would start from the parent's at the fork.
+status = Path("/proc/self/status")
+lines = status.read_text().splitlines() if status.exists() else []
+hwm = [line.split()[1] for line in lines if line.startswith("VmHWM")]
+peak = int(hwm[0]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({**report.as_dict(), "peak_bytes": peak}))
 """
 
@@ -57,7 +64,7 @@ def main() -> None:
         files = generate(data, contacts=args.contacts, now=NOW, formats=("parquet",))
         _cut_events(files.events, args.events, data)
     console.print(f"generated in {time.perf_counter() - started:.0f} s")
-    table = Table("file", "rows", "seconds", "rows/s", "peak memory")
+    table = Table("file", "rows", "seconds", "rows/s", "peak memory", "load")
     for fmt in ("csv", "parquet"):
         workspace = OUT / f"ws-{fmt}"
         shutil.rmtree(workspace, ignore_errors=True)
@@ -82,6 +89,7 @@ def main() -> None:
                 f"{report['seconds']:.1f}",
                 f"{report['rows_per_second']:,}",
                 f"{report['peak_bytes'] / 2**20:,.0f} MB",
+                "{:.1f} / {:.1f}".format(*os.getloadavg()[:2]),
             )
             console.print(f"{path.name}: {report['rows_per_second']:,} rows/s")
     console.print(table)

@@ -174,3 +174,43 @@ def test_real_clock_default(base: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     path.write_text(f"email,type,timestamp\nann@example.com,visit,{utcnow().date().isoformat()}\n")
     assert import_events(base, path, now=utcnow()).imported == 1
+
+
+def _event_indexes(workspace: Workspace) -> set[str]:
+    with workspace.engine.connect() as connection:
+        found = connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+        )
+        return {name for (name,) in found if name.startswith("ix_")}
+
+
+def test_a_large_import_rebuilds_the_indexes_it_set_aside(
+    sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large import drops the secondary indexes of events and builds them again, and
+    an import finds them again when an earlier one died before its end."""
+    from winback.store import contacts as store
+
+    contacts_file = tmp_path / "contacts.csv"
+    contacts_file.write_text("email\nann@example.com\n")
+    import_contacts(sqlite_workspace, contacts_file, now=NOW)
+    expected = _event_indexes(sqlite_workspace)
+    assert expected == {"ix_events_contact_time", "ix_events_message_id"}
+    monkeypatch.setattr(store, "BULK_ROWS", 1)
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "email,type,timestamp,message_id\n"
+        "ann@example.com,open,2024-01-01,m1\n"
+        "ann@example.com,click,2024-01-02,m1\n"
+    )
+    assert import_events(sqlite_workspace, path, now=NOW).imported == 2
+    assert _event_indexes(sqlite_workspace) == expected
+    with sqlite_workspace.engine.begin() as connection:
+        connection.exec_driver_sql("DROP INDEX ix_events_message_id")
+    import_events(sqlite_workspace, path, now=NOW)
+    assert _event_indexes(sqlite_workspace) == expected
+    with sqlite_workspace.engine.connect() as connection:
+        plan = connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT * FROM events WHERE message_id = 'm1'"
+        ).all()
+    assert "ix_events_message_id" in str(plan)

@@ -5,20 +5,32 @@ channel, time, amount, campaign, message) and the store ignores a digest it hold
 
 Refusals among the events (unsubscribe, hard bounce, complaint on email or SMS) change
 the contact's channel status at once: nobody is written to after saying no.
+
+CSV and Parquet files are cleaned a block at a time (:meth:`EventBatch.clean_block`):
+whole columns through Arrow compute, contacts resolved against one dictionary, the
+digests computed over Arrow-built strings. The rows those checks cannot vouch for take
+the row path (:meth:`EventBatch.clean`), and both are written in file order.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from winback.clock import to_db
-from winback.compliance.refusals import apply_refusals
+from winback.compliance.refusals import REFUSALS, SENDING_CHANNELS, apply_refusals
+from winback.domain import Channel, EventType
 from winback.errors import InputFileError
+from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import EVENT_ALIASES, ColumnMap, map_columns, require
 from winback.ingest.pipeline import (
@@ -29,7 +41,7 @@ from winback.ingest.pipeline import (
     Refusals,
     run,
 )
-from winback.ingest.reader import Source, open_source
+from winback.ingest.reader import Block, Source, open_source
 from winback.store import contacts as store
 from winback.workspace import Workspace
 
@@ -43,6 +55,30 @@ _PARQUET_TYPES = {
     "amount": ("double", "float", "int", "decimal", "string", "large_string"),
     "machine_open": ("bool", "int", "string"),
 }
+
+
+_KINDS = list(EventType)
+_KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
+_CHANNELS = list(Channel)
+_CHANNEL_CODES = {channel: code for code, channel in enumerate(_CHANNELS)}
+_DEFAULT_CHANNEL_CODES = np.array(
+    [_CHANNEL_CODES[v.DEFAULT_CHANNEL.get(kind, Channel.EMAIL)] for kind in _KINDS]
+)
+_REFUSAL_KINDS = np.array([kind in REFUSALS for kind in _KINDS])
+_SENDING_CHANNELS = np.array([channel in SENDING_CHANNELS for channel in _CHANNELS])
+# Text fields: (field, longest value kept).
+_TEXT_LIMITS = {"campaign": 200, "message_id": 200, "user_agent": 500, "url": 4000}
+
+
+@dataclass
+class CleanBlock:
+    """The rows of a block cleaned column-wise: insert tuples of the batch's ``fields``
+    (dedup key last), each row's line, and the refusals among them as ``apply_refusals``
+    reads them."""
+
+    rows: list[tuple[Any, ...]]
+    lines: np.ndarray
+    refusals: list[tuple[int, dict[str, Any]]]
 
 
 def event_key(
@@ -75,6 +111,14 @@ class EventBatch:
         self.region = workspace.config.workspace.default_region
         with self.engine.connect() as connection:
             self.by_email, self.by_phone = store.contact_keys(connection)
+        # The columns this file can fill, the digest last; the others stay NULL.
+        self.fields = [
+            name
+            for name in store.EVENT_FIELDS
+            if name not in EVENT_ALIASES
+            or name in ("type", "occurred_at", "channel")
+            or columns.has(name)
+        ]
 
     def clean(self, values: list[Any]) -> dict[str, Any]:
         """One row as an event; raises ``ValueError`` with the reason to reject it."""
@@ -123,6 +167,129 @@ class EventBatch:
         )
         return row
 
+    def clean_block(self, block: Block) -> tuple[CleanBlock, Sequence[int]]:
+        """The rows of ``block`` the column-wise checks vouch for, cleaned, and the
+        positions of the others (left to :meth:`clean`)."""
+        assert block.batch is not None
+        batch = block.batch
+        fields = self.columns.fields
+        rows = batch.num_rows
+        slow = np.zeros(rows, bool)
+        for values in batch.columns:
+            if col.is_text(values):
+                slow |= col.mask(pc.greater(pc.utf8_length(values), v.MAX_FIELD_LENGTH))
+
+        def column(field: str) -> pa.Array | None:
+            return col.plain_array(batch.column(fields[field])) if field in fields else None
+
+        contact_ids = np.full(rows, -1, np.int64)
+        no_email = np.ones(rows, bool)
+        if (emails := column("email")) is not None:
+            if col.is_text(emails):
+                text, no_email = col.trimmed(emails)
+                keys = pc.if_else(pc.string_is_ascii(text), pc.ascii_lower(text), None)
+                contact_ids = col.lookup(keys, self.by_email)
+            else:
+                no_email = ~col.mask(pc.is_valid(emails))
+        if (phones := column("phone")) is not None and col.is_text(phones):
+            text, _ = col.trimmed(phones)
+            by_phone = col.lookup(text, self.by_phone)
+            contact_ids = np.where(no_email, by_phone, contact_ids)
+        slow |= contact_ids < 0
+
+        types = column("type")
+        if types is None or not col.is_text(types):
+            kinds = np.full(rows, -1)
+        else:
+            kinds = col.words(col.trimmed(types)[0], v.parse_event_type, _KIND_CODES)
+        slow |= kinds < 0
+        kinds = np.maximum(kinds, 0)
+
+        times = column("occurred_at")
+        if times is None:
+            micros, late = np.zeros(rows, np.int64), np.ones(rows, bool)
+        else:
+            micros, late = col.utc_micros(times, str(self.tz), self.now + timedelta(days=1))
+        slow |= late
+
+        channels = _DEFAULT_CHANNEL_CODES[kinds]
+        if (given := column("channel")) is not None:
+            if col.is_text(given):
+                text, absent = col.trimmed(given)
+                named = col.words(text, v.parse_channel, _CHANNEL_CODES)
+                slow |= ~absent & (named < 0)
+                channels = np.where(absent, channels, named)
+            else:
+                slow |= col.mask(pc.is_valid(given))
+
+        amounts = pa.nulls(rows, pa.float64())
+        if (given := column("amount")) is not None:
+            amounts, bad = col.amounts(given)
+            slow |= bad
+        currencies = pa.nulls(rows, pa.string())
+        if (given := column("currency")) is not None:
+            currencies, long = col.short_text(given, 1_000_000)
+            slow |= col.mask(pc.invert(pc.string_is_ascii(pc.fill_null(currencies, ""))))
+            slow |= long
+            currencies = pc.utf8_slice_codeunits(pc.ascii_upper(currencies), 0, 3)
+        texts = {}
+        for field, limit in _TEXT_LIMITS.items():
+            texts[field] = pa.nulls(rows, pa.string())
+            if (given := column(field)) is not None:
+                texts[field], long = col.short_text(given, limit)
+                slow |= long
+        machine = pa.nulls(rows, pa.bool_())
+        if (given := column("machine_open")) is not None:
+            machine, bad = col.flags(given, v.parse_bool)
+            slow |= bad
+
+        fast = ~slow
+        keep = pa.array(fast)
+        moments = pa.array(micros[fast], pa.timestamp("us"))
+        stored_at = moments.cast(pa.string())  # as sqlite_time writes it
+        kind_words = np.array([kind.value for kind in _KINDS], object)[kinds[fast]]
+        channel_words = np.array([c.value for c in _CHANNELS], object)[channels[fast]]
+        amount_values = amounts.filter(keep).to_pylist()
+        campaigns = texts["campaign"].filter(keep)
+        message_ids = texts["message_id"].filter(keep)
+        ids = contact_ids[fast]
+        digests = _digests(
+            ids, kind_words, channel_words, stored_at, amount_values, campaigns, message_ids
+        )
+        given_columns = {
+            "contact_id": lambda: ids.tolist(),
+            "type": lambda: kind_words.tolist(),
+            "channel": lambda: channel_words.tolist(),
+            "occurred_at": lambda: stored_at.to_pylist(),
+            "amount": lambda: amount_values,
+            "currency": lambda: currencies.filter(keep).to_pylist(),
+            "campaign": lambda: _repeated(campaigns),
+            "message_id": lambda: message_ids.to_pylist(),
+            "machine_open": lambda: machine.filter(keep).to_pylist(),
+            "user_agent": lambda: texts["user_agent"].filter(keep).to_pylist(),
+            "url": lambda: texts["url"].filter(keep).to_pylist(),
+            "source": lambda: [self.source] * len(ids),
+            "dedup_key": lambda: digests,
+        }
+        columns = [given_columns[name]() for name in self.fields]
+        lines = block.lines[fast]
+        refused = np.flatnonzero(_REFUSAL_KINDS[kinds[fast]] & _SENDING_CHANNELS[channels[fast]])
+        epoch, fast_micros = datetime(1970, 1, 1), micros[fast]
+        refusals = [
+            (
+                int(lines[at]),
+                {
+                    "contact_id": int(ids[at]),
+                    "type": kind_words[at],
+                    "channel": channel_words[at],
+                    "occurred_at": epoch + timedelta(microseconds=int(fast_micros[at])),
+                },
+            )
+            for at in refused
+        ]
+        cleaned = CleanBlock(list(zip(*columns, strict=True)), lines, refusals)
+        return cleaned, np.flatnonzero(slow).tolist()
+
     def _contact(self, email: Any, phone: Any) -> int:
         if email is not None:
             key = str(email).strip().lower()
@@ -152,6 +319,81 @@ class EventBatch:
                 details={"file": self.source},
             )
         return inserted, len(events) - inserted, []
+
+    def write_block(self, cleaned: CleanBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
+        """Write a block's rows in file order (the first of two rows with one digest is
+        the one kept, as on the row path), then apply the refusals among them."""
+        records = cleaned.rows + [store.event_row(row.record, self.fields) for row in rows]
+        lines = np.concatenate([cleaned.lines, np.array([row.line for row in rows], np.int64)])
+        # In digest order, which keeps the unique index's inserts close together; among
+        # rows with one digest, in file order, so the first one is the one kept.
+        digests = np.array([record[-1] for record in records], "S16")
+        order = np.lexsort((lines, digests))
+        records = [records[at] for at in order]
+        refusals = cleaned.refusals + [
+            (row.line, row.record) for row in rows if row.record["type"] in _REFUSAL_NAMES
+        ]
+        refusals.sort(key=lambda pair: pair[0])
+        with self.engine.begin() as connection:
+            inserted = store.insert_event_rows(connection, self.fields, records)
+            apply_refusals(
+                connection,
+                self.workspace,
+                [event for _, event in refusals],
+                now=self.now_aware,
+                actor="import",
+                details={"file": self.source},
+            )
+        return inserted, len(records) - inserted, []
+
+
+_REFUSAL_NAMES = {kind.value for kind in REFUSALS}
+
+
+def _digests(
+    ids: np.ndarray,
+    kinds: np.ndarray,
+    channels: np.ndarray,
+    stored_at: pa.Array,
+    amounts: list[float | None],
+    campaigns: pa.Array,
+    message_ids: pa.Array,
+) -> list[bytes]:
+    """:func:`event_key` of many rows: the same text, joined by Arrow, hashed here."""
+    iso = pc.replace_substring_regex(
+        pc.replace_substring(stored_at, " ", "T", max_replacements=1), r"\.000000$", ""
+    )
+    texts = pc.binary_join_element_wise(
+        pa.array(ids).cast(pa.string()),
+        pa.array(kinds, pa.string()),
+        pa.array(channels, pa.string()),
+        iso,
+        _amount_texts(amounts),
+        pc.fill_null(campaigns, "None"),
+        pc.fill_null(message_ids, "None"),
+        "|",
+    )
+    blake2b = hashlib.blake2b
+    return [blake2b(text, digest_size=16).digest() for text in texts.cast(pa.binary()).to_pylist()]
+
+
+def _amount_texts(amounts: list[float | None]) -> pa.Array:
+    """``str(amount)`` of each amount (Python's float repr, "None" when absent)."""
+    given = pa.array(amounts, pa.float64())
+    if given.null_count == len(given):
+        return pa.array(np.full(len(given), "None", object), pa.string())
+    texts = pa.array([str(amount) for amount in given.drop_null().to_pylist()], pa.string())
+    present = pc.is_valid(given)
+    spread = pc.replace_with_mask(pa.nulls(len(given), pa.string()), present, texts)
+    return pc.fill_null(spread, "None")
+
+
+def _repeated(values: pa.Array) -> list[Any]:
+    """A column of few distinct values as a list that shares one object per value."""
+    encoded = pc.dictionary_encode(values)
+    words = np.array([*encoded.dictionary.to_pylist(), None], object)
+    indices = pc.fill_null(encoded.indices, len(words) - 1).to_numpy(zero_copy_only=False)
+    return list(words[indices])
 
 
 def _text(value: Any, limit: int) -> str | None:
@@ -194,6 +436,7 @@ def import_events(
         report = ImportReport(file=str(path), kind="events")
         quarantine = Quarantine(workspace.quarantine_dir, source)
         batch = EventBatch(workspace, columns, now, path.name)
-        return run(source, batch, report, quarantine, progress)
+        with store.bulk_events(workspace.engine, source.estimated_rows):
+            return run(source, batch, report, quarantine, progress)
     finally:
         source.close()

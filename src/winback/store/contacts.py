@@ -3,11 +3,12 @@ address. Everything goes through SQLAlchemy Core with bound parameters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql
 
 from winback.store.chunks import chunks
@@ -66,8 +67,30 @@ def find_contact(connection: Connection, address: str) -> dict[str, Any] | None:
 
 
 def insert_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
+    """Insert new contacts (each row names the same columns).
+
+    On SQLite the rows go to the driver's ``executemany`` as tuples, each value through
+    its column type's own bind processor (JSON text, datetime text, 0/1), so they are
+    stored exactly as SQLAlchemy stores them without its per-row parameter handling."""
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
         connection.execute(contacts.insert(), list(rows))
+        return
+    names = list(rows[0])
+    processors = [
+        contacts.c[name].type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+        for name in names
+    ]
+    columns = []
+    for name, process in zip(names, processors, strict=True):
+        values = [row[name] for row in rows]
+        columns.append([process(value) for value in values] if process else values)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.executemany(
+        f"INSERT INTO contacts ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+        list(zip(*columns, strict=True)),
+    )
 
 
 def update_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -118,9 +141,110 @@ def insert_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> int
     return len(connection.execute(statement, list(rows)).all())
 
 
+# The columns an imported event sets; the others (bot, ip, body, outbox_id) stay NULL.
+EVENT_FIELDS = (
+    "contact_id",
+    "type",
+    "channel",
+    "occurred_at",
+    "amount",
+    "currency",
+    "campaign",
+    "message_id",
+    "machine_open",
+    "user_agent",
+    "url",
+    "source",
+    "dedup_key",
+)
+
+
+BULK_CACHE_KB = 256 * 1024
+# An import at least this large, and at least as large as the events already stored,
+# drops the secondary indexes of events and builds them again at the end.
+BULK_ROWS = 1_000_000
+
+
+@contextmanager
+def bulk_events(engine: Engine, expected_rows: int) -> Iterator[None]:
+    """Around an import of ``expected_rows`` events: on SQLite, when that is at least
+    :data:`BULK_ROWS` and at least the events already stored, the two secondary indexes
+    are dropped and built again at the end (in one sort each, where keeping them up to
+    date costs a random B-tree insert per row and index, the larger part of the import).
+    The unique digest index stays: it is what makes a re-import add nothing.
+
+    An import interrupted on the way leaves the indexes out; the next import of events
+    builds them first."""
+    rebuild = False
+    with engine.begin() as connection:
+        _create_event_indexes(connection)
+        if connection.dialect.name == "sqlite" and expected_rows >= BULK_ROWS:
+            stored = connection.execute(select(func.max(events.c.id))).scalar() or 0
+            rebuild = expected_rows >= stored
+            if rebuild:
+                for index in events.indexes:
+                    index.drop(connection)
+    try:
+        yield
+    finally:
+        if rebuild:
+            with engine.begin() as connection:
+                _create_event_indexes(connection)
+
+
+def _create_event_indexes(connection: Connection) -> None:
+    for index in events.indexes:
+        index.create(connection, checkfirst=True)
+
+
+def event_row(event: dict[str, Any], fields: Sequence[str]) -> tuple[Any, ...]:
+    """An event as a tuple of ``fields`` for :func:`insert_event_rows`."""
+    return tuple(
+        sqlite_time(event[name]) if name == "occurred_at" else event.get(name) for name in fields
+    )
+
+
+def insert_event_rows(
+    connection: Connection, fields: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> int:
+    """Insert events given as tuples of ``fields`` (some of :data:`EVENT_FIELDS`, with
+    ``occurred_at`` as the text :func:`sqlite_time` writes), skipping those already
+    stored; returns how many were new.
+
+    The importers' bulk path: tuples straight to SQLite's ``executemany``; on PostgreSQL
+    ``COPY`` into a temporary table, then one ``INSERT ... ON CONFLICT DO NOTHING``."""
+    if not rows:
+        return 0
+    driver = connection.connection.driver_connection
+    names = ", ".join(fields)
+    if connection.dialect.name == "sqlite":
+        cursor = driver.cursor()  # type: ignore[union-attr]
+        # 256 MB of page cache for the import's connection (the default is 128 MB): the
+        # digest index takes inserts at random and every page it keeps saves a read.
+        cursor.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
+        placeholders = ", ".join("?" for _ in fields)
+        cursor.executemany(f"INSERT OR IGNORE INTO events ({names}) VALUES ({placeholders})", rows)
+        return int(cursor.rowcount)
+    with driver.cursor() as cursor:  # type: ignore[union-attr]
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS import_events ON COMMIT DELETE ROWS "
+            f"AS SELECT {', '.join(EVENT_FIELDS)} FROM events WITH NO DATA"
+        )
+        with cursor.copy(f"COPY import_events ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO events ({names}) SELECT {names} FROM import_events "
+            "ON CONFLICT (dedup_key) DO NOTHING"
+        )
+        inserted = int(cursor.rowcount)
+    return inserted
+
+
 def sqlite_time(moment: datetime | None) -> str | None:
-    """A naive UTC datetime as SQLAlchemy stores it in SQLite."""
-    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    """A naive UTC datetime as SQLAlchemy stores it in SQLite (the year on four digits,
+    which ``strftime`` does not pad)."""
+    return None if moment is None else moment.isoformat(sep=" ", timespec="microseconds")
 
 
 def set_channel_status(

@@ -1,0 +1,180 @@
+"""Cleaning a whole Arrow column at once, for the rows whose values have the plain shapes
+nearly every file has. Each function returns the cleaned values and a mask of the rows
+it cannot vouch for; those rows go through the row-by-row parsers of
+:mod:`winback.ingest.values`, which give the reason to reject them or the rarer forms
+(``dd/mm/yyyy``, ``1 234,50 €``, Unix seconds). So a row cleaned here is cleaned to
+exactly what the row path would give, and a row that would be rejected never is here.
+
+Written on Arrow compute and NumPy rather than DuckDB: the work is per value, with no
+join or grouping that a query engine would do better, and Arrow's kernels keep the
+blocks zero-copy.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Hashable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# Exactly the characters ``str.strip()`` removes, so a trimmed cell is the row path's.
+PY_SPACE = "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace())
+
+_HOUR_MINUTE = r"(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?"
+_ISO_DATE = r"[1-9]\d{3}-\d{2}-\d{2}"
+ISO_ZONED = rf"^{_ISO_DATE}[T ]{_HOUR_MINUTE}(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$"
+ISO_NAIVE = rf"^{_ISO_DATE}(?:[T ]{_HOUR_MINUTE})?$"
+_PLAIN_AMOUNT = r"^\d{1,15}(?:\.\d{1,6})?$"
+_EPOCH = datetime(1970, 1, 1)
+_YEAR_1000 = (datetime(1000, 1, 1) - _EPOCH) // timedelta(microseconds=1)
+
+
+def is_text(column: pa.Array) -> bool:
+    return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+
+
+def plain_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column without dictionary encoding, as one array."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    return column
+
+
+def trimmed(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A text column stripped as ``str.strip`` does, and which cells are absent (null,
+    empty or blank: the row path ignores them)."""
+    stripped = pc.utf8_trim(column, characters=PY_SPACE)
+    absent = pc.fill_null(pc.equal(pc.utf8_length(stripped), 0), True)
+    return stripped, absent.to_numpy(zero_copy_only=False)
+
+
+def mask(values: pa.Array) -> np.ndarray:
+    """A boolean Arrow array as a NumPy mask, null counting as false."""
+    return pc.fill_null(values, False).to_numpy(zero_copy_only=False)
+
+
+Word = TypeVar("Word", bound=Hashable)
+
+
+def words(column: pa.Array, parse: Callable[[str], Word], codes: Mapping[Word, int]) -> np.ndarray:
+    """The code of each cell's word, parsed once per distinct word with ``parse`` (a
+    row-path parser); -1 where ``parse`` refuses the word or the cell is null."""
+    encoded = pc.dictionary_encode(column)
+    table = []
+    for word in encoded.dictionary.to_pylist():
+        try:
+            table.append(codes[parse(word)])
+        except (ValueError, KeyError):
+            table.append(-1)
+    indices = pc.fill_null(encoded.indices, len(table)).to_numpy(zero_copy_only=False)
+    return np.append(np.array(table, np.int64), -1)[indices]
+
+
+def lookup(keys: pa.Array, known: Mapping[str, int]) -> np.ndarray:
+    """The id of each key in ``known``, -1 where it is missing or null."""
+    get = known.get
+    return np.fromiter((get(key, -1) for key in keys.to_pylist()), np.int64, len(keys))
+
+
+def utc_micros(column: pa.Array, zone: str, until: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell as microseconds since the epoch in UTC, and the rows left to the row
+    parser: other text forms, numbers, nanosecond timestamps, local times that a change
+    of clock makes ambiguous or skips, and moments after ``until`` (naive UTC)."""
+    rows = len(column)
+    micros = np.zeros(rows, np.int64)
+    slow = np.ones(rows, bool)
+    kind = column.type
+    if is_text(column):
+        text, _ = trimmed(column)
+        for pattern, target in (
+            (ISO_ZONED, pa.timestamp("us", tz="UTC")),
+            (ISO_NAIVE, pa.timestamp("us")),
+        ):
+            wanted = mask(pc.match_substring_regex(text, pattern))
+            if not wanted.any():
+                continue
+            try:
+                parsed = text.filter(pa.array(wanted)).cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue  # a day that does not exist somewhere: the row parser says which
+            if target.tz is None:
+                values, ok = _local(parsed, zone)
+            else:
+                values, ok = parsed.cast(pa.int64()).to_numpy(), np.ones(len(parsed), bool)
+            micros[wanted] = values
+            slow[np.flatnonzero(wanted)[ok]] = False
+    elif pa.types.is_timestamp(kind) and kind.unit in ("s", "ms", "us"):
+        moments = column.cast(pa.timestamp("us", tz=kind.tz))
+        valid = mask(pc.is_valid(moments))
+        if kind.tz is not None:
+            micros = pc.fill_null(moments.cast(pa.int64()), 0).to_numpy()
+            slow = ~valid
+        else:
+            values, ok = _local(pc.fill_null(moments, 0), zone)
+            micros, slow = values, ~(valid & ok)
+    elif pa.types.is_date(kind):
+        moments = pc.fill_null(column.cast(pa.timestamp("us")), 0)
+        values, ok = _local(moments, zone)
+        micros, slow = values, ~(mask(pc.is_valid(column)) & ok)
+    limit = (until - _EPOCH) // timedelta(microseconds=1)
+    # Years before 1000 (a typo, mostly) are left to the row path, digits and all.
+    slow |= (micros > limit) | (micros < _YEAR_1000)
+    return micros, slow
+
+
+def _local(moments: pa.Array, zone: str) -> tuple[np.ndarray, np.ndarray]:
+    """Naive local times read in ``zone`` as UTC microseconds, and which are unambiguous
+    (the row path's zoneinfo and Arrow agree on every other local time)."""
+    if zone in ("UTC", "Etc/UTC"):
+        return moments.cast(pa.int64()).to_numpy(), np.ones(len(moments), bool)
+    early = pc.assume_timezone(moments, zone, ambiguous="earliest", nonexistent="earliest")
+    late = pc.assume_timezone(moments, zone, ambiguous="latest", nonexistent="latest")
+    early_values = early.cast(pa.int64()).to_numpy()
+    return early_values, early_values == late.cast(pa.int64()).to_numpy()
+
+
+def amounts(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Amounts as float64 (null where absent), and the rows left to the row parser: text
+    other than plain ``123.45``, and negative or not finite numbers."""
+    rows = len(column)
+    if is_text(column):
+        text, absent = trimmed(column)
+        plain = mask(pc.match_substring_regex(text, _PLAIN_AMOUNT))
+        values = pc.if_else(pa.array(plain), text, None).cast(pa.float64())
+        return values, ~absent & ~plain
+    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+        values = column.cast(pa.float64(), safe=False)  # as float() rounds a large integer
+        finite = pc.fill_null(pc.is_finite(values), True)
+        bad = ~mask(finite) | mask(pc.less(values, 0))
+        return values, bad
+    return pa.nulls(rows, pa.float64()), mask(pc.is_valid(column))
+
+
+def flags(column: pa.Array, parse: Callable[[Any], bool]) -> tuple[pa.Array, np.ndarray]:
+    """Yes/no cells as booleans (null where absent), and the rows ``parse`` refuses."""
+    if pa.types.is_boolean(column.type):
+        return column, np.zeros(len(column), bool)
+    if pa.types.is_integer(column.type):
+        return pc.not_equal(column, 0), np.zeros(len(column), bool)
+    if is_text(column):
+        text, absent = trimmed(column)
+        codes = words(text, parse, {False: 0, True: 1})
+        values = pc.if_else(pa.array(absent), None, pa.array(codes == 1))
+        return values, ~absent & (codes < 0)
+    return pa.nulls(len(column), pa.bool_()), mask(pc.is_valid(column))
+
+
+def short_text(column: pa.Array, limit: int) -> tuple[pa.Array, np.ndarray]:
+    """Trimmed text (null where absent), and the rows longer than ``limit`` characters
+    (the row path cuts them; cutting by code point is left to it)."""
+    if not is_text(column):
+        return pa.nulls(len(column), pa.string()), mask(pc.is_valid(column))
+    text, absent = trimmed(column)
+    values = pc.if_else(pa.array(absent), None, text)
+    return values, mask(pc.greater(pc.utf8_length(text), limit))
