@@ -15,6 +15,7 @@ the row path (:meth:`EventBatch.clean`), and both are written in file order.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -81,6 +82,10 @@ class CleanBlock:
     refusals: list[tuple[int, dict[str, Any]]]
 
 
+_EPOCH = datetime(1970, 1, 1)
+_KEY_TIME = struct.Struct(">q")
+
+
 def event_key(
     contact_id: int,
     kind: str,
@@ -90,11 +95,16 @@ def event_key(
     campaign: str | None,
     message_id: str | None,
 ) -> bytes:
-    """The 16-byte digest that makes an event the same event twice."""
+    """The 16-byte key that makes an event the same event twice: the second it happened
+    (6 bytes, big-endian) then a 10-byte digest of what it is. The time comes first so
+    that a file in time order writes the unique index near its end: keys that are only a
+    random digest send every insert to a random page of the index (1.7× slower at 2M
+    events on this machine, and worse once the index outgrows the page cache)."""
     text = (
         f"{contact_id}|{kind}|{channel}|{occurred_at.isoformat()}|{amount}|{campaign}|{message_id}"
     )
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    second = (occurred_at - _EPOCH) // timedelta(seconds=1)
+    return _KEY_TIME.pack(second)[2:] + hashlib.blake2b(text.encode(), digest_size=10).digest()
 
 
 class EventBatch:
@@ -254,7 +264,14 @@ class EventBatch:
         message_ids = texts["message_id"].filter(keep)
         ids = contact_ids[fast]
         digests = _digests(
-            ids, kind_words, channel_words, stored_at, amount_values, campaigns, message_ids
+            ids,
+            kind_words,
+            channel_words,
+            micros[fast],
+            stored_at,
+            amount_values,
+            campaigns,
+            message_ids,
         )
         given_columns = {
             "contact_id": lambda: ids.tolist(),
@@ -354,6 +371,7 @@ def _digests(
     ids: np.ndarray,
     kinds: np.ndarray,
     channels: np.ndarray,
+    micros: np.ndarray,
     stored_at: pa.Array,
     amounts: list[float | None],
     campaigns: pa.Array,
@@ -373,8 +391,12 @@ def _digests(
         pc.fill_null(message_ids, "None"),
         "|",
     )
+    seconds = np.floor_divide(micros, 1_000_000).astype(">i8").tobytes()
     blake2b = hashlib.blake2b
-    return [blake2b(text, digest_size=16).digest() for text in texts.cast(pa.binary()).to_pylist()]
+    return [
+        seconds[8 * row + 2 : 8 * row + 8] + blake2b(text, digest_size=10).digest()
+        for row, text in enumerate(texts.cast(pa.binary()).to_pylist())
+    ]
 
 
 def _amount_texts(amounts: list[float | None]) -> pa.Array:
