@@ -1,18 +1,20 @@
 """Dispatch: send the outbox through the channels, at most once per message.
 
 An outbox row goes ``queued -> sending -> sent | failed | unknown`` (or ``cancelled``
-when the contact may no longer be written to). The move to ``sending`` is committed, with
-the rendered message and its Message-ID, *before* the channel is called, and the outcome
-is committed right after. So a dispatcher killed at any moment leaves at most the
-messages it was handing over in ``sending``; the next run turns them into ``unknown``
-(listed by ``winback outbox --unknown``) and never sends them again by itself. Only one
-dispatcher runs at a time per workspace (a lock file), so a ``sending`` row found at the
-start can only be a leftover of a dead one.
-
-Up to ``IN_FLIGHT`` messages travel at once (the SMTP channel sends them on as many
-connections): the next message is rendered and claimed while the previous ones are on
-the wire, and each outcome is committed as soon as it is known. A crash leaves at most
-``IN_FLIGHT`` rows in ``sending``.
+when the contact may no longer be written to). Messages go in batches of the channel's
+``dispatch_batch`` (``[email]`` / ``[sms]``, 100 by default): one transaction checks and
+renders a batch and moves it to ``sending`` with the rendered messages and their
+Message-IDs, committed *before* the channel is called; the channel sends the batch
+(SMTP keeps several messages in flight, on several connections) in a worker thread
+while the next batch is rendered and claimed; one transaction records the outcomes.
+So a dispatcher killed at any moment leaves at most two batches in ``sending`` (the
+one on the wire and the next one, claimed); the next run turns those rows into
+``unknown`` (listed by ``winback outbox --unknown``) and never sends them again by
+itself. The trade-off: a crash leaves up to twice ``dispatch_batch`` messages in doubt,
+where one commit per message left one or two, for a few statements and commits per
+batch instead of four statements and a commit per message. Only one dispatcher runs at
+a time per workspace (a lock file), so a ``sending`` row found at the start can only be
+a leftover of a dead one.
 
 A temporary failure goes back to ``queued`` with a later ``due_at``; a permanent one is
 ``failed``, and a refused address (SMTP 5xx) becomes a hard bounce event and a
@@ -23,17 +25,17 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-from collections import deque
-from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, wait
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from winback.channels import (
+    BatchResult,
     ChannelError,
     OutgoingMessage,
     PermanentFailure,
@@ -41,10 +43,9 @@ from winback.channels import (
     Sent,
     TemporaryFailure,
     make_message_id,
+    send_batch,
     sender_for,
-    submit,
 )
-from winback.channels.smtp import CONNECTIONS
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
 from winback.compliance.refusals import REFUSALS, apply_refusals
@@ -63,8 +64,9 @@ from winback.workspace import Workspace
 
 LOCK_FILE = "dispatch.lock"
 MAX_ATTEMPTS = 5
-BATCH = 200
-IN_FLIGHT = CONNECTIONS
+BATCH = 1000
+# What a claimed message is made of, as the outbox keeps it for a retry.
+_CONTENT = ("to_address", "subject", "body_text", "body_html", "headers", "message_id")
 _CONTACT_FIELDS = (
     "first_name",
     "last_name",
@@ -180,6 +182,10 @@ class _Dispatcher:
         self.result = DispatchResult()
         self.blocked: set[tuple[str, str]] = set()
         self.compiled: dict[tuple[str, str, str | None], CompiledTemplate] = {}
+        # One worker sends a batch while this thread renders and claims the next.
+        self.pool = stack.enter_context(
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="winback-dispatch")
+        )
 
     def sender(self, channel: str) -> Sender:
         if channel not in self.senders:
@@ -214,31 +220,63 @@ class _Dispatcher:
         return rows
 
     def run(self) -> DispatchResult:
+        """Claim a batch while the previous one is on the wire, then record the
+        previous one's outcomes: rendering and sending overlap."""
         last = 0
-        flights: deque[_Flight] = deque()
+        flight: _Flight | None = None
         try:
             while not self.result.stopped and (rows := self.batch(last)):
-                for row in rows:
-                    last = row["id"]
-                    if len(flights) >= IN_FLIGHT:
-                        wait([flights[0].future])
-                    # One transaction records the outcomes that came back and claims the
-                    # next message: one commit per message.
+                last = rows[-1]["id"]
+                for channel, piece in self.pieces(rows):
+                    if self.result.stopped:
+                        break
+                    sender = self.sender(channel)
                     with self.engine.begin() as connection:
-                        while flights and flights[0].future.done():
-                            self.land(connection, flights.popleft())
-                        if self.result.stopped:
-                            break
-                        claim = self.claim(connection, row)
-                    if claim is not None:
-                        flights.append(self.send(*claim))
+                        claimed = self.claim(connection, piece)
+                    if flight is not None:
+                        self.land(flight)
+                        flight = None
+                    if claimed and self.result.stopped:
+                        self.release(claimed)
+                    elif claimed:
+                        messages = [
+                            OutgoingMessage.from_outbox({**row, **content})
+                            for row, content in claimed
+                        ]
+                        flight = _Flight(claimed, self.pool.submit(send_batch, sender, messages))
         finally:
-            while flights:
-                with self.engine.begin() as connection:
-                    self.land(connection, flights.popleft())
+            if flight is not None:
+                self.land(flight)
         return self.result
 
-    def refusal(self, connection: Connection, row: Mapping[str, Any]) -> str | None:
+    def pieces(self, rows: list[dict[str, Any]]) -> Iterator[tuple[str, Sequence[dict[str, Any]]]]:
+        """The rows by channel, in claims of the channel's ``dispatch_batch``."""
+        by_channel: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_channel.setdefault(row["channel"], []).append(row)
+        config = self.workspace.config
+        for channel, group in by_channel.items():
+            size = (config.sms if channel == "sms" else config.email).dispatch_batch
+            for piece in chunks(group, size):
+                yield channel, piece
+
+    def land(self, flight: _Flight) -> None:
+        """Wait for the outcomes of a batch handed to its channel and record them."""
+        results = flight.future.result()
+        with self.engine.begin() as connection:
+            self.record_outcomes(connection, flight.claimed, results)
+
+    def release(self, claimed: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
+        """Put back in the queue a claimed batch that was never handed over (the channel
+        stopped meanwhile): the next run sends it, the very same messages."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_([row["id"] for row, _ in claimed]))
+                .values(status="queued", attempts=outbox.c.attempts - 1, error=self.result.stopped)
+            )
+
+    def refusal(self, row: Mapping[str, Any]) -> str | None:
         """Why this message may not go out any more, or None: the last line of defence."""
         channel = row["channel"]
         address = row["contact_email"] if channel == "email" else row["contact_phone"]
@@ -310,63 +348,88 @@ class _Dispatcher:
         }
 
     def claim(
-        self, connection: Connection, row: Mapping[str, Any]
-    ) -> tuple[Mapping[str, Any], dict[str, Any]] | None:
-        """Check and render one row and move it to ``sending`` (committed by the caller
-        before the message is handed over); None when it does not go out (cancelled,
-        failed, or moved by someone else)."""
-        refusal = self.refusal(connection, row)
-        if refusal is not None:
-            self.finish(connection, row, "cancelled", refusal, action="cancel")
-            self.result.cancelled += 1
-            return None
-        if row["body_text"] is None:
-            try:
-                content = self.content(connection, row)
-            except (_Unsendable, WinbackError) as exc:
-                self.finish(connection, row, "failed", str(exc), action="fail")
-                self.result.failed += 1
-                return None
-        else:  # a retry after a temporary failure: the very same message again
-            content = {
-                key: row[key]
-                for key in ("to_address", "subject", "body_text", "body_html", "headers")
-            }
-            content["message_id"] = row["message_id"]
-        claimed = connection.execute(
+        self, connection: Connection, rows: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+        """Check and render ``rows`` and move those that go out to ``sending``, in the
+        caller's transaction (committed before any is handed over). Returns the claimed
+        rows with their content; the others were cancelled, failed, or moved by someone
+        else (an exit cancelled them) and are left alone."""
+        ready: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
+        for row in rows:
+            refusal = self.refusal(row)
+            if refusal is not None:
+                self.finish(connection, row, "cancelled", refusal, action="cancel")
+                self.result.cancelled += 1
+                continue
+            if row["body_text"] is None:
+                try:
+                    content = self.content(connection, row)
+                except (_Unsendable, WinbackError) as exc:
+                    self.finish(connection, row, "failed", str(exc), action="fail")
+                    self.result.failed += 1
+                    continue
+            else:  # a retry after a temporary failure: the very same message again
+                content = {key: row[key] for key in _CONTENT}
+            ready.append((row, content))
+        if not ready:
+            return []
+        connection.execute(
             update(outbox)
-            .where(outbox.c.id == row["id"], outbox.c.status == "queued")
-            .values(status="sending", attempts=outbox.c.attempts + 1, **content)
-        ).rowcount
-        if claimed != 1:
-            return None  # someone else moved it (an exit cancelled it): leave it alone
-        return row, content
-
-    def send(self, row: Mapping[str, Any], content: dict[str, Any]) -> _Flight:
-        """Hand a claimed message to its channel."""
-        message = OutgoingMessage.from_outbox({**row, **content})
-        try:
-            future = submit(self.sender(row["channel"]), message)
-        except ChannelError as exc:
-            future = Future()
-            future.set_exception(exc)
-        return _Flight(row, content, future)
-
-    def land(self, connection: Connection, flight: _Flight) -> None:
-        """Wait for the outcome of a message handed to its channel and record it."""
-        row = flight.row
-        try:
-            outcome = flight.future.result()
-        except ChannelError as exc:
-            # Nothing was sent and nothing more can be: back to the queue, stop here.
+            .where(outbox.c.id == bindparam("claim_id"), outbox.c.status == "queued")
+            .values(status="sending", attempts=outbox.c.attempts + 1),
+            [{"claim_id": row["id"], **content} for row, content in ready],
+        )
+        # The rows this claim moved: no other dispatcher runs (the lock), and none of
+        # these was `sending` before, so `sending` now means claimed by this statement.
+        moved = set(
             connection.execute(
-                update(outbox)
-                .where(outbox.c.id == row["id"])
-                .values(status="queued", error=str(exc))
-            )
-            self.result.stopped = str(exc)
+                select(outbox.c.id).where(
+                    outbox.c.id.in_([row["id"] for row, _ in ready]),
+                    outbox.c.status == "sending",
+                )
+            ).scalars()
+        )
+        return [(row, content) for row, content in ready if row["id"] in moved]
+
+    def record_outcomes(
+        self,
+        connection: Connection,
+        claimed: Sequence[tuple[Mapping[str, Any], dict[str, Any]]],
+        results: Sequence[BatchResult],
+    ) -> None:
+        """Record what became of a batch: the sent ones in three statements, the rare
+        others one by one."""
+        sent: list[tuple[Mapping[str, Any], dict[str, Any], Sent]] = []
+        for (row, content), outcome in zip(claimed, results, strict=True):
+            if isinstance(outcome, Sent):
+                sent.append((row, content, outcome))
+            elif isinstance(outcome, ChannelError):
+                # Nothing was sent and nothing more can be: back to the queue, stop here.
+                connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row["id"])
+                    .values(status="queued", error=str(outcome))
+                )
+                self.result.stopped = self.result.stopped or str(outcome)
+            else:
+                self.record_outcome(connection, row, content, outcome)
+        if not sent:
             return
-        self.record_outcome(connection, row, flight.content, outcome)
+        connection.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("sent_id"))
+            .values(status="sent", sent_at=to_db(self.now), error=None),
+            [
+                {"sent_id": row["id"], "provider_id": outcome.provider_id}
+                for row, _, outcome in sent
+            ],
+        )
+        connection.execute(
+            insert(events),
+            [self.event_row(row, content, EventType.SENT) for row, content, _ in sent],
+        )
+        record(connection, (self.audit_row(row, "send", None) for row, _, _ in sent))
+        self.result.sent += len(sent)
 
     def record_outcome(
         self,
@@ -375,22 +438,9 @@ class _Dispatcher:
         content: Mapping[str, Any],
         outcome: Any,
     ) -> None:
+        """Record an outcome other than sent: a retry later, a failure, or unknown."""
         outbox_id, contact_id, channel = row["id"], row["contact_id"], row["channel"]
-        if isinstance(outcome, Sent):
-            connection.execute(
-                update(outbox)
-                .where(outbox.c.id == outbox_id)
-                .values(
-                    status="sent",
-                    sent_at=to_db(self.now),
-                    provider_id=outcome.provider_id,
-                    error=None,
-                )
-            )
-            self.event(connection, row, content, EventType.SENT)
-            self.audit(connection, row, "send", None)
-            self.result.sent += 1
-        elif isinstance(outcome, TemporaryFailure) and row["attempts"] + 1 < MAX_ATTEMPTS:
+        if isinstance(outcome, TemporaryFailure) and row["attempts"] + 1 < MAX_ATTEMPTS:
             wait = outcome.retry_after or timedelta(minutes=5 * 2 ** row["attempts"])
             connection.execute(
                 update(outbox)
@@ -440,23 +490,21 @@ class _Dispatcher:
     def audit(
         self, connection: Connection, row: Mapping[str, Any], action: str, reason: str | None
     ) -> None:
-        record(
-            connection,
-            [
-                audit_row(
-                    at=self.now,
-                    actor="dispatch",
-                    action=action,
-                    contact_id=row["contact_id"],
-                    reason=reason,
-                    details={
-                        "outbox": row["id"],
-                        "journey": row["journey"],
-                        "step": row["step_id"],
-                        "channel": row["channel"],
-                    },
-                )
-            ],
+        record(connection, [self.audit_row(row, action, reason)])
+
+    def audit_row(self, row: Mapping[str, Any], action: str, reason: str | None) -> dict[str, Any]:
+        return audit_row(
+            at=self.now,
+            actor="dispatch",
+            action=action,
+            contact_id=row["contact_id"],
+            reason=reason,
+            details={
+                "outbox": row["id"],
+                "journey": row["journey"],
+                "step": row["step_id"],
+                "channel": row["channel"],
+            },
         )
 
     def event(
@@ -466,32 +514,33 @@ class _Dispatcher:
         content: Mapping[str, Any],
         kind: EventType,
     ) -> None:
-        """Record what happened to the message as an event of the contact; the key makes
-        a second record of the same fact impossible."""
+        connection.execute(insert(events), self.event_row(row, content, kind))
+
+    def event_row(
+        self, row: Mapping[str, Any], content: Mapping[str, Any], kind: EventType
+    ) -> dict[str, Any]:
+        """What happened to the message, as an event of the contact; the key makes a
+        second record of the same fact impossible."""
         key = hashlib.blake2b(f"outbox:{row['id']}:{kind.value}".encode(), digest_size=16)
-        connection.execute(
-            insert(events),
-            {
-                "contact_id": row["contact_id"],
-                "type": kind.value,
-                "channel": row["channel"],
-                "occurred_at": to_db(self.now),
-                "campaign": row["journey"],
-                "message_id": content["message_id"],
-                "outbox_id": row["id"],
-                "source": "dispatch",
-                "dedup_key": key.digest(),
-            },
-        )
+        return {
+            "contact_id": row["contact_id"],
+            "type": kind.value,
+            "channel": row["channel"],
+            "occurred_at": to_db(self.now),
+            "campaign": row["journey"],
+            "message_id": content["message_id"],
+            "outbox_id": row["id"],
+            "source": "dispatch",
+            "dedup_key": key.digest(),
+        }
 
 
 @dataclass
 class _Flight:
-    """A claimed message on its way: the row, what was sent, and the outcome to come."""
+    """A claimed batch on its way: the rows, what was sent, and the outcomes to come."""
 
-    row: Mapping[str, Any]
-    content: dict[str, Any]
-    future: Future[Any]
+    claimed: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]
+    future: Future[list[BatchResult]]
 
 
 def _suppressed_of(
