@@ -405,12 +405,14 @@ tls = "none"                # none | starttls | tls
 from = "{name} <news@example.com>"
 # unsubscribe_mailto = "unsubscribe@example.com"   # adds a mailto: to List-Unsubscribe
 rate_per_second = 50
+dispatch_batch = 100        # messages claimed per commit; a crash leaves at most 2x unknown
 
 [sms]
 provider = "file"           # file (dry run) | smsfactor
 sender = "WINBACK"
 stop_mention = "STOP au 36111"
 rate_per_second = 10
+dispatch_batch = 100
 
 [frequency]
 max_per_week = 3            # messages per contact per week, all journeys together
