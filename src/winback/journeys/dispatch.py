@@ -234,8 +234,8 @@ class _Dispatcher:
                     with self.engine.begin() as connection:
                         claimed = self.claim(connection, piece)
                     if flight is not None:
-                        self.land(flight)
-                        flight = None
+                        landing, flight = flight, None
+                        self.land(landing)
                     if claimed and self.result.stopped:
                         self.release(claimed)
                     elif claimed:
