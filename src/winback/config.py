@@ -405,7 +405,7 @@ tls = "none"                # none | starttls | tls
 from = "{name} <news@example.com>"
 # unsubscribe_mailto = "unsubscribe@example.com"   # adds a mailto: to List-Unsubscribe
 rate_per_second = 50
-dispatch_batch = 100        # messages claimed per commit; a crash leaves at most 2x unknown
+dispatch_batch = 100        # messages claimed per commit: at most this many unknown after a crash
 
 [sms]
 provider = "file"           # file (dry run) | smsfactor

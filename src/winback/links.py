@@ -131,7 +131,9 @@ class Links:
         return hmac.new(self.secret, _KEY_LABEL, hashlib.sha256).digest()
 
     def _signature(self, body: str) -> str:
-        digest = hmac.digest(self._key, body.encode("ascii"), "sha256")
+        # hmac.new, not the one-shot hmac.digest: that one lets go of the GIL on every
+        # call and waits for it back behind the sending thread.
+        digest = hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest()
         return _b64encode(digest[:_SIGNATURE_BYTES])
 
     # -- tokens -----------------------------------------------------------------------

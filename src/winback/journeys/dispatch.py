@@ -2,19 +2,18 @@
 
 An outbox row goes ``queued -> sending -> sent | failed | unknown`` (or ``cancelled``
 when the contact may no longer be written to). Messages go in batches of the channel's
-``dispatch_batch`` (``[email]`` / ``[sms]``, 100 by default): one transaction checks and
-renders a batch and moves it to ``sending`` with the rendered messages and their
-Message-IDs, committed *before* the channel is called; the channel sends the batch
-(SMTP keeps several messages in flight, on several connections) in a worker thread
-while the next batch is rendered and claimed; one transaction records the outcomes.
-So a dispatcher killed at any moment leaves at most two batches in ``sending`` (the
-one on the wire and the next one, claimed); the next run turns those rows into
-``unknown`` (listed by ``winback outbox --unknown``) and never sends them again by
-itself. The trade-off: a crash leaves up to twice ``dispatch_batch`` messages in doubt,
-where one commit per message left one or two, for a few statements and commits per
-batch instead of four statements and a commit per message. Only one dispatcher runs at
-a time per workspace (a lock file), so a ``sending`` row found at the start can only be
-a leftover of a dead one.
+``dispatch_batch`` (``[email]`` / ``[sms]``, 100 by default). A batch is checked and
+rendered while the previous one is on the wire (the channel sends it in a worker thread;
+SMTP keeps several messages in flight on several connections); then one transaction
+records the previous batch's outcomes and moves the new one to ``sending``, with the
+rendered messages and their Message-IDs, committed *before* the channel is called. So a
+dispatcher killed at any moment leaves at most one batch in ``sending``; the next run
+turns those rows into ``unknown`` (listed by ``winback outbox --unknown``) and never
+sends them again by itself. The trade-off: a crash leaves up to ``dispatch_batch``
+messages in doubt, where one commit per message left one or two, for one commit and a
+few statements per batch instead of a commit and four statements per message. Only one
+dispatcher runs at a time per workspace (a lock file), so a ``sending`` row found at the
+start can only be a leftover of a dead one.
 
 A temporary failure goes back to ``queued`` with a later ``due_at``; a permanent one is
 ``failed``, and a refused address (SMTP 5xx) becomes a hard bounce event and a
@@ -220,8 +219,8 @@ class _Dispatcher:
         return rows
 
     def run(self) -> DispatchResult:
-        """Claim a batch while the previous one is on the wire, then record the
-        previous one's outcomes: rendering and sending overlap."""
+        """Render the next batch while the previous one is on the wire, then, in one
+        transaction, record the previous one's outcomes and claim the next."""
         last = 0
         flight: _Flight | None = None
         try:
@@ -232,13 +231,15 @@ class _Dispatcher:
                         break
                     sender = self.sender(channel)
                     with self.engine.begin() as connection:
-                        claimed = self.claim(connection, piece)
-                    if flight is not None:
-                        landing, flight = flight, None
-                        self.land(landing)
-                    if claimed and self.result.stopped:
-                        self.release(claimed)
-                    elif claimed:
+                        ready = self.prepare(connection, piece)
+                        if flight is not None:
+                            landing, flight = flight, None
+                            self.record_outcomes(
+                                connection, landing.claimed, landing.future.result()
+                            )
+                        # A channel that stopped leaves the prepared ones queued.
+                        claimed = [] if self.result.stopped else self.claim(connection, ready)
+                    if claimed:
                         messages = [
                             OutgoingMessage.from_outbox({**row, **content})
                             for row, content in claimed
@@ -265,16 +266,6 @@ class _Dispatcher:
         results = flight.future.result()
         with self.engine.begin() as connection:
             self.record_outcomes(connection, flight.claimed, results)
-
-    def release(self, claimed: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]) -> None:
-        """Put back in the queue a claimed batch that was never handed over (the channel
-        stopped meanwhile): the next run sends it, the very same messages."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(outbox)
-                .where(outbox.c.id.in_([row["id"] for row, _ in claimed]))
-                .values(status="queued", attempts=outbox.c.attempts - 1, error=self.result.stopped)
-            )
 
     def refusal(self, row: Mapping[str, Any]) -> str | None:
         """Why this message may not go out any more, or None: the last line of defence."""
@@ -347,13 +338,11 @@ class _Dispatcher:
             "message_id": message_id,
         }
 
-    def claim(
+    def prepare(
         self, connection: Connection, rows: Sequence[Mapping[str, Any]]
     ) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
-        """Check and render ``rows`` and move those that go out to ``sending``, in the
-        caller's transaction (committed before any is handed over). Returns the claimed
-        rows with their content; the others were cancelled, failed, or moved by someone
-        else (an exit cancelled them) and are left alone."""
+        """Check and render ``rows``: those that may go out, with their content. The
+        others are cancelled or failed, in the caller's transaction."""
         ready: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
         for row in rows:
             refusal = self.refusal(row)
@@ -371,6 +360,14 @@ class _Dispatcher:
             else:  # a retry after a temporary failure: the very same message again
                 content = {key: row[key] for key in _CONTENT}
             ready.append((row, content))
+        return ready
+
+    def claim(
+        self, connection: Connection, ready: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]
+    ) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+        """Move prepared messages to ``sending`` with their content, in the caller's
+        transaction (committed before any is handed over). Returns those claimed; the
+        others were moved by someone else meanwhile (an exit cancelled them)."""
         if not ready:
             return []
         connection.execute(
