@@ -220,7 +220,8 @@ class _Dispatcher:
 
     def run(self) -> DispatchResult:
         """Render the next batch while the previous one is on the wire, then, in one
-        transaction, record the previous one's outcomes and claim the next."""
+        transaction, record the previous one's outcomes and claim the next: one commit
+        per batch that matters (rendering commits only when it wrote something)."""
         last = 0
         flight: _Flight | None = None
         try:
@@ -230,13 +231,16 @@ class _Dispatcher:
                     if self.result.stopped:
                         break
                     sender = self.sender(channel)
+                    # Its own transaction, so the database is not held while the
+                    # previous batch is on the wire (it writes only cancellations,
+                    # failures and coupon codes).
                     with self.engine.begin() as connection:
                         ready = self.prepare(connection, piece)
-                        if flight is not None:
-                            landing, flight = flight, None
-                            self.record_outcomes(
-                                connection, landing.claimed, landing.future.result()
-                            )
+                    landing, flight = flight, None
+                    results = landing.future.result() if landing is not None else []
+                    with self.engine.begin() as connection:
+                        if landing is not None:
+                            self.record_outcomes(connection, landing.claimed, results)
                         # A channel that stopped leaves the prepared ones queued.
                         claimed = [] if self.result.stopped else self.claim(connection, ready)
                     if claimed:
