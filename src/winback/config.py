@@ -180,6 +180,7 @@ class EmailSection(Section):
     reply_to: str | None = None
     unsubscribe_mailto: str | None = None
     rate_per_second: float = Field(50, gt=0)
+    dispatch_batch: int = Field(100, ge=1, le=1000)
     dkim_domain: str | None = None
     dkim_selector: str | None = None
     dkim_key_file: str | None = None
@@ -208,6 +209,7 @@ class SmsSection(Section):
     api_url: str = "https://api.smsfactor.com"
     api_token: str | None = None
     rate_per_second: float = Field(10, gt=0)
+    dispatch_batch: int = Field(100, ge=1, le=1000)
 
     @field_validator("sender")
     @classmethod
@@ -403,12 +405,14 @@ tls = "none"                # none | starttls | tls
 from = "{name} <news@example.com>"
 # unsubscribe_mailto = "unsubscribe@example.com"   # adds a mailto: to List-Unsubscribe
 rate_per_second = 50
+dispatch_batch = 100        # messages claimed per commit: at most this many unknown after a crash
 
 [sms]
 provider = "file"           # file (dry run) | smsfactor
 sender = "WINBACK"
 stop_mention = "STOP au 36111"
 rate_per_second = 10
+dispatch_batch = 100
 
 [frequency]
 max_per_week = 3            # messages per contact per week, all journeys together

@@ -7,13 +7,15 @@ import csv
 import io
 import re
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from tests.channels.smtp_server import RecordingHandler
+from tests.channels.smtp_server import CountingController, RecordingHandler
 from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
+from winback.channels import ENV_SMTP_URL
 from winback.compliance.suppression import suppress
 from winback.journeys.dispatch import DispatchBusy, dispatch, dispatch_lock
 from winback.journeys.engine import enrol, tick
@@ -177,6 +179,44 @@ def test_dispatch_refuses_a_suppressed_or_unsubscribed_address(
     assert result.cancelled == 2 and result.sent == 0 and smtp.received == []
     errors = sorted(row["error"] for row in outbox_rows(ws))
     assert errors == ["the email address is suppressed", "the email status is unsubscribed"]
+
+
+def test_messages_are_claimed_in_batches_of_dispatch_batch(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash can leave at most one claim in doubt: the batch on the wire (the next
+    one is claimed when its outcomes are recorded)."""
+    config = ws.path / "winback.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("dispatch_batch = 100", "dispatch_batch = 3"), encoding="utf-8")
+    in_doubt: list[int] = []
+
+    class Watching(RecordingHandler):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            with ws.engine.connect() as c:
+                count = select(func.count()).select_from(outbox)
+                in_doubt.append(c.execute(count.where(outbox.c.status == "sending")).scalar_one())
+            return await super().handle_DATA(server, session, envelope)
+
+    handler = Watching()
+    controller = CountingController(handler)
+    controller.start()
+    monkeypatch.setenv(ENV_SMTP_URL, f"smtp://127.0.0.1:{controller.port}")
+    try:
+        add(ws, SIMPLE)
+        with ws.engine.begin() as c:
+            for n in range(10):
+                scored(c, email=f"p{n}@example.com")
+        enrol(ws, "spring", START)
+        tick(ws, START)
+        reopened = Workspace.open(ws.path)  # with the new dispatch_batch
+        result = dispatch(reopened, START)
+        reopened.close()
+    finally:
+        controller.stop()
+    assert result.sent == 10 and len(handler.received) == 10
+    assert min(in_doubt) >= 1 and max(in_doubt) <= 3
+    assert [row["status"] for row in outbox_rows(ws)] == ["sent"] * 10
 
 
 def test_a_message_left_sending_becomes_unknown_and_is_never_resent(

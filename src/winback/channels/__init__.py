@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from winback.channels.base import (
+    BatchResult,
     ChannelError,
     OutgoingMessage,
     PermanentFailure,
@@ -23,7 +24,7 @@ from winback.channels.base import (
     Sent,
     TemporaryFailure,
     UnknownOutcome,
-    submit,
+    send_batch,
 )
 from winback.channels.email_message import EmailComposer, make_message_id
 from winback.channels.file import FileSender
@@ -78,6 +79,7 @@ def sender_for(
 __all__ = [
     "ENV_SMTP_URL",
     "OUTBOX_FILES_DIR",
+    "BatchResult",
     "ChannelError",
     "EmailComposer",
     "FileSender",
@@ -95,9 +97,9 @@ __all__ = [
     "Throttled",
     "UnknownOutcome",
     "make_message_id",
+    "send_batch",
     "sender_for",
     "sms_length",
     "split_parts",
-    "submit",
     "with_stop_mention",
 ]

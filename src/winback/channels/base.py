@@ -15,12 +15,16 @@ What a send can come to:
 A channel that cannot work at all (server unreachable, login refused, no credit left)
 raises :class:`ChannelError` instead: that message was not sent, and the next ones would
 not be either, so the dispatcher stops and leaves the rest of the outbox queued.
+
+The dispatcher hands a channel a batch of messages at once (:func:`send_batch`), so a
+sender that can keep several on the wire (SMTP, on a few connections) does so without a
+round trip through the dispatcher for each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from concurrent.futures import Future
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -108,25 +112,44 @@ class UnknownOutcome:
 SendResult = Sent | TemporaryFailure | PermanentFailure | UnknownOutcome
 
 
+# What became of one message of a batch: its result, or the ChannelError that stopped
+# the channel before it went (nothing was sent: it goes back to the queue).
+BatchResult = SendResult | ChannelError
+
+
 class Sender(Protocol):
-    """A channel: sends one message at a time, reusing its connection between calls."""
+    """A channel: sends one message at a time, reusing its connection between calls.
+    A sender that carries several messages at once (SMTP) also has ``send_batch``, with
+    the signature of :func:`send_batch` less the sender."""
 
     def send(self, message: OutgoingMessage) -> SendResult: ...
 
     def close(self) -> None: ...
 
 
-def submit(sender: Sender, message: OutgoingMessage) -> Future[SendResult]:
-    """Start sending ``message``. A sender that can carry several messages at once (SMTP,
-    with a ``submit`` method) returns at once; any other sends now. The future gives the
-    result, or raises what ``send`` raised (:class:`ChannelError`)."""
-    start = getattr(sender, "submit", None)
-    if start is not None:
-        future: Future[SendResult] = start(message)
-        return future
-    future = Future()
-    try:
-        future.set_result(sender.send(message))
-    except Exception as exc:  # handed to whoever waits for the result, as send raised it
-        future.set_exception(exc)
-    return future
+def send_batch(
+    sender: Sender,
+    messages: Sequence[OutgoingMessage],
+    *,
+    pace: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[BatchResult]:
+    """Send ``messages`` and give what became of each, in order. ``pace`` (a rate
+    limiter's ``reserve``) says how long to wait before starting the next one. The first
+    :class:`ChannelError` stops the batch: it is the result of that message and of every
+    later one, none of which was sent. A sender with its own ``send_batch`` (several
+    messages in flight) does the work; any other sends them one after the other."""
+    own = getattr(sender, "send_batch", None)
+    if own is not None:
+        results: list[BatchResult] = own(messages, pace=pace, sleep=sleep)
+        return results
+    results = []
+    for message in messages:
+        wait = pace() if pace is not None else 0.0
+        if wait > 0:
+            sleep(wait)
+        try:
+            results.append(sender.send(message))
+        except ChannelError as exc:
+            return results + [exc] * (len(messages) - len(results))
+    return results

@@ -5,11 +5,10 @@ dispatcher that paused (a slow render, a database write) may catch up by a small
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from winback.channels.base import OutgoingMessage, Sender, SendResult, submit
+from winback.channels.base import BatchResult, OutgoingMessage, Sender, SendResult, send_batch
 
 
 class RateLimiter:
@@ -32,23 +31,31 @@ class RateLimiter:
         self.rate = rate
         self.burst = burst
         self._clock = clock
-        self._sleep = sleep
+        self.sleep = sleep
         self._tokens = float(burst)
         self._updated = clock()
 
     def acquire(self) -> None:
         """Wait until one more message may go, then take its token."""
+        wait = self.reserve()
+        if wait > 0:
+            self.sleep(wait)
+
+    def reserve(self) -> float:
+        """Take the next token and say how many seconds the caller must wait before
+        using it (0 when one is there): an asynchronous sender sleeps that long itself."""
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
+        wait = 0.0
         if self._tokens < 1:
-            # Sleep exactly until the token is due and count it as earned, instead of
-            # reading the clock again: a loop on float remainders could spin forever.
+            # Count the token as earned when it is due, instead of reading the clock
+            # again: a loop on float remainders could spin forever.
             wait = (1 - self._tokens) / self.rate
-            self._sleep(wait)
             self._updated = now + wait
             self._tokens = 1
         self._tokens -= 1
+        return wait
 
 
 @dataclass
@@ -62,11 +69,21 @@ class Throttled:
         self.limiter.acquire()
         return self.sender.send(message)
 
-    def submit(self, message: OutgoingMessage) -> Future[SendResult]:
-        """Wait for a token, then start the send: messages start at the rate, whatever
-        number travel at once."""
-        self.limiter.acquire()
-        return submit(self.sender, message)
+    def send_batch(
+        self,
+        messages: Sequence[OutgoingMessage],
+        *,
+        pace: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[BatchResult]:
+        """Send ``messages`` with their starts spaced at the limiter's rate (and at
+        ``pace``'s, when the caller has its own), whatever number travel at once."""
+
+        def paced() -> float:
+            wait = self.limiter.reserve()
+            return max(wait, pace()) if pace is not None else wait
+
+        return send_batch(self.sender, messages, pace=paced, sleep=self.limiter.sleep)
 
     def close(self) -> None:
         self.sender.close()

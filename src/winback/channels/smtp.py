@@ -4,10 +4,11 @@ from ``[email]`` (or ``WINBACK_SMTP_URL``).
 
 The dispatcher is synchronous; aiosmtplib is not. The sender runs its own event loop in
 a background thread for its whole life, so the SMTP connections (which belong to that
-loop) survive from one ``send`` to the next. ``submit`` starts a send and returns at
-once: up to ``connections`` messages travel at the same time, each on its own
-connection (one SMTP transaction per connection at a time), while the dispatcher
-records the previous outcomes. One message at a time uses one connection.
+loop) survive from one ``send`` to the next. ``send_batch`` hands the loop a whole batch
+of composed messages in one go (a handover per message cost more than the send): up to
+``lanes`` messages travel at the same time, each on its own connection (one SMTP
+transaction per connection at a time), their starts spaced by the channel's rate limit.
+One message at a time uses one connection.
 
 What the server answers becomes a result (see :mod:`winback.channels.base`): 250 after
 DATA is :class:`Sent`; a 4xx at any step is a :class:`TemporaryFailure`; a 5xx to the
@@ -21,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine, Mapping
-from concurrent.futures import Future
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -30,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from winback.channels.base import (
+    BatchResult,
     ChannelError,
     OutgoingMessage,
     PermanentFailure,
@@ -56,10 +58,10 @@ _SCHEMES: dict[str, tuple[Tls, int]] = {
 }
 
 _TIMEOUT = 30.0
-# Messages in flight at once, each on its own connection: two hide most of the round
-# trips of a relay nearby; more would leave more messages in doubt when a dispatcher is
-# killed (each one in flight ends ``unknown``), and meet the connection limits of relays.
-CONNECTIONS = 2
+# Messages in flight at once, each on its own connection: four keep the round trips of
+# a relay nearby hidden, and stay well under the connection limits of relays (how many
+# messages are in doubt after a crash is the dispatcher's claim batch, not this).
+CONNECTIONS = 4
 T = TypeVar("T")
 
 
@@ -126,10 +128,7 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.submit(coroutine).result()
-
-    def submit(self, coroutine: Coroutine[Any, Any, T]) -> Future[T]:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -167,13 +166,33 @@ class SmtpSender:
         self._loop = _LoopThread()
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        return self.submit(message).result()
+        """Send one message; raises :class:`ChannelError` when the channel cannot work."""
+        result = self.send_batch([message])[0]
+        if isinstance(result, ChannelError):
+            raise result
+        return result
 
-    def submit(self, message: OutgoingMessage) -> Future[SendResult]:
-        """Start sending ``message``; the future gives what became of it (or raises
-        :class:`ChannelError`)."""
-        data = self.composer.render(message, now=utcnow())
-        return self._loop.submit(self._send(message.to_address, data))
+    def send_batch(
+        self,
+        messages: Sequence[OutgoingMessage],
+        *,
+        pace: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[BatchResult]:
+        """Send ``messages`` on the sender's connections, up to one per connection at a
+        time, and give what became of each (see :func:`winback.channels.send_batch`).
+        The bytes are composed here, then the whole batch goes to the event loop in one
+        handover; ``pace`` spaces the starts inside the loop (``sleep`` is for senders
+        without a loop)."""
+        now = utcnow()
+        mails: list[tuple[str, bytes]] = []
+        try:
+            for message in messages:
+                mails.append((message.to_address, self.composer.render(message, now=now)))
+        except ChannelError as exc:
+            results = self._loop.run(self._send_all(mails, pace))
+            return results + [exc] * (len(messages) - len(results))
+        return self._loop.run(self._send_all(mails, pace))
 
     def close(self) -> None:
         """Say QUIT to the server on every open connection and stop the loop."""
@@ -189,17 +208,39 @@ class SmtpSender:
 
     # -- inside the loop --------------------------------------------------------------
 
-    async def _send(self, recipient: str, data: bytes) -> SendResult:
+    async def _send_all(
+        self, mails: Sequence[tuple[str, bytes]], pace: Callable[[], float] | None
+    ) -> list[BatchResult]:
         if self._free is None:
             self._free = asyncio.LifoQueue()
             for lane in reversed(self._lanes):
                 self._free.put_nowait(lane)
-        # Last in, first out: one message at a time keeps using the same connection.
-        lane = await self._free.get()
-        try:
-            return await self._deliver(lane, recipient, data)
-        finally:
-            self._free.put_nowait(lane)
+        free = self._free
+        results: list[BatchResult | None] = [None] * len(mails)
+        stopped: list[ChannelError] = []
+
+        async def deliver(index: int, lane: _Lane, recipient: str, data: bytes) -> None:
+            try:
+                results[index] = await self._deliver(lane, recipient, data)
+            except ChannelError as exc:
+                results[index] = exc
+                stopped.append(exc)
+            finally:
+                free.put_nowait(lane)
+
+        flights = []
+        for index, (recipient, data) in enumerate(mails):
+            wait = pace() if pace is not None else 0.0
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Last in, first out: one message at a time keeps using the same connection.
+            lane = await free.get()
+            if stopped:  # the channel broke: what has not started stays unsent
+                free.put_nowait(lane)
+                break
+            flights.append(asyncio.create_task(deliver(index, lane, recipient, data)))
+        await asyncio.gather(*flights)
+        return [stopped[0] if result is None else result for result in results]
 
     async def _connected(self, lane: _Lane) -> aiosmtplib.SMTP:
         if lane.client is not None and lane.client.is_connected:

@@ -1,18 +1,19 @@
 """Dispatch: send the outbox through the channels, at most once per message.
 
 An outbox row goes ``queued -> sending -> sent | failed | unknown`` (or ``cancelled``
-when the contact may no longer be written to). The move to ``sending`` is committed, with
-the rendered message and its Message-ID, *before* the channel is called, and the outcome
-is committed right after. So a dispatcher killed at any moment leaves at most the
-messages it was handing over in ``sending``; the next run turns them into ``unknown``
-(listed by ``winback outbox --unknown``) and never sends them again by itself. Only one
+when the contact may no longer be written to). Messages go in batches of the channel's
+``dispatch_batch`` (``[email]`` / ``[sms]``, 100 by default). A batch is checked and
+rendered while the previous one is on the wire (the channel sends it in a worker thread;
+SMTP keeps several messages in flight on several connections); then one transaction
+records the previous batch's outcomes and moves the new one to ``sending``, with the
+rendered messages and their Message-IDs, committed *before* the channel is called. So a
+dispatcher killed at any moment leaves at most one batch in ``sending``; the next run
+turns those rows into ``unknown`` (listed by ``winback outbox --unknown``) and never
+sends them again by itself. The trade-off: a crash leaves up to ``dispatch_batch``
+messages in doubt, where one commit per message left one or two, for one commit and a
+few statements per batch instead of a commit and four statements per message. Only one
 dispatcher runs at a time per workspace (a lock file), so a ``sending`` row found at the
 start can only be a leftover of a dead one.
-
-Up to ``IN_FLIGHT`` messages travel at once (the SMTP channel sends them on as many
-connections): the next message is rendered and claimed while the previous ones are on
-the wire, and each outcome is committed as soon as it is known. A crash leaves at most
-``IN_FLIGHT`` rows in ``sending``.
 
 A temporary failure goes back to ``queued`` with a later ``due_at``; a permanent one is
 ``failed``, and a refused address (SMTP 5xx) becomes a hard bounce event and a
@@ -23,17 +24,17 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-from collections import deque
-from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, wait
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from winback.channels import (
+    BatchResult,
     ChannelError,
     OutgoingMessage,
     PermanentFailure,
@@ -41,10 +42,9 @@ from winback.channels import (
     Sent,
     TemporaryFailure,
     make_message_id,
+    send_batch,
     sender_for,
-    submit,
 )
-from winback.channels.smtp import CONNECTIONS
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
 from winback.compliance.refusals import REFUSALS, apply_refusals
@@ -63,8 +63,9 @@ from winback.workspace import Workspace
 
 LOCK_FILE = "dispatch.lock"
 MAX_ATTEMPTS = 5
-BATCH = 200
-IN_FLIGHT = CONNECTIONS
+BATCH = 1000
+# What a claimed message is made of, as the outbox keeps it for a retry.
+_CONTENT = ("to_address", "subject", "body_text", "body_html", "headers", "message_id")
 _CONTACT_FIELDS = (
     "first_name",
     "last_name",
@@ -180,6 +181,10 @@ class _Dispatcher:
         self.result = DispatchResult()
         self.blocked: set[tuple[str, str]] = set()
         self.compiled: dict[tuple[str, str, str | None], CompiledTemplate] = {}
+        # One worker sends a batch while this thread renders and claims the next.
+        self.pool = stack.enter_context(
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="winback-dispatch")
+        )
 
     def sender(self, channel: str) -> Sender:
         if channel not in self.senders:
@@ -214,31 +219,59 @@ class _Dispatcher:
         return rows
 
     def run(self) -> DispatchResult:
+        """Render the next batch while the previous one is on the wire, then, in one
+        transaction, record the previous one's outcomes and claim the next: one commit
+        per batch that matters (rendering commits only when it wrote something)."""
         last = 0
-        flights: deque[_Flight] = deque()
+        flight: _Flight | None = None
         try:
             while not self.result.stopped and (rows := self.batch(last)):
-                for row in rows:
-                    last = row["id"]
-                    if len(flights) >= IN_FLIGHT:
-                        wait([flights[0].future])
-                    # One transaction records the outcomes that came back and claims the
-                    # next message: one commit per message.
+                last = rows[-1]["id"]
+                for channel, piece in self.pieces(rows):
+                    if self.result.stopped:
+                        break
+                    sender = self.sender(channel)
+                    # Its own transaction, so the database is not held while the
+                    # previous batch is on the wire (it writes only cancellations,
+                    # failures and coupon codes).
                     with self.engine.begin() as connection:
-                        while flights and flights[0].future.done():
-                            self.land(connection, flights.popleft())
-                        if self.result.stopped:
-                            break
-                        claim = self.claim(connection, row)
-                    if claim is not None:
-                        flights.append(self.send(*claim))
+                        ready = self.prepare(connection, piece)
+                    landing, flight = flight, None
+                    results = landing.future.result() if landing is not None else []
+                    with self.engine.begin() as connection:
+                        if landing is not None:
+                            self.record_outcomes(connection, landing.claimed, results)
+                        # A channel that stopped leaves the prepared ones queued.
+                        claimed = [] if self.result.stopped else self.claim(connection, ready)
+                    if claimed:
+                        messages = [
+                            OutgoingMessage.from_outbox({**row, **content})
+                            for row, content in claimed
+                        ]
+                        flight = _Flight(claimed, self.pool.submit(send_batch, sender, messages))
         finally:
-            while flights:
-                with self.engine.begin() as connection:
-                    self.land(connection, flights.popleft())
+            if flight is not None:
+                self.land(flight)
         return self.result
 
-    def refusal(self, connection: Connection, row: Mapping[str, Any]) -> str | None:
+    def pieces(self, rows: list[dict[str, Any]]) -> Iterator[tuple[str, Sequence[dict[str, Any]]]]:
+        """The rows by channel, in claims of the channel's ``dispatch_batch``."""
+        by_channel: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_channel.setdefault(row["channel"], []).append(row)
+        config = self.workspace.config
+        for channel, group in by_channel.items():
+            size = (config.sms if channel == "sms" else config.email).dispatch_batch
+            for piece in chunks(group, size):
+                yield channel, piece
+
+    def land(self, flight: _Flight) -> None:
+        """Wait for the outcomes of a batch handed to its channel and record them."""
+        results = flight.future.result()
+        with self.engine.begin() as connection:
+            self.record_outcomes(connection, flight.claimed, results)
+
+    def refusal(self, row: Mapping[str, Any]) -> str | None:
         """Why this message may not go out any more, or None: the last line of defence."""
         channel = row["channel"]
         address = row["contact_email"] if channel == "email" else row["contact_phone"]
@@ -309,64 +342,95 @@ class _Dispatcher:
             "message_id": message_id,
         }
 
+    def prepare(
+        self, connection: Connection, rows: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+        """Check and render ``rows``: those that may go out, with their content. The
+        others are cancelled or failed, in the caller's transaction."""
+        ready: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
+        for row in rows:
+            refusal = self.refusal(row)
+            if refusal is not None:
+                self.finish(connection, row, "cancelled", refusal, action="cancel")
+                self.result.cancelled += 1
+                continue
+            if row["body_text"] is None:
+                try:
+                    content = self.content(connection, row)
+                except (_Unsendable, WinbackError) as exc:
+                    self.finish(connection, row, "failed", str(exc), action="fail")
+                    self.result.failed += 1
+                    continue
+            else:  # a retry after a temporary failure: the very same message again
+                content = {key: row[key] for key in _CONTENT}
+            ready.append((row, content))
+        return ready
+
     def claim(
-        self, connection: Connection, row: Mapping[str, Any]
-    ) -> tuple[Mapping[str, Any], dict[str, Any]] | None:
-        """Check and render one row and move it to ``sending`` (committed by the caller
-        before the message is handed over); None when it does not go out (cancelled,
-        failed, or moved by someone else)."""
-        refusal = self.refusal(connection, row)
-        if refusal is not None:
-            self.finish(connection, row, "cancelled", refusal, action="cancel")
-            self.result.cancelled += 1
-            return None
-        if row["body_text"] is None:
-            try:
-                content = self.content(connection, row)
-            except (_Unsendable, WinbackError) as exc:
-                self.finish(connection, row, "failed", str(exc), action="fail")
-                self.result.failed += 1
-                return None
-        else:  # a retry after a temporary failure: the very same message again
-            content = {
-                key: row[key]
-                for key in ("to_address", "subject", "body_text", "body_html", "headers")
-            }
-            content["message_id"] = row["message_id"]
-        claimed = connection.execute(
+        self, connection: Connection, ready: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]
+    ) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+        """Move prepared messages to ``sending`` with their content, in the caller's
+        transaction (committed before any is handed over). Returns those claimed; the
+        others were moved by someone else meanwhile (an exit cancelled them)."""
+        if not ready:
+            return []
+        connection.execute(
             update(outbox)
-            .where(outbox.c.id == row["id"], outbox.c.status == "queued")
-            .values(status="sending", attempts=outbox.c.attempts + 1, **content)
-        ).rowcount
-        if claimed != 1:
-            return None  # someone else moved it (an exit cancelled it): leave it alone
-        return row, content
-
-    def send(self, row: Mapping[str, Any], content: dict[str, Any]) -> _Flight:
-        """Hand a claimed message to its channel."""
-        message = OutgoingMessage.from_outbox({**row, **content})
-        try:
-            future = submit(self.sender(row["channel"]), message)
-        except ChannelError as exc:
-            future = Future()
-            future.set_exception(exc)
-        return _Flight(row, content, future)
-
-    def land(self, connection: Connection, flight: _Flight) -> None:
-        """Wait for the outcome of a message handed to its channel and record it."""
-        row = flight.row
-        try:
-            outcome = flight.future.result()
-        except ChannelError as exc:
-            # Nothing was sent and nothing more can be: back to the queue, stop here.
+            .where(outbox.c.id == bindparam("claim_id"), outbox.c.status == "queued")
+            .values(status="sending", attempts=outbox.c.attempts + 1),
+            [{"claim_id": row["id"], **content} for row, content in ready],
+        )
+        # The rows this claim moved: no other dispatcher runs (the lock), and none of
+        # these was `sending` before, so `sending` now means claimed by this statement.
+        moved = set(
             connection.execute(
-                update(outbox)
-                .where(outbox.c.id == row["id"])
-                .values(status="queued", error=str(exc))
-            )
-            self.result.stopped = str(exc)
+                select(outbox.c.id).where(
+                    outbox.c.id.in_([row["id"] for row, _ in ready]),
+                    outbox.c.status == "sending",
+                )
+            ).scalars()
+        )
+        return [(row, content) for row, content in ready if row["id"] in moved]
+
+    def record_outcomes(
+        self,
+        connection: Connection,
+        claimed: Sequence[tuple[Mapping[str, Any], dict[str, Any]]],
+        results: Sequence[BatchResult],
+    ) -> None:
+        """Record what became of a batch: the sent ones in three statements, the rare
+        others one by one."""
+        sent: list[tuple[Mapping[str, Any], dict[str, Any], Sent]] = []
+        for (row, content), outcome in zip(claimed, results, strict=True):
+            if isinstance(outcome, Sent):
+                sent.append((row, content, outcome))
+            elif isinstance(outcome, ChannelError):
+                # Nothing was sent and nothing more can be: back to the queue, stop here.
+                connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row["id"])
+                    .values(status="queued", error=str(outcome))
+                )
+                self.result.stopped = self.result.stopped or str(outcome)
+            else:
+                self.record_outcome(connection, row, content, outcome)
+        if not sent:
             return
-        self.record_outcome(connection, row, flight.content, outcome)
+        connection.execute(
+            update(outbox)
+            .where(outbox.c.id == bindparam("sent_id"))
+            .values(status="sent", sent_at=to_db(self.now), error=None),
+            [
+                {"sent_id": row["id"], "provider_id": outcome.provider_id}
+                for row, _, outcome in sent
+            ],
+        )
+        connection.execute(
+            insert(events),
+            [self.event_row(row, content, EventType.SENT) for row, content, _ in sent],
+        )
+        record(connection, (self.audit_row(row, "send", None) for row, _, _ in sent))
+        self.result.sent += len(sent)
 
     def record_outcome(
         self,
@@ -375,22 +439,9 @@ class _Dispatcher:
         content: Mapping[str, Any],
         outcome: Any,
     ) -> None:
+        """Record an outcome other than sent: a retry later, a failure, or unknown."""
         outbox_id, contact_id, channel = row["id"], row["contact_id"], row["channel"]
-        if isinstance(outcome, Sent):
-            connection.execute(
-                update(outbox)
-                .where(outbox.c.id == outbox_id)
-                .values(
-                    status="sent",
-                    sent_at=to_db(self.now),
-                    provider_id=outcome.provider_id,
-                    error=None,
-                )
-            )
-            self.event(connection, row, content, EventType.SENT)
-            self.audit(connection, row, "send", None)
-            self.result.sent += 1
-        elif isinstance(outcome, TemporaryFailure) and row["attempts"] + 1 < MAX_ATTEMPTS:
+        if isinstance(outcome, TemporaryFailure) and row["attempts"] + 1 < MAX_ATTEMPTS:
             wait = outcome.retry_after or timedelta(minutes=5 * 2 ** row["attempts"])
             connection.execute(
                 update(outbox)
@@ -440,23 +491,21 @@ class _Dispatcher:
     def audit(
         self, connection: Connection, row: Mapping[str, Any], action: str, reason: str | None
     ) -> None:
-        record(
-            connection,
-            [
-                audit_row(
-                    at=self.now,
-                    actor="dispatch",
-                    action=action,
-                    contact_id=row["contact_id"],
-                    reason=reason,
-                    details={
-                        "outbox": row["id"],
-                        "journey": row["journey"],
-                        "step": row["step_id"],
-                        "channel": row["channel"],
-                    },
-                )
-            ],
+        record(connection, [self.audit_row(row, action, reason)])
+
+    def audit_row(self, row: Mapping[str, Any], action: str, reason: str | None) -> dict[str, Any]:
+        return audit_row(
+            at=self.now,
+            actor="dispatch",
+            action=action,
+            contact_id=row["contact_id"],
+            reason=reason,
+            details={
+                "outbox": row["id"],
+                "journey": row["journey"],
+                "step": row["step_id"],
+                "channel": row["channel"],
+            },
         )
 
     def event(
@@ -466,32 +515,33 @@ class _Dispatcher:
         content: Mapping[str, Any],
         kind: EventType,
     ) -> None:
-        """Record what happened to the message as an event of the contact; the key makes
-        a second record of the same fact impossible."""
+        connection.execute(insert(events), self.event_row(row, content, kind))
+
+    def event_row(
+        self, row: Mapping[str, Any], content: Mapping[str, Any], kind: EventType
+    ) -> dict[str, Any]:
+        """What happened to the message, as an event of the contact; the key makes a
+        second record of the same fact impossible."""
         key = hashlib.blake2b(f"outbox:{row['id']}:{kind.value}".encode(), digest_size=16)
-        connection.execute(
-            insert(events),
-            {
-                "contact_id": row["contact_id"],
-                "type": kind.value,
-                "channel": row["channel"],
-                "occurred_at": to_db(self.now),
-                "campaign": row["journey"],
-                "message_id": content["message_id"],
-                "outbox_id": row["id"],
-                "source": "dispatch",
-                "dedup_key": key.digest(),
-            },
-        )
+        return {
+            "contact_id": row["contact_id"],
+            "type": kind.value,
+            "channel": row["channel"],
+            "occurred_at": to_db(self.now),
+            "campaign": row["journey"],
+            "message_id": content["message_id"],
+            "outbox_id": row["id"],
+            "source": "dispatch",
+            "dedup_key": key.digest(),
+        }
 
 
 @dataclass
 class _Flight:
-    """A claimed message on its way: the row, what was sent, and the outcome to come."""
+    """A claimed batch on its way: the rows, what was sent, and the outcomes to come."""
 
-    row: Mapping[str, Any]
-    content: dict[str, Any]
-    future: Future[Any]
+    claimed: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]
+    future: Future[list[BatchResult]]
 
 
 def _suppressed_of(
