@@ -44,6 +44,7 @@ from winback.clock import to_db
 from winback.journeys.catalog import STARTER_DIR, add_journey
 from winback.journeys.dispatch import dispatch
 from winback.journeys.engine import enrol, tick
+from winback.store import migrate
 from winback.store.schema import contact_scores, contacts, events, outbox, suppressions
 from winback.workspace import Workspace
 
@@ -74,13 +75,16 @@ def serve_sink(port: int, count: Any, ready: Any, stop: Any) -> None:
 
 
 def prepared(path: Path, size: int) -> Workspace:
-    """A fresh copy at ``path`` of the cached base of ``size`` contacts."""
+    """A fresh copy at ``path`` of the cached base of ``size`` contacts, brought to the
+    current schema (a base cached by an older version is migrated, not timed)."""
     base = path.parent / f"base-{size}"
     if not (base / "winback.db").exists():
         build(base, size).close()
     shutil.rmtree(path, ignore_errors=True)
     shutil.copytree(base, path)
-    return Workspace.open(path)
+    workspace = Workspace.open(path, check=False)
+    migrate(workspace.engine)
+    return workspace
 
 
 def build(path: Path, size: int) -> Workspace:

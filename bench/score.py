@@ -271,13 +271,13 @@ def phase_pandas(work: Path, now: str) -> dict:
     delay = (joined.occurred_at - joined.occurred_at_d).dt.total_seconds()
     prefetched = set(joined.id[(delay >= 0) & (delay <= 2)])
     ua = ev.user_agent.fillna("")
-    apple = (ua == "Mozilla/5.0") | (
+    proxy = (ua == "Mozilla/5.0") | (
         ua.str.match(
             r"Mozilla/5\.0 \((iPhone|iPad|Macintosh);.*AppleWebKit/.*\(KHTML, like Gecko\)"
         )
-        & ~ua.str.contains("Safari/")
-    )
-    machine = (ev.machine_open == 1) | (ev.machine_open.isna() & (apple | ev.id.isin(prefetched)))
+        | ua.str.contains("GoogleImageProxy|YahooMailProxy", case=False)
+    ) & ~ua.str.contains("Safari/")
+    machine = (ev.machine_open == 1) | (ev.machine_open.isna() & (proxy | ev.id.isin(prefetched)))
     human = (
         ((ev.type == "open") & ~machine)
         | ((ev.type == "click") & (ev.bot != 1))
