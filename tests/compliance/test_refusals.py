@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.builders import add_contact, day
 from tests.compliance.conftest import audit_actions, contact, suppression_reasons, write
 from winback.compliance.refusals import is_stop_reply
 from winback.ingest.events import import_events
+from winback.store.schema import events
 from winback.workspace import Workspace
 
 NOW = day(2025, 6, 30)
@@ -114,6 +116,9 @@ def test_a_stop_reply_unsubscribes_the_sms_channel_only(
     assert contact(workspace, bob)["sms_status"] == "subscribed"
     assert suppression_reasons(workspace) == {"email": [], "sms": ["unsubscribe"]}
     assert ("status_change", "sms unsubscribed") in audit_actions(workspace, alice)
+    with workspace.engine.connect() as connection:
+        texts = connection.execute(select(events.c.body).order_by(events.c.id)).scalars().all()
+    assert texts == ["Stop.", "Stop sending the old catalogue please"]  # kept as written
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,9 @@ REFUSALS: dict[EventType, tuple[ChannelStatus, str]] = {
     EventType.COMPLAINT: (ChannelStatus.COMPLAINED, "complaint"),
 }
 SENDING_CHANNELS = ("email", "sms")
+# The event types apply_refusals looks at (a soft bounce counts towards the limit, a reply
+# may be STOP): a caller that sorts events first passes it at least these.
+CONSIDERED = frozenset({*REFUSALS, EventType.BOUNCE_SOFT, EventType.REPLY})
 # The texts of an SMS reply that mean "no more SMS", folded (lower case, no accents, no
 # spaces or punctuation): the STOP keyword of French operators (also STOP SMS, ARRET,
 # ARRÊT), and the English ones carriers honour (UNSUBSCRIBE, CANCEL, END, QUIT, STOPALL).

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from winback.clock import to_db
-from winback.compliance.refusals import REFUSALS, SENDING_CHANNELS, apply_refusals
+from winback.compliance.refusals import CONSIDERED, SENDING_CHANNELS, apply_refusals
 from winback.domain import Channel, EventType
 from winback.errors import InputFileError
 from winback.ingest import columnar as col
@@ -65,10 +65,10 @@ _CHANNEL_CODES = {channel: code for code, channel in enumerate(_CHANNELS)}
 _DEFAULT_CHANNEL_CODES = np.array(
     [_CHANNEL_CODES[v.DEFAULT_CHANNEL.get(kind, Channel.EMAIL)] for kind in _KINDS]
 )
-_REFUSAL_KINDS = np.array([kind in REFUSALS for kind in _KINDS])
+_REFUSAL_KINDS = np.array([kind in CONSIDERED for kind in _KINDS])
 _SENDING_CHANNELS = np.array([channel in SENDING_CHANNELS for channel in _CHANNELS])
 # Text fields: (field, longest value kept).
-_TEXT_LIMITS = {"campaign": 200, "message_id": 200, "user_agent": 500, "url": 4000}
+_TEXT_LIMITS = {"campaign": 200, "message_id": 200, "user_agent": 500, "url": 4000, "body": 4000}
 
 
 @dataclass
@@ -262,6 +262,7 @@ class EventBatch:
         amount_values = amounts.filter(keep).to_pylist()
         campaigns = texts["campaign"].filter(keep)
         message_ids = texts["message_id"].filter(keep)
+        bodies = texts["body"].filter(keep).to_pylist()
         ids = contact_ids[fast]
         digests = _digests(
             ids,
@@ -285,6 +286,7 @@ class EventBatch:
             "machine_open": lambda: machine.filter(keep).to_pylist(),
             "user_agent": lambda: texts["user_agent"].filter(keep).to_pylist(),
             "url": lambda: texts["url"].filter(keep).to_pylist(),
+            "body": lambda: bodies,
             "source": lambda: [self.source] * len(ids),
             "dedup_key": lambda: digests,
         }
@@ -300,6 +302,7 @@ class EventBatch:
                     "type": kind_words[at],
                     "channel": channel_words[at],
                     "occurred_at": epoch + timedelta(microseconds=int(fast_micros[at])),
+                    "body": bodies[at],
                 },
             )
             for at in refused
@@ -364,7 +367,7 @@ class EventBatch:
         return inserted, len(records) - inserted, []
 
 
-_REFUSAL_NAMES = {kind.value for kind in REFUSALS}
+_REFUSAL_NAMES = {kind.value for kind in CONSIDERED}
 
 
 def _digests(

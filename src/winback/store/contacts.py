@@ -141,7 +141,7 @@ def insert_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> int
     return len(connection.execute(statement, list(rows)).all())
 
 
-# The columns an imported event sets; the others (bot, ip, body, outbox_id) stay NULL.
+# The columns an imported event sets; the others (bot, ip, outbox_id) stay NULL.
 EVENT_FIELDS = (
     "contact_id",
     "type",
@@ -154,6 +154,7 @@ EVENT_FIELDS = (
     "machine_open",
     "user_agent",
     "url",
+    "body",
     "source",
     "dedup_key",
 )
