@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -196,7 +196,7 @@ class SuppressionImport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"added": self.added, "already": self.already, "rejected": self.rejected}
+        return asdict(self)
 
 
 def import_suppressions(

@@ -16,7 +16,7 @@ who were promised a question first.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -53,7 +53,7 @@ class PurgeResult:
     log_emptied: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "cutoff": self.cutoff.isoformat()}
+        return {**asdict(self), "cutoff": self.cutoff.isoformat()}
 
 
 def purge_due(cutoff: datetime) -> Select[Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import combinations
@@ -432,7 +432,7 @@ class TickResult:
     sunset: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def human() -> ColumnElement[bool]:

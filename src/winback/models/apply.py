@@ -17,7 +17,7 @@ by the day thresholds, and says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -81,18 +81,7 @@ class ModelFit:
         return PURCHASE_MODELS[self.kind](self.params)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "time_unit": self.time_unit,
-            "fitted_at": self.fitted_at.isoformat(),
-            "customers": self.customers,
-            "params": self.params,
-            "spend_params": self.spend_params,
-            "log_likelihood": self.log_likelihood,
-            "quality": self.quality,
-            "error": self.error,
-        }
+        return {**asdict(self), "fitted_at": self.fitted_at.isoformat()}
 
 
 def purchases(connection: Connection, now: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

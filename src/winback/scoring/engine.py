@@ -182,17 +182,7 @@ class ScoreResult:
     models: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "now": self.now.isoformat(),
-            "mode": self.mode,
-            "reason": self.reason,
-            "contacts": self.contacts,
-            "rewritten": self.rewritten,
-            "stage_changes": self.stage_changes,
-            "new_events": self.new_events,
-            "stages": self.stages,
-            "models": self.models,
-        }
+        return {**asdict(self), "now": self.now.isoformat()}
 
 
 @dataclass(frozen=True)

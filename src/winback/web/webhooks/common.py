@@ -8,7 +8,7 @@ import binascii
 import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -62,12 +62,7 @@ class WebhookResult:
     unmatched: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "recorded": self.recorded,
-            "duplicates": self.duplicates,
-            "unmatched": self.unmatched,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
