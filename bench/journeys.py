@@ -23,7 +23,6 @@ wall time says as much about the neighbours as about winback.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import multiprocessing
 import os
 import resource
@@ -45,6 +44,7 @@ from winback.journeys.catalog import STARTER_DIR, add_journey
 from winback.journeys.dispatch import dispatch
 from winback.journeys.engine import enrol, tick
 from winback.store import migrate
+from winback.store.contacts import dedup_key
 from winback.store.schema import contact_scores, contacts, events, outbox, suppressions
 from winback.workspace import Workspace
 
@@ -139,7 +139,7 @@ def build(path: Path, size: int) -> Workspace:
                     "channel": "store",
                     "occurred_at": created,
                     "amount": 20.0,
-                    "dedup_key": hashlib.blake2b(str(n).encode(), digest_size=16).digest(),
+                    "dedup_key": dedup_key("bench", n),
                 }
                 for n in range(0, size, 10)
             ],

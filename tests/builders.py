@@ -8,13 +8,13 @@ for tests that are about what happens after an import (scoring, journeys, compli
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from winback.store.contacts import dedup_key
 from winback.store.schema import contacts, events
 
 _serial = itertools.count()
@@ -69,7 +69,7 @@ def add_event(
         "type": type,
         "channel": channel or default_channel.get(type, "email"),
         "occurred_at": _naive(at),
-        "dedup_key": hashlib.blake2b(str(next(_serial)).encode(), digest_size=16).digest(),
+        "dedup_key": dedup_key("test", next(_serial)),
         **fields,
     }
     connection.execute(insert(events), row)

@@ -3,7 +3,6 @@ events and changes to the contacts' records) gives what the Python reference giv
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from sqlalchemy import delete, insert, select, update
 from tests.scoring.reference import reference_scores
 from winback.scoring import score_base
 from winback.scoring.stages import Policy
+from winback.store.contacts import dedup_key
 from winback.store.schema import audit, contact_scores, contacts, events, stage_history
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
@@ -172,8 +172,7 @@ def test_sql_scoring_equals_the_reference(
                         c.execute(update(contacts).where(contacts.c.id == row["id"]), values)
                         row.update(values)
             for e in batch:
-                key = hashlib.blake2b(str(next(_keys)).encode(), digest_size=16).digest()
-                c.execute(insert(events), {**e, "dedup_key": key})
+                c.execute(insert(events), {**e, "dedup_key": dedup_key("test", next(_keys))})
         inserted += batch
         score_base(ws.engine, ws.config, now)
         kept = _compare(ws, rows, inserted, now, kept)

@@ -23,7 +23,6 @@ suppression. Every outcome leaves an audit record.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -58,6 +57,7 @@ from winback.journeys.offers import assign_offer
 from winback.journeys.render import CompiledTemplate, TemplateSet, render
 from winback.links import Links
 from winback.store.chunks import chunks
+from winback.store.contacts import dedup_key
 from winback.store.schema import contacts, enrollments, events, outbox, suppressions
 from winback.workspace import Workspace
 
@@ -522,7 +522,6 @@ class _Dispatcher:
     ) -> dict[str, Any]:
         """What happened to the message, as an event of the contact; the key makes a
         second record of the same fact impossible."""
-        key = hashlib.blake2b(f"outbox:{row['id']}:{kind.value}".encode(), digest_size=16)
         return {
             "contact_id": row["contact_id"],
             "type": kind.value,
@@ -532,7 +531,7 @@ class _Dispatcher:
             "message_id": content["message_id"],
             "outbox_id": row["id"],
             "source": "dispatch",
-            "dedup_key": key.digest(),
+            "dedup_key": dedup_key("outbox", row["id"], kind.value),
         }
 
 

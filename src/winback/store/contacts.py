@@ -3,6 +3,7 @@ address. Everything goes through SQLAlchemy Core with bound parameters."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -113,6 +114,15 @@ _SQLITE_INSERT_EVENTS = (
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
 )
 _TIME_AT = EVENT_COLUMNS.index("occurred_at")
+
+
+def dedup_key(*parts: object) -> bytes:
+    """The 16-byte ``dedup_key`` of an event made of ``parts`` (a source, the provider's
+    event id, an outbox id and the outcome...): the unique index then makes a second
+    record of the same fact impossible. Imported events have their own, time-first key
+    (:func:`winback.ingest.events.event_key`)."""
+    text = "\x1f".join(str(part) for part in parts)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 def insert_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:

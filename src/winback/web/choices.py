@@ -21,10 +21,10 @@ from winback.clock import from_db, to_db
 from winback.compliance import audit
 from winback.domain import SENDING_CHANNELS, Channel, ChannelStatus, EventType
 from winback.errors import NotFoundError
-from winback.store.contacts import update_contacts
+from winback.store.contacts import dedup_key, update_contacts
 from winback.store.schema import contacts
 from winback.store.survey import insert_survey_answer, survey_counts, survey_texts
-from winback.web.events import dedup_key, find_messages, record_events
+from winback.web.events import find_messages, record_events
 from winback.workspace import Workspace
 
 ACTOR = "web"

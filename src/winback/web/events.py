@@ -5,7 +5,6 @@ unsubscribe, a bounce or a complaint into a status change and a suppression."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -64,12 +63,6 @@ def _machine_agent(user_agent: str | None) -> bool:
         delivered_at=None,
         machine_open_seconds=0,
     )
-
-
-def dedup_key(*parts: object) -> bytes:
-    """The 16-byte digest that makes a second record of the same fact impossible."""
-    text = "\x1f".join(str(part) for part in parts)
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 def _message_id_forms(message_id: str) -> tuple[str, ...]:

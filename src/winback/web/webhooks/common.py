@@ -19,8 +19,8 @@ from winback.config import WebSection
 from winback.contacts import normalise_address
 from winback.domain import EventType
 from winback.errors import WinbackError
-from winback.store.contacts import contacts_by_address
-from winback.web.events import dedup_key, find_messages, record_events
+from winback.store.contacts import contacts_by_address, dedup_key
+from winback.web.events import find_messages, record_events
 from winback.workspace import Workspace
 
 
