@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql
 
 from winback.store.chunks import chunks
 from winback.store.schema import contacts, events
@@ -109,11 +108,6 @@ def update_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> N
 
 
 EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "id")
-_SQLITE_INSERT_EVENTS = (
-    f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
-)
-_TIME_AT = EVENT_COLUMNS.index("occurred_at")
 
 
 def dedup_key(*parts: object) -> bytes:
@@ -126,29 +120,11 @@ def dedup_key(*parts: object) -> bytes:
 
 
 def insert_events(connection: Connection, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert events, skipping those already stored (same ``dedup_key``); returns how
-    many were new.
-
-    On SQLite the rows go to the driver's ``executemany`` as tuples, with times in the
-    text form SQLAlchemy's SQLite ``DateTime`` reads back: SQLAlchemy's per-row parameter
-    processing cost as much as the insert itself at millions of rows."""
-    if not rows:
-        return 0
-    if connection.dialect.name == "sqlite":
-        values = []
-        for row in rows:
-            record = [row.get(name) for name in EVENT_COLUMNS]
-            record[_TIME_AT] = sqlite_time(record[_TIME_AT])
-            values.append(record)
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.executemany(_SQLITE_INSERT_EVENTS, values)
-        return int(cursor.rowcount)
-    statement = (
-        postgresql.insert(events)
-        .on_conflict_do_nothing(index_elements=["dedup_key"])
-        .returning(events.c.id)
+    """Insert events given as mappings of column names (a missing column is NULL),
+    skipping those already stored (same ``dedup_key``); returns how many were new."""
+    return insert_event_rows(
+        connection, EVENT_COLUMNS, [event_row(row, EVENT_COLUMNS) for row in rows]
     )
-    return len(connection.execute(statement, list(rows)).all())
 
 
 # The columns an imported event sets; the others (bot, ip, outbox_id) stay NULL.
@@ -218,11 +194,12 @@ def event_row(event: dict[str, Any], fields: Sequence[str]) -> tuple[Any, ...]:
 def insert_event_rows(
     connection: Connection, fields: Sequence[str], rows: Sequence[tuple[Any, ...]]
 ) -> int:
-    """Insert events given as tuples of ``fields`` (some of :data:`EVENT_FIELDS`, with
+    """Insert events given as tuples of ``fields`` (some of :data:`EVENT_COLUMNS`, with
     ``occurred_at`` as the text :func:`sqlite_time` writes), skipping those already
     stored; returns how many were new.
 
-    The importers' bulk path: tuples straight to SQLite's ``executemany``; on PostgreSQL
+    Tuples go straight to SQLite's ``executemany`` (SQLAlchemy's per-row parameter
+    processing cost as much as the insert itself at millions of rows); on PostgreSQL
     ``COPY`` into a temporary table, then one ``INSERT ... ON CONFLICT DO NOTHING``."""
     if not rows:
         return 0
@@ -239,7 +216,7 @@ def insert_event_rows(
     with driver.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS import_events ON COMMIT DELETE ROWS "
-            f"AS SELECT {', '.join(EVENT_FIELDS)} FROM events WITH NO DATA"
+            f"AS SELECT {', '.join(EVENT_COLUMNS)} FROM events WITH NO DATA"
         )
         with cursor.copy(f"COPY import_events ({names}) FROM STDIN") as copy:
             for row in rows:
