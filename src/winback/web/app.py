@@ -453,7 +453,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
             headers={k.lower(): v for k, v in request.headers.items()}, body=body
         )
         try:
-            found = parser(server.config.web, workspace, incoming)
+            found = parser(workspace, incoming)
         except WebhookError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except ConfigError as exc:

@@ -9,13 +9,12 @@ import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
 from winback.clock import to_db
-from winback.config import WebSection
 from winback.contacts import normalise_address
 from winback.domain import EventType
 from winback.errors import WinbackError
@@ -78,7 +77,9 @@ class WebhookRequest:
     body: bytes
 
 
-Parser = Callable[[WebSection, Workspace, WebhookRequest], list[WebhookEvent]]
+# A provider's parser: verifies the request against the workspace's ``[web]`` secrets,
+# then reads its events.
+Parser = Callable[[Workspace, WebhookRequest], list[WebhookEvent]]
 
 
 def record_webhook(
@@ -164,11 +165,36 @@ def text_of(data: Any, *path: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def check_shared_secret(request: WebhookRequest, secret: str | None, key: str) -> None:
-    """Postmark and Brevo sign nothing: their webhook URLs carry a secret instead, as the
-    HTTP Basic password (``https://user:SECRET@host/webhooks/postmark``) or a Bearer token."""
-    if not secret:
+def epoch_time(value: Any) -> datetime | None:
+    """A Unix time in seconds (a JSON number) as aware UTC; None when it is not a number."""
+    return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else None
+
+
+def iso_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time (``Z``, an offset, or none for UTC; any number of decimals) as
+    aware UTC; None when it is missing or unreadable."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+
+
+def configured(value: str | None, key: str) -> str:
+    """``value``, the setting ``web.<key>`` a provider's verification needs;
+    :class:`NotConfigured` (404) while it is not set: that provider's webhook is off."""
+    if not value:
         raise NotConfigured(f"this webhook is off: set web.{key} in winback.toml")
+    return value
+
+
+def check_shared_secret(request: WebhookRequest, secret: str | None, key: str) -> None:
+    """Postmark and Brevo sign nothing: their webhook URLs carry the secret ``web.<key>``
+    instead, as the HTTP Basic password (``https://user:SECRET@host/webhooks/postmark``)
+    or a Bearer token."""
+    secret = configured(secret, key)
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     given = ""
