@@ -36,7 +36,7 @@ from winback.web import choices
 from winback.web.csrf import csrf_ok, csrf_token
 from winback.web.events import Hit
 from winback.web.texts import TEXTS, language_of
-from winback.web.webhooks import PARSERS, WebhookError, WebhookRequest, record_webhook
+from winback.web.webhooks import WebhookError, WebhookRequest, parser_for, record_webhook
 from winback.web.writer import Writer, WriterClosed
 from winback.workspace import Workspace
 
@@ -432,28 +432,13 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
 
     @app.post("/webhooks/{provider}")
     async def webhook(provider: str, request: Request) -> Response:
-        parser = PARSERS.get(provider)
-        if parser is None:
-            return JSONResponse({"error": f"no webhook for {provider!r}"}, status_code=404)
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        # SNS posts its JSON as text/plain; every other provider as application/json.
-        accepted = (
-            ("application/json", "text/plain") if provider == "ses" else ("application/json",)
-        )
-        if kind not in accepted:
-            return JSONResponse(
-                {"error": f"expected {' or '.join(accepted)}, not {kind or 'no content type'}"},
-                status_code=415,
-            )
         try:
+            parse = parser_for(provider, request.headers.get("content-type", ""))
             body = await server.body(request)
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            found = parse(workspace, WebhookRequest(headers=headers, body=body))
         except BodyTooLarge:
             return JSONResponse({"error": "body too large"}, status_code=413)
-        incoming = WebhookRequest(
-            headers={k.lower(): v for k, v in request.headers.items()}, body=body
-        )
-        try:
-            found = parser(workspace, incoming)
         except WebhookError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except ConfigError as exc:
