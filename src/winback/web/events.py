@@ -10,7 +10,6 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -25,7 +24,6 @@ from winback.store.schema import outbox
 from winback.web.bots import BURST_SECONDS, is_bot_click
 from winback.workspace import Workspace
 
-_EPOCH = datetime(1970, 1, 1)
 # Longest user agent kept (the column's size).
 _USER_AGENT_CHARS = 500
 
@@ -51,19 +49,6 @@ class Hit:
     user_agent: str | None
     ip: str | None
     url: str | None = None
-
-
-@lru_cache(maxsize=4096)
-def _machine_agent(user_agent: str | None) -> bool:
-    """The user-agent part of the machine-open rule, remembered per agent (the rule's
-    patterns cost tens of microseconds a hit; a few hundred agents make nearly all hits)."""
-    return is_machine_open(
-        flag=None,
-        user_agent=user_agent,
-        opened_at=_EPOCH,
-        delivered_at=None,
-        machine_open_seconds=0,
-    )
 
 
 def dedup_key(*parts: object) -> bytes:
@@ -177,10 +162,9 @@ class HitRecorder:
             # True for a proxy prefetch; NULL (not False) otherwise, as the column says:
             # a later delivery event may still show the open came too soon.
             machine_open = (
-                _machine_agent(hit.user_agent)
-                or is_machine_open(
+                is_machine_open(
                     flag=None,
-                    user_agent=None,  # judged above
+                    user_agent=hit.user_agent,
                     opened_at=at,
                     delivered_at=message.sent_at,
                     machine_open_seconds=self.machine_open_seconds,
