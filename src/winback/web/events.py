@@ -24,7 +24,7 @@ from winback.store.schema import outbox
 from winback.web.bots import BURST_SECONDS, is_bot_click
 from winback.workspace import Workspace
 
-# Longest user agent kept (the column's size).
+# Longest user agent kept: the size of events.user_agent.
 _USER_AGENT_CHARS = 500
 
 
@@ -103,6 +103,12 @@ def record_events(
     added = insert_events(connection, rows)
     apply_refusals(connection, workspace, rows, now=now, actor=actor)
     return added
+
+
+def stored_user_agent(user_agent: str | None) -> str | None:
+    """A user agent as ``events.user_agent`` keeps it: cut to the column's size, an empty
+    one as NULL (hits and webhooks alike)."""
+    return user_agent[:_USER_AGENT_CHARS] if user_agent else None
 
 
 class HitRecorder:
@@ -191,7 +197,7 @@ class HitRecorder:
             "message_id": hit.message_id,
             "machine_open": machine_open,
             "bot": bot,
-            "user_agent": (hit.user_agent or None) and hit.user_agent[:_USER_AGENT_CHARS],
+            "user_agent": stored_user_agent(hit.user_agent),
             "url": hit.url,
             "ip": hit.ip,
             "outbox_id": message.outbox_id,

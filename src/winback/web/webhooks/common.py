@@ -19,7 +19,7 @@ from winback.contacts import normalise_address
 from winback.domain import EventType
 from winback.errors import WinbackError
 from winback.store.contacts import contacts_by_address
-from winback.web.events import dedup_key, find_messages, record_events
+from winback.web.events import dedup_key, find_messages, record_events, stored_user_agent
 from winback.workspace import Workspace
 
 
@@ -128,7 +128,7 @@ def record_webhook(
                 "campaign": message.journey if message else None,
                 "message_id": event.message_id,
                 "machine_open": event.machine_open,
-                "user_agent": event.user_agent[:500] if event.user_agent else None,
+                "user_agent": stored_user_agent(event.user_agent),
                 "url": event.url,
                 "ip": event.ip,
                 "outbox_id": message.outbox_id if message else None,
