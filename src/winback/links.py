@@ -231,8 +231,14 @@ class Links:
         return OpenToken(message_id=_text(payload, "m"))
 
     def verify_click(self, token: str, *, now: datetime) -> ClickToken:
+        """The message and target of a click link. Only :meth:`click_url` signs click
+        tokens and it takes http(s) links only; the target is checked again here, so no
+        signed value can ever send a reader to ``javascript:`` or ``//``."""
         payload = self.verify(token, Purpose.CLICK, now=now)
-        return ClickToken(message_id=_text(payload, "m"), url=_text(payload, "u"))
+        url = _text(payload, "u")
+        if not _is_web_link(url):
+            raise BadToken(f"a click link leads to http(s) addresses only, not {url[:40]!r}")
+        return ClickToken(message_id=_text(payload, "m"), url=url)
 
     def verify_unsubscribe(self, token: str, *, now: datetime) -> UnsubscribeToken:
         payload = self.verify(token, Purpose.UNSUBSCRIBE, now=now)

@@ -53,6 +53,9 @@ def _like_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
 
 
+# Remembered per agent: the patterns cost tens of microseconds a call, and a few hundred
+# agents make nearly every open the tracking server and the journey engine judge.
+@lru_cache(maxsize=4096)
 def is_proxy_user_agent(user_agent: str | None) -> bool:
     """True when ``user_agent`` is what an image proxy (Apple's, Google's, Yahoo's) sends.
 

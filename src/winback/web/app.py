@@ -28,15 +28,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from winback.clock import from_db, local_date, utcnow
-from winback.domain import Channel, ChannelStatus, EventType
+from winback.clock import local_date, utcnow
+from winback.domain import SENDING_CHANNELS, EventType
 from winback.errors import ConfigError, NotFoundError
 from winback.links import BadToken, Links
 from winback.web import choices
 from winback.web.csrf import csrf_ok, csrf_token
 from winback.web.events import Hit
 from winback.web.texts import TEXTS, language_of
-from winback.web.webhooks import PARSERS, WebhookError, WebhookRequest, record_webhook
+from winback.web.webhooks import WebhookError, WebhookRequest, parser_for, record_webhook
 from winback.web.writer import Writer, WriterClosed
 from winback.workspace import Workspace
 
@@ -61,6 +61,10 @@ _ONE_CLICK = "One-Click"
 
 class BodyTooLarge(Exception):
     """A request body over ``web.max_body_bytes``: answered 413 unread."""
+
+
+class CsrfRefused(Exception):
+    """A posted form without its page's CSRF value: answered 403."""
 
 
 class Server:
@@ -91,6 +95,10 @@ class Server:
 
         return await run_in_threadpool(run)
 
+    def text(self, language: str | None, key: str) -> Any:
+        """The words of ``key`` in the contact's ``language`` (or the workspace's)."""
+        return TEXTS[language_of(language, self.config.workspace.language)][key]
+
     def page(
         self, template: str, language: str | None, title: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
@@ -104,8 +112,14 @@ class Server:
     def message(
         self, language: str | None, title: str, text: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
-        lang = language_of(language, self.config.workspace.language)
-        return self.page("message", language, title, status, message=TEXTS[lang][text], **context)
+        return self.page(
+            "message", language, title, status, message=self.text(language, text), **context
+        )
+
+    def check_csrf(self, link_token: str, fields: dict[str, list[str]]) -> None:
+        """Raise :class:`CsrfRefused` unless the form carries the page's CSRF value."""
+        if not csrf_ok(self.workspace.secret, link_token, _first(fields, "csrf")):
+            raise CsrfRefused
 
     def bad_link(self) -> HTMLResponse:
         return self.message(None, "bad_link_title", "bad_link", 400)
@@ -209,11 +223,6 @@ class WinbackApp:
         except BadToken:
             await self.server.bad_link()(scope, receive, send)
             return
-        # The token can only come from links.click_url, which signs http(s) links only;
-        # checked again so no signed value can ever send a reader to javascript: or //.
-        if not clicked.url.lower().startswith(("http://", "https://")):
-            await self.server.bad_link()(scope, receive, send)
-            return
         if scope["method"] == "GET":  # a HEAD is a link checker's look, not a click
             self._hit(scope, EventType.CLICK, clicked.message_id, now, clicked.url)
         location = quote(clicked.url, safe=_URL_SAFE).encode("ascii")
@@ -240,113 +249,92 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     app = FastAPI(
         title="winback", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
+
+    # The page routes raise these rather than answer them one by one.
+    @app.exception_handler(BadToken)
+    async def bad_token(_request: Request, _exc: Exception) -> Response:
+        return server.bad_link()
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_request: Request, _exc: Exception) -> Response:
+        return server.gone()
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(_request: Request, _exc: Exception) -> Response:
+        return Response("body too large", status_code=413)
+
+    @app.exception_handler(CsrfRefused)
+    async def csrf_refused(_request: Request, _exc: Exception) -> Response:
+        return Response("missing or wrong CSRF token: reload the page", status_code=403)
+
     # -- unsubscribe ------------------------------------------------------------------
 
     @app.get("/u/{token}", response_class=HTMLResponse)
     async def unsubscribe_page(token: str) -> Response:
-        try:
-            link = server.links.verify_unsubscribe(token, now=server.clock())
-            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
-        except BadToken:
-            return server.bad_link()
-        except NotFoundError:
-            return server.gone()
+        link = server.links.verify_unsubscribe(token, now=server.clock())
+        contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
         language = contact["language"]
-        if contact[f"{link.channel.value}_status"] != ChannelStatus.SUBSCRIBED:
+        address = choices.subscribed_address(contact, link.channel)
+        if address is None:
             return server.message(language, "unsubscribe_title", "unsubscribe_done")
-        lang = language_of(language, server.config.workspace.language)
-        address = contact["email"] if link.channel == Channel.EMAIL else contact["phone"]
+        question = server.text(language, "unsubscribe_ask")[link.channel.value]
         return server.page(
             "unsubscribe",
             language,
             "unsubscribe_title",
             csrf=csrf_token(workspace.secret, token),
-            question=TEXTS[lang]["unsubscribe_ask"][link.channel.value].format(address=address),
+            question=question.format(address=address),
             preferences_url=server.links.preferences_url(link.contact_id),
         )
 
     @app.post("/u/{token}", response_class=HTMLResponse)
     async def unsubscribe(token: str, request: Request) -> Response:
         now = server.clock()
-        try:
-            link = server.links.verify_unsubscribe(token, now=now)
-            fields = await server.form(request)
-        except BadToken:
-            return server.bad_link()
-        except BodyTooLarge:
-            return Response("body too large", status_code=413)
+        link = server.links.verify_unsubscribe(token, now=now)
+        fields = await server.form(request)
         # RFC 8058: the mailbox provider's one-click POST carries no CSRF value; the
         # signed token is the proof, and that POST can only unsubscribe.
         one_click = fields.get("List-Unsubscribe") == [_ONE_CLICK]
-        if not one_click and not csrf_ok(workspace.secret, token, _first(fields, "csrf")):
-            return Response("missing or wrong CSRF token: reload the page", status_code=403)
+        if not one_click:
+            server.check_csrf(token, fields)
         how = "one-click" if one_click else "form"
-        try:
-            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
-            await server.write(
-                lambda c: choices.unsubscribe(
-                    c, workspace, link.contact_id, link.channel, now, how=how
-                )
-            )
-        except NotFoundError:
-            return server.gone()
+        contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        await server.write(
+            lambda c: choices.unsubscribe(c, workspace, link.contact_id, link.channel, now, how=how)
+        )
         return server.message(contact["language"], "unsubscribe_title", "unsubscribe_done")
 
     # -- preference centre ------------------------------------------------------------
 
     def preferences_form(
-        token: str, contact: dict[str, Any], notice: str | None = None, status: int = 200
+        token: str, contact: dict[str, Any], notice: str | None = None
     ) -> Response:
-        now = server.clock()
-        paused = from_db(contact["paused_until"])
-        paused = paused if paused is not None and paused > now else None
-        frequency = "pause" if paused else contact["frequency"]
-        chosen = set(contact["topics"] or [])
-        channels = [
-            channel.value
-            for channel, address in (
-                (Channel.EMAIL, contact["email"]),
-                (Channel.SMS, contact["phone"]),
-            )
-            if address and contact[f"{channel.value}_status"] == ChannelStatus.SUBSCRIBED
-        ]
+        shown, paused_until = choices.current_preferences(contact, server.clock())
         tz = server.config.workspace.tz
         return server.page(
             "preferences",
             contact["language"],
             "preferences_title",
-            status,
             csrf=csrf_token(workspace.secret, token),
-            frequency=frequency,
-            paused_until=local_date(paused, tz).isoformat() if paused else None,
-            channels=channels,
-            topics=[(topic, topic in chosen) for topic in server.config.web.topics],
+            frequency=shown.frequency.value,
+            paused_until=local_date(paused_until, tz).isoformat() if paused_until else None,
+            channels=[channel.value for channel in SENDING_CHANNELS if channel in shown.channels],
+            topics=[(topic, topic in shown.topics) for topic in server.config.web.topics],
             notice=notice,
         )
 
     @app.get("/p/{token}", response_class=HTMLResponse)
     async def preferences_page(token: str) -> Response:
-        try:
-            link = server.links.verify_preferences(token, now=server.clock())
-            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
-        except BadToken:
-            return server.bad_link()
-        except NotFoundError:
-            return server.gone()
+        link = server.links.verify_preferences(token, now=server.clock())
+        contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
         return preferences_form(token, contact)
 
     @app.post("/p/{token}", response_class=HTMLResponse)
     async def save_preferences(token: str, request: Request) -> Response:
         now = server.clock()
-        try:
-            link = server.links.verify_preferences(token, now=now)
-            fields = await server.form(request)
-        except BadToken:
-            return server.bad_link()
-        except BodyTooLarge:
-            return Response("body too large", status_code=413)
-        if not csrf_ok(workspace.secret, token, _first(fields, "csrf")):
-            return Response("missing or wrong CSRF token: reload the page", status_code=403)
+        link = server.links.verify_preferences(token, now=now)
+        fields = await server.form(request)
+        server.check_csrf(token, fields)
         try:
             frequency = choices.Frequency(_first(fields, "frequency") or "")
         except ValueError:
@@ -356,15 +344,11 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
             channels=choices.parse_channels(fields.get("channels", [])),
             topics=tuple(fields.get("topics", [])),
         )
-        try:
-            await server.write(
-                lambda c: choices.save_preferences(c, workspace, link.contact_id, choice, now)
-            )
-            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
-        except NotFoundError:
-            return server.gone()
-        lang = language_of(contact["language"], server.config.workspace.language)
-        return preferences_form(token, contact, notice=TEXTS[lang]["saved"])
+        await server.write(
+            lambda c: choices.save_preferences(c, workspace, link.contact_id, choice, now)
+        )
+        contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        return preferences_form(token, contact, server.text(contact["language"], "saved"))
 
     # -- survey -----------------------------------------------------------------------
 
@@ -378,43 +362,30 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
             status,
             csrf=csrf_token(workspace.secret, token),
             reasons=[reason.value for reason in choices.SurveyReason],
-            notice=notice,
+            notice=notice and server.text(language, notice),
         )
 
     @app.get("/s/{token}", response_class=HTMLResponse)
     async def survey_page(token: str) -> Response:
-        try:
-            link = server.links.verify_survey(token, now=server.clock())
-            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
-        except BadToken:
-            return server.bad_link()
-        except NotFoundError:
-            return server.gone()
+        link = server.links.verify_survey(token, now=server.clock())
+        contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
         return survey_form(token, contact["language"])
 
     @app.post("/s/{token}", response_class=HTMLResponse)
     async def answer_survey(token: str, request: Request) -> Response:
         now = server.clock()
-        try:
-            link = server.links.verify_survey(token, now=now)
-            fields = await server.form(request)
-            contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
-        except BadToken:
-            return server.bad_link()
-        except BodyTooLarge:
-            return Response("body too large", status_code=413)
-        except NotFoundError:
-            return server.gone()
-        if not csrf_ok(workspace.secret, token, _first(fields, "csrf")):
-            return Response("missing or wrong CSRF token: reload the page", status_code=403)
-        lang = language_of(contact["language"], server.config.workspace.language)
+        link = server.links.verify_survey(token, now=now)
+        fields = await server.form(request)
+        contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        server.check_csrf(token, fields)
+        language = contact["language"]
         try:
             reason = choices.SurveyReason(_first(fields, "reason") or "")
         except ValueError:
-            return survey_form(token, contact["language"], TEXTS[lang]["choose_reason"], 400)
+            return survey_form(token, language, "choose_reason", 400)
         text = (_first(fields, "text") or "").strip() or None
         if text is not None and len(text) > choices.MAX_ANSWER_CHARS:
-            return survey_form(token, contact["language"], TEXTS[lang]["too_long"], 400)
+            return survey_form(token, language, "too_long", 400)
         await server.write(
             lambda c: choices.save_survey_answer(
                 c,
@@ -426,34 +397,19 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
                 now=now,
             )
         )
-        return server.message(contact["language"], "survey_title", "thanks", answer=text)
+        return server.message(language, "survey_title", "thanks", answer=text)
 
     # -- ESP webhooks -----------------------------------------------------------------
 
     @app.post("/webhooks/{provider}")
     async def webhook(provider: str, request: Request) -> Response:
-        parser = PARSERS.get(provider)
-        if parser is None:
-            return JSONResponse({"error": f"no webhook for {provider!r}"}, status_code=404)
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        # SNS posts its JSON as text/plain; every other provider as application/json.
-        accepted = (
-            ("application/json", "text/plain") if provider == "ses" else ("application/json",)
-        )
-        if kind not in accepted:
-            return JSONResponse(
-                {"error": f"expected {' or '.join(accepted)}, not {kind or 'no content type'}"},
-                status_code=415,
-            )
         try:
+            parse = parser_for(provider, request.headers.get("content-type", ""))
             body = await server.body(request)
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            found = parse(workspace, WebhookRequest(headers=headers, body=body))
         except BodyTooLarge:
             return JSONResponse({"error": "body too large"}, status_code=413)
-        incoming = WebhookRequest(
-            headers={k.lower(): v for k, v in request.headers.items()}, body=body
-        )
-        try:
-            found = parser(server.config.web, workspace, incoming)
         except WebhookError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         except ConfigError as exc:

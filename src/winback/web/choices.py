@@ -9,7 +9,7 @@ enrollments on that channel before their next message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,7 +19,8 @@ from sqlalchemy import Connection, select
 
 from winback.clock import from_db, to_db
 from winback.compliance import audit
-from winback.domain import SENDING_CHANNELS, Channel, ChannelStatus, EventType
+from winback.compliance.suppression import can_receive
+from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import NotFoundError
 from winback.store.contacts import dedup_key, update_contacts
 from winback.store.schema import contacts
@@ -63,6 +64,33 @@ def page_contact(connection: Connection, contact_id: int) -> dict[str, Any]:
     if row is None or row["erased_at"] is not None:
         raise NotFoundError(f"no contact {contact_id}: the link is for a contact that is gone")
     return dict(row)
+
+
+def subscribed_address(contact: Mapping[str, Any], channel: Channel) -> str | None:
+    """The contact's address on ``channel`` while marketing can reach them there (what
+    the unsubscribe page asks about, what the preference centre offers to keep); None
+    once it cannot: unsubscribed, bounced, or no address."""
+    address = contact["email" if channel == Channel.EMAIL else "phone"]
+    return address if can_receive(contact[f"{channel.value}_status"], address) else None
+
+
+def current_preferences(
+    contact: Mapping[str, Any], now: datetime
+) -> tuple[Preferences, datetime | None]:
+    """The contact's choices as the preference centre shows them, and the end of their
+    pause (aware UTC; None when no pause runs at ``now``: a pause that has run out shows
+    as the frequency under it)."""
+    paused_until = from_db(contact["paused_until"])
+    if paused_until is not None and paused_until <= now:
+        paused_until = None
+    shown = Preferences(
+        frequency=Frequency.PAUSE if paused_until else Frequency(contact["frequency"]),
+        channels=frozenset(
+            channel for channel in SENDING_CHANNELS if subscribed_address(contact, channel)
+        ),
+        topics=tuple(contact["topics"] or ()),
+    )
+    return shown, paused_until
 
 
 def unsubscribe(
@@ -121,8 +149,7 @@ def save_preferences(
     dropped = [
         channel
         for channel in SENDING_CHANNELS
-        if channel not in choice.channels
-        and contact[f"{channel.value}_status"] == ChannelStatus.SUBSCRIBED
+        if channel not in choice.channels and subscribed_address(contact, channel)
     ]
     for channel in dropped:
         unsubscribe(connection, workspace, contact_id, channel, now, how="preferences")

@@ -9,7 +9,6 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -24,8 +23,7 @@ from winback.store.schema import outbox
 from winback.web.bots import BURST_SECONDS, is_bot_click
 from winback.workspace import Workspace
 
-_EPOCH = datetime(1970, 1, 1)
-# Longest user agent kept (the column's size).
+# Longest user agent kept: the size of events.user_agent.
 _USER_AGENT_CHARS = 500
 
 
@@ -50,19 +48,6 @@ class Hit:
     user_agent: str | None
     ip: str | None
     url: str | None = None
-
-
-@lru_cache(maxsize=4096)
-def _machine_agent(user_agent: str | None) -> bool:
-    """The user-agent part of the machine-open rule, remembered per agent (the rule's
-    patterns cost tens of microseconds a hit; a few hundred agents make nearly all hits)."""
-    return is_machine_open(
-        flag=None,
-        user_agent=user_agent,
-        opened_at=_EPOCH,
-        delivered_at=None,
-        machine_open_seconds=0,
-    )
 
 
 def _message_id_forms(message_id: str) -> tuple[str, ...]:
@@ -111,6 +96,12 @@ def record_events(
     added = insert_events(connection, rows)
     apply_refusals(connection, workspace, rows, now=now, actor=actor)
     return added
+
+
+def stored_user_agent(user_agent: str | None) -> str | None:
+    """A user agent as ``events.user_agent`` keeps it: cut to the column's size, an empty
+    one as NULL (hits and webhooks alike)."""
+    return user_agent[:_USER_AGENT_CHARS] if user_agent else None
 
 
 class HitRecorder:
@@ -170,10 +161,9 @@ class HitRecorder:
             # True for a proxy prefetch; NULL (not False) otherwise, as the column says:
             # a later delivery event may still show the open came too soon.
             machine_open = (
-                _machine_agent(hit.user_agent)
-                or is_machine_open(
+                is_machine_open(
                     flag=None,
-                    user_agent=None,  # judged above
+                    user_agent=hit.user_agent,
                     opened_at=at,
                     delivered_at=message.sent_at,
                     machine_open_seconds=self.machine_open_seconds,
@@ -200,7 +190,7 @@ class HitRecorder:
             "message_id": hit.message_id,
             "machine_open": machine_open,
             "bot": bot,
-            "user_agent": (hit.user_agent or None) and hit.user_agent[:_USER_AGENT_CHARS],
+            "user_agent": stored_user_agent(hit.user_agent),
             "url": hit.url,
             "ip": hit.ip,
             "outbox_id": message.outbox_id,

@@ -125,8 +125,9 @@ class Writer:
             except Exception:
                 # Not a passing condition: trying again would fail the same way. The
                 # writer must live on, or every later request would wait for ever.
-                break
-        log.exception("gave up %d tracking hits", len(hits))
+                log.exception("gave up %d tracking hits", len(hits))
+                return
+        log.error("gave up %d tracking hits after %d attempts", len(hits), RETRIES)
 
     def _run(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():

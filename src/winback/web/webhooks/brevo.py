@@ -5,15 +5,13 @@ Basic auth password of its URL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from winback.config import WebSection
 from winback.domain import EventType
 from winback.web.webhooks.common import (
     WebhookError,
     WebhookEvent,
     WebhookRequest,
     check_shared_secret,
+    epoch_time,
     read_json,
     text_of,
 )
@@ -36,8 +34,8 @@ _KINDS = {
 _PROXY_OPENS = {"proxy_open", "unique_proxy_open"}
 
 
-def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
-    check_shared_secret(request, config.brevo_token, "brevo_token")
+def parse(workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
+    check_shared_secret(request, workspace.config.web.brevo_token, "brevo_token")
     item = read_json(request.body)
     if not isinstance(item, dict):
         raise WebhookError("a Brevo webhook is one JSON object")
@@ -45,14 +43,11 @@ def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> 
     kind, address = _KINDS.get(name), text_of(item, "email")
     # ts_event is in seconds, ts_epoch in milliseconds (seconds in some examples), both
     # UTC; ``date`` is in the account's local time, so it is not read.
-    if isinstance(item.get("ts_event"), int | float):
-        stamp = datetime.fromtimestamp(item["ts_event"], UTC)
-    elif isinstance(item.get("ts_epoch"), int | float):
-        epoch = item["ts_epoch"]
-        stamp = datetime.fromtimestamp(epoch / 1000 if epoch > 10**11 else epoch, UTC)
-    else:
-        return []
-    if kind is None or address is None:
+    stamp = epoch_time(item.get("ts_event"))
+    epoch = item.get("ts_epoch")
+    if stamp is None and isinstance(epoch, int | float):
+        stamp = epoch_time(epoch / 1000 if epoch > 10**11 else epoch)
+    if kind is None or address is None or stamp is None:
         return []
     message_id = text_of(item, "message-id")
     link = text_of(item, "link")

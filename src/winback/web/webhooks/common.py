@@ -9,18 +9,17 @@ import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
 from winback.clock import to_db
-from winback.config import WebSection
 from winback.contacts import normalise_address
 from winback.domain import EventType
 from winback.errors import WinbackError
 from winback.store.contacts import contacts_by_address, dedup_key
-from winback.web.events import find_messages, record_events
+from winback.web.events import find_messages, record_events, stored_user_agent
 from winback.workspace import Workspace
 
 
@@ -73,7 +72,9 @@ class WebhookRequest:
     body: bytes
 
 
-Parser = Callable[[WebSection, Workspace, WebhookRequest], list[WebhookEvent]]
+# A provider's parser: verifies the request against the workspace's ``[web]`` secrets,
+# then reads its events.
+Parser = Callable[[Workspace, WebhookRequest], list[WebhookEvent]]
 
 
 def record_webhook(
@@ -122,7 +123,7 @@ def record_webhook(
                 "campaign": message.journey if message else None,
                 "message_id": event.message_id,
                 "machine_open": event.machine_open,
-                "user_agent": event.user_agent[:500] if event.user_agent else None,
+                "user_agent": stored_user_agent(event.user_agent),
                 "url": event.url,
                 "ip": event.ip,
                 "outbox_id": message.outbox_id if message else None,
@@ -159,11 +160,36 @@ def text_of(data: Any, *path: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def check_shared_secret(request: WebhookRequest, secret: str | None, key: str) -> None:
-    """Postmark and Brevo sign nothing: their webhook URLs carry a secret instead, as the
-    HTTP Basic password (``https://user:SECRET@host/webhooks/postmark``) or a Bearer token."""
-    if not secret:
+def epoch_time(value: Any) -> datetime | None:
+    """A Unix time in seconds (a JSON number) as aware UTC; None when it is not a number."""
+    return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else None
+
+
+def iso_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time (``Z``, an offset, or none for UTC; any number of decimals) as
+    aware UTC; None when it is missing or unreadable."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+
+
+def configured(value: str | None, key: str) -> str:
+    """``value``, the setting ``web.<key>`` a provider's verification needs;
+    :class:`NotConfigured` (404) while it is not set: that provider's webhook is off."""
+    if not value:
         raise NotConfigured(f"this webhook is off: set web.{key} in winback.toml")
+    return value
+
+
+def check_shared_secret(request: WebhookRequest, secret: str | None, key: str) -> None:
+    """Postmark and Brevo sign nothing: their webhook URLs carry the secret ``web.<key>``
+    instead, as the HTTP Basic password (``https://user:SECRET@host/webhooks/postmark``)
+    or a Bearer token."""
+    secret = configured(secret, key)
     authorization = request.headers.get("authorization", "")
     scheme, _, credentials = authorization.partition(" ")
     given = ""

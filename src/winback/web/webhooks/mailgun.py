@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
 
-from winback.config import WebSection
 from winback.domain import EventType
 from winback.web.webhooks.common import (
     BadSignature,
-    NotConfigured,
     WebhookError,
     WebhookEvent,
     WebhookRequest,
+    configured,
+    epoch_time,
     field_of,
     read_json,
     text_of,
@@ -31,9 +30,8 @@ _KINDS = {
 }
 
 
-def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
-    if not config.mailgun_signing_key:
-        raise NotConfigured("this webhook is off: set web.mailgun_signing_key in winback.toml")
+def parse(workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
+    key = configured(workspace.config.web.mailgun_signing_key, "mailgun_signing_key")
     payload = read_json(request.body)
     timestamp = text_of(payload, "signature", "timestamp")
     token = text_of(payload, "signature", "token")
@@ -41,7 +39,7 @@ def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> 
     if not (timestamp and token and signature):
         raise BadSignature("the request is not signed (no signature object)")
     expected = hmac.new(
-        config.mailgun_signing_key.encode("utf-8"),
+        key.encode("utf-8"),
         (timestamp + token).encode("utf-8"),
         hashlib.sha256,
     ).hexdigest()
@@ -56,14 +54,14 @@ def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> 
         permanent = text_of(data, "severity") == "permanent"
         kind = EventType.BOUNCE_HARD if permanent else EventType.BOUNCE_SOFT
     address, event_id = text_of(data, "recipient"), text_of(data, "id")
-    stamp = data.get("timestamp")
-    if kind is None or address is None or event_id is None or not isinstance(stamp, int | float):
+    stamp = epoch_time(data.get("timestamp"))
+    if kind is None or address is None or event_id is None or stamp is None:
         return []
     return [
         WebhookEvent(
             kind=kind,
             address=address,
-            at=datetime.fromtimestamp(stamp, UTC),
+            at=stamp,
             event_id=event_id,
             message_id=text_of(data, "message", "headers", "message-id"),
             user_agent=text_of(data, "client-info", "user-agent"),

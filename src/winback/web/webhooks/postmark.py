@@ -4,15 +4,13 @@ nothing; the webhook URL carries ``web.postmark_token`` as its Basic auth passwo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from winback.config import WebSection
 from winback.domain import EventType
 from winback.web.webhooks.common import (
     WebhookError,
     WebhookEvent,
     WebhookRequest,
     check_shared_secret,
+    iso_time,
     read_json,
     text_of,
 )
@@ -38,24 +36,8 @@ _FIELDS = {
 }
 
 
-def _time(text: str | None) -> datetime | None:
-    """Postmark's ISO 8601 times carry up to seven decimals and a zone."""
-    if text is None:
-        return None
-    head, dot, tail = text.partition(".")
-    if dot:
-        digits = len(tail) - len(tail.lstrip("0123456789"))
-        tail = tail[:digits][:6] + tail[digits:]
-        text = f"{head}.{tail}"
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
-
-
-def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
-    check_shared_secret(request, config.postmark_token, "postmark_token")
+def parse(workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
+    check_shared_secret(request, workspace.config.web.postmark_token, "postmark_token")
     item = read_json(request.body)
     if not isinstance(item, dict):
         raise WebhookError("a Postmark webhook is one JSON object")
@@ -67,7 +49,7 @@ def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> 
         kind = _BOUNCES.get(str(text_of(item, "Type")))
     if record_type == "SubscriptionChange" and item.get("SuppressSending") is not True:
         kind = None  # a reactivation: only the person's own "yes" may do that here
-    address, stamp = text_of(item, address_field), _time(text_of(item, time_field))
+    address, stamp = text_of(item, address_field), iso_time(text_of(item, time_field))
     provider_id = text_of(item, "MessageID")
     if kind is None or address is None or stamp is None:
         return []

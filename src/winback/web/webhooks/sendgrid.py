@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from winback.config import WebSection
 from winback.domain import EventType
 from winback.errors import ConfigError
 from winback.web.webhooks.common import (
     BadSignature,
-    NotConfigured,
     WebhookError,
     WebhookEvent,
     WebhookRequest,
+    configured,
+    epoch_time,
+    field_of,
     read_json,
     text_of,
 )
@@ -68,10 +68,8 @@ def verify(public_key: str, request: WebhookRequest) -> None:
         raise BadSignature("the SendGrid signature does not match the body") from None
 
 
-def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
-    if not config.sendgrid_public_key:
-        raise NotConfigured("this webhook is off: set web.sendgrid_public_key in winback.toml")
-    verify(config.sendgrid_public_key, request)
+def parse(workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
+    verify(configured(workspace.config.web.sendgrid_public_key, "sendgrid_public_key"), request)
     payload = read_json(request.body)
     if not isinstance(payload, list):
         raise WebhookError("a SendGrid delivery is a JSON array of events")
@@ -82,9 +80,8 @@ def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> 
             # "bounce" is a refusal by the receiving server, "blocked" a temporary one.
             blocked = text_of(item, "type") == "blocked"
             kind = EventType.BOUNCE_SOFT if blocked else EventType.BOUNCE_HARD
-        address, event_id, stamp = text_of(item, "email"), text_of(item, "sg_event_id"), None
-        if isinstance(item, dict) and isinstance(item.get("timestamp"), int | float):
-            stamp = datetime.fromtimestamp(item["timestamp"], UTC)
+        address, event_id = text_of(item, "email"), text_of(item, "sg_event_id")
+        stamp = epoch_time(field_of(item, "timestamp"))
         if kind is None or address is None or event_id is None or stamp is None:
             continue
         provider_id = text_of(item, "sg_message_id")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,16 +27,16 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from winback.config import WebSection
 from winback.domain import EventType
 from winback.errors import ConfigError
 from winback.web.webhooks.common import (
     BadSignature,
-    NotConfigured,
     WebhookError,
     WebhookEvent,
     WebhookRequest,
+    configured,
     field_of,
+    iso_time,
     read_json,
     text_of,
 )
@@ -108,23 +107,12 @@ def verify(key: rsa.RSAPublicKey, envelope: dict[str, Any]) -> None:
         raise BadSignature("the SNS signature does not match the configured certificate") from None
 
 
-def _time(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
-
-
-def parse(config: WebSection, workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
-    if not config.ses_certificate:
-        raise NotConfigured("this webhook is off: set web.ses_certificate in winback.toml")
+def parse(workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
+    certificate = configured(workspace.config.web.ses_certificate, "ses_certificate")
     envelope = read_json(request.body)
     if not isinstance(envelope, dict):
         raise WebhookError("an SNS message is one JSON object")
-    verify(_certificate_key(workspace.path / config.ses_certificate), envelope)
+    verify(_certificate_key(workspace.path / certificate), envelope)
     if envelope["Type"] != "Notification":
         log.warning(
             "SNS %s for %s: visit %s to confirm it",
@@ -145,7 +133,7 @@ def _events(event: Any, sns_id: str) -> list[WebhookEvent]:
     found: list[WebhookEvent] = []
 
     def add(kind: EventType, address: Any, at: str | None, **extra: Any) -> None:
-        stamp = _time(at) or _time(text_of(mail, "timestamp"))
+        stamp = iso_time(at) or iso_time(text_of(mail, "timestamp"))
         if isinstance(address, str) and address and stamp is not None:
             found.append(
                 WebhookEvent(
