@@ -62,10 +62,6 @@ class ImportReport:
         }
 
 
-class Rejected(ValueError):
-    """A row that cannot be imported; its message is the reason in the quarantine."""
-
-
 def reason_category(reason: str) -> str:
     """The kind of a rejection, for the summary: ``invalid email 'x@': ...`` is counted
     under ``invalid email``."""
