@@ -33,16 +33,16 @@ from winback.domain import Channel, EventType
 from winback.errors import InputFileError
 from winback.ingest import columnar as col
 from winback.ingest import values as v
-from winback.ingest.columns import EVENT_ALIASES, ColumnMap, map_columns, require
+from winback.ingest.columns import EVENT_ALIASES, ColumnMap
 from winback.ingest.pipeline import (
     ImportReport,
     Pending,
     ProgressCallback,
-    Quarantine,
     Refusals,
+    mapped_source,
     run,
 )
-from winback.ingest.reader import Block, Source, open_source
+from winback.ingest.reader import Block, Source
 from winback.store import contacts as store
 from winback.workspace import Workspace
 
@@ -457,15 +457,9 @@ def import_events(
 ) -> ImportReport:
     """Import an events file (CSV, JSON Lines or Parquet) into the workspace. Rows whose
     contact is unknown are quarantined. Already stored events count as merged."""
-    source = open_source(path)
-    try:
-        columns = map_columns(source.header, EVENT_ALIASES, mapping or {}, source=str(path))
-        require(columns, [("email", "phone"), ("type",), ("occurred_at",)], source=str(path))
+    required = [("email", "phone"), ("type",), ("occurred_at",)]
+    with mapped_source(path, EVENT_ALIASES, mapping, required) as (source, columns):
         check_parquet_types(source, columns)
-        report = ImportReport(file=str(path), kind="events")
-        quarantine = Quarantine(workspace.quarantine_dir, source)
         batch = EventBatch(workspace, columns, now, path.name)
         with store.bulk_events(workspace.engine, source.estimated_rows):
-            return run(source, batch, report, quarantine, progress)
-    finally:
-        source.close()
+            return run(source, batch, "events", workspace.quarantine_dir, progress)
