@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from winback.clock import utcnow
 from winback.ingest import ImportReport, import_contacts, import_events
 from winback.ingest.pipeline import ProgressCallback
 from winback.workspace import Workspace
@@ -279,8 +280,8 @@ def _event_table(events: dict[str, np.ndarray], contacts: pa.Table) -> pa.Table:
 
 
 def demo_now() -> datetime:
-    """The demo's 'today': the real date at midnight UTC."""
-    today = datetime.now(UTC).date()
+    """The demo's 'today', for the command to pass: the real date at midnight UTC."""
+    today = utcnow().date()
     return datetime(today.year, today.month, today.day, tzinfo=UTC)
 
 
@@ -302,12 +303,12 @@ def build_demo(
     directory: Path,
     *,
     contacts: int,
+    now: datetime,
     seed: int = 7,
     progress: ProgressCallback | None = None,
 ) -> Demo:
     """Generate a base into ``directory/data``, make ``directory`` a fresh ecommerce
-    workspace and import the base into it, as of today."""
-    now = demo_now()
+    workspace and import the base into it, as of ``now`` (aware)."""
     files = generate(directory / "data", contacts=contacts, now=now, seed=seed)
     Workspace.init(directory, "ecommerce", force=True).close()
     workspace = Workspace.open(directory)

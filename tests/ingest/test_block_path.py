@@ -21,7 +21,7 @@ from sqlalchemy import select
 from winback.ingest import import_contacts, import_events
 from winback.ingest.columns import EVENT_ALIASES, map_columns
 from winback.ingest.events import EventBatch
-from winback.ingest.pipeline import ImportReport, Quarantine, run
+from winback.ingest.pipeline import ImportReport, run
 from winback.ingest.reader import open_source
 from winback.store.schema import audit, contacts, events, suppressions
 from winback.workspace import ENV_DATABASE_URL, Workspace
@@ -122,8 +122,7 @@ def import_by_rows(workspace: Workspace, path: Path) -> ImportReport:
         source.blocks = None
         columns = map_columns(source.header, EVENT_ALIASES, {}, source=str(path))
         batch = EventBatch(workspace, columns, NOW, path.name)
-        report = ImportReport(file=str(path), kind="events")
-        return run(source, batch, report, Quarantine(workspace.quarantine_dir, source))
+        return run(source, batch, "events", workspace.quarantine_dir)
     finally:
         source.close()
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from typer.testing import CliRunner
 
 from tests.builders import add_contact, add_event, day
 from winback.cli import app
+from winback.store.schema import contacts
 from winback.workspace import Workspace
 
 NOW = day(2025, 6, 1, 0)
@@ -140,6 +142,19 @@ def test_a_failed_fit_says_why_and_score_falls_back_to_days(
     assert "failed" in scored and "staged by days" in scored
     old = _scores(cli, ws, "once11")  # bought 340 days ago
     assert old["stage"] == "dormant" and old["p_alive"] is None
+
+
+def test_an_erased_customer_is_left_out_of_the_fit(workspace: Workspace, cli: CliRunner) -> None:
+    ws = workspace
+    base = _base(ws)
+    with ws.engine.begin() as c:
+        c.execute(
+            update(contacts)
+            .where(contacts.c.email == "steady0@example.com")
+            .values(erased_at=NOW.replace(tzinfo=None), email=None)
+        )
+    fit = json.loads(_run(cli, ws, "models", "fit", "--now", "2025-06-01", "--json"))
+    assert fit["customers"] == len(base) - 1
 
 
 def test_score_without_a_fit_says_so(workspace: Workspace, cli: CliRunner) -> None:

@@ -10,7 +10,7 @@ import typer
 from winback.cli.common import WorkspaceOption, console, open_workspace
 from winback.cli.imports import import_progress, print_import_summary
 from winback.config import Profile
-from winback.demo import build_demo
+from winback.demo import build_demo, demo_now
 from winback.store import migrate as migrate_store
 from winback.workspace import Workspace
 
@@ -49,7 +49,9 @@ def demo(
     """Generate a realistic synthetic base (three years of activity), create a workspace
     with it, import it and print a summary."""
     with import_progress(True) as progress:
-        built = build_demo(directory, contacts=contacts, seed=seed, progress=progress)
+        built = build_demo(
+            directory, contacts=contacts, now=demo_now(), seed=seed, progress=progress
+        )
     console.print(
         f"Generated {built.files.contact_rows:,} contacts and {built.files.event_rows:,} "
         f"events in {built.files.contacts.parent}"

@@ -17,16 +17,15 @@ from winback.compliance import audit
 from winback.compliance.suppression import suppression_reasons
 from winback.domain import REFUSALS, ChannelStatus, merge_status
 from winback.ingest import values as v
-from winback.ingest.columns import CONTACT_ALIASES, ColumnMap, map_columns, require
+from winback.ingest.columns import CONTACT_ALIASES, ColumnMap
 from winback.ingest.pipeline import (
     ImportReport,
     Pending,
     ProgressCallback,
-    Quarantine,
     Refusals,
+    mapped_source,
     run,
 )
-from winback.ingest.reader import open_source
 from winback.store import contacts as store
 from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
@@ -325,13 +324,6 @@ def import_contacts(
     file (an ESP's unsubscribed or cleaned export). Each batch is one transaction, and
     a re-run of the same file changes nothing, so an interrupted import is simply run
     again."""
-    source = open_source(path)
-    try:
-        columns = map_columns(source.header, CONTACT_ALIASES, mapping or {}, source=str(path))
-        require(columns, [("email", "phone")], source=str(path))
-        report = ImportReport(file=str(path), kind="contacts")
-        quarantine = Quarantine(workspace.quarantine_dir, source)
+    with mapped_source(path, CONTACT_ALIASES, mapping, [("email", "phone")]) as (source, columns):
         batch = ContactBatch(workspace, columns, now, status, path.name)
-        return run(source, batch, report, quarantine, progress)
-    finally:
-        source.close()
+        return run(source, batch, "contacts", workspace.quarantine_dir, progress)

@@ -33,16 +33,16 @@ from winback.domain import Channel, EventType
 from winback.errors import InputFileError
 from winback.ingest import columnar as col
 from winback.ingest import values as v
-from winback.ingest.columns import EVENT_ALIASES, ColumnMap, map_columns, require
+from winback.ingest.columns import EVENT_ALIASES, ColumnMap
 from winback.ingest.pipeline import (
     ImportReport,
     Pending,
     ProgressCallback,
-    Quarantine,
     Refusals,
+    mapped_source,
     run,
 )
-from winback.ingest.reader import Block, Source, open_source
+from winback.ingest.reader import Block, Source
 from winback.store import contacts as store
 from winback.workspace import Workspace
 
@@ -62,13 +62,13 @@ _KINDS = list(EventType)
 _KIND_CODES = {kind: code for code, kind in enumerate(_KINDS)}
 _CHANNELS = list(Channel)
 _CHANNEL_CODES = {channel: code for code, channel in enumerate(_CHANNELS)}
-_DEFAULT_CHANNEL_CODES = np.array(
-    [_CHANNEL_CODES[v.DEFAULT_CHANNEL.get(kind, Channel.EMAIL)] for kind in _KINDS]
-)
+_DEFAULT_CHANNEL_CODES = np.array([_CHANNEL_CODES[v.DEFAULT_CHANNEL[kind]] for kind in _KINDS])
 _REFUSAL_KINDS = np.array([kind in CONSIDERED for kind in _KINDS])
 _SENDING_CHANNELS = np.array([channel in SENDING_CHANNELS for channel in _CHANNELS])
-# Text fields: (field, longest value kept).
+# Text fields: (field, longest value kept), on both paths.
 _TEXT_LIMITS = {"campaign": 200, "message_id": 200, "user_agent": 500, "url": 4000, "body": 4000}
+# A currency is kept upper-cased, as its first three characters (an ISO 4217 code).
+_CURRENCY_LENGTH = 3
 
 
 @dataclass
@@ -144,25 +144,25 @@ class EventBatch:
         channel = (
             v.parse_channel(str(cell["channel"]))
             if cell["channel"] is not None
-            else v.DEFAULT_CHANNEL.get(kind, "email")
+            else v.DEFAULT_CHANNEL[kind]
         )
         amount = v.parse_amount(cell["amount"]) if cell["amount"] is not None else None
-        currency, campaign, message_id = cell["currency"], cell["campaign"], cell["message_id"]
-        machine = cell["machine_open"]
+        currency, machine = cell["currency"], cell["machine_open"]
+        texts = {field: _text(cell[field], limit) for field, limit in _TEXT_LIMITS.items()}
         row: dict[str, Any] = {
             "contact_id": contact_id,
             "type": kind.value,
             "channel": str(channel),
             "occurred_at": occurred_at,
             "amount": amount,
-            "currency": str(currency).strip().upper()[:3] if currency is not None else None,
-            "campaign": str(campaign).strip()[:200] if campaign is not None else None,
-            "message_id": str(message_id).strip()[:200] if message_id is not None else None,
+            "currency": _text(currency, _CURRENCY_LENGTH, upper=True),
+            "campaign": texts["campaign"],
+            "message_id": texts["message_id"],
             "machine_open": v.parse_bool(machine) if machine is not None else None,
             "bot": None,
-            "user_agent": _text(cell["user_agent"], 500),
-            "url": _text(cell["url"], 4000),
-            "body": _text(cell["body"], 4000),
+            "user_agent": texts["user_agent"],
+            "url": texts["url"],
+            "body": texts["body"],
             "outbox_id": None,
             "source": self.source,
         }
@@ -219,7 +219,7 @@ class EventBatch:
         if times is None:
             micros, late = np.zeros(rows, np.int64), np.ones(rows, bool)
         else:
-            micros, late = col.utc_micros(times, str(self.tz), self.now + timedelta(days=1))
+            micros, late = col.utc_micros(times, str(self.tz), self.now + v.CLOCK_SKEW)
         slow |= late
 
         channels = _DEFAULT_CHANNEL_CODES[kinds]
@@ -241,7 +241,7 @@ class EventBatch:
             currencies, long = col.short_text(given, 1_000_000)
             slow |= col.mask(pc.invert(pc.string_is_ascii(pc.fill_null(currencies, ""))))
             slow |= long
-            currencies = pc.utf8_slice_codeunits(pc.ascii_upper(currencies), 0, 3)
+            currencies = pc.utf8_slice_codeunits(pc.ascii_upper(currencies), 0, _CURRENCY_LENGTH)
         texts = {}
         for field, limit in _TEXT_LIMITS.items():
             texts[field] = pa.nulls(rows, pa.string())
@@ -293,7 +293,6 @@ class EventBatch:
         columns = [given_columns[name]() for name in self.fields]
         lines = block.lines[fast]
         refused = np.flatnonzero(_REFUSAL_KINDS[kinds[fast]] & _SENDING_CHANNELS[channels[fast]])
-        epoch, fast_micros = datetime(1970, 1, 1), micros[fast]
         refusals = [
             (
                 int(lines[at]),
@@ -301,7 +300,7 @@ class EventBatch:
                     "contact_id": int(ids[at]),
                     "type": kind_words[at],
                     "channel": channel_words[at],
-                    "occurred_at": epoch + timedelta(microseconds=int(fast_micros[at])),
+                    "occurred_at": moments[int(at)].as_py(),
                     "body": bodies[at],
                 },
             )
@@ -421,8 +420,13 @@ def _repeated(values: pa.Array) -> list[Any]:
     return list(words[indices])
 
 
-def _text(value: Any, limit: int) -> str | None:
-    return None if value is None else str(value).strip()[:limit]
+def _text(value: Any, limit: int, *, upper: bool = False) -> str | None:
+    """A cell as trimmed text of at most ``limit`` characters (upper-cased if ``upper``),
+    None when absent: what the block path does with Arrow for the plain cells."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return (text.upper() if upper else text)[:limit]
 
 
 def check_parquet_types(source: Source, columns: ColumnMap) -> None:
@@ -453,15 +457,9 @@ def import_events(
 ) -> ImportReport:
     """Import an events file (CSV, JSON Lines or Parquet) into the workspace. Rows whose
     contact is unknown are quarantined. Already stored events count as merged."""
-    source = open_source(path)
-    try:
-        columns = map_columns(source.header, EVENT_ALIASES, mapping or {}, source=str(path))
-        require(columns, [("email", "phone"), ("type",), ("occurred_at",)], source=str(path))
+    required = [("email", "phone"), ("type",), ("occurred_at",)]
+    with mapped_source(path, EVENT_ALIASES, mapping, required) as (source, columns):
         check_parquet_types(source, columns)
-        report = ImportReport(file=str(path), kind="events")
-        quarantine = Quarantine(workspace.quarantine_dir, source)
         batch = EventBatch(workspace, columns, now, path.name)
         with store.bulk_events(workspace.engine, source.estimated_rows):
-            return run(source, batch, report, quarantine, progress)
-    finally:
-        source.close()
+            return run(source, batch, "events", workspace.quarantine_dir, progress)

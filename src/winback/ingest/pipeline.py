@@ -13,14 +13,16 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 from typing import Any, Protocol, TextIO, cast
 
 from winback.clock import utcnow
-from winback.ingest.reader import Block, Row, Source, is_blank, unreadable_reason
+from winback.ingest.columns import ColumnMap, map_columns, require
+from winback.ingest.reader import Block, Row, Source, is_blank, open_source, unreadable_reason
 from winback.ingest.values import MAX_FIELD_LENGTH
 
 BATCH_ROWS = 20_000
@@ -60,10 +62,6 @@ class ImportReport:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second),
         }
-
-
-class Rejected(ValueError):
-    """A row that cannot be imported; its message is the reason in the quarantine."""
 
 
 def reason_category(reason: str) -> str:
@@ -134,15 +132,36 @@ class BlockBatch(Batch, Protocol):
     def write_block(self, cleaned: Any, rows: list[Pending]) -> tuple[int, int, Refusals]: ...
 
 
+@contextmanager
+def mapped_source(
+    path: Path,
+    aliases: Mapping[str, tuple[str, ...]],
+    mapping: Mapping[str, str] | None,
+    required: Sequence[Sequence[str]],
+) -> Iterator[tuple[Source, ColumnMap]]:
+    """An importer's file, open, with its columns mapped to fields (``mapping`` first,
+    then ``aliases``) and the ``required`` groups checked; closed on the way out."""
+    source = open_source(path)
+    try:
+        columns = map_columns(source.header, aliases, mapping or {}, source=str(path))
+        require(columns, required, source=str(path))
+        yield source, columns
+    finally:
+        source.close()
+
+
 def run(
     source: Source,
     batch: Batch,
-    report: ImportReport,
-    quarantine: Quarantine,
+    kind: str,
+    quarantine_dir: Path,
     progress: ProgressCallback | None = None,
 ) -> ImportReport:
-    """Feed every row of ``source`` through ``batch``; fill and return ``report``."""
+    """Feed every row of ``source`` through ``batch``, rejects to a quarantine file in
+    ``quarantine_dir``; return the report of this import of ``kind``."""
     started = perf_counter()
+    report = ImportReport(file=str(source.path), kind=kind)
+    quarantine = Quarantine(quarantine_dir, source)
     width = len(source.header)
     pending: list[Pending] = []
 

@@ -140,9 +140,13 @@ def _parse_datetime_text(text: str) -> datetime:
     )
 
 
+# How far past ``now`` a file's moment may lie (the clocks of the systems that wrote it).
+CLOCK_SKEW = timedelta(days=1)
+
+
 def check_not_future(moment: datetime, now: datetime) -> None:
-    """Refuse a moment after ``now`` (naive UTC both), allowing a day of clock skew."""
-    if moment > now + timedelta(days=1):
+    """Refuse a moment after ``now`` (naive UTC both), allowing :data:`CLOCK_SKEW`."""
+    if moment > now + CLOCK_SKEW:
         raise ValueError(f"date in the future ({moment:%Y-%m-%d %H:%M} UTC)")
 
 
@@ -295,7 +299,7 @@ _CHANNEL_WORDS = Words(
 
 # Where an event comes from when the file does not say: messages are email unless they
 # are replies (SMS), purchases and visits happen on the website, logins in the app.
-DEFAULT_CHANNEL: dict[EventType, Channel] = {
+DEFAULT_CHANNEL: dict[EventType, Channel] = {kind: Channel.EMAIL for kind in EventType} | {
     EventType.REPLY: Channel.SMS,
     EventType.PURCHASE: Channel.WEB,
     EventType.VISIT: Channel.WEB,

@@ -30,14 +30,6 @@ def dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.einsum("i,i->", a, b))
 
 
-def softplus_and_sigmoid(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ln(1 + e^d) and 1 / (1 + e^-d), stable for any d, sharing one exponential."""
-    e = np.exp(-np.abs(d))
-    inverse = 1.0 / (1.0 + e)
-    softplus = np.maximum(d, 0.0) + np.log1p(e)
-    return softplus, np.where(d >= 0, inverse, e * inverse)
-
-
 def as_array(name: str, values: Any) -> np.ndarray:
     """A one-dimensional float64 array of finite numbers, from anything array-like
     (NumPy, pandas or Polars columns, lists). Raises naming the argument and the first bad

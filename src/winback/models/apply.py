@@ -87,13 +87,15 @@ class ModelFit:
 def purchases(connection: Connection, now: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(contact id, time, amount) of every purchase up to ``now`` by a contact not
     erased, as arrays (times naive UTC ``datetime64[us]``, missing amounts 0)."""
+    erased = select(contacts.c.id).where(contacts.c.erased_at.is_not(None))
     rows = connection.execute(
-        select(events.c.contact_id, events.c.occurred_at, events.c.amount)
-        .select_from(events.join(contacts, contacts.c.id == events.c.contact_id))
-        .where(
+        select(events.c.contact_id, events.c.occurred_at, events.c.amount).where(
             events.c.type == EventType.PURCHASE.value,
             events.c.occurred_at <= to_db(now),
-            contacts.c.erased_at.is_(None),
+            # NOT IN the few erased rather than a join with the contacts: SQLite would
+            # walk every contact's events through the (contact, time) index with a table
+            # look-up each (207 s at 1M contacts and 20M events, against 4 s for one scan).
+            events.c.contact_id.not_in(erased),
         )
     ).all()
     size = len(rows)

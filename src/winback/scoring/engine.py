@@ -775,10 +775,9 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         else_=_prospect_anchor(a.created_day, a.interaction_day),
     )
     clock_days = literal(run.now_day) - anchor
+    # winback.scoring.stages.clock_stage and p_alive_stage, in SQL.
     by_clock = case(
-        (clock_days >= policy.lost_after, Stage.LOST.value),
-        (clock_days >= policy.dormant_after, Stage.DORMANT.value),
-        (clock_days >= policy.at_risk_after, Stage.AT_RISK.value),
+        *((clock_days >= days, stage.value) for days, stage in policy.clock_thresholds()),
         (is_customer, Stage.ACTIVE.value),
         else_=Stage.PROSPECT.value,
     )
@@ -790,11 +789,11 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         (_lost_by_journey(a.lost_by_journey_at, a.last_interaction_at), Stage.LOST.value),
     ]
     if policy.clock == "p_alive":
-        # winback.scoring.stages.p_alive_stage, in SQL.
         by_p_alive = case(
-            (a.stage_p_alive < policy.lost_p_alive, Stage.LOST.value),
-            (a.stage_p_alive < policy.dormant_p_alive, Stage.DORMANT.value),
-            (a.stage_p_alive < policy.at_risk_p_alive, Stage.AT_RISK.value),
+            *(
+                (a.stage_p_alive < bound, stage.value)
+                for bound, stage in policy.p_alive_thresholds()
+            ),
             else_=Stage.ACTIVE.value,
         )
         whens.append((and_(is_customer, a.stage_p_alive.is_not(None)), by_p_alive))
@@ -814,7 +813,7 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         (b.monetary_score <= 4, "medium"),
         (b.monetary_score.is_not(None), "high"),
     )
-    thresholds = sorted((policy.at_risk_after, policy.dormant_after, policy.lost_after))
+    thresholds = sorted(days for days, _ in policy.clock_thresholds())
     next_threshold = case(
         *(
             (b.clock_days < days, day_date(literal(run.now_day + days) - b.clock_days))

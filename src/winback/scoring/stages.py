@@ -88,6 +88,24 @@ class Policy:
             lost_p_alive=policy.lost_p_alive,
         )
 
+    def clock_thresholds(self) -> tuple[tuple[int, Stage], ...]:
+        """(days, stage) of the day clock, the longest first: the first threshold a
+        reading reaches gives the stage. The SQL of the engine is built from it too."""
+        return (
+            (self.lost_after, Stage.LOST),
+            (self.dormant_after, Stage.DORMANT),
+            (self.at_risk_after, Stage.AT_RISK),
+        )
+
+    def p_alive_thresholds(self) -> tuple[tuple[float, Stage], ...]:
+        """(P(alive), stage) of the p_alive clock, the lowest first: the first bound a
+        customer's P(alive) is under gives the stage (else ``active``)."""
+        return (
+            (self.lost_p_alive, Stage.LOST),
+            (self.dormant_p_alive, Stage.DORMANT),
+            (self.at_risk_p_alive, Stage.AT_RISK),
+        )
+
 
 def day_number(moment: datetime | date, tz: ZoneInfo) -> int:
     """Days since 1970-01-01 of the calendar date of ``moment`` in ``tz`` (a naive
@@ -115,23 +133,17 @@ def consent_stage(email_status: str, sms_status: str) -> Stage | None:
 
 def clock_stage(clock_days: int, is_customer: bool, policy: Policy) -> Stage:
     """The stage a clock reading gives (thresholds inclusive)."""
-    if clock_days >= policy.lost_after:
-        return Stage.LOST
-    if clock_days >= policy.dormant_after:
-        return Stage.DORMANT
-    if clock_days >= policy.at_risk_after:
-        return Stage.AT_RISK
+    for days, stage in policy.clock_thresholds():
+        if clock_days >= days:
+            return stage
     return Stage.ACTIVE if is_customer else Stage.PROSPECT
 
 
 def p_alive_stage(p_alive: float, policy: Policy) -> Stage:
     """The stage a customer's probability of being alive gives."""
-    if p_alive < policy.lost_p_alive:
-        return Stage.LOST
-    if p_alive < policy.dormant_p_alive:
-        return Stage.DORMANT
-    if p_alive < policy.at_risk_p_alive:
-        return Stage.AT_RISK
+    for bound, stage in policy.p_alive_thresholds():
+        if p_alive < bound:
+            return stage
     return Stage.ACTIVE
 
 
