@@ -44,7 +44,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.sql import ColumnElement
@@ -86,6 +85,19 @@ _GROUP = ("journey_id", "step_id", "holdout", "channels", "email_ok", "sms_ok", 
 def channel_list(text: str | None) -> frozenset[str]:
     """An enrollment's channels, stored as a JSON list."""
     return frozenset(json.loads(text)) if text else frozenset()
+
+
+def reachable_channels(
+    channels: str | None, email_ok: bool | None, sms_ok: bool | None
+) -> tuple[str, ...]:
+    """The channels of an enrollment (``channels``, its JSON list) that the contact can
+    still receive on, in the order :func:`decide` prefers them."""
+    allowed = channel_list(channels)
+    return tuple(
+        channel
+        for channel, ok in (("email", email_ok), ("sms", sms_ok))
+        if ok and channel in allowed
+    )
 
 
 def preferred_clause() -> ColumnElement[str | None]:
@@ -218,25 +230,16 @@ def advance_groups(
         values = dict(zip(_GROUP, key, strict=True))
         values["spared"] = spared
         name, journey = journeys[values["journey_id"]]
-        allowed = channel_list(values["channels"])
-        reachable = tuple(
-            channel
-            for channel in ("email", "sms")
-            if values[f"{channel}_ok"] and channel in allowed
-        )
         decision = decide(
             journey,
             values["step_id"],
             NO_REACTION,
-            reachable,
+            reachable_channels(values["channels"], values["email_ok"], values["sms_ok"]),
             values["preferred"],
             now,
             bool(spared),
         )
-        spare = journey.spare_step
-        if not isinstance(decision, Advance) or (
-            spare is not None and decision.step_id == spare.id
-        ):
+        if not isinstance(decision, Advance) or journey.is_spare(decision.step_id):
             connection.execute(update(due).where(_group(values)).values(special=True))
             continue
         members = select(due.c.id).where(_group(values))
@@ -310,11 +313,6 @@ def _place(timezone: str | None, country: str | None) -> ColumnElement[bool]:
         due.c.timezone.is_(None) if timezone is None else due.c.timezone == timezone,
         due.c.country.is_(None) if country is None else due.c.country == country,
     )
-
-
-def special_ids() -> Any:
-    """The enrollments left to the row path."""
-    return select(due_table.c.id).where(due_table.c.special == true())
 
 
 OUTBOX_COLUMNS = [

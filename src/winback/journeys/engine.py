@@ -63,7 +63,7 @@ from winback.journeys.bulk import (
     due_table,
     mark_special,
     preferred_clause,
-    special_ids,
+    reachable_channels,
     stage_due,
 )
 from winback.journeys.catalog import load_journeys
@@ -610,31 +610,20 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
         result.queued, result.holdout_steps = bulk.queued, bulk.holdout_steps
         result.due = bulk.queued + bulk.holdout_steps
 
-        # The rest, one by one: reactions, pauses, the frequency cap, exits, ends.
-        live = contacts.c.erased_at.is_(None)
+        # The rest, one by one: reactions, pauses, the frequency cap, exits, ends. Their
+        # inputs of decide() are those tick_due holds for the bulk path.
         due = connection.execute(
             select(
-                enrollments.c.id,
-                enrollments.c.journey_id,
-                enrollments.c.contact_id,
-                enrollments.c.holdout,
-                enrollments.c.step_id,
-                # As text: a few distinct lists, decoded once each by _channel_list.
-                cast(enrollments.c.channels, String).label("channels"),
+                due_table,
                 contacts.c.email,
                 contacts.c.phone,
-                and_(live, can_receive_clause("email")).label("email_ok"),
-                and_(live, can_receive_clause("sms")).label("sms_ok"),
-                contacts.c.timezone,
-                contacts.c.country,
                 contacts.c.paused_until,
                 contacts.c.frequency,
                 contact_scores.c.expected_value_12m,
-                preferred_clause().label("preferred"),
             )
-            .join(contacts, contacts.c.id == enrollments.c.contact_id)
-            .outerjoin(contact_scores, contact_scores.c.contact_id == enrollments.c.contact_id)
-            .where(enrollments.c.id.in_(special_ids()))
+            .join(contacts, contacts.c.id == due_table.c.contact_id)
+            .outerjoin(contact_scores, contact_scores.c.contact_id == due_table.c.contact_id)
+            .where(due_table.c.special == true())
         )
         decisions: dict[tuple[Any, ...], Any] = {}
         for row in due:
@@ -646,25 +635,21 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                 reactions = Reactions(
                     facts.opened, facts.clicked, facts.replied, _exit_event(journey, facts)
                 )
-            allowed = channel_list(row.channels)
+            addresses = {"email": row.email, "sms": row.phone}
             reachable = tuple(
                 channel
-                for channel, ok, address in (
-                    ("email", row.email_ok, row.email),
-                    ("sms", row.sms_ok, row.phone),
-                )
-                if ok and channel in allowed and not suppressed.blocks(channel, address)
+                for channel in reachable_channels(row.channels, row.email_ok, row.sms_ok)
+                if not suppressed.blocks(channel, addresses[channel])
             )
-            preferred = row.preferred
-            spare = spared(journey, row.expected_value_12m)
+            spare = bool(row.spared)
             # decide() is pure and most contacts share its inputs: ask once per kind.
-            key = (row.journey_id, row.step_id, reactions, reachable, preferred, spare)
+            key = (row.journey_id, row.step_id, reactions, reachable, row.preferred, spare)
             if key not in decisions:
                 decisions[key] = decide(
-                    journey, row.step_id, reactions, reachable, preferred, now, spare
+                    journey, row.step_id, reactions, reachable, row.preferred, now, spare
                 )
             decision = decisions[key]
-            if isinstance(decision, Advance) and decision.step_id == _spare_id(journey):
+            if isinstance(decision, Advance) and journey.is_spare(decision.step_id):
                 writer.spare(row, name, journey)
             if isinstance(decision, Exit):
                 writer.exit(row.id, row.contact_id, name, decision)
@@ -695,14 +680,10 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
 
 
 def spared(journey: Journey, value: float | None) -> bool:
-    """Whether the journey's sunset spares a contact of this expected value."""
+    """Whether the journey's sunset spares a contact of this expected value: the
+    simulator's test; the tick computes the same in SQL (``tick_due.spared``)."""
     sunset = journey.sunset
     return sunset is not None and value is not None and value > sunset.spare_above_value
-
-
-def _spare_id(journey: Journey) -> str | None:
-    spare = journey.spare_step
-    return spare.id if spare is not None else None
 
 
 class _TickWriter:

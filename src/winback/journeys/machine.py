@@ -106,8 +106,7 @@ def decide(
         return Exit("reactivated", seen.exit_event)
     if not reachable:
         return Exit("exited", "no channel left")
-    spare = journey.spare_step
-    if spare is not None and step_id == spare.id:
+    if journey.is_spare(step_id):
         return Finish(journey.after_last_step)
     if step_id is None:
         index = 0
@@ -124,6 +123,7 @@ def decide(
         if channel is not None:
             return Advance(step.id, channel, now + step.wait)
         index += 1
+    spare = journey.spare_step
     if spared and spare is not None:
         channel = step_channel(spare, reachable, preferred)
         if channel is not None:
