@@ -763,9 +763,8 @@ class _TickWriter:
         )
 
     def finish(self, row: Any, name: str, journey: Journey, decision: Finish) -> str:
-        """End a journey whose last wait is over. The holdout only completes: it never
-        got a message, so it is neither let go nor suppressed."""
-        status = "sunset" if decision.after == "sunset" and not row.holdout else "completed"
+        """End a journey whose last wait is over (see :meth:`Finish.status`)."""
+        status = decision.status(row.holdout)
         outcome = "holdout" if row.holdout else decision.after
         self._set(row.id, status=status, outcome=outcome, ended_at=self.stamp, next_due_at=None)
         self.audits.append(

@@ -55,6 +55,12 @@ class Finish:
 
     after: str
 
+    def status(self, holdout: bool) -> str:
+        """The enrollment's status at the end: ``sunset`` when the journey lets the
+        contact go, else ``completed``. The holdout only completes: it never got a
+        message, so it is neither let go nor suppressed."""
+        return "sunset" if self.after == "sunset" and not holdout else "completed"
+
 
 Decision = Advance | Exit | Finish
 
