@@ -707,6 +707,21 @@ class _TickWriter:
         # (journey name, channels) -> contacts to suppress at sunset
         self.sunset: dict[tuple[str, frozenset[str]], list[int]] = defaultdict(list)
 
+    def _audit(
+        self, journey: str, enrollment_id: int, contact_id: int, action: str, reason: str
+    ) -> None:
+        """An audit record of the journey about one of its enrollments."""
+        self.audits.append(
+            audit_row(
+                at=self.now,
+                actor=f"journey:{journey}",
+                action=action,
+                contact_id=contact_id,
+                reason=reason,
+                details={"journey": journey, "enrollment": enrollment_id},
+            )
+        )
+
     def _set(self, enrollment_id: int, **values: Any) -> None:
         self.updates[tuple(sorted(values.items()))].append(enrollment_id)
 
@@ -736,47 +751,24 @@ class _TickWriter:
             next_due_at=None,
         )
         self.cancel.append(enrollment_id)
-        self.audits.append(
-            audit_row(
-                at=self.now,
-                actor=f"journey:{journey}",
-                action="reactivated" if decision.status == "reactivated" else "exit",
-                contact_id=contact_id,
-                reason=decision.reason,
-                details={"journey": journey, "enrollment": enrollment_id},
-            )
-        )
+        action = "reactivated" if decision.status == "reactivated" else "exit"
+        self._audit(journey, enrollment_id, contact_id, action, decision.reason)
 
     def spare(self, row: Any, name: str, journey: Journey) -> None:
         """Record why a contact gets the spare step instead of the end of the journey."""
         assert journey.sunset is not None
-        self.audits.append(
-            audit_row(
-                at=self.now,
-                actor=f"journey:{name}",
-                action="spare",
-                contact_id=row.contact_id,
-                reason=f"expected value {row.expected_value_12m:.2f} above "
-                f"{journey.sunset.spare_above_value:g}",
-                details={"journey": name, "enrollment": row.id},
-            )
+        reason = (
+            f"expected value {row.expected_value_12m:.2f} above "
+            f"{journey.sunset.spare_above_value:g}"
         )
+        self._audit(name, row.id, row.contact_id, "spare", reason)
 
     def finish(self, row: Any, name: str, journey: Journey, decision: Finish) -> str:
         """End a journey whose last wait is over (see :meth:`Finish.status`)."""
         status = decision.status(row.holdout)
         outcome = "holdout" if row.holdout else decision.after
         self._set(row.id, status=status, outcome=outcome, ended_at=self.stamp, next_due_at=None)
-        self.audits.append(
-            audit_row(
-                at=self.now,
-                actor=f"journey:{name}",
-                action="complete",
-                contact_id=row.contact_id,
-                reason=outcome,
-                details={"journey": name, "enrollment": row.id},
-            )
-        )
+        self._audit(name, row.id, row.contact_id, "complete", outcome)
         if row.holdout or decision.after == "nothing":
             return status
         self.lost.append(row.contact_id)
