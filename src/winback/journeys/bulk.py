@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -75,6 +75,9 @@ due_table = Table(
     Column("enrolled_at", DateTime, nullable=False),
     prefixes=["TEMPORARY"],
 )
+# Outbox rows that count against the frequency cap: everything that went or may go out.
+COUNTED = ("queued", "sending", "sent", "unknown")
+MONTH = timedelta(days=30)
 # (channel, [(time zone, country)]) -> when a message may go out per place.
 Place = tuple[str | None, str | None]
 DueMoments = Callable[[str, list[Place]], dict[Place, datetime]]
@@ -157,23 +160,26 @@ def stage_due(
     connection.execute(insert(due_table).from_select([c.name for c in due_table.c], rows))
 
 
+def capped(now: datetime) -> ColumnElement[bool]:
+    """The outbox rows the frequency cap counts at ``now``: the last 30 days' messages
+    that went or may go out, later ones included (held by the quiet hours, a retry)."""
+    return and_(outbox.c.status.in_(COUNTED), outbox.c.due_at > to_db(now - MONTH))
+
+
 def mark_special(
     connection: Connection,
     *,
     reacted: list[int],
-    recent_since: datetime,
-    counted: tuple[str, ...],
+    now: datetime,
     suppressed: SuppressionList,
 ) -> None:
     """Flag the rows that need a look one by one: a reaction (``reacted`` enrollment
-    ids), a message counted by the frequency cap since ``recent_since``, an address on
-    the (recent) suppression list. A pause was flagged by :func:`stage_due`."""
+    ids), a message the frequency cap counts at ``now``, an address on the (recent)
+    suppression list. A pause was flagged by :func:`stage_due`."""
     due = due_table
     for batch in chunks(reacted):
         connection.execute(update(due).where(due.c.id.in_(batch)).values(special=True))
-    messaged = select(outbox.c.contact_id).where(
-        outbox.c.status.in_(counted), outbox.c.due_at > recent_since
-    )
+    messaged = select(outbox.c.contact_id).where(capped(now))
     connection.execute(update(due).where(due.c.contact_id.in_(messaged)).values(special=True))
     if not suppressed:
         return

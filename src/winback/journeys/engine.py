@@ -18,7 +18,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from itertools import combinations
 from typing import Any
@@ -56,9 +56,11 @@ from winback.compliance.suppression import (
 from winback.config import Config
 from winback.domain import INTERACTIONS, EventType
 from winback.journeys.bulk import (
+    MONTH,
     OUTBOX_COLUMNS,
     Place,
     advance_groups,
+    capped,
     channel_list,
     due_table,
     mark_special,
@@ -82,10 +84,6 @@ from winback.scoring.segments import load_segment, segment_query
 from winback.store.chunks import chunks
 from winback.store.schema import contact_scores, contacts, enrollments, events, outbox
 from winback.workspace import Workspace
-
-# Outbox rows that count against the frequency cap: everything that went or may go out.
-COUNTED = ("queued", "sending", "sent", "unknown")
-MONTH = timedelta(days=30)
 
 
 def in_holdout(contact_id: int, journey: str, share: float) -> bool:
@@ -521,9 +519,7 @@ def _recent_messages(connection: Connection, now: datetime) -> dict[int, list[da
     quiet hours, a retry): the frequency cap counts them."""
     due_contacts = select(due_table.c.contact_id).where(due_table.c.special == true())
     query = select(outbox.c.contact_id, outbox.c.due_at).where(
-        outbox.c.status.in_(COUNTED),
-        outbox.c.due_at > to_db(now - MONTH),
-        outbox.c.contact_id.in_(due_contacts),
+        capped(now), outbox.c.contact_id.in_(due_contacts)
     )
     recent: dict[int, list[datetime]] = defaultdict(list)
     for contact_id, due_at in connection.execute(query):
@@ -587,8 +583,7 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
         mark_special(
             connection,
             reacted=sorted(seen),
-            recent_since=to_db(now - MONTH),
-            counted=COUNTED,
+            now=now,
             suppressed=suppressed,
         )
         quiet: dict[Place, datetime] = {}
