@@ -119,8 +119,9 @@ BatchResult = SendResult | ChannelError
 
 class Sender(Protocol):
     """A channel: sends one message at a time, reusing its connection between calls.
-    A sender that carries several messages at once (SMTP) also has ``send_batch``, with
-    the signature of :func:`send_batch` less the sender."""
+    A sender that carries several messages at once (SMTP) also has
+    ``send_batch(messages, *, pace)``, which paces inside its own loop (see
+    :func:`send_batch`)."""
 
     def send(self, message: OutgoingMessage) -> SendResult: ...
 
@@ -138,10 +139,11 @@ def send_batch(
     limiter's ``reserve``) says how long to wait before starting the next one. The first
     :class:`ChannelError` stops the batch: it is the result of that message and of every
     later one, none of which was sent. A sender with its own ``send_batch`` (several
-    messages in flight) does the work; any other sends them one after the other."""
+    messages in flight) does the work and waits its own way; any other sends them one
+    after the other, calling ``sleep`` between them."""
     own = getattr(sender, "send_batch", None)
     if own is not None:
-        results: list[BatchResult] = own(messages, pace=pace, sleep=sleep)
+        results: list[BatchResult] = own(messages, pace=pace)
         return results
     results = []
     for message in messages:

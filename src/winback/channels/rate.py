@@ -74,7 +74,6 @@ class Throttled:
         messages: Sequence[OutgoingMessage],
         *,
         pace: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> list[BatchResult]:
         """Send ``messages`` with their starts spaced at the limiter's rate (and at
         ``pace``'s, when the caller has its own), whatever number travel at once."""

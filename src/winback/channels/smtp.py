@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -177,13 +176,11 @@ class SmtpSender:
         messages: Sequence[OutgoingMessage],
         *,
         pace: Callable[[], float] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> list[BatchResult]:
         """Send ``messages`` on the sender's connections, up to one per connection at a
         time, and give what became of each (see :func:`winback.channels.send_batch`).
         The bytes are composed here, then the whole batch goes to the event loop in one
-        handover; ``pace`` spaces the starts inside the loop (``sleep`` is for senders
-        without a loop)."""
+        handover; ``pace`` spaces the starts inside the loop."""
         now = utcnow()
         mails: list[tuple[str, bytes]] = []
         try:

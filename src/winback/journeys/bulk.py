@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -44,7 +44,6 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.sql import ColumnElement
@@ -76,6 +75,9 @@ due_table = Table(
     Column("enrolled_at", DateTime, nullable=False),
     prefixes=["TEMPORARY"],
 )
+# Outbox rows that count against the frequency cap: everything that went or may go out.
+COUNTED = ("queued", "sending", "sent", "unknown")
+MONTH = timedelta(days=30)
 # (channel, [(time zone, country)]) -> when a message may go out per place.
 Place = tuple[str | None, str | None]
 DueMoments = Callable[[str, list[Place]], dict[Place, datetime]]
@@ -86,6 +88,19 @@ _GROUP = ("journey_id", "step_id", "holdout", "channels", "email_ok", "sms_ok", 
 def channel_list(text: str | None) -> frozenset[str]:
     """An enrollment's channels, stored as a JSON list."""
     return frozenset(json.loads(text)) if text else frozenset()
+
+
+def reachable_channels(
+    channels: str | None, email_ok: bool | None, sms_ok: bool | None
+) -> tuple[str, ...]:
+    """The channels of an enrollment (``channels``, its JSON list) that the contact can
+    still receive on, in the order :func:`decide` prefers them."""
+    allowed = channel_list(channels)
+    return tuple(
+        channel
+        for channel, ok in (("email", email_ok), ("sms", sms_ok))
+        if ok and channel in allowed
+    )
 
 
 def preferred_clause() -> ColumnElement[str | None]:
@@ -145,23 +160,26 @@ def stage_due(
     connection.execute(insert(due_table).from_select([c.name for c in due_table.c], rows))
 
 
+def capped(now: datetime) -> ColumnElement[bool]:
+    """The outbox rows the frequency cap counts at ``now``: the last 30 days' messages
+    that went or may go out, later ones included (held by the quiet hours, a retry)."""
+    return and_(outbox.c.status.in_(COUNTED), outbox.c.due_at > to_db(now - MONTH))
+
+
 def mark_special(
     connection: Connection,
     *,
     reacted: list[int],
-    recent_since: datetime,
-    counted: tuple[str, ...],
+    now: datetime,
     suppressed: SuppressionList,
 ) -> None:
     """Flag the rows that need a look one by one: a reaction (``reacted`` enrollment
-    ids), a message counted by the frequency cap since ``recent_since``, an address on
-    the (recent) suppression list. A pause was flagged by :func:`stage_due`."""
+    ids), a message the frequency cap counts at ``now``, an address on the (recent)
+    suppression list. A pause was flagged by :func:`stage_due`."""
     due = due_table
     for batch in chunks(reacted):
         connection.execute(update(due).where(due.c.id.in_(batch)).values(special=True))
-    messaged = select(outbox.c.contact_id).where(
-        outbox.c.status.in_(counted), outbox.c.due_at > recent_since
-    )
+    messaged = select(outbox.c.contact_id).where(capped(now))
     connection.execute(update(due).where(due.c.contact_id.in_(messaged)).values(special=True))
     if not suppressed:
         return
@@ -218,25 +236,16 @@ def advance_groups(
         values = dict(zip(_GROUP, key, strict=True))
         values["spared"] = spared
         name, journey = journeys[values["journey_id"]]
-        allowed = channel_list(values["channels"])
-        reachable = tuple(
-            channel
-            for channel in ("email", "sms")
-            if values[f"{channel}_ok"] and channel in allowed
-        )
         decision = decide(
             journey,
             values["step_id"],
             NO_REACTION,
-            reachable,
+            reachable_channels(values["channels"], values["email_ok"], values["sms_ok"]),
             values["preferred"],
             now,
             bool(spared),
         )
-        spare = journey.spare_step
-        if not isinstance(decision, Advance) or (
-            spare is not None and decision.step_id == spare.id
-        ):
+        if not isinstance(decision, Advance) or journey.is_spare(decision.step_id):
             connection.execute(update(due).where(_group(values)).values(special=True))
             continue
         members = select(due.c.id).where(_group(values))
@@ -310,11 +319,6 @@ def _place(timezone: str | None, country: str | None) -> ColumnElement[bool]:
         due.c.timezone.is_(None) if timezone is None else due.c.timezone == timezone,
         due.c.country.is_(None) if country is None else due.c.country == country,
     )
-
-
-def special_ids() -> Any:
-    """The enrollments left to the row path."""
-    return select(due_table.c.id).where(due_table.c.special == true())
 
 
 OUTBOX_COLUMNS = [

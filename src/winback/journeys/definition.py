@@ -177,6 +177,11 @@ class Journey(_Model):
         """The step a spared customer gets after the last one (see :class:`Sunset`)."""
         return self.sunset.spare_step if self.sunset is not None else None
 
+    def is_spare(self, step_id: str | None) -> bool:
+        """Whether ``step_id`` is the spare step (see :class:`Sunset`)."""
+        spare = self.spare_step
+        return spare is not None and step_id == spare.id
+
     @property
     def all_steps(self) -> list[Step]:
         """The steps, then the spare step when there is one."""

@@ -18,7 +18,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from itertools import combinations
 from typing import Any
@@ -56,14 +56,16 @@ from winback.compliance.suppression import (
 from winback.config import Config
 from winback.domain import INTERACTIONS, EventType
 from winback.journeys.bulk import (
+    MONTH,
     OUTBOX_COLUMNS,
     Place,
     advance_groups,
+    capped,
     channel_list,
     due_table,
     mark_special,
     preferred_clause,
-    special_ids,
+    reachable_channels,
     stage_due,
 )
 from winback.journeys.catalog import load_journeys
@@ -82,10 +84,6 @@ from winback.scoring.segments import load_segment, segment_query
 from winback.store.chunks import chunks
 from winback.store.schema import contact_scores, contacts, enrollments, events, outbox
 from winback.workspace import Workspace
-
-# Outbox rows that count against the frequency cap: everything that went or may go out.
-COUNTED = ("queued", "sending", "sent", "unknown")
-MONTH = timedelta(days=30)
 
 
 def in_holdout(contact_id: int, journey: str, share: float) -> bool:
@@ -521,9 +519,7 @@ def _recent_messages(connection: Connection, now: datetime) -> dict[int, list[da
     quiet hours, a retry): the frequency cap counts them."""
     due_contacts = select(due_table.c.contact_id).where(due_table.c.special == true())
     query = select(outbox.c.contact_id, outbox.c.due_at).where(
-        outbox.c.status.in_(COUNTED),
-        outbox.c.due_at > to_db(now - MONTH),
-        outbox.c.contact_id.in_(due_contacts),
+        capped(now), outbox.c.contact_id.in_(due_contacts)
     )
     recent: dict[int, list[datetime]] = defaultdict(list)
     for contact_id, due_at in connection.execute(query):
@@ -587,8 +583,7 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
         mark_special(
             connection,
             reacted=sorted(seen),
-            recent_since=to_db(now - MONTH),
-            counted=COUNTED,
+            now=now,
             suppressed=suppressed,
         )
         quiet: dict[Place, datetime] = {}
@@ -610,31 +605,20 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
         result.queued, result.holdout_steps = bulk.queued, bulk.holdout_steps
         result.due = bulk.queued + bulk.holdout_steps
 
-        # The rest, one by one: reactions, pauses, the frequency cap, exits, ends.
-        live = contacts.c.erased_at.is_(None)
+        # The rest, one by one: reactions, pauses, the frequency cap, exits, ends. Their
+        # inputs of decide() are those tick_due holds for the bulk path.
         due = connection.execute(
             select(
-                enrollments.c.id,
-                enrollments.c.journey_id,
-                enrollments.c.contact_id,
-                enrollments.c.holdout,
-                enrollments.c.step_id,
-                # As text: a few distinct lists, decoded once each by _channel_list.
-                cast(enrollments.c.channels, String).label("channels"),
+                due_table,
                 contacts.c.email,
                 contacts.c.phone,
-                and_(live, can_receive_clause("email")).label("email_ok"),
-                and_(live, can_receive_clause("sms")).label("sms_ok"),
-                contacts.c.timezone,
-                contacts.c.country,
                 contacts.c.paused_until,
                 contacts.c.frequency,
                 contact_scores.c.expected_value_12m,
-                preferred_clause().label("preferred"),
             )
-            .join(contacts, contacts.c.id == enrollments.c.contact_id)
-            .outerjoin(contact_scores, contact_scores.c.contact_id == enrollments.c.contact_id)
-            .where(enrollments.c.id.in_(special_ids()))
+            .join(contacts, contacts.c.id == due_table.c.contact_id)
+            .outerjoin(contact_scores, contact_scores.c.contact_id == due_table.c.contact_id)
+            .where(due_table.c.special == true())
         )
         decisions: dict[tuple[Any, ...], Any] = {}
         for row in due:
@@ -646,25 +630,21 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                 reactions = Reactions(
                     facts.opened, facts.clicked, facts.replied, _exit_event(journey, facts)
                 )
-            allowed = channel_list(row.channels)
+            addresses = {"email": row.email, "sms": row.phone}
             reachable = tuple(
                 channel
-                for channel, ok, address in (
-                    ("email", row.email_ok, row.email),
-                    ("sms", row.sms_ok, row.phone),
-                )
-                if ok and channel in allowed and not suppressed.blocks(channel, address)
+                for channel in reachable_channels(row.channels, row.email_ok, row.sms_ok)
+                if not suppressed.blocks(channel, addresses[channel])
             )
-            preferred = row.preferred
-            spare = spared(journey, row.expected_value_12m)
+            spare = bool(row.spared)
             # decide() is pure and most contacts share its inputs: ask once per kind.
-            key = (row.journey_id, row.step_id, reactions, reachable, preferred, spare)
+            key = (row.journey_id, row.step_id, reactions, reachable, row.preferred, spare)
             if key not in decisions:
                 decisions[key] = decide(
-                    journey, row.step_id, reactions, reachable, preferred, now, spare
+                    journey, row.step_id, reactions, reachable, row.preferred, now, spare
                 )
             decision = decisions[key]
-            if isinstance(decision, Advance) and decision.step_id == _spare_id(journey):
+            if isinstance(decision, Advance) and journey.is_spare(decision.step_id):
                 writer.spare(row, name, journey)
             if isinstance(decision, Exit):
                 writer.exit(row.id, row.contact_id, name, decision)
@@ -695,14 +675,10 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
 
 
 def spared(journey: Journey, value: float | None) -> bool:
-    """Whether the journey's sunset spares a contact of this expected value."""
+    """Whether the journey's sunset spares a contact of this expected value: the
+    simulator's test; the tick computes the same in SQL (``tick_due.spared``)."""
     sunset = journey.sunset
     return sunset is not None and value is not None and value > sunset.spare_above_value
-
-
-def _spare_id(journey: Journey) -> str | None:
-    spare = journey.spare_step
-    return spare.id if spare is not None else None
 
 
 class _TickWriter:
@@ -725,6 +701,21 @@ class _TickWriter:
         self.lost: list[int] = []
         # (journey name, channels) -> contacts to suppress at sunset
         self.sunset: dict[tuple[str, frozenset[str]], list[int]] = defaultdict(list)
+
+    def _audit(
+        self, journey: str, enrollment_id: int, contact_id: int, action: str, reason: str
+    ) -> None:
+        """An audit record of the journey about one of its enrollments."""
+        self.audits.append(
+            audit_row(
+                at=self.now,
+                actor=f"journey:{journey}",
+                action=action,
+                contact_id=contact_id,
+                reason=reason,
+                details={"journey": journey, "enrollment": enrollment_id},
+            )
+        )
 
     def _set(self, enrollment_id: int, **values: Any) -> None:
         self.updates[tuple(sorted(values.items()))].append(enrollment_id)
@@ -755,48 +746,24 @@ class _TickWriter:
             next_due_at=None,
         )
         self.cancel.append(enrollment_id)
-        self.audits.append(
-            audit_row(
-                at=self.now,
-                actor=f"journey:{journey}",
-                action="reactivated" if decision.status == "reactivated" else "exit",
-                contact_id=contact_id,
-                reason=decision.reason,
-                details={"journey": journey, "enrollment": enrollment_id},
-            )
-        )
+        action = "reactivated" if decision.status == "reactivated" else "exit"
+        self._audit(journey, enrollment_id, contact_id, action, decision.reason)
 
     def spare(self, row: Any, name: str, journey: Journey) -> None:
         """Record why a contact gets the spare step instead of the end of the journey."""
         assert journey.sunset is not None
-        self.audits.append(
-            audit_row(
-                at=self.now,
-                actor=f"journey:{name}",
-                action="spare",
-                contact_id=row.contact_id,
-                reason=f"expected value {row.expected_value_12m:.2f} above "
-                f"{journey.sunset.spare_above_value:g}",
-                details={"journey": name, "enrollment": row.id},
-            )
+        reason = (
+            f"expected value {row.expected_value_12m:.2f} above "
+            f"{journey.sunset.spare_above_value:g}"
         )
+        self._audit(name, row.id, row.contact_id, "spare", reason)
 
     def finish(self, row: Any, name: str, journey: Journey, decision: Finish) -> str:
-        """End a journey whose last wait is over. The holdout only completes: it never
-        got a message, so it is neither let go nor suppressed."""
-        status = "sunset" if decision.after == "sunset" and not row.holdout else "completed"
+        """End a journey whose last wait is over (see :meth:`Finish.status`)."""
+        status = decision.status(row.holdout)
         outcome = "holdout" if row.holdout else decision.after
         self._set(row.id, status=status, outcome=outcome, ended_at=self.stamp, next_due_at=None)
-        self.audits.append(
-            audit_row(
-                at=self.now,
-                actor=f"journey:{name}",
-                action="complete",
-                contact_id=row.contact_id,
-                reason=outcome,
-                details={"journey": name, "enrollment": row.id},
-            )
-        )
+        self._audit(name, row.id, row.contact_id, "complete", outcome)
         if row.holdout or decision.after == "nothing":
             return status
         self.lost.append(row.contact_id)

@@ -55,6 +55,12 @@ class Finish:
 
     after: str
 
+    def status(self, holdout: bool) -> str:
+        """The enrollment's status at the end: ``sunset`` when the journey lets the
+        contact go, else ``completed``. The holdout only completes: it never got a
+        message, so it is neither let go nor suppressed."""
+        return "sunset" if self.after == "sunset" and not holdout else "completed"
+
 
 Decision = Advance | Exit | Finish
 
@@ -106,8 +112,7 @@ def decide(
         return Exit("reactivated", seen.exit_event)
     if not reachable:
         return Exit("exited", "no channel left")
-    spare = journey.spare_step
-    if spare is not None and step_id == spare.id:
+    if journey.is_spare(step_id):
         return Finish(journey.after_last_step)
     if step_id is None:
         index = 0
@@ -124,6 +129,7 @@ def decide(
         if channel is not None:
             return Advance(step.id, channel, now + step.wait)
         index += 1
+    spare = journey.spare_step
     if spared and spare is not None:
         channel = step_channel(spare, reachable, preferred)
         if channel is not None:

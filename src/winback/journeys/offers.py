@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from winback.clock import from_db, to_db
 from winback.errors import InputFileError, WinbackError
 from winback.journeys.definition import Offer
+from winback.store.chunks import chunks
 from winback.store.schema import contacts, offers
 from winback.workspace import Workspace
 
@@ -218,23 +219,29 @@ def read_pool(path: Path) -> list[dict[str, Any]]:
 
 
 def import_pool(connection: Connection, rows: Iterable[Mapping[str, Any]], now: datetime) -> int:
-    """Add pool codes; a code already known is skipped. Returns how many were added."""
-    known = set(connection.execute(select(offers.c.code)).scalars())
-    fresh = []
+    """Add pool codes; a code already known (or met earlier in the file) is skipped.
+    Returns how many were added. Only the file's codes are looked up: the offers table
+    holds every code ever assigned."""
+    by_code: dict[str, Mapping[str, Any]] = {}
     for row in rows:
-        if row["code"] in known:
-            continue
-        known.add(row["code"])
-        fresh.append(
-            {
-                "code": row["code"],
-                "percent": row["percent"],
-                "amount": row["amount"],
-                "expires_at": row["expires_at"],
-                "from_pool": True,
-                "created_at": to_db(now),
-            }
+        by_code.setdefault(row["code"], row)
+    known: set[str] = set()
+    for batch in chunks(list(by_code)):
+        known.update(
+            connection.execute(select(offers.c.code).where(offers.c.code.in_(batch))).scalars()
         )
+    fresh = [
+        {
+            "code": code,
+            "percent": row["percent"],
+            "amount": row["amount"],
+            "expires_at": row["expires_at"],
+            "from_pool": True,
+            "created_at": to_db(now),
+        }
+        for code, row in by_code.items()
+        if code not in known
+    ]
     if fresh:
         connection.execute(insert(offers), fresh)
     return len(fresh)

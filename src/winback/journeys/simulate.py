@@ -126,10 +126,7 @@ def play(
             result.outcomes[group][decision.status] += 1
             return
         if not isinstance(decision, Advance):
-            status = (
-                "sunset" if decision.after == "sunset" and not candidate.holdout else "completed"
-            )
-            result.outcomes[group][status] += 1
+            result.outcomes[group][decision.status(candidate.holdout)] += 1
             return
         step = journey.step(decision.step_id)
         channel = None if candidate.holdout else decision.channel
