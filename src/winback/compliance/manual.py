@@ -28,7 +28,7 @@ from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
 from winback.compliance.refusals import apply_refusals
 from winback.compliance.suppression import REASONS, address_hash, suppress_hashes
-from winback.contacts import normalise_address
+from winback.contacts import typed_address
 from winback.domain import EventType
 from winback.errors import InputFileError, NotFoundError
 from winback.ingest.reader import open_source
@@ -49,11 +49,7 @@ _ADDRESS_HEADERS = {"address", "email", "phone", "adresse", "telephone", "mobile
 def _parse(workspace: Workspace, text: str, channel: str | None) -> tuple[str, str]:
     """(channel, normalised address) of what the user typed; the channel follows the
     address (an email is email, anything else a phone) unless given."""
-    try:
-        address = normalise_address(text, workspace.config.workspace.default_region)
-    except ValueError as exc:
-        raise NotFoundError(f"{text!r} is not an email or a phone number: {exc}") from None
-    found = "email" if "@" in address else "sms"
+    found, address = typed_address(workspace, text)
     if channel is not None and channel != found:
         raise NotFoundError(f"{address} is not an address of the {channel} channel")
     return found, address
