@@ -120,12 +120,21 @@ def suppress(
     """Suppress the contact's address on ``channel`` (or a bare ``address``), with an
     audit record. Returns False when there was no address or it was suppressed already
     (the first reason is kept: it is the one that made the decision)."""
-    if address is None and contact_id is not None:
-        address = connection.execute(
-            select(_ADDRESS_COLUMN[channel]).where(contacts.c.id == contact_id)
-        ).scalar_one_or_none()
-    owners = [(contact_id, address)] if address else []
-    return _suppress_addresses(connection, workspace, channel, reason, now, actor, owners) > 0
+    if not address:
+        ids = [] if contact_id is None else [contact_id]
+        added = suppress_contacts(
+            connection, workspace, ids, channel=channel, reason=reason, now=now, actor=actor
+        )
+    else:
+        added = suppress_hashes(
+            connection,
+            {address_hash(workspace, channel, address): contact_id},
+            channel=channel,
+            reason=reason,
+            now=now,
+            actor=actor,
+        )
+    return added > 0
 
 
 def suppress_contacts(
@@ -150,30 +159,14 @@ def suppress_contacts(
                 column.is_not(None),
                 column != "",
             )
-        ).all()
-        added += _suppress_addresses(
-            connection, workspace, channel, reason, now, actor, [tuple(row) for row in owners]
+        )
+        digests: dict[str, int | None] = {}
+        for contact_id, address in owners:
+            digests.setdefault(address_hash(workspace, channel, address), contact_id)
+        added += suppress_hashes(
+            connection, digests, channel=channel, reason=reason, now=now, actor=actor
         )
     return added
-
-
-def _suppress_addresses(
-    connection: Connection,
-    workspace: Workspace,
-    channel: str,
-    reason: str,
-    now: datetime,
-    actor: str,
-    owners: Sequence[tuple[int | None, str]],
-) -> int:
-    """Add the (contact id, address) pairs not suppressed yet, each with an audit record;
-    at most one chunk of pairs at a time."""
-    digests: dict[str, int | None] = {}
-    for contact_id, address in owners:
-        digests.setdefault(address_hash(workspace, channel, address), contact_id)
-    return suppress_hashes(
-        connection, digests, channel=channel, reason=reason, now=now, actor=actor
-    )
 
 
 def suppress_hashes(
