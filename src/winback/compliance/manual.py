@@ -26,10 +26,9 @@ from sqlalchemy import Connection, delete, select
 
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
-from winback.compliance.refusals import apply_refusals
+from winback.compliance.refusals import REFUSALS, apply_refusals
 from winback.compliance.suppression import REASONS, address_hash, suppress_hashes
 from winback.contacts import typed_address
-from winback.domain import EventType
 from winback.errors import InputFileError, NotFoundError
 from winback.ingest.reader import open_source
 from winback.ingest.values import fold
@@ -38,11 +37,8 @@ from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
 
 EXPORT_COLUMNS = ("channel", "address", "hash", "reason", "suppressed_at")
-_REFUSAL_EVENTS = {
-    "unsubscribe": EventType.UNSUBSCRIBE,
-    "bounce_hard": EventType.BOUNCE_HARD,
-    "complaint": EventType.COMPLAINT,
-}
+# The refusal event a reason stands for, when it stands for one.
+_REFUSAL_EVENTS = {reason: event for event, (_, reason) in REFUSALS.items()}
 _ADDRESS_HEADERS = {"address", "email", "phone", "adresse", "telephone", "mobile"}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Connection, and_, insert, select
 from sqlalchemy.sql import ColumnElement
@@ -23,9 +24,20 @@ from winback.store.chunks import chunks
 from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
 
-REASONS = frozenset(
-    {"unsubscribe", "bounce_hard", "bounce_soft", "complaint", "sunset", "erased", "manual"}
-)
+
+class SuppressionReason(StrEnum):
+    """Why an address is on the list (the first reason stays)."""
+
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE_HARD = "bounce_hard"
+    BOUNCE_SOFT = "bounce_soft"
+    COMPLAINT = "complaint"
+    SUNSET = "sunset"
+    ERASED = "erased"
+    MANUAL = "manual"
+
+
+REASONS = frozenset(reason.value for reason in SuppressionReason)
 _ADDRESS_COLUMN = {"email": contacts.c.email, "sms": contacts.c.phone}
 
 
