@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json as jsonlib
-import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +20,7 @@ from winback.cli.common import (
     now_option,
     open_workspace,
     print_json,
+    write_csv,
 )
 from winback.compliance.audit_log import audit_log
 from winback.compliance.gdpr import erase_person, export_person
@@ -158,12 +158,9 @@ def suppress_export(
 ) -> None:
     """Export the list as CSV: addresses of contacts still present, hashes for the others."""
     ws = open_workspace(workspace)
-    if out is None:
-        export_suppressions(ws, sys.stdout, channel=_channel(channel))
-        return
-    with out.open("w", encoding="utf-8", newline="") as stream:
-        count = export_suppressions(ws, stream, channel=_channel(channel))
-    console.print(f"{count} entries written to {out}.")
+    write_csv(
+        out, lambda stream: export_suppressions(ws, stream, channel=_channel(channel)), "entries"
+    )
 
 
 def purge(
