@@ -56,11 +56,13 @@ def close_workspaces() -> None:
         _opened.pop().close()
 
 
-def now_option(text: str | None, workspace: Workspace) -> datetime:
+def now_option(text: str | None, workspace: Workspace, *, option: str = "--now") -> datetime:
+    """The moment ``--now`` (or another date ``option``) names, in the workspace's time
+    zone; now when it is not given."""
     try:
         return parse_now(text, workspace.config.workspace.tz)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--now") from None
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def print_json(data: Any) -> None:
