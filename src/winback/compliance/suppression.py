@@ -108,7 +108,8 @@ def load_suppressions(
 
 
 def is_suppressed(connection: Connection, workspace: Workspace, channel: str, address: str) -> bool:
-    """One address, one query: the check dispatch makes just before sending."""
+    """Whether one address is on the list of ``channel``, in one query (paths that check
+    many use :func:`load_suppressions` or :func:`suppression_reasons`)."""
     digest = address_hash(workspace, channel, address)
     found = connection.execute(
         select(suppressions.c.id).where(
