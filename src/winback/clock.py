@@ -28,7 +28,7 @@ def parse_now(text: str | None, tz: ZoneInfo) -> datetime:
                 parsed = parsed.replace(tzinfo=tz)
     except ValueError:
         raise ValueError(
-            f"--now {text!r} is not a date: write YYYY-MM-DD or an ISO 8601 datetime"
+            f"{text!r} is not a date: write YYYY-MM-DD or an ISO 8601 datetime"
         ) from None
     return parsed.astimezone(UTC)
 

@@ -21,13 +21,21 @@ def normalise_address(address: str, region: str) -> str:
     return normalise_phone(address, region)
 
 
+def typed_address(workspace: Workspace, text: str) -> tuple[str, str]:
+    """The sending channel (``email`` or ``sms``) and normalised form of an address the
+    user typed, for the commands that take one (``contact show``, ``suppress``, ``gdpr``,
+    ``audit --contact``); a text that is neither is a :class:`NotFoundError`."""
+    try:
+        address = normalise_address(text, workspace.config.workspace.default_region)
+    except ValueError as exc:
+        raise NotFoundError(f"{text!r} is not an email or a phone number: {exc}") from None
+    return ("email" if "@" in address else "sms"), address
+
+
 def contact_profile(workspace: Workspace, address: str, *, events: int = 20) -> dict[str, Any]:
     """The contact with this email or phone: attributes, statuses, stage, scores, stage
     history and latest events (``stage`` is None until ``winback score`` has run)."""
-    try:
-        key = normalise_address(address, workspace.config.workspace.default_region)
-    except ValueError as exc:
-        raise NotFoundError(f"{address!r} is not an email or phone number: {exc}") from None
+    _, key = typed_address(workspace, address)
     with workspace.engine.connect() as connection:
         contact = store.find_contact(connection, key)
         if contact is None:

@@ -136,3 +136,32 @@ def test_a_suppressed_address_imported_again_after_erasure_stays_suppressed(
     import_contacts(workspace, base, now=day(2025, 2, 1))
     shown = json.loads(run(cli, workspace, "contact", "show", "erin@example.com", "--json"))
     assert shown["contact"]["email_status"] == "unsubscribed"
+
+
+def test_import_keeps_the_first_reason_and_the_last_status_of_a_repeated_address(
+    workspace: Workspace, cli: CliRunner, tmp_path: Path
+) -> None:
+    with workspace.engine.begin() as connection:
+        ann = add_contact(connection, email="ann@example.com", created_at=day(2024, 1, 1))
+        bea = add_contact(connection, email="bea@example.com", created_at=day(2024, 1, 1))
+    listing = write(
+        tmp_path,
+        "list.csv",
+        """
+        email,reason
+        ann@example.com,manual
+        ANN@example.com,unsubscribe
+        bea@example.com,complaint
+        bea@example.com,unsubscribe
+        """,
+    )
+    result = json.loads(run(cli, workspace, "suppress", "import", str(listing), "--json"))
+    assert (result["added"], result["already"]) == (2, 2)
+    assert suppression_reasons(workspace)["email"] == ["manual", "complaint"]
+    assert contact(workspace, ann)["email_status"] == "unsubscribed"
+    assert contact(workspace, bea)["email_status"] == "unsubscribed"
+    assert [action for action, _ in audit_actions(workspace, bea)] == [
+        "status_change",
+        "suppress",
+        "status_change",
+    ]

@@ -4,9 +4,11 @@ translation of library errors into a message and an exit code."""
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -54,13 +56,27 @@ def close_workspaces() -> None:
         _opened.pop().close()
 
 
-def now_option(text: str | None, workspace: Workspace) -> datetime:
+def now_option(text: str | None, workspace: Workspace, *, option: str = "--now") -> datetime:
+    """The moment ``--now`` (or another date ``option``) names, in the workspace's time
+    zone; now when it is not given."""
     try:
         return parse_now(text, workspace.config.workspace.tz)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--now") from None
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def print_json(data: Any) -> None:
     """JSON on standard output, with dates as ISO strings, for scripts to read."""
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def write_csv(out: Path | None, write: Callable[[TextIO], int], what: str) -> None:
+    """Run a CSV export (``write`` returns how many rows it wrote) on standard output, or
+    on the file ``out`` and then say how many ``what`` it holds: the count never goes
+    into the data a script reads."""
+    if out is None:
+        write(sys.stdout)
+        return
+    with out.open("w", encoding="utf-8", newline="") as stream:
+        count = write(stream)
+    console.print(f"{count} {what} written to {out}.", markup=False, highlight=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json as jsonlib
-import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +20,7 @@ from winback.cli.common import (
     now_option,
     open_workspace,
     print_json,
+    write_csv,
 )
 from winback.compliance.audit_log import audit_log
 from winback.compliance.gdpr import erase_person, export_person
@@ -32,22 +32,13 @@ from winback.compliance.manual import (
     remove_suppression,
 )
 from winback.compliance.retention import purge as purge_contacts
+from winback.compliance.suppression import SuppressionReason
 
 WAL_WARNING = (
     "[bold red]The SQLite write-ahead log could not be emptied[/] (another process is "
     "reading the database): old copies of the erased rows stay in it until it is; stop "
     "that process and run `winback purge` (nothing left to erase) to empty it."
 )
-
-
-class Reason(StrEnum):
-    UNSUBSCRIBE = "unsubscribe"
-    BOUNCE_HARD = "bounce_hard"
-    BOUNCE_SOFT = "bounce_soft"
-    COMPLAINT = "complaint"
-    SUNSET = "sunset"
-    ERASED = "erased"
-    MANUAL = "manual"
 
 
 class SendingChannel(StrEnum):
@@ -74,7 +65,9 @@ def _channel(option: SendingChannel | None) -> str | None:
 @suppress_app.command("add")
 def suppress_add(
     address: AddressArgument,
-    reason: Annotated[Reason, typer.Option(help="Why the address is suppressed.")] = Reason.MANUAL,
+    reason: Annotated[
+        SuppressionReason, typer.Option(help="Why the address is suppressed.")
+    ] = SuppressionReason.MANUAL,
     channel: ChannelOption = None,
     workspace: WorkspaceOption = None,
     now: NowOption = None,
@@ -108,7 +101,7 @@ def suppress_remove(
 @suppress_app.command("list")
 def suppress_list(
     channel: ChannelOption = None,
-    reason: Annotated[Reason | None, typer.Option(help="Only this reason.")] = None,
+    reason: Annotated[SuppressionReason | None, typer.Option(help="Only this reason.")] = None,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -138,8 +131,8 @@ def suppress_list(
 def suppress_import(
     file: Annotated[Path, typer.Argument(help="CSV with an address (or hash) column.")],
     reason: Annotated[
-        Reason, typer.Option(help="Reason of rows without a reason column.")
-    ] = Reason.MANUAL,
+        SuppressionReason, typer.Option(help="Reason of rows without a reason column.")
+    ] = SuppressionReason.MANUAL,
     workspace: WorkspaceOption = None,
     now: NowOption = None,
     json: JsonOption = False,
@@ -165,12 +158,9 @@ def suppress_export(
 ) -> None:
     """Export the list as CSV: addresses of contacts still present, hashes for the others."""
     ws = open_workspace(workspace)
-    if out is None:
-        export_suppressions(ws, sys.stdout, channel=_channel(channel))
-        return
-    with out.open("w", encoding="utf-8", newline="") as stream:
-        count = export_suppressions(ws, stream, channel=_channel(channel))
-    console.print(f"{count} entries written to {out}.")
+    write_csv(
+        out, lambda stream: export_suppressions(ws, stream, channel=_channel(channel)), "entries"
+    )
 
 
 def purge(

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from winback.cli.common import (
     now_option,
     open_workspace,
     print_json,
+    write_csv,
 )
 from winback.clock import utcnow
 from winback.journeys.catalog import add_journey, copy_starter, journey_funnel, list_journeys
@@ -301,12 +301,7 @@ def offers_export(
 ) -> None:
     """The coupon codes given to contacts, as CSV for the shop."""
     ws = open_workspace(workspace)
-    if out is None:
-        export_offers_csv(ws, sys.stdout, journey)
-        return
-    with out.open("w", encoding="utf-8", newline="") as handle:
-        count = export_offers_csv(ws, handle, journey)
-    console.print(f"{count} codes written to {out}")
+    write_csv(out, lambda stream: export_offers_csv(ws, stream, journey), "codes")
 
 
 @offers_app.command("import")

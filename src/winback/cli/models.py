@@ -73,10 +73,7 @@ def report(
     ws = open_workspace(workspace)
     start = None
     if holdout_from is not None:
-        try:
-            start = now_option(holdout_from, ws)
-        except typer.BadParameter as exc:
-            raise typer.BadParameter(str(exc), param_hint="--holdout-from") from None
+        start = now_option(holdout_from, ws, option="--holdout-from")
     result = models_report(ws.engine, ws.config.models, now_option(now, ws), start)
     if as_json:
         print_json(result)

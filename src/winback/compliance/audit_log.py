@@ -14,8 +14,7 @@ from sqlalchemy import or_, select
 
 from winback.clock import from_db, to_db
 from winback.compliance.suppression import address_hash
-from winback.contacts import normalise_address
-from winback.errors import NotFoundError
+from winback.contacts import typed_address
 from winback.store.schema import audit, contacts
 from winback.workspace import Workspace
 
@@ -30,11 +29,8 @@ def audit_log(
         query = query.where(audit.c.at >= to_db(since))
     with workspace.engine.connect() as connection:
         if contact is not None:
-            try:
-                key = normalise_address(contact, workspace.config.workspace.default_region)
-            except ValueError as exc:
-                raise NotFoundError(f"{contact!r} is not an email or phone number: {exc}") from None
-            digest = address_hash(workspace, "email" if "@" in key else "sms", key)
+            channel, key = typed_address(workspace, contact)
+            digest = address_hash(workspace, channel, key)
             # Erased: named by the hash of the email (key_hash), or of the phone in the
             # records of its suppression.
             ids = set(

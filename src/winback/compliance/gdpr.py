@@ -17,7 +17,7 @@ from winback.clock import from_db
 from winback.compliance.erasure import erase_contacts, erasing, reclaim_space
 from winback.compliance.files import FileScrub, scrub_files
 from winback.compliance.suppression import address_hash, suppress
-from winback.contacts import normalise_address
+from winback.contacts import typed_address
 from winback.errors import NotFoundError
 from winback.scoring import contact_scores
 from winback.store.contacts import find_contact
@@ -49,15 +49,6 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _address(workspace: Workspace, text: str) -> tuple[str, str]:
-    """The channel and normalised form of an email or phone typed by the user."""
-    try:
-        address = normalise_address(text, workspace.config.workspace.default_region)
-    except ValueError as exc:
-        raise NotFoundError(f"{text!r} is not an email or a phone number: {exc}") from None
-    return ("email" if "@" in address else "sms"), address
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return from_db(value).isoformat()
@@ -81,7 +72,7 @@ def export_person(workspace: Workspace, address: str) -> dict[str, Any]:
     the contact, stage and scores, events, enrollments (with the journey's name), messages
     (subject, step, text), offer codes, survey answers, suppressions of their addresses
     and audit records (by contact and by the hash of their addresses)."""
-    channel, key = _address(workspace, address)
+    channel, key = typed_address(workspace, address)
     with workspace.engine.connect() as connection:
         contact = find_contact(connection, key)
         if contact is None:
@@ -167,7 +158,7 @@ def erase_person(workspace: Workspace, address: str, now: datetime) -> EraseResu
     :mod:`winback.compliance.erasure`), the freed database pages, and every line of the
     workspace's files that names them. An address with no contact is still suppressed
     (reason ``erased``) and taken out of the files: the person asked not to be kept."""
-    channel, key = _address(workspace, address)
+    channel, key = typed_address(workspace, address)
     with erasing(workspace.engine) as connection:
         contact = find_contact(connection, key)
         if contact is None:

@@ -16,7 +16,7 @@ address was suppressed without ever being a contact). The import reads the same 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,34 +26,27 @@ from sqlalchemy import Connection, delete, select
 
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
-from winback.compliance.refusals import apply_refusals
+from winback.compliance.refusals import REFUSALS, apply_refusals
 from winback.compliance.suppression import REASONS, address_hash, suppress_hashes
-from winback.contacts import normalise_address
-from winback.domain import EventType
+from winback.contacts import typed_address
 from winback.errors import InputFileError, NotFoundError
 from winback.ingest.reader import open_source
 from winback.ingest.values import fold
-from winback.store.contacts import find_contact
+from winback.store.chunks import chunks
+from winback.store.contacts import contacts_by_address, find_contact
 from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
 
 EXPORT_COLUMNS = ("channel", "address", "hash", "reason", "suppressed_at")
-_REFUSAL_EVENTS = {
-    "unsubscribe": EventType.UNSUBSCRIBE,
-    "bounce_hard": EventType.BOUNCE_HARD,
-    "complaint": EventType.COMPLAINT,
-}
+# The refusal event a reason stands for, when it stands for one.
+_REFUSAL_EVENTS = {reason: event for event, (_, reason) in REFUSALS.items()}
 _ADDRESS_HEADERS = {"address", "email", "phone", "adresse", "telephone", "mobile"}
 
 
 def _parse(workspace: Workspace, text: str, channel: str | None) -> tuple[str, str]:
     """(channel, normalised address) of what the user typed; the channel follows the
     address (an email is email, anything else a phone) unless given."""
-    try:
-        address = normalise_address(text, workspace.config.workspace.default_region)
-    except ValueError as exc:
-        raise NotFoundError(f"{text!r} is not an email or a phone number: {exc}") from None
-    found = "email" if "@" in address else "sms"
+    found, address = typed_address(workspace, text)
     if channel is not None and channel != found:
         raise NotFoundError(f"{address} is not an address of the {channel} channel")
     return found, address
@@ -72,11 +65,9 @@ def add_suppression(
     if reason not in REASONS:
         raise NotFoundError(f"unknown reason {reason!r}: use one of {', '.join(sorted(REASONS))}")
     channel, key = _parse(workspace, address, channel)
+    entry = _Entry(channel, address_hash(workspace, channel, key), reason, key)
     with workspace.engine.begin() as connection:
-        contact = find_contact(connection, key)
-        owner = contact["id"] if contact else None
-        digest = address_hash(workspace, channel, key)
-        return _add_one(connection, workspace, digest, owner, channel, reason, now)
+        return _add_entries(connection, workspace, [entry], now) == 1
 
 
 def _entry(
@@ -217,68 +208,130 @@ def import_suppressions(
     reason_at = header.index("reason") if "reason" in header else None
     channel_at = header.index("channel") if "channel" in header else None
     result = SuppressionImport()
+    entries: list[_Entry] = []
     try:
-        with workspace.engine.begin() as connection:
-            for line, values in source.rows:
-                cell = _cells(values)
-                try:
-                    row_reason = cell(reason_at) or reason
-                    if row_reason not in REASONS:
-                        raise ValueError(f"unknown reason {row_reason!r}")
-                    channel = cell(channel_at)
-                    if channel not in (None, "email", "sms"):
-                        raise ValueError(f"unknown channel {channel!r} (email or sms)")
-                    text = cell(address_at)
-                    if text:
-                        channel, key = _parse(workspace, text, channel)
-                        contact = find_contact(connection, key)
-                        digest = address_hash(workspace, channel, key)
-                        owner = contact["id"] if contact else None
-                    else:
-                        digest = (cell(hash_at) or "").lower()
-                        if len(digest) != 64 or not channel:
-                            raise ValueError("a hash row needs a 64-digit hash and a channel")
-                        owner = None
-                except (ValueError, NotFoundError) as exc:
-                    result.rejected.append((line, str(exc)))
-                    continue
-                added = _add_one(connection, workspace, digest, owner, channel, row_reason, now)
-                result.added += added
-                result.already += not added
+        for line, values in source.rows:
+            cell = _cells(values)
+            try:
+                row_reason = cell(reason_at) or reason
+                if row_reason not in REASONS:
+                    raise ValueError(f"unknown reason {row_reason!r}")
+                channel = cell(channel_at)
+                if channel not in (None, "email", "sms"):
+                    raise ValueError(f"unknown channel {channel!r} (email or sms)")
+                text = cell(address_at)
+                if text:
+                    channel, key = _parse(workspace, text, channel)
+                    entries.append(
+                        _Entry(channel, address_hash(workspace, channel, key), row_reason, key)
+                    )
+                else:
+                    digest = (cell(hash_at) or "").lower()
+                    if len(digest) != 64 or not channel:
+                        raise ValueError("a hash row needs a 64-digit hash and a channel")
+                    entries.append(_Entry(channel, digest, row_reason))
+            except (ValueError, NotFoundError) as exc:
+                result.rejected.append((line, str(exc)))
     finally:
         source.close()
+    with workspace.engine.begin() as connection:
+        result.added = _add_entries(connection, workspace, entries, now)
+    result.already = len(entries) - result.added
     return result
 
 
-def _add_one(
-    connection: Connection,
-    workspace: Workspace,
-    digest: str,
-    owner: int | None,
-    channel: str,
-    reason: str,
-    now: datetime,
-) -> bool:
-    """One imported entry: a refusal of a contact of the base goes through
-    :func:`apply_refusals` (status and suppression), anything else onto the list."""
-    if owner is None or reason not in _REFUSAL_EVENTS:
-        added = suppress_hashes(
-            connection, {digest: owner}, channel=channel, reason=reason, now=now, actor="user"
+@dataclass(frozen=True)
+class _Entry:
+    """One address to put on the list: its channel, hash and reason, and its normalised
+    form (None for a line that gave only the hash)."""
+
+    channel: str
+    digest: str
+    reason: str
+    address: str | None = None
+
+
+def _add_entries(
+    connection: Connection, workspace: Workspace, entries: Sequence[_Entry], now: datetime
+) -> int:
+    """Put ``entries`` on the list as if one by one, in a few queries per chunk; returns
+    how many were new (an address on the list already, or met earlier among ``entries``,
+    keeps its first reason). A refusal reason for a contact of the base goes through
+    :func:`apply_refusals` like any refusal: the channel status changes too, even when the
+    address was on the list already."""
+    addresses = [entry.address for entry in entries if entry.address]
+    owners: dict[str, int] = {}
+    for row in contacts_by_address(
+        connection,
+        (a for a in addresses if "@" in a),
+        (a for a in addresses if "@" not in a),
+    ):
+        owners.update((address, row["id"]) for address in (row["email"], row["phone"]) if address)
+    listed = _listed(connection, sorted({entry.digest for entry in entries}))
+    # Consecutive entries are written together, in the order of ``entries``: a run of
+    # plain entries (by channel and reason), or a run of refusals of contacts of the base,
+    # at most one per contact and channel (a second one starts a new run, so the status
+    # ends as the last refusal says and the list keeps the first reason).
+    runs: list[_Run] = []
+    added = 0
+    for entry in entries:
+        owner = owners.get(entry.address) if entry.address else None
+        event = None if owner is None else _REFUSAL_EVENTS.get(entry.reason)
+        new = (entry.channel, entry.digest) not in listed
+        listed.add((entry.channel, entry.digest))
+        added += new
+        if owner is not None and event is not None:
+            refusal = {
+                "contact_id": owner,
+                "type": event.value,
+                "channel": entry.channel,
+                "occurred_at": to_db(now),
+            }
+            if not runs or runs[-1].plain or (entry.channel, owner) in runs[-1].refusals:
+                runs.append(_Run(plain=False))
+            runs[-1].refusals[(entry.channel, owner)] = refusal
+        elif new:
+            if not runs or not runs[-1].plain:
+                runs.append(_Run(plain=True))
+            runs[-1].hashes.setdefault((entry.channel, entry.reason), {})[entry.digest] = owner
+    for run in runs:
+        for (channel, reason), digests in run.hashes.items():
+            for batch in chunks(list(digests)):
+                suppress_hashes(
+                    connection,
+                    {digest: digests[digest] for digest in batch},
+                    channel=channel,
+                    reason=reason,
+                    now=now,
+                    actor="user",
+                )
+        if run.refusals:
+            apply_refusals(
+                connection, workspace, list(run.refusals.values()), now=now, actor="user"
+            )
+    return added
+
+
+@dataclass
+class _Run:
+    """Entries of :func:`_add_entries` written together."""
+
+    plain: bool
+    hashes: dict[tuple[str, str], dict[str, int | None]] = field(default_factory=dict)
+    refusals: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+
+
+def _listed(connection: Connection, digests: Sequence[str]) -> set[tuple[str, str]]:
+    """The (channel, hash) pairs among these hashes that are on the list."""
+    listed: set[tuple[str, str]] = set()
+    for batch in chunks(digests):
+        rows = connection.execute(
+            select(suppressions.c.channel, suppressions.c.address_hash).where(
+                suppressions.c.address_hash.in_(batch)
+            )
         )
-        return added > 0
-    known = connection.execute(
-        select(suppressions.c.id).where(
-            suppressions.c.channel == channel, suppressions.c.address_hash == digest
-        )
-    ).first()
-    refusal = {
-        "contact_id": owner,
-        "type": _REFUSAL_EVENTS[reason].value,
-        "channel": channel,
-        "occurred_at": to_db(now),
-    }
-    apply_refusals(connection, workspace, [refusal], now=now, actor="user")
-    return known is None
+        listed.update((channel, digest) for channel, digest in rows)
+    return listed
 
 
 def _cells(values: list[Any]) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Connection, and_, insert, select
 from sqlalchemy.sql import ColumnElement
@@ -23,9 +24,20 @@ from winback.store.chunks import chunks
 from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
 
-REASONS = frozenset(
-    {"unsubscribe", "bounce_hard", "bounce_soft", "complaint", "sunset", "erased", "manual"}
-)
+
+class SuppressionReason(StrEnum):
+    """Why an address is on the list (the first reason stays)."""
+
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE_HARD = "bounce_hard"
+    BOUNCE_SOFT = "bounce_soft"
+    COMPLAINT = "complaint"
+    SUNSET = "sunset"
+    ERASED = "erased"
+    MANUAL = "manual"
+
+
+REASONS = frozenset(reason.value for reason in SuppressionReason)
 _ADDRESS_COLUMN = {"email": contacts.c.email, "sms": contacts.c.phone}
 
 
@@ -96,7 +108,8 @@ def load_suppressions(
 
 
 def is_suppressed(connection: Connection, workspace: Workspace, channel: str, address: str) -> bool:
-    """One address, one query: the check dispatch makes just before sending."""
+    """Whether one address is on the list of ``channel``, in one query (paths that check
+    many use :func:`load_suppressions` or :func:`suppression_reasons`)."""
     digest = address_hash(workspace, channel, address)
     found = connection.execute(
         select(suppressions.c.id).where(
@@ -120,12 +133,21 @@ def suppress(
     """Suppress the contact's address on ``channel`` (or a bare ``address``), with an
     audit record. Returns False when there was no address or it was suppressed already
     (the first reason is kept: it is the one that made the decision)."""
-    if address is None and contact_id is not None:
-        address = connection.execute(
-            select(_ADDRESS_COLUMN[channel]).where(contacts.c.id == contact_id)
-        ).scalar_one_or_none()
-    owners = [(contact_id, address)] if address else []
-    return _suppress_addresses(connection, workspace, channel, reason, now, actor, owners) > 0
+    if not address:
+        ids = [] if contact_id is None else [contact_id]
+        added = suppress_contacts(
+            connection, workspace, ids, channel=channel, reason=reason, now=now, actor=actor
+        )
+    else:
+        added = suppress_hashes(
+            connection,
+            {address_hash(workspace, channel, address): contact_id},
+            channel=channel,
+            reason=reason,
+            now=now,
+            actor=actor,
+        )
+    return added > 0
 
 
 def suppress_contacts(
@@ -150,30 +172,14 @@ def suppress_contacts(
                 column.is_not(None),
                 column != "",
             )
-        ).all()
-        added += _suppress_addresses(
-            connection, workspace, channel, reason, now, actor, [tuple(row) for row in owners]
+        )
+        digests: dict[str, int | None] = {}
+        for contact_id, address in owners:
+            digests.setdefault(address_hash(workspace, channel, address), contact_id)
+        added += suppress_hashes(
+            connection, digests, channel=channel, reason=reason, now=now, actor=actor
         )
     return added
-
-
-def _suppress_addresses(
-    connection: Connection,
-    workspace: Workspace,
-    channel: str,
-    reason: str,
-    now: datetime,
-    actor: str,
-    owners: Sequence[tuple[int | None, str]],
-) -> int:
-    """Add the (contact id, address) pairs not suppressed yet, each with an audit record;
-    at most one chunk of pairs at a time."""
-    digests: dict[str, int | None] = {}
-    for contact_id, address in owners:
-        digests.setdefault(address_hash(workspace, channel, address), contact_id)
-    return suppress_hashes(
-        connection, digests, channel=channel, reason=reason, now=now, actor=actor
-    )
 
 
 def suppress_hashes(

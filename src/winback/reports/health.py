@@ -17,6 +17,7 @@ Definitions:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -51,6 +52,14 @@ def _share(count: int, total: int) -> float:
     return round(count / total, 4) if total else 0.0
 
 
+def _spread(counts: dict[Any, Any], labels: Iterable[str], total: int) -> dict[str, Any]:
+    """The count of each label (0 when absent) and its share of ``total``."""
+    return {
+        label: {"count": int(counts.get(label, 0)), "share": _share(counts.get(label, 0), total)}
+        for label in labels
+    }
+
+
 def base_health(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
     """The whole report as one JSON-ready object with the keys ``stages``, ``channels``,
     ``inactivity_buckets``, ``erosion`` and ``cost`` (plus ``now`` and ``contacts``)."""
@@ -76,13 +85,7 @@ def _stages(connection: Connection, total: int) -> dict[str, Any]:
         ).all()
     )
     scored = sum(rows.values())
-    result: dict[str, Any] = {
-        stage.value: {
-            "count": int(rows.get(stage.value, 0)),
-            "share": _share(rows.get(stage.value, 0), scored),
-        }
-        for stage in Stage
-    }
+    result = _spread(rows, (stage.value for stage in Stage), scored)
     result["unscored"] = {"count": total - scored, "share": _share(total - scored, total)}
     return result
 
@@ -94,13 +97,7 @@ def _channels(connection: Connection, total: int) -> dict[str, Any]:
         rows: dict[Any, Any] = dict(
             connection.execute(select(column, func.count()).where(LIVE).group_by(column)).all()
         )
-        statuses = {
-            status.value: {
-                "count": int(rows.get(status.value, 0)),
-                "share": _share(rows.get(status.value, 0), total),
-            }
-            for status in ChannelStatus
-        }
+        statuses = _spread(rows, (status.value for status in ChannelStatus), total)
         result[channel.value] = {
             "statuses": statuses,
             "reachable": statuses[ChannelStatus.SUBSCRIBED.value]["count"],
@@ -130,11 +127,7 @@ def _inactivity(connection: Connection, config: Config, now: datetime) -> dict[s
         ).all()
     )
     scored = sum(rows.values())
-    labels = [label for label, _, _ in INACTIVITY_BUCKETS] + ["never"]
-    return {
-        label: {"count": int(rows.get(label, 0)), "share": _share(rows.get(label, 0), scored)}
-        for label in labels
-    }
+    return _spread(rows, [label for label, _, _ in INACTIVITY_BUCKETS] + ["never"], scored)
 
 
 def _erosion(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
