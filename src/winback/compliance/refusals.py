@@ -27,7 +27,7 @@ from sqlalchemy import Connection, select
 
 from winback.compliance import audit
 from winback.compliance.suppression import suppress_contacts
-from winback.domain import ChannelStatus, EventType
+from winback.domain import SENDING_CHANNELS, ChannelStatus, EventType
 from winback.store.chunks import chunks
 from winback.store.contacts import channel_statuses, set_channel_status
 from winback.store.schema import events as events_table
@@ -39,7 +39,6 @@ REFUSALS: dict[EventType, tuple[ChannelStatus, str]] = {
     EventType.BOUNCE_HARD: (ChannelStatus.BOUNCED, "bounce_hard"),
     EventType.COMPLAINT: (ChannelStatus.COMPLAINED, "complaint"),
 }
-SENDING_CHANNELS = ("email", "sms")
 # The event types apply_refusals looks at (a soft bounce counts towards the limit, a reply
 # may be STOP): a caller that sorts events first passes it at least these.
 CONSIDERED = frozenset({*REFUSALS, EventType.BOUNCE_SOFT, EventType.REPLY})

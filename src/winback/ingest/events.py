@@ -28,8 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from winback.clock import to_db
-from winback.compliance.refusals import CONSIDERED, SENDING_CHANNELS, apply_refusals
-from winback.domain import Channel, EventType
+from winback.compliance.refusals import CONSIDERED, apply_refusals
+from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import InputFileError
 from winback.ingest import columnar as col
 from winback.ingest import values as v

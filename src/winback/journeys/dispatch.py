@@ -47,7 +47,7 @@ from winback.channels import (
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
 from winback.compliance.refusals import REFUSALS, apply_refusals
-from winback.compliance.suppression import address_hash, can_receive
+from winback.compliance.suppression import can_receive, suppression_reasons
 from winback.domain import Channel, EventType
 from winback.errors import WinbackError
 from winback.journeys.catalog import load_journeys, templates_of
@@ -58,7 +58,7 @@ from winback.journeys.render import CompiledTemplate, TemplateSet, render
 from winback.links import Links
 from winback.store.chunks import chunks
 from winback.store.contacts import dedup_key
-from winback.store.schema import contacts, enrollments, events, outbox, suppressions
+from winback.store.schema import contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
 LOCK_FILE = "dispatch.lock"
@@ -548,23 +548,12 @@ def _suppressed_of(
 ) -> set[tuple[str, str]]:
     """The (channel, address) pairs of a batch of rows that are on the suppression list:
     one query per batch, just before the batch goes out."""
-    wanted: dict[tuple[str, str], tuple[str, str]] = {}
-    for row in rows:
-        channel = row["channel"]
-        address = row["contact_email"] if channel == "email" else row["contact_phone"]
-        if address:
-            wanted[(channel, address_hash(workspace, channel, address))] = (channel, address)
-    found: set[tuple[str, str]] = set()
-    for batch in chunks(sorted({digest for _, digest in wanted})):
-        for channel, digest in connection.execute(
-            select(suppressions.c.channel, suppressions.c.address_hash).where(
-                suppressions.c.address_hash.in_(batch)
-            )
-        ):
-            pair = wanted.get((channel, digest))
-            if pair is not None:
-                found.add(pair)
-    return found
+    pairs = {
+        (row["channel"], address)
+        for row in rows
+        if (address := row["contact_email"] if row["channel"] == "email" else row["contact_phone"])
+    }
+    return set(suppression_reasons(connection, workspace, pairs))
 
 
 class _Unsendable(Exception):
