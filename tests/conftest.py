@@ -1,4 +1,5 @@
-"""Fixtures shared by the suites: workspaces on SQLite and PostgreSQL, and the CLI."""
+"""Fixtures shared by the suites: workspaces on SQLite and PostgreSQL, the CLI, and a
+real SMTP server on loopback."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
+from tests.channels.smtp_server import CountingController, RecordingHandler
 from tests.pgserver import PostgresServer, find_bindir
+from winback.channels import ENV_SMTP_URL
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
 _database_numbers = itertools.count()
@@ -77,3 +80,14 @@ def sqlite_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 @pytest.fixture
 def cli() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingHandler]:
+    """A real SMTP server on loopback, which the workspace's email channel points at."""
+    handler = RecordingHandler()
+    controller = CountingController(handler)
+    controller.start()
+    monkeypatch.setenv(ENV_SMTP_URL, f"smtp://127.0.0.1:{controller.port}")
+    yield handler
+    controller.stop()

@@ -424,7 +424,7 @@ soft_window = "30d"
 [retention]
 erase_after = "3y"          # erase personal data this long after the person's last contact
 ask_before_erase = false    # send a last "do you want to stay?" message first
-ask_ahead = "4w"
+ask_ahead = "4w"            # how long before the erasure the question goes out
 
 [quiet_hours]
 sms = true                  # commercial SMS: Monday to Saturday, start_hour to end_hour

@@ -1,5 +1,6 @@
 """Signed links: the open pixel, click tracking, one-click unsubscribe, the preference
-centre and surveys, all under the workspace's ``public_url``.
+centre, surveys and the retention question's "keep me" page, all under the workspace's
+``public_url``.
 
 One module builds the tokens (the renderer and the channels) and verifies them (the
 tracking server), so the two sides cannot drift apart. A token is
@@ -58,6 +59,7 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "u"
     PREFERENCES = "p"
     SURVEY = "s"
+    STAY = "k"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ class SurveyToken:
     contact_id: int
     survey: str
     message_id: str | None
+
+
+@dataclass(frozen=True)
+class StayToken:
+    contact_id: int
 
 
 def _b64encode(data: bytes) -> str:
@@ -224,6 +231,10 @@ class Links:
             data["m"] = message_id
         return self._link(Purpose.SURVEY, data, expires_at=expires_at)
 
+    def stay_url(self, contact_id: int) -> str:
+        """The page where a person asked before the retention purge says "keep me"."""
+        return self._link(Purpose.STAY, {"c": contact_id})
+
     # -- verifiers --------------------------------------------------------------------
 
     def verify_open(self, token: str, *, now: datetime) -> OpenToken:
@@ -261,12 +272,16 @@ class Links:
             message_id=message_id if isinstance(message_id, str) else None,
         )
 
+    def verify_stay(self, token: str, *, now: datetime) -> StayToken:
+        payload = self.verify(token, Purpose.STAY, now=now)
+        return StayToken(contact_id=_number(payload, "c"))
+
     # -- rewriting bodies -------------------------------------------------------------
 
     def _tracked(self, url: str, message_id: str) -> str:
         """The click link for ``url``, or ``url`` itself when it is not to be tracked:
         mailto:, tel:, sms:, anchors and relative links, and the workspace's own pages
-        (unsubscribe, preferences, survey), which carry their own tokens."""
+        (unsubscribe, preferences, survey, stay), which carry their own tokens."""
         if not _is_web_link(url):
             return url
         if url == self.base or url.startswith(self.base + "/"):

@@ -13,7 +13,7 @@ from tests.compliance.conftest import audit_actions, contact, write
 from winback.cli import app
 from winback.compliance.suppression import address_hash
 from winback.ingest.contacts import import_contacts
-from winback.store.schema import audit, events, suppressions, survey_answers
+from winback.store.schema import audit, events, outbox, suppressions, survey_answers
 from winback.workspace import Workspace
 
 NOW = "2025-06-30"
@@ -119,13 +119,21 @@ def test_retention_period_comes_from_the_config(workspace: Workspace, cli: CliRu
     assert report["erased"] == len(people) - 1  # everyone but the subscriber
 
 
-def test_ask_before_erase_is_refused_rather_than_ignored(
+def test_ask_before_erase_dry_run_counts_the_questions(
     workspace: Workspace, cli: CliRunner
 ) -> None:
+    people = _base(workspace)
     config = workspace.path / "winback.toml"
     text = config.read_text(encoding="utf-8")
     config.write_text(
         text.replace("ask_before_erase = false", "ask_before_erase = true"), encoding="utf-8"
     )
-    result = cli.invoke(app, ["purge", "--now", NOW, "-w", str(workspace.path)])
-    assert result.exit_code == 2 and "retention.ask_before_erase" in result.output
+    args = ["purge", "--dry-run", "--now", NOW, "-w", str(workspace.path)]
+    report = json.loads(cli.invoke(app, [*args, "--json"]).output)
+    # Every due contact can still be written to: all are owed the question first.
+    assert (report["due"], report["asked"], report["waiting"], report["erased"]) == (4, 4, 4, 0)
+    text_report = cli.invoke(app, args).output
+    assert "4 would be asked whether they want to stay" in text_report
+    assert all(contact(workspace, cid)["erased_at"] is None for cid in people.values())
+    with workspace.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(outbox)).scalar_one() == 0

@@ -12,8 +12,6 @@ import pytest
 from sqlalchemy import Connection, insert, select
 
 from tests.builders import add_contact
-from tests.channels.smtp_server import CountingController, RecordingHandler
-from winback.channels import ENV_SMTP_URL
 from winback.clock import to_db
 from winback.journeys.catalog import add_journey
 from winback.journeys.definition import Journey
@@ -87,17 +85,6 @@ def outbox_rows(workspace: Workspace, **where: Any) -> list[dict[str, Any]]:
         query = query.where(outbox.c[column] == value)
     with workspace.engine.connect() as connection:
         return [dict(row) for row in connection.execute(query).mappings()]
-
-
-@pytest.fixture
-def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingHandler]:
-    """A real SMTP server on loopback, which the workspace's email channel points at."""
-    handler = RecordingHandler()
-    controller = CountingController(handler)
-    controller.start()
-    monkeypatch.setenv(ENV_SMTP_URL, f"smtp://127.0.0.1:{controller.port}")
-    yield handler
-    controller.stop()
 
 
 @pytest.fixture

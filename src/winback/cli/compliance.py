@@ -171,7 +171,8 @@ def purge(
     ] = False,
     json: JsonOption = False,
 ) -> None:
-    """Erase the contacts with no contact from the person for retention.erase_after."""
+    """Erase the contacts with no contact from the person for retention.erase_after
+    (with retention.ask_before_erase, after a last question)."""
     ws = open_workspace(workspace)
     moment = now_option(now, ws)
     with Progress(
@@ -197,6 +198,12 @@ def purge(
         f"{result.due} contacts with no contact from the person since {since} "
         f"({result.with_email} with an email, {result.with_phone} with a phone)."
     )
+    if ws.config.retention.ask_before_erase:
+        console.print(
+            f"{result.asked} {'would be asked' if dry_run else 'asked'} whether they want to stay "
+            f"(`winback dispatch` sends the question); {result.waiting} of the due contacts "
+            "wait for their answer."
+        )
     if dry_run:
         console.print("Dry run: nothing was erased.")
     else:

@@ -4,29 +4,56 @@ customer data used for marketing).
 
 The clock runs from the person's last contact with us, as the CNIL reads it: a click
 (not a link scanner's), a purchase, a login, a visit, an SMS reply or a form (a survey
-answer). An email open does not count, and nothing we sent does; a contact who never got
-in touch counts from their creation. A contact with an active paid subscription is never
+answer, or the yes to the last question below). An email open does not count, and
+nothing we sent does; a contact who never got in touch counts from their creation. A contact with an active paid subscription is never
 purged: the commercial relationship is still running, and the clock starts when it ends.
 
-``retention.ask_before_erase`` (a last "do you want to stay?" message before the purge)
-is not built yet: :func:`purge` refuses to run while it is set, rather than erase people
-who were promised a question first.
+With ``retention.ask_before_erase``, the purge first asks. Each run queues a last
+message (template ``retention_ask``, step ``retention-ask`` in the outbox, sent by
+``winback dispatch``) to every contact whose clock runs out within
+``retention.ask_ahead`` (4 weeks by default) and who can still be written to: by email,
+or by SMS when there is no email to write to. The message's "keep me" link leads to a
+page whose button records the person's yes (an audit record ``stay``), which restarts
+the clock like any other contact from the person. Nothing else keeps them: an open or a
+link scanner's visit does not, and silence does not. A contact whose clock has run out is
+erased once the question went out at least ``ask_ahead`` before without a yes, or when it
+could not be asked (no address we may write to, or the message was cancelled or failed).
+A contact whose clock had already run out when the option was turned on is asked first
+and erased ``ask_ahead`` later: the option promises the question.
+
+An ask belongs to the current clock when it was queued after the clock's cutoff: the
+contact is due, so their last contact is older than the cutoff, and so is any ask from an
+earlier clock (the person answered it, which is a contact).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    case,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    true,
+)
 
 from winback.clock import to_db
+from winback.compliance import audit as audit_log
 from winback.compliance.erasure import erase_contacts, erasing, reclaim_space
-from winback.domain import EventType
-from winback.errors import ConfigError
-from winback.store.schema import contacts, events, survey_answers
+from winback.compliance.suppression import can_receive_clause
+from winback.domain import Channel, EventType
+from winback.store.chunks import chunks
+from winback.store.schema import audit, contacts, events, outbox, survey_answers
 from winback.workspace import Workspace
 
 # The events by which the person gets in touch (an open is not one, nor a sent message).
@@ -37,6 +64,12 @@ PERSON_TOUCHES = (
     EventType.VISIT,
     EventType.REPLY,
 )
+# The last question before erasure: its outbox step (it belongs to no journey), the
+# template it is written with, and the audit action of the person's yes.
+ASK_STEP = "retention-ask"
+ASK_TEMPLATE = "retention_ask"
+STAY_ACTION = "stay"
+ACTOR = "purge"
 
 
 @dataclass
@@ -47,6 +80,10 @@ class PurgeResult:
     due: int = 0
     with_email: int = 0
     with_phone: int = 0
+    # With retention.ask_before_erase: questions queued by this run, and the due contacts
+    # kept until their question has had retention.ask_ahead to be answered.
+    asked: int = 0
+    waiting: int = 0
     erased: int = 0
     dry_run: bool = False
     # False when another process kept the SQLite write-ahead log from being emptied.
@@ -76,13 +113,115 @@ def purge_due(cutoff: datetime) -> Select[Any]:
         .where(survey_answers.c.contact_id == contacts.c.id, survey_answers.c.answered_at >= stamp)
         .exists()
     )
+    stayed = (
+        select(audit.c.id)
+        .where(
+            audit.c.contact_id == contacts.c.id,
+            audit.c.action == STAY_ACTION,
+            audit.c.at >= stamp,
+        )
+        .exists()
+    )
     return select(contacts.c.id, contacts.c.email, contacts.c.phone).where(
         contacts.c.erased_at.is_(None),
         contacts.c.created_at < stamp,
         not_(contacts.c.subscription_active == true()),
         not_(touched),
         not_(answered),
+        not_(stayed),
     )
+
+
+def _asks(since: datetime, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """Whether the contact has a last question queued at or after ``since`` (and
+    meeting ``conditions``)."""
+    return (
+        select(outbox.c.id)
+        .where(
+            outbox.c.contact_id == contacts.c.id,
+            outbox.c.journey.is_(None),
+            outbox.c.step_id == ASK_STEP,
+            outbox.c.created_at >= to_db(since),
+            *conditions,
+        )
+        .exists()
+    )
+
+
+def _askable() -> ColumnElement[bool]:
+    return or_(can_receive_clause(Channel.EMAIL), can_receive_clause(Channel.SMS))
+
+
+def erasable(cutoff: datetime, now: datetime, ask_ahead: timedelta) -> Select[Any]:
+    """:func:`purge_due`, less the contacts still owed their last question (see the
+    module): asked and not yet answered for ``ask_ahead``, or not yet asked though they
+    can be."""
+    answering = _asks(
+        cutoff,
+        or_(
+            outbox.c.status.in_(("queued", "sending")),
+            and_(
+                outbox.c.status.in_(("sent", "unknown")),
+                func.coalesce(outbox.c.sent_at, outbox.c.due_at) > to_db(now - ask_ahead),
+            ),
+        ),
+    )
+    unasked = and_(_askable(), not_(_asks(cutoff)))
+    return purge_due(cutoff).where(not_(answering), not_(unasked))
+
+
+def _to_ask(cutoff: datetime, ask_ahead: timedelta) -> Select[Any]:
+    ask_cutoff = cutoff + ask_ahead
+    return purge_due(ask_cutoff).where(_askable(), not_(_asks(ask_cutoff)))
+
+
+def ask(connection: Connection, now: datetime, cutoff: datetime, ask_ahead: timedelta) -> int:
+    """Queue the last question for every contact whose clock (cut off at ``cutoff``)
+    runs out within ``ask_ahead``, who was not asked for this clock and can be written
+    to: by email, else by SMS. Each leaves an audit record. Returns how many."""
+    ask_cutoff = cutoff + ask_ahead
+    channel = case(
+        (can_receive_clause(Channel.EMAIL), Channel.EMAIL.value), else_=Channel.SMS.value
+    )
+    chosen = connection.execute(
+        _to_ask(cutoff, ask_ahead).with_only_columns(contacts.c.id, channel).order_by(contacts.c.id)
+    ).all()
+    stamp = to_db(now)
+    reason = (
+        f"no contact from the person since {ask_cutoff.date().isoformat()}: "
+        "erased unless they say they want to stay"
+    )
+    for batch in chunks(chosen):
+        connection.execute(
+            insert(outbox),
+            [
+                {
+                    "idempotency_key": f"{ASK_STEP}:{contact_id}:{stamp.isoformat()}",
+                    "contact_id": contact_id,
+                    "step_id": ASK_STEP,
+                    "channel": via,
+                    "status": "queued",
+                    "created_at": stamp,
+                    "due_at": stamp,
+                }
+                for contact_id, via in batch
+            ],
+        )
+        audit_log.record(
+            connection,
+            [
+                audit_log.audit_row(
+                    at=now,
+                    actor=ACTOR,
+                    action="retention_ask",
+                    contact_id=contact_id,
+                    reason=reason,
+                    details={"channel": via},
+                )
+                for contact_id, via in batch
+            ],
+        )
+    return len(chosen)
 
 
 def purge(
@@ -96,13 +235,13 @@ def purge(
     with an audit record; with ``dry_run``, only count them. ``progress`` is called with
     (erased so far, total)."""
     retention = workspace.config.retention
-    if retention.ask_before_erase:
-        raise ConfigError(
-            "winback.toml: retention.ask_before_erase: the last message before erasure is "
-            "not built yet; set it to false to purge without asking"
-        )
     result = PurgeResult(cutoff=now - retention.erase_after, dry_run=dry_run)
     due = purge_due(result.cutoff).subquery()
+    erase = (
+        erasable(result.cutoff, now, retention.ask_ahead)
+        if retention.ask_before_erase
+        else purge_due(result.cutoff)
+    ).subquery()
     with erasing(workspace.engine) as connection:
         result.due, result.with_email, result.with_phone = connection.execute(
             select(
@@ -111,15 +250,25 @@ def purge(
                 func.count(due.c.phone),
             )
         ).one()
-        if dry_run or not result.due:
+        if retention.ask_before_erase:
+            if dry_run:
+                result.asked = connection.execute(
+                    select(func.count()).select_from(
+                        _to_ask(result.cutoff, retention.ask_ahead).subquery()
+                    )
+                ).scalar_one()
+            else:
+                result.asked = ask(connection, now, result.cutoff, retention.ask_ahead)
+        ids = list(connection.execute(select(erase.c.id).order_by(erase.c.id)).scalars())
+        result.waiting = result.due - len(ids)
+        if dry_run or not ids:
             return result
-        ids = list(connection.execute(select(due.c.id).order_by(due.c.id)).scalars())
         result.erased = erase_contacts(
             connection,
             workspace,
             ids,
             now=now,
-            actor="purge",
+            actor=ACTOR,
             reason=f"no contact from the person since {result.cutoff.date().isoformat()}",
             progress=None if progress is None else lambda done: progress(done, len(ids)),
         )

@@ -15,6 +15,9 @@ few statements per batch instead of a commit and four statements per message. On
 dispatcher runs at a time per workspace (a lock file), so a ``sending`` row found at the
 start can only be a leftover of a dead one.
 
+Besides the steps of journeys, the outbox carries the retention purge's last question
+(``retention-ask``, no journey), rendered here like a step.
+
 A temporary failure goes back to ``queued`` with a later ``due_at``; a permanent one is
 ``failed``, and a refused address (SMTP 5xx) becomes a hard bounce event and a
 suppression. Every outcome leaves an audit record.
@@ -44,16 +47,17 @@ from winback.channels import (
     send_batch,
     sender_for,
 )
-from winback.clock import from_db, to_db
+from winback.clock import from_db, local_date, to_db
 from winback.compliance.audit import audit_row, record
 from winback.compliance.refusals import REFUSALS, apply_refusals
+from winback.compliance.retention import ASK_STEP, ASK_TEMPLATE
 from winback.compliance.suppression import can_receive, suppression_reasons
 from winback.domain import Channel, EventType
 from winback.errors import WinbackError
 from winback.journeys.catalog import load_journeys, templates_of
-from winback.journeys.definition import Journey
+from winback.journeys.definition import Journey, Step
 from winback.journeys.engine import TickResult, tick
-from winback.journeys.offers import assign_offer
+from winback.journeys.offers import assign_offer, format_date
 from winback.journeys.render import CompiledTemplate, TemplateSet, render
 from winback.links import Links
 from winback.store.chunks import chunks
@@ -170,6 +174,8 @@ class _Dispatcher:
         self.links = Links.of(workspace)
         self.templates: TemplateSet = templates_of(workspace)
         self.from_address = workspace.config.email.from_
+        self.ask_ahead = workspace.config.retention.ask_ahead
+        self.tz = workspace.config.workspace.tz
         self.brand = {
             "name": workspace.config.workspace.brand_name,
             "color": workspace.config.workspace.brand_color,
@@ -286,61 +292,76 @@ class _Dispatcher:
             return f"the {channel} address is suppressed"
         return None
 
-    def content(self, connection: Connection, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The rendered message of a row, with its own Message-ID and tracked links."""
-        journey = self.journeys.get(row["journey"])
-        if journey is None:
-            raise _Unsendable(f"journey {row['journey']!r} no longer exists")
-        try:
-            step = journey.step(row["step_id"])
-        except KeyError:
-            raise _Unsendable(
-                f"step {row['step_id']!r} is not in journey {journey.name!r}"
-            ) from None
-        channel = row["channel"]
-        contact = {name: row[f"contact_{name}"] for name in _CONTACT_FIELDS}
-        key = (step.template, channel, contact["language"])
+    def template(self, name: str, channel: str, language: str | None) -> CompiledTemplate:
+        key = (name, channel, language)
         template = self.compiled.get(key)
         if template is None:  # one look in the folders per template and language
             template = self.compiled[key] = self.templates.load(*key)
-        message_id = make_message_id(self.from_address)
-        offer = None
-        if step.offer is not None:
-            assigned = assign_offer(
-                connection,
-                contact_id=row["contact_id"],
-                enrollment_id=row["enrollment_id"],
-                journey=journey.name,
-                step_id=step.id,
-                offer=step.offer,
-                now=self.now,
-            )
-            offer = assigned.variables(template.language, step.offer.valid_days)
+        return template
+
+    def content(self, connection: Connection, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The rendered message of a row, with its own Message-ID and tracked links: a
+        journey's step, or the retention purge's last question."""
+        channel = row["channel"]
         contact_id = row["contact_id"]
-        variables = {
-            "contact": contact,
-            "offer": offer,
-            "links": {
-                "unsubscribe": self.links.unsubscribe_url(contact_id, Channel(channel)),
-                "preferences": self.links.preferences_url(contact_id),
-                "survey": self.links.survey_url(contact_id, journey.name, message_id=message_id),
-            },
-            "brand": self.brand,
-            "journey": journey.name,
-            "step": step.id,
+        contact = {name: row[f"contact_{name}"] for name in _CONTACT_FIELDS}
+        message_id = make_message_id(self.from_address)
+        links = {
+            "unsubscribe": self.links.unsubscribe_url(contact_id, Channel(channel)),
+            "preferences": self.links.preferences_url(contact_id),
         }
-        rendered = render(template, variables)
-        address = contact["email"] if channel == "email" else contact["phone"]
+        if row["journey"] is None and row["step_id"] == ASK_STEP:
+            template = self.template(ASK_TEMPLATE, channel, contact["language"])
+            links["stay"] = self.links.stay_url(contact_id)
+            erase_on = local_date(self.now + self.ask_ahead, self.tz)
+            variables: dict[str, Any] = {
+                "erase_on": erase_on,
+                "erase_date": format_date(erase_on, template.language),
+            }
+            headers = {"X-Winback-Step": ASK_STEP}
+        else:
+            journey, step = self.step_of(row)
+            template = self.template(step.template, channel, contact["language"])
+            offer = None
+            if step.offer is not None:
+                assigned = assign_offer(
+                    connection,
+                    contact_id=contact_id,
+                    enrollment_id=row["enrollment_id"],
+                    journey=journey.name,
+                    step_id=step.id,
+                    offer=step.offer,
+                    now=self.now,
+                )
+                offer = assigned.variables(template.language, step.offer.valid_days)
+            links["survey"] = self.links.survey_url(contact_id, journey.name, message_id=message_id)
+            variables = {"offer": offer, "journey": journey.name, "step": step.id}
+            headers = {"X-Winback-Journey": journey.name, "X-Winback-Step": step.id}
+        rendered = render(
+            template, {"contact": contact, "links": links, "brand": self.brand, **variables}
+        )
         return {
-            "to_address": address,
+            "to_address": contact["email"] if channel == "email" else contact["phone"],
             "subject": rendered.subject,
             "body_text": self.links.track_text(rendered.text, message_id),
             "body_html": (
                 self.links.track_html(rendered.html, message_id) if rendered.html else None
             ),
-            "headers": {"X-Winback-Journey": journey.name, "X-Winback-Step": step.id},
+            "headers": headers,
             "message_id": message_id,
         }
+
+    def step_of(self, row: Mapping[str, Any]) -> tuple[Journey, Step]:
+        """The journey and step an outbox row was queued for."""
+        journey = self.journeys.get(row["journey"])
+        if journey is None:
+            raise _Unsendable(f"journey {row['journey']!r} no longer exists")
+        try:
+            return journey, journey.step(row["step_id"])
+        except KeyError:
+            raise _Unsendable(
+                f"step {row['step_id']!r} is not in journey {journey.name!r}"
+            ) from None
 
     def prepare(
         self, connection: Connection, rows: Sequence[Mapping[str, Any]]

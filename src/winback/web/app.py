@@ -279,11 +279,12 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
             return server.message(language, "unsubscribe_title", "unsubscribe_done")
         question = server.text(language, "unsubscribe_ask")[link.channel.value]
         return server.page(
-            "unsubscribe",
+            "confirm",
             language,
             "unsubscribe_title",
             csrf=csrf_token(workspace.secret, token),
             question=question.format(address=address),
+            button=server.text(language, "unsubscribe_button"),
             preferences_url=server.links.preferences_url(link.contact_id),
         )
 
@@ -303,6 +304,32 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
             lambda c: choices.unsubscribe(c, workspace, link.contact_id, link.channel, now, how=how)
         )
         return server.message(contact["language"], "unsubscribe_title", "unsubscribe_done")
+
+    # -- the retention purge's last question ------------------------------------------
+
+    @app.get("/k/{token}", response_class=HTMLResponse)
+    async def stay_page(token: str) -> Response:
+        link = server.links.verify_stay(token, now=server.clock())
+        contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        language = contact["language"]
+        return server.page(
+            "confirm",
+            language,
+            "stay_title",
+            csrf=csrf_token(workspace.secret, token),
+            question=server.text(language, "stay_ask"),
+            button=server.text(language, "stay_button"),
+        )
+
+    @app.post("/k/{token}", response_class=HTMLResponse)
+    async def stay(token: str, request: Request) -> Response:
+        now = server.clock()
+        link = server.links.verify_stay(token, now=now)
+        fields = await server.form(request)
+        server.check_csrf(token, fields)
+        contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
+        await server.write(lambda c: choices.stay(c, link.contact_id, now))
+        return server.message(contact["language"], "stay_title", "stay_done")
 
     # -- preference centre ------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""What a person decides on the server's pages: unsubscribe, preferences, the survey.
+"""What a person decides on the server's pages: unsubscribe, preferences, the survey,
+and the yes to the retention purge's last question.
 
 Each function takes the writer's connection and ``now``, changes the store and leaves an
 audit record; none of them knows about HTTP. An unsubscribe is an event like any other
@@ -19,6 +20,7 @@ from sqlalchemy import Connection, select
 
 from winback.clock import from_db, to_db
 from winback.compliance import audit
+from winback.compliance.retention import STAY_ACTION
 from winback.compliance.suppression import can_receive
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import NotFoundError
@@ -218,6 +220,24 @@ def save_survey_answer(
         ],
     )
     return answer_id
+
+
+def stay(connection: Connection, contact_id: int, now: datetime) -> None:
+    """The person's explicit yes to "do you want to stay?": an audit record, from which
+    their retention clock starts again (:mod:`winback.compliance.retention`)."""
+    page_contact(connection, contact_id)
+    audit.record(
+        connection,
+        [
+            audit.audit_row(
+                at=now,
+                actor=ACTOR,
+                action=STAY_ACTION,
+                contact_id=contact_id,
+                reason="the person asked to stay",
+            )
+        ],
+    )
 
 
 def parse_channels(values: Iterable[str]) -> frozenset[Channel]:

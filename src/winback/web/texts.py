@@ -43,6 +43,11 @@ TEXTS: dict[str, dict[str, Any]] = {
         "you_wrote": "Vous avez écrit :",
         "choose_reason": "Choisissez une raison.",
         "too_long": "Votre réponse est trop longue.",
+        "stay_title": "Rester parmi nous",
+        "stay_ask": "Sans nouvelles de votre part, nous allons bientôt effacer vos données. "
+        "Voulez-vous que nous les gardions et continuer à recevoir nos messages ?",
+        "stay_button": "Oui, je reste",
+        "stay_done": "C'est noté : nous gardons vos données. Merci !",
     },
     "en": {
         "bad_link_title": "This link does not work",
@@ -81,6 +86,11 @@ TEXTS: dict[str, dict[str, Any]] = {
         "you_wrote": "You wrote:",
         "choose_reason": "Choose a reason.",
         "too_long": "Your answer is too long.",
+        "stay_title": "Stay with us",
+        "stay_ask": "We have not heard from you for a long time and will soon erase your "
+        "data. Do you want us to keep it, and keep receiving our messages?",
+        "stay_button": "Yes, I want to stay",
+        "stay_done": "Done: we keep your data. Thank you!",
     },
 }
 
