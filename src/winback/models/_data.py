@@ -5,6 +5,7 @@ patterns than customers, so the likelihood is evaluated once per pattern."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ _MIX = (
 
 # Rows drawn to judge whether merging identical patterns is worth its cost.
 PROBE_ROWS = 20_000
+# Checks run on slices of this many values, so that their temporaries stay small: a
+# fresh array of a million values costs more in page faults than the comparison.
+CHECK_ROWS = 65_536
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -42,9 +46,8 @@ def as_array(name: str, values: Any) -> np.ndarray:
         array = array.reshape(1)
     if array.ndim != 1:
         raise ModelInputError(f"{name}: expected a one-dimensional array, got shape {array.shape}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        index = int(np.argmax(bad))
+    if not np.isfinite(array).all():
+        index = _first(~np.isfinite(array))
         raise ModelInputError(
             f"{name}[{index}] is {array[index]}: every value must be a finite number "
             "(fill or drop missing customers before fitting)"
@@ -56,12 +59,27 @@ def _first(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
+def _holds(test: Callable[..., np.ndarray], *arrays: np.ndarray) -> bool:
+    """Whether ``test`` (elementwise, on slices of the arrays) holds everywhere."""
+    return all(
+        bool(test(*(a[start : start + CHECK_ROWS] for a in arrays)).all())
+        for start in range(0, arrays[0].size, CHECK_ROWS)
+    )
+
+
+def _whole(a: np.ndarray) -> np.ndarray:
+    return (a >= 0) & (np.floor(a) == a)
+
+
+def _consistent(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> np.ndarray:
+    return (t >= 0) & (t <= T) & ((x > 0) | (t == 0))
+
+
 def as_counts(name: str, values: Any) -> np.ndarray:
     """``as_array`` for counts of purchases: whole numbers >= 0."""
     array = as_array(name, values)
-    bad = (array < 0) | (array != np.floor(array))
-    if bad.any():
-        i = _first(bad)
+    if not _holds(_whole, array):
+        i = _first(~_whole(array))
         raise ModelInputError(f"{name}[{i}] = {array[i]}: must be a whole number >= 0")
     return array
 
@@ -78,6 +96,8 @@ def as_rfm(frequency: Any, recency: Any, T: Any) -> tuple[np.ndarray, np.ndarray
             f"frequency, recency and T must have one value per customer; "
             f"got lengths {x.size}, {t.size} and {age.size}"
         )
+    if _holds(_consistent, x, t, age):
+        return x, t, age
     checks = (
         (t < 0, "recency[{i}] = {t}: must be >= 0"),
         (
@@ -133,17 +153,21 @@ class Patterns:
         return Patterns(self.x, self.t * factor, self.T * factor, self.weight)
 
     def samples(self, sizes: list[int], seed: int = 0) -> list[Patterns]:
-        """For each size, that many customers drawn with replacement, each row with
-        probability proportional to its weight; each draw stands for customers / size
-        customers, so weighted sums stay unbiased. Rows keep their order. Used to find a
-        starting point cheaply before the fit on every pattern."""
-        total = np.cumsum(self.weight)
-        rng = np.random.default_rng(seed)
+        """For each size, a Poisson sample of about that many customers: a row of weight
+        w is kept with probability p w (p = size / customers; always when p w >= 1) and
+        then stands for max(w, 1/p) customers, so weighted sums stay unbiased. One
+        uniform draw per row serves every size, so the samples are nested (each holds the
+        smaller ones) and their optima lie closer together than those of independent
+        draws. Rows keep their order. Used to find a starting point cheaply before the
+        fit on every pattern."""
+        draw = np.random.default_rng(seed).random(self.rows)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(draw, self.weight, out=draw)
         result = []
         for size in sizes:
-            draws = np.sort(rng.random(size)) * total[-1]
-            rows = np.minimum(np.searchsorted(total, draws, side="right"), self.rows - 1)
-            weight = np.full(rows.size, total[-1] / size)
+            p = size / self.customers
+            rows = np.flatnonzero(draw < p)
+            weight = np.maximum(self.weight[rows], 1.0 / p)
             result.append(Patterns(self.x[rows], self.t[rows], self.T[rows], weight))
         return result
 
@@ -174,17 +198,18 @@ def group(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.n
 def _few_repeats(
     x: np.ndarray, t: np.ndarray, T: np.ndarray, among: np.ndarray | None = None
 ) -> bool:
-    """Whether merging identical rows (of those where ``among`` holds, or all) would
+    """Whether merging identical rows (those at the positions ``among``, or all) would
     hardly shrink a large set of rows, judged on a random sample: if rows repeated on
     average 1.5 times or more, a sample of ``k`` of ``n`` rows would hold about
     k²/(4n) identical pairs or more."""
-    n = x.size if among is None else int(np.count_nonzero(among))
+    n = x.size if among is None else among.size
     if n <= 4 * PROBE_ROWS:
         return False
-    draws = int(PROBE_ROWS * x.size / n)
-    rows = np.unique(np.random.default_rng(0).integers(0, x.size, draws))
+    # Distinct positions by sorting (np.unique hashes, and is slower on these sizes).
+    rows = np.sort(np.random.default_rng(0).integers(0, n, PROBE_ROWS))
+    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
     if among is not None:
-        rows = rows[among[rows]]
+        rows = among[rows]
     keys = np.sort(_hash(x[rows], t[rows], T[rows]))
     pairs = int((keys[1:] == keys[:-1]).sum())
     return pairs < rows.size**2 / (4 * n)
@@ -223,15 +248,16 @@ def condense(x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray) -> Patt
             counts = np.diff(np.append(starts, ordered.size)) * weight[0]
         else:
             counts = np.bincount(np.searchsorted(ages, T[zero]), weights=weight)
-        repeat = ~zero
+        repeat = np.flatnonzero(~zero)
         if _few_repeats(x, t, T, among=repeat):
-            # Nothing to merge: copy the repeat rows straight after the grouped ones.
-            size = ages.size + int(np.count_nonzero(repeat))
+            # Nothing to merge: copy the repeat rows straight after the grouped ones
+            # (np.take into place; the positions are valid, so "clip" skips the check).
+            size = ages.size + repeat.size
             columns = []
             for head, values in ((0.0, x), (0.0, t), (ages, T), (counts, w)):
                 column = np.empty(size)
                 column[: ages.size] = head
-                np.compress(repeat, values, out=column[ages.size :])
+                np.take(values, repeat, out=column[ages.size :], mode="clip")
                 columns.append(column)
             merged = Patterns(*columns)
         else:

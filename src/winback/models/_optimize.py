@@ -96,9 +96,11 @@ def _newton(
                 last_theta, last_gradient, last_largest = previous
                 if exact is not None and largest > 0.1 * last_largest:
                     value, gradient, hessian = exact(theta)
-                elif exact is None and hessian is not None:
-                    if largest > 0.5 * last_largest:
-                        break
+                elif exact is None and largest > 0.5 * last_largest:
+                    break
+                elif hessian is not None:
+                    # The step and the change of gradient along it correct the Hessian,
+                    # approximate or kept from the last point.
                     hessian = _bfgs_update(hessian, theta - last_theta, gradient - last_gradient)
             assert hessian is not None
             try:
@@ -115,6 +117,21 @@ def _newton(
         inverse = np.linalg.inv(hessian)
         inverse = (inverse + inverse.T) / 2
     return _bfgs(objective, best, inverse)
+
+
+def _newton_step(
+    exact: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], theta: np.ndarray
+) -> np.ndarray:
+    """One Newton step with the exact Hessian; the point itself when the Hessian is not
+    positive definite there (the next stage's search copes)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        _, gradient, hessian = exact(theta)
+    try:
+        factor = np.linalg.cholesky(hessian)
+    except np.linalg.LinAlgError:
+        return theta
+    step = np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
+    return theta - step if np.all(np.isfinite(step)) else theta
 
 
 def _bfgs_update(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
@@ -150,8 +167,14 @@ def _staged(
     theta, _ = _bfgs(objective, theta, None)
     hessian = None if hasattr(build, "with_hessian") else _hessian(objective, theta)
     for sample in larger:
-        # A sample's optimum is only known to its sampling error: no need to polish it.
-        theta, _ = _newton(build(sample), theta, hessian, finish=10 * NEWTON_FINISH)
+        objective = build(sample)
+        exact = getattr(objective, "with_hessian", None)
+        if exact is not None:
+            # A sample's optimum is only known to its sampling error, and one Newton step
+            # from the last stage's lands well within it: one evaluation per stage.
+            theta = _newton_step(exact, theta)
+        else:
+            theta, _ = _newton(objective, theta, hessian, finish=10 * NEWTON_FINISH)
     # The last step from an approximate Hessian is less exact: finish closer.
     finish = NEWTON_FINISH if hessian is None else NEWTON_FINISH / 10
     return _newton(build(patterns), theta, hessian, finish=finish)

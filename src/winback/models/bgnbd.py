@@ -39,13 +39,14 @@ BLOCK = 8192
 PRODUCT_LEVELS = 3
 _HUGE = float(np.finfo(np.float64).max)
 
-# Positions in the per-block sums (``_Objective._block``).
-(
-    LN_T, X_LN_T, RX_GAP, LN_1PE, RX_IT, SIG, SIG_IB, SIG_GAP, SIG_U,
-    IT, RX_IT2, SIG_DELTA, SIG_U_IT, V, V_IB, SV_IB2, V_GAP, V_GAP_IB, V_GAP2,
-    V_U, V_U_IB, V_U2, V_U_GAP,
-) = range(23)
-GRADIENT_SUMS = SIG_U + 1
+# The per-block sums of repeat buyers (``_Objective._block``), in order; the gradient
+# needs the first nine.
+SUMS = (
+    *("ln_T", "x_ln_T", "rx_gap", "ln_1pE", "rx_iT", "sig", "sig_ib", "sig_gap", "sig_u"),
+    *("iT", "rx_iT2", "sig_delta", "sig_u_it", "v", "v_ib", "sv_ib2", "v_gap", "v_gap_ib"),
+    *("v_gap2", "v_u", "v_u_ib", "v_u2", "v_u_gap"),
+)
+GRADIENT_SUMS = 9
 
 
 def _sum_log(values: np.ndarray, scratch: np.ndarray) -> float:
@@ -110,8 +111,8 @@ class _Objective:
     def _block(
         self, rows: slice, r: float, alpha: float, a: float, b: float, hessian: bool
     ) -> list[float]:
-        """One block of repeat buyers' sums, unscaled, in the order of the positions
-        above: Σ ln(α+T), Σ x ln(α+T), Σ (r+x) gap, Σ ln(1+E), Σ (r+x)/(α+T), Σ σ,
+        """One block of repeat buyers' sums, unscaled, in the order of ``SUMS``:
+        Σ ln(α+T), Σ x ln(α+T), Σ (r+x) gap, Σ ln(1+E), Σ (r+x)/(α+T), Σ σ,
         Σ σ/(b+x−1), Σ σ gap, Σ σ u and, for the Hessian, Σ 1/(α+T), Σ (r+x)/(α+T)²,
         Σ σ δ, Σ σ u (1/(α+T) + 1/(α+t)), Σ v, Σ v/(b+x−1), Σ (σ+v)/(b+x−1)², Σ v gap,
         Σ v gap/(b+x−1), Σ v gap², Σ v u, Σ v u/(b+x−1), Σ v u², Σ v u gap; with
@@ -216,31 +217,31 @@ class _Objective:
             H[1, 1] += r * dot(self.w0, inv0 * inv0)
 
         # Repeat buyers, block by block; ln a − ln(b+x−1) summed per x.
-        s = np.zeros(V_U_GAP + 1 if hessian else GRADIENT_SUMS)
+        totals = np.zeros(len(SUMS) if hessian else GRADIENT_SUMS)
         # E overflows only where σ(d) = 1/(1+E) is 0 to double precision anyway.
         with np.errstate(over="ignore", under="ignore"):
             for start in range(0, self.x.size, BLOCK):
-                s += self._block(slice(start, start + BLOCK), r, alpha, a, b, hessian)
-        s *= self.scale
+                totals += self._block(slice(start, start + BLOCK), r, alpha, a, b, hessian)
+        s = dict(zip(SUMS, totals * self.scale, strict=False))
         ll += self.repeat_weight.sum() * np.log(a) - dot(
             self.repeat_weight, np.log(b - 1.0 + self.repeat_x)
         )
-        ll += s[RX_GAP] + s[LN_1PE] - r * s[LN_T] - s[X_LN_T]
-        g[0] += s[SIG_GAP] - s[LN_T]
-        g[1] += s[SIG_U] - s[RX_IT]
-        g[2] += s[SIG] / a
-        g[3] -= s[SIG_IB]
+        ll += s["rx_gap"] + s["ln_1pE"] - r * s["ln_T"] - s["x_ln_T"]
+        g[0] += s["sig_gap"] - s["ln_T"]
+        g[1] += s["sig_u"] - s["rx_iT"]
+        g[2] += s["sig"] / a
+        g[3] -= s["sig_ib"]
         if hessian:
-            H[0, 0] += s[V_GAP2]
-            H[0, 1] += s[SIG_DELTA] + s[V_U_GAP] - s[IT]
-            H[1, 1] += s[RX_IT2] - s[SIG_U_IT] + s[V_U2]
-            H[2, 2] += (s[V] - s[SIG]) / a**2  # ∂²d/∂a² = −1/a²
-            H[3, 3] += s[SV_IB2]
-            H[0, 2] = s[V_GAP] / a
-            H[0, 3] = -s[V_GAP_IB]
-            H[1, 2] = s[V_U] / a
-            H[1, 3] = -s[V_U_IB]
-            H[2, 3] -= s[V_IB] / a
+            H[0, 0] += s["v_gap2"]
+            H[0, 1] += s["sig_delta"] + s["v_u_gap"] - s["iT"]
+            H[1, 1] += s["rx_iT2"] - s["sig_u_it"] + s["v_u2"]
+            H[2, 2] += (s["v"] - s["sig"]) / a**2  # ∂²d/∂a² = −1/a²
+            H[3, 3] += s["sv_ib2"]
+            H[0, 2] = s["v_gap"] / a
+            H[0, 3] = -s["v_gap_ib"]
+            H[1, 2] = s["v_u"] / a
+            H[1, 3] = -s["v_u_ib"]
+            H[2, 3] -= s["v_ib"] / a
         params = np.array([r, alpha, a, b])
         gradient = g * params
         result = None
