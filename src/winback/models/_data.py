@@ -240,14 +240,16 @@ def condense(x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray) -> Patt
     if zero.all() or not zero.any():
         merged = _condense(x, t, T, w)
     else:
-        ordered = np.sort(T[zero])
+        # (np.compress is several times faster than indexing with a mask.)
+        zero_T = np.compress(zero, T)
+        ordered = np.sort(zero_T)
         starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
         ages = ordered[starts]
-        weight = w[zero]
-        if (weight == weight[0]).all():
-            counts = np.diff(np.append(starts, ordered.size)) * weight[0]
+        uniform = bool((w == w[0]).all())
+        if uniform:
+            counts = np.diff(np.append(starts, ordered.size)) * w[0]
         else:
-            counts = np.bincount(np.searchsorted(ages, T[zero]), weights=weight)
+            counts = np.bincount(np.searchsorted(ages, zero_T), weights=np.compress(zero, w))
         repeat = np.flatnonzero(~zero)
         if _few_repeats(x, t, T, among=repeat):
             # Nothing to merge: copy the repeat rows straight after the grouped ones
@@ -257,7 +259,10 @@ def condense(x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray) -> Patt
             for head, values in ((0.0, x), (0.0, t), (ages, T), (counts, w)):
                 column = np.empty(size)
                 column[: ages.size] = head
-                np.take(values, repeat, out=column[ages.size :], mode="clip")
+                if values is w and uniform:
+                    column[ages.size :] = w[0]
+                else:
+                    np.take(values, repeat, out=column[ages.size :], mode="clip")
                 columns.append(column)
             merged = Patterns(*columns)
         else:

@@ -32,6 +32,10 @@ SAMPLE_ROWS = 20_000
 EDGE = 30.0
 GTOL = 1e-7
 MAX_NEWTON_STEPS = 8
+# A cold-start Newton search gives up (for BFGS) after this many steps, and moves no
+# log-parameter by more than MAX_STEP at once.
+MAX_SEARCH_STEPS = 50
+MAX_STEP = 2.0
 # Below this gradient, one more Newton step lands within 1e-6 of the optimum.
 NEWTON_FINISH = 1e-4
 
@@ -64,6 +68,48 @@ def _bfgs(
             "for this model"
         )
     return np.asarray(result.x), float(result.fun)
+
+
+def _search(objective: Objective, theta: np.ndarray) -> tuple[np.ndarray, float]:
+    """The optimum from a cold start: Newton's method with a backtracking line search
+    when the objective has its exact Hessian (about ten evaluations where BFGS takes
+    twenty-five, and no SciPy overhead per step), BFGS otherwise or when Newton stalls."""
+    exact = getattr(objective, "with_hessian", None)
+    found = None if exact is None else _line_newton(exact, theta)
+    return found if found is not None else _bfgs(objective, theta, None)
+
+
+def _line_newton(
+    exact: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], theta: np.ndarray
+) -> tuple[np.ndarray, float] | None:
+    """Newton's method with an Armijo line search; None when it stalls or a parameter
+    runs off. Far from the optimum the Hessian need not be positive definite: the step
+    divides by the absolute values of its eigenvalues, a descent direction that is
+    Newton's own near the optimum."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        value, gradient, hessian = exact(theta)
+        for _ in range(MAX_SEARCH_STEPS):
+            if not np.isfinite(value) or np.abs(theta).max() > EDGE:
+                return None
+            if _largest(gradient) < GTOL:
+                return theta, float(value)
+            if not np.all(np.isfinite(hessian)):
+                return None
+            scales, vectors = np.linalg.eigh(hessian)
+            scales = np.maximum(np.abs(scales), 1e-6 * np.abs(scales).max())
+            step = -vectors @ ((vectors.T @ gradient) / scales)
+            step *= min(1.0, MAX_STEP / np.abs(step).max())
+            length = 1.0
+            while True:
+                trial = exact(theta + length * step)
+                if trial[0] <= value + 1e-4 * length * float(gradient @ step):
+                    break
+                length /= 2
+                if length < 1e-6:
+                    return None
+            theta = theta + length * step
+            value, gradient, hessian = trial
+    return None
 
 
 def _newton(
@@ -164,7 +210,7 @@ def _staged(
         sizes.append(10 * sizes[-1])
     first, *larger = patterns.samples(sizes)
     objective = build(first)
-    theta, _ = _bfgs(objective, theta, None)
+    theta, _ = _search(objective, theta)
     hessian = None if hasattr(build, "with_hessian") else _hessian(objective, theta)
     for sample in larger:
         objective = build(sample)
@@ -195,9 +241,9 @@ def maximize(
             theta, value = _staged(build, patterns, theta)
         except ModelFitError:
             # A sample that the search could not fit: the whole base decides.
-            theta, value = _bfgs(build(patterns), np.asarray(start, dtype=np.float64), None)
+            theta, value = _search(build(patterns), np.asarray(start, dtype=np.float64))
     else:
-        theta, value = _bfgs(build(patterns), theta, None)
+        theta, value = _search(build(patterns), theta)
     edge = np.abs(theta) > EDGE
     if edge.any():
         name = names[int(np.argmax(edge))]
