@@ -119,9 +119,10 @@ def as_rfm(frequency: Any, recency: Any, T: Any) -> tuple[np.ndarray, np.ndarray
 
 
 def as_weights(weights: Any, size: int) -> np.ndarray:
-    """Customer counts per row (all ones when not given); non-negative, one per row."""
+    """Customer counts per row (all ones when not given: a read-only view of a single
+    one, which costs no memory); non-negative, one per row."""
     if weights is None:
-        return np.ones(size)
+        return np.broadcast_to(np.float64(1.0), (size,))
     w = as_array("weights", weights)
     if w.size != size:
         raise ModelInputError(f"weights: {w.size} values for {size} customers")
