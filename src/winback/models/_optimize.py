@@ -117,6 +117,7 @@ def _newton(
     theta: np.ndarray,
     hessian: np.ndarray | None = None,
     finish: float = NEWTON_FINISH,
+    came_from: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Newton's method from a point near the optimum. With the objective's exact Hessian
     (``with_hessian``) it is evaluated at the start and again only if the gradient falls
@@ -124,10 +125,13 @@ def _newton(
     sampling error only) and is corrected after each step by the BFGS update. Once the
     gradient is below ``finish`` the last step is taken without another evaluation and
     the value there is the quadratic prediction. A step that does not improve, or
-    progress too slow, hands over to BFGS."""
+    progress too slow, hands over to BFGS. ``came_from`` is the point and gradient of
+    the step that led to ``theta`` with ``hessian``, when the caller took it."""
     exact = getattr(objective, "with_hessian", None)
     best, best_value = theta, np.inf
     previous: tuple[np.ndarray, np.ndarray, float] | None = None
+    if came_from is not None:
+        previous = (*came_from, _largest(came_from[1]))
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         for _ in range(MAX_NEWTON_STEPS):
             if exact is not None and hessian is None:
@@ -166,18 +170,19 @@ def _newton(
 
 
 def _newton_step(
-    exact: Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]], theta: np.ndarray
-) -> np.ndarray:
-    """One Newton step with the exact Hessian; the point itself when the Hessian is not
-    positive definite there (the next stage's search copes)."""
+    exact: Callable[..., tuple[float, np.ndarray, np.ndarray]], theta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One Newton step with the exact Hessian, evaluated without the value (the step
+    does not need it): the new point, and the gradient and Hessian at ``theta``. None
+    when the Hessian is not positive definite there."""
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        _, gradient, hessian = exact(theta)
-    try:
-        factor = np.linalg.cholesky(hessian)
-    except np.linalg.LinAlgError:
-        return theta
-    step = np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
-    return theta - step if np.all(np.isfinite(step)) else theta
+        _, gradient, hessian = exact(theta, value=False)
+        try:
+            factor = np.linalg.cholesky(hessian)
+        except np.linalg.LinAlgError:
+            return None
+        step = np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
+    return (theta - step, gradient, hessian) if np.all(np.isfinite(step)) else None
 
 
 def _bfgs_update(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
@@ -218,12 +223,21 @@ def _staged(
         if exact is not None:
             # A sample's optimum is only known to its sampling error, and one Newton step
             # from the last stage's lands well within it: one evaluation per stage.
-            theta = _newton_step(exact, theta)
+            step = _newton_step(exact, theta)
+            theta = theta if step is None else step[0]
         else:
             theta, _ = _newton(objective, theta, hessian, finish=10 * NEWTON_FINISH)
+    objective = build(patterns)
+    exact = getattr(objective, "with_hessian", None)
+    if exact is not None:
+        # The first step on every pattern, without the value; the next evaluation judges it.
+        step = _newton_step(exact, theta)
+        if step is not None:
+            after, gradient, hessian = step
+            return _newton(objective, after, hessian, NEWTON_FINISH / 10, (theta, gradient))
     # The last step from an approximate Hessian is less exact: finish closer.
     finish = NEWTON_FINISH if hessian is None else NEWTON_FINISH / 10
-    return _newton(build(patterns), theta, hessian, finish=finish)
+    return _newton(objective, theta, hessian, finish=finish)
 
 
 def maximize(
