@@ -151,24 +151,34 @@ class Patterns:
 
     def rescaled(self, factor: float) -> Patterns:
         """The same patterns with times multiplied by ``factor`` (for a well-scaled fit)."""
+        if factor == 1.0:
+            return self
         return Patterns(self.x, self.t * factor, self.T * factor, self.weight)
 
     def samples(self, sizes: list[int], seed: int = 0) -> list[Patterns]:
-        """For each size, a Poisson sample of about that many customers: a row of weight
-        w is kept with probability p w (p = size / customers; always when p w >= 1) and
-        then stands for max(w, 1/p) customers, so weighted sums stay unbiased. One
-        uniform draw per row serves every size, so the samples are nested (each holds the
-        smaller ones) and their optima lie closer together than those of independent
-        draws. Rows keep their order. Used to find a starting point cheaply before the
-        fit on every pattern."""
-        draw = np.random.default_rng(seed).random(self.rows)
+        """For each size, a sample of about that many customers whose weights keep
+        weighted sums unbiased; rows keep their order. A row of weight w is kept with
+        probability p w (p = size / customers; always when p w >= 1) and then stands for
+        max(w, 1/p) customers. The trailing rows of equal weight (the repeat buyers of a
+        base with continuous times: nearly every row) are taken systematically, every
+        1/(p w)-th from a random start, without a random draw per row; the rows before
+        them each by its own draw. Used to find a starting point cheaply before the fit
+        on every pattern."""
+        rng = np.random.default_rng(seed)
+        w = self.weight
+        differ = np.flatnonzero(w != w[-1])
+        tail = int(differ[-1]) + 1 if differ.size else 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            np.divide(draw, self.weight, out=draw)
+            draw = rng.random(tail) / w[:tail]
         result = []
         for size in sizes:
             p = size / self.customers
-            rows = np.flatnonzero(draw < p)
-            weight = np.maximum(self.weight[rows], 1.0 / p)
+            step = max(1.0, 1.0 / (p * w[-1]))
+            start = rng.random() * step
+            count = max(0, int(np.ceil((self.rows - tail - start) / step)))
+            spaced = tail + (start + step * np.arange(count)).astype(np.intp)
+            rows = np.concatenate([np.flatnonzero(draw < p), spaced])
+            weight = np.maximum(w[rows], 1.0 / p)
             result.append(Patterns(self.x[rows], self.t[rows], self.T[rows], weight))
         return result
 
@@ -232,14 +242,17 @@ def _condense(
     return Patterns(x[first], t[first], T[first], weight)
 
 
-def condense(x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray) -> Patterns:
+def condense(
+    x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray, scale: float = 1.0
+) -> Patterns:
     """The distinct (x, t_x, T) patterns with their summed weights, zero-weight rows
-    dropped, customers with no repeat purchase first. These differ only by T, so they are
-    grouped by T alone (cheap); repeat buyers are merged only when some of them share a
-    pattern."""
+    dropped, customers with no repeat purchase first, times multiplied by ``scale`` (in
+    place when the rows are copied anyway). One-time buyers differ only by T, so they
+    are grouped by T alone (cheap); repeat buyers are merged only when some of them
+    share a pattern."""
     zero = x == 0
     if zero.all() or not zero.any():
-        merged = _condense(x, t, T, w)
+        merged = _condense(x, t, T, w).rescaled(scale)
     else:
         # (np.compress is several times faster than indexing with a mask.)
         zero_T = np.compress(zero, T)
@@ -265,9 +278,13 @@ def condense(x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray) -> Patt
                 else:
                     np.take(values, repeat, out=column[ages.size :], mode="clip")
                 columns.append(column)
+            columns[1] *= scale
+            columns[2] *= scale
             merged = Patterns(*columns)
         else:
             rest = _condense(x[repeat], t[repeat], T[repeat], w[repeat], check=False)
+            rest = rest.rescaled(scale)
+            ages = ages * scale
             none = np.zeros(ages.size)
             merged = Patterns(
                 *(
