@@ -86,13 +86,18 @@ class _Objective:
     def __init__(self, patterns: Patterns) -> None:
         x, w = patterns.x, patterns.weight
         self.total = patterns.customers
-        counts = x.astype(np.intp)
-        weight_x = np.bincount(counts, weights=w)
+        # Customers per repeat count, a slice at a time (a million-value array of indexes
+        # costs more in page faults than the counting).
+        weight_x = np.zeros(int(x.max()) + 1)
+        for start in range(0, x.size, 8 * BLOCK):
+            part = slice(start, start + 8 * BLOCK)
+            counts = x[part].astype(np.intp)
+            weight_x += np.bincount(counts, weights=w[part], minlength=weight_x.size)
         self.values_x = np.flatnonzero(weight_x).astype(np.float64)
         self.weight_x = weight_x[weight_x > 0]
-        zero = counts == 0
+        zero = x == 0
         ones = int(np.count_nonzero(zero))
-        if not counts[:ones].any():
+        if not x[:ones].any():
             # One-time buyers first, as ``condense`` and ``sample`` leave them: slices.
             zero, repeat = slice(0, ones), slice(ones, None)
         else:
@@ -102,8 +107,9 @@ class _Objective:
         self.t, self.T = patterns.t[repeat], patterns.T[repeat]
         weight = w[repeat]
         # Equal weights (one customer per row, or a uniform sample) are factored out.
-        self.scale = float(weight[0]) if weight.size and (weight == weight[0]).all() else 1.0
-        self.w = None if self.scale != 1.0 or (weight == 1.0).all() else weight
+        uniform = not weight.size or weight.min() == weight.max()
+        self.scale = float(weight[0]) if weight.size and uniform else 1.0
+        self.w = None if uniform else weight
         repeat_x = self.values_x > 0
         self.repeat_x, self.repeat_weight = self.values_x[repeat_x], self.weight_x[repeat_x]
         size = min(self.x.size, BLOCK)
