@@ -2,17 +2,22 @@
 
 Every model hands over a function giving the negative mean log-likelihood and its
 gradient in log-parameters (so every parameter stays positive without bounds); BG/NBD's
-also gives its exact Hessian (``with_hessian``). A small base is fitted by BFGS. A large
-one in stages (:func:`_staged`): BFGS on a sample of ``SAMPLE_ROWS // 10`` patterns, then
-Newton on samples ten times larger each time and at last on every pattern. Each stage
-starts within the sampling error of its optimum, where Newton needs one or two steps, so
-the full likelihood is evaluated two or three times in all instead of the few dozen a
-cold start needs. Without an exact Hessian (Pareto/NBD, whose second derivatives of the
-hypergeometric function are not worth their cost) the first sample's Hessian, by
+also gives its exact Hessian (``with_hessian``). A cold start (a small base, or the first
+sample of a large one) runs Newton's method with a line search when the Hessian is
+exact (about ten evaluations, no SciPy overhead per step), BFGS otherwise. A large base
+is fitted in stages (:func:`_staged`): that search on a sample of ``SAMPLE_ROWS // 10``
+customers, then Newton on samples ten times larger each time and at last on every
+pattern. Each stage starts within the sampling error of its optimum. With the exact
+Hessian one Newton step per sample stage is enough, evaluated without the value (which
+costs a logarithm per row), and on every pattern a value-free step, then one evaluation
+of value and gradient whose change along the step corrects the Hessian (the BFGS update)
+for the last step: the full likelihood is evaluated twice in all, instead of the few
+dozen a cold start needs. Without an exact Hessian (Pareto/NBD, whose second derivatives
+of the hypergeometric function are not worth their cost) the first sample's Hessian, by
 differences of its exact gradient, starts Newton and the BFGS update corrects it after
-each step. The result is the optimum of the full likelihood (to about 1e-6 in the
-parameters): the samples only choose where the search starts. A stage that misbehaves
-hands over to BFGS.
+each step. The result is the optimum of the full likelihood (to a few 1e-6 in the
+log-parameters): the samples only choose where the search starts. A stage that
+misbehaves hands over to BFGS.
 """
 
 from __future__ import annotations
