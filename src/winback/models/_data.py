@@ -38,6 +38,18 @@ def as_array(name: str, values: Any) -> np.ndarray:
     """A one-dimensional float64 array of finite numbers, from anything array-like
     (NumPy, pandas or Polars columns, lists). Raises naming the argument and the first bad
     position."""
+    array = _as_vector(name, values)
+    if not np.isfinite(array).all():
+        index = _first(~np.isfinite(array))
+        raise ModelInputError(
+            f"{name}[{index}] is {array[index]}: every value must be a finite number "
+            "(fill or drop missing customers before fitting)"
+        )
+    return array
+
+
+def _as_vector(name: str, values: Any) -> np.ndarray:
+    """``as_array`` without the check that every value is finite."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -46,12 +58,6 @@ def as_array(name: str, values: Any) -> np.ndarray:
         array = array.reshape(1)
     if array.ndim != 1:
         raise ModelInputError(f"{name}: expected a one-dimensional array, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        index = _first(~np.isfinite(array))
-        raise ModelInputError(
-            f"{name}[{index}] is {array[index]}: every value must be a finite number "
-            "(fill or drop missing customers before fitting)"
-        )
     return array
 
 
@@ -71,8 +77,10 @@ def _whole(a: np.ndarray) -> np.ndarray:
     return (a >= 0) & (np.floor(a) == a)
 
 
-def _consistent(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> np.ndarray:
-    return (t >= 0) & (t <= T) & ((x > 0) | (t == 0))
+def _valid(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Every check of ``as_rfm`` at once (0 <= t <= T finite makes t finite)."""
+    finite = np.isfinite(x) & np.isfinite(T)
+    return finite & _whole(x) & (t >= 0) & (t <= T) & ((x > 0) | (t == 0))
 
 
 def as_counts(name: str, values: Any) -> np.ndarray:
@@ -88,16 +96,20 @@ def as_rfm(frequency: Any, recency: Any, T: Any) -> tuple[np.ndarray, np.ndarray
     """Check a (frequency, recency, T) summary: frequency the number of repeat purchases
     (a whole number), recency the time of the last purchase after the first, T the time
     from the first purchase to the end of the observation, all in one time unit."""
-    x = as_counts("frequency", frequency)
-    t = as_array("recency", recency)
-    age = as_array("T", T)
+    x = _as_vector("frequency", frequency)
+    t = _as_vector("recency", recency)
+    age = _as_vector("T", T)
     if not x.size == t.size == age.size:
         raise ModelInputError(
             f"frequency, recency and T must have one value per customer; "
             f"got lengths {x.size}, {t.size} and {age.size}"
         )
-    if _holds(_consistent, x, t, age):
+    # One pass over slices when all is well; the checks one at a time to name a fault.
+    if _holds(_valid, x, t, age):
         return x, t, age
+    as_counts("frequency", x)
+    as_array("recency", t)
+    as_array("T", age)
     checks = (
         (t < 0, "recency[{i}] = {t}: must be >= 0"),
         (
