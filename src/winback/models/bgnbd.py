@@ -39,7 +39,7 @@ from winback.models._data import Patterns, as_counts, as_rfm, dot
 # the processor's cache, the buffers are allocated (and faulted in) once, and a dot
 # product this short runs on one thread (OpenBLAS splits those over 10,000 terms, which
 # costs more than it saves on a busy machine).
-BLOCK = 8192
+BLOCK = 9_984
 # Σ ln(1 + e^-d) is taken as the logarithm of products of 2**PRODUCT_LEVELS terms: NumPy's
 # float64 logarithm is the C library's, one call per element, and costs as much as a
 # dozen multiplications.
