@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -110,11 +111,15 @@ def best_of(runs: int, action: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def timing_row(task: str, seconds: float, theirs: dict[str, Any] | None) -> list[str]:
-    """One line of the final table: our time, and lifetimes' time and speed-up if run."""
+    """One line of the final table: our time, and lifetimes' time and speed-up if run,
+    with the load average when the line was measured (timings on a shared machine are
+    only comparable at a similar load)."""
+    load = f"{os.getloadavg()[0]:.1f}"
     if theirs is None:
-        return [task, f"{seconds:.3f}", "-", "-"]
+        return [task, f"{seconds:.3f}", "-", "-", load]
     their_seconds = theirs["seconds"]
-    return [task, f"{seconds:.3f}", f"{their_seconds:.2f}", f"{their_seconds / seconds:.0f}x"]
+    speed_up = f"{their_seconds / seconds:.0f}x"
+    return [task, f"{seconds:.3f}", f"{their_seconds:.2f}", speed_up, load]
 
 
 def errors(params: dict[str, float], truth: dict[str, float]) -> str:
@@ -181,8 +186,8 @@ def main() -> None:
     theirs = run_lifetimes(python, "summary", customer=customer, when=when, amount=amount, end=end)
     rows.append(timing_row(f"summary of {count:,} transactions", seconds, theirs))
 
-    header = ["task", "winback (s)", "lifetimes (s)", "speed-up"]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    header = ["task", "winback (s)", "lifetimes (s)", "speed-up", "load"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print()
     for row in [header, ["-" * w for w in widths], *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))

@@ -72,11 +72,12 @@ class PurchaseModel(Model, ABC):
         """Fit on one row per customer (or per pattern, with ``weights`` the number of
         customers sharing it). Raises ``ModelFitError`` when the base cannot be fitted."""
         x, t, age = as_rfm(frequency, recency, T)
-        patterns = condense(x, t, age, as_weights(weights, x.size))
+        w = as_weights(weights, x.size)
+        scale = time_scale(w, age)
+        patterns = condense(x, t, age, w, scale)
         check_fittable(patterns)
-        scale = time_scale(patterns)
         theta, log_likelihood = maximize(
-            self._objective, patterns.rescaled(scale), np.zeros(len(self.names)), self.names
+            self._objective, patterns, np.zeros(len(self.names)), self.names
         )
         # The likelihood in the data's own time unit: each customer's density of purchase
         # times gains a factor scale^x from the change of unit.
@@ -116,10 +117,12 @@ def check_fittable(patterns: Patterns) -> None:
         raise ModelFitError("every customer has T = 0: no time has been observed")
 
 
-def time_scale(patterns: Patterns) -> float:
+def time_scale(weights: np.ndarray, T: np.ndarray) -> float:
     """The factor that brings the mean customer age to 1, so the optimiser works on
-    numbers near 1 whatever the time unit (days or weeks)."""
-    return patterns.customers / dot(patterns.weight, patterns.T)
+    numbers near 1 whatever the time unit (days or weeks); 1 when no time has been
+    observed (``check_fittable`` says so)."""
+    total = dot(weights, T)
+    return float(weights.sum()) / total if total > 0 else 1.0
 
 
 def as_horizon(t: float) -> float:

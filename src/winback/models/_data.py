@@ -5,6 +5,7 @@ patterns than customers, so the likelihood is evaluated once per pattern."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ _MIX = (
 
 # Rows drawn to judge whether merging identical patterns is worth its cost.
 PROBE_ROWS = 20_000
+# Checks run on slices of this many values, so that their temporaries stay small: a
+# fresh array of a million values costs more in page faults than the comparison.
+CHECK_ROWS = 65_536
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -34,6 +38,18 @@ def as_array(name: str, values: Any) -> np.ndarray:
     """A one-dimensional float64 array of finite numbers, from anything array-like
     (NumPy, pandas or Polars columns, lists). Raises naming the argument and the first bad
     position."""
+    array = _as_vector(name, values)
+    if not np.isfinite(array).all():
+        index = _first(~np.isfinite(array))
+        raise ModelInputError(
+            f"{name}[{index}] is {array[index]}: every value must be a finite number "
+            "(fill or drop missing customers before fitting)"
+        )
+    return array
+
+
+def _as_vector(name: str, values: Any) -> np.ndarray:
+    """``as_array`` without the check that every value is finite."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -42,13 +58,6 @@ def as_array(name: str, values: Any) -> np.ndarray:
         array = array.reshape(1)
     if array.ndim != 1:
         raise ModelInputError(f"{name}: expected a one-dimensional array, got shape {array.shape}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        index = int(np.argmax(bad))
-        raise ModelInputError(
-            f"{name}[{index}] is {array[index]}: every value must be a finite number "
-            "(fill or drop missing customers before fitting)"
-        )
     return array
 
 
@@ -56,12 +65,29 @@ def _first(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
+def _holds(test: Callable[..., np.ndarray], *arrays: np.ndarray) -> bool:
+    """Whether ``test`` (elementwise, on slices of the arrays) holds everywhere."""
+    return all(
+        bool(test(*(a[start : start + CHECK_ROWS] for a in arrays)).all())
+        for start in range(0, arrays[0].size, CHECK_ROWS)
+    )
+
+
+def _whole(a: np.ndarray) -> np.ndarray:
+    return (a >= 0) & (np.floor(a) == a)
+
+
+def _valid(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Every check of ``as_rfm`` at once (0 <= t <= T finite makes t finite)."""
+    finite = np.isfinite(x) & np.isfinite(T)
+    return finite & _whole(x) & (t >= 0) & (t <= T) & ((x > 0) | (t == 0))
+
+
 def as_counts(name: str, values: Any) -> np.ndarray:
     """``as_array`` for counts of purchases: whole numbers >= 0."""
     array = as_array(name, values)
-    bad = (array < 0) | (array != np.floor(array))
-    if bad.any():
-        i = _first(bad)
+    if not _holds(_whole, array):
+        i = _first(~_whole(array))
         raise ModelInputError(f"{name}[{i}] = {array[i]}: must be a whole number >= 0")
     return array
 
@@ -70,14 +96,20 @@ def as_rfm(frequency: Any, recency: Any, T: Any) -> tuple[np.ndarray, np.ndarray
     """Check a (frequency, recency, T) summary: frequency the number of repeat purchases
     (a whole number), recency the time of the last purchase after the first, T the time
     from the first purchase to the end of the observation, all in one time unit."""
-    x = as_counts("frequency", frequency)
-    t = as_array("recency", recency)
-    age = as_array("T", T)
+    x = _as_vector("frequency", frequency)
+    t = _as_vector("recency", recency)
+    age = _as_vector("T", T)
     if not x.size == t.size == age.size:
         raise ModelInputError(
             f"frequency, recency and T must have one value per customer; "
             f"got lengths {x.size}, {t.size} and {age.size}"
         )
+    # One pass over slices when all is well; the checks one at a time to name a fault.
+    if _holds(_valid, x, t, age):
+        return x, t, age
+    as_counts("frequency", x)
+    as_array("recency", t)
+    as_array("T", age)
     checks = (
         (t < 0, "recency[{i}] = {t}: must be >= 0"),
         (
@@ -99,9 +131,10 @@ def as_rfm(frequency: Any, recency: Any, T: Any) -> tuple[np.ndarray, np.ndarray
 
 
 def as_weights(weights: Any, size: int) -> np.ndarray:
-    """Customer counts per row (all ones when not given); non-negative, one per row."""
+    """Customer counts per row (all ones when not given: a read-only view of a single
+    one, which costs no memory); non-negative, one per row."""
     if weights is None:
-        return np.ones(size)
+        return np.broadcast_to(np.float64(1.0), (size,))
     w = as_array("weights", weights)
     if w.size != size:
         raise ModelInputError(f"weights: {w.size} values for {size} customers")
@@ -130,20 +163,34 @@ class Patterns:
 
     def rescaled(self, factor: float) -> Patterns:
         """The same patterns with times multiplied by ``factor`` (for a well-scaled fit)."""
+        if factor == 1.0:
+            return self
         return Patterns(self.x, self.t * factor, self.T * factor, self.weight)
 
     def samples(self, sizes: list[int], seed: int = 0) -> list[Patterns]:
-        """For each size, that many customers drawn with replacement, each row with
-        probability proportional to its weight; each draw stands for customers / size
-        customers, so weighted sums stay unbiased. Rows keep their order. Used to find a
-        starting point cheaply before the fit on every pattern."""
-        total = np.cumsum(self.weight)
+        """For each size, a sample of about that many customers whose weights keep
+        weighted sums unbiased; rows keep their order. A row of weight w is kept with
+        probability p w (p = size / customers; always when p w >= 1) and then stands for
+        max(w, 1/p) customers. The trailing rows of equal weight (the repeat buyers of a
+        base with continuous times: nearly every row) are taken systematically, every
+        1/(p w)-th from a random start, without a random draw per row; the rows before
+        them each by its own draw. Used to find a starting point cheaply before the fit
+        on every pattern."""
         rng = np.random.default_rng(seed)
+        w = self.weight
+        differ = np.flatnonzero(w != w[-1])
+        tail = int(differ[-1]) + 1 if differ.size else 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            draw = rng.random(tail) / w[:tail]
         result = []
         for size in sizes:
-            draws = np.sort(rng.random(size)) * total[-1]
-            rows = np.minimum(np.searchsorted(total, draws, side="right"), self.rows - 1)
-            weight = np.full(rows.size, total[-1] / size)
+            p = size / self.customers
+            step = max(1.0, 1.0 / (p * w[-1]))
+            start = rng.random() * step
+            count = max(0, int(np.ceil((self.rows - tail - start) / step)))
+            spaced = tail + (start + step * np.arange(count)).astype(np.intp)
+            rows = np.concatenate([np.flatnonzero(draw < p), spaced])
+            weight = np.maximum(w[rows], 1.0 / p)
             result.append(Patterns(self.x[rows], self.t[rows], self.T[rows], weight))
         return result
 
@@ -174,17 +221,18 @@ def group(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.n
 def _few_repeats(
     x: np.ndarray, t: np.ndarray, T: np.ndarray, among: np.ndarray | None = None
 ) -> bool:
-    """Whether merging identical rows (of those where ``among`` holds, or all) would
+    """Whether merging identical rows (those at the positions ``among``, or all) would
     hardly shrink a large set of rows, judged on a random sample: if rows repeated on
     average 1.5 times or more, a sample of ``k`` of ``n`` rows would hold about
     k²/(4n) identical pairs or more."""
-    n = x.size if among is None else int(np.count_nonzero(among))
+    n = x.size if among is None else among.size
     if n <= 4 * PROBE_ROWS:
         return False
-    draws = int(PROBE_ROWS * x.size / n)
-    rows = np.unique(np.random.default_rng(0).integers(0, x.size, draws))
+    # Distinct positions by sorting (np.unique hashes, and is slower on these sizes).
+    rows = np.sort(np.random.default_rng(0).integers(0, n, PROBE_ROWS))
+    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]
     if among is not None:
-        rows = rows[among[rows]]
+        rows = among[rows]
     keys = np.sort(_hash(x[rows], t[rows], T[rows]))
     pairs = int((keys[1:] == keys[:-1]).sum())
     return pairs < rows.size**2 / (4 * n)
@@ -206,36 +254,49 @@ def _condense(
     return Patterns(x[first], t[first], T[first], weight)
 
 
-def condense(x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray) -> Patterns:
+def condense(
+    x: np.ndarray, t: np.ndarray, T: np.ndarray, w: np.ndarray, scale: float = 1.0
+) -> Patterns:
     """The distinct (x, t_x, T) patterns with their summed weights, zero-weight rows
-    dropped, customers with no repeat purchase first. These differ only by T, so they are
-    grouped by T alone (cheap); repeat buyers are merged only when some of them share a
-    pattern."""
+    dropped, customers with no repeat purchase first, times multiplied by ``scale`` (in
+    place when the rows are copied anyway). One-time buyers differ only by T, so they
+    are grouped by T alone (cheap); repeat buyers are merged only when some of them
+    share a pattern."""
     zero = x == 0
     if zero.all() or not zero.any():
-        merged = _condense(x, t, T, w)
+        merged = _condense(x, t, T, w).rescaled(scale)
     else:
-        ordered = np.sort(T[zero])
+        # (np.compress is several times faster than indexing with a mask.)
+        zero_T = np.compress(zero, T)
+        ordered = np.sort(zero_T)
         starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
         ages = ordered[starts]
-        weight = w[zero]
-        if (weight == weight[0]).all():
-            counts = np.diff(np.append(starts, ordered.size)) * weight[0]
+        uniform = bool((w == w[0]).all())
+        if uniform:
+            counts = np.diff(np.append(starts, ordered.size)) * w[0]
         else:
-            counts = np.bincount(np.searchsorted(ages, T[zero]), weights=weight)
-        repeat = ~zero
+            counts = np.bincount(np.searchsorted(ages, zero_T), weights=np.compress(zero, w))
+        repeat = np.flatnonzero(~zero)
         if _few_repeats(x, t, T, among=repeat):
-            # Nothing to merge: copy the repeat rows straight after the grouped ones.
-            size = ages.size + int(np.count_nonzero(repeat))
+            # Nothing to merge: copy the repeat rows straight after the grouped ones
+            # (np.take into place; the positions are valid, so "clip" skips the check).
+            size = ages.size + repeat.size
             columns = []
             for head, values in ((0.0, x), (0.0, t), (ages, T), (counts, w)):
                 column = np.empty(size)
                 column[: ages.size] = head
-                np.compress(repeat, values, out=column[ages.size :])
+                if values is w and uniform:
+                    column[ages.size :] = w[0]
+                else:
+                    np.take(values, repeat, out=column[ages.size :], mode="clip")
                 columns.append(column)
+            columns[1] *= scale
+            columns[2] *= scale
             merged = Patterns(*columns)
         else:
             rest = _condense(x[repeat], t[repeat], T[repeat], w[repeat], check=False)
+            rest = rest.rescaled(scale)
+            ages = ages * scale
             none = np.zeros(ages.size)
             merged = Patterns(
                 *(

@@ -12,9 +12,16 @@ The log-likelihood of a pattern is (paper, section 7, in log space)
     A1 = lnΓ(r+x) − lnΓ(r) + r ln α,      A2 = ln B(a, b+x) − ln B(a, b),
     A3 = −(r+x) ln(α+T),                  A4 = ln a − ln(b+x−1) − (r+x) ln(α+t_x),
 
-written as A1 + A2 + A3 + softplus(A4 − A3) so nothing overflows, with its exact
-gradient and Hessian. Terms that depend on x alone are summed once per distinct x,
-one-time buyers once per distinct T; the rest runs once per repeat-buyer pattern.
+written as A1 + A2 + A4 + ln(1 + e^(A3 − A4)) so nothing overflows (A3 − A4 <= −ln a +
+ln(b+x−1)), with its exact gradient and Hessian. Terms that depend on x alone are summed
+once per distinct x, one-time buyers once per distinct T; the rest runs once per
+repeat-buyer pattern, with two logarithms and one exponential per row (see
+``_Objective``): NumPy's float64 logarithm and exponential call the C library once per
+element on machines without AVX-512 and cost ten to twenty times a multiplication, so
+their number, not the arithmetic around them, sets the time of a fit on a million
+customers. Why our own numerics rather than a compiled kernel (Numba, numexpr): one more
+dependency, and a compile or start-up cost of its own, for a pass that NumPy already runs
+in a few tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -28,9 +35,42 @@ from scipy.stats import nbinom
 from winback.models._base import PurchaseModel, as_horizon
 from winback.models._data import Patterns, as_counts, as_rfm, dot
 
-# Repeat buyers are evaluated in blocks of this many rows: the dozen arrays of a block
-# stay in the processor's cache, and the buffers are allocated (and faulted in) once.
-BLOCK = 32_768
+# Repeat buyers are evaluated in blocks of this many rows: the arrays of a block stay in
+# the processor's cache, the buffers are allocated (and faulted in) once, and a dot
+# product this short runs on one thread (OpenBLAS splits those over 10,000 terms, which
+# costs more than it saves on a busy machine).
+BLOCK = 9_984
+# Σ ln(1 + e^-d) is taken as the logarithm of products of 2**PRODUCT_LEVELS terms: NumPy's
+# float64 logarithm is the C library's, one call per element, and costs as much as a
+# dozen multiplications.
+PRODUCT_LEVELS = 3
+_TINY = float(np.finfo(np.float64).tiny)
+_HUGE = float(np.finfo(np.float64).max)
+
+# The per-block sums of repeat buyers (``_Objective._block``), in order; the gradient
+# needs the first nine.
+SUMS = (
+    *("ln_T", "x_ln_T", "rx_gap", "ln_1pE", "rx_iT", "sig", "sig_ib", "sig_gap", "sig_u"),
+    *("iT", "rx_iT2", "sig_delta", "sig_u_it", "v", "v_ib", "sv_ib2", "v_gap", "v_gap_ib"),
+    *("v_gap2", "v_u", "v_u_ib", "v_u2", "v_u_gap"),
+)
+GRADIENT_SUMS = 9
+
+
+def _sum_log(values: np.ndarray, scratch: np.ndarray) -> float:
+    """Σ ln v for positive values, as the logarithm of products of eight terms (folded
+    by halves, so every multiplication runs on contiguous memory); term by term if a
+    product leaves the normal float64 range."""
+    total = 0.0
+    product = values
+    for _ in range(PRODUCT_LEVELS):
+        half = product.size // 2
+        if product.size % 2:
+            total += float(np.log(product[-1]))
+        product = np.multiply(product[:half], product[half : 2 * half], out=scratch[:half])
+    if product.size and not (product.min() >= _TINY and product.max() <= _HUGE):
+        return float(np.log(values, out=scratch[: values.size]).sum())
+    return total + float(np.log(product, out=product).sum())
 
 
 class _Objective:
@@ -40,130 +80,128 @@ class _Objective:
     Built for bases of millions: everything that depends on the data alone is computed
     once here (the customers per repeat count, the split into one-time buyers, grouped by
     T, and repeat buyers); an evaluation makes one pass over the repeat buyers, block by
-    block, with three logarithms and one exponential per row, writing into buffers
-    allocated once (a fresh array of a million values costs more in page faults than the
-    arithmetic on it)."""
+    block, writing into buffers allocated once (a fresh array of a million values costs
+    more in page faults than the arithmetic on it). A repeat buyer's term is written
+
+        −(r+x) ln(α+T) + ln a − ln(b+x−1) + (r+x) gap + ln(1 + E),
+        gap = ln((α+T)/(α+t)),   E = (b+x−1)/a · e^-(r+x) gap = e^-d,
+
+    so a row costs two logarithms and one exponential (the paper's form takes four);
+    Σ ln(1 + E) is taken from products (``_sum_log``) and the terms in x alone from the
+    customers per x. E <= (b+x−1)/a, so 1 + E cannot overflow."""
 
     def __init__(self, patterns: Patterns) -> None:
         x, w = patterns.x, patterns.weight
         self.total = patterns.customers
-        counts = x.astype(np.intp)
-        weight_x = np.bincount(counts, weights=w)
+        # Customers per repeat count, a slice at a time (a million-value array of indexes
+        # costs more in page faults than the counting).
+        weight_x = np.zeros(int(x.max()) + 1)
+        for start in range(0, x.size, 8 * BLOCK):
+            part = slice(start, start + 8 * BLOCK)
+            counts = x[part].astype(np.intp)
+            weight_x += np.bincount(counts, weights=w[part], minlength=weight_x.size)
         self.values_x = np.flatnonzero(weight_x).astype(np.float64)
         self.weight_x = weight_x[weight_x > 0]
-        zero = counts == 0
+        zero = x == 0
         ones = int(np.count_nonzero(zero))
-        if not counts[:ones].any():
+        if not x[:ones].any():
             # One-time buyers first, as ``condense`` and ``sample`` leave them: slices.
             zero, repeat = slice(0, ones), slice(ones, None)
         else:
             repeat = ~zero
         self.T0, self.w0 = patterns.T[zero], w[zero]
-        self.index = counts[repeat]
         self.x = x[repeat]
         self.t, self.T = patterns.t[repeat], patterns.T[repeat]
         weight = w[repeat]
         # Equal weights (one customer per row, or a uniform sample) are factored out.
-        self.scale = float(weight[0]) if weight.size and (weight == weight[0]).all() else 1.0
-        self.w = None if self.scale != 1.0 or (weight == 1.0).all() else weight
-        self.repeat_x = np.arange(weight_x.size, dtype=np.float64) - 1.0
-        self.repeat_x[0] = 0.0  # never gathered: only rows with x > 0 use the table
+        uniform = not weight.size or weight.min() == weight.max()
+        self.scale = float(weight[0]) if weight.size and uniform else 1.0
+        self.w = None if uniform else weight
+        repeat_x = self.values_x > 0
+        self.repeat_x, self.repeat_weight = self.values_x[repeat_x], self.weight_x[repeat_x]
         size = min(self.x.size, BLOCK)
-        self._buffers = [np.empty(size) for _ in range(8)]
-        self._mask = np.empty(size, dtype=bool)
+        self._buffers = [np.empty(size) for _ in range(10)]
 
     def _block(
-        self,
-        rows: slice,
-        r: float,
-        alpha: float,
-        table: np.ndarray,
-        hessian: bool,
-        sums: np.ndarray,
-        per_x: np.ndarray,
-    ) -> None:
-        """Add one block of repeat buyers' sums (unscaled) to ``sums`` and ``per_x``:
-        Σ ln(α+T), Σ x ln(α+T), Σ (r+x)/(α+T), Σ 1/(α+T), Σ (r+x)/(α+T)², Σ softplus(d),
-        Σ σ gap, Σ σ u, Σ σ δ, Σ σ u (1/(α+T) + 1/(α+t)), Σ v gap², Σ v u², Σ v u gap,
-        and per repeat count Σ σ, Σ v, Σ v gap, Σ v u; with σ = σ(d), v = σ(1 − σ),
-        gap = ln(α+T) − ln(α+t), δ = 1/(α+T) − 1/(α+t), u = (r+x) δ = ∂d/∂α."""
-        x, t, T, index = self.x[rows], self.t[rows], self.T[rows], self.index[rows]
+        self, rows: slice, r: float, alpha: float, a: float, b: float, hessian: bool, value: bool
+    ) -> list[float]:
+        """One block of repeat buyers' sums, unscaled, in the order of ``SUMS``:
+        Σ ln(α+T), Σ x ln(α+T), Σ (r+x) gap, Σ ln(1+E), Σ (r+x)/(α+T), Σ σ,
+        Σ σ/(b+x−1), Σ σ gap, Σ σ u and, for the Hessian, Σ 1/(α+T), Σ (r+x)/(α+T)²,
+        Σ σ δ, Σ σ u (1/(α+T) + 1/(α+t)), Σ v, Σ v/(b+x−1), Σ (σ+v)/(b+x−1)², Σ v gap,
+        Σ v gap/(b+x−1), Σ v gap², Σ v u, Σ v u/(b+x−1), Σ v u², Σ v u gap; with
+        σ = σ(d) = 1/(1+E), v = σ(1 − σ), δ = 1/(α+T) − 1/(α+t), u = (r+x) δ = ∂d/∂α.
+        Without ``value``, Σ x ln(α+T) (needed for the value only) is left at 0 and
+        Σ ln(α+T) is taken from products: one logarithm per row instead of two."""
+        x, t, T = self.x[rows], self.t[rows], self.T[rows]
         w = None if self.w is None else self.w[rows]
         size = x.size
-        log_T, log_t, inv_T, inv_t, d, e, sigma, rx = (b[:size] for b in self._buffers)
-        mask = self._mask[:size]
+        log_T, inv_T, inv_t, gap, rx, E, ib, sigma, u, scratch = (
+            buffer[:size] for buffer in self._buffers
+        )
 
         def total(values: np.ndarray) -> float:
-            return float(values.sum()) if w is None else dot(w, values)
+            return float(values.sum() if w is None else np.dot(w, values))
 
-        def by_x(values: np.ndarray) -> np.ndarray:
-            weights = values if w is None else values * w
-            return np.bincount(index, weights=weights, minlength=table.size)
+        def pair(p: np.ndarray, q: np.ndarray) -> float:
+            if w is None:
+                return float(np.dot(p, q))
+            return float(np.dot(w, np.multiply(p, q, out=scratch)))
 
-        np.add(alpha, T, out=rx)
-        np.log(rx, out=log_T)
-        np.divide(1.0, rx, out=inv_T)
-        np.add(alpha, t, out=rx)
-        np.log(rx, out=log_t)
-        np.divide(1.0, rx, out=inv_t)
+        np.add(alpha, T, out=inv_T)
+        if value or w is not None:
+            np.log(inv_T, out=log_T)
+            sums = [total(log_T), pair(x, log_T)]
+        else:
+            sums = [_sum_log(inv_T, scratch), 0.0]
+        np.add(alpha, t, out=inv_t)
+        np.log(np.divide(inv_T, inv_t, out=gap), out=gap)
+        np.divide(1.0, inv_T, out=inv_T)
+        np.divide(1.0, inv_t, out=inv_t)
         np.add(r, x, out=rx)
-        sums[0] += total(log_T)
-        sums[1] += total(np.multiply(x, log_T, out=e))
-        sums[2] += total(np.multiply(rx, inv_T, out=e))
-        if hessian:
-            sums[3] += total(inv_T)
-            sums[4] += total(np.multiply(e, inv_T, out=e))
-        gap = np.subtract(log_T, log_t, out=log_T)
-        np.multiply(rx, gap, out=d)
-        np.take(table, index, out=e)
-        d += e
-        # softplus(d) = max(d, 0) + ln(1 + e^-|d|), σ(d) from the same exponential.
-        np.abs(d, out=e)
-        np.negative(e, out=e)
-        np.exp(e, out=e)
-        np.greater_equal(d, 0.0, out=mask)
-        np.maximum(d, 0.0, out=d)
-        sums[5] += total(d)
-        np.add(e, 1.0, out=d)
-        np.divide(1.0, d, out=sigma)
-        np.log(d, out=d)
-        sums[5] += total(d)
-        np.multiply(e, sigma, out=e)
-        np.copyto(e, sigma, where=mask)
-        sigma, e = e, sigma  # sigma: σ(d); e: free
-        delta = np.subtract(inv_T, inv_t, out=inv_T)
-        u = np.multiply(rx, delta, out=d)
-        per_x[0] += by_x(sigma)
-        sums[6] += total(np.multiply(sigma, gap, out=e))
-        sums[7] += total(np.multiply(sigma, u, out=e))
+        np.multiply(rx, gap, out=E)
+        sums.append(total(E))
+        np.exp(np.negative(E, out=E), out=E)
+        np.add(x, b - 1.0, out=ib)
+        np.multiply(E, ib, out=E)
+        np.multiply(E, 1.0 / a, out=E)
+        np.divide(1.0, ib, out=ib)
+        np.add(E, 1.0, out=sigma)
+        sums.append(_sum_log(sigma, scratch) if w is None else total(np.log(sigma, out=u)))
+        np.divide(1.0, sigma, out=sigma)
+        delta = np.subtract(inv_T, inv_t, out=log_T)
+        np.multiply(rx, delta, out=u)
+        sums += [pair(rx, inv_T), total(sigma), pair(sigma, ib), pair(sigma, gap), pair(sigma, u)]
         if not hessian:
-            return
-        sums[8] += total(np.multiply(sigma, delta, out=e))
-        # σ (r+x) (1/(α+t)² − 1/(α+T)²) = −σ u (1/(α+T) + 1/(α+t))
-        np.add(inv_t, inv_t, out=e)
-        np.add(e, delta, out=e)  # 1/(α+T) + 1/(α+t)
-        np.multiply(e, u, out=e)
-        sums[9] += total(np.multiply(e, sigma, out=e))
-        v = np.subtract(1.0, sigma, out=log_t)
+            return sums
+        v = np.multiply(E, sigma, out=E)
         np.multiply(v, sigma, out=v)
-        per_x[1] += by_x(v)
-        per_x[2] += by_x(np.multiply(v, gap, out=e))
-        sums[10] += total(np.multiply(e, gap, out=e))
-        per_x[3] += by_x(np.multiply(v, u, out=e))
-        sums[11] += total(np.multiply(e, u, out=sigma))
-        sums[12] += total(np.multiply(e, gap, out=e))
+        sums += [total(inv_T), pair(np.multiply(rx, inv_T, out=rx), inv_T), pair(sigma, delta)]
+        # σ (r+x) (1/(α+t)² − 1/(α+T)²) = −σ u (1/(α+T) + 1/(α+t))
+        np.multiply(np.add(inv_T, inv_t, out=inv_t), u, out=inv_t)
+        sums += [pair(inv_t, sigma), total(v), pair(v, ib)]
+        np.multiply(np.add(sigma, v, out=sigma), ib, out=sigma)
+        sums += [pair(sigma, ib), pair(v, gap)]
+        v_gap = np.multiply(v, gap, out=log_T)
+        sums += [pair(v_gap, ib), pair(v_gap, gap), pair(v, u)]
+        v_u = np.multiply(v, u, out=gap)
+        sums += [pair(v_u, ib), pair(v_u, u), pair(v_gap, u)]
+        return sums
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         value, gradient, _ = self.evaluate(theta, hessian=False)
         return value, gradient
 
-    def with_hessian(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        value, gradient, hessian = self.evaluate(theta, hessian=True)
+    def with_hessian(
+        self, theta: np.ndarray, value: bool = True
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """The value (NaN without ``value``: a little cheaper), gradient and Hessian."""
+        found, gradient, hessian = self.evaluate(theta, hessian=True, value=value)
         assert hessian is not None
-        return value, gradient, hessian
+        return found, gradient, hessian
 
     def evaluate(
-        self, theta: np.ndarray, *, hessian: bool
+        self, theta: np.ndarray, *, hessian: bool, value: bool = True
     ) -> tuple[float, np.ndarray, np.ndarray | None]:
         r, alpha, a, b = np.exp(theta)
         N = self.total
@@ -202,34 +240,33 @@ class _Objective:
             H[0, 1] -= dot(self.w0, inv0)
             H[1, 1] += r * dot(self.w0, inv0 * inv0)
 
-        # Repeat buyers: −(r+x) ln(α+T) + softplus(d),
-        # d = ln a − ln(b+x−1) + (r+x) (ln(α+T) − ln(α+t)), block by block.
-        inv_b = 1.0 / (b + self.repeat_x)
-        table = np.log(a) + np.log(inv_b)
-        sums = np.zeros(13)
-        per_x = np.zeros((4, inv_b.size))
-        for start in range(0, self.x.size, BLOCK):
-            self._block(slice(start, start + BLOCK), r, alpha, table, hessian, sums, per_x)
-        sums *= self.scale
-        per_x *= self.scale
-        ll -= r * sums[0] + sums[1] - sums[5]
-        per_sigma = per_x[0]
-        g[0] += sums[6] - sums[0]
-        g[1] += sums[7] - sums[2]
-        g[2] += per_sigma.sum() / a
-        g[3] -= dot(per_sigma, inv_b)
+        # Repeat buyers, block by block; ln a − ln(b+x−1) summed per x.
+        totals = np.zeros(len(SUMS) if hessian else GRADIENT_SUMS)
+        # E overflows only where σ(d) = 1/(1+E) is 0 to double precision anyway.
+        with np.errstate(over="ignore", under="ignore"):
+            for start in range(0, self.x.size, BLOCK):
+                rows = slice(start, start + BLOCK)
+                totals += self._block(rows, r, alpha, a, b, hessian, value)
+        s = dict(zip(SUMS, totals * self.scale, strict=False))
+        ll += self.repeat_weight.sum() * np.log(a) - dot(
+            self.repeat_weight, np.log(b - 1.0 + self.repeat_x)
+        )
+        ll += s["rx_gap"] + s["ln_1pE"] - r * s["ln_T"] - s["x_ln_T"]
+        g[0] += s["sig_gap"] - s["ln_T"]
+        g[1] += s["sig_u"] - s["rx_iT"]
+        g[2] += s["sig"] / a
+        g[3] -= s["sig_ib"]
         if hessian:
-            per_v, per_v_gap, per_v_u = per_x[1:]
-            H[0, 0] += sums[10]
-            H[0, 1] += sums[8] + sums[12] - sums[3]
-            H[1, 1] += sums[4] - sums[9] + sums[11]
-            H[2, 2] += (per_v.sum() - per_sigma.sum()) / a**2  # ∂²d/∂a² = −1/a²
-            H[3, 3] += dot(per_sigma + per_v, inv_b * inv_b)
-            H[0, 2] = per_v_gap.sum() / a
-            H[0, 3] = -dot(per_v_gap, inv_b)
-            H[1, 2] = per_v_u.sum() / a
-            H[1, 3] = -dot(per_v_u, inv_b)
-            H[2, 3] -= dot(per_v, inv_b) / a
+            H[0, 0] += s["v_gap2"]
+            H[0, 1] += s["sig_delta"] + s["v_u_gap"] - s["iT"]
+            H[1, 1] += s["rx_iT2"] - s["sig_u_it"] + s["v_u2"]
+            H[2, 2] += (s["v"] - s["sig"]) / a**2  # ∂²d/∂a² = −1/a²
+            H[3, 3] += s["sv_ib2"]
+            H[0, 2] = s["v_gap"] / a
+            H[0, 3] = -s["v_gap_ib"]
+            H[1, 2] = s["v_u"] / a
+            H[1, 3] = -s["v_u_ib"]
+            H[2, 3] -= s["v_ib"] / a
         params = np.array([r, alpha, a, b])
         gradient = g * params
         result = None
@@ -237,7 +274,7 @@ class _Objective:
             upper = np.triu(H)
             H = upper + upper.T - np.diag(np.diag(H))
             result = -(H * np.outer(params, params) + np.diag(gradient)) / N
-        return -ll / N, -gradient / N, result
+        return (-ll / N if value else np.nan), -gradient / N, result
 
 
 class BetaGeo(PurchaseModel):
