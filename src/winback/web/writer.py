@@ -122,7 +122,9 @@ class Writer:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        self._recorder.start()
+        """Start the jobs' thread, which starts the recorder: the server answers at once,
+        and the hits that come meanwhile wait in the queue (booting the recorder's
+        process takes a second or two, more on a busy machine)."""
         self._thread.start()
         self._started = True
 
@@ -149,8 +151,9 @@ class Writer:
         with self._lock:
             if self._closed:
                 raise WriterClosed("the server is shutting down")
+            # The hits first: the job's barrier must follow them in the recorder's queue.
+            self._send_pending()
             self._jobs.put(_Job(work, future))
-        self._send()
         return future
 
     def close(self) -> None:
@@ -162,22 +165,32 @@ class Writer:
         self._send()
         self._jobs.put(_STOP)
         if not self._started:
+            self._hits.cancel_join_thread()  # nobody will read them: do not wait at exit
             return
         self._thread.join()
         self._hits.put(None)
-        self._recorder.join()
-        if self._recorder.exitcode != 0:
-            log.error("the hit recorder ended with exit code %s", self._recorder.exitcode)
+        if self._recorder.pid is not None:  # started
+            self._recorder.join()
+            if self._recorder.exitcode != 0:
+                log.error("the hit recorder ended with exit code %s", self._recorder.exitcode)
         self._hits.close()
         self._hits.join_thread()
 
     def _send(self) -> None:
         with self._lock:
-            batch, self._pending = self._pending, []
-        if batch:
-            self._hits.put(batch)
+            self._send_pending()
+
+    def _send_pending(self) -> None:
+        # Called with the lock held, so batches and barriers enter the queue in order.
+        if self._pending:
+            self._hits.put(self._pending)
+            self._pending = []
 
     def _run_jobs(self) -> None:
+        try:
+            self._recorder.start()
+        except Exception:
+            log.exception("the hit recorder did not start: hits are not recorded")
         stopping = False
         while not stopping:
             items = [self._jobs.get()]
@@ -202,11 +215,7 @@ class Writer:
                 confirmed, self.unmatched = self._acks.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 if not self._recorder.is_alive():
-                    log.error(
-                        "the hit recorder has stopped (exit code %s): hits are not recorded; "
-                        "restart winback serve",
-                        self._recorder.exitcode,
-                    )
+                    log.error("the hit recorder is not running: hits are not recorded")
                     return
                 continue
             if confirmed == barrier:
