@@ -6,13 +6,14 @@ takes what has gathered (up to :data:`BATCH` hits) and records it in one transac
 SQLite sees a few hundred rows per commit instead of one commit per hit.
 
 Why a process and not a thread: recording a hit costs about as much Python as answering
-it (matching the message, the machine-open and bot-click rules, building the row), and in
-the server's process that work held the GIL, and its garbage, long-lived until written,
-made the collector's full passes long. With wrk driving the server flat out, the event
-loop stalled for tens of milliseconds at a time (``bench/tracking.py``, README). In its
-own process the recorder runs on the other core and the event loop only appends a tuple
-to a list; every few milliseconds (or :data:`SEND_HITS` hits) the list goes to the
-recorder through a :class:`multiprocessing.Queue` (pickled by the queue's feeder thread).
+it (some 70 µs: matching the message, the machine-open and bot-click rules, building the
+row), so a writer thread held the GIL for a large share of the time the event loop
+needed it, and the hits waiting for it lived long enough to bring on the collector's
+full passes, which stall every request in flight. Under wrk the loop stalled for tens to
+hundreds of milliseconds (``bench/tracking.py``, README). In its own process the
+recorder runs on the other core, and the event loop only appends a tuple to a list;
+every few milliseconds (or :data:`SEND_HITS` hits) the list goes to the recorder through
+a :class:`multiprocessing.Queue` (pickled by the queue's feeder thread).
 
 Unsubscribes, preference changes, survey answers and webhook deliveries are *jobs*:
 closures the handler waits for, run by a thread of the server's process in a transaction
@@ -25,7 +26,9 @@ of arrival (a click, then the unsubscribe it led to).
 runs the queued jobs, has the recorder write everything it was sent, and returns: no
 acknowledged hit is lost. The recorder ignores SIGINT and SIGTERM (Ctrl-C and a service
 manager signal the whole process group): it stops when the server tells it to, or when
-the server's process is gone.
+the server's process is gone. Should the recorder be gone at shutdown (the forkserver
+that boots it was stopped first, or it died), the server writes what is left in the
+queue itself.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ SEND_SECONDS = 0.005
 # A failed batch (the database locked past its busy timeout, a dropped PostgreSQL
 # connection) is tried again this many times before its hits are given up and logged.
 RETRIES = 5
-# How often the waiting sides look whether the other process is still there.
+# How often the idle recorder looks whether the server's process is still there.
 POLL_SECONDS = 1.0
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,11 +108,15 @@ class Writer:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])
         self._hits: Any = context.Queue()
-        self._acks: Any = context.Queue()
+        # The recorder's answers come back on a pipe of which it holds the only writing
+        # end: reading it gives EOFError once the recorder is gone, however it ended
+        # (its exit code is the forkserver's to report, and a SIGTERM to the whole
+        # process group ends the forkserver).
+        self._acks, self._acks_end = context.Pipe(duplex=False)
         fields = (workspace.path, workspace.config, workspace.database_url, workspace.secret)
         self._recorder = context.Process(
             target=_record_hits,
-            args=(fields, self._hits, self._acks),
+            args=(fields, self._hits, self._acks_end),
             name="winback-hits",
             daemon=True,
         )
@@ -169,12 +176,17 @@ class Writer:
             return
         self._thread.join()
         self._hits.put(None)
-        if self._recorder.pid is not None:  # started
-            self._recorder.join()
-            if self._recorder.exitcode != 0:
-                log.error("the hit recorder ended with exit code %s", self._recorder.exitcode)
+        if not self._wait_for(None):
+            self._record_leftovers()
         self._hits.close()
         self._hits.join_thread()
+        if self._recorder.pid is not None:  # started
+            self._recorder.join()
+        # uvicorn ends the process by raising SIGTERM again, which skips multiprocessing's
+        # exit handlers: dropping the queues (and the process, which holds them as its
+        # arguments) frees their semaphores now, or the resource tracker would report
+        # them leaked.
+        del self._hits, self._acks, self._recorder
 
     def _send(self) -> None:
         with self._lock:
@@ -191,6 +203,8 @@ class Writer:
             self._recorder.start()
         except Exception:
             log.exception("the hit recorder did not start: hits are not recorded")
+        finally:
+            self._acks_end.close()  # the recorder has its own copy
         stopping = False
         while not stopping:
             items = [self._jobs.get()]
@@ -202,24 +216,41 @@ class Writer:
             stopping = any(item is _STOP for item in items)
             jobs = [item for item in items if isinstance(item, _Job)]
             if jobs:
-                self._wait_for_hits()
+                barrier = next(self._barriers)
+                self._hits.put(barrier)
+                self._wait_for(barrier)
             for job in jobs:
                 self._run(job)
 
-    def _wait_for_hits(self) -> None:
-        """Return once the recorder has committed every hit sent so far."""
-        barrier = next(self._barriers)
-        self._hits.put(barrier)
+    def _wait_for(self, mark: int | None) -> bool:
+        """Wait until the recorder confirms ``mark`` (a barrier: every hit sent before it
+        is committed; None: it has written everything and stops). False when the
+        recorder is gone."""
         while True:
             try:
-                confirmed, self.unmatched = self._acks.get(timeout=POLL_SECONDS)
+                confirmed, self.unmatched = self._acks.recv()
+            except EOFError:
+                log.error("the hit recorder is not running: hits are not recorded")
+                return False
+            if confirmed == mark:
+                return True
+
+    def _record_leftovers(self) -> None:
+        """The recorder is gone (it never started: the forkserver booting it was
+        stopped; or it died): write here the hits still in its queue."""
+        batch: list[Hit] = []
+        while True:
+            try:
+                item = self._hits.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                if not self._recorder.is_alive():
-                    log.error("the hit recorder is not running: hits are not recorded")
-                    return
-                continue
-            if confirmed == barrier:
-                return
+                break
+            if item is None:
+                break
+            if isinstance(item, list):
+                batch.extend(_hit(row) for row in item)
+        if batch:
+            log.warning("writing the %d hits the recorder did not take", len(batch))
+            _write_hits(self.workspace, HitRecorder(self.workspace), batch)
 
     def _run(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():
@@ -269,8 +300,9 @@ def _record_hits(fields: tuple[Any, ...], hits: Any, acks: Any) -> None:
                 _write_hits(workspace, recorder, batch)
             for item in items:
                 if isinstance(item, int):
-                    acks.put((item, recorder.unmatched))
+                    acks.send((item, recorder.unmatched))
             stopping = items[-1] is None
+        acks.send((None, recorder.unmatched))
     finally:
         workspace.close()
 
