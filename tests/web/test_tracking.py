@@ -239,7 +239,7 @@ async def test_a_hit_on_a_message_that_is_not_in_the_outbox_is_dropped(site: Sit
     assert answer.content == PIXEL
     await site.settled()
     assert site.events() == []
-    assert site.server.writer.recorder.unmatched == 1
+    assert site.server.writer.unmatched == 1
 
 
 async def test_head_requests_are_answered_but_not_recorded(site: Site, message: int) -> None:

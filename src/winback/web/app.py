@@ -75,7 +75,7 @@ class Server:
         self.config = workspace.config
         self.links = Links.of(workspace)
         self.clock = clock
-        self.writer = Writer(workspace, clock)
+        self.writer = Writer(workspace)
         self.pages = Environment(loader=PackageLoader("winback.web", "templates"), autoescape=True)
         self.brand = {
             "name": self.config.workspace.brand_name,
