@@ -72,6 +72,20 @@ def test_the_holdout_is_a_stable_share_that_receives_nothing(workspace: Workspac
     assert sent_to.isdisjoint(expected)
 
 
+def test_enrolment_draws_the_holdout_in_sql_as_python_draws_it(workspace: Workspace) -> None:
+    # Enrolment draws the holdout inside its INSERT ... SELECT; the simulator draws it in
+    # Python. The same contacts either way, ids past 2**31 and 2**40 included.
+    add(workspace, SIMPLE.replace("holdout: 0", "holdout: 0.3"))
+    wanted = [*range(1, 150), 2**31 - 2, 2**31 - 1, 2**31, 2**31 + 1, 2**40 + 7, 10**12 + 3]
+    with workspace.engine.begin() as c:
+        ids = [scored(c, id=n, email=f"p{n}@example.com") for n in wanted]
+    enrol(workspace, "spring", START)
+    with workspace.engine.connect() as c:
+        drawn = dict(c.execute(select(enrollments.c.contact_id, enrollments.c.holdout)).all())
+    assert drawn == {i: in_holdout(i, "spring", 0.3) for i in ids}
+    assert 25 <= sum(drawn.values()) <= 70
+
+
 def test_a_tick_queues_each_step_once_and_branches_on_reactions(workspace: Workspace) -> None:
     add(workspace, SIMPLE)
     with workspace.engine.begin() as c:
