@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select, update
 
 from tests.builders import add_event
@@ -13,6 +15,7 @@ from winback.clock import to_db
 from winback.compliance.suppression import address_hash, suppress
 from winback.journeys.engine import enrol, in_holdout, tick
 from winback.scoring.segments import parse_conditions, save_segment
+from winback.store import metadata
 from winback.store.schema import audit, contacts, enrollments, outbox, suppressions
 from winback.workspace import Workspace
 
@@ -84,6 +87,23 @@ def test_enrolment_draws_the_holdout_in_sql_as_python_draws_it(workspace: Worksp
         drawn = dict(c.execute(select(enrollments.c.contact_id, enrollments.c.holdout)).all())
     assert drawn == {i: in_holdout(i, "spring", 0.3) for i in ids}
     assert 25 <= sum(drawn.values()) <= 70
+
+
+def test_a_tick_that_moves_every_enrollment_leaves_the_schema_as_declared(
+    workspace: Workspace,
+) -> None:
+    # On SQLite the bulk path sets the index of due enrollments aside and builds it again.
+    add(workspace, SIMPLE)
+    with workspace.engine.begin() as c:
+        for n in range(30):
+            scored(c, email=f"p{n}@example.com")
+    enrol(workspace, "spring", START)
+    assert tick(workspace, START).queued == 30
+    with workspace.engine.connect() as c:
+        context = MigrationContext.configure(c, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+    assert tick(workspace, START + 29 * DAY).due == 0
+    assert tick(workspace, START + 30 * DAY).due == 30
 
 
 def test_a_tick_queues_each_step_once_and_branches_on_reactions(workspace: Workspace) -> None:
