@@ -92,16 +92,23 @@ def test_enrolment_draws_the_holdout_in_sql_as_python_draws_it(workspace: Worksp
 def test_a_tick_that_moves_every_enrollment_leaves_the_schema_as_declared(
     workspace: Workspace,
 ) -> None:
-    # On SQLite the bulk path sets the index of due enrollments aside and builds it again.
+    # On SQLite the bulk path sets the index of due enrollments aside and builds it again,
+    # and changes pragmas of its connection for the transaction only.
     add(workspace, SIMPLE)
     with workspace.engine.begin() as c:
         for n in range(30):
             scored(c, email=f"p{n}@example.com")
+    pragmas = "PRAGMA cache_size", "PRAGMA temp_store"
+    sqlite = workspace.engine.dialect.name == "sqlite"
+    with workspace.engine.connect() as c:
+        before = [c.exec_driver_sql(pragma).scalar() for pragma in pragmas] if sqlite else []
     enrol(workspace, "spring", START)
     assert tick(workspace, START).queued == 30
     with workspace.engine.connect() as c:
         context = MigrationContext.configure(c, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
+        after = [c.exec_driver_sql(pragma).scalar() for pragma in pragmas] if sqlite else []
+    assert after == before
     assert tick(workspace, START + 29 * DAY).due == 0
     assert tick(workspace, START + 30 * DAY).due == 30
 
