@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,18 @@ def test_migrations_build_the_schema_the_code_declares(workspace: Workspace) -> 
         assert compare_metadata(context, metadata) == []
     tables = set(inspect(workspace.engine).get_table_names())
     assert set(metadata.tables) <= tables
+
+
+@pytest.mark.parametrize("secret", [bytes(range(32)), b"k" * 64, b"long secret " * 10])
+def test_keyed_hash_is_hmac_sha256_of_the_address(tmp_path: Path, secret: bytes) -> None:
+    # Suppression hashes stored by earlier versions (hmac.new) must still match.
+    workspace = Workspace.init(tmp_path / "ws", "ecommerce")
+    keyed = Workspace(
+        path=workspace.path,
+        config=workspace.config,
+        database_url=workspace.database_url,
+        secret=secret,
+    )
+    for address in ["person@example.com", "+33612345678", "élodie@exemple.fr", ""]:
+        expected = hmac.new(secret, address.encode("utf-8"), hashlib.sha256).hexdigest()
+        assert keyed.keyed_hash(address) == expected

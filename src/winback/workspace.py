@@ -7,7 +7,6 @@ Every command opens one with :func:`Workspace.open`; tests and scripts do the sa
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -100,14 +99,26 @@ class Workspace:
 
     def keyed_hash(self, value: str) -> str:
         """HMAC-SHA256 of a normalised address with the workspace secret, hex: how an
-        address is remembered once the person's data is gone."""
-        mac = self._keyed.copy()  # the keyed state, computed once: 3x faster per address
-        mac.update(value.encode("utf-8"))
-        return mac.hexdigest()
+        address is remembered once the person's data is gone.
+
+        HMAC (RFC 2104) spelled out over two keyed SHA-256 states computed once: copying
+        hashlib states costs less than half of copying an ``hmac.HMAC``, and enrolment
+        hashes every address of its audience (a million on a large base)."""
+        inner_keyed, outer_keyed = self._keyed
+        inner = inner_keyed.copy()
+        inner.update(value.encode("utf-8"))
+        outer = outer_keyed.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     @cached_property
-    def _keyed(self) -> hmac.HMAC:
-        return hmac.new(self.secret, digestmod=hashlib.sha256)
+    def _keyed(self) -> tuple[hashlib._Hash, hashlib._Hash]:
+        block = hashlib.sha256().block_size
+        key = self.secret if len(self.secret) <= block else hashlib.sha256(self.secret).digest()
+        key = key.ljust(block, b"\0")
+        inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+        outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+        return inner, outer
 
     def close(self) -> None:
         if "engine" in self.__dict__:

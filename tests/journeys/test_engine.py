@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select, update
 
 from tests.builders import add_event
@@ -13,6 +15,7 @@ from winback.clock import to_db
 from winback.compliance.suppression import address_hash, suppress
 from winback.journeys.engine import enrol, in_holdout, tick
 from winback.scoring.segments import parse_conditions, save_segment
+from winback.store import metadata
 from winback.store.schema import audit, contacts, enrollments, outbox, suppressions
 from winback.workspace import Workspace
 
@@ -70,6 +73,44 @@ def test_the_holdout_is_a_stable_share_that_receives_nothing(workspace: Workspac
     assert ticked.queued == 400 - len(expected) and ticked.holdout_steps == len(expected)
     sent_to = {row["contact_id"] for row in outbox_rows(workspace)}
     assert sent_to.isdisjoint(expected)
+
+
+def test_enrolment_draws_the_holdout_in_sql_as_python_draws_it(workspace: Workspace) -> None:
+    # Enrolment draws the holdout inside its INSERT ... SELECT; the simulator draws it in
+    # Python. The same contacts either way, ids past 2**31 and 2**40 included.
+    add(workspace, SIMPLE.replace("holdout: 0", "holdout: 0.3"))
+    wanted = [*range(1, 150), 2**31 - 2, 2**31 - 1, 2**31, 2**31 + 1, 2**40 + 7, 10**12 + 3]
+    with workspace.engine.begin() as c:
+        ids = [scored(c, id=n, email=f"p{n}@example.com") for n in wanted]
+    enrol(workspace, "spring", START)
+    with workspace.engine.connect() as c:
+        drawn = dict(c.execute(select(enrollments.c.contact_id, enrollments.c.holdout)).all())
+    assert drawn == {i: in_holdout(i, "spring", 0.3) for i in ids}
+    assert 25 <= sum(drawn.values()) <= 70
+
+
+def test_a_tick_that_moves_every_enrollment_leaves_the_schema_as_declared(
+    workspace: Workspace,
+) -> None:
+    # On SQLite the bulk path sets the index of due enrollments aside and builds it again,
+    # and changes pragmas of its connection for the transaction only.
+    add(workspace, SIMPLE)
+    with workspace.engine.begin() as c:
+        for n in range(30):
+            scored(c, email=f"p{n}@example.com")
+    pragmas = "PRAGMA cache_size", "PRAGMA temp_store"
+    sqlite = workspace.engine.dialect.name == "sqlite"
+    with workspace.engine.connect() as c:
+        before = [c.exec_driver_sql(pragma).scalar() for pragma in pragmas] if sqlite else []
+    enrol(workspace, "spring", START)
+    assert tick(workspace, START).queued == 30
+    with workspace.engine.connect() as c:
+        context = MigrationContext.configure(c, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+        after = [c.exec_driver_sql(pragma).scalar() for pragma in pragmas] if sqlite else []
+    assert after == before
+    assert tick(workspace, START + 29 * DAY).due == 0
+    assert tick(workspace, START + 30 * DAY).due == 30
 
 
 def test_a_tick_queues_each_step_once_and_branches_on_reactions(workspace: Workspace) -> None:

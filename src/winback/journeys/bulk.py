@@ -19,7 +19,8 @@ against the same contact's frequency cap.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -30,6 +31,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Engine,
     MetaData,
     String,
     Table,
@@ -126,13 +128,41 @@ def _spared_clause(journeys: Mapping[int, tuple[str, Journey]]) -> ColumnElement
     return func.coalesce(or_(*spare), false()) if spare else false()
 
 
+# SQLite pragmas of enrolment and the tick, which write a million rows and their index
+# entries in one transaction: a 1 GB page cache keeps every page they dirty until the
+# commit, written once instead of spilled to the WAL and written again (3 to 6 s less CPU
+# for enrol + tick on a million contacts), and scratch tables stay in memory. Scoring
+# uses a page cache of the same size.
+BULK_PRAGMAS = {"cache_size": -1024 * 1024, "temp_store": 2}
+
+
+@contextmanager
+def bulk_transaction(engine: Engine) -> Iterator[Connection]:
+    """``engine.begin()`` for a bulk job: on SQLite, with :data:`BULK_PRAGMAS` on the
+    connection until the commit, and its former values back after (``temp_store`` cannot
+    change inside a transaction)."""
+    with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            with connection.begin():
+                yield connection
+            return
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        former = {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in BULK_PRAGMAS}
+        for name, value in BULK_PRAGMAS.items():
+            driver.execute(f"PRAGMA {name} = {value}")
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            for name, value in former.items():
+                driver.execute(f"PRAGMA {name} = {int(value)}")
+
+
 def stage_due(
     connection: Connection, journeys: Mapping[int, tuple[str, Journey]], stamp: datetime
 ) -> None:
     """Create ``tick_due`` and fill it with the enrollments due at ``stamp`` (naive UTC)."""
-    if connection.dialect.name == "sqlite":
-        # A scratch table of a million rows: in memory, not in a temporary file.
-        connection.exec_driver_sql("PRAGMA temp_store = MEMORY")
     due_table.drop(connection, checkfirst=True)
     due_table.create(connection)
     live = contacts.c.erased_at.is_(None)
@@ -227,43 +257,72 @@ def advance_groups(
     gives, per (time zone, country), when a message may go out (the quiet hours)."""
     due = due_table
     result = BulkResult()
+    # DISTINCT, not GROUP BY: its temporary B-tree keeps one entry per group where a
+    # GROUP BY sorts every row (0.5 s against 3 s for a million); each group's UPDATE
+    # counts its members.
     groups = connection.execute(
-        select(*(due.c[key] for key in _GROUP), due.c.spared, func.count())
+        select(*(due.c[key] for key in _GROUP), due.c.spared)
         .where(due.c.special == false())
-        .group_by(*(due.c[key] for key in _GROUP), due.c.spared)
+        .distinct()
     ).all()
-    for *key, spared, count in groups:
-        values = dict(zip(_GROUP, key, strict=True))
-        values["spared"] = spared
-        name, journey = journeys[values["journey_id"]]
-        decision = decide(
-            journey,
-            values["step_id"],
-            NO_REACTION,
-            reachable_channels(values["channels"], values["email_ok"], values["sms_ok"]),
-            values["preferred"],
-            now,
-            bool(spared),
-        )
-        if not isinstance(decision, Advance) or journey.is_spare(decision.step_id):
-            connection.execute(update(due).where(_group(values)).values(special=True))
-            continue
-        members = select(due.c.id).where(_group(values))
-        connection.execute(
-            update(enrollments)
-            .where(enrollments.c.id.in_(members))
-            .values(
-                step_id=decision.step_id,
-                step_sent_at=stamp,
-                next_due_at=to_db(decision.due_at),
+    with _due_index_set_aside(connection):
+        for *key, spared in groups:
+            values = dict(zip(_GROUP, key, strict=True))
+            values["spared"] = spared
+            name, journey = journeys[values["journey_id"]]
+            decision = decide(
+                journey,
+                values["step_id"],
+                NO_REACTION,
+                reachable_channels(values["channels"], values["email_ok"], values["sms_ok"]),
+                values["preferred"],
+                now,
+                bool(spared),
             )
-        )
-        if values["holdout"]:
-            result.holdout_steps += count
-            continue
-        result.queued += count
-        _queue(connection, name, decision, values, now, stamp, due_moments)
+            if not isinstance(decision, Advance) or journey.is_spare(decision.step_id):
+                connection.execute(update(due).where(_group(values)).values(special=True))
+                continue
+            members = select(due.c.id).where(_group(values))
+            count = connection.execute(
+                update(enrollments)
+                .where(enrollments.c.id.in_(members))
+                .values(
+                    step_id=decision.step_id,
+                    step_sent_at=stamp,
+                    next_due_at=to_db(decision.due_at),
+                )
+            ).rowcount
+            if values["holdout"]:
+                result.holdout_steps += count
+                continue
+            result.queued += count
+            _queue(connection, name, decision, values, now, stamp, due_moments)
     return result
+
+
+_DUE_INDEX = next(index for index in enrollments.indexes if index.name == "ix_enrollments_due")
+
+
+@contextmanager
+def _due_index_set_aside(connection: Connection) -> Iterator[None]:
+    """On SQLite, when the tick moves at least half of the enrollments, drop the index of
+    due enrollments for the bulk UPDATEs and build it again after: each moved row would
+    take its old entry out of the index and put a new one in, three times the cost of one
+    sort of the table (a million rows: 5 s against 2.4 s). PostgreSQL keeps its index: a
+    DROP INDEX would hold the enrollments against every reader until the commit."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    moving = connection.execute(
+        select(func.count()).select_from(due_table).where(due_table.c.special == false())
+    ).scalar_one()
+    table = connection.execute(select(func.max(enrollments.c.id))).scalar() or 0
+    if moving * 2 < table:
+        yield
+        return
+    _DUE_INDEX.drop(connection)
+    yield  # an error rolls the DROP back with the rest of the tick
+    _DUE_INDEX.create(connection)
 
 
 def _queue(

@@ -60,6 +60,7 @@ from winback.journeys.bulk import (
     OUTBOX_COLUMNS,
     Place,
     advance_groups,
+    bulk_transaction,
     capped,
     channel_list,
     due_table,
@@ -85,12 +86,45 @@ from winback.store.chunks import chunks
 from winback.store.schema import contact_scores, contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
+# The holdout draw is integer arithmetic modulo this prime, so that SQL computes it in the
+# enrolment's INSERT ... SELECT exactly as Python does: every operand stays below 2**31 and
+# every product below 2**62, exact in SQLite's and PostgreSQL's 64-bit integers.
+_PRIME = 2**31 - 1
+
+
+@lru_cache(maxsize=64)
+def _holdout_keys(journey: str) -> tuple[int, int, int]:
+    """Three keys in 1 .. PRIME - 1 drawn from the journey's name: each journey splits
+    its audience its own way."""
+    digest = hashlib.blake2b(journey.encode(), digest_size=12).digest()
+    return tuple(  # type: ignore[return-value]
+        int.from_bytes(digest[i : i + 4], "big") % (_PRIME - 1) + 1 for i in (0, 4, 8)
+    )
+
+
+def _holdout_threshold(share: float) -> int:
+    return int(share * _PRIME)
+
 
 def in_holdout(contact_id: int, journey: str, share: float) -> bool:
     """Whether a contact falls in a journey's holdout: a hash of the pair, so the same
-    contact lands in the same group however often the audience is re-picked."""
-    digest = hashlib.blake2b(f"{journey}\0{contact_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < share
+    contact lands in the same group however often the audience is re-picked.
+
+    The hash maps the id through an affine step and a square modulo a prime (keyed by the
+    journey), which spreads consecutive ids evenly; :func:`holdout_clause` is the same
+    draw in SQL."""
+    a, b, c = _holdout_keys(journey)
+    x = (contact_id % _PRIME * a + b) % _PRIME
+    return (x * x + c) % _PRIME < _holdout_threshold(share)
+
+
+def holdout_clause(
+    contact_id: ColumnElement[int], journey: str, share: float
+) -> ColumnElement[bool]:
+    """:func:`in_holdout` as a SQL condition on a contact id column."""
+    a, b, c = _holdout_keys(journey)
+    x = (contact_id % _PRIME * a + b) % _PRIME
+    return (x * x + c) % _PRIME < _holdout_threshold(share)
 
 
 @dataclass
@@ -283,11 +317,12 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
     """Enrol a journey's audience as it is at ``now`` (see :func:`select_audience` for
     who is left out), splitting off the holdout, with an audit record per contact.
 
-    The enrollments are written by one INSERT ... SELECT; then one pass over them in
-    Python does what SQL cannot: hash the addresses against the suppression list (only
-    when it has entries) and the ids for the holdout."""
+    The enrollments, holdout draw included (:func:`holdout_clause`), are written by one
+    INSERT ... SELECT and their audit records by another; Python only hashes addresses
+    against the suppression list, and only when it has entries for the journey's
+    channels."""
     stamp = to_db(now)
-    with workspace.engine.begin() as connection:
+    with bulk_transaction(workspace.engine) as connection:
         journey_id, journey = load_journeys(connection, name)[name]
         channels = sorted(journey.channels)
         audience = _audience(connection, workspace.config, journey_id, journey, now)
@@ -297,7 +332,7 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
             select(
                 literal(journey_id),
                 audience.c.id,
-                false(),
+                holdout_clause(audience.c.id, name, journey.holdout),
                 literal("active"),
                 _channels_clause(audience, channels),
                 literal(stamp, DateTime),
@@ -322,33 +357,10 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
             )
         )
         new = and_(enrollments.c.id > last_id, enrollments.c.journey_id == journey_id)
-        enrolled, left = _holdout_and_suppressed(connection, workspace, journey, new)
-        # Suppressed addresses: drop the channel, or the enrollment when none is left. By
-        # enrollment id: the primary key, where a list of contact ids would scan the journey.
-        by_channels: dict[tuple[str, ...], list[int]] = defaultdict(list)
-        for enrollment_id, channels_left in left.items():
-            by_channels[tuple(channels_left)].append(enrollment_id)
-        for kept, ids in by_channels.items():
-            for batch in chunks(sorted(ids)):
-                chosen = enrollments.c.id.in_(batch)
-                if kept:
-                    connection.execute(
-                        update(enrollments).where(chosen).values(channels=list(kept))
-                    )
-                else:
-                    connection.execute(delete(enrollments).where(chosen))
-        gone = set(by_channels.get((), ()))
-        result.skipped["suppressed"] += len(gone)
+        result.skipped["suppressed"] += _drop_suppressed(connection, workspace, journey, new)
         if journey.audience.limit is not None:
             dropped = _over_the_limit(connection, new, journey)
             result.skipped["over the limit"] += len(dropped)
-            gone.update(dropped)
-        kept_ids = [eid for eid in enrolled if eid not in gone] if gone else list(enrolled)
-        held = [eid for eid in kept_ids if enrolled[eid]]
-        for batch in chunks(held):
-            connection.execute(
-                update(enrollments).where(enrollments.c.id.in_(batch)).values(holdout=True)
-            )
         record_selected(
             connection,
             select(
@@ -360,44 +372,54 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
             action="enrol",
             details={"journey": name},
         )
-    result.enrolled, result.holdout = len(kept_ids), len(held)
+        enrolled, held = connection.execute(
+            select(func.count(), func.count().filter(enrollments.c.holdout == true())).where(new)
+        ).one()
+    result.enrolled, result.holdout = enrolled, held
     result.skipped = +result.skipped  # only the reasons that left someone out
     result.audience = result.enrolled + sum(result.skipped.values())
     return result
 
 
-def _holdout_and_suppressed(
+def _drop_suppressed(
     connection: Connection, workspace: Workspace, journey: Journey, new: ColumnElement[bool]
-) -> tuple[dict[int, bool], dict[int, list[str]]]:
-    """One pass over the new enrollments: whether each falls in the holdout, and for
-    those with a suppressed address the channels left to them (by enrollment id)."""
+) -> int:
+    """Take the channels whose address is on the suppression list off the new
+    enrollments, and drop those left with none; returns how many were dropped."""
     suppressed = load_suppressions(connection, workspace, journey.channels)
-    columns: list[Any] = [enrollments.c.id, enrollments.c.contact_id]
-    if suppressed:
-        columns += [contacts.c.email, contacts.c.phone, cast(enrollments.c.channels, String)]
+    if not suppressed:
+        return 0
     rows = connection.execute(
-        select(*columns)
+        select(
+            enrollments.c.id,
+            contacts.c.email,
+            contacts.c.phone,
+            cast(enrollments.c.channels, String),
+        )
         .join_from(enrollments, contacts, contacts.c.id == enrollments.c.contact_id)
         .where(new)
     )
-    holdout: dict[int, bool] = {}
-    left: dict[int, list[str]] = {}
-    name, share = journey.name, journey.holdout
     blocks = suppressed.blocks
+    # Suppressed addresses: by the channels left (by enrollment id: the primary key,
+    # where a list of contact ids would scan the journey).
+    by_channels: dict[tuple[str, ...], list[int]] = defaultdict(list)
     # A million rows go through this loop: plain tuples, nothing done twice.
-    for enrollment_id, contact_id, *addresses in rows:
-        holdout[enrollment_id] = in_holdout(contact_id, name, share)
-        if not addresses:
-            continue
-        email, phone, consented = addresses
-        pairs = (("email", email), ("sms", phone))
-        if any(ch in channel_list(consented) and blocks(ch, address) for ch, address in pairs):
-            left[enrollment_id] = [
-                ch
-                for ch, address in pairs
-                if ch in channel_list(consented) and not blocks(ch, address)
-            ]
-    return holdout, left
+    for enrollment_id, email, phone, consented in rows:
+        allowed = channel_list(consented)
+        email_blocked = "email" in allowed and blocks("email", email)
+        sms_blocked = "sms" in allowed and blocks("sms", phone)
+        if email_blocked or sms_blocked:
+            left = {"email": email_blocked, "sms": sms_blocked}
+            kept = tuple(ch for ch, blocked in left.items() if ch in allowed and not blocked)
+            by_channels[kept].append(enrollment_id)
+    for kept, ids in by_channels.items():
+        for batch in chunks(ids):
+            chosen = enrollments.c.id.in_(batch)
+            if kept:
+                connection.execute(update(enrollments).where(chosen).values(channels=list(kept)))
+            else:
+                connection.execute(delete(enrollments).where(chosen))
+    return len(by_channels.get((), ()))
 
 
 def _over_the_limit(
@@ -552,7 +574,7 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
     config = workspace.config
     result = TickResult()
     stamp = to_db(now)
-    with workspace.engine.begin() as connection:
+    with bulk_transaction(workspace.engine) as connection:
         by_id = {jid: (name, journey) for name, (jid, journey) in load_journeys(connection).items()}
         seen = _reactions(connection, now, config.scoring.machine_open_seconds)
         channels = {ch for _, journey in by_id.values() for ch in journey.channels}
