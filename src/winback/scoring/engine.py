@@ -35,10 +35,12 @@ run, under the same policy, rewrites only the contacts it must (``score_touch``)
 - those whose clock reached its next threshold: every row stores the day that happens
   (``next_threshold_on``, indexed), so they are found without reading the others;
 - with a model fit, every customer who has estimates: they move with each day of silence;
-- those whose contact record no longer agrees with their stored row (a refusal or a new
-  consent, a journey that let them go, a paid subscription, a prospect's creation date),
-  those without a row, and erased ones that still have one: one pass over the contacts
-  joined to their rows, comparing a few columns.
+- those whose contact record changed since the last run (a refusal or a new consent, a
+  journey that let them go, a paid subscription, a creation date, an erasure) and those
+  added since: triggers on ``contacts`` note them in ``score_changes`` as they are
+  written, whoever writes them (migration 0004), and each run empties that table. Without
+  the triggers (a SQLite migration that rebuilt ``contacts`` drops them) the run is a
+  full one and says why.
 
 Their facts are the stored ones merged with those of the new events (latest of two
 times, sum of two counts; the customer clock's anchor is ``scored_at`` minus
@@ -106,9 +108,18 @@ from winback.scoring.stages import (
     day_number,
     from_day_number,
 )
-from winback.store.schema import audit, contact_scores, contacts, events, stage_history
+from winback.store.schema import (
+    audit,
+    contact_scores,
+    contacts,
+    events,
+    score_changes,
+    stage_history,
+)
 
 RUN_ACTION = "score_run"
+# The triggers of migration 0004 that note changed contacts in ``score_changes``.
+CHANGE_TRIGGERS = ("score_changes_insert", "score_changes_update")
 ACTOR = "score"
 CHANNEL_COLUMNS = tuple(channel.value for channel in Channel)
 # What a stored row carries from the facts.
@@ -209,7 +220,7 @@ class _Run:
                 "policy": policy,
                 "tz": self.timezone,
                 "machine_open_seconds": self.machine_open_seconds,
-                "version": 3,
+                "version": 4,
             },
             sort_keys=True,
         )
@@ -254,6 +265,9 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
             breakpoints = Breakpoints.from_json(previous["breakpoints"])
         _derive(connection, run, breakpoints, rewrite_all=mode == "full")
         total, changes, rewritten = _write(connection, run, full=mode == "full")
+        # Every change noted so far is in the rows now (one writer at a time: no other
+        # transaction adds to the table while this one scores).
+        connection.execute(delete(score_changes))
         stages: dict[Any, Any] = dict(
             connection.execute(
                 select(contact_scores.c.stage, func.count()).group_by(contact_scores.c.stage)
@@ -325,6 +339,12 @@ def _full_reason(
         return "first score of this base"
     if previous.get("fingerprint") != run.fingerprint():
         return "the policy, time zone or machine-open rule changed since the last score"
+    missing = _missing_change_triggers(connection)
+    if missing:
+        return (
+            f"the triggers that note changed contacts are missing ({', '.join(missing)}): "
+            "a migration rebuilt the contacts table without them"
+        )
     if (
         not previous["breakpoints"]["customers"]
         and connection.execute(
@@ -335,6 +355,17 @@ def _full_reason(
     ):
         return "the first customers of the base: the RFM quintiles need a full score"
     return ""
+
+
+def _missing_change_triggers(connection: Connection) -> list[str]:
+    """The triggers on ``contacts`` that fill ``score_changes`` (migration 0004) which the
+    database lacks: without them an incremental run would miss changed contacts."""
+    if connection.dialect.name == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'contacts'"
+    else:
+        query = "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('contacts')"
+    present = set(connection.exec_driver_sql(query).scalars())
+    return [name for name in CHANGE_TRIGGERS if name not in present]
 
 
 # --- 1. facts ----------------------------------------------------------------------
@@ -534,48 +565,19 @@ def _stored_anchor(run: _Run) -> ColumnElement[Any]:
 
 
 def _touch(connection: Connection, run: _Run) -> None:
-    """Fill ``score_touch`` with the contacts an incremental run rewrites: those with
-    new events (``score_delta``), those whose clock reached its next threshold (found
-    through the index on ``next_threshold_on``), those without a stored row, erased ones
-    that still have one, and those whose contact record changed what their stored row
-    says (a refusal or a new consent, a journey that let them go, a paid subscription,
-    a prospect's creation date). The last three come from one pass over the contacts
-    joined to their stored rows, which compares a few columns and computes nothing else.
-    """
-    c, old, tz = contacts.c, contact_scores, run.timezone
-    refused = every_address_refused(c.email_status, c.sms_status)
-    created_day = local_day(c.created_at, tz)
-    interaction_day = local_day(old.c.last_interaction_at, tz)
-    stale = or_(
-        and_(refused, old.c.stage != _consent_stage(c.email_status, c.sms_status)),
-        and_(
-            not_(refused),
-            or_(
-                old.c.stage.in_([stage.value for stage in CONSENT_PRECEDENCE]),
-                and_(
-                    _lost_by_journey(c.lost_by_journey_at, old.c.last_interaction_at),
-                    old.c.stage != Stage.LOST.value,
-                ),
-            ),
-        ),
-        old.c.dormant_subscriber.is_distinct_from(
-            _protected(run.policy, c.subscription_active, old.c.stage)
-        ),
-        and_(
-            old.c.purchases == 0,
-            _prospect_anchor(created_day, interaction_day) != _stored_anchor(run),
-        ),
+    """Fill ``score_touch`` with the contacts an incremental run rewrites: those whose
+    record changed or that were added since the last run (``score_changes``: an erased
+    one loses its row), those with new events (``score_delta``), those whose clock
+    reached its next threshold (found through the index on ``next_threshold_on``) and,
+    with a model fit, every customer who has estimates. ``unscored`` marks the ones
+    without a stored row, whose facts are read again."""
+    old = contact_scores
+    unscored = and_(
+        contacts.c.erased_at.is_(None),
+        not_(exists(select(literal(1)).where(old.c.contact_id == score_changes.c.contact_id))),
     )
-    unscored = old.c.contact_id.is_(None)
-    changed = (
-        select(contacts.c.id, unscored.label("unscored"))
-        .select_from(contacts.outerjoin(old, old.c.contact_id == contacts.c.id))
-        .where(
-            or_(
-                and_(unscored, c.erased_at.is_(None)),
-                and_(not_(unscored), or_(c.erased_at.is_not(None), stale)),
-            )
-        )
+    changed = select(score_changes.c.contact_id, unscored).select_from(
+        score_changes.join(contacts, contacts.c.id == score_changes.c.contact_id)
     )
     connection.execute(insert(score_touch).from_select(["contact_id", "unscored"], changed))
     due = old.c.next_threshold_on <= from_day_number(run.now_day)
