@@ -358,3 +358,24 @@ def test_without_the_change_triggers_the_rescore_is_full(sqlite_workspace: Works
     result = run_score(ws, NOW + timedelta(days=1))
     assert result.mode == "full"
     assert "score_changes_update" in result.reason
+
+
+@pytest.mark.parametrize(("profile", "stage"), [("ecommerce", "at_risk"), ("retail", "active")])
+def test_a_late_first_purchase_times_a_prospect_by_the_profiles_activity(
+    profile_workspace: Callable[..., Workspace], profile: str, stage: str
+) -> None:
+    ws = profile_workspace(profile)
+    with ws.engine.begin() as c:
+        pia = add_contact(c, email="pia@example.com", created_at=ago(900))
+        add_event(c, pia, "click", ago(10))
+        bob = add_contact(c, email="bob@example.com", created_at=ago(900))
+        add_event(c, bob, "purchase", ago(30), amount=20.0)
+    run_score(ws, NOW)
+    assert stage_of(ws, pia) == "prospect"
+    # A purchase made 150 days ago arrives in a later import: retail counts the click of
+    # 10 days ago as customer activity, e-commerce only the purchase.
+    with ws.engine.begin() as c:
+        add_event(c, pia, "purchase", ago(150), amount=20.0)
+    result = run_score(ws, NOW)
+    assert result.mode == "incremental"
+    assert stage_of(ws, pia) == stage

@@ -45,9 +45,10 @@ run, under the same policy, rewrites only the contacts it must (``score_touch``)
 Their facts are the stored ones merged with those of the new events (latest of two
 times, sum of two counts; the customer clock's anchor is ``scored_at`` minus
 ``clock_days``), or all their events read again when a merge cannot be trusted: a
-contact without a row, a prospect whose first purchase makes it a customer (its past
-customer activity is not stored), and one with a new ``delivered`` event seconds before
-an open already counted as human. The RFM quintile breakpoints are those of the last
+contact without a row, a prospect whose first purchase makes it a customer under a
+policy whose customer activity is more than purchases (its past visits or opens are not
+stored), and one with a new ``delivered`` event seconds before an open already counted
+as human. The RFM quintile breakpoints are those of the last
 full score (``winback score --full`` recomputes them over the base of the day); the
 policy, zone and machine-open rule are in the fingerprint, so changing them makes the
 next run a full one. ``days_inactive`` and ``clock_days`` are as of the row's
@@ -90,6 +91,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -126,6 +128,13 @@ CHANNEL_COLUMNS = tuple(channel.value for channel in Channel)
 LAST_SEEN_COLUMNS = ("last_interaction_at", *(f"last_{c}_at" for c in CHANNEL_COLUMNS))
 TIME_COLUMNS = (*LAST_SEEN_COLUMNS, "first_purchase_at", "last_purchase_at")
 FACT_COLUMNS = (*TIME_COLUMNS, "purchases", "total_spend")
+# What an incremental run compares to tell whether a touched contact's row changed: all
+# but the clocks and the event watermark, which are as of the row's ``scored_at``.
+KEPT_COLUMNS = tuple(
+    c.name
+    for c in contact_scores.columns
+    if c.name not in ("contact_id", "scored_at", "last_event_id", "days_inactive", "clock_days")
+)
 _NO_BREAKPOINTS = (0.0, 0.0, 0.0, 0.0)
 # SQLite page cache of the scoring connection while it scores (KiB when negative): the
 # rows a run rewrites lie all over contact_scores and its indexes, and a page that stays
@@ -264,7 +273,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
             reason = f"{new_events} new events since event {previous['high_water']}"
             breakpoints = Breakpoints.from_json(previous["breakpoints"])
         _derive(connection, run, breakpoints, rewrite_all=mode == "full")
-        total, changes, rewritten = _write(connection, run, full=mode == "full")
+        changes, rewritten = _write(connection, run, full=mode == "full")
         # Every change noted so far is in the rows now (one writer at a time: no other
         # transaction adds to the table while this one scores).
         connection.execute(delete(score_changes))
@@ -302,7 +311,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         now=run.now,
         mode=mode,
         reason=reason,
-        contacts=int(total),
+        contacts=sum(int(count) for count in stages.values()),
         rewritten=rewritten,
         stage_changes=changes,
         new_events=new_events,
@@ -519,17 +528,22 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
         )
         .distinct()
     )
-    # A prospect's past customer activity is not stored: a first purchase re-reads it.
-    became_customer = select(score_delta.c.contact_id).where(
-        score_delta.c.purchases > 0,
-        exists(
-            select(literal(1)).where(
-                old.c.contact_id == score_delta.c.contact_id, old.c.purchases == 0
-            )
-        ),
-    )
     unscored = select(score_touch.c.contact_id).where(score_touch.c.unscored.is_(True))
-    redo = reclassified.union(became_customer, unscored).subquery()
+    redo_parts = [reclassified, unscored]
+    if run.policy.customer_activity != {EventType.PURCHASE.value}:
+        # A prospect's past customer activity (its visits, its opens...) is not stored:
+        # a first purchase re-reads it. When only purchases count, a prospect has none.
+        redo_parts.append(
+            select(score_delta.c.contact_id).where(
+                score_delta.c.purchases > 0,
+                exists(
+                    select(literal(1)).where(
+                        old.c.contact_id == score_delta.c.contact_id, old.c.purchases == 0
+                    )
+                ),
+            )
+        )
+    redo = union(*redo_parts).subquery()
     connection.execute(insert(score_redo).from_select(["contact_id"], select(redo.c[0])))
     again = _facts_select(run, lambda e: (e.c.contact_id.in_(select(score_redo.c.contact_id)),))
     connection.execute(insert(score_facts).from_select(list(again.selected_columns.keys()), again))
@@ -571,15 +585,16 @@ def _touch(connection: Connection, run: _Run) -> None:
     reached its next threshold (found through the index on ``next_threshold_on``) and,
     with a model fit, every customer who has estimates. ``unscored`` marks the ones
     without a stored row, whose facts are read again."""
-    old = contact_scores
-    unscored = and_(
-        contacts.c.erased_at.is_(None),
-        not_(exists(select(literal(1)).where(old.c.contact_id == score_changes.c.contact_id))),
+    old, noted = contact_scores, score_changes.c.contact_id
+    # Look-ups from the (short) list of changes: a join would let SQLite, which has no
+    # statistics on that table, walk every contact instead.
+    erased = exists(
+        select(literal(1)).where(contacts.c.id == noted, contacts.c.erased_at.is_not(None))
     )
-    changed = select(score_changes.c.contact_id, unscored).select_from(
-        score_changes.join(contacts, contacts.c.id == score_changes.c.contact_id)
+    unscored = and_(not_(erased), not_(exists(select(literal(1)).where(old.c.contact_id == noted))))
+    connection.execute(
+        insert(score_touch).from_select(["contact_id", "unscored"], select(noted, unscored))
     )
-    connection.execute(insert(score_touch).from_select(["contact_id", "unscored"], changed))
     due = old.c.next_threshold_on <= from_day_number(run.now_day)
     # A customer's model estimates move with every day of silence: with a fit, every
     # customer who has them is rewritten.
@@ -851,10 +866,11 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
 # --- 4. writing ------------------------------------------------------------------------
 
 
-def _write(connection: Connection, run: _Run, *, full: bool) -> tuple[int, int, int]:
+def _write(connection: Connection, run: _Run, *, full: bool) -> tuple[int, int]:
     """Replace the stored rows of the contacts in ``score_new`` (every row on a ``full``
-    score, else those of ``score_touch``: an erased contact's row goes without a new
-    one), and record the stage changes. Returns (contacts, stage changes, rows written)."""
+    score, else those of ``score_touch`` that changed: an erased contact's row goes
+    without a new one), and record the stage changes. Returns (stage changes, rows
+    written)."""
     n = score_new.c
     today = from_day_number(run.now_day)
     changed = or_(n.old_stage.is_(None), n.old_stage != n.stage)
@@ -888,6 +904,16 @@ def _write(connection: Connection, run: _Run, *, full: bool) -> tuple[int, int, 
                 contact_scores.c.contact_id.not_in(select(n.contact_id)),
             )
         )
+        # A row that would come out the same but for its clocks (as of ``scored_at``)
+        # stays as it is: new events that were sends, machine opens or older than what
+        # the row already knows change nothing, and every row not written is a page
+        # the commit does not write.
+        same = [n[name].is_not_distinct_from(contact_scores.c[name]) for name in KEPT_COLUMNS]
+        connection.execute(
+            delete(score_new).where(
+                exists(select(literal(1)).where(contact_scores.c.contact_id == n.contact_id, *same))
+            )
+        )
         upsert = _dialect_insert(connection)(contact_scores).from_select(
             columns, rows.where(true())
         )
@@ -897,13 +923,12 @@ def _write(connection: Connection, run: _Run, *, full: bool) -> tuple[int, int, 
                 set_={name: upsert.excluded[name] for name in columns if name != "contact_id"},
             )
         )
-    total = connection.execute(select(func.count()).select_from(contact_scores)).scalar_one()
     changes, rewritten = connection.execute(
         select(func.coalesce(func.sum(case((changed, 1), else_=0)), 0), func.count()).select_from(
             score_new
         )
     ).one()
-    return int(total), int(changes), int(rewritten)
+    return int(changes), int(rewritten)
 
 
 def _dialect_insert(connection: Connection) -> Any:
