@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from tests.builders import add_contact, add_event, day
 from tests.scoring.conftest import run_score, scores_of, stage_of
+from winback.compliance.refusals import apply_refusals
 from winback.store.schema import audit, contact_scores, contacts, stage_history
 from winback.workspace import Workspace
 
@@ -307,3 +308,74 @@ def test_rfm_breakpoints_are_kept_until_a_full_score(sqlite_workspace: Workspace
     run_score(ws, NOW + timedelta(days=1), full=True)
     # Over six customers the breakpoints move up to the spends 20, 30, 40 and 50.
     assert [scores_of(ws, b)["scores"]["monetary_score"] for b in buyers] == [1, 1, 2, 3, 4]
+
+
+def test_rescoring_finds_contacts_added_or_changed_without_events(workspace: Workspace) -> None:
+    with workspace.engine.begin() as c:
+        ann = add_contact(c, email="ann@example.com", created_at=ago(900))
+        add_event(c, ann, "purchase", ago(10), amount=30.0)
+        same = add_contact(c, email="same@example.com", created_at=ago(900))
+        add_event(c, same, "purchase", ago(20), amount=30.0)
+    run_score(workspace, NOW)
+    with workspace.engine.begin() as c:
+        new = add_contact(c, email="new@example.com", created_at=ago(5))
+        # Ann's unsubscribe goes through the one refusal path, which writes no event.
+        apply_refusals(
+            c,
+            workspace,
+            [
+                {
+                    "contact_id": ann,
+                    "type": "unsubscribe",
+                    "channel": "email",
+                    "occurred_at": ago(1).replace(tzinfo=None),
+                }
+            ],
+            now=NOW,
+            actor="test",
+        )
+        # A write that changes nothing the stages read does not make a rewrite.
+        c.execute(
+            contacts.update()
+            .where(contacts.c.id == same)
+            .values(email_status="subscribed", country="FR")
+        )
+    result = run_score(workspace, NOW + timedelta(days=1))
+    assert (result.mode, result.rewritten, result.contacts) == ("incremental", 2, 3)
+    assert (stage_of(workspace, ann), stage_of(workspace, new)) == ("unsubscribed", "prospect")
+    assert scores_of(workspace, same)["scores"]["clock_days"] == 20
+    again = run_score(workspace, NOW + timedelta(days=1))
+    assert (again.mode, again.rewritten) == ("incremental", 0)
+
+
+def test_without_the_change_triggers_the_rescore_is_full(sqlite_workspace: Workspace) -> None:
+    ws = sqlite_workspace
+    with ws.engine.begin() as c:
+        add_contact(c, email="ann@example.com", created_at=ago(900))
+    run_score(ws, NOW)
+    with ws.engine.begin() as c:
+        c.exec_driver_sql("DROP TRIGGER score_changes_update")
+    result = run_score(ws, NOW + timedelta(days=1))
+    assert result.mode == "full"
+    assert "score_changes_update" in result.reason
+
+
+@pytest.mark.parametrize(("profile", "stage"), [("ecommerce", "at_risk"), ("retail", "active")])
+def test_a_late_first_purchase_times_a_prospect_by_the_profiles_activity(
+    profile_workspace: Callable[..., Workspace], profile: str, stage: str
+) -> None:
+    ws = profile_workspace(profile)
+    with ws.engine.begin() as c:
+        pia = add_contact(c, email="pia@example.com", created_at=ago(900))
+        add_event(c, pia, "click", ago(10))
+        bob = add_contact(c, email="bob@example.com", created_at=ago(900))
+        add_event(c, bob, "purchase", ago(30), amount=20.0)
+    run_score(ws, NOW)
+    assert stage_of(ws, pia) == "prospect"
+    # A purchase made 150 days ago arrives in a later import: retail counts the click of
+    # 10 days ago as customer activity, e-commerce only the purchase.
+    with ws.engine.begin() as c:
+        add_event(c, pia, "purchase", ago(150), amount=20.0)
+    result = run_score(ws, NOW)
+    assert result.mode == "incremental"
+    assert stage_of(ws, pia) == stage

@@ -35,17 +35,20 @@ run, under the same policy, rewrites only the contacts it must (``score_touch``)
 - those whose clock reached its next threshold: every row stores the day that happens
   (``next_threshold_on``, indexed), so they are found without reading the others;
 - with a model fit, every customer who has estimates: they move with each day of silence;
-- those whose contact record no longer agrees with their stored row (a refusal or a new
-  consent, a journey that let them go, a paid subscription, a prospect's creation date),
-  those without a row, and erased ones that still have one: one pass over the contacts
-  joined to their rows, comparing a few columns.
+- those whose contact record changed since the last run (a refusal or a new consent, a
+  journey that let them go, a paid subscription, a creation date, an erasure) and those
+  added since: triggers on ``contacts`` note them in ``score_changes`` as they are
+  written, whoever writes them (migration 0004), and each run empties that table. Without
+  the triggers (a SQLite migration that rebuilt ``contacts`` drops them) the run is a
+  full one and says why.
 
 Their facts are the stored ones merged with those of the new events (latest of two
 times, sum of two counts; the customer clock's anchor is ``scored_at`` minus
 ``clock_days``), or all their events read again when a merge cannot be trusted: a
-contact without a row, a prospect whose first purchase makes it a customer (its past
-customer activity is not stored), and one with a new ``delivered`` event seconds before
-an open already counted as human. The RFM quintile breakpoints are those of the last
+contact without a row, a prospect whose first purchase makes it a customer under a
+policy whose customer activity is more than purchases (its past visits or opens are not
+stored), and one with a new ``delivered`` event seconds before an open already counted
+as human. The RFM quintile breakpoints are those of the last
 full score (``winback score --full`` recomputes them over the base of the day); the
 policy, zone and machine-open rule are in the fingerprint, so changing them makes the
 next run a full one. ``days_inactive`` and ``clock_days`` are as of the row's
@@ -88,6 +91,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -106,15 +110,31 @@ from winback.scoring.stages import (
     day_number,
     from_day_number,
 )
-from winback.store.schema import audit, contact_scores, contacts, events, stage_history
+from winback.store.schema import (
+    audit,
+    contact_scores,
+    contacts,
+    events,
+    score_changes,
+    stage_history,
+)
 
 RUN_ACTION = "score_run"
+# The triggers of migration 0004 that note changed contacts in ``score_changes``.
+CHANGE_TRIGGERS = ("score_changes_insert", "score_changes_update")
 ACTOR = "score"
 CHANNEL_COLUMNS = tuple(channel.value for channel in Channel)
 # What a stored row carries from the facts.
 LAST_SEEN_COLUMNS = ("last_interaction_at", *(f"last_{c}_at" for c in CHANNEL_COLUMNS))
 TIME_COLUMNS = (*LAST_SEEN_COLUMNS, "first_purchase_at", "last_purchase_at")
 FACT_COLUMNS = (*TIME_COLUMNS, "purchases", "total_spend")
+# What an incremental run compares to tell whether a touched contact's row changed: all
+# but the clocks and the event watermark, which are as of the row's ``scored_at``.
+KEPT_COLUMNS = tuple(
+    c.name
+    for c in contact_scores.columns
+    if c.name not in ("contact_id", "scored_at", "last_event_id", "days_inactive", "clock_days")
+)
 _NO_BREAKPOINTS = (0.0, 0.0, 0.0, 0.0)
 # SQLite page cache of the scoring connection while it scores (KiB when negative): the
 # rows a run rewrites lie all over contact_scores and its indexes, and a page that stays
@@ -209,7 +229,7 @@ class _Run:
                 "policy": policy,
                 "tz": self.timezone,
                 "machine_open_seconds": self.machine_open_seconds,
-                "version": 3,
+                "version": 4,
             },
             sort_keys=True,
         )
@@ -253,7 +273,10 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
             reason = f"{new_events} new events since event {previous['high_water']}"
             breakpoints = Breakpoints.from_json(previous["breakpoints"])
         _derive(connection, run, breakpoints, rewrite_all=mode == "full")
-        total, changes, rewritten = _write(connection, run, full=mode == "full")
+        changes, rewritten = _write(connection, run, full=mode == "full")
+        # Every change noted so far is in the rows now (one writer at a time: no other
+        # transaction adds to the table while this one scores).
+        connection.execute(delete(score_changes))
         stages: dict[Any, Any] = dict(
             connection.execute(
                 select(contact_scores.c.stage, func.count()).group_by(contact_scores.c.stage)
@@ -288,7 +311,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         now=run.now,
         mode=mode,
         reason=reason,
-        contacts=int(total),
+        contacts=sum(int(count) for count in stages.values()),
         rewritten=rewritten,
         stage_changes=changes,
         new_events=new_events,
@@ -325,6 +348,12 @@ def _full_reason(
         return "first score of this base"
     if previous.get("fingerprint") != run.fingerprint():
         return "the policy, time zone or machine-open rule changed since the last score"
+    missing = _missing_change_triggers(connection)
+    if missing:
+        return (
+            f"the triggers that note changed contacts are missing ({', '.join(missing)}): "
+            "a migration rebuilt the contacts table without them"
+        )
     if (
         not previous["breakpoints"]["customers"]
         and connection.execute(
@@ -335,6 +364,17 @@ def _full_reason(
     ):
         return "the first customers of the base: the RFM quintiles need a full score"
     return ""
+
+
+def _missing_change_triggers(connection: Connection) -> list[str]:
+    """The triggers on ``contacts`` that fill ``score_changes`` (migration 0004) which the
+    database lacks: without them an incremental run would miss changed contacts."""
+    if connection.dialect.name == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'contacts'"
+    else:
+        query = "SELECT tgname FROM pg_trigger WHERE tgrelid = to_regclass('contacts')"
+    present = set(connection.exec_driver_sql(query).scalars())
+    return [name for name in CHANGE_TRIGGERS if name not in present]
 
 
 # --- 1. facts ----------------------------------------------------------------------
@@ -488,17 +528,22 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
         )
         .distinct()
     )
-    # A prospect's past customer activity is not stored: a first purchase re-reads it.
-    became_customer = select(score_delta.c.contact_id).where(
-        score_delta.c.purchases > 0,
-        exists(
-            select(literal(1)).where(
-                old.c.contact_id == score_delta.c.contact_id, old.c.purchases == 0
-            )
-        ),
-    )
     unscored = select(score_touch.c.contact_id).where(score_touch.c.unscored.is_(True))
-    redo = reclassified.union(became_customer, unscored).subquery()
+    redo_parts = [reclassified, unscored]
+    if run.policy.customer_activity != {EventType.PURCHASE.value}:
+        # A prospect's past customer activity (its visits, its opens...) is not stored:
+        # a first purchase re-reads it. When only purchases count, a prospect has none.
+        redo_parts.append(
+            select(score_delta.c.contact_id).where(
+                score_delta.c.purchases > 0,
+                exists(
+                    select(literal(1)).where(
+                        old.c.contact_id == score_delta.c.contact_id, old.c.purchases == 0
+                    )
+                ),
+            )
+        )
+    redo = union(*redo_parts).subquery()
     connection.execute(insert(score_redo).from_select(["contact_id"], select(redo.c[0])))
     again = _facts_select(run, lambda e: (e.c.contact_id.in_(select(score_redo.c.contact_id)),))
     connection.execute(insert(score_facts).from_select(list(again.selected_columns.keys()), again))
@@ -534,50 +579,22 @@ def _stored_anchor(run: _Run) -> ColumnElement[Any]:
 
 
 def _touch(connection: Connection, run: _Run) -> None:
-    """Fill ``score_touch`` with the contacts an incremental run rewrites: those with
-    new events (``score_delta``), those whose clock reached its next threshold (found
-    through the index on ``next_threshold_on``), those without a stored row, erased ones
-    that still have one, and those whose contact record changed what their stored row
-    says (a refusal or a new consent, a journey that let them go, a paid subscription,
-    a prospect's creation date). The last three come from one pass over the contacts
-    joined to their stored rows, which compares a few columns and computes nothing else.
-    """
-    c, old, tz = contacts.c, contact_scores, run.timezone
-    refused = every_address_refused(c.email_status, c.sms_status)
-    created_day = local_day(c.created_at, tz)
-    interaction_day = local_day(old.c.last_interaction_at, tz)
-    stale = or_(
-        and_(refused, old.c.stage != _consent_stage(c.email_status, c.sms_status)),
-        and_(
-            not_(refused),
-            or_(
-                old.c.stage.in_([stage.value for stage in CONSENT_PRECEDENCE]),
-                and_(
-                    _lost_by_journey(c.lost_by_journey_at, old.c.last_interaction_at),
-                    old.c.stage != Stage.LOST.value,
-                ),
-            ),
-        ),
-        old.c.dormant_subscriber.is_distinct_from(
-            _protected(run.policy, c.subscription_active, old.c.stage)
-        ),
-        and_(
-            old.c.purchases == 0,
-            _prospect_anchor(created_day, interaction_day) != _stored_anchor(run),
-        ),
+    """Fill ``score_touch`` with the contacts an incremental run rewrites: those whose
+    record changed or that were added since the last run (``score_changes``: an erased
+    one loses its row), those with new events (``score_delta``), those whose clock
+    reached its next threshold (found through the index on ``next_threshold_on``) and,
+    with a model fit, every customer who has estimates. ``unscored`` marks the ones
+    without a stored row, whose facts are read again."""
+    old, noted = contact_scores, score_changes.c.contact_id
+    # Look-ups from the (short) list of changes: a join would let SQLite, which has no
+    # statistics on that table, walk every contact instead.
+    erased = exists(
+        select(literal(1)).where(contacts.c.id == noted, contacts.c.erased_at.is_not(None))
     )
-    unscored = old.c.contact_id.is_(None)
-    changed = (
-        select(contacts.c.id, unscored.label("unscored"))
-        .select_from(contacts.outerjoin(old, old.c.contact_id == contacts.c.id))
-        .where(
-            or_(
-                and_(unscored, c.erased_at.is_(None)),
-                and_(not_(unscored), or_(c.erased_at.is_not(None), stale)),
-            )
-        )
+    unscored = and_(not_(erased), not_(exists(select(literal(1)).where(old.c.contact_id == noted))))
+    connection.execute(
+        insert(score_touch).from_select(["contact_id", "unscored"], select(noted, unscored))
     )
-    connection.execute(insert(score_touch).from_select(["contact_id", "unscored"], changed))
     due = old.c.next_threshold_on <= from_day_number(run.now_day)
     # A customer's model estimates move with every day of silence: with a fit, every
     # customer who has them is rewritten.
@@ -849,10 +866,11 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
 # --- 4. writing ------------------------------------------------------------------------
 
 
-def _write(connection: Connection, run: _Run, *, full: bool) -> tuple[int, int, int]:
+def _write(connection: Connection, run: _Run, *, full: bool) -> tuple[int, int]:
     """Replace the stored rows of the contacts in ``score_new`` (every row on a ``full``
-    score, else those of ``score_touch``: an erased contact's row goes without a new
-    one), and record the stage changes. Returns (contacts, stage changes, rows written)."""
+    score, else those of ``score_touch`` that changed: an erased contact's row goes
+    without a new one), and record the stage changes. Returns (stage changes, rows
+    written)."""
     n = score_new.c
     today = from_day_number(run.now_day)
     changed = or_(n.old_stage.is_(None), n.old_stage != n.stage)
@@ -886,6 +904,16 @@ def _write(connection: Connection, run: _Run, *, full: bool) -> tuple[int, int, 
                 contact_scores.c.contact_id.not_in(select(n.contact_id)),
             )
         )
+        # A row that would come out the same but for its clocks (as of ``scored_at``)
+        # stays as it is: new events that were sends, machine opens or older than what
+        # the row already knows change nothing, and every row not written is a page
+        # the commit does not write.
+        same = [n[name].is_not_distinct_from(contact_scores.c[name]) for name in KEPT_COLUMNS]
+        connection.execute(
+            delete(score_new).where(
+                exists(select(literal(1)).where(contact_scores.c.contact_id == n.contact_id, *same))
+            )
+        )
         upsert = _dialect_insert(connection)(contact_scores).from_select(
             columns, rows.where(true())
         )
@@ -895,13 +923,12 @@ def _write(connection: Connection, run: _Run, *, full: bool) -> tuple[int, int, 
                 set_={name: upsert.excluded[name] for name in columns if name != "contact_id"},
             )
         )
-    total = connection.execute(select(func.count()).select_from(contact_scores)).scalar_one()
     changes, rewritten = connection.execute(
         select(func.coalesce(func.sum(case((changed, 1), else_=0)), 0), func.count()).select_from(
             score_new
         )
     ).one()
-    return int(total), int(changes), int(rewritten)
+    return int(changes), int(rewritten)
 
 
 def _dialect_insert(connection: Connection) -> Any:

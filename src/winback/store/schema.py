@@ -146,6 +146,14 @@ contact_scores = Table(
     Index("ix_contact_scores_next_threshold", "next_threshold_on"),
 )
 
+# Contacts whose record changed (or that were added) since the last score: filled by
+# triggers on ``contacts`` (migration 0004), read and emptied by ``winback score``.
+score_changes = Table(
+    "score_changes",
+    metadata,
+    Column("contact_id", Id, primary_key=True, autoincrement=False),
+)
+
 stage_history = Table(
     "stage_history",
     metadata,
