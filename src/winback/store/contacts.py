@@ -34,7 +34,7 @@ def contacts_by_address(
     connection: Connection, emails: Iterable[str], phones: Iterable[str]
 ) -> list[dict[str, Any]]:
     """The stored contacts that have one of these emails or phones."""
-    emails, phones = sorted(set(emails)), sorted(set(phones))
+    emails, phones = list(set(emails)), list(set(phones))
     found: dict[int, dict[str, Any]] = {}
     if connection.dialect.name == "sqlite":
         # The addresses go to SQLite as two JSON arrays in one query that returns the ids
@@ -42,8 +42,9 @@ def contacts_by_address(
         # lists of thousands of parameters cost SQLAlchemy more than the look-ups.
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cursor.execute(
-            "SELECT id FROM contacts WHERE email IN (SELECT value FROM json_each(?)) "
-            "UNION SELECT id FROM contacts WHERE phone IN (SELECT value FROM json_each(?))",
+            "SELECT contacts.id FROM json_each(?) AS given JOIN contacts ON email = given.value "
+            "UNION "
+            "SELECT contacts.id FROM json_each(?) AS given JOIN contacts ON phone = given.value",
             (json.dumps(emails), json.dumps(phones)),
         )
         wanted = [(contacts.c.id, sorted(row[0] for row in cursor.fetchall()))]
