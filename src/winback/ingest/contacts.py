@@ -82,18 +82,27 @@ class ContactBlock:
         return len(self.lines)
 
     def records(self, rows: Iterable[int]) -> list[Pending]:
-        """These rows as the row path's pending rows, original values and all."""
-        rows = list(rows)
-        found = self.block.values(int(self.positions[at]) for at in rows)
+        """These rows as the row path's pending rows, without their original values
+        (:meth:`originals` gives them to the few rows that need them)."""
+        names = list(self.columns.items())
         pending = []
-        for at, (line, values) in zip(rows, found, strict=True):
+        for at in rows:
             record = {
                 name: value
-                for name, values_ in self.columns.items()
-                if (value := values_[at]) is not None or name in ("email", "phone")
+                for name, values in names
+                if (value := values[at]) is not None or name in ("email", "phone")
             }
-            pending.append(Pending(line, values, record))
+            pending.append(Pending(int(self.lines[at]), [], record))
         return pending
+
+    def originals(self, rows: list[Pending]) -> None:
+        """Give these rows of :meth:`records` their original values, for the quarantine."""
+        if not rows:
+            return
+        at = np.searchsorted(self.lines, [row.line for row in rows])
+        found = self.block.values(self.positions[at].tolist())
+        for row, (_, values) in zip(rows, found, strict=True):
+            row.values = values
 
 
 class ContactBatch:
@@ -304,6 +313,7 @@ class ContactBatch:
             merging = cleaned.records(np.flatnonzero(~alone)) + rows
             merging.sort(key=lambda row: row.line)
             imported, merged, refusals = self._write(connection, merging, existing)
+            cleaned.originals([row for row, _ in refusals if not row.values])
             imported += self._insert_block(connection, cleaned, np.flatnonzero(alone))
         return imported, merged, refusals
 
