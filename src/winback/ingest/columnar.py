@@ -13,7 +13,7 @@ blocks zero-copy.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -52,6 +52,76 @@ def trimmed(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     stripped = pc.utf8_trim(column, characters=PY_SPACE)
     absent = pc.fill_null(pc.equal(pc.utf8_length(stripped), 0), True)
     return stripped, absent.to_numpy(zero_copy_only=False)
+
+
+def too_long(batch: pa.RecordBatch, limit: int) -> np.ndarray:
+    """The rows with a text cell longer than ``limit`` characters (the row path refuses
+    them with its own reason)."""
+    found = np.zeros(batch.num_rows, bool)
+    for column in batch.columns:
+        if is_text(column):
+            found |= mask(pc.greater(pc.utf8_length(column), limit))
+    return found
+
+
+def cells(column: pa.Array) -> pa.Array:
+    """A column as the row path sees its cells: blank text (empty or spaces) is null."""
+    if not is_text(column):
+        return column
+    _, absent = trimmed(column)
+    return pc.if_else(pa.array(absent), pa.scalar(None, column.type), column)
+
+
+def by_distinct(
+    columns: Sequence[pa.Array], function: Callable[..., Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``function(*cells)`` of each row (cells as :func:`cells` gives them, None where
+    absent), called once per distinct combination of cells: a row-path parser applied to
+    a column of few distinct values (countries, tags, statuses) at the cost of those
+    values. Returns the results as an object array, rows sharing one result object, and
+    the rows where ``function`` raised ``ValueError`` (their result is None)."""
+    rows = len(columns[0])
+    try:
+        encoded = [pc.dictionary_encode(cells(column)) for column in columns]
+    except pa.ArrowNotImplementedError:  # lists or structs (Parquet): one call per row
+        return _each_row([cells(column).to_pylist() for column in columns], function, rows)
+    words = [[*part.dictionary.to_pylist(), None] for part in encoded]
+    codes = [
+        pc.fill_null(part.indices, len(known) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
+        for part, known in zip(encoded, words, strict=True)
+    ]
+    # One number per combination of cells, unless there are too many to count on 63 bits.
+    sizes = [len(known) for known in words]
+    if len(codes) == 1:
+        combinations, inverse = np.arange(sizes[0])[:, None], codes[0]
+    elif np.prod(np.array(sizes, float)) < 2**62:
+        key = np.zeros(rows, np.int64)
+        for part, size in zip(codes, sizes, strict=True):
+            key = key * size + part
+        unique, inverse = np.unique(key, return_inverse=True)
+        combinations = np.stack(np.unravel_index(unique, sizes), axis=1)
+    else:
+        combinations, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+    results, bad = _each_row(
+        [[known[code] for code in combinations[:, at]] for at, known in enumerate(words)],
+        function,
+        len(combinations),
+    )
+    inverse = inverse.reshape(-1)
+    return results[inverse], bad[inverse]
+
+
+def _each_row(
+    columns: Sequence[Sequence[Any]], function: Callable[..., Any], rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    results = np.full(rows, None, object)
+    bad = np.zeros(rows, bool)
+    for at, values in enumerate(zip(*columns, strict=True)):
+        try:
+            results[at] = function(*values)
+        except ValueError:
+            bad[at] = True
+    return results, bad
 
 
 def mask(values: pa.Array) -> np.ndarray:

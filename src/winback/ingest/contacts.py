@@ -1,21 +1,39 @@
 """Importing contacts: clean each row, de-duplicate on the normalised email (or the
 phone when there is no email), merge into what the store already holds, and never turn
-a refusal (unsubscribed, bounced, complained) back into a subscription."""
+a refusal (unsubscribed, bounced, complained) back into a subscription.
+
+CSV and Parquet files are cleaned a block at a time (:meth:`ContactBatch.clean_block`):
+addresses through :mod:`winback.ingest.addresses`, dates and names through Arrow
+compute, the fields of few distinct values (countries, tags, statuses) by the row path's
+own parsers called once per distinct value. The rows those checks cannot vouch for take
+the row path (:meth:`ContactBatch.clean`). A contact whose email and phone appear once
+in the block and nowhere in the store is inserted as it is, a column at a time; the
+others (duplicates, contacts already stored) go through the row path's merge, in file
+order, so both paths store the same contacts (a test holds them to it).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, select
 
 from winback.clock import to_db
 from winback.compliance import audit
 from winback.compliance.suppression import suppression_reasons
 from winback.domain import REFUSALS, ChannelStatus, merge_status
+from winback.ingest import addresses
+from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import CONTACT_ALIASES, ColumnMap
 from winback.ingest.pipeline import (
@@ -26,19 +44,65 @@ from winback.ingest.pipeline import (
     mapped_source,
     run,
 )
+from winback.ingest.reader import Block
 from winback.store import contacts as store
 from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
 
-# Plain text attributes copied as they are (trimmed); the others have their own parser.
+# Plain text attributes copied as they are (trimmed, at most this long); the others
+# have their own parser.
 _TEXT_FIELDS = ("first_name", "last_name", "city", "gender", "source")
+_TEXT_LIMIT = 200
 _LIST_FIELDS = ("interests", "tags")
+_CHANNELS = (("email", "email"), ("sms", "phone"))
+# A status as a member and as the store keeps it, by member or text (the same key):
+# calling the enum costs more than the rest of a merge.
+_STATUS = {status.value: status for status in ChannelStatus}
+_STATUS_TEXT = {status: status.value for status in ChannelStatus}
 # A suppression kept after erasure or an earlier refusal: the status it forces on import.
 _SUPPRESSION_STATUS = {
     "unsubscribe": ChannelStatus.UNSUBSCRIBED,
     "bounce_hard": ChannelStatus.BOUNCED,
     "complaint": ChannelStatus.COMPLAINED,
 }
+
+
+@dataclass
+class ContactBlock:
+    """The rows of a block that :meth:`ContactBatch.clean_block` vouched for: each row's
+    line and position in the block, and a list per field of what :meth:`ContactBatch.
+    clean` puts in its record (None where it leaves the field out)."""
+
+    block: Block
+    lines: np.ndarray
+    positions: np.ndarray
+    columns: dict[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def records(self, rows: Iterable[int]) -> list[Pending]:
+        """These rows as the row path's pending rows, without their original values
+        (:meth:`originals` gives them to the few rows that need them)."""
+        names = list(self.columns.items())
+        pending = []
+        for at in rows:
+            record = {
+                name: value
+                for name, values in names
+                if (value := values[at]) is not None or name in ("email", "phone")
+            }
+            pending.append(Pending(int(self.lines[at]), [], record))
+        return pending
+
+    def originals(self, rows: list[Pending]) -> None:
+        """Give these rows of :meth:`records` their original values, for the quarantine."""
+        if not rows:
+            return
+        at = np.searchsorted(self.lines, [row.line for row in rows])
+        found = self.block.values(self.positions[at].tolist())
+        for row, (_, values) in zip(rows, found, strict=True):
+            row.values = values
 
 
 class ContactBatch:
@@ -65,6 +129,18 @@ class ContactBatch:
         with self.engine.connect() as connection:
             found = connection.execute(select(suppressions.c.id).limit(1)).first()
         self.check_suppressions = found is not None
+        # The fields read by one parser of the cell, in the order the row path checks
+        # them (the first that fails names the reason).
+        self.parsers: dict[str, Callable[[Any], Any]] = {
+            "interests": v.parse_list,
+            "tags": v.parse_list,
+            "country": _country,
+            "language": _language,
+            "timezone": _zone,
+            "birth_year": partial(v.parse_birth_year, today=self.today),
+            "created_at": self._created_at,
+            "subscription_active": v.parse_bool,
+        }
 
     def clean(self, values: list[Any]) -> dict[str, Any]:
         """One row as contact columns; raises ``ValueError`` with the reason to reject it."""
@@ -78,27 +154,16 @@ class ContactBatch:
         for field in _TEXT_FIELDS:
             value = get(field)
             if value is not None:
-                row[field] = str(value).strip()[:200]
-        for field in _LIST_FIELDS:
-            value = get(field)
-            if value is not None:
-                row[field] = v.parse_list(value)
-        if (country := get("country")) is not None:
-            row["country"] = _country(str(country))
-        if (language := get("language")) is not None:
-            row["language"] = str(language).strip().lower().replace("_", "-")[:8]
-        if (timezone := get("timezone")) is not None:
-            row["timezone"] = _zone(str(timezone))
-        if (birth := get("birth_year")) is not None:
-            row["birth_year"] = v.parse_birth_year(birth, self.today)
-        if (created := get("created_at")) is not None:
-            created_at = v.parse_datetime(created, self.tz)
-            v.check_not_future(created_at, self.now)
-            row["created_at"] = created_at
-        if (subscriber := get("subscription_active")) is not None:
-            row["subscription_active"] = v.parse_bool(subscriber)
-        row["email_status"] = self._status(get, "email", email)
-        row["sms_status"] = self._status(get, "sms", phone)
+                row[field] = str(value).strip()[:_TEXT_LIMIT]
+        for field, parse in self.parsers.items():
+            if (value := get(field)) is not None:
+                row[field] = parse(value)
+        for channel, address in (("email", email), ("sms", phone)):
+            row[f"{channel}_status"] = (
+                ChannelStatus.NONE
+                if address is None
+                else self.status or self._consent(*(get(name) for name in _consent_fields(channel)))
+            )
         extras = {
             name: value
             for name, position in self.columns.extras.items()
@@ -108,21 +173,20 @@ class ContactBatch:
             row["attributes"] = {name: _plain(value) for name, value in extras.items()}
         return row
 
-    def _status(
-        self, get: Callable[[str], Any], channel: str, address: str | None
-    ) -> ChannelStatus:
-        """The channel's status from this row: ``--status`` for the whole file, else the
-        explicit columns (a refusal among them wins), else the workspace default."""
-        if address is None:
-            return ChannelStatus.NONE
-        if self.status is not None:
-            return self.status
+    def _created_at(self, value: Any) -> datetime:
+        created_at = v.parse_datetime(value, self.tz)
+        v.check_not_future(created_at, self.now)
+        return created_at
+
+    def _consent(self, status: Any, blacklisted: Any, optin: Any) -> ChannelStatus:
+        """A channel's status from a row's consent cells (None where absent): the explicit
+        columns, a refusal among them winning, else the workspace default."""
         found: list[ChannelStatus] = []
-        if (status := get(f"{channel}_status")) is not None:
+        if status is not None:
             found.append(v.parse_status(str(status)))
-        if (blacklisted := get(f"{channel}_blacklisted")) is not None and v.parse_bool(blacklisted):
+        if blacklisted is not None and v.parse_bool(blacklisted):
             found.append(ChannelStatus.UNSUBSCRIBED)
-        if (optin := get(f"{channel}_optin")) is not None:
+        if optin is not None:
             found.append(ChannelStatus.SUBSCRIBED if v.parse_bool(optin) else ChannelStatus.NONE)
         refusals = [status for status in found if status in REFUSALS]
         if refusals:
@@ -131,18 +195,167 @@ class ContactBatch:
             return found[0]
         return self.default_consent
 
+    def clean_block(self, block: Block) -> tuple[ContactBlock, list[int]]:
+        """The rows of ``block`` the column-wise checks vouch for, cleaned, and the
+        positions of the others (left to :meth:`clean`)."""
+        assert block.batch is not None
+        batch = block.batch
+        rows = batch.num_rows
+        fields = self.columns.fields
+
+        def column(field: str) -> pa.Array | None:
+            return col.plain_array(batch.column(fields[field])) if field in fields else None
+
+        slow = col.too_long(batch, v.MAX_FIELD_LENGTH)
+        found: dict[str, Any] = {}
+        absent: dict[str, np.ndarray] = {}
+        for field, normalise in (
+            ("email", addresses.emails),
+            ("phone", partial(addresses.phones, region=self.region)),
+        ):
+            if (given := column(field)) is None:
+                found[field], absent[field] = pa.nulls(rows, pa.string()), np.ones(rows, bool)
+                continue
+            found[field], absent[field], left = normalise(given)
+            slow |= left
+        slow |= absent["email"] & absent["phone"]
+        for field in _TEXT_FIELDS:
+            if (given := column(field)) is not None:
+                found[field], long = col.short_text(given, _TEXT_LIMIT)
+                slow |= long
+        for field, parse in self.parsers.items():
+            if (given := column(field)) is None:
+                continue
+            if field == "created_at":
+                micros, late = col.utc_micros(given, str(self.tz), self.now + v.CLOCK_SKEW)
+                blank = ~col.mask(pc.is_valid(col.cells(given)))
+                slow |= late & ~blank
+                moments = micros.astype("datetime64[us]").astype(object)
+                moments[blank] = None
+                found[field] = moments
+                continue
+            found[field], bad = col.by_distinct([given], _present(parse))
+            slow |= bad
+        for channel, address in _CHANNELS:
+            given_columns = [
+                given for name in _consent_fields(channel) if (given := column(name)) is not None
+            ]
+            statuses = np.full(rows, self.status or self.default_consent, object)
+            none = np.full(rows, ChannelStatus.NONE, object)
+            if self.status is None and given_columns:
+                named = [name for name in _consent_fields(channel) if name in fields]
+                consent = partial(self._consent_of, channel, named)
+                statuses, bad = col.by_distinct(given_columns, consent)
+                slow |= bad & ~absent[address]
+            found[f"{channel}_status"] = np.where(absent[address], none, statuses)
+        if self.columns.extras:
+            found["attributes"] = self._attributes(batch)
+        fast = np.flatnonzero(~slow)
+        columns = {name: _take(values, fast) for name, values in found.items()}
+        cleaned = ContactBlock(block, block.lines[fast], fast, columns)
+        return cleaned, np.flatnonzero(slow).tolist()
+
+    def _consent_of(self, channel: str, names: list[str], *cells: Any) -> ChannelStatus:
+        """:meth:`_consent` of the cells of the consent columns ``names`` of a file."""
+        given = dict(zip(names, cells, strict=True))
+        return self._consent(*(given.get(name) for name in _consent_fields(channel)))
+
+    def _attributes(self, batch: pa.RecordBatch) -> np.ndarray:
+        """The free attributes of each row (columns no field claims), None where none."""
+        names = list(self.columns.extras)
+        columns = [batch.column(position).to_pylist() for position in self.columns.extras.values()]
+        found = np.full(batch.num_rows, None, object)
+        for at, values in enumerate(zip(*columns, strict=True)):
+            extras = {
+                name: _plain(value)
+                for name, value in zip(names, values, strict=True)
+                if value is not None and str(value).strip() != ""
+            }
+            if extras:
+                found[at] = extras
+        return found
+
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
         """Merge the batch into the store, in one transaction: rows with the same key
         merge together and into the stored contact with that key."""
         with self.engine.begin() as connection:
-            return self._write(connection, rows)
+            existing = store.contacts_by_address(
+                connection,
+                (row.record["email"] for row in rows if row.record["email"]),
+                (row.record["phone"] for row in rows if row.record["phone"]),
+            )
+            return self._write(connection, rows, existing)
 
-    def _write(self, connection: Connection, rows: list[Pending]) -> tuple[int, int, Refusals]:
-        existing = store.contacts_by_address(
-            connection,
-            (row.record["email"] for row in rows if row.record["email"]),
-            (row.record["phone"] for row in rows if row.record["phone"]),
-        )
+    def write_block(self, cleaned: ContactBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
+        """Write a block in one transaction: the contacts whose email and phone appear
+        once in it and not in the store are inserted a column at a time; the others
+        merge as :meth:`write` merges them, in file order."""
+        emails = cleaned.columns["email"] + [row.record["email"] for row in rows]
+        phones = cleaned.columns["phone"] + [row.record["phone"] for row in rows]
+        with self.engine.begin() as connection:
+            existing = store.contacts_by_address(
+                connection, filter(None, emails), filter(None, phones)
+            )
+            seen_emails = Counter(filter(None, emails))
+            seen_phones = Counter(filter(None, phones))
+            seen_emails.update(c["email"] for c in existing if c["email"])
+            seen_phones.update(c["phone"] for c in existing if c["phone"])
+            alone = np.array(
+                [
+                    (email is None or seen_emails[email] == 1)
+                    and (phone is None or seen_phones[phone] == 1)
+                    for email, phone in zip(
+                        cleaned.columns["email"], cleaned.columns["phone"], strict=True
+                    )
+                ],
+                bool,
+            )
+            merging = cleaned.records(np.flatnonzero(~alone)) + rows
+            merging.sort(key=lambda row: row.line)
+            imported, merged, refusals = self._write(connection, merging, existing)
+            cleaned.originals([row for row, _ in refusals if not row.values])
+            imported += self._insert_block(connection, cleaned, np.flatnonzero(alone))
+        return imported, merged, refusals
+
+    def _insert_block(self, connection: Connection, cleaned: ContactBlock, rows: np.ndarray) -> int:
+        """Insert these rows of a cleaned block as new contacts, as :func:`_fresh` makes
+        them."""
+        count = len(rows)
+        if not count:
+            return 0
+        columns = {name: _take(values, rows) for name, values in cleaned.columns.items()}
+        now = [self.now] * count
+        if self.check_suppressions:
+            refused = self._suppressed(
+                connection,
+                (
+                    (channel, value)
+                    for channel, address in _CHANNELS
+                    for value in columns[address]
+                    if value
+                ),
+            )
+            for channel, address in _CHANNELS:
+                key = f"{channel}_status"
+                columns[key] = [
+                    refused.get((channel, value), status) if value else status
+                    for value, status in zip(columns[address], columns[key], strict=True)
+                ]
+        for channel, _ in _CHANNELS:
+            columns[f"{channel}_status"] = [_STATUS_TEXT[s] for s in columns[f"{channel}_status"]]
+            columns[f"{channel}_status_at"] = now
+        columns["created_at"] = [c or self.now for c in columns.get("created_at", now)]
+        columns["source"] = [s or self.source_name for s in columns.get("source", [None] * count)]
+        columns["updated_at"] = now
+        active = columns.get("subscription_active", [None] * count)
+        columns["subscription_active"] = [value or False for value in active]
+        columns["frequency"] = [_BLANK["frequency"]] * count
+        store.insert_contact_columns(connection, columns)
+        return count
+
+    def _write(
+        self, connection: Connection, rows: list[Pending], existing: list[dict[str, Any]]
+    ) -> tuple[int, int, Refusals]:
         # Slots: ("db", id) for a stored contact, ("new", n) for one this batch creates.
         slots: dict[tuple[str, int], dict[str, Any]] = {("db", c["id"]): c for c in existing}
         by_email = {c["email"]: ("db", c["id"]) for c in existing if c["email"]}
@@ -202,18 +415,26 @@ class ContactBatch:
         return imported, merged, refusals
 
     def _apply_suppressions(self, connection: Connection, inserts: list[dict[str, Any]]) -> None:
-        """A new contact whose address was suppressed before (unsubscribed, then erased)
-        comes back suppressed: the suppression outlives the person's data."""
         owners = {
             (channel, row[column]): row
             for row in inserts
-            for channel, column in (("email", "email"), ("sms", "phone"))
+            for channel, column in _CHANNELS
             if row[column]
         }
-        reasons = suppression_reasons(connection, self.workspace, owners)
-        for (channel, address), reason in reasons.items():
-            status = _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED)
+        for (channel, address), status in self._suppressed(connection, owners).items():
             owners[(channel, address)][f"{channel}_status"] = status
+
+    def _suppressed(
+        self, connection: Connection, addresses: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], ChannelStatus]:
+        """The status each suppressed ``(channel, address)`` comes back with: a new
+        contact whose address was suppressed before (unsubscribed, then erased) comes back
+        suppressed, because the suppression outlives the person's data."""
+        reasons = suppression_reasons(connection, self.workspace, addresses)
+        return {
+            pair: _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED)
+            for pair, reason in reasons.items()
+        }
 
 
 def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -235,8 +456,8 @@ def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime
             result[name] = value
     for channel in ("email", "sms"):
         key = f"{channel}_status"
-        before = ChannelStatus(current.get(key) or ChannelStatus.NONE)
-        after = merge_status(before, ChannelStatus(incoming.get(key) or ChannelStatus.NONE))
+        before = _STATUS[current.get(key) or ChannelStatus.NONE]
+        after = merge_status(before, _STATUS[incoming.get(key) or ChannelStatus.NONE])
         if after != before:
             result[key] = after.value
             result[f"{key}_at"] = now
@@ -257,7 +478,7 @@ def _fresh(record: dict[str, Any], now: datetime, source: str) -> dict[str, Any]
     row["source"] = row["source"] or source
     row["updated_at"] = now
     for channel in ("email", "sms"):
-        row[f"{channel}_status"] = ChannelStatus(row[f"{channel}_status"]).value
+        row[f"{channel}_status"] = _STATUS_TEXT[row[f"{channel}_status"]]
         row[f"{channel}_status_at"] = now
     return row
 
@@ -281,14 +502,40 @@ def _group_by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(groups.values())
 
 
-def _country(text: str) -> str:
+def _consent_fields(channel: str) -> tuple[str, str, str]:
+    """The fields that say a channel's consent, in the order :meth:`ContactBatch._consent`
+    reads them."""
+    return f"{channel}_status", f"{channel}_blacklisted", f"{channel}_optin"
+
+
+def _present(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``parse`` of a cell, None for an absent cell."""
+    return lambda value: None if value is None else parse(value)
+
+
+def _take(values: list[Any] | pa.Array | np.ndarray, rows: np.ndarray) -> list[Any]:
+    """The values at ``rows`` as a list (objects shared between rows stay shared)."""
+    if isinstance(values, list):
+        return [values[at] for at in rows]
+    if isinstance(values, np.ndarray):
+        return list(values[rows])
+    return values.take(pa.array(rows, pa.int64())).to_pylist()
+
+
+def _language(value: Any) -> str:
+    return str(value).strip().lower().replace("_", "-")[:8]
+
+
+def _country(value: Any) -> str:
+    text = str(value)
     code = text.strip().upper()
     if len(code) != 2 or not code.isalpha():
         raise ValueError(f"invalid country {text!r}: use a two-letter code such as FR")
     return code
 
 
-def _zone(text: str) -> str:
+def _zone(value: Any) -> str:
+    text = str(value)
     try:
         ZoneInfo(text.strip())
     except Exception:

@@ -184,10 +184,7 @@ class EventBatch:
         batch = block.batch
         fields = self.columns.fields
         rows = batch.num_rows
-        slow = np.zeros(rows, bool)
-        for values in batch.columns:
-            if col.is_text(values):
-                slow |= col.mask(pc.greater(pc.utf8_length(values), v.MAX_FIELD_LENGTH))
+        slow = col.too_long(batch, v.MAX_FIELD_LENGTH)
 
         def column(field: str) -> pa.Array | None:
             return col.plain_array(batch.column(fields[field])) if field in fields else None

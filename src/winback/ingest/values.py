@@ -38,7 +38,11 @@ def fold(text: str) -> str:
 # costs more than the rest of a contact row together. Anything else goes through it.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_PLAIN_EMAIL = re.compile(rf"^{_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$")
+PLAIN_EMAIL = rf"^{_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$"
+_PLAIN_EMAIL = re.compile(PLAIN_EMAIL)
+# The longest address and local part email-validator accepts (RFC 5321).
+EMAIL_LIMIT = 254
+LOCAL_PART_LIMIT = 64
 _SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
 
 
@@ -54,9 +58,9 @@ def normalise_email(text: str) -> str:
     if not candidate:
         raise ValueError("empty email")
     if (
-        len(candidate) <= 254
+        len(candidate) <= EMAIL_LIMIT
         and _PLAIN_EMAIL.match(candidate)
-        and len(candidate.partition("@")[0]) <= 64
+        and len(candidate.partition("@")[0]) <= LOCAL_PART_LIMIT
         and candidate.rpartition(".")[2].lower() not in _SPECIAL_USE
     ):
         return candidate.lower()

@@ -4,12 +4,13 @@ address. Everything goes through SQLAlchemy Core with bound parameters."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Engine, Result, bindparam, func, or_, select, update
 
 from winback.store.chunks import chunks
 from winback.store.schema import contacts, events
@@ -33,13 +34,31 @@ def contacts_by_address(
     connection: Connection, emails: Iterable[str], phones: Iterable[str]
 ) -> list[dict[str, Any]]:
     """The stored contacts that have one of these emails or phones."""
-    emails, phones = sorted(set(emails)), sorted(set(phones))
+    emails, phones = list(set(emails)), list(set(phones))
     found: dict[int, dict[str, Any]] = {}
-    for column, values in ((contacts.c.email, emails), (contacts.c.phone, phones)):
+    if connection.dialect.name == "sqlite":
+        # Each list goes to SQLite as one JSON array joined to the table (an import asks
+        # for a whole block of addresses at once): rendering IN lists of thousands of
+        # parameters cost SQLAlchemy more than the look-ups themselves.
+        given = func.json_each(bindparam("given")).table_valued("value").alias("given")
+        for column, values in ((contacts.c.email, emails), (contacts.c.phone, phones)):
+            if values:
+                query = select(contacts).join(given, column == given.c.value)
+                found.update(_by_id(connection.execute(query, {"given": json.dumps(values)})))
+        return list(found.values())
+    for column, values in ((contacts.c.email, sorted(emails)), (contacts.c.phone, sorted(phones))):
         for chunk in chunks(values):
-            for row in connection.execute(select(contacts).where(column.in_(chunk))).mappings():
-                found[row["id"]] = dict(row)
+            found.update(_by_id(connection.execute(select(contacts).where(column.in_(chunk)))))
     return list(found.values())
+
+
+def _by_id(result: Result[Any]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each row of ``result`` as a dictionary, with its id (zipping the column names onto
+    plain rows costs half of what SQLAlchemy's mappings do)."""
+    names = list(result.keys())
+    for row in result:
+        found = dict(zip(names, row, strict=True))
+        yield found["id"], found
 
 
 def channel_statuses(connection: Connection, ids: Iterable[int]) -> dict[int, dict[str, str]]:
@@ -67,29 +86,51 @@ def find_contact(connection: Connection, address: str) -> dict[str, Any] | None:
 
 
 def insert_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert new contacts (each row names the same columns).
+    """Insert new contacts (each row names the same columns)."""
+    if rows:
+        insert_contact_columns(connection, {name: [row[name] for row in rows] for name in rows[0]})
+
+
+def insert_contact_columns(connection: Connection, columns: Mapping[str, Sequence[Any]]) -> None:
+    """Insert new contacts given a column at a time (a list of values per column name,
+    all as long; a column left out is NULL).
 
     On SQLite the rows go to the driver's ``executemany`` as tuples, each value through
     its column type's own bind processor (JSON text, datetime text, 0/1), so they are
-    stored exactly as SQLAlchemy stores them without its per-row parameter handling."""
-    if not rows:
+    stored exactly as SQLAlchemy stores them without its per-row parameter handling. A
+    value object that several rows share (an importer's one list per distinct set of
+    tags, its one ``now``) is processed once."""
+    names = list(columns)
+    if not names or not columns[names[0]]:
         return
     if connection.dialect.name != "sqlite":
-        connection.execute(contacts.insert(), list(rows))
+        rows = [
+            dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        ]
+        connection.execute(contacts.insert(), rows)
         return
-    names = list(rows[0])
-    processors = [
-        contacts.c[name].type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
-        for name in names
-    ]
-    columns = []
-    for name, process in zip(names, processors, strict=True):
-        values = [row[name] for row in rows]
-        columns.append([process(value) for value in values] if process else values)
+    processed = []
+    for name in names:
+        values = columns[name]
+        process = (
+            contacts.c[name]
+            .type.dialect_impl(connection.dialect)
+            .bind_processor(connection.dialect)
+        )
+        if process is None:
+            processed.append(values)
+            continue
+        keys = list(map(id, values))
+        distinct = dict(zip(keys, values, strict=True))
+        if len(distinct) == len(keys):
+            processed.append(list(map(process, values)))
+            continue
+        done = {key: process(value) for key, value in distinct.items()}
+        processed.append(list(map(done.__getitem__, keys)))
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     cursor.executemany(
         f"INSERT INTO contacts ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
-        list(zip(*columns, strict=True)),
+        list(zip(*processed, strict=True)),
     )
 
 
