@@ -5,8 +5,9 @@ customer data used for marketing).
 The clock runs from the person's last contact with us, as the CNIL reads it: a click
 (not a link scanner's), a purchase, a login, a visit, an SMS reply or a form (a survey
 answer, or the yes to the last question below). An email open does not count, and
-nothing we sent does; a contact who never got in touch counts from their creation. A contact with an active paid subscription is never
-purged: the commercial relationship is still running, and the clock starts when it ends.
+nothing we sent does; a contact who never got in touch counts from their creation. A
+contact with an active paid subscription is never purged: the commercial relationship is
+still running, and the clock starts when it ends.
 
 With ``retention.ask_before_erase``, the purge first asks. Each run queues a last
 message (template ``retention_ask``, step ``retention-ask`` in the outbox, sent by

@@ -36,7 +36,14 @@ from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 
-_SPECIAL_USE = pa.array(sorted(email_validator.SPECIAL_USE_DOMAIN_NAMES), pa.string())
+
+@lru_cache(maxsize=1)
+def _special_use() -> pa.Array:
+    # Built on first use: pa.array() imports pandas (a third of a second) on its first
+    # call, which every winback command would pay at start-up.
+    return pa.array(sorted(email_validator.SPECIAL_USE_DOMAIN_NAMES), pa.string())
+
+
 _LOCAL_PART = rf"^[^@]{{1,{v.LOCAL_PART_LIMIT}}}@"
 
 
@@ -53,7 +60,7 @@ def emails(column: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
         & col.mask(pc.match_substring_regex(text, _LOCAL_PART))
     )
     top = pc.ascii_lower(pc.replace_substring_regex(text, r"^.*\.", ""))
-    plain &= ~col.mask(pc.is_in(top, value_set=_SPECIAL_USE))
+    plain &= ~col.mask(pc.is_in(top, value_set=_special_use()))
     normalised = pc.if_else(pa.array(plain), pc.ascii_lower(text), pa.scalar(None, pa.string()))
     return normalised, absent, ~absent & ~plain
 

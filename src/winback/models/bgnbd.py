@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln, hyp2f1, log_expit, polygamma
-from scipy.stats import nbinom
 
 from winback.models._base import PurchaseModel, as_horizon
 from winback.models._data import Patterns, as_counts, as_rfm, dot
@@ -335,6 +334,10 @@ class BetaGeo(PurchaseModel):
         horizon = as_horizon(t)
         r, alpha, a, b = self._unpack()
         count = as_counts("n", n)
+        # Imported here: scipy.stats takes over a second to import, which every
+        # winback command would pay (the score imports this module).
+        from scipy.stats import nbinom
+
         p = alpha / (alpha + horizon)
         alive = np.exp(betaln(a, b + count) - betaln(a, b) + nbinom.logpmf(count, r, p))
         with np.errstate(divide="ignore"):

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 from scipy.integrate import quad_vec
 from scipy.special import digamma, expit, gammaln
-from scipy.stats import nbinom
 
 from winback.models._base import PurchaseModel, as_horizon
 from winback.models._data import Patterns, as_counts, as_rfm, dot, group
@@ -202,6 +201,9 @@ class ParetoNBD(PurchaseModel):
         horizon = as_horizon(t)
         r, alpha, s, beta = self._unpack()
         count = as_counts("n", n)
+        # Imported here: scipy.stats takes over a second to import, which every
+        # winback command would pay (the score imports this module).
+        from scipy.stats import nbinom
 
         def dying_at(tau: float) -> np.ndarray:
             survival = np.exp(np.log(s) + s * np.log(beta) - (s + 1.0) * np.log(beta + tau))
