@@ -35,9 +35,9 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 
-from tests.channels.smtp_server import CountingController, RecordingHandler
+from tests.channels.smtp_server import RecordingHandler
 from tests.journeys.conftest import START
-from winback.channels import ENV_SMTP_URL, OUTBOX_FILES_DIR
+from winback.channels import OUTBOX_FILES_DIR
 from winback.channels.file import SMS_LOG
 from winback.compliance.gdpr import erase_person
 from winback.compliance.manual import add_suppression
@@ -350,17 +350,12 @@ class Compliance(RuleBasedStateMachine):
 
 
 @pytest.fixture
-def smtp_handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingHandler]:
-    handler = RecordingHandler()
-    controller = CountingController(handler)
-    controller.start()
-    monkeypatch.setenv(ENV_SMTP_URL, f"smtp://127.0.0.1:{controller.port}")
+def smtp_handler(smtp: RecordingHandler, monkeypatch: pytest.MonkeyPatch) -> RecordingHandler:
+    """The real SMTP server on loopback; the machine's workspaces are SQLite ones."""
     monkeypatch.delenv(ENV_DATABASE_URL, raising=False)
-    yield handler
-    controller.stop()
+    return smtp
 
 
-@pytest.mark.slow
 def test_no_message_reaches_who_said_no(smtp_handler: RecordingHandler) -> None:
     Compliance.smtp = smtp_handler
     run_state_machine_as_test(

@@ -4,10 +4,8 @@ suppressions, on mixed good and bad input in CSV and Parquet."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +16,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from winback.ingest import import_contacts, import_events
-from winback.ingest.columns import EVENT_ALIASES, map_columns
-from winback.ingest.events import EventBatch
-from winback.ingest.pipeline import ImportReport, run
-from winback.ingest.reader import open_source
+from tests.ingest.two_paths import (
+    NOW,
+    import_by_rows,
+    paris_workspace,
+    quarantine_of,
+    two_workspaces,
+    write_csv,
+    write_parquet,
+)
+from winback.ingest import import_events
+from winback.ingest.pipeline import ImportReport
 from winback.store.schema import audit, contacts, events, suppressions
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
 HEADER = ["Email", "mobile", "type", "timestamp", "canal", "montant", "currency", "campaign"]
 HEADER += ["message_id", "machine_open", "url"]
 
@@ -91,47 +94,20 @@ row_strategy = st.tuples(
 
 
 def _workspace(folder: Path) -> Workspace:
-    ws = Workspace.init(folder, "ecommerce")
-    config = ws.path / "winback.toml"
-    config.write_text(config.read_text().replace('timezone = "UTC"', 'timezone = "Europe/Paris"'))
-    ws.close()
-    ws = Workspace.open(folder)
-    base = folder.parent / f"{folder.name}-contacts.csv"
-    base.write_text(
+    return paris_workspace(
+        folder,
         "email,phone\nann@example.com,0612345678\nbob@example.com,\ncid@example.com,0699999999\n"
-        "élodie@exemple.fr,\n"
+        "élodie@exemple.fr,\n",
     )
-    import_contacts(ws, base, now=NOW)
-    return ws
 
 
 @pytest.fixture
 def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, Workspace]]:
-    """Two identical workspaces on SQLite: one imports by blocks, the other by rows."""
     monkeypatch.delenv(ENV_DATABASE_URL, raising=False)
-    blocks, rows = _workspace(tmp_path / "blocks"), _workspace(tmp_path / "rows")
-    yield blocks, rows
-    blocks.close()
-    rows.close()
-
-
-def import_by_rows(workspace: Workspace, path: Path) -> ImportReport:
-    """The row path alone: the same importer with the file's blocks withheld."""
-    source = open_source(path)
-    try:
-        source.blocks = None
-        columns = map_columns(source.header, EVENT_ALIASES, {}, source=str(path))
-        batch = EventBatch(workspace, columns, NOW, path.name)
-        return run(source, batch, "events", workspace.quarantine_dir)
-    finally:
-        source.close()
+    yield from two_workspaces(tmp_path, _workspace)
 
 
 def outcome(workspace: Workspace, report: ImportReport) -> dict[str, Any]:
-    quarantine = []
-    if report.quarantine:
-        with open(report.quarantine, encoding="utf-8", newline="") as stream:
-            quarantine = list(csv.reader(stream))
     with workspace.engine.connect() as connection:
         stored = connection.execute(select(events, contacts.c.email).join(contacts)).mappings()
         decisions = connection.execute(
@@ -149,32 +125,12 @@ def outcome(workspace: Workspace, report: ImportReport) -> dict[str, Any]:
     return {
         "counts": (report.read, report.imported, report.merged, report.rejected),
         "by_reason": dict(report.by_reason),
-        "quarantine": quarantine,
+        "quarantine": quarantine_of(report),
         "events": rows,
         "audit": sorted(map(repr, decisions)),
         "statuses": sorted(statuses),
         "suppressions": sorted(suppressed),
     }
-
-
-def write_csv(path: Path, rows: list[tuple[str, ...]]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";")
-    writer.writerows([HEADER, *rows])
-    path.write_text(buffer.getvalue(), encoding="utf-8")
-    return path
-
-
-def write_parquet(path: Path, rows: list[tuple[str, ...]]) -> Path:
-    columns = list(zip(*rows, strict=True))
-    table = pa.table(
-        {
-            name: pa.array(list(values), pa.string())
-            for name, values in zip(HEADER, columns, strict=True)
-        }
-    )
-    pq.write_table(table, path)
-    return path
 
 
 @settings(
@@ -186,9 +142,9 @@ def test_blocks_and_rows_give_the_same_import(
 ) -> None:
     by_blocks, by_rows = pair
     path = tmp_path / ("events.parquet" if parquet else "events.csv")
-    (write_parquet if parquet else write_csv)(path, rows)
+    (write_parquet if parquet else write_csv)(path, HEADER, rows)
     first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
-    second = outcome(by_rows, import_by_rows(by_rows, path))
+    second = outcome(by_rows, import_by_rows(by_rows, path, "events"))
     assert first == second
 
 
@@ -226,7 +182,7 @@ def test_typed_parquet_columns_give_the_same_import(
             path,
         )
         first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
-        second = outcome(by_rows, import_by_rows(by_rows, path))
+        second = outcome(by_rows, import_by_rows(by_rows, path, "events"))
         assert first == second
         assert first["counts"] == (5, 3, 0, 2)
 
@@ -248,7 +204,7 @@ def test_what_arrow_cannot_read_is_read_by_the_csv_module_from_there(
         "zed@example.com,click,2024-01-03,\n"
     )
     first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
-    assert first == outcome(by_rows, import_by_rows(by_rows, path))
+    assert first == outcome(by_rows, import_by_rows(by_rows, path, "events"))
     assert first["counts"] == (5, 2, 0, 3)
     assert [row[0] for row in first["quarantine"][1:]] == ["4", "5", "8"]
 
@@ -271,5 +227,5 @@ def test_large_integer_amounts_and_old_dates_give_the_same_import(
     )
     pq.write_table(table, path)
     first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
-    assert first == outcome(by_rows, import_by_rows(by_rows, path))
+    assert first == outcome(by_rows, import_by_rows(by_rows, path, "events"))
     assert first["counts"] == (3, 2, 0, 1)

@@ -5,10 +5,8 @@ into contacts already stored."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +17,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from tests.ingest.two_paths import (
+    NOW,
+    import_by_rows,
+    paris_workspace,
+    quarantine_of,
+    two_workspaces,
+    write_csv,
+    write_parquet,
+)
 from winback.domain import ChannelStatus
 from winback.ingest import import_contacts
 from winback.ingest.columns import CONTACT_ALIASES, map_columns
 from winback.ingest.contacts import ContactBatch
-from winback.ingest.pipeline import ImportReport, run
+from winback.ingest.pipeline import ImportReport
 from winback.ingest.reader import open_source
 from winback.store.schema import audit, contacts, suppressions
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
-NOW = datetime(2026, 6, 1, tzinfo=UTC)
 # Per column: values the column-wise checks vouch for, then values they leave to the
 # row path (which refuses some and reads the others in their rarer forms).
 CHOICES = {
@@ -64,15 +70,9 @@ row_strategy = st.tuples(*(st.sampled_from(good * 6 + bad) for good, bad in CHOI
 def _workspace(folder: Path) -> Workspace:
     """A workspace in Paris time holding two contacts and the suppression of an address
     whose contact was erased."""
-    ws = Workspace.init(folder, "ecommerce")
-    config = ws.path / "winback.toml"
-    config.write_text(config.read_text().replace('timezone = "UTC"', 'timezone = "Europe/Paris"'))
-    ws.close()
-    ws = Workspace.open(folder)
-    base = folder.parent / f"{folder.name}-base" / "base.csv"
-    base.parent.mkdir()
-    base.write_text("email,phone,tags\nann@example.com,0612345678,old\ncid@example.com,,\n")
-    import_contacts(ws, base, now=NOW)
+    ws = paris_workspace(
+        folder, "email,phone,tags\nann@example.com,0612345678,old\ncid@example.com,,\n"
+    )
     with ws.engine.begin() as connection:
         connection.execute(
             suppressions.insert(),
@@ -90,34 +90,12 @@ def _workspace(folder: Path) -> Workspace:
 
 @pytest.fixture
 def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, Workspace]]:
-    """Two identical workspaces on SQLite: one imports by blocks, the other by rows."""
     monkeypatch.delenv(ENV_DATABASE_URL, raising=False)
-    blocks, rows = _workspace(tmp_path / "blocks"), _workspace(tmp_path / "rows")
-    yield blocks, rows
-    blocks.close()
-    rows.close()
-
-
-def import_by_rows(
-    workspace: Workspace, path: Path, status: ChannelStatus | None = None
-) -> ImportReport:
-    """The row path alone: the same importer with the file's blocks withheld."""
-    source = open_source(path)
-    try:
-        source.blocks = None
-        columns = map_columns(source.header, CONTACT_ALIASES, {}, source=str(path))
-        batch = ContactBatch(workspace, columns, NOW, status, path.name)
-        return run(source, batch, "contacts", workspace.quarantine_dir)
-    finally:
-        source.close()
+    yield from two_workspaces(tmp_path, _workspace)
 
 
 def outcome(workspace: Workspace, report: ImportReport) -> dict[str, Any]:
     """What a user can see of an import, without the ids the store chose."""
-    quarantine = []
-    if report.quarantine:
-        with open(report.quarantine, encoding="utf-8", newline="") as stream:
-            quarantine = list(csv.reader(stream))
     with workspace.engine.connect() as connection:
         stored = connection.execute(select(contacts)).mappings().all()
         decisions = connection.execute(
@@ -136,28 +114,10 @@ def outcome(workspace: Workspace, report: ImportReport) -> dict[str, Any]:
     return {
         "counts": (report.read, report.imported, report.merged, report.rejected),
         "by_reason": dict(report.by_reason),
-        "quarantine": quarantine,
+        "quarantine": quarantine_of(report),
         "contacts": rows,
         "audit": sorted(map(repr, decisions)),
     }
-
-
-def write_csv(path: Path, rows: list[tuple[str, ...]]) -> Path:
-    buffer = io.StringIO()
-    csv.writer(buffer, delimiter=";").writerows([HEADER, *rows])
-    path.write_text(buffer.getvalue(), encoding="utf-8")
-    return path
-
-
-def write_parquet(path: Path, rows: list[tuple[str, ...]]) -> Path:
-    columns = zip(*rows, strict=True)
-    pq.write_table(
-        pa.table(
-            {name: pa.array(list(values)) for name, values in zip(HEADER, columns, strict=True)}
-        ),
-        path,
-    )
-    return path
 
 
 @settings(
@@ -177,9 +137,9 @@ def test_blocks_and_rows_give_the_same_import(
 ) -> None:
     by_blocks, by_rows = pair
     path = tmp_path / ("contacts.parquet" if parquet else "contacts.csv")
-    (write_parquet if parquet else write_csv)(path, rows)
+    (write_parquet if parquet else write_csv)(path, HEADER, rows)
     first = outcome(by_blocks, import_contacts(by_blocks, path, now=NOW, status=status))
-    second = outcome(by_rows, import_by_rows(by_rows, path, status))
+    second = outcome(by_rows, import_by_rows(by_rows, path, "contacts", status))
     assert first == second
 
 
@@ -188,7 +148,7 @@ def test_plain_rows_are_vouched_for_by_the_block_path(
 ) -> None:
     """Rows of nothing but values the column-wise checks know never reach the row path."""
     rows = [tuple(good[at % len(good)] for good, _ in CHOICES.values()) for at in range(40)]
-    path = write_csv(tmp_path / "plain.csv", rows)
+    path = write_csv(tmp_path / "plain.csv", HEADER, rows)
     source = open_source(path)
     try:
         assert source.blocks is not None
@@ -225,7 +185,7 @@ def test_typed_parquet_columns_give_the_same_import(
     )
     pq.write_table(table, path)
     first = outcome(by_blocks, import_contacts(by_blocks, path, now=NOW))
-    assert first == outcome(by_rows, import_by_rows(by_rows, path))
+    assert first == outcome(by_rows, import_by_rows(by_rows, path, "contacts"))
     assert first["counts"] == (4, 1, 1, 2)
     assert [row[1][:22] for row in first["quarantine"][1:]] == [
         "implausible birth year",
@@ -244,10 +204,12 @@ def test_duplicates_in_a_block_merge_in_file_order(
         {"Email": "yan@example.com", "mobile": "06 99 99 99 99"},
     ]
     path = write_csv(
-        tmp_path / "dupes.csv", [tuple(row.get(name, "") for name in HEADER) for row in rows]
+        tmp_path / "dupes.csv",
+        HEADER,
+        [tuple(row.get(name, "") for name in HEADER) for row in rows],
     )
     first = outcome(by_blocks, import_contacts(by_blocks, path, now=NOW))
-    assert first == outcome(by_rows, import_by_rows(by_rows, path))
+    assert first == outcome(by_rows, import_by_rows(by_rows, path, "contacts"))
     assert first["counts"] == (4, 2, 1, 1)
     assert first["by_reason"] == {"phone already belongs to another contact": 1}
     assert [row[0] for row in first["quarantine"][1:]] == ["5"]
