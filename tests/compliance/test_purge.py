@@ -137,3 +137,9 @@ def test_ask_before_erase_dry_run_counts_the_questions(
     assert all(contact(workspace, cid)["erased_at"] is None for cid in people.values())
     with workspace.engine.connect() as c:
         assert c.execute(select(func.count()).select_from(outbox)).scalar_one() == 0
+    # The real run asks them (with its progress bar) and erases no one yet.
+    real = cli.invoke(app, ["purge", "--now", NOW, "-w", str(workspace.path)])
+    assert real.exit_code == 0, real.output
+    assert "4 asked whether they want to stay" in real.output and "0 erased" in real.output
+    with workspace.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(outbox)).scalar_one() == 4

@@ -176,10 +176,17 @@ def _to_ask(cutoff: datetime, ask_ahead: timedelta) -> Select[Any]:
     return purge_due(ask_cutoff).where(_askable(), not_(_asks(ask_cutoff)))
 
 
-def ask(connection: Connection, now: datetime, cutoff: datetime, ask_ahead: timedelta) -> int:
+def ask(
+    connection: Connection,
+    now: datetime,
+    cutoff: datetime,
+    ask_ahead: timedelta,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Queue the last question for every contact whose clock (cut off at ``cutoff``)
     runs out within ``ask_ahead``, who was not asked for this clock and can be written
-    to: by email, else by SMS. Each leaves an audit record. Returns how many."""
+    to: by email, else by SMS. Each leaves an audit record. Returns how many;
+    ``progress`` is called with (asked so far, total)."""
     ask_cutoff = cutoff + ask_ahead
     channel = case(
         (can_receive_clause(Channel.EMAIL), Channel.EMAIL.value), else_=Channel.SMS.value
@@ -188,6 +195,7 @@ def ask(connection: Connection, now: datetime, cutoff: datetime, ask_ahead: time
         _to_ask(cutoff, ask_ahead).with_only_columns(contacts.c.id, channel).order_by(contacts.c.id)
     ).all()
     stamp = to_db(now)
+    done = 0
     reason = (
         f"no contact from the person since {ask_cutoff.date().isoformat()}: "
         "erased unless they say they want to stay"
@@ -222,6 +230,9 @@ def ask(connection: Connection, now: datetime, cutoff: datetime, ask_ahead: time
                 for contact_id, via in batch
             ],
         )
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(chosen))
     return len(chosen)
 
 
@@ -230,11 +241,12 @@ def purge(
     now: datetime,
     *,
     dry_run: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> PurgeResult:
     """Erase every contact due for the retention purge at ``now`` (see the module), each
-    with an audit record; with ``dry_run``, only count them. ``progress`` is called with
-    (erased so far, total)."""
+    with an audit record, after asking them first with ``retention.ask_before_erase``;
+    with ``dry_run``, only count them. ``progress`` is called with the step (``asking``
+    or ``erasing``), done so far and total."""
     retention = workspace.config.retention
     result = PurgeResult(cutoff=now - retention.erase_after, dry_run=dry_run)
     due = purge_due(result.cutoff).subquery()
@@ -259,7 +271,15 @@ def purge(
                     )
                 ).scalar_one()
             else:
-                result.asked = ask(connection, now, result.cutoff, retention.ask_ahead)
+                result.asked = ask(
+                    connection,
+                    now,
+                    result.cutoff,
+                    retention.ask_ahead,
+                    None
+                    if progress is None
+                    else lambda done, total: progress("asking", done, total),
+                )
         ids = list(connection.execute(select(erase.c.id).order_by(erase.c.id)).scalars())
         result.waiting = result.due - len(ids)
         if dry_run or not ids:
@@ -271,7 +291,7 @@ def purge(
             now=now,
             actor=ACTOR,
             reason=f"no contact from the person since {result.cutoff.date().isoformat()}",
-            progress=None if progress is None else lambda done: progress(done, len(ids)),
+            progress=None if progress is None else lambda done: progress("erasing", done, len(ids)),
         )
     result.log_emptied = reclaim_space(workspace.engine)
     return result
