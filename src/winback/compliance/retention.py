@@ -74,6 +74,8 @@ ASK_STEP = "retention-ask"
 ASK_TEMPLATE = "retention_ask"
 STAY_ACTION = "stay"
 ACTOR = "purge"
+# An outbox row that is a last question.
+_ASK_ROW = (outbox.c.journey.is_(None), outbox.c.step_id == ASK_STEP)
 
 
 @dataclass
@@ -143,8 +145,7 @@ def _asks(since: datetime, *conditions: ColumnElement[bool]) -> ColumnElement[bo
         select(outbox.c.id)
         .where(
             outbox.c.contact_id == contacts.c.id,
-            outbox.c.journey.is_(None),
-            outbox.c.step_id == ASK_STEP,
+            *_ASK_ROW,
             outbox.c.created_at >= to_db(since),
             *conditions,
         )
@@ -216,8 +217,7 @@ def ask(connection: Connection, now: datetime, cutoff: datetime, ask_ahead: time
     # What this run queued (an INSERT ... SELECT's row count is not reported by every
     # driver): the asks of this moment.
     queued = (
-        outbox.c.journey.is_(None),
-        outbox.c.step_id == ASK_STEP,
+        *_ASK_ROW,
         outbox.c.created_at == stamp,
     )
     ask_cutoff = (cutoff + ask_ahead).date().isoformat()
