@@ -183,14 +183,12 @@ def purge(
         console=console,
         disable=json or dry_run,
     ) as bar:
-        task = bar.add_task("purge", total=None)
+        task = bar.add_task("erasing", total=None)
         result = purge_contacts(
             ws,
             moment,
             dry_run=dry_run,
-            progress=lambda step, done, total: bar.update(
-                task, description=step, completed=done, total=total
-            ),
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if json:
         print_json(result.as_dict())

@@ -37,11 +37,15 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    DateTime,
     Select,
+    String,
     and_,
     case,
+    cast,
     func,
     insert,
+    literal,
     not_,
     or_,
     select,
@@ -53,7 +57,6 @@ from winback.compliance import audit as audit_log
 from winback.compliance.erasure import erase_contacts, erasing, reclaim_space
 from winback.compliance.suppression import can_receive_clause
 from winback.domain import Channel, EventType
-from winback.store.chunks import chunks
 from winback.store.schema import audit, contacts, events, outbox, survey_answers
 from winback.workspace import Workspace
 
@@ -71,6 +74,8 @@ ASK_STEP = "retention-ask"
 ASK_TEMPLATE = "retention_ask"
 STAY_ACTION = "stay"
 ACTOR = "purge"
+# An outbox row that is a last question.
+_ASK_ROW = (outbox.c.journey.is_(None), outbox.c.step_id == ASK_STEP)
 
 
 @dataclass
@@ -140,8 +145,7 @@ def _asks(since: datetime, *conditions: ColumnElement[bool]) -> ColumnElement[bo
         select(outbox.c.id)
         .where(
             outbox.c.contact_id == contacts.c.id,
-            outbox.c.journey.is_(None),
-            outbox.c.step_id == ASK_STEP,
+            *_ASK_ROW,
             outbox.c.created_at >= to_db(since),
             *conditions,
         )
@@ -176,64 +180,61 @@ def _to_ask(cutoff: datetime, ask_ahead: timedelta) -> Select[Any]:
     return purge_due(ask_cutoff).where(_askable(), not_(_asks(ask_cutoff)))
 
 
-def ask(
-    connection: Connection,
-    now: datetime,
-    cutoff: datetime,
-    ask_ahead: timedelta,
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
+def ask(connection: Connection, now: datetime, cutoff: datetime, ask_ahead: timedelta) -> int:
     """Queue the last question for every contact whose clock (cut off at ``cutoff``)
     runs out within ``ask_ahead``, who was not asked for this clock and can be written
-    to: by email, else by SMS. Each leaves an audit record. Returns how many;
-    ``progress`` is called with (asked so far, total)."""
-    ask_cutoff = cutoff + ask_ahead
-    channel = case(
-        (can_receive_clause(Channel.EMAIL), Channel.EMAIL.value), else_=Channel.SMS.value
-    )
-    chosen = connection.execute(
-        _to_ask(cutoff, ask_ahead).with_only_columns(contacts.c.id, channel).order_by(contacts.c.id)
-    ).all()
+    to: by email, else by SMS; one INSERT ... SELECT for the outbox and one for their
+    audit records. Returns how many."""
     stamp = to_db(now)
-    done = 0
-    reason = (
-        f"no contact from the person since {ask_cutoff.date().isoformat()}: "
-        "erased unless they say they want to stay"
+    channel = case(
+        (can_receive_clause(Channel.EMAIL), literal(Channel.EMAIL.value)),
+        else_=literal(Channel.SMS.value),
     )
-    for batch in chunks(chosen):
-        connection.execute(
-            insert(outbox),
+    connection.execute(
+        insert(outbox).from_select(
             [
-                {
-                    "idempotency_key": f"{ASK_STEP}:{contact_id}:{stamp.isoformat()}",
-                    "contact_id": contact_id,
-                    "step_id": ASK_STEP,
-                    "channel": via,
-                    "status": "queued",
-                    "created_at": stamp,
-                    "due_at": stamp,
-                }
-                for contact_id, via in batch
+                "idempotency_key",
+                "contact_id",
+                "step_id",
+                "channel",
+                "status",
+                "created_at",
+                "due_at",
             ],
+            _to_ask(cutoff, ask_ahead).with_only_columns(
+                literal(f"{ASK_STEP}:")
+                + cast(contacts.c.id, String)
+                + literal(f":{stamp.isoformat()}"),
+                contacts.c.id,
+                literal(ASK_STEP),
+                channel,
+                literal("queued"),
+                literal(stamp, DateTime),
+                literal(stamp, DateTime),
+            ),
         )
-        audit_log.record(
-            connection,
-            [
-                audit_log.audit_row(
-                    at=now,
-                    actor=ACTOR,
-                    action="retention_ask",
-                    contact_id=contact_id,
-                    reason=reason,
-                    details={"channel": via},
-                )
-                for contact_id, via in batch
-            ],
-        )
-        done += len(batch)
-        if progress is not None:
-            progress(done, len(chosen))
-    return len(chosen)
+    )
+    # What this run queued (an INSERT ... SELECT's row count is not reported by every
+    # driver): the asks of this moment.
+    queued = (
+        *_ASK_ROW,
+        outbox.c.created_at == stamp,
+    )
+    ask_cutoff = (cutoff + ask_ahead).date().isoformat()
+    audit_log.record_selected(
+        connection,
+        select(
+            outbox.c.contact_id,
+            literal(
+                f"no contact from the person since {ask_cutoff}: "
+                "erased unless they say they want to stay"
+            ).label("reason"),
+        ).where(*queued),
+        at=now,
+        actor=ACTOR,
+        action="retention_ask",
+    )
+    return int(connection.execute(select(func.count()).where(*queued)).scalar_one())
 
 
 def purge(
@@ -241,12 +242,12 @@ def purge(
     now: datetime,
     *,
     dry_run: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PurgeResult:
     """Erase every contact due for the retention purge at ``now`` (see the module), each
     with an audit record, after asking them first with ``retention.ask_before_erase``;
-    with ``dry_run``, only count them. ``progress`` is called with the step (``asking``
-    or ``erasing``), done so far and total."""
+    with ``dry_run``, only count them. ``progress`` is called with (erased so far,
+    total)."""
     retention = workspace.config.retention
     result = PurgeResult(cutoff=now - retention.erase_after, dry_run=dry_run)
     due = purge_due(result.cutoff).subquery()
@@ -271,15 +272,7 @@ def purge(
                     )
                 ).scalar_one()
             else:
-                result.asked = ask(
-                    connection,
-                    now,
-                    result.cutoff,
-                    retention.ask_ahead,
-                    None
-                    if progress is None
-                    else lambda done, total: progress("asking", done, total),
-                )
+                result.asked = ask(connection, now, result.cutoff, retention.ask_ahead)
         ids = list(connection.execute(select(erase.c.id).order_by(erase.c.id)).scalars())
         result.waiting = result.due - len(ids)
         if dry_run or not ids:
@@ -291,7 +284,7 @@ def purge(
             now=now,
             actor=ACTOR,
             reason=f"no contact from the person since {result.cutoff.date().isoformat()}",
-            progress=None if progress is None else lambda done: progress("erasing", done, len(ids)),
+            progress=None if progress is None else lambda done: progress(done, len(ids)),
         )
     result.log_emptied = reclaim_space(workspace.engine)
     return result
