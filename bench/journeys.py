@@ -40,6 +40,7 @@ from sqlalchemy import insert, select, update
 
 from winback.channels import ENV_SMTP_URL
 from winback.clock import to_db
+from winback.compliance.suppression import address_hash
 from winback.journeys.catalog import STARTER_DIR, add_journey
 from winback.journeys.dispatch import dispatch
 from winback.journeys.engine import enrol, tick
@@ -149,7 +150,7 @@ def build(path: Path, size: int) -> Workspace:
             [
                 {
                     "channel": "email",
-                    "address_hash": workspace.keyed_hash(f"person{n}@example.com"),
+                    "address_hash": address_hash(workspace, "email", f"person{n}@example.com"),
                     "reason": "unsubscribe",
                     "created_at": created,
                 }

@@ -97,34 +97,33 @@ def _holdout_keys(journey: str) -> tuple[int, int, int]:
     """Three keys in 1 .. PRIME - 1 drawn from the journey's name: each journey splits
     its audience its own way."""
     digest = hashlib.blake2b(journey.encode(), digest_size=12).digest()
-    return tuple(  # type: ignore[return-value]
-        int.from_bytes(digest[i : i + 4], "big") % (_PRIME - 1) + 1 for i in (0, 4, 8)
-    )
+    a, b, c = (int.from_bytes(digest[i : i + 4], "big") % (_PRIME - 1) + 1 for i in (0, 4, 8))
+    return a, b, c
 
 
-def _holdout_threshold(share: float) -> int:
-    return int(share * _PRIME)
+def _holdout_draw(contact_id: Any, journey: str, share: float) -> Any:
+    """The one holdout rule, written once for both of its spellings: on a Python int it
+    computes the answer, on a SQL column it builds the same arithmetic as an expression.
+
+    The hash maps the id through an affine step and a square modulo a prime (keyed by the
+    journey), which spreads consecutive ids evenly."""
+    a, b, c = _holdout_keys(journey)
+    x = (contact_id % _PRIME * a + b) % _PRIME
+    return (x * x + c) % _PRIME < int(share * _PRIME)
 
 
 def in_holdout(contact_id: int, journey: str, share: float) -> bool:
     """Whether a contact falls in a journey's holdout: a hash of the pair, so the same
-    contact lands in the same group however often the audience is re-picked.
-
-    The hash maps the id through an affine step and a square modulo a prime (keyed by the
-    journey), which spreads consecutive ids evenly; :func:`holdout_clause` is the same
-    draw in SQL."""
-    a, b, c = _holdout_keys(journey)
-    x = (contact_id % _PRIME * a + b) % _PRIME
-    return (x * x + c) % _PRIME < _holdout_threshold(share)
+    contact lands in the same group however often the audience is re-picked (the
+    simulator's draw; :func:`holdout_clause` is the enrolment's)."""
+    return bool(_holdout_draw(contact_id, journey, share))
 
 
 def holdout_clause(
     contact_id: ColumnElement[int], journey: str, share: float
 ) -> ColumnElement[bool]:
     """:func:`in_holdout` as a SQL condition on a contact id column."""
-    a, b, c = _holdout_keys(journey)
-    x = (contact_id % _PRIME * a + b) % _PRIME
-    return (x * x + c) % _PRIME < _holdout_threshold(share)
+    return _holdout_draw(contact_id, journey, share)
 
 
 @dataclass
