@@ -162,11 +162,9 @@ def _newton(
                     # approximate or kept from the last point.
                     hessian = _bfgs_update(hessian, theta - last_theta, gradient - last_gradient)
             assert hessian is not None
-            try:
-                factor = np.linalg.cholesky(hessian)
-            except np.linalg.LinAlgError:
+            step = _newton_direction(hessian, gradient)
+            if step is None:
                 break
-            step = np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
             if largest < finish:
                 return theta - step, float(value - 0.5 * gradient @ step)
             previous = (theta, gradient, largest)
@@ -186,12 +184,19 @@ def _newton_step(
     when the Hessian is not positive definite there."""
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
         _, gradient, hessian = exact(theta, value=False)
-        try:
-            factor = np.linalg.cholesky(hessian)
-        except np.linalg.LinAlgError:
-            return None
-        step = np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
-    return (theta - step, gradient, hessian) if np.all(np.isfinite(step)) else None
+        step = _newton_direction(hessian, gradient)
+    return None if step is None else (theta - step, gradient, hessian)
+
+
+def _newton_direction(hessian: np.ndarray, gradient: np.ndarray) -> np.ndarray | None:
+    """The Newton step H⁻¹ g (to subtract), by Cholesky; None when the Hessian is not
+    positive definite or the step not finite."""
+    try:
+        factor = np.linalg.cholesky(hessian)
+    except np.linalg.LinAlgError:
+        return None
+    step = np.linalg.solve(factor.T, np.linalg.solve(factor, gradient))
+    return step if np.all(np.isfinite(step)) else None
 
 
 def _bfgs_update(hessian: np.ndarray, step: np.ndarray, change: np.ndarray) -> np.ndarray:
@@ -215,17 +220,18 @@ def _largest(gradient: np.ndarray) -> float:
 def _staged(
     build: Callable[[Patterns], Objective], patterns: Patterns, theta: np.ndarray
 ) -> tuple[np.ndarray, float]:
-    """BFGS on a small sample, then Newton on samples ten times larger each time and on
-    every pattern: each stage starts within the sampling error of the next one's
-    optimum, where Newton converges in one or two steps. Without an exact Hessian the
-    first sample's (differences of its exact gradient) serves every stage."""
+    """The cold-start search (:func:`_search`) on a small sample, then Newton on samples
+    ten times larger each time and on every pattern: each stage starts within the
+    sampling error of the next one's optimum, where Newton converges in one or two
+    steps. Without an exact Hessian the first sample's (differences of its exact
+    gradient) serves every stage."""
     sizes = [SAMPLE_ROWS // 10]
     while 20 * sizes[-1] < patterns.rows:
         sizes.append(10 * sizes[-1])
     first, *larger = patterns.samples(sizes)
     objective = build(first)
     theta, _ = _search(objective, theta)
-    hessian = None if hasattr(build, "with_hessian") else _hessian(objective, theta)
+    hessian = None if hasattr(objective, "with_hessian") else _hessian(objective, theta)
     for sample in larger:
         objective = build(sample)
         exact = getattr(objective, "with_hessian", None)
