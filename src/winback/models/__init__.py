@@ -22,8 +22,9 @@ log-space evaluation with the exact gradient, the fit on distinct (x, t_x, T) pa
 weighted by their counts (only when rows repeat) with terms in x alone summed once per
 distinct value, BG/NBD's exact Hessian with two logarithms and one exponential per customer, a
 positive-term series (and quadrature near z = 1) for the hypergeometric function, and a
-fit in stages (Newton on a sample, one Newton step on samples ten times larger, then two
-evaluations on every customer) so a base of a million fits in a fraction of a second.
+fit in stages (SciPy's trust-region Newton method on a sample, one Newton step on samples
+ten times larger, then two evaluations on every customer) so a base of a million fits in
+a fraction of a second.
 The tests check the fits against the published CDNOW estimates.
 """
 

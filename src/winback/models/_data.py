@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -153,8 +154,10 @@ class Patterns:
     T: np.ndarray
     weight: np.ndarray
 
-    @property
+    @cached_property
     def customers(self) -> float:
+        """The number of customers (a sum over every row, asked for by several steps of
+        a fit: kept)."""
         return float(self.weight.sum())
 
     @property

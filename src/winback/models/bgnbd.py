@@ -130,8 +130,9 @@ class _Objective:
         Σ σ δ, Σ σ u (1/(α+T) + 1/(α+t)), Σ v, Σ v/(b+x−1), Σ (σ+v)/(b+x−1)², Σ v gap,
         Σ v gap/(b+x−1), Σ v gap², Σ v u, Σ v u/(b+x−1), Σ v u², Σ v u gap; with
         σ = σ(d) = 1/(1+E), v = σ(1 − σ), δ = 1/(α+T) − 1/(α+t), u = (r+x) δ = ∂d/∂α.
-        Without ``value``, Σ x ln(α+T) (needed for the value only) is left at 0 and
-        Σ ln(α+T) is taken from products: one logarithm per row instead of two."""
+        Without ``value``, the sums that only the value needs (Σ x ln(α+T), Σ (r+x) gap,
+        Σ ln(1+E)) are left at 0 and Σ ln(α+T) is taken from products (without weights):
+        one logarithm per row instead of two."""
         x, t, T = self.x[rows], self.t[rows], self.T[rows]
         w = None if self.w is None else self.w[rows]
         size = x.size
@@ -150,7 +151,7 @@ class _Objective:
         np.add(alpha, T, out=inv_T)
         if value or w is not None:
             np.log(inv_T, out=log_T)
-            sums = [total(log_T), pair(x, log_T)]
+            sums = [total(log_T), pair(x, log_T) if value else 0.0]
         else:
             sums = [_sum_log(inv_T, scratch), 0.0]
         np.add(alpha, t, out=inv_t)
@@ -159,14 +160,19 @@ class _Objective:
         np.divide(1.0, inv_t, out=inv_t)
         np.add(r, x, out=rx)
         np.multiply(rx, gap, out=E)
-        sums.append(total(E))
+        sums.append(total(E) if value else 0.0)
         np.exp(np.negative(E, out=E), out=E)
         np.add(x, b - 1.0, out=ib)
         np.multiply(E, ib, out=E)
         np.multiply(E, 1.0 / a, out=E)
         np.divide(1.0, ib, out=ib)
         np.add(E, 1.0, out=sigma)
-        sums.append(_sum_log(sigma, scratch) if w is None else total(np.log(sigma, out=u)))
+        if not value:
+            sums.append(0.0)
+        elif w is None:
+            sums.append(_sum_log(sigma, scratch))
+        else:
+            sums.append(total(np.log(sigma, out=u)))
         np.divide(1.0, sigma, out=sigma)
         delta = np.subtract(inv_T, inv_t, out=log_T)
         np.multiply(rx, delta, out=u)
