@@ -85,12 +85,6 @@ def find_contact(connection: Connection, address: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def insert_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert new contacts (each row names the same columns)."""
-    if rows:
-        insert_contact_columns(connection, {name: [row[name] for row in rows] for name in rows[0]})
-
-
 def insert_contact_columns(connection: Connection, columns: Mapping[str, Sequence[Any]]) -> None:
     """Insert new contacts given a column at a time (a list of values per column name,
     all as long; a column left out is NULL).
