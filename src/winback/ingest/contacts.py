@@ -15,7 +15,7 @@ order, so both paths store the same contacts (a test holds them to it).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
@@ -164,13 +164,9 @@ class ContactBatch:
                 if address is None
                 else self.status or self._consent(*(get(name) for name in _consent_fields(channel)))
             )
-        extras = {
-            name: value
-            for name, position in self.columns.extras.items()
-            if (value := values[position]) is not None and str(value).strip() != ""
-        }
-        if extras:
-            row["attributes"] = {name: _plain(value) for name, value in extras.items()}
+        extras = self.columns.extras
+        if attributes := _attributes(extras, [values[position] for position in extras.values()]):
+            row["attributes"] = attributes
         return row
 
     def _created_at(self, value: Any) -> datetime:
@@ -249,7 +245,7 @@ class ContactBatch:
                 slow |= bad & ~absent[address]
             found[f"{channel}_status"] = np.where(absent[address], none, statuses)
         if self.columns.extras:
-            found["attributes"] = self._attributes(batch)
+            found["attributes"] = self._attributes_column(batch)
         fast = np.flatnonzero(~slow)
         columns = {name: _take(values, fast) for name, values in found.items()}
         cleaned = ContactBlock(block, block.lines[fast], fast, columns)
@@ -260,19 +256,13 @@ class ContactBatch:
         given = dict(zip(names, cells, strict=True))
         return self._consent(*(given.get(name) for name in _consent_fields(channel)))
 
-    def _attributes(self, batch: pa.RecordBatch) -> np.ndarray:
-        """The free attributes of each row (columns no field claims), None where none."""
-        names = list(self.columns.extras)
-        columns = [batch.column(position).to_pylist() for position in self.columns.extras.values()]
+    def _attributes_column(self, batch: pa.RecordBatch) -> np.ndarray:
+        """The free attributes of each row of ``batch``, None where it has none."""
+        extras = self.columns.extras
+        columns = [batch.column(position).to_pylist() for position in extras.values()]
         found = np.full(batch.num_rows, None, object)
         for at, values in enumerate(zip(*columns, strict=True)):
-            extras = {
-                name: _plain(value)
-                for name, value in zip(names, values, strict=True)
-                if value is not None and str(value).strip() != ""
-            }
-            if extras:
-                found[at] = extras
+            found[at] = _attributes(extras, values)
         return found
 
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
@@ -536,6 +526,17 @@ def _zone(value: Any) -> str:
     except Exception:
         raise ValueError(f"unknown time zone {text!r}") from None
     return text.strip()
+
+
+def _attributes(names: Iterable[str], cells: Sequence[Any]) -> dict[str, Any] | None:
+    """A row's free attributes: its cells (``cells``) in the columns no field claims
+    (``names``), the empty ones left out, as JSON holds them; None when all are empty."""
+    found = {
+        name: _plain(value)
+        for name, value in zip(names, cells, strict=True)
+        if value is not None and str(value).strip() != ""
+    }
+    return found or None
 
 
 def _plain(value: Any) -> Any:
