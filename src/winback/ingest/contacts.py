@@ -223,14 +223,9 @@ class ContactBatch:
             if (given := column(field)) is None:
                 continue
             if field == "created_at":
-                micros, late = col.utc_micros(given, str(self.tz), self.now + v.CLOCK_SKEW)
-                blank = ~col.mask(pc.is_valid(col.cells(given)))
-                slow |= late & ~blank
-                moments = micros.astype("datetime64[us]").astype(object)
-                moments[blank] = None
-                found[field] = moments
-                continue
-            found[field], bad = col.by_distinct([given], _present(parse))
+                found[field], bad = self._created_at_column(given)
+            else:
+                found[field], bad = col.by_distinct([given], _present(parse))
             slow |= bad
         for channel, address in _CHANNELS:
             given_columns = [
@@ -250,6 +245,16 @@ class ContactBatch:
         columns = {name: _take(values, fast) for name, values in found.items()}
         cleaned = ContactBlock(block, block.lines[fast], fast, columns)
         return cleaned, np.flatnonzero(slow).tolist()
+
+    def _created_at_column(self, given: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_created_at` of a whole column: naive UTC datetimes (None where absent),
+        and the rows left to it (rarer forms, local times a change of clock makes
+        ambiguous, moments too far ahead)."""
+        micros, left = col.utc_micros(given, str(self.tz), self.now + v.CLOCK_SKEW)
+        blank = ~col.mask(pc.is_valid(col.cells(given)))
+        moments = micros.astype("datetime64[us]").astype(object)
+        moments[blank] = None
+        return moments, left & ~blank
 
     def _consent_of(self, channel: str, names: list[str], *cells: Any) -> ChannelStatus:
         """:meth:`_consent` of the cells of the consent columns ``names`` of a file."""
