@@ -42,7 +42,7 @@ _EMAIL_CELLS = st.one_of(
 )
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(cells=st.lists(_EMAIL_CELLS, min_size=1, max_size=20))
 def test_the_email_column_agrees_with_email_validator(cells: list[str | None]) -> None:
     for cell, value in _checked(cells, addresses.emails(pa.array(cells, pa.string()))):
@@ -96,7 +96,7 @@ def _agree(cells: list[str], region: str) -> list[tuple[str, str]]:
     return vouched
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(cells=st.lists(_PHONE_CELLS, min_size=1, max_size=20), region=st.sampled_from(REGIONS))
 def test_the_phone_column_agrees_with_phonenumbers(cells: list[str], region: str) -> None:
     _agree(cells, region)

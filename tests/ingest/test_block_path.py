@@ -20,15 +20,16 @@ from tests.ingest.two_paths import (
     NOW,
     import_by_rows,
     paris_workspace,
-    quarantine_of,
+    report_view,
     two_workspaces,
+    without_ids,
     write_csv,
     write_parquet,
 )
 from winback.ingest import import_events
 from winback.ingest.pipeline import ImportReport
 from winback.store.schema import audit, contacts, events, suppressions
-from winback.workspace import ENV_DATABASE_URL, Workspace
+from winback.workspace import Workspace
 
 HEADER = ["Email", "mobile", "type", "timestamp", "canal", "montant", "currency", "campaign"]
 HEADER += ["message_id", "machine_open", "url"]
@@ -103,8 +104,7 @@ def _workspace(folder: Path) -> Workspace:
 
 @pytest.fixture
 def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, Workspace]]:
-    monkeypatch.delenv(ENV_DATABASE_URL, raising=False)
-    yield from two_workspaces(tmp_path, _workspace)
+    yield from two_workspaces(tmp_path, monkeypatch, _workspace)
 
 
 def outcome(workspace: Workspace, report: ImportReport) -> dict[str, Any]:
@@ -119,14 +119,9 @@ def outcome(workspace: Workspace, report: ImportReport) -> dict[str, Any]:
             select(contacts.c.id, contacts.c.email_status, contacts.c.sms_status)
         ).all()
         suppressed = connection.execute(select(suppressions.c.channel, suppressions.c.reason)).all()
-    rows = sorted(
-        repr(tuple((name, value) for name, value in row.items() if name != "id")) for row in stored
-    )
     return {
-        "counts": (report.read, report.imported, report.merged, report.rejected),
-        "by_reason": dict(report.by_reason),
-        "quarantine": quarantine_of(report),
-        "events": rows,
+        **report_view(report),
+        "events": without_ids(stored),
         "audit": sorted(map(repr, decisions)),
         "statuses": sorted(statuses),
         "suppressions": sorted(suppressed),

@@ -21,8 +21,9 @@ from tests.ingest.two_paths import (
     NOW,
     import_by_rows,
     paris_workspace,
-    quarantine_of,
+    report_view,
     two_workspaces,
+    without_ids,
     write_csv,
     write_parquet,
 )
@@ -33,7 +34,7 @@ from winback.ingest.contacts import ContactBatch
 from winback.ingest.pipeline import ImportReport
 from winback.ingest.reader import open_source
 from winback.store.schema import audit, contacts, suppressions
-from winback.workspace import ENV_DATABASE_URL, Workspace
+from winback.workspace import Workspace
 
 # Per column: values the column-wise checks vouch for, then values they leave to the
 # row path (which refuses some and reads the others in their rarer forms).
@@ -90,8 +91,7 @@ def _workspace(folder: Path) -> Workspace:
 
 @pytest.fixture
 def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, Workspace]]:
-    monkeypatch.delenv(ENV_DATABASE_URL, raising=False)
-    yield from two_workspaces(tmp_path, _workspace)
+    yield from two_workspaces(tmp_path, monkeypatch, _workspace)
 
 
 def outcome(workspace: Workspace, report: ImportReport) -> dict[str, Any]:
@@ -108,14 +108,9 @@ def outcome(workspace: Workspace, report: ImportReport) -> dict[str, Any]:
                 audit.c.details,
             ).join(contacts, contacts.c.id == audit.c.contact_id)
         ).all()
-    rows = sorted(
-        repr(tuple((name, value) for name, value in row.items() if name != "id")) for row in stored
-    )
     return {
-        "counts": (report.read, report.imported, report.merged, report.rejected),
-        "by_reason": dict(report.by_reason),
-        "quarantine": quarantine_of(report),
-        "contacts": rows,
+        **report_view(report),
+        "contacts": without_ids(stored),
         "audit": sorted(map(repr, decisions)),
     }
 

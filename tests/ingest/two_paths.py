@@ -1,17 +1,19 @@
 """What the tests holding the block path to the row path share, for contacts and events:
 a pair of identical workspaces, the importer with the file's blocks withheld, the files
-both paths read, and the quarantine as a user reads it."""
+both paths read, and what a user reads of an import (its report and the rows stored)."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from winback.domain import ChannelStatus
 from winback.ingest import import_contacts
@@ -20,7 +22,7 @@ from winback.ingest.contacts import ContactBatch
 from winback.ingest.events import EventBatch
 from winback.ingest.pipeline import ImportReport, run
 from winback.ingest.reader import open_source
-from winback.workspace import Workspace
+from winback.workspace import ENV_DATABASE_URL, Workspace
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -41,9 +43,10 @@ def paris_workspace(folder: Path, base_csv: str) -> Workspace:
 
 
 def two_workspaces(
-    tmp_path: Path, make: Callable[[Path], Workspace]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make: Callable[[Path], Workspace]
 ) -> Iterator[tuple[Workspace, Workspace]]:
-    """Two identical workspaces: one imports by blocks, the other by rows."""
+    """Two identical SQLite workspaces: one imports by blocks, the other by rows."""
+    monkeypatch.delenv(ENV_DATABASE_URL, raising=False)
     blocks, rows = make(tmp_path / "blocks"), make(tmp_path / "rows")
     yield blocks, rows
     blocks.close()
@@ -71,11 +74,26 @@ def import_by_rows(
         source.close()
 
 
-def quarantine_of(report: ImportReport) -> list[list[str]]:
-    if not report.quarantine:
-        return []
-    with open(report.quarantine, encoding="utf-8", newline="") as stream:
-        return list(csv.reader(stream))
+def report_view(report: ImportReport) -> dict[str, Any]:
+    """What a user reads of an import's report: the counts, the reasons and the rows of
+    the quarantine file."""
+    quarantine: list[list[str]] = []
+    if report.quarantine:
+        with open(report.quarantine, encoding="utf-8", newline="") as stream:
+            quarantine = list(csv.reader(stream))
+    return {
+        "counts": (report.read, report.imported, report.merged, report.rejected),
+        "by_reason": dict(report.by_reason),
+        "quarantine": quarantine,
+    }
+
+
+def without_ids(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Stored rows without the ids the store chose, in an order that does not depend on
+    them."""
+    return sorted(
+        repr(tuple((name, value) for name, value in row.items() if name != "id")) for row in rows
+    )
 
 
 def write_csv(path: Path, header: list[str], rows: list[tuple[str, ...]]) -> Path:

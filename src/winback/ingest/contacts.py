@@ -15,7 +15,7 @@ order, so both paths store the same contacts (a test holds them to it).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
@@ -164,13 +164,9 @@ class ContactBatch:
                 if address is None
                 else self.status or self._consent(*(get(name) for name in _consent_fields(channel)))
             )
-        extras = {
-            name: value
-            for name, position in self.columns.extras.items()
-            if (value := values[position]) is not None and str(value).strip() != ""
-        }
-        if extras:
-            row["attributes"] = {name: _plain(value) for name, value in extras.items()}
+        extras = self.columns.extras
+        if attributes := _attributes(extras, [values[position] for position in extras.values()]):
+            row["attributes"] = attributes
         return row
 
     def _created_at(self, value: Any) -> datetime:
@@ -227,14 +223,9 @@ class ContactBatch:
             if (given := column(field)) is None:
                 continue
             if field == "created_at":
-                micros, late = col.utc_micros(given, str(self.tz), self.now + v.CLOCK_SKEW)
-                blank = ~col.mask(pc.is_valid(col.cells(given)))
-                slow |= late & ~blank
-                moments = micros.astype("datetime64[us]").astype(object)
-                moments[blank] = None
-                found[field] = moments
-                continue
-            found[field], bad = col.by_distinct([given], _present(parse))
+                found[field], bad = self._created_at_column(given)
+            else:
+                found[field], bad = col.by_distinct([given], _present(parse))
             slow |= bad
         for channel, address in _CHANNELS:
             given_columns = [
@@ -249,30 +240,34 @@ class ContactBatch:
                 slow |= bad & ~absent[address]
             found[f"{channel}_status"] = np.where(absent[address], none, statuses)
         if self.columns.extras:
-            found["attributes"] = self._attributes(batch)
+            found["attributes"] = self._attributes_column(batch)
         fast = np.flatnonzero(~slow)
         columns = {name: _take(values, fast) for name, values in found.items()}
         cleaned = ContactBlock(block, block.lines[fast], fast, columns)
         return cleaned, np.flatnonzero(slow).tolist()
+
+    def _created_at_column(self, given: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_created_at` of a whole column: naive UTC datetimes (None where absent),
+        and the rows left to it (rarer forms, local times a change of clock makes
+        ambiguous, moments too far ahead)."""
+        micros, left = col.utc_micros(given, str(self.tz), self.now + v.CLOCK_SKEW)
+        blank = ~col.mask(pc.is_valid(col.cells(given)))
+        moments = micros.astype("datetime64[us]").astype(object)
+        moments[blank] = None
+        return moments, left & ~blank
 
     def _consent_of(self, channel: str, names: list[str], *cells: Any) -> ChannelStatus:
         """:meth:`_consent` of the cells of the consent columns ``names`` of a file."""
         given = dict(zip(names, cells, strict=True))
         return self._consent(*(given.get(name) for name in _consent_fields(channel)))
 
-    def _attributes(self, batch: pa.RecordBatch) -> np.ndarray:
-        """The free attributes of each row (columns no field claims), None where none."""
-        names = list(self.columns.extras)
-        columns = [batch.column(position).to_pylist() for position in self.columns.extras.values()]
+    def _attributes_column(self, batch: pa.RecordBatch) -> np.ndarray:
+        """The free attributes of each row of ``batch``, None where it has none."""
+        extras = self.columns.extras
+        columns = [batch.column(position).to_pylist() for position in extras.values()]
         found = np.full(batch.num_rows, None, object)
         for at, values in enumerate(zip(*columns, strict=True)):
-            extras = {
-                name: _plain(value)
-                for name, value in zip(names, values, strict=True)
-                if value is not None and str(value).strip() != ""
-            }
-            if extras:
-                found[at] = extras
+            found[at] = _attributes(extras, values)
         return found
 
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
@@ -318,39 +313,11 @@ class ContactBatch:
         return imported, merged, refusals
 
     def _insert_block(self, connection: Connection, cleaned: ContactBlock, rows: np.ndarray) -> int:
-        """Insert these rows of a cleaned block as new contacts, as :func:`_fresh` makes
-        them."""
+        """Insert these rows of a cleaned block as new contacts."""
         count = len(rows)
-        if not count:
-            return 0
-        columns = {name: _take(values, rows) for name, values in cleaned.columns.items()}
-        now = [self.now] * count
-        if self.check_suppressions:
-            refused = self._suppressed(
-                connection,
-                (
-                    (channel, value)
-                    for channel, address in _CHANNELS
-                    for value in columns[address]
-                    if value
-                ),
-            )
-            for channel, address in _CHANNELS:
-                key = f"{channel}_status"
-                columns[key] = [
-                    refused.get((channel, value), status) if value else status
-                    for value, status in zip(columns[address], columns[key], strict=True)
-                ]
-        for channel, _ in _CHANNELS:
-            columns[f"{channel}_status"] = [_STATUS_TEXT[s] for s in columns[f"{channel}_status"]]
-            columns[f"{channel}_status_at"] = now
-        columns["created_at"] = [c or self.now for c in columns.get("created_at", now)]
-        columns["source"] = [s or self.source_name for s in columns.get("source", [None] * count)]
-        columns["updated_at"] = now
-        active = columns.get("subscription_active", [None] * count)
-        columns["subscription_active"] = [value or False for value in active]
-        columns["frequency"] = [_BLANK["frequency"]] * count
-        store.insert_contact_columns(connection, columns)
+        if count:
+            columns = {name: _take(values, rows) for name, values in cleaned.columns.items()}
+            self._insert(connection, _fresh_columns(columns, count, self.now, self.source_name))
         return count
 
     def _write(
@@ -388,9 +355,8 @@ class ContactBatch:
             if record["phone"]:
                 by_phone[record["phone"]] = slot
         inserts = [slots[slot] for slot in touched if slot[0] == "new"]
-        if self.check_suppressions:
-            self._apply_suppressions(connection, inserts)
-        store.insert_contacts(connection, inserts)
+        if inserts:
+            self._insert(connection, {name: [row[name] for row in inserts] for name in _BLANK})
         stored = {c["id"]: c for c in existing}
         updates = [_changes(stored[slot[1]], slots[slot]) for slot in touched if slot[0] == "db"]
         updates = [update for update in updates if len(update) > 1]
@@ -414,27 +380,32 @@ class ContactBatch:
         )
         return imported, merged, refusals
 
-    def _apply_suppressions(self, connection: Connection, inserts: list[dict[str, Any]]) -> None:
-        owners = {
-            (channel, row[column]): row
-            for row in inserts
-            for channel, column in _CHANNELS
-            if row[column]
-        }
-        for (channel, address), status in self._suppressed(connection, owners).items():
-            owners[(channel, address)][f"{channel}_status"] = status
-
-    def _suppressed(
-        self, connection: Connection, addresses: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], ChannelStatus]:
-        """The status each suppressed ``(channel, address)`` comes back with: a new
-        contact whose address was suppressed before (unsubscribed, then erased) comes back
-        suppressed, because the suppression outlives the person's data."""
-        reasons = suppression_reasons(connection, self.workspace, addresses)
-        return {
-            pair: _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED)
-            for pair, reason in reasons.items()
-        }
+    def _insert(self, connection: Connection, columns: dict[str, list[Any]]) -> None:
+        """Insert new contacts given a column at a time, as :func:`_fresh_columns` makes
+        them. A new contact whose address was suppressed before (unsubscribed, then
+        erased) comes back suppressed, because the suppression outlives the person's data."""
+        if self.check_suppressions:
+            reasons = suppression_reasons(
+                connection,
+                self.workspace,
+                (
+                    (channel, value)
+                    for channel, address in _CHANNELS
+                    for value in columns[address]
+                    if value
+                ),
+            )
+            forced = {
+                pair: _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED).value
+                for pair, reason in reasons.items()
+            }
+            for channel, address in _CHANNELS:
+                key = f"{channel}_status"
+                columns[key] = [
+                    forced.get((channel, value), status) if value else status
+                    for value, status in zip(columns[address], columns[key], strict=True)
+                ]
+        store.insert_contact_columns(connection, columns)
 
 
 def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -466,21 +437,40 @@ def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime
 
 
 # Every inserted row names every column, so a batch is one executemany.
-_BLANK = {column.name: None for column in contacts.columns if column.name != "id"} | {
-    "subscription_active": False,
-    "frequency": "normal",
-}
+_BLANK = {column.name: None for column in contacts.columns if column.name != "id"}
+
+
+def _fresh_columns(
+    columns: Mapping[str, list[Any]], count: int, now: datetime, source: str
+) -> dict[str, list[Any]]:
+    """New contacts given a column at a time (None where a row says nothing) as the
+    store keeps them: the creation date and source default to the import's, statuses are
+    text stamped ``now``. The one rule of both paths (:func:`_fresh` is it for one row)."""
+    stamps = [now] * count
+    fresh = dict(columns)
+    for name, default in (
+        ("created_at", now),
+        ("source", source),
+        ("subscription_active", False),
+        ("frequency", "normal"),
+    ):
+        given = columns.get(name)
+        fresh[name] = (
+            [default] * count
+            if given is None
+            else [default if value is None else value for value in given]
+        )
+    for channel, _ in _CHANNELS:
+        fresh[f"{channel}_status"] = [_STATUS_TEXT[s] for s in columns[f"{channel}_status"]]
+        fresh[f"{channel}_status_at"] = stamps
+    fresh["updated_at"] = stamps
+    return fresh
 
 
 def _fresh(record: dict[str, Any], now: datetime, source: str) -> dict[str, Any]:
-    row = {**_BLANK, **record}
-    row["created_at"] = row["created_at"] or now
-    row["source"] = row["source"] or source
-    row["updated_at"] = now
-    for channel in ("email", "sms"):
-        row[f"{channel}_status"] = _STATUS_TEXT[row[f"{channel}_status"]]
-        row[f"{channel}_status_at"] = now
-    return row
+    """A new contact made of its first row, as :func:`_fresh_columns` makes it."""
+    row = {name: [value] for name, value in {**_BLANK, **record}.items()}
+    return {name: values[0] for name, values in _fresh_columns(row, 1, now, source).items()}
 
 
 def _changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
@@ -541,6 +531,17 @@ def _zone(value: Any) -> str:
     except Exception:
         raise ValueError(f"unknown time zone {text!r}") from None
     return text.strip()
+
+
+def _attributes(names: Iterable[str], cells: Sequence[Any]) -> dict[str, Any] | None:
+    """A row's free attributes: its cells (``cells``) in the columns no field claims
+    (``names``), the empty ones left out, as JSON holds them; None when all are empty."""
+    found = {
+        name: _plain(value)
+        for name, value in zip(names, cells, strict=True)
+        if value is not None and str(value).strip() != ""
+    }
+    return found or None
 
 
 def _plain(value: Any) -> Any:

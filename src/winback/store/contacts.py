@@ -10,7 +10,17 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Result, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Result,
+    bindparam,
+    func,
+    or_,
+    select,
+    union,
+    update,
+)
 
 from winback.store.chunks import chunks
 from winback.store.schema import contacts, events
@@ -35,17 +45,23 @@ def contacts_by_address(
 ) -> list[dict[str, Any]]:
     """The stored contacts that have one of these emails or phones."""
     emails, phones = list(set(emails)), list(set(phones))
-    found: dict[int, dict[str, Any]] = {}
     if connection.dialect.name == "sqlite":
         # Each list goes to SQLite as one JSON array joined to the table (an import asks
         # for a whole block of addresses at once): rendering IN lists of thousands of
-        # parameters cost SQLAlchemy more than the look-ups themselves.
-        given = func.json_each(bindparam("given")).table_valued("value").alias("given")
-        for column, values in ((contacts.c.email, emails), (contacts.c.phone, phones)):
-            if values:
-                query = select(contacts).join(given, column == given.c.value)
-                found.update(_by_id(connection.execute(query, {"given": json.dumps(values)})))
-        return list(found.values())
+        # parameters cost SQLAlchemy more than the look-ups themselves. One query, so a
+        # contact found by its email and by its phone is read (its JSON decoded) once.
+        by_email = func.json_each(bindparam("emails")).table_valued("value")
+        by_phone = func.json_each(bindparam("phones")).table_valued("value")
+        ids = union(
+            select(contacts.c.id).join(by_email, contacts.c.email == by_email.c.value),
+            select(contacts.c.id).join(by_phone, contacts.c.phone == by_phone.c.value),
+        )
+        result = connection.execute(
+            select(contacts).where(contacts.c.id.in_(ids)),
+            {"emails": json.dumps(emails), "phones": json.dumps(phones)},
+        )
+        return [row for _, row in _by_id(result)]
+    found: dict[int, dict[str, Any]] = {}
     for column, values in ((contacts.c.email, sorted(emails)), (contacts.c.phone, sorted(phones))):
         for chunk in chunks(values):
             found.update(_by_id(connection.execute(select(contacts).where(column.in_(chunk)))))
@@ -83,12 +99,6 @@ def find_contact(connection: Connection, address: str) -> dict[str, Any] | None:
         .first()
     )
     return dict(row) if row else None
-
-
-def insert_contacts(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert new contacts (each row names the same columns)."""
-    if rows:
-        insert_contact_columns(connection, {name: [row[name] for row in rows] for name in rows[0]})
 
 
 def insert_contact_columns(connection: Connection, columns: Mapping[str, Sequence[Any]]) -> None:
