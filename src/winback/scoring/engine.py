@@ -101,6 +101,7 @@ from winback.clock import to_db
 from winback.compliance.audit import audit_row, record, record_selected
 from winback.config import Config, ModelsSection
 from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
+from winback.journeys.bulk import bulk_transaction
 from winback.models.apply import fill_estimates, model_estimates
 from winback.scoring.machine_open import proxy_user_agent_sql
 from winback.scoring.sql import day_date, local_day, seconds_between, shifted
@@ -137,10 +138,6 @@ KEPT_COLUMNS = tuple(
     if c.name not in ("contact_id", "scored_at", "last_event_id", "days_inactive", "clock_days")
 )
 _NO_BREAKPOINTS = (0.0, 0.0, 0.0, 0.0)
-# SQLite page cache of the scoring connection while it scores (KiB when negative): the
-# rows a run rewrites lie all over contact_scores and its indexes, and a page that stays
-# in the cache until the commit is written once instead of spilled and written again.
-SQLITE_CACHE_SIZE = -1024 * 1024
 
 _temp = MetaData()
 score_facts = Table(
@@ -256,7 +253,9 @@ class _Run:
 def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = False) -> ScoreResult:
     """Score every contact of the base at ``now`` (aware). Incremental when a previous run
     under the same policy exists, unless ``full``. One transaction: readers see the old
-    scores or the new ones."""
+    scores or the new ones. On SQLite it runs with the pragmas of a bulk job: the rows a
+    run rewrites lie all over contact_scores and its indexes, and a page that stays in
+    the cache until the commit is written once instead of spilled and written again."""
     run = _Run(
         policy=Policy.from_config(config.policy),
         timezone=config.workspace.timezone,
@@ -264,7 +263,7 @@ def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = Fa
         now=now,
         models=config.models,
     )
-    with engine.begin() as connection:
+    with bulk_transaction(engine) as connection:
         return _score(connection, run, full=full)
 
 
@@ -273,7 +272,6 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     for table in _TEMP_TABLES:
         table.drop(connection, checkfirst=True)
         table.create(connection)
-    cache_size = _sqlite_pragma(connection, "cache_size", SQLITE_CACHE_SIZE)
     try:
         connection.execute(
             insert(score_noted).from_select(["contact_id"], select(score_changes.c.contact_id))
@@ -330,7 +328,6 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     finally:
         for table in _TEMP_TABLES:
             table.drop(connection, checkfirst=True)
-        _sqlite_pragma(connection, "cache_size", cache_size)
     return ScoreResult(
         now=run.now,
         mode=mode,
@@ -342,15 +339,6 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         stages={str(k): int(v) for k, v in sorted(stages.items())},
         models=models,
     )
-
-
-def _sqlite_pragma(connection: Connection, name: str, value: int | None) -> int | None:
-    """On SQLite, set a pragma of this connection and return its former value."""
-    if connection.dialect.name != "sqlite" or value is None:
-        return None
-    former = connection.exec_driver_sql(f"PRAGMA {name}").scalar()
-    connection.exec_driver_sql(f"PRAGMA {name}={int(value)}")
-    return None if former is None else int(former)
 
 
 def _last_run(connection: Connection) -> dict[str, Any] | None:
