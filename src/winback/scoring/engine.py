@@ -101,7 +101,6 @@ from winback.clock import to_db
 from winback.compliance.audit import audit_row, record, record_selected
 from winback.config import Config, ModelsSection
 from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
-from winback.journeys.bulk import bulk_transaction
 from winback.models.apply import fill_estimates, model_estimates
 from winback.scoring.machine_open import proxy_user_agent_sql
 from winback.scoring.sql import day_date, local_day, seconds_between, shifted
@@ -138,6 +137,10 @@ KEPT_COLUMNS = tuple(
     if c.name not in ("contact_id", "scored_at", "last_event_id", "days_inactive", "clock_days")
 )
 _NO_BREAKPOINTS = (0.0, 0.0, 0.0, 0.0)
+# SQLite page cache of the scoring connection while it scores (KiB when negative): the
+# rows a run rewrites lie all over contact_scores and its indexes, and a page that stays
+# in the cache until the commit is written once instead of spilled and written again.
+SQLITE_CACHE_SIZE = -1024 * 1024
 
 _temp = MetaData()
 score_facts = Table(
@@ -253,9 +256,7 @@ class _Run:
 def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = False) -> ScoreResult:
     """Score every contact of the base at ``now`` (aware). Incremental when a previous run
     under the same policy exists, unless ``full``. One transaction: readers see the old
-    scores or the new ones. On SQLite it runs with the pragmas of a bulk job: the rows a
-    run rewrites lie all over contact_scores and its indexes, and a page that stays in
-    the cache until the commit is written once instead of spilled and written again."""
+    scores or the new ones."""
     run = _Run(
         policy=Policy.from_config(config.policy),
         timezone=config.workspace.timezone,
@@ -263,7 +264,7 @@ def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = Fa
         now=now,
         models=config.models,
     )
-    with bulk_transaction(engine) as connection:
+    with engine.begin() as connection:
         return _score(connection, run, full=full)
 
 
@@ -272,6 +273,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     for table in _TEMP_TABLES:
         table.drop(connection, checkfirst=True)
         table.create(connection)
+    cache_size = _sqlite_pragma(connection, "cache_size", SQLITE_CACHE_SIZE)
     try:
         connection.execute(
             insert(score_noted).from_select(["contact_id"], select(score_changes.c.contact_id))
@@ -328,6 +330,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     finally:
         for table in _TEMP_TABLES:
             table.drop(connection, checkfirst=True)
+        _sqlite_pragma(connection, "cache_size", cache_size)
     return ScoreResult(
         now=run.now,
         mode=mode,
@@ -339,6 +342,15 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         stages={str(k): int(v) for k, v in sorted(stages.items())},
         models=models,
     )
+
+
+def _sqlite_pragma(connection: Connection, name: str, value: int | None) -> int | None:
+    """On SQLite, set a pragma of this connection and return its former value."""
+    if connection.dialect.name != "sqlite" or value is None:
+        return None
+    former = connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+    connection.exec_driver_sql(f"PRAGMA {name}={int(value)}")
+    return None if former is None else int(former)
 
 
 def _last_run(connection: Connection) -> dict[str, Any] | None:
