@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from tests.builders import add_contact, add_event, day
 from tests.scoring.conftest import run_score, scores_of, stage_of
 from winback.compliance.refusals import apply_refusals
 from winback.store.schema import audit, contact_scores, contacts, stage_history
-from winback.workspace import Workspace
+from winback.workspace import ENV_DATABASE_URL, Workspace
 
 NOW = day(2025, 6, 1, 0)
 
@@ -358,6 +359,39 @@ def test_without_the_change_triggers_the_rescore_is_full(sqlite_workspace: Works
     result = run_score(ws, NOW + timedelta(days=1))
     assert result.mode == "full"
     assert "score_changes_update" in result.reason
+
+
+@pytest.mark.pg
+def test_a_change_noted_while_a_score_runs_waits_for_the_next_one(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL lets another transaction write contacts while a score runs.
+    monkeypatch.setenv(ENV_DATABASE_URL, pg_url)
+    ws = Workspace.init(tmp_path / "ws", "ecommerce")
+    with ws.engine.begin() as c:
+        ann = add_contact(c, email="ann@example.com", created_at=ago(900))
+        add_event(c, ann, "purchase", ago(10), amount=30.0)
+    run_score(ws, NOW)
+    unsubscribed: list[int] = []
+
+    def unsubscribe_meanwhile(_c: object, _cursor: object, statement: str, *_: object) -> None:
+        # Ann unsubscribes, from another connection, once the score has read the contacts.
+        if statement.startswith("INSERT INTO stage_history") and not unsubscribed:
+            unsubscribed.append(ann)
+            with ws.engine.begin() as other:
+                other.execute(
+                    contacts.update()
+                    .where(contacts.c.id == ann)
+                    .values(email_status="unsubscribed")
+                )
+
+    event.listen(ws.engine, "before_cursor_execute", unsubscribe_meanwhile)
+    run_score(ws, NOW + timedelta(days=1))
+    event.remove(ws.engine, "before_cursor_execute", unsubscribe_meanwhile)
+    assert unsubscribed and stage_of(ws, ann) == "active"
+    run_score(ws, NOW + timedelta(days=1))
+    assert stage_of(ws, ann) == "unsubscribed"
+    ws.close()
 
 
 @pytest.mark.parametrize(("profile", "stage"), [("ecommerce", "at_risk"), ("retail", "active")])

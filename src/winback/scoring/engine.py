@@ -38,7 +38,8 @@ run, under the same policy, rewrites only the contacts it must (``score_touch``)
 - those whose contact record changed since the last run (a refusal or a new consent, a
   journey that let them go, a paid subscription, a creation date, an erasure) and those
   added since: triggers on ``contacts`` note them in ``score_changes`` as they are
-  written, whoever writes them (migration 0004), and each run empties that table. Without
+  written, whoever writes them (migration 0004); a run removes the notes it found when
+  it started (those written while it runs wait for the next one). Without
   the triggers (a SQLite migration that rebuilt ``contacts`` drops them) the run is a
   full one and says why.
 
@@ -165,6 +166,14 @@ score_redo = Table(
     Column("contact_id", Integer, primary_key=True),
     prefixes=["TEMPORARY"],
 )
+# The contacts ``score_changes`` notes when the run starts: the ones it empties at the end
+# (on PostgreSQL, another transaction may note more while it runs).
+score_noted = Table(
+    "score_noted",
+    _temp,
+    Column("contact_id", Integer, primary_key=True),
+    prefixes=["TEMPORARY"],
+)
 score_touch = Table(
     "score_touch",
     _temp,
@@ -184,7 +193,15 @@ score_new = Table(
     Column("old_stage", String(16)),
     prefixes=["TEMPORARY"],
 )
-_TEMP_TABLES = (score_facts, score_delta, score_redo, score_touch, score_new, model_estimates)
+_TEMP_TABLES = (
+    score_facts,
+    score_delta,
+    score_redo,
+    score_noted,
+    score_touch,
+    score_new,
+    model_estimates,
+)
 
 
 @dataclass
@@ -258,6 +275,9 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         table.create(connection)
     cache_size = _sqlite_pragma(connection, "cache_size", SQLITE_CACHE_SIZE)
     try:
+        connection.execute(
+            insert(score_noted).from_select(["contact_id"], select(score_changes.c.contact_id))
+        )
         high_water = connection.execute(select(func.max(events.c.id))).scalar() or 0
         previous = _last_run(connection)
         reason = _full_reason(connection, previous, run, full)
@@ -274,9 +294,13 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
             breakpoints = Breakpoints.from_json(previous["breakpoints"])
         _derive(connection, run, breakpoints, rewrite_all=mode == "full")
         changes, rewritten = _write(connection, run, full=mode == "full")
-        # Every change noted so far is in the rows now (one writer at a time: no other
-        # transaction adds to the table while this one scores).
-        connection.execute(delete(score_changes))
+        # The changes noted when the run started are in the rows now; those noted since
+        # wait for the next run.
+        connection.execute(
+            delete(score_changes).where(
+                score_changes.c.contact_id.in_(select(score_noted.c.contact_id))
+            )
+        )
         stages: dict[Any, Any] = dict(
             connection.execute(
                 select(contact_scores.c.stage, func.count()).group_by(contact_scores.c.stage)
@@ -580,12 +604,12 @@ def _stored_anchor(run: _Run) -> ColumnElement[Any]:
 
 def _touch(connection: Connection, run: _Run) -> None:
     """Fill ``score_touch`` with the contacts an incremental run rewrites: those whose
-    record changed or that were added since the last run (``score_changes``: an erased
+    record changed or that were added since the last run (``score_noted``: an erased
     one loses its row), those with new events (``score_delta``), those whose clock
     reached its next threshold (found through the index on ``next_threshold_on``) and,
     with a model fit, every customer who has estimates. ``unscored`` marks the ones
     without a stored row, whose facts are read again."""
-    old, noted = contact_scores, score_changes.c.contact_id
+    old, noted = contact_scores, score_noted.c.contact_id
     # Look-ups from the (short) list of changes: a join would let SQLite, which has no
     # statistics on that table, walk every contact instead.
     erased = exists(
