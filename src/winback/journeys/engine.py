@@ -56,11 +56,11 @@ from winback.compliance.suppression import (
 from winback.config import Config
 from winback.domain import INTERACTIONS, EventType
 from winback.journeys.bulk import (
+    BULK_PRAGMAS,
     MONTH,
     OUTBOX_COLUMNS,
     Place,
     advance_groups,
-    bulk_transaction,
     capped,
     channel_list,
     due_table,
@@ -83,6 +83,7 @@ from winback.journeys.machine import (
 from winback.scoring import is_machine_open
 from winback.scoring.segments import load_segment, segment_query
 from winback.store.chunks import chunks
+from winback.store.engine import bulk_transaction
 from winback.store.schema import contact_scores, contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
@@ -321,7 +322,7 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
     against the suppression list, and only when it has entries for the journey's
     channels."""
     stamp = to_db(now)
-    with bulk_transaction(workspace.engine) as connection:
+    with bulk_transaction(workspace.engine, BULK_PRAGMAS) as connection:
         journey_id, journey = load_journeys(connection, name)[name]
         channels = sorted(journey.channels)
         audience = _audience(connection, workspace.config, journey_id, journey, now)
@@ -573,7 +574,7 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
     config = workspace.config
     result = TickResult()
     stamp = to_db(now)
-    with bulk_transaction(workspace.engine) as connection:
+    with bulk_transaction(workspace.engine, BULK_PRAGMAS) as connection:
         by_id = {jid: (name, journey) for name, (jid, journey) in load_journeys(connection).items()}
         seen = _reactions(connection, now, config.scoring.machine_open_seconds)
         channels = {ch for _, journey in by_id.values() for ch in journey.channels}

@@ -111,6 +111,7 @@ from winback.scoring.stages import (
     day_number,
     from_day_number,
 )
+from winback.store.engine import BULK_CACHE_SIZE, bulk_transaction
 from winback.store.schema import (
     audit,
     contact_scores,
@@ -137,11 +138,6 @@ KEPT_COLUMNS = tuple(
     if c.name not in ("contact_id", "scored_at", "last_event_id", "days_inactive", "clock_days")
 )
 _NO_BREAKPOINTS = (0.0, 0.0, 0.0, 0.0)
-# SQLite page cache of the scoring connection while it scores (KiB when negative): the
-# rows a run rewrites lie all over contact_scores and its indexes, and a page that stays
-# in the cache until the commit is written once instead of spilled and written again.
-SQLITE_CACHE_SIZE = -1024 * 1024
-
 _temp = MetaData()
 score_facts = Table(
     "score_facts",
@@ -264,7 +260,10 @@ def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = Fa
         now=now,
         models=config.models,
     )
-    with engine.begin() as connection:
+    # The rows a run rewrites lie all over contact_scores and its indexes: the bulk page
+    # cache keeps them until the commit. Only the cache: with its scratch tables in
+    # memory as well (temp_store), the full score on a million contacts took 10 s longer.
+    with bulk_transaction(engine, {"cache_size": BULK_CACHE_SIZE}) as connection:
         return _score(connection, run, full=full)
 
 
@@ -273,7 +272,6 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     for table in _TEMP_TABLES:
         table.drop(connection, checkfirst=True)
         table.create(connection)
-    cache_size = _sqlite_pragma(connection, "cache_size", SQLITE_CACHE_SIZE)
     try:
         connection.execute(
             insert(score_noted).from_select(["contact_id"], select(score_changes.c.contact_id))
@@ -330,7 +328,6 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
     finally:
         for table in _TEMP_TABLES:
             table.drop(connection, checkfirst=True)
-        _sqlite_pragma(connection, "cache_size", cache_size)
     return ScoreResult(
         now=run.now,
         mode=mode,
@@ -342,15 +339,6 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         stages={str(k): int(v) for k, v in sorted(stages.items())},
         models=models,
     )
-
-
-def _sqlite_pragma(connection: Connection, name: str, value: int | None) -> int | None:
-    """On SQLite, set a pragma of this connection and return its former value."""
-    if connection.dialect.name != "sqlite" or value is None:
-        return None
-    former = connection.exec_driver_sql(f"PRAGMA {name}").scalar()
-    connection.exec_driver_sql(f"PRAGMA {name}={int(value)}")
-    return None if former is None else int(former)
 
 
 def _last_run(connection: Connection) -> dict[str, Any] | None:

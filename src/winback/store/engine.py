@@ -6,6 +6,8 @@ block the one writer); PostgreSQL is reached with ``WINBACK_DATABASE_URL``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib.resources import files
 from typing import Any
 
@@ -13,7 +15,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -88,3 +90,32 @@ def check_schema(engine: Engine) -> None:
             f"the database {engine.url!r} is at schema {current or 'none'}, winback needs "
             f"{head}: run `winback migrate`"
         )
+
+
+# A page cache for bulk jobs that write a million rows and their index entries in one
+# transaction: every page they dirty stays in memory until the commit, written once
+# instead of spilled to the WAL and written again.
+BULK_CACHE_SIZE = -1024 * 1024  # KiB: 1 GB
+
+
+@contextmanager
+def bulk_transaction(engine: Engine, pragmas: Mapping[str, int]) -> Iterator[Connection]:
+    """``engine.begin()`` for a bulk job: on SQLite, with ``pragmas`` set on the
+    connection until the commit and their former values back after (some, such as
+    ``temp_store``, cannot change inside a transaction, so they are set before it)."""
+    with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            with connection.begin():
+                yield connection
+            return
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        former = {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas}
+        for name, value in pragmas.items():
+            driver.execute(f"PRAGMA {name} = {int(value)}")
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            for name, value in former.items():
+                driver.execute(f"PRAGMA {name} = {int(value)}")
