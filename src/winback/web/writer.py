@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import logging
 import multiprocessing
 import queue
@@ -76,18 +75,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 # A hit as it travels to the recorder: (kind, message_id, microseconds since the epoch,
-# user agent, ip, url). The recorder's queue also carries a barrier (an int: confirm once
-# everything before it is committed) and the stop mark (None).
+# user agent, ip, url). The recorder's queue carries lists of them, and marks: the
+# recorder answers each mark on the acks pipe once every hit sent before it is committed;
+# after STOP it ends.
 HitTuple = tuple[str, str, int, str | None, str | None, str | None]
+BARRIER = "barrier"
+STOP = "stop"
 
 
 @dataclass
 class _Job:
     work: Callable[[Connection], Any]
     future: Future[Any]
-
-
-_STOP = object()
 
 
 class WriterClosed(RuntimeError):
@@ -120,11 +119,10 @@ class Writer:
             name="winback-hits",
             daemon=True,
         )
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Jobs, and None to stop.
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run_jobs, name="winback-writer", daemon=True)
         self._pending: list[HitTuple] = []
-        self._barriers = itertools.count()
-        self._started = False
         self._closed = False
         self._lock = threading.Lock()
 
@@ -133,7 +131,6 @@ class Writer:
         and the hits that come meanwhile wait in the queue (booting the recorder's
         process takes a second or two, more on a busy machine)."""
         self._thread.start()
-        self._started = True
 
     def hit(self, hit: Hit) -> None:
         """Queue a tracking hit (from the event loop); it is written within milliseconds."""
@@ -170,13 +167,10 @@ class Writer:
                 return
             self._closed = True
         self._send()
-        self._jobs.put(_STOP)
-        if not self._started:
-            self._hits.cancel_join_thread()  # nobody will read them: do not wait at exit
-            return
+        self._jobs.put(None)
         self._thread.join()
-        self._hits.put(None)
-        if not self._wait_for(None):
+        self._hits.put(STOP)
+        if not self._confirmed():
             self._record_leftovers()
         self._hits.close()
         self._hits.join_thread()
@@ -213,27 +207,23 @@ class Writer:
                     items.append(self._jobs.get_nowait())
                 except queue.Empty:
                     break
-            stopping = any(item is _STOP for item in items)
-            jobs = [item for item in items if isinstance(item, _Job)]
+            stopping = None in items
+            jobs = [item for item in items if item is not None]
             if jobs:
-                barrier = next(self._barriers)
-                self._hits.put(barrier)
-                self._wait_for(barrier)
+                self._hits.put(BARRIER)
+                self._confirmed()
             for job in jobs:
                 self._run(job)
 
-    def _wait_for(self, mark: int | None) -> bool:
-        """Wait until the recorder confirms ``mark`` (a barrier: every hit sent before it
-        is committed; None: it has written everything and stops). False when the
-        recorder is gone."""
-        while True:
-            try:
-                confirmed, self.unmatched = self._acks.recv()
-            except EOFError:
-                log.error("the hit recorder is not running: hits are not recorded")
-                return False
-            if confirmed == mark:
-                return True
+    def _confirmed(self) -> bool:
+        """Wait for the recorder's answer to the one mark in flight (every hit sent
+        before it is committed); False when the recorder is gone."""
+        try:
+            self.unmatched = self._acks.recv()
+        except EOFError:
+            log.error("the hit recorder is not running: hits are not recorded")
+            return False
+        return True
 
     def _record_leftovers(self) -> None:
         """The recorder is gone (it never started: the forkserver booting it was
@@ -244,7 +234,7 @@ class Writer:
                 item = self._hits.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 break
-            if item is None:
+            if item == STOP:
                 break
             if isinstance(item, list):
                 batch.extend(_hit(row) for row in item)
@@ -266,7 +256,7 @@ class Writer:
 
 def _record_hits(fields: tuple[Any, ...], hits: Any, acks: Any) -> None:
     """The hit recorder's process: write what the server sends, batch by batch,
-    confirming barriers once what came before them is committed, until the stop mark."""
+    answering each mark once what came before it is committed, until STOP."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     workspace = Workspace(*fields)
@@ -290,7 +280,7 @@ def _record_hits(fields: tuple[Any, ...], hits: Any, acks: Any) -> None:
                 item = items[-1]
                 if isinstance(item, list):
                     batch.extend(_hit(row) for row in item)
-                if item is None or len(batch) >= BATCH:
+                if item == STOP or len(batch) >= BATCH:
                     break
                 try:
                     items.append(hits.get_nowait())
@@ -299,10 +289,9 @@ def _record_hits(fields: tuple[Any, ...], hits: Any, acks: Any) -> None:
             if batch:
                 _write_hits(workspace, recorder, batch)
             for item in items:
-                if isinstance(item, int):
-                    acks.send((item, recorder.unmatched))
-            stopping = items[-1] is None
-        acks.send((None, recorder.unmatched))
+                if not isinstance(item, list):
+                    acks.send(recorder.unmatched)
+            stopping = items[-1] == STOP
     finally:
         workspace.close()
 
