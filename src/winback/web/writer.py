@@ -227,20 +227,11 @@ class Writer:
 
     def _record_leftovers(self) -> None:
         """The recorder is gone (it never started: the forkserver booting it was
-        stopped; or it died): write here the hits still in its queue."""
-        batch: list[Hit] = []
-        while True:
-            try:
-                item = self._hits.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                break
-            if item == STOP:
-                break
-            if isinstance(item, list):
-                batch.extend(_hit(row) for row in item)
-        if batch:
-            log.warning("writing the %d hits the recorder did not take", len(batch))
-            _write_hits(self.workspace, HitRecorder(self.workspace), batch)
+        stopped; or it died): write here the hits still in its queue, as it would."""
+        log.warning("writing the hits left in the hit recorder's queue")
+        _record_queue(
+            HitRecorder(self.workspace), self._hits, lambda _unmatched: None, lambda: True
+        )
 
     def _run(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():
@@ -255,8 +246,8 @@ class Writer:
 
 
 def _record_hits(fields: tuple[Any, ...], hits: Any, acks: Any) -> None:
-    """The hit recorder's process: write what the server sends, batch by batch,
-    answering each mark once what came before it is committed, until STOP."""
+    """The hit recorder's process: write what the server sends, answering each mark on
+    ``acks``, until STOP or until the server's process is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     workspace = Workspace(*fields)
@@ -265,35 +256,55 @@ def _record_hits(fields: tuple[Any, ...], hits: Any, acks: Any) -> None:
     # What exists now lives as long as the process: the collector's full passes need not
     # walk it again.
     gc.freeze()
-    stopping = False
+
+    def server_gone() -> bool:
+        gone = parent is not None and not parent.is_alive()
+        if gone:
+            log.error("the server's process is gone: the hit recorder stops")
+        return gone
+
     try:
-        while not stopping:
-            try:
-                items = [hits.get(timeout=POLL_SECONDS)]
-            except queue.Empty:
-                if parent is not None and not parent.is_alive():
-                    log.error("the server's process is gone: the hit recorder stops")
-                    return
-                continue
-            batch: list[Hit] = []
-            while True:
-                item = items[-1]
-                if isinstance(item, list):
-                    batch.extend(_hit(row) for row in item)
-                if item == STOP or len(batch) >= BATCH:
-                    break
-                try:
-                    items.append(hits.get_nowait())
-                except queue.Empty:
-                    break
-            if batch:
-                _write_hits(workspace, recorder, batch)
-            for item in items:
-                if not isinstance(item, list):
-                    acks.send(recorder.unmatched)
-            stopping = items[-1] == STOP
+        _record_queue(recorder, hits, acks.send, server_gone)
     finally:
         workspace.close()
+
+
+def _record_queue(
+    recorder: HitRecorder,
+    hits: Any,
+    answer: Callable[[int], object],
+    gone: Callable[[], bool],
+) -> None:
+    """Write the hits that come on ``hits``, up to :data:`BATCH` per transaction, and
+    ``answer`` each mark with the count of unmatched hits once every hit sent before it
+    is committed; until STOP, or until ``gone()`` says, after :data:`POLL_SECONDS` with
+    nothing new, that nothing more will come. The recorder's loop, and the server's
+    when the recorder is gone."""
+    stopping = False
+    while not stopping:
+        try:
+            items = [hits.get(timeout=POLL_SECONDS)]
+        except queue.Empty:
+            if gone():
+                return
+            continue
+        batch: list[Hit] = []
+        while True:
+            item = items[-1]
+            if isinstance(item, list):
+                batch.extend(_hit(row) for row in item)
+            if item == STOP or len(batch) >= BATCH:
+                break
+            try:
+                items.append(hits.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            _write_hits(recorder, batch)
+        for item in items:
+            if not isinstance(item, list):
+                answer(recorder.unmatched)
+        stopping = items[-1] == STOP
 
 
 def _hit(row: HitTuple) -> Hit:
@@ -301,13 +312,13 @@ def _hit(row: HitTuple) -> Hit:
     return Hit(EventType(kind), message_id, _EPOCH + at * _MICROSECOND, user_agent, ip, url)
 
 
-def _write_hits(workspace: Workspace, recorder: HitRecorder, hits: list[Hit]) -> None:
+def _write_hits(recorder: HitRecorder, hits: list[Hit]) -> None:
     # The batch's last hit is its ``now``: hits are never refusals, so no audit record
     # carries it; it only ages the bot-click rule's memory.
     now = max(hit.at for hit in hits)
     for attempt in range(RETRIES):
         try:
-            with workspace.engine.begin() as connection:
+            with recorder.workspace.engine.begin() as connection:
                 recorder.record(connection, hits, now)
             return
         except OperationalError:
