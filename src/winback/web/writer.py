@@ -170,12 +170,13 @@ class Writer:
         self._jobs.put(None)
         self._thread.join()
         self._hits.put(STOP)
-        if not self._confirmed():
+        answered = self._confirmed()
+        if self._recorder.pid is not None:  # started
+            self._recorder.join()
+        if not answered:
             self._record_leftovers()
         self._hits.close()
         self._hits.join_thread()
-        if self._recorder.pid is not None:  # started
-            self._recorder.join()
         # uvicorn ends the process by raising SIGTERM again, which skips multiprocessing's
         # exit handlers: dropping the queues (and the process, which holds them as its
         # arguments) frees their semaphores now, or the resource tracker would report
@@ -229,6 +230,11 @@ class Writer:
         """The recorder is gone (it never started: the forkserver booting it was
         stopped; or it died): write here the hits still in its queue, as it would."""
         log.warning("writing the hits left in the hit recorder's queue")
+        # Killed while it waited for hits (SIGKILL, the OOM killer), the recorder left the
+        # queue's read lock taken for good, and every read here would time out: nobody
+        # else reads this queue, so the lock is freed (taken if it was free, released).
+        self._hits._rlock.acquire(block=False)
+        self._hits._rlock.release()
         _record_queue(
             HitRecorder(self.workspace), self._hits, lambda _unmatched: None, lambda: True
         )
