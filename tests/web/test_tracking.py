@@ -263,19 +263,18 @@ async def test_a_failing_job_does_not_stop_the_writer(site: Site, message: int) 
 
 
 async def test_the_server_writes_the_hits_a_killed_recorder_left(workspace: Workspace) -> None:
-    sites = open_site(workspace)
-    site = await anext(sites)
     with workspace.engine.begin() as c:
         contact = add_contact(c, email="alice@example.com", created_at=day(2024, 1, 5))
         sent_message(c, contact, MESSAGE, sent_at=NOW - HOUR)
-    await site.settled()  # the hit recorder's process is up: it answered the job's barrier
-    [recorder] = [p for p in multiprocessing.active_children() if p.name == "winback-hits"]
-    recorder.kill()  # as the OOM killer would, while it waits for hits
-    recorder.join()
-    for _ in range(3):
-        answer = await site.client.get(
-            site.path(site.links.open_url(MESSAGE)), headers={"User-Agent": CHROME}
-        )
-        assert answer.content == PIXEL
-    await sites.aclose()  # the app's shutdown
+    async for site in open_site(workspace):
+        await site.settled()  # the hit recorder's process is up: it answered the job's barrier
+        [recorder] = [p for p in multiprocessing.active_children() if p.name == "winback-hits"]
+        recorder.kill()  # as the OOM killer would, while it waits for hits
+        recorder.join()
+        for _ in range(3):
+            answer = await site.client.get(
+                site.path(site.links.open_url(MESSAGE)), headers={"User-Agent": CHROME}
+            )
+            assert answer.content == PIXEL
+    # the app has shut down
     assert len(site.events(type="open")) == 3
