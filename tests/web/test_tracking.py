@@ -3,6 +3,7 @@ and the tokens and redirects an attacker might try."""
 
 from __future__ import annotations
 
+import multiprocessing
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -19,12 +20,14 @@ from tests.web.conftest import (
     IPHONE_SAFARI,
     NOW,
     Site,
+    open_site,
     sent_message,
 )
 from winback.domain import Channel
 from winback.links import Links, Purpose
 from winback.web import is_bot_click, is_scanner_user_agent
 from winback.web.app import PIXEL
+from winback.workspace import Workspace
 
 pytestmark = pytest.mark.anyio
 
@@ -257,3 +260,21 @@ async def test_a_failing_job_does_not_stop_the_writer(site: Site, message: int) 
     await site.client.get(site.path(site.links.open_url(MESSAGE)), headers={"User-Agent": CHROME})
     await site.settled()
     assert len(site.events(type="open")) == 1
+
+
+async def test_the_server_writes_the_hits_a_killed_recorder_left(workspace: Workspace) -> None:
+    with workspace.engine.begin() as c:
+        contact = add_contact(c, email="alice@example.com", created_at=day(2024, 1, 5))
+        sent_message(c, contact, MESSAGE, sent_at=NOW - HOUR)
+    async for site in open_site(workspace):
+        await site.settled()  # the hit recorder's process is up: it answered the job's barrier
+        [recorder] = [p for p in multiprocessing.active_children() if p.name == "winback-hits"]
+        recorder.kill()  # as the OOM killer would, while it waits for hits
+        recorder.join()
+        for _ in range(3):
+            answer = await site.client.get(
+                site.path(site.links.open_url(MESSAGE)), headers={"User-Agent": CHROME}
+            )
+            assert answer.content == PIXEL
+    # the app has shut down
+    assert len(site.events(type="open")) == 3

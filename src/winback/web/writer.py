@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import logging
 import multiprocessing
 import queue
@@ -76,18 +75,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 # A hit as it travels to the recorder: (kind, message_id, microseconds since the epoch,
-# user agent, ip, url). The recorder's queue also carries a barrier (an int: confirm once
-# everything before it is committed) and the stop mark (None).
+# user agent, ip, url). The recorder's queue carries lists of them, and marks: the
+# recorder answers each mark on the acks pipe once every hit sent before it is committed;
+# after STOP it ends.
 HitTuple = tuple[str, str, int, str | None, str | None, str | None]
+BARRIER = "barrier"
+STOP = "stop"
 
 
 @dataclass
 class _Job:
     work: Callable[[Connection], Any]
     future: Future[Any]
-
-
-_STOP = object()
 
 
 class WriterClosed(RuntimeError):
@@ -120,11 +119,10 @@ class Writer:
             name="winback-hits",
             daemon=True,
         )
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Jobs, and None to stop.
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run_jobs, name="winback-writer", daemon=True)
         self._pending: list[HitTuple] = []
-        self._barriers = itertools.count()
-        self._started = False
         self._closed = False
         self._lock = threading.Lock()
 
@@ -133,7 +131,6 @@ class Writer:
         and the hits that come meanwhile wait in the queue (booting the recorder's
         process takes a second or two, more on a busy machine)."""
         self._thread.start()
-        self._started = True
 
     def hit(self, hit: Hit) -> None:
         """Queue a tracking hit (from the event loop); it is written within milliseconds."""
@@ -170,18 +167,16 @@ class Writer:
                 return
             self._closed = True
         self._send()
-        self._jobs.put(_STOP)
-        if not self._started:
-            self._hits.cancel_join_thread()  # nobody will read them: do not wait at exit
-            return
+        self._jobs.put(None)
         self._thread.join()
-        self._hits.put(None)
-        if not self._wait_for(None):
+        self._hits.put(STOP)
+        answered = self._confirmed()
+        if self._recorder.pid is not None:  # started
+            self._recorder.join()
+        if not answered:
             self._record_leftovers()
         self._hits.close()
         self._hits.join_thread()
-        if self._recorder.pid is not None:  # started
-            self._recorder.join()
         # uvicorn ends the process by raising SIGTERM again, which skips multiprocessing's
         # exit handlers: dropping the queues (and the process, which holds them as its
         # arguments) frees their semaphores now, or the resource tracker would report
@@ -213,44 +208,36 @@ class Writer:
                     items.append(self._jobs.get_nowait())
                 except queue.Empty:
                     break
-            stopping = any(item is _STOP for item in items)
-            jobs = [item for item in items if isinstance(item, _Job)]
+            stopping = None in items
+            jobs = [item for item in items if item is not None]
             if jobs:
-                barrier = next(self._barriers)
-                self._hits.put(barrier)
-                self._wait_for(barrier)
+                self._hits.put(BARRIER)
+                self._confirmed()
             for job in jobs:
                 self._run(job)
 
-    def _wait_for(self, mark: int | None) -> bool:
-        """Wait until the recorder confirms ``mark`` (a barrier: every hit sent before it
-        is committed; None: it has written everything and stops). False when the
-        recorder is gone."""
-        while True:
-            try:
-                confirmed, self.unmatched = self._acks.recv()
-            except EOFError:
-                log.error("the hit recorder is not running: hits are not recorded")
-                return False
-            if confirmed == mark:
-                return True
+    def _confirmed(self) -> bool:
+        """Wait for the recorder's answer to the one mark in flight (every hit sent
+        before it is committed); False when the recorder is gone."""
+        try:
+            self.unmatched = self._acks.recv()
+        except EOFError:
+            log.error("the hit recorder is not running: hits are not recorded")
+            return False
+        return True
 
     def _record_leftovers(self) -> None:
         """The recorder is gone (it never started: the forkserver booting it was
-        stopped; or it died): write here the hits still in its queue."""
-        batch: list[Hit] = []
-        while True:
-            try:
-                item = self._hits.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                break
-            if item is None:
-                break
-            if isinstance(item, list):
-                batch.extend(_hit(row) for row in item)
-        if batch:
-            log.warning("writing the %d hits the recorder did not take", len(batch))
-            _write_hits(self.workspace, HitRecorder(self.workspace), batch)
+        stopped; or it died): write here the hits still in its queue, as it would."""
+        log.warning("writing the hits left in the hit recorder's queue")
+        # Killed while it waited for hits (SIGKILL, the OOM killer), the recorder left the
+        # queue's read lock taken for good, and every read here would time out: nobody
+        # else reads this queue, so the lock is freed (taken if it was free, released).
+        self._hits._rlock.acquire(block=False)
+        self._hits._rlock.release()
+        _record_queue(
+            HitRecorder(self.workspace), self._hits, lambda _unmatched: None, lambda: True
+        )
 
     def _run(self, job: _Job) -> None:
         if not job.future.set_running_or_notify_cancel():
@@ -265,8 +252,8 @@ class Writer:
 
 
 def _record_hits(fields: tuple[Any, ...], hits: Any, acks: Any) -> None:
-    """The hit recorder's process: write what the server sends, batch by batch,
-    confirming barriers once what came before them is committed, until the stop mark."""
+    """The hit recorder's process: write what the server sends, answering each mark on
+    ``acks``, until STOP or until the server's process is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     workspace = Workspace(*fields)
@@ -275,36 +262,55 @@ def _record_hits(fields: tuple[Any, ...], hits: Any, acks: Any) -> None:
     # What exists now lives as long as the process: the collector's full passes need not
     # walk it again.
     gc.freeze()
-    stopping = False
+
+    def server_gone() -> bool:
+        gone = parent is not None and not parent.is_alive()
+        if gone:
+            log.error("the server's process is gone: the hit recorder stops")
+        return gone
+
     try:
-        while not stopping:
-            try:
-                items = [hits.get(timeout=POLL_SECONDS)]
-            except queue.Empty:
-                if parent is not None and not parent.is_alive():
-                    log.error("the server's process is gone: the hit recorder stops")
-                    return
-                continue
-            batch: list[Hit] = []
-            while True:
-                item = items[-1]
-                if isinstance(item, list):
-                    batch.extend(_hit(row) for row in item)
-                if item is None or len(batch) >= BATCH:
-                    break
-                try:
-                    items.append(hits.get_nowait())
-                except queue.Empty:
-                    break
-            if batch:
-                _write_hits(workspace, recorder, batch)
-            for item in items:
-                if isinstance(item, int):
-                    acks.send((item, recorder.unmatched))
-            stopping = items[-1] is None
-        acks.send((None, recorder.unmatched))
+        _record_queue(recorder, hits, acks.send, server_gone)
     finally:
         workspace.close()
+
+
+def _record_queue(
+    recorder: HitRecorder,
+    hits: Any,
+    answer: Callable[[int], object],
+    gone: Callable[[], bool],
+) -> None:
+    """Write the hits that come on ``hits``, up to :data:`BATCH` per transaction, and
+    ``answer`` each mark with the count of unmatched hits once every hit sent before it
+    is committed; until STOP, or until ``gone()`` says, after :data:`POLL_SECONDS` with
+    nothing new, that nothing more will come. The recorder's loop, and the server's
+    when the recorder is gone."""
+    stopping = False
+    while not stopping:
+        try:
+            items = [hits.get(timeout=POLL_SECONDS)]
+        except queue.Empty:
+            if gone():
+                return
+            continue
+        batch: list[Hit] = []
+        while True:
+            item = items[-1]
+            if isinstance(item, list):
+                batch.extend(_hit(row) for row in item)
+            if item == STOP or len(batch) >= BATCH:
+                break
+            try:
+                items.append(hits.get_nowait())
+            except queue.Empty:
+                break
+        if batch:
+            _write_hits(recorder, batch)
+        for item in items:
+            if not isinstance(item, list):
+                answer(recorder.unmatched)
+        stopping = items[-1] == STOP
 
 
 def _hit(row: HitTuple) -> Hit:
@@ -312,13 +318,13 @@ def _hit(row: HitTuple) -> Hit:
     return Hit(EventType(kind), message_id, _EPOCH + at * _MICROSECOND, user_agent, ip, url)
 
 
-def _write_hits(workspace: Workspace, recorder: HitRecorder, hits: list[Hit]) -> None:
+def _write_hits(recorder: HitRecorder, hits: list[Hit]) -> None:
     # The batch's last hit is its ``now``: hits are never refusals, so no audit record
     # carries it; it only ages the bot-click rule's memory.
     now = max(hit.at for hit in hits)
     for attempt in range(RETRIES):
         try:
-            with workspace.engine.begin() as connection:
+            with recorder.workspace.engine.begin() as connection:
                 recorder.record(connection, hits, now)
             return
         except OperationalError:
