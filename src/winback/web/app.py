@@ -121,6 +121,13 @@ class Server:
         if not csrf_ok(self.workspace.secret, link_token, _first(fields, "csrf")):
             raise CsrfRefused
 
+    async def checked_form(self, link_token: str, request: Request) -> dict[str, list[str]]:
+        """The fields of a form posted from the page of ``link_token``, once its CSRF
+        value is checked (:meth:`check_csrf`)."""
+        fields = await self.form(request)
+        self.check_csrf(link_token, fields)
+        return fields
+
     def bad_link(self) -> HTMLResponse:
         return self.message(None, "bad_link_title", "bad_link", 400)
 
@@ -325,8 +332,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     async def stay(token: str, request: Request) -> Response:
         now = server.clock()
         link = server.links.verify_stay(token, now=now)
-        fields = await server.form(request)
-        server.check_csrf(token, fields)
+        await server.checked_form(token, request)
         contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
         await server.write(lambda c: choices.stay(c, link.contact_id, now))
         return server.message(contact["language"], "stay_title", "stay_done")
@@ -360,8 +366,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     async def save_preferences(token: str, request: Request) -> Response:
         now = server.clock()
         link = server.links.verify_preferences(token, now=now)
-        fields = await server.form(request)
-        server.check_csrf(token, fields)
+        fields = await server.checked_form(token, request)
         try:
             frequency = choices.Frequency(_first(fields, "frequency") or "")
         except ValueError:
@@ -402,9 +407,8 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     async def answer_survey(token: str, request: Request) -> Response:
         now = server.clock()
         link = server.links.verify_survey(token, now=now)
-        fields = await server.form(request)
+        fields = await server.checked_form(token, request)
         contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
-        server.check_csrf(token, fields)
         language = contact["language"]
         try:
             reason = choices.SurveyReason(_first(fields, "reason") or "")
