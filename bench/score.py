@@ -7,7 +7,8 @@ On a synthetic base (default 1,000,000 contacts and 20,000,000 events in SQLite)
    database (read with ``pandas.read_sql_query``, then ``groupby``);
 3. an incremental rescore after 100,000 new events (the next day);
 
-each in its own process, so each peak memory (max RSS) is its own. Prints a table with
+each in its own process, so each peak memory (max RSS) is its own, and each after an
+``os.sync()``, so none pays for the disk writes of what came before. Prints a table with
 the times, the pandas/winback ratio and the peak memories against the targets, and the
 load average (the machine may be shared: read the figures with it).
 
@@ -344,6 +345,9 @@ def phase_pandas(work: Path, now: str) -> dict:
 
 
 def _child(phase: str, work: Path, now: str, extra: int = 0) -> dict:
+    # Flush what the run before wrote (the 4 GB copy of the base, the full score's rows):
+    # the phase must not pay for the operating system writing it back to disk.
+    os.sync()
     output = subprocess.run(
         [
             sys.executable,
