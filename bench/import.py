@@ -9,7 +9,9 @@ Each import runs in its own process so that its peak memory (max RSS) is its own
 machine's load average (1 minute, then 5 minutes) at the end of each import is printed
 next to it: on a shared machine the figures mean little without it. The seconds are the
 importer's whole call, including the rebuild of the events' secondary indexes after a
-large import (the importer's own summary leaves it out).
+large import (the importer's own summary leaves it out). Each import starts after an
+``os.sync()``, so it does not pay for writing back the generated files or the import
+before it.
 Targets (issue 2, 2-core machine): CSV >= 200,000 rows/s, Parquet >= 1,000,000 rows/s,
 peak memory < 1.5 GB.
 """
@@ -85,6 +87,8 @@ def main() -> None:
         )
         for kind in ("contacts",) if args.contacts_only else ("contacts", "events"):
             path = data / f"{kind}.{fmt}"
+            # The import must not pay for the disk write-back of what came before it.
+            os.sync()
             with console.status(f"importing {path.name}"):
                 result = subprocess.run(
                     [sys.executable, "-c", _CHILD, str(workspace), kind, str(path)],
