@@ -26,7 +26,7 @@ from tests.ingest.two_paths import (
     write_csv,
     write_parquet,
 )
-from winback.ingest import import_events
+from winback.ingest import import_events, reader
 from winback.ingest.pipeline import ImportReport
 from winback.store.schema import audit, contacts, events, suppressions
 from winback.workspace import Workspace
@@ -224,3 +224,61 @@ def test_large_integer_amounts_and_old_dates_give_the_same_import(
     first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
     assert first == outcome(by_rows, import_by_rows(by_rows, path, "events"))
     assert first["counts"] == (3, 2, 0, 1)
+
+
+def test_arrow_reads_gathered_into_blocks_give_the_same_import(
+    pair: tuple[Workspace, Workspace], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many small reads of Arrow's CSV reader gathered into each block, then a record it
+    cannot read halfway through a block: every row is read once, on its own line."""
+    by_blocks, by_rows = pair
+    monkeypatch.setattr(reader, "_CSV_READ_BYTES", 256)
+    monkeypatch.setattr(reader, "BLOCK_ROWS", 20)
+    lines = [f"ann@example.com,open,2024-01-01,c{row}" for row in range(100)]
+    lines[30] = "ann@example.com,teleport,2024-01-01,"
+    lines[70] = "ann@example.com,click"
+    path = tmp_path / "events.csv"
+    path.write_text("email,type,timestamp,campaign\n" + "\n".join(lines) + "\n")
+    source = reader.open_source(path)
+    assert source.blocks is not None
+    blocks = list(source.blocks())
+    source.close()
+    by_arrow = [len(block.lines) for block in blocks if block.batch is not None]
+    assert all(size >= 20 for size in by_arrow[:-1])
+    assert sum(by_arrow) == 70  # the records before the one of the wrong width
+    assert sum(len(block.rows) for block in blocks) == 30
+    first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
+    assert first == outcome(by_rows, import_by_rows(by_rows, path, "events"))
+    assert first["counts"] == (100, 98, 0, 2)
+    assert [row[0] for row in first["quarantine"][1:]] == ["32", "72"]
+
+
+def test_parquet_row_groups_gathered_into_blocks_give_the_same_import(
+    pair: tuple[Workspace, Workspace], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Parquet file of many small row groups, read a row group at a time and gathered
+    into blocks: every row is read once, numbered in file order."""
+    by_blocks, by_rows = pair
+    monkeypatch.setattr(reader, "BLOCK_ROWS", 20)
+    types = ["open"] * 100
+    types[30] = "teleport"
+    table = pa.table(
+        {
+            "email": ["ann@example.com"] * 100,
+            "type": types,
+            "timestamp": ["2024-01-01"] * 100,
+            "campaign": [f"c{row}" for row in range(100)],
+        }
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path, row_group_size=7)
+    source = reader.open_source(path)
+    assert source.blocks is not None
+    sizes = [len(block.lines) for block in source.blocks()]
+    source.close()
+    assert all(size >= 20 for size in sizes[:-1])
+    assert sum(sizes) == 100
+    first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
+    assert first == outcome(by_rows, import_by_rows(by_rows, path, "events"))
+    assert first["counts"] == (100, 99, 0, 1)
+    assert [row[0] for row in first["quarantine"][1:]] == ["31"]

@@ -9,11 +9,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from winback.clock import utcnow
 from winback.errors import InputFileError
 from winback.ingest import import_contacts, import_events
+from winback.store.engine import CACHE_SIZE
 from winback.store.schema import audit, contacts, events, suppressions
 from winback.workspace import Workspace
 
@@ -197,6 +198,15 @@ def test_a_large_import_rebuilds_the_indexes_it_set_aside(
     expected = _event_indexes(sqlite_workspace)
     assert expected == {"ix_events_contact_time", "ix_events_message_id"}
     monkeypatch.setattr(store, "BULK_ROWS", 1)
+    # The indexes are built with the usual page cache: the sort takes as much again.
+    caches: list[int] = []
+    create = store._create_event_indexes
+
+    def create_with_cache(connection: Connection) -> None:
+        caches.append(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+        create(connection)
+
+    monkeypatch.setattr(store, "_create_event_indexes", create_with_cache)
     path = tmp_path / "events.csv"
     path.write_text(
         "email,type,timestamp,message_id\n"
@@ -205,6 +215,7 @@ def test_a_large_import_rebuilds_the_indexes_it_set_aside(
     )
     assert import_events(sqlite_workspace, path, now=NOW).imported == 2
     assert _event_indexes(sqlite_workspace) == expected
+    assert caches[-1] == CACHE_SIZE
     with sqlite_workspace.engine.begin() as connection:
         connection.exec_driver_sql("DROP INDEX ix_events_message_id")
     import_events(sqlite_workspace, path, now=NOW)

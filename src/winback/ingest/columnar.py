@@ -146,12 +146,6 @@ def words(column: pa.Array, parse: Callable[[str], Word], codes: Mapping[Word, i
     return np.append(np.array(table, np.int64), -1)[indices]
 
 
-def lookup(keys: pa.Array, known: Mapping[str, int]) -> np.ndarray:
-    """The id of each key in ``known``, -1 where it is missing or null."""
-    get = known.get
-    return np.fromiter((get(key, -1) for key in keys.to_pylist()), np.int64, len(keys))
-
-
 def utc_micros(column: pa.Array, zone: str, until: datetime) -> tuple[np.ndarray, np.ndarray]:
     """Each cell as microseconds since the epoch in UTC, and the rows left to the row
     parser: other text forms, numbers, nanosecond timestamps, local times that a change

@@ -7,7 +7,7 @@ Refusals among the events (unsubscribe, hard bounce, complaint on email or SMS) 
 the contact's channel status at once: nobody is written to after saying no.
 
 CSV and Parquet files are cleaned a block at a time (:meth:`EventBatch.clean_block`):
-whole columns through Arrow compute, contacts resolved against one dictionary, the
+whole columns through Arrow compute, contacts resolved against sorted key arrays, the
 digests computed over Arrow-built strings. The rows those checks cannot vouch for take
 the row path (:meth:`EventBatch.clean`), and both are written in file order.
 """
@@ -34,6 +34,7 @@ from winback.errors import InputFileError
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import EVENT_ALIASES, ColumnMap
+from winback.ingest.keys import contact_keys
 from winback.ingest.pipeline import (
     ImportReport,
     Pending,
@@ -120,7 +121,7 @@ class EventBatch:
         self.tz = ZoneInfo(workspace.config.workspace.timezone)
         self.region = workspace.config.workspace.default_region
         with self.engine.connect() as connection:
-            self.by_email, self.by_phone = store.contact_keys(connection)
+            self.by_email, self.by_phone = contact_keys(connection)
         # The columns this file can fill, the digest last; the others stay NULL.
         self.fields = [
             name
@@ -195,12 +196,12 @@ class EventBatch:
             if col.is_text(emails):
                 text, no_email = col.trimmed(emails)
                 keys = pc.if_else(pc.string_is_ascii(text), pc.ascii_lower(text), None)
-                contact_ids = col.lookup(keys, self.by_email)
+                contact_ids = self.by_email.lookup(keys)
             else:
                 no_email = ~col.mask(pc.is_valid(emails))
         if (phones := column("phone")) is not None and col.is_text(phones):
             text, _ = col.trimmed(phones)
-            by_phone = col.lookup(text, self.by_phone)
+            by_phone = self.by_phone.lookup(text)
             contact_ids = np.where(no_email, by_phone, contact_ids)
         slow |= contact_ids < 0
 

@@ -31,6 +31,9 @@ def normalise_url(url: str) -> str:
     return url
 
 
+CACHE_SIZE = -128 * 1024  # KiB: 128 MB
+
+
 def open_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite connections get WAL, foreign keys and a busy timeout."""
     try:
@@ -57,7 +60,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     # 128 MB of page cache: the events indexes are large and inserted into at random.
-    cursor.execute("PRAGMA cache_size=-131072")
+    cursor.execute(f"PRAGMA cache_size={CACHE_SIZE}")
     cursor.close()
 
 
