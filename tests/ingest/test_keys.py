@@ -41,3 +41,7 @@ def test_a_column_finds_what_a_dictionary_finds(
     keys = SortedKeys(pa.array(list(stored), pa.string()), np.array(list(stored.values())))
     expected = [stored.get(key, -1) if key else -1 for key in wanted]
     assert keys.lookup(pa.array(wanted, pa.string())).tolist() == expected
+    present = [key for key in wanted if key is not None]
+    assert [keys.get(key) for key in present] == [
+        stored.get(key) if key else None for key in present
+    ]
