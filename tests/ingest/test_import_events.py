@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -225,3 +226,29 @@ def test_a_large_import_rebuilds_the_indexes_it_set_aside(
             "EXPLAIN QUERY PLAN SELECT * FROM events WHERE message_id = 'm1'"
         ).all()
     assert "ix_events_message_id" in str(plan)
+
+
+def test_an_import_gives_its_connection_back_with_the_usual_page_cache(
+    sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import writes with a larger SQLite page cache; the pooled connection that the
+    tracking server or a score takes next has the usual one again."""
+    from winback.store import contacts as store
+
+    contacts_file = tmp_path / "contacts.csv"
+    contacts_file.write_text("email\nann@example.com\n")
+    import_contacts(sqlite_workspace, contacts_file, now=NOW)
+    seen: list[int] = []
+    insert = store.insert_event_rows
+
+    def insert_and_look(connection: Connection, *args: Any) -> int:
+        seen.append(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+        return insert(connection, *args)
+
+    monkeypatch.setattr(store, "insert_event_rows", insert_and_look)
+    path = tmp_path / "events.csv"
+    path.write_text("email,type,timestamp\nann@example.com,open,2024-01-01\n")
+    assert import_events(sqlite_workspace, path, now=NOW).imported == 1
+    assert seen and set(seen) == {store.IMPORT_CACHE_SIZE}
+    with sqlite_workspace.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar_one() == CACHE_SIZE

@@ -63,13 +63,12 @@ def import_by_rows(
         source.blocks = None
         if kind == "contacts":
             columns = map_columns(source.header, CONTACT_ALIASES, {}, source=str(path))
-            batch: ContactBatch | EventBatch = ContactBatch(
-                workspace, columns, NOW, status, path.name
-            )
-        else:
-            columns = map_columns(source.header, EVENT_ALIASES, {}, source=str(path))
-            batch = EventBatch(workspace, columns, NOW, path.name)
-        return run(source, batch, kind, workspace.quarantine_dir)
+            batch = ContactBatch(workspace, columns, NOW, status, path.name)
+            return run(source, batch, kind, workspace.quarantine_dir)
+        columns = map_columns(source.header, EVENT_ALIASES, {}, source=str(path))
+        with workspace.engine.connect() as connection:
+            events = EventBatch(workspace, columns, NOW, path.name, connection)
+            return run(source, events, kind, workspace.quarantine_dir)
     finally:
         source.close()
 

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlalchemy import Connection
 
 from winback.clock import to_db
 from winback.compliance.refusals import CONSIDERED, apply_refusals
@@ -110,17 +111,24 @@ def event_key(
 
 class EventBatch:
     def __init__(
-        self, workspace: Workspace, columns: ColumnMap, now: datetime, source: str
+        self,
+        workspace: Workspace,
+        columns: ColumnMap,
+        now: datetime,
+        source: str,
+        connection: Connection,
     ) -> None:
+        """``connection``: the import's (:func:`winback.store.contacts.bulk_events`),
+        one transaction per batch written."""
         self.workspace = workspace
-        self.engine = workspace.engine
+        self.connection = connection
         self.columns = columns
         self.now_aware = now
         self.now = to_db(now)
         self.source = source
         self.tz = ZoneInfo(workspace.config.workspace.timezone)
         self.region = workspace.config.workspace.default_region
-        with self.engine.connect() as connection:
+        with connection.begin():
             self.by_email, self.by_phone = contact_keys(connection)
         # The columns this file can fill, the digest last; the others stay NULL.
         self.fields = [
@@ -325,10 +333,10 @@ class EventBatch:
 
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
         events = [row.record for row in rows]
-        with self.engine.begin() as connection:
-            inserted = store.insert_events(connection, events)
+        with self.connection.begin():
+            inserted = store.insert_events(self.connection, events)
             apply_refusals(
-                connection,
+                self.connection,
                 self.workspace,
                 events,
                 now=self.now_aware,
@@ -351,10 +359,10 @@ class EventBatch:
             (row.line, row.record) for row in rows if row.record["type"] in _REFUSAL_NAMES
         ]
         refusals.sort(key=lambda pair: pair[0])
-        with self.engine.begin() as connection:
-            inserted = store.insert_event_rows(connection, self.fields, records)
+        with self.connection.begin():
+            inserted = store.insert_event_rows(self.connection, self.fields, records)
             apply_refusals(
-                connection,
+                self.connection,
                 self.workspace,
                 [event for _, event in refusals],
                 now=self.now_aware,
@@ -458,6 +466,6 @@ def import_events(
     required = [("email", "phone"), ("type",), ("occurred_at",)]
     with mapped_source(path, EVENT_ALIASES, mapping, required) as (source, columns):
         check_parquet_types(source, columns)
-        batch = EventBatch(workspace, columns, now, path.name)
-        with store.bulk_events(workspace.engine, source.estimated_rows):
+        with store.bulk_events(workspace.engine, source.estimated_rows) as connection:
+            batch = EventBatch(workspace, columns, now, path.name, connection)
             return run(source, batch, "events", workspace.quarantine_dir, progress)

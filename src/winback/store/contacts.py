@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 from winback.store.chunks import chunks
-from winback.store.engine import CACHE_SIZE
+from winback.store.engine import bulk_connection
 from winback.store.schema import contacts, events
 
 
@@ -34,7 +34,8 @@ def contact_keys(
     time: the events importer resolves millions of rows against them (see
     :mod:`winback.ingest.keys`) instead of one query per row."""
     query = select(contacts.c.id, contacts.c.email, contacts.c.phone)
-    for rows in connection.execution_options(yield_per=size).execute(query).partitions():
+    # On the statement: a connection's execution_options() change the connection itself.
+    for rows in connection.execute(query.execution_options(yield_per=size)).partitions():
         ids, emails, phones = zip(*rows, strict=True)
         yield ids, emails, phones
 
@@ -196,18 +197,22 @@ EVENT_FIELDS = (
 )
 
 
-BULK_CACHE_KB = 256 * 1024
+# 256 MB of page cache for an import of events (the default is 128 MB): the digest
+# index takes inserts at random and every page it keeps saves a read.
+IMPORT_CACHE_SIZE = -256 * 1024  # KiB
 # An import at least this large, and at least as large as the events already stored,
 # drops the secondary indexes of events and builds them again at the end.
 BULK_ROWS = 1_000_000
 
 
 @contextmanager
-def bulk_events(engine: Engine, expected_rows: int) -> Iterator[None]:
-    """Around an import of ``expected_rows`` events: on SQLite, when that is at least
-    :data:`BULK_ROWS` and at least the events already stored, the two secondary indexes
-    are dropped and built again at the end (in one sort each, where keeping them up to
-    date costs a random B-tree insert per row and index, the larger part of the import).
+def bulk_events(engine: Engine, expected_rows: int) -> Iterator[Connection]:
+    """The connection for an import of ``expected_rows`` events, which commits a batch
+    at a time, with :data:`IMPORT_CACHE_SIZE` (see :func:`bulk_connection`). On SQLite,
+    when ``expected_rows`` is at least :data:`BULK_ROWS` and at least the events already
+    stored, the two secondary indexes are dropped and built again at the end (in one sort
+    each, where keeping them up to date costs a random B-tree insert per row and index,
+    the larger part of the import).
     The unique digest index stays: it is what makes a re-import add nothing.
 
     An import interrupted on the way leaves the indexes out; the next import of events
@@ -222,14 +227,13 @@ def bulk_events(engine: Engine, expected_rows: int) -> Iterator[None]:
                 for index in events.indexes:
                     index.drop(connection)
     try:
-        yield
+        with bulk_connection(engine, {"cache_size": IMPORT_CACHE_SIZE}) as connection:
+            yield connection
     finally:
         if rebuild:
+            # After the import's connection has its usual page cache back: the sort that
+            # builds an index takes as much memory again as the page cache.
             with engine.begin() as connection:
-                # The usual page cache again first: the sort that builds an index takes
-                # as much memory as the page cache, on top of it, and the import's
-                # cache twice over was the import's peak memory.
-                connection.exec_driver_sql(f"PRAGMA cache_size={CACHE_SIZE}")
                 _create_event_indexes(connection)
 
 
@@ -261,9 +265,6 @@ def insert_event_rows(
     names = ", ".join(fields)
     if connection.dialect.name == "sqlite":
         cursor = driver.cursor()  # type: ignore[union-attr]
-        # 256 MB of page cache for the import's connection (the default is 128 MB): the
-        # digest index takes inserts at random and every page it keeps saves a read.
-        cursor.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
         placeholders = ", ".join("?" for _ in fields)
         cursor.executemany(f"INSERT OR IGNORE INTO events ({names}) VALUES ({placeholders})", rows)
         return int(cursor.rowcount)

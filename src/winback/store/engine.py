@@ -102,14 +102,15 @@ BULK_CACHE_SIZE = -1024 * 1024  # KiB: 1 GB
 
 
 @contextmanager
-def bulk_transaction(engine: Engine, pragmas: Mapping[str, int]) -> Iterator[Connection]:
-    """``engine.begin()`` for a bulk job: on SQLite, with ``pragmas`` set on the
-    connection until the commit and their former values back after (some, such as
-    ``temp_store``, cannot change inside a transaction, so they are set before it)."""
+def bulk_connection(engine: Engine, pragmas: Mapping[str, int]) -> Iterator[Connection]:
+    """A connection for a bulk job that commits as it goes (one ``connection.begin()``
+    per batch): on SQLite, with ``pragmas`` set until the job ends and their former
+    values back after, so the pooled connection does not carry them into other work.
+    Some pragmas (``temp_store``) cannot change inside a transaction: they are set
+    before any."""
     with engine.connect() as connection:
         if connection.dialect.name != "sqlite":
-            with connection.begin():
-                yield connection
+            yield connection
             return
         driver = connection.connection.driver_connection
         assert driver is not None
@@ -117,8 +118,15 @@ def bulk_transaction(engine: Engine, pragmas: Mapping[str, int]) -> Iterator[Con
         for name, value in pragmas.items():
             driver.execute(f"PRAGMA {name} = {int(value)}")
         try:
-            with connection.begin():
-                yield connection
+            yield connection
         finally:
             for name, value in former.items():
                 driver.execute(f"PRAGMA {name} = {int(value)}")
+
+
+@contextmanager
+def bulk_transaction(engine: Engine, pragmas: Mapping[str, int]) -> Iterator[Connection]:
+    """``engine.begin()`` for a bulk job of one transaction, with the ``pragmas`` of
+    :func:`bulk_connection`."""
+    with bulk_connection(engine, pragmas) as connection, connection.begin():
+        yield connection
