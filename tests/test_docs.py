@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.main import get_command
 
-from winback.cli import app
+from winback.cli import COMMANDS, app, load_command
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -17,16 +19,18 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def commands() -> list[tuple[str, object]]:
     found = []
+    top = get_command(app)
 
-    def walk(prefix: str, command: object) -> None:
-        subcommands = getattr(command, "commands", None)
-        if subcommands:
-            for name, sub in subcommands.items():
-                walk(f"{prefix} {name}".strip(), sub)
+    def walk(prefix: str, command: Any, ctx: typer.Context) -> None:
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, f"winback {prefix} {name} cannot be loaded"
+                walk(f"{prefix} {name}".strip(), sub, typer.Context(sub, parent=ctx))
         else:
             found.append((prefix, command))
 
-    walk("", get_command(app))
+    walk("", top, typer.Context(top))
     return found
 
 
@@ -51,3 +55,22 @@ def test_the_demo_runs(tmp_path: Path, cli) -> None:
     assert follow is not None
     shown = cli.invoke(app, ["contact", "show", follow.group(1), "-w", str(tmp_path / "demo")])
     assert shown.exit_code == 0, shown.output
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_command_list_says_what_each_command_says(name: str) -> None:
+    """``winback --help`` lists the commands without importing them: its table must say
+    what each command's own help says."""
+    assert COMMANDS[name][1] == load_command(name).get_short_help_str(limit=1000)
+
+
+def test_version_and_help_answer(cli) -> None:
+    from importlib.metadata import version
+
+    result = cli.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"winback {version('winback')}"
+    listed = cli.invoke(app, ["--help"])
+    assert listed.exit_code == 0
+    for name in COMMANDS:
+        assert f"  {name} " in listed.output

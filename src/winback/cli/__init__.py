@@ -1,31 +1,140 @@
 """The command line: a thin Typer layer. Each command parses its input, calls one
 function of the library and formats the result; library errors become a message on
-standard error and an exit code (see :class:`WinbackGroup`)."""
+standard error and an exit code (see :class:`WinbackGroup`).
+
+The commands' modules are imported when their command runs, not before: they import the
+library (SciPy, pyarrow, SQLAlchemy), which costs seconds that ``winback --help`` and
+``winback --version`` should not pay. So the top group knows each command by the name of
+its module and its one-line help (:data:`COMMANDS`; a test holds that table to the
+commands' own help).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from importlib import import_module
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from winback.cli import compliance, contacts, imports, journeys, models, scoring, web, workspace
-from winback.cli.common import close_workspaces, err_console
 from winback.errors import WinbackError
+
+#: Each top-level command: the module of ``winback.cli`` that defines it, and its help's
+#: first sentence as the list of commands shows it.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": (
+        "workspace",
+        "Create a workspace: a commented winback.toml for the profile, and the database.",
+    ),
+    "migrate": ("workspace", "Bring the workspace database to the newest schema."),
+    "demo": (
+        "workspace",
+        "Generate a realistic synthetic base (three years of activity), create a "
+        "workspace with it, import it and print a summary.",
+    ),
+    "import": ("imports", "Load contacts and events from CSV, JSON Lines or Parquet."),
+    "contact": ("contacts", "Look at one contact."),
+    "score": (
+        "scoring",
+        "Score every contact: inactivity, RFM, stage (incremental after the first run).",
+    ),
+    "status": (
+        "scoring",
+        "Base health: stages, channel statuses, inactivity, erosion and wasted sending cost.",
+    ),
+    "segment": ("scoring", "Save, list, count and export named segments."),
+    "journey": ("journeys", "Win-back journeys: add, list, show, enrol."),
+    "offers": ("journeys", "Coupon codes of journey offers."),
+    "tick": (
+        "journeys",
+        "Advance every enrollment due now: branch on reactions, exit, queue messages.",
+    ),
+    "dispatch": ("journeys", "Send the queued messages through the channels, at most once each."),
+    "run": ("journeys", "Tick, then dispatch: the command for cron."),
+    "simulate": (
+        "journeys",
+        "Play the journey on a virtual clock: funnel, messages, cost, reactivations.",
+    ),
+    "outbox": (
+        "journeys",
+        "The outbox by status, or (--unknown) the messages a crash left undecided.",
+    ),
+    "serve": (
+        "web",
+        "Serve the open pixel, click links, one-click unsubscribe, preference centre, "
+        "survey and ESP webhooks (stop with Ctrl-C or SIGTERM: queued hits are written "
+        "first).",
+    ),
+    "survey": (
+        "web",
+        "The answers to the win-back survey: how many gave each reason, and the latest "
+        "free-text answers (control characters shown escaped).",
+    ),
+    "suppress": ("compliance", "The suppression list: addresses never written to again."),
+    "purge": (
+        "compliance",
+        "Erase the contacts with no contact from the person for retention.erase_after "
+        "(with retention.ask_before_erase, after a last question).",
+    ),
+    "gdpr": ("compliance", "The rights of one person: export and erasure."),
+    "audit": (
+        "compliance",
+        "List the audit records: who decided what about which contact, and why.",
+    ),
+    "models": ("models", "Fit the purchase and spend models, and check them on a holdout period."),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command ``name`` of the top group, built from its module."""
+    module = import_module(f"winback.cli.{COMMANDS[name][0]}")
+    sub = getattr(module, "app", None)
+    if sub is not None:
+        sub.rich_markup_mode = None
+        group = typer.main.get_group(sub)
+        group.name = name
+        return group
+    sub = typer.Typer(rich_markup_mode=None)
+    module.register(sub)
+    command = typer.main.get_group(sub).commands.get(name)
+    if command is None:
+        raise LookupError(f"winback.cli.{COMMANDS[name][0]} defines no command {name}")
+    return command
 
 
 class WinbackGroup(TyperGroup):
     """The top group; every command runs inside its ``invoke``, so this is the one place
-    where library errors are translated."""
+    where library errors are translated. Commands are loaded on first use."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return self.commands[cmd_name]
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except WinbackError as exc:
+            from winback.cli.common import err_console
+
             err_console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
             raise typer.Exit(exc.exit_code) from exc
         finally:
-            close_workspaces()
+            if "winback.cli.common" in sys.modules:
+                from winback.cli.common import close_workspaces
+
+                close_workspaces()
 
 
 app = typer.Typer(
@@ -37,14 +146,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-workspace.register(app)
-app.add_typer(imports.app, name="import")
-app.add_typer(contacts.app, name="contact")
-scoring.register(app)
-journeys.register(app)
-web.register(app)
-compliance.register(app)
-app.add_typer(models.app, name="models")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"winback {version('winback')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top(
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print winback's version and exit.",
+        ),
+    ] = None,
+) -> None:
+    """Find the quiet contacts of a marketing base, win back who can be won back, and let
+    go of the rest cleanly."""
 
 
 def main() -> None:
