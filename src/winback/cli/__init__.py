@@ -82,6 +82,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compliance",
         "List the audit records: who decided what about which contact, and why.",
     ),
+    "doctor": (
+        "doctor",
+        "Check the workspace: config, database, public_url, SMTP, DKIM, templates, the "
+        "tracking server, the last score and messages in doubt; exit 1 on an error.",
+    ),
     "models": ("models", "Fit the purchase and spend models, and check them on a holdout period."),
 }
 

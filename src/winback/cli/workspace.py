@@ -29,7 +29,14 @@ def init(
         f"Workspace ready in [bold]{directory}[/] (profile {profile}, database "
         f"{workspace.engine.url.render_as_string(hide_password=True)})."
     )
-    console.print(f"Next: winback import contacts FILE -w {directory}")
+    console.print(f"Next: winback import contacts FILE -w {directory}", markup=False)
+    console.print(
+        "Before the first real send, set in winback.toml: workspace.public_url (the https "
+        "address of `winback serve`), [email] host, port, tls, username and password (or "
+        "WINBACK_SMTP_URL), and [email] from. `winback doctor` checks them.",
+        markup=False,
+        highlight=False,
+    )
 
 
 def migrate(workspace: WorkspaceOption = None) -> None:
