@@ -7,12 +7,12 @@ DEMO_DIR ?= demo-workspace
 DEMO_CONTACTS ?= 50000
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench lint format clean
+.PHONY: install demo test test-fast bench lint format docs clean
 
 $(BIN)/winback: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,pg,bench]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,pg,bench,docs]'
 	touch $@
 
 install: $(BIN)/winback
@@ -35,15 +35,20 @@ bench: install
 	$(BIN)/python bench/journeys.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/tracking.py
+	$(BIN)/python bench/cli.py
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs
+	$(BIN)/ruff format --check src tests bench docs
 	$(BIN)/mypy
 
+docs: install
+	$(BIN)/python docs/gen_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 format: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench docs
+	$(BIN)/ruff check --fix src tests bench docs
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(DEMO_DIR) site .pytest_cache .ruff_cache .mypy_cache

@@ -365,13 +365,13 @@ _TEMPLATE = """\
 # Durations are written 45s, 90min, 12h, 30d, 2w or 3y.
 
 [workspace]
-name = "{name}"
+name = "{name}"              # the workspace's name, shown in reports
 timezone = "UTC"            # days of inactivity are counted in this zone (IANA name)
 default_region = "FR"       # phone numbers without +country are read in this region
 language = "fr"             # fr or en: pages and messages for contacts with no language
 public_url = "http://127.0.0.1:8025"   # where `winback serve` is reached from the internet
-brand_name = "{name}"
-brand_color = "#2b6cb0"
+brand_name = "{name}"        # the sender's name on pages and in messages
+brand_color = "#2b6cb0"     # the colour of buttons and headings on the pages
 
 [import]
 # A marketing list with no consent column: are its addresses subscribed? (subscribed | none)
@@ -386,40 +386,49 @@ dormant_after = {dormant}          # days: dormant from this many (inclusive)
 lost_after = {lost}               # days: lost from this many
 protect_subscribers = {protect}   # never win back someone with an active paid subscription
 clock = "days"              # days | p_alive (once `winback models fit` has run)
-at_risk_p_alive = 0.5
-dormant_p_alive = 0.3
-lost_p_alive = 0.1
+at_risk_p_alive = 0.5       # with clock = "p_alive": at risk below this P(alive)
+dormant_p_alive = 0.3       # dormant below this P(alive)
+lost_p_alive = 0.1          # lost below this P(alive)
 
 [scoring]
 machine_open_seconds = 2    # an unflagged open this soon after delivery is a proxy prefetch
 
 [cost]
-currency = "EUR"
+currency = "EUR"            # the currency of costs, revenue and offers
 email = 0.001               # cost of one email
 sms = 0.045                 # cost of one SMS
 
 [email]
 host = "127.0.0.1"          # WINBACK_SMTP_URL=smtp://user:pass@host:port overrides these
-port = 25
+port = 25                   # 25, or 587 with starttls, 465 with tls
 tls = "none"                # none | starttls | tls
-from = "{name} <news@example.com>"
+# username = "..."          # the SMTP login, if the server asks for one
+# password = "..."          # its password (or put both in WINBACK_SMTP_URL)
+from = "{name} <news@example.com>"   # the From: of every email
+# reply_to = "service@example.com"   # a Reply-To:, when replies go elsewhere
 # unsubscribe_mailto = "unsubscribe@example.com"   # adds a mailto: to List-Unsubscribe
-rate_per_second = 50
+rate_per_second = 50        # at most this many emails a second (the relay's limit)
 dispatch_batch = 100        # messages claimed per commit: at most this many unknown after a crash
+# DKIM signing (all three or none); publish the public key at SELECTOR._domainkey.DOMAIN:
+# dkim_domain = "example.com"     # the d= of the signature: your From: domain
+# dkim_selector = "winback"       # the s= of the signature
+# dkim_key_file = "dkim.pem"      # PEM RSA private key, relative to the workspace
 
 [sms]
 provider = "file"           # file (dry run) | smsfactor
-sender = "WINBACK"
-stop_mention = "STOP au 36111"
-rate_per_second = 10
-dispatch_batch = 100
+sender = "WINBACK"          # the sender name shown on the phone (11 characters at most)
+stop_mention = "STOP au 36111"   # the opt-out mention added to every commercial SMS
+# api_url = "https://api.smsfactor.com"   # the provider's API
+# api_token = "..."         # the provider's API token
+rate_per_second = 10        # at most this many SMS a second
+dispatch_batch = 100        # messages claimed per commit
 
 [frequency]
 max_per_week = 3            # messages per contact per week, all journeys together
 
 [bounces]
 soft_limit = 3              # soft bounces within soft_window that suppress an address
-soft_window = "30d"
+soft_window = "30d"         # the window in which soft bounces are counted
 
 [retention]
 erase_after = "3y"          # erase personal data this long after the person's last contact
@@ -428,15 +437,15 @@ ask_ahead = "4w"            # how long before the erasure the question goes out
 
 [quiet_hours]
 sms = true                  # commercial SMS: Monday to Saturday, start_hour to end_hour
-email = false
-start_hour = 8
-end_hour = 20
+email = false               # the same hours for email
+start_hour = 8              # first hour of sending, in the contact's own zone
+end_hour = 20               # sending stops at this hour
 
 [models]
 kind = "bgnbd"              # bgnbd | pareto
 time_unit = "weeks"         # days | weeks
-horizon_months = 12
-monthly_discount_rate = 0.01
+horizon_months = 12         # the expected value is over this many months
+monthly_discount_rate = 0.01   # the discount rate of future value, per month
 
 [simulate]
 # What `winback simulate` assumes a message brings, until fitted models say better.
