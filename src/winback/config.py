@@ -170,6 +170,10 @@ class CostSection(Section):
     sms: float = Field(0.045, ge=0)
 
 
+class ResultsSection(Section):
+    attribution_days: int = Field(7, ge=0, le=365)
+
+
 class EmailSection(Section):
     host: str = "127.0.0.1"
     port: int = Field(25, gt=0, lt=65536)
@@ -293,6 +297,7 @@ class Config(Section):
     policy: PolicySection = Field(default_factory=lambda: PolicySection.model_validate({}))
     scoring: ScoringSection = ScoringSection()
     cost: CostSection = CostSection()
+    results: ResultsSection = ResultsSection()
     email: EmailSection = EmailSection()
     sms: SmsSection = SmsSection()
     frequency: FrequencySection = FrequencySection()
@@ -397,6 +402,9 @@ machine_open_seconds = 2    # an unflagged open this soon after delivery is a pr
 currency = "EUR"            # the currency of costs, revenue and offers
 email = 0.001               # cost of one email
 sms = 0.045                 # cost of one SMS
+
+[results]
+attribution_days = 7        # a purchase this many days after a message is the journey's conversion
 
 [email]
 host = "127.0.0.1"          # WINBACK_SMTP_URL=smtp://user:pass@host:port overrides these
