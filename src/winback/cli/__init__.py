@@ -82,6 +82,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compliance",
         "List the audit records: who decided what about which contact, and why.",
     ),
+    "report": ("report", "Write the base and journey views as one HTML file that needs no server."),
+    "user": ("users", "The people who may log in to the dashboard."),
     "doctor": (
         "doctor",
         "Check the workspace: config, database, public_url, SMTP, DKIM, templates, the "

@@ -318,3 +318,14 @@ import_runs = Table(
     Column("finished_at", DateTime),
     Column("counts", JSON),
 )
+
+# The people who may open the dashboard: an email and an Argon2 hash of the password.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)

@@ -34,6 +34,7 @@ from winback.errors import ConfigError, NotFoundError
 from winback.links import BadToken, Links
 from winback.web import choices
 from winback.web.csrf import csrf_ok, csrf_token
+from winback.web.dashboard import dashboard_router
 from winback.web.events import Hit
 from winback.web.texts import TEXTS, language_of
 from winback.web.webhooks import WebhookError, WebhookRequest, parser_for, record_webhook
@@ -450,6 +451,12 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
         result = await server.write(lambda c: record_webhook(c, workspace, provider, found, now))
         return JSONResponse(result.as_dict())
 
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        """For `winback doctor` and load balancers: the server is up and is winback."""
+        return JSONResponse({"winback": "ok"}, headers=_NO_CACHE)
+
+    app.include_router(dashboard_router(server))
     return WinbackApp(server, app)
 
 

@@ -1,0 +1,42 @@
+"""``winback report``: the base and the journeys as one self-contained HTML file."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from winback.cli.common import NowOption, WorkspaceOption, console, now_option, open_workspace
+from winback.reports.html import render_report
+
+
+def report(
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Start of the period of moves between stages (YYYY-MM-DD)."),
+    ] = None,
+) -> None:
+    """Write the base and journey views as one HTML file that needs no server."""
+    ws = open_workspace(workspace)
+    start = None
+    if since is not None:
+        try:
+            start = date.fromisoformat(since)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{since!r} is not a date YYYY-MM-DD", param_hint="--since"
+            ) from None
+    html = render_report(ws, now_option(now, ws), start)
+    out.write_text(html, encoding="utf-8")
+    console.print(
+        f"Report written to {out} ({len(html) // 1024:,} KiB).", markup=False, highlight=False
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(report)

@@ -1,0 +1,79 @@
+"""What each page of the dashboard shows, as plain data and charts: the dashboard
+(:mod:`winback.web.dashboard`) and the standalone report (``winback report``) render the
+same views, so they always agree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from winback.clock import local_date
+from winback.reports import charts, trends
+from winback.reports.health import base_health
+from winback.reports.results import journey_results
+from winback.store.schema import journeys
+from winback.workspace import Workspace
+
+
+def base_view(
+    workspace: Workspace, now: datetime, t: Mapping[str, str], since: date | None = None
+) -> dict[str, Any]:
+    """The base page: health, stages over time, flows between stages since ``since``
+    (90 days by default)."""
+    today = local_date(now, workspace.config.workspace.tz)
+    with workspace.engine.connect() as connection:
+        health = base_health(connection, workspace.config, now)
+        trend = trends.stages_over_time(connection, today)
+        flows = trends.stage_flows(connection, since or today - timedelta(days=90), today)
+    return {
+        "health": health,
+        "flows": flows,
+        "flows_since": (since or today - timedelta(days=90)).isoformat(),
+        "charts": [
+            charts.stages_over_time(trend, t),
+            charts.inactivity(health, t),
+            charts.channels(health, t),
+        ],
+    }
+
+
+def journeys_view(workspace: Workspace, now: datetime, t: Mapping[str, str]) -> dict[str, Any]:
+    """The journeys page: each journey's results, funnel and lift."""
+    with workspace.engine.connect() as connection:
+        names = connection.execute(select(journeys.c.name).order_by(journeys.c.name)).scalars()
+        found = list(names)
+    results = [journey_results(workspace, name, now) for name in found]
+    return {
+        "journeys": [
+            {"result": result, "charts": [charts.funnel(result, t), charts.lift(result, t)]}
+            for result in results
+        ]
+    }
+
+
+def deliverability_view(
+    workspace: Workspace, now: datetime, t: Mapping[str, str]
+) -> dict[str, Any]:
+    """The deliverability page: weekly bounce and complaint rates, suppressions."""
+    with workspace.engine.connect() as connection:
+        weekly = trends.deliverability(connection, now)
+        reasons = trends.suppressions_by_reason(connection)
+    return {
+        "weekly": weekly,
+        "suppressions": reasons,
+        "charts": [
+            charts.deliverability(weekly, t),
+            charts.counts(reasons, t["suppressions"], t),
+        ],
+    }
+
+
+def survey_view(workspace: Workspace, t: Mapping[str, str]) -> dict[str, Any]:
+    """The survey page: answers per reason and the latest free texts."""
+    from winback.web.choices import survey_report
+
+    report = survey_report(workspace, latest=50)
+    return {"report": report, "charts": [charts.counts(report["reasons"], t["answers"], t)]}
