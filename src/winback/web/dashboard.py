@@ -68,9 +68,7 @@ def dashboard_router(server: Any) -> APIRouter:
             "nav": NAV, "brand": {"name": server.config.workspace.brand_name,
                                   "color": server.config.workspace.brand_color},
         }  # fmt: skip
-        html = templates.get_template(f"dashboard/{template}.html.j2").render(
-            {**values, **context}
-        )
+        html = templates.get_template(f"dashboard/{template}.html.j2").render({**values, **context})
         return HTMLResponse(html, status_code=status, headers=_NO_STORE)
 
     def user_of(request: Request) -> str | None:
