@@ -735,3 +735,20 @@ def test_survey_reason_is_the_latest_answer_at_the_moment_of_the_count(
         )
         query = segment_query(parse_expression("survey_reason = too_many"), NOW, PARIS)
         assert [names[i] for i in c.execute(query).scalars()] == ["ben"]
+
+
+def test_list_and_show_print_what_was_written_as_plain_text(
+    sqlite_workspace: Workspace, cli: CliRunner
+) -> None:
+    args = ["-w", str(sqlite_workspace.path)]
+    where = "city = '[bold red]Paris' or source != \"=HYPERLINK(x)\""
+    saved = cli.invoke(app, ["segment", "save", "[blink]odd", "--where", where, *args])
+    assert saved.exit_code == 0, saved.output
+    listed = cli.invoke(app, ["segment", "list", *args])
+    assert "[blink]odd" in listed.output and "[bold red]" in listed.output
+    shown = cli.invoke(app, ["segment", "show", "[blink]odd", *args])
+    assert (
+        '"where": "city = \\"[bold red]Paris\\" or source != \\"=HYPERLINK(x)\\""' in shown.output
+    )
+    again = cli.invoke(app, ["segment", "save", "[blink]odd", "--where", "stage = lost", *args])
+    assert again.exit_code == 2 and "exists already (pass --replace)" in again.output
