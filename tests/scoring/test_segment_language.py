@@ -88,6 +88,64 @@ def _enrol(c: Connection, journey: int, contact: int, status: str, outcome: str 
     )
 
 
+# The scores of build_base's contacts (gus has none: never scored).
+SCORES: dict[str, dict[str, Any]] = {
+    "ana": {
+        "stage": "dormant",
+        "p_alive": 0.2,
+        "purchases": 3,
+        "total_spend": 420.0,
+        "expected_value_12m": 35.5,
+        "last_interaction_at": _ago(300),
+        "last_purchase_at": _ago(300),
+        "first_purchase_at": _ago(900),
+        "recency_score": 2,
+        "monetary_score": 5,
+    },
+    # last interaction 23:30 UTC on 2024-04-26: the 27th in Paris, 400 days before NOW
+    "ben": {
+        "stage": "dormant",
+        "p_alive": 0.5,
+        "purchases": 1,
+        "total_spend": 20.0,
+        "expected_value_12m": 4.0,
+        "last_interaction_at": datetime(2024, 4, 26, 23, 30, tzinfo=UTC),
+        "last_purchase_at": _ago(200),
+        "first_purchase_at": _ago(200),
+        "recency_score": 1,
+        "monetary_score": 1,
+    },
+    "cleo": {
+        "stage": "at_risk",
+        "purchases": 2,
+        "total_spend": 90.0,
+        "last_interaction_at": _ago(100),
+        "last_purchase_at": _ago(100),
+        "first_purchase_at": _ago(500),
+        "recency_score": 3,
+        "monetary_score": 3,
+    },
+    "dan": {
+        "stage": "unsubscribed",
+        "p_alive": 0.1,
+        "purchases": 1,
+        "total_spend": 15.0,
+        "last_interaction_at": _ago(250),
+        "last_purchase_at": _ago(250),
+        "first_purchase_at": _ago(250),
+        "recency_score": 1,
+        "monetary_score": 1,
+    },
+    "eve": {"stage": "prospect", "p_alive": 0.9, "last_interaction_at": _ago(2)},
+    "fay": {
+        "stage": "dormant",
+        "p_alive": 0.1,
+        "last_purchase_at": _ago(400),
+        "last_interaction_at": _ago(400),
+    },
+}
+
+
 def build_base(ws: Workspace) -> dict[int, str]:
     """Five scored contacts (and one erased, one never scored), by id."""
     with ws.engine.begin() as c:
@@ -150,69 +208,8 @@ def build_base(ws: Workspace) -> dict[int, str]:
                 c, email="gus@example.com", created_at=day(2021, 1, 1), country="FR"
             ),
         }
-        _scores(
-            c,
-            ids["ana"],
-            stage="dormant",
-            p_alive=0.2,
-            purchases=3,
-            total_spend=420.0,
-            expected_value_12m=35.5,
-            last_interaction_at=_ago(300),
-            last_purchase_at=_ago(300),
-            first_purchase_at=_ago(900),
-            recency_score=2,
-            monetary_score=5,
-        )
-        # last interaction 23:30 UTC on 2024-04-26: the 27th in Paris, 400 days before NOW
-        _scores(
-            c,
-            ids["ben"],
-            stage="dormant",
-            p_alive=0.5,
-            purchases=1,
-            total_spend=20.0,
-            expected_value_12m=4.0,
-            last_interaction_at=datetime(2024, 4, 26, 23, 30, tzinfo=UTC),
-            last_purchase_at=_ago(200),
-            first_purchase_at=_ago(200),
-            recency_score=1,
-            monetary_score=1,
-        )
-        _scores(
-            c,
-            ids["cleo"],
-            stage="at_risk",
-            purchases=2,
-            total_spend=90.0,
-            last_interaction_at=_ago(100),
-            last_purchase_at=_ago(100),
-            first_purchase_at=_ago(500),
-            recency_score=3,
-            monetary_score=3,
-        )
-        _scores(
-            c,
-            ids["dan"],
-            stage="unsubscribed",
-            p_alive=0.1,
-            purchases=1,
-            total_spend=15.0,
-            last_interaction_at=_ago(250),
-            last_purchase_at=_ago(250),
-            first_purchase_at=_ago(250),
-            recency_score=1,
-            monetary_score=1,
-        )
-        _scores(c, ids["eve"], stage="prospect", p_alive=0.9, last_interaction_at=_ago(2))
-        _scores(
-            c,
-            ids["fay"],
-            stage="dormant",
-            p_alive=0.1,
-            last_purchase_at=_ago(400),
-            last_interaction_at=_ago(400),
-        )
+        for name, values in SCORES.items():
+            _scores(c, ids[name], **values)
         winback, welcome = _journey(c, "winback"), _journey(c, "welcome 2025")
         _enrol(c, winback, ids["cleo"], "active", None)
         _enrol(c, winback, ids["dan"], "sunset", "sunset")
