@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 from tests.builders import add_contact, day
 from winback.cli import app
-from winback.scoring.segment_language import SegmentError, parse_expression, render
+from winback.scoring.segment_conditions import SegmentError, render
+from winback.scoring.segment_language import parse_expression
 from winback.scoring.segments import (
     count_segment,
     export_columns,

@@ -21,7 +21,7 @@ from winback.cli.common import (
 )
 from winback.reports import base_health
 from winback.scoring import score_base
-from winback.scoring.segment_language import render
+from winback.scoring.segment_conditions import render
 from winback.scoring.segments import (
     count_segment,
     delete_segment,

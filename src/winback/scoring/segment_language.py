@@ -5,10 +5,10 @@
     stage in (dormant, at_risk) and (p_alive < 0.3 or days_inactive > 365)
     and not tags contains "vip" and last_purchase_at < 180 days ago and country = "FR"
 
-The grammar is ``segment.lark`` (parsed by Lark); this module turns its tree into plain
-values (:class:`Condition`, :class:`Journey`, :class:`All`, :class:`Any_`, :class:`Not`),
-checks every field and value against :data:`FIELDS`, and writes an expression back as
-text (:func:`render`). :mod:`winback.scoring.segment_sql` compiles the values to
+The grammar is ``segment.lark`` (parsed by Lark); this module turns its tree into the
+plain values of :mod:`winback.scoring.segment_conditions` (which also writes them back
+as text), checking every field and value against its catalogue, and says where and why
+an expression cannot be read. :mod:`winback.scoring.segment_sql` compiles the values to
 SQLAlchemy; nothing here touches SQL.
 
 - Fields: the contact's columns, its scores, ``attributes.KEY`` (a custom attribute, as
@@ -41,153 +41,26 @@ from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from importlib.resources import files
-from typing import Any, TypeAlias
+from typing import Any
 
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedInput, v_args
 from lark.exceptions import VisitError
 
-from winback.domain import ChannelStatus, Stage
-from winback.errors import WinbackError
-from winback.scoring.stages import AGE_BANDS, SPEND_LEVELS
-
-
-class SegmentError(WinbackError):
-    """A segment expression is malformed, names an unknown field or has a value that does
-    not fit it."""
-
-    exit_code = 2
-
-
-@dataclass(frozen=True)
-class Field:
-    """What a field holds: ``text``, ``choice`` (one of ``choices``), ``number``,
-    ``date`` (a timestamp, compared by calendar day), ``day`` (a calendar date), ``bool``
-    or ``list`` (a JSON array of strings)."""
-
-    kind: str
-    choices: tuple[str, ...] = ()
-    upper: bool = False  # values are kept in capitals (country codes)
-
-
-_STATUSES = tuple(s.value for s in ChannelStatus)
-FIELDS: dict[str, Field] = {
-    # the contact
-    "email": Field("text"),
-    "phone": Field("text"),
-    "first_name": Field("text"),
-    "last_name": Field("text"),
-    "country": Field("text", upper=True),
-    "city": Field("text"),
-    "language": Field("text"),
-    "timezone": Field("text"),
-    "gender": Field("text"),
-    "birth_year": Field("number"),
-    "age_band": Field("choice", tuple(band[0] for band in AGE_BANDS)),
-    "source": Field("text"),
-    "created_at": Field("date"),
-    "email_status": Field("choice", _STATUSES),
-    "sms_status": Field("choice", _STATUSES),
-    "subscription_active": Field("bool"),
-    "frequency": Field("choice", ("normal", "monthly")),
-    "tags": Field("list"),
-    "interests": Field("list"),
-    "topics": Field("list"),
-    # its scores
-    "stage": Field("choice", tuple(s.value for s in Stage)),
-    "stage_since": Field("day"),
-    "days_inactive": Field("number"),
-    "last_interaction_at": Field("date"),
-    "last_email_at": Field("date"),
-    "last_sms_at": Field("date"),
-    "last_web_at": Field("date"),
-    "last_app_at": Field("date"),
-    "last_store_at": Field("date"),
-    "purchases": Field("number"),
-    "total_spend": Field("number"),
-    "avg_spend": Field("number"),
-    "recency_score": Field("number"),
-    "frequency_score": Field("number"),
-    "monetary_score": Field("number"),
-    "spend_level": Field("choice", SPEND_LEVELS),
-    "dormant_subscriber": Field("bool"),
-    "p_alive": Field("number"),
-    "expected_purchases_90d": Field("number"),
-    "expected_value_12m": Field("number"),
-    "first_purchase_at": Field("date"),
-    "last_purchase_at": Field("date"),
-    # what the person answered
-    "survey_reason": Field("text"),
-}
-ATTRIBUTE_PREFIX = "attributes."
-_ATTRIBUTE = Field("text")
-_ATTRIBUTE_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
-_ORDERED = ("number", "date", "day")
-
-
-@dataclass(frozen=True)
-class DaysAgo:
-    """A date relative to the moment the segment is counted: ``count`` ``unit`` ago."""
-
-    count: int
-    unit: str  # days | weeks | months | years
-
-
-Value: TypeAlias = str | float | bool | date | DaysAgo
-
-
-@dataclass(frozen=True)
-class Condition:
-    """``field operator values``. ``operator`` is one of ``= < <= > >= between in contains
-    empty``; ``!=``, ``not in`` and ``is not empty`` are a :class:`Not` around one."""
-
-    field: str
-    operator: str
-    values: tuple[Value, ...] = ()
-
-
-@dataclass(frozen=True)
-class Journey:
-    """``in_journey NAME`` (``finished`` False) or ``finished_journey NAME [as OUTCOME]``."""
-
-    name: str
-    finished: bool
-    outcome: str | None = None
-
-
-@dataclass(frozen=True)
-class All:
-    parts: tuple[Expression, ...]
-
-
-@dataclass(frozen=True)
-class Any_:
-    parts: tuple[Expression, ...]
-
-
-@dataclass(frozen=True)
-class Not:
-    part: Expression
-
-
-Expression: TypeAlias = Condition | Journey | All | Any_ | Not
-EVERYONE = All(())
-
-
-def field_spec(name: str, column: int | None = None) -> Field:
-    """The :class:`Field` of ``name`` (``attributes.KEY`` included)."""
-    if name.startswith(ATTRIBUTE_PREFIX) and _ATTRIBUTE_KEY.match(name[len(ATTRIBUTE_PREFIX) :]):
-        return _ATTRIBUTE
-    spec = FIELDS.get(name)
-    if spec is None:
-        where = f" at column {column}" if column else ""
-        raise SegmentError(
-            f"unknown segment field {name!r}{where}; known fields: {', '.join(FIELDS)}, "
-            "attributes.KEY, in_journey NAME, finished_journey NAME [as OUTCOME]"
-        )
-    return spec
-
-
-# -- parsing -------------------------------------------------------------------------
+from winback.scoring.segment_conditions import (
+    FIELDS,
+    ORDERED_KINDS,
+    Any_,
+    Condition,
+    DaysAgo,
+    Expression,
+    Field,
+    Journey,
+    Not,
+    SegmentError,
+    Value,
+    conjunction,
+    field_spec,
+)
 
 
 @cache
@@ -199,8 +72,8 @@ def _parser() -> Lark:
 def parse_expression(text: str) -> Expression:
     """The expression ``text`` as plain values, checked field by field.
 
-    >>> parse_expression('country = "FR" and not tags contains vip')
-    All(parts=(Condition(field='country', operator='=', values=('FR',)), Not(part=...)))
+    ``country = "FR" and not tags contains vip`` is ``All((Condition("country", "=",
+    ("FR",)), Not(Condition("tags", "in", ("vip",)))))``.
     """
     if not text.strip():
         raise SegmentError(
@@ -221,14 +94,6 @@ def parse_expression(text: str) -> Expression:
 def parse_conditions(texts: Iterable[str]) -> Expression:
     """Several expressions (one per ``--where``) that must all hold."""
     return conjunction(parse_expression(text) for text in texts)
-
-
-def conjunction(parts: Iterable[Expression]) -> Expression:
-    """``a and b and ...``, flattened; everyone when there are none."""
-    flat: list[Expression] = []
-    for part in parts:
-        flat.extend(part.parts if isinstance(part, All) else (part,))
-    return flat[0] if len(flat) == 1 else All(tuple(flat))
 
 
 _TERMINALS = {
@@ -269,7 +134,7 @@ def _syntax_message(text: str, exc: UnexpectedInput) -> str:
     )
     field = _last_field(text[:position])
     spec = FIELDS.get(field or "") if field else None
-    if spec is None or spec.kind not in _ORDERED:
+    if spec is None or spec.kind not in ORDERED_KINDS:
         expected -= {"RANGE", "UNIT"}
     words = [_TERMINALS.get(name, name) for name in sorted(expected, key=_order)]
     if {"BARE", "STRING"} & expected and spec is not None:
@@ -372,7 +237,7 @@ class _Build(Transformer[Token, Expression]):
 
     def range(self, field: Token, _eq: Token, *parts: _Raw | Token) -> Expression:
         spec = self._spec(field)
-        if spec.kind not in _ORDERED:
+        if spec.kind not in ORDERED_KINDS:
             raise SegmentError(f"{field} at column {field.column} takes no range (MIN..MAX)")
         split = next(i for i, p in enumerate(parts) if isinstance(p, Token))
         low, high = parts[:split], parts[split + 1 :]
@@ -434,7 +299,7 @@ class _Build(Transformer[Token, Expression]):
         name = str(field)
         if spec.kind == "list" and operator in ("=", "in"):
             operator = "in"
-        elif operator in ("<", "<=", ">", ">=", "between") and spec.kind not in _ORDERED:
+        elif operator in ("<", "<=", ">", ">=", "between") and spec.kind not in ORDERED_KINDS:
             raise SegmentError(
                 f"{name} at column {field.column} cannot be compared with {operator}: "
                 "it takes =, !=, in, not in, is empty"
@@ -512,94 +377,4 @@ def _stored(name: str, spec: Field, value: Any) -> Value:
     return _value(name, spec, _Raw(str(value), 0))
 
 
-# -- back to text --------------------------------------------------------------------
-
-_BARE_WORD = re.compile(r"^[A-Za-z0-9_+\-@]+(\.[A-Za-z0-9_+\-@]+)*$")
-_KEYWORDS = {"or", "and", "not", "in", "is", "empty", "between", "contains", "as", "ago"}
-
-
-def render(expression: Expression) -> str:
-    """``expression`` written in the language; :func:`parse_expression` reads it back as
-    the same value."""
-    return _render(expression, top=True)
-
-
-def _render(expression: Expression, *, top: bool = False) -> str:
-    if isinstance(expression, All):
-        if not expression.parts:
-            return ""
-        text = " and ".join(_render(p) for p in expression.parts)
-        return text if top or len(expression.parts) == 1 else f"({text})"
-    if isinstance(expression, Any_):
-        text = " or ".join(_render(p) for p in expression.parts)
-        return text if top or len(expression.parts) == 1 else f"({text})"
-    if isinstance(expression, Not):
-        part = expression.part
-        if isinstance(part, Condition) and part.operator == "=":
-            return f"{part.field} != {_literal(part.values[0])}"
-        if isinstance(part, Condition) and part.operator == "empty":
-            return f"{part.field} is not empty"
-        if isinstance(part, Condition) and part.operator == "in" and not _is_list(part.field):
-            return f"{part.field} not in {_list(part.values)}"
-        return f"not {_render(part)}"
-    if isinstance(expression, Journey):
-        if not expression.finished:
-            return f"in_journey {_literal(expression.name)}"
-        outcome = f" as {_literal(expression.outcome)}" if expression.outcome else ""
-        return f"finished_journey {_literal(expression.name)}{outcome}"
-    field, operator, values = expression.field, expression.operator, expression.values
-    if operator == "empty":
-        return f"{field} is empty"
-    if operator == "between":
-        return f"{field} between {_literal(values[0])} and {_literal(values[1])}"
-    if operator == "in":
-        if _is_list(field):
-            one = len(values) == 1
-            return f"{field} contains {_literal(values[0]) if one else _list(values)}"
-        return f"{field} in {_list(values)}"
-    return f"{field} {operator} {_literal(values[0])}"
-
-
-def _is_list(field: str) -> bool:
-    return field_spec(field).kind == "list"
-
-
-def _list(values: tuple[Value, ...]) -> str:
-    return "(" + ", ".join(_literal(v) for v in values) + ")"
-
-
-def _literal(value: Value | None) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-    if isinstance(value, DaysAgo):
-        return f"{value.count} {value.unit} ago"
-    if isinstance(value, date):
-        return value.isoformat()
-    text = str(value)
-    if _BARE_WORD.match(text) and text.lower() not in _KEYWORDS:
-        return text
-    return f"'{text}'" if '"' in text else f'"{text}"'
-
-
-__all__ = [
-    "ATTRIBUTE_PREFIX",
-    "EVERYONE",
-    "FIELDS",
-    "All",
-    "Any_",
-    "Condition",
-    "DaysAgo",
-    "Expression",
-    "Field",
-    "Journey",
-    "Not",
-    "SegmentError",
-    "conjunction",
-    "field_spec",
-    "from_filters",
-    "parse_conditions",
-    "parse_expression",
-    "render",
-]
+__all__ = ["from_filters", "parse_conditions", "parse_expression"]

@@ -1,4 +1,4 @@
-"""A segment expression (:mod:`winback.scoring.segment_language`) compiled to a
+"""A segment expression (:mod:`winback.scoring.segment_conditions`) compiled to a
 SQLAlchemy condition over ``contacts`` joined to ``contact_scores``, at a moment.
 
 Values are always bound parameters; the field names come from the fixed catalogue, never
@@ -33,7 +33,7 @@ from sqlalchemy import (
     true,
 )
 
-from winback.scoring.segment_language import (
+from winback.scoring.segment_conditions import (
     ATTRIBUTE_PREFIX,
     All,
     Any_,

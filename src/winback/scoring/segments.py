@@ -23,17 +23,15 @@ from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
 from winback.clock import from_db, to_db
 from winback.errors import NotFoundError
-from winback.scoring.segment_language import (
+from winback.scoring.segment_conditions import (
     EVERYONE,
     Expression,
     SegmentError,
     conjunction,
     field_spec,
-    from_filters,
-    parse_conditions,
-    parse_expression,
     render,
 )
+from winback.scoring.segment_language import from_filters, parse_conditions, parse_expression
 from winback.scoring.segment_sql import SegmentCompiler
 from winback.store.schema import contact_scores, contacts, segments
 
