@@ -146,7 +146,7 @@ def test_a_filter_on_an_unknown_field_lists_the_known_fields(
     )
     assert result.exit_code == 2
     assert "unknown segment field 'shoe_size'" in result.output
-    assert "stage, recency_score" in result.output and "tags, interests" in result.output
+    assert all(f" {name}," in result.output for name in ("stage", "recency_score", "tags"))
     bad = cli.invoke(
         app, ["segment", "save", "x", "--where", "stage=sleeping", "-w", str(sqlite_workspace.path)]
     )

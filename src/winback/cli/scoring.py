@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from winback.cli.common import (
     JsonOption,
@@ -16,18 +17,21 @@ from winback.cli.common import (
     now_option,
     open_workspace,
     print_json,
+    write_csv,
 )
 from winback.reports import base_health
 from winback.scoring import score_base
+from winback.scoring.segment_conditions import render
 from winback.scoring.segments import (
     count_segment,
     delete_segment,
+    export_columns,
     export_segment,
     list_segments,
     load_segment,
     parse_conditions,
     save_segment,
-    segment_filters,
+    segment_expression,
 )
 
 SegmentArgument = Annotated[str, typer.Argument(help="Name of the segment.")]
@@ -36,9 +40,14 @@ WhereOption = Annotated[
     list[str] | None,
     typer.Option(
         "--where",
-        help="A condition: FIELD=V1,V2 | FIELD=MIN..MAX | FIELD>=N | FIELD<=N (repeatable).",
+        help="An expression in the segment language, e.g. 'stage in (dormant, at_risk) and "
+        "not tags contains vip and last_purchase_at < 180 days ago' (repeatable: all must "
+        "hold; FIELD=V1,V2 and FIELD=MIN..MAX still work). See the README.",
         show_default=False,
     ),
+]
+OptionalSegment = Annotated[
+    str | None, typer.Argument(help="Saved segment (or use --where).", show_default=False)
 ]
 
 segment_app = typer.Typer(help="Save, list, count and export named segments.", no_args_is_help=True)
@@ -121,26 +130,26 @@ def segment_save(
     workspace: WorkspaceOption = None,
     now: NowOption = None,
 ) -> None:
-    """Save a named segment from --where conditions."""
+    """Save a named segment from a --where expression."""
     ws = open_workspace(workspace)
-    filters = parse_conditions(where or [])
+    expression = parse_conditions(where or [])
     with ws.engine.begin() as connection:
-        save_segment(connection, name, filters, now_option(now, ws), replace=replace)
-    console.print(f"Segment [bold]{name}[/] saved.")
+        text = save_segment(connection, name, expression, now_option(now, ws), replace=replace)
+    console.print(f"Segment {name} saved: {text}", markup=False, highlight=False)
 
 
 @segment_app.command("list")
 def segment_list(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
-    """List the saved segments and their filters."""
+    """List the saved segments and their expressions."""
     ws = open_workspace(workspace)
     with ws.engine.connect() as connection:
         rows = list_segments(connection)
     if as_json:
         print_json(rows)
         return
-    table = Table("segment", "filters")
+    table = Table("segment", "where")
     for row in rows:
-        table.add_row(row["name"], str(row["filters"]))
+        table.add_row(Text(row["name"]), Text(row["where"]))
     console.print(table)
 
 
@@ -149,48 +158,64 @@ def segment_show(
     name: SegmentArgument,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """Print a segment's filters as JSON."""
+    """Print a segment's expression as JSON."""
     ws = open_workspace(workspace)
     with ws.engine.connect() as connection:
-        print_json({"name": name, "filters": load_segment(connection, name)})
+        print_json({"name": name, "where": render(load_segment(connection, name))})
 
 
 @segment_app.command("count")
 def segment_count(
-    name: Annotated[str | None, typer.Argument(help="Saved segment (or use --where).")] = None,
+    name: OptionalSegment = None,
     where: WhereOption = None,
     workspace: WorkspaceOption = None,
     now: NowOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Count the contacts of a saved segment, or of ad hoc --where conditions."""
+    """Count the contacts of a saved segment, narrowed by any --where expression."""
     ws = open_workspace(workspace)
     with ws.engine.connect() as connection:
-        filters = segment_filters(connection, name, where or [])
+        expression = segment_expression(connection, name, where or [])
         count = count_segment(
-            connection, filters, now_option(now, ws), ws.config.workspace.timezone
+            connection, expression, now_option(now, ws), ws.config.workspace.timezone
         )
     if as_json:
-        print_json({"segment": name, "filters": filters, "count": count})
+        print_json({"segment": name, "where": render(expression), "count": count})
     else:
         console.print(str(count))
 
 
 @segment_app.command("export")
 def segment_export(
-    name: SegmentArgument,
-    csv_file: Annotated[Path, typer.Option("--csv", help="CSV file to write.")],
+    name: OptionalSegment = None,
+    where: WhereOption = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option("--csv", help="CSV file to write (default: standard output)."),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            help="More fields to export, comma-separated (e.g. city,created_at,"
+            "attributes.plan,survey_reason).",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOption = None,
     now: NowOption = None,
 ) -> None:
-    """Export a segment's contacts with their scores to a CSV file."""
+    """Export a segment's contacts with their channel statuses and scores to CSV."""
     ws = open_workspace(workspace)
+    names = export_columns(c.strip() for c in (columns or "").split(",") if c.strip())
+    moment, timezone = now_option(now, ws), ws.config.workspace.timezone
     with ws.engine.connect() as connection:
-        filters = load_segment(connection, name)
-        count = export_segment(
-            connection, filters, now_option(now, ws), ws.config.workspace.timezone, csv_file
+        expression = segment_expression(connection, name, where or [])
+        write_csv(
+            csv_file,
+            lambda out: export_segment(connection, expression, moment, timezone, out, names),
+            "contacts",
         )
-    console.print(f"{count} contacts written to {csv_file}.")
 
 
 @segment_app.command("delete")
@@ -202,7 +227,7 @@ def segment_delete(
     ws = open_workspace(workspace)
     with ws.engine.begin() as connection:
         delete_segment(connection, name)
-    console.print(f"Segment [bold]{name}[/] deleted.")
+    console.print(f"Segment {name} deleted.", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

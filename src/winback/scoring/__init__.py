@@ -6,7 +6,8 @@ Public face:
 - :func:`decide_stage` and :class:`Policy` are the stage rules as a pure function;
 - :func:`is_machine_open` is the machine-open (Apple MPP) rule, shared with tracking;
 - :func:`contact_scores` gives one contact's scores and stage history as plain data;
-- :mod:`winback.scoring.segments` saves named filters and compiles them to SQL.
+- :mod:`winback.scoring.segments` saves, counts and exports named segments, written in
+  the segment language (:mod:`winback.scoring.segment_language`).
 """
 
 from winback.scoring.contact import contact_scores

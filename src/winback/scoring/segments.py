@@ -1,271 +1,110 @@
-"""Named segments: saved filters over the scored base, compiled to parameterised SQL.
+"""Named segments: saved expressions over the scored base, counted and exported.
 
-A filter is a mapping from a field to a condition, stored as JSON in ``segments``::
+A segment is one expression of the segment language
+(:mod:`winback.scoring.segment_language`), stored as text in ``segments.expression``::
 
-    {"stage": {"in": ["dormant", "at_risk"]},
-     "days_inactive": {"min": 180, "max": 365},
-     "tags": {"any": ["vip"]}}
+    stage in (dormant, at_risk) and (p_alive < 0.3 or days_inactive > 365)
+    and not tags contains "vip" and last_purchase_at < 180 days ago and country = "FR"
 
-On the command line the same is written ``stage=dormant,at_risk``,
-``days_inactive=180..365``, ``recency_score>=4``, ``tags=vip`` (see :func:`parse_conditions`).
-A segment is evaluated at a moment (``now``), because inactivity and age move with time.
-Values are always bound parameters, never formatted into the SQL.
+It is evaluated at a moment (``now``), because inactivity, ages and relative dates move
+with time; :mod:`winback.scoring.segment_sql` compiles it to SQLAlchemy, values bound as
+parameters. Segments saved as JSON filters before the language still load.
 """
 
 from __future__ import annotations
 
 import csv
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
+import json
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any, TextIO
 
-from sqlalchemy import ColumnElement, Connection, Select, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
 from winback.clock import from_db, to_db
-from winback.domain import ChannelStatus, Stage
-from winback.errors import NotFoundError, WinbackError
-from winback.scoring.sql import json_has_any, local_day
-from winback.scoring.stages import AGE_BANDS, SPEND_LEVELS, day_number
+from winback.errors import NotFoundError
+from winback.scoring.segment_conditions import (
+    EVERYONE,
+    Expression,
+    SegmentError,
+    conjunction,
+    field_spec,
+    render,
+)
+from winback.scoring.segment_language import from_filters, parse_conditions, parse_expression
+from winback.scoring.segment_sql import SegmentCompiler
 from winback.store.schema import contact_scores, contacts, segments
 
 
-class SegmentError(WinbackError):
-    """A segment filter names an unknown field or has a value that does not fit it."""
-
-    exit_code = 2
-
-
-@dataclass(frozen=True)
-class _Field:
-    kind: str  # choice | number | any
-    choices: tuple[str, ...] = ()
-
-
-FIELDS: dict[str, _Field] = {
-    "stage": _Field("choice", tuple(s.value for s in Stage)),
-    "recency_score": _Field("number"),
-    "frequency_score": _Field("number"),
-    "monetary_score": _Field("number"),
-    "spend_level": _Field("choice", SPEND_LEVELS),
-    "days_inactive": _Field("number"),
-    "purchases": _Field("number"),
-    "total_spend": _Field("number"),
-    "dormant_subscriber": _Field("choice", ("true", "false")),
-    "email_status": _Field("choice", tuple(s.value for s in ChannelStatus)),
-    "sms_status": _Field("choice", tuple(s.value for s in ChannelStatus)),
-    "country": _Field("choice"),
-    "language": _Field("choice"),
-    "age_band": _Field("choice", tuple(band[0] for band in AGE_BANDS)),
-    "tags": _Field("any"),
-    "interests": _Field("any"),
-}
-
-_CONDITION = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|=)\s*(.*?)\s*$")
-
-
-def _known_fields() -> str:
-    return ", ".join(FIELDS)
-
-
-def parse_conditions(texts: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``["stage=dormant,at_risk", "days_inactive>=180"]`` as a filter mapping."""
-    filters: dict[str, dict[str, Any]] = {}
-    for text in texts:
-        match = _CONDITION.match(text)
-        if not match:
-            raise SegmentError(
-                f"cannot read the condition {text!r}: write FIELD=V1,V2, FIELD=MIN..MAX, "
-                f"FIELD>=N or FIELD<=N (fields: {_known_fields()})"
-            )
-        name, operator, value = match.groups()
-        spec = _field(name)
-        condition = filters.setdefault(name, {})
-        if spec.kind == "number":
-            if operator == "=" and ".." in value:
-                low, high = value.split("..", 1)
-                if low:
-                    condition["min"] = _number(name, low)
-                if high:
-                    condition["max"] = _number(name, high)
-            elif operator == ">=":
-                condition["min"] = _number(name, value)
-            elif operator == "<=":
-                condition["max"] = _number(name, value)
-            else:
-                condition["min"] = condition["max"] = _number(name, value)
-        else:
-            if operator != "=":
-                raise SegmentError(f"{name} takes values (FIELD=V1,V2), not {operator}")
-            values = [v.strip() for v in value.split(",") if v.strip()]
-            condition["any" if spec.kind == "any" else "in"] = values
-    return validate_filters(filters)
-
-
-def _field(name: str) -> _Field:
-    try:
-        return FIELDS[name]
-    except KeyError:
-        raise SegmentError(
-            f"unknown segment field {name!r}; known fields: {_known_fields()}"
-        ) from None
-
-
-def _number(name: str, text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise SegmentError(f"{name} needs a number, got {text!r}") from None
-
-
-def validate_filters(filters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Check a filter mapping (from the CLI or a stored segment); returns it normalised."""
-    clean: dict[str, dict[str, Any]] = {}
-    for name, condition in filters.items():
-        spec = _field(name)
-        if not isinstance(condition, Mapping):
-            raise SegmentError(f"{name}: a condition is an object such as {{'in': [...]}}")
-        if spec.kind == "number":
-            unknown = set(condition) - {"min", "max"}
-            bounds = {k: float(v) for k, v in condition.items() if k in ("min", "max")}
-            if unknown or not bounds:
-                raise SegmentError(f"{name}: give min and/or max")
-            clean[name] = bounds
-            continue
-        key = "any" if spec.kind == "any" else "in"
-        values = condition.get(key)
-        if set(condition) != {key} or not isinstance(values, list) or not values:
-            raise SegmentError(f"{name}: give a list of values under {key!r}")
-        values = [str(v) for v in values]
-        if name == "country":
-            values = [v.upper() for v in values]
-        if spec.choices:
-            wrong = [v for v in values if v not in spec.choices]
-            if wrong:
-                raise SegmentError(
-                    f"{name}: unknown value(s) {', '.join(wrong)}; known: {', '.join(spec.choices)}"
-                )
-        clean[name] = {key: values}
-    return clean
-
-
-def segment_query(filters: Mapping[str, Any], now: datetime, timezone: str) -> Select[Any]:
-    """The contacts (``contacts.id`` as ``contact_id``) matching ``filters`` at ``now``:
-    scored, not erased. Journeys narrow their audience with it."""
-    return _matching(filters, now, timezone, contacts.c.id.label("contact_id"))
+def segment_query(expression: Expression, now: datetime, timezone: str) -> Select[Any]:
+    """The contacts (``contacts.id`` as ``contact_id``) matching ``expression`` at
+    ``now``: scored, not erased. Journeys narrow their audience with it."""
+    compiler = SegmentCompiler(now, timezone)
+    return _matching(compiler, expression, [contacts.c.id.label("contact_id")])
 
 
 def _matching(
-    filters: Mapping[str, Any], now: datetime, timezone: str, *columns: ColumnElement[Any]
+    compiler: SegmentCompiler, expression: Expression, columns: Sequence[Any]
 ) -> Select[Any]:
-    """``columns`` of the scored contacts matching ``filters`` at ``now``."""
     return (
         select(*columns)
         .select_from(contacts.join(contact_scores, contact_scores.c.contact_id == contacts.c.id))
-        .where(*_conditions(validate_filters(filters), now, timezone))
+        .where(contacts.c.erased_at.is_(None), compiler.condition(expression))
     )
-
-
-def _days_inactive(now: datetime, timezone: str) -> ColumnElement[int]:
-    """Whole days in ``timezone`` from the last interaction to ``now``: the stored
-    ``days_inactive`` is as of the scoring, a segment is evaluated at its own moment."""
-    today = day_number(now, ZoneInfo(timezone))
-    return today - local_day(contact_scores.c.last_interaction_at, timezone)
-
-
-def _conditions(
-    filters: Mapping[str, Mapping[str, Any]], now: datetime, timezone: str
-) -> list[ColumnElement[bool]]:
-    year = now.astimezone(ZoneInfo(timezone)).year
-    result: list[ColumnElement[bool]] = [contacts.c.erased_at.is_(None)]
-    for name, condition in filters.items():
-        spec = FIELDS[name]
-        if name == "age_band":
-            bands = [band for band in AGE_BANDS if band[0] in condition["in"]]
-            result.append(
-                or_(
-                    *(
-                        contacts.c.birth_year.between(year - high, year - low)
-                        for _, low, high in bands
-                    )
-                )
-            )
-            continue
-        if spec.kind == "any":
-            result.append(json_has_any(contacts.c[name], condition["any"]))
-            continue
-        column: ColumnElement[Any]
-        if name == "days_inactive":
-            column = _days_inactive(now, timezone)
-        elif name in ("email_status", "sms_status", "country", "language"):
-            column = contacts.c[name]
-        else:
-            column = contact_scores.c[name]
-        if spec.kind == "number":
-            if "min" in condition:
-                result.append(column >= condition["min"])
-            if "max" in condition:
-                result.append(column <= condition["max"])
-        elif name == "dormant_subscriber":
-            result.append(column.in_([v == "true" for v in condition["in"]]))
-        else:
-            result.append(column.in_(condition["in"]))
-    return result
 
 
 def save_segment(
     connection: Connection,
     name: str,
-    filters: Mapping[str, Any],
+    expression: Expression,
     now: datetime,
     *,
     replace: bool = False,
-) -> None:
-    """Store ``filters`` under ``name``; an existing name needs ``replace``."""
-    clean = validate_filters(filters)
+) -> str:
+    """Store ``expression`` under ``name`` (an existing name needs ``replace``); returns
+    the expression as stored."""
+    if not name.strip():
+        raise SegmentError("a segment needs a name")
+    if expression == EVERYONE:
+        raise SegmentError("a segment needs a condition: pass --where EXPRESSION")
+    text = render(expression)
     existing = connection.execute(
         select(segments.c.name).where(segments.c.name == name)
     ).scalar_one_or_none()
     if existing is not None and not replace:
         raise SegmentError(f"a segment named {name!r} exists already (pass --replace)")
+    values = {"expression": text, "filters": None, "updated_at": to_db(now)}
     if existing is not None:
-        connection.execute(
-            update(segments)
-            .where(segments.c.name == name)
-            .values(filters=clean, updated_at=to_db(now))
-        )
+        connection.execute(update(segments).where(segments.c.name == name).values(**values))
     else:
-        connection.execute(
-            insert(segments).values(
-                name=name, filters=clean, created_at=to_db(now), updated_at=to_db(now)
-            )
-        )
+        connection.execute(insert(segments).values(name=name, created_at=to_db(now), **values))
+    return text
 
 
-def load_segment(connection: Connection, name: str) -> dict[str, dict[str, Any]]:
-    filters = connection.execute(
-        select(segments.c.filters).where(segments.c.name == name)
-    ).scalar_one_or_none()
-    if filters is None:
+def load_segment(connection: Connection, name: str) -> Expression:
+    row = connection.execute(
+        select(segments.c.expression, segments.c.filters).where(segments.c.name == name)
+    ).first()
+    if row is None:
         known = connection.execute(select(segments.c.name).order_by(segments.c.name)).scalars()
         raise NotFoundError(
             f"no segment named {name!r} (saved segments: {', '.join(known) or 'none'})"
         )
-    return validate_filters(filters)
+    try:
+        if row.expression is not None:
+            return parse_expression(row.expression)
+        return from_filters(row.filters or {})
+    except SegmentError as exc:
+        raise SegmentError(f"the saved segment {name!r} cannot be read: {exc}") from None
 
 
-def segment_filters(
+def segment_expression(
     connection: Connection, name: str | None, conditions: Iterable[str] = ()
-) -> dict[str, dict[str, Any]]:
-    """The filters of the saved segment ``name`` (none when ``name`` is None), with the
-    ad hoc ``conditions`` (``FIELD=...`` texts, see :func:`parse_conditions`) added; a
-    condition on a field the segment already filters replaces the saved one."""
-    filters = load_segment(connection, name) if name else {}
-    filters.update(parse_conditions(conditions))
-    return filters
+) -> Expression:
+    """The saved segment ``name`` (everyone when None) narrowed by the ad hoc
+    ``conditions`` (``--where`` texts): all of them must hold."""
+    saved = load_segment(connection, name) if name else EVERYONE
+    return conjunction([saved, parse_conditions(conditions)])
 
 
 def list_segments(connection: Connection) -> list[dict[str, Any]]:
@@ -273,7 +112,7 @@ def list_segments(connection: Connection) -> list[dict[str, Any]]:
     return [
         {
             "name": row["name"],
-            "filters": row["filters"],
+            "where": row["expression"] or render(from_filters(row["filters"] or {})),
             "created_at": from_db(row["created_at"]).isoformat(),
             "updated_at": from_db(row["updated_at"]).isoformat(),
         }
@@ -287,9 +126,9 @@ def delete_segment(connection: Connection, name: str) -> None:
 
 
 def count_segment(
-    connection: Connection, filters: Mapping[str, Any], now: datetime, timezone: str
+    connection: Connection, expression: Expression, now: datetime, timezone: str
 ) -> int:
-    query = segment_query(filters, now, timezone).subquery()
+    query = segment_query(expression, now, timezone).subquery()
     return int(connection.execute(select(func.count()).select_from(query)).scalar_one())
 
 
@@ -301,6 +140,9 @@ EXPORT_COLUMNS = (
     "last_name",
     "country",
     "language",
+    "email_status",
+    "sms_status",
+    "tags",
     "stage",
     "days_inactive",
     "recency_score",
@@ -309,48 +151,79 @@ EXPORT_COLUMNS = (
     "spend_level",
     "purchases",
     "total_spend",
+    "p_alive",
+    "expected_value_12m",
 )
+# What a spreadsheet would run as a formula if a cell began with it.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def export_columns(extra: Iterable[str] = ()) -> list[str]:
+    """The exported columns: :data:`EXPORT_COLUMNS` then any other field of the segment
+    language named in ``extra`` (``--columns``)."""
+    columns = list(EXPORT_COLUMNS)
+    for name in extra:
+        if name not in columns:
+            field_spec(name)
+            columns.append(name)
+    return columns
 
 
 def export_segment(
     connection: Connection,
-    filters: Mapping[str, Any],
+    expression: Expression,
     now: datetime,
     timezone: str,
-    path: Path,
+    out: TextIO,
+    columns: Sequence[str] = EXPORT_COLUMNS,
 ) -> int:
-    """Write the matching contacts to a CSV file (UTF-8, header row); returns the count."""
-    query = _matching(
-        filters,
-        now,
-        timezone,
-        contacts.c.id.label("contact_id"),
-        *(contacts.c[n] for n in EXPORT_COLUMNS[1:7]),
-        contact_scores.c.stage,
-        _days_inactive(now, timezone).label("days_inactive"),
-        *(contact_scores.c[n] for n in EXPORT_COLUMNS[9:]),
-    ).order_by(contacts.c.id)
+    """Write the matching contacts to ``out`` as CSV (header row, one contact a row, by
+    id); returns the count. Times are ISO 8601 in UTC, lists comma-separated, and a
+    text cell that a spreadsheet would take for a formula starts with ``'``."""
+    compiler = SegmentCompiler(now, timezone)
+    selected = [
+        contacts.c.id if name == "contact_id" else compiler.column(name).label(name)
+        for name in columns
+    ]
+    query = _matching(compiler, expression, selected).order_by(contacts.c.id)
+    writer = csv.writer(out)
+    writer.writerow(columns)
     count = 0
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(EXPORT_COLUMNS)
-        for row in connection.execute(query):
-            writer.writerow(["" if v is None else v for v in row])
-            count += 1
+    for row in connection.execute(query):
+        writer.writerow([_cell(value) for value in row])
+        count += 1
     return count
 
 
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return from_db(value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        value = ",".join(str(item) for item in value)
+    elif isinstance(value, dict):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 __all__ = [
-    "FIELDS",
+    "EXPORT_COLUMNS",
     "SegmentError",
     "count_segment",
     "delete_segment",
+    "export_columns",
     "export_segment",
     "list_segments",
     "load_segment",
     "parse_conditions",
     "save_segment",
-    "segment_filters",
+    "segment_expression",
     "segment_query",
-    "validate_filters",
 ]

@@ -188,35 +188,45 @@ _compile_binary(ci_like, default="({a} ILIKE {b})", sqlite="({a} LIKE {b})")
 
 class json_has_any(FunctionElement[bool]):
     """``json_has_any(column, ["vip", "wine"])``: the JSON array in ``column`` holds at
-    least one of the strings."""
+    least one of the strings; ``json_has_any(column, None)``: it holds anything at all.
+    A NULL, a JSON ``null`` or a value that is not an array holds nothing."""
 
     type = Boolean()
     inherit_cache = False
 
-    def __init__(self, column: Any, values: Sequence[str]) -> None:
-        self.values = list(values)
+    def __init__(self, column: Any, values: Sequence[str] | None) -> None:
+        self.values = None if values is None else list(values)
         super().__init__(column)
 
 
-def _value_binds(element: json_has_any, compiler: Any, **kw: Any) -> str:
-    return ", ".join(
+def _value_test(element: json_has_any, compiler: Any, **kw: Any) -> str:
+    if element.values is None:
+        return ""
+    binds = ", ".join(
         compiler.process(bindparam(None, value, unique=True), **kw) for value in element.values
     )
+    return f" WHERE j.value IN ({binds})"
 
 
 @compiles(json_has_any)
 def _json_has_any_default(element: json_has_any, compiler: Any, **kw: Any) -> str:
     column = compiler.process(next(iter(element.clauses)), **kw)
+    # json_array_elements_text raises on a scalar or an object: only arrays are opened.
+    array = (
+        f"CASE WHEN json_typeof(CAST({column} AS JSON)) = 'array' "
+        f"THEN CAST({column} AS JSON) ELSE CAST('[]' AS JSON) END"
+    )
     return (
-        f"EXISTS (SELECT 1 FROM json_array_elements_text(CAST({column} AS JSON)) AS j(value) "
-        f"WHERE j.value IN ({_value_binds(element, compiler, **kw)}))"
+        f"EXISTS (SELECT 1 FROM json_array_elements_text({array}) AS j(value)"
+        f"{_value_test(element, compiler, **kw)})"
     )
 
 
 @compiles(json_has_any, "sqlite")
 def _json_has_any_sqlite(element: json_has_any, compiler: Any, **kw: Any) -> str:
     column = compiler.process(next(iter(element.clauses)), **kw)
+    # json_each of a scalar yields the scalar itself: only arrays are opened.
     return (
-        f"EXISTS (SELECT 1 FROM json_each({column}) AS j "
-        f"WHERE j.value IN ({_value_binds(element, compiler, **kw)}))"
+        f"EXISTS (SELECT 1 FROM json_each(CASE WHEN json_type({column}) = 'array' "
+        f"THEN {column} END) AS j{_value_test(element, compiler, **kw)})"
     )

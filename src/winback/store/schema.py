@@ -170,9 +170,13 @@ segments = Table(
     "segments",
     metadata,
     Column("name", String(100), primary_key=True),
-    Column("filters", JSON, nullable=False),
+    # Segments saved before the segment language: JSON filters (see from_filters).
+    Column("filters", JSON),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # The expression in the segment language (scoring/segment_language.py), kept as text:
+    # relative dates (180 days ago) are resolved each time the segment is counted.
+    Column("expression", Text),
 )
 
 journeys = Table(
