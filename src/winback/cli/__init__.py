@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from winback.cli import compliance, contacts, imports, journeys, models, scoring, web, workspace
 from winback.cli.common import close_workspaces, err_console
 from winback.errors import WinbackError
+from winback.safe_output import plain
 
 
 class WinbackGroup(TyperGroup):
@@ -22,7 +23,7 @@ class WinbackGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except WinbackError as exc:
-            err_console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+            err_console.print(plain(f"error: {exc}", style="bold red"))
             raise typer.Exit(exc.exit_code) from exc
         finally:
             close_workspaces()

@@ -15,9 +15,12 @@ from winback.cli.common import (
     console,
     now_option,
     open_workspace,
+    output_path,
     print_json,
+    print_written,
 )
 from winback.reports import base_health
+from winback.safe_output import plain
 from winback.scoring import score_base
 from winback.scoring.segments import (
     count_segment,
@@ -126,7 +129,7 @@ def segment_save(
     filters = parse_conditions(where or [])
     with ws.engine.begin() as connection:
         save_segment(connection, name, filters, now_option(now, ws), replace=replace)
-    console.print(f"Segment [bold]{name}[/] saved.")
+    console.print(plain(f"Segment {name} saved."))
 
 
 @segment_app.command("list")
@@ -140,7 +143,7 @@ def segment_list(workspace: WorkspaceOption = None, as_json: JsonOption = False)
         return
     table = Table("segment", "filters")
     for row in rows:
-        table.add_row(row["name"], str(row["filters"]))
+        table.add_row(plain(row["name"]), plain(row["filters"]))
     console.print(table)
 
 
@@ -185,12 +188,12 @@ def segment_export(
 ) -> None:
     """Export a segment's contacts with their scores to a CSV file."""
     ws = open_workspace(workspace)
-    with ws.engine.connect() as connection:
+    with ws.engine.connect() as connection, output_path(csv_file) as temporary:
         filters = load_segment(connection, name)
         count = export_segment(
-            connection, filters, now_option(now, ws), ws.config.workspace.timezone, csv_file
+            connection, filters, now_option(now, ws), ws.config.workspace.timezone, temporary
         )
-    console.print(f"{count} contacts written to {csv_file}.")
+    print_written(f"{count} contacts", csv_file)
 
 
 @segment_app.command("delete")
@@ -202,7 +205,7 @@ def segment_delete(
     ws = open_workspace(workspace)
     with ws.engine.begin() as connection:
         delete_segment(connection, name)
-    console.print(f"Segment [bold]{name}[/] deleted.")
+    console.print(plain(f"Segment {name} deleted."))
 
 
 def register(app: typer.Typer) -> None:

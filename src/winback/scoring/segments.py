@@ -14,7 +14,6 @@ Values are always bound parameters, never formatted into the SQL.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from sqlalchemy import ColumnElement, Connection, Select, delete, func, insert, 
 from winback.clock import from_db, to_db
 from winback.domain import ChannelStatus, Stage
 from winback.errors import NotFoundError, WinbackError
+from winback.safe_output import csv_writer
 from winback.scoring.sql import json_has_any, local_day
 from winback.scoring.stages import AGE_BANDS, SPEND_LEVELS, day_number
 from winback.store.schema import contact_scores, contacts, segments
@@ -332,7 +332,7 @@ def export_segment(
     ).order_by(contacts.c.id)
     count = 0
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv_writer(handle)
         writer.writerow(EXPORT_COLUMNS)
         for row in connection.execute(query):
             writer.writerow(["" if v is None else v for v in row])
