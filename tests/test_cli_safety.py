@@ -17,7 +17,7 @@ from tests.builders import add_contact, day
 from winback.cli import app
 from winback.errors import StoreError
 from winback.store.schema import contacts, offers
-from winback.workspace import Workspace
+from winback.workspace import ENV_DATABASE_URL, Workspace
 
 NOW = "2025-06-30"
 
@@ -91,6 +91,23 @@ def test_relative_paths_and_symlinks_are_resolved(
     assert code == 2, output
     assert (ws.path / "secret.key").read_bytes() == secret
     assert len(json.loads(ok(cli, ws, "suppress", "list", "--json"))) == 2
+
+
+def test_a_database_outside_the_workspace_is_protected_too(
+    tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "data" / "crm.sqlite"
+    elsewhere.parent.mkdir()
+    monkeypatch.setenv(ENV_DATABASE_URL, f"sqlite:///{elsewhere}")
+    ws = Workspace.init(tmp_path / "ws", "ecommerce")
+    try:
+        _suppressed(cli, ws)
+        for target in (elsewhere, Path(f"{elsewhere}-wal")):
+            code, output = invoke(cli, ws, "suppress", "export", "--out", str(target))
+            assert code == 2, output
+        assert len(json.loads(ok(cli, ws, "suppress", "list", "--json"))) == 2
+    finally:
+        ws.close()
 
 
 def test_segment_export_refuses_the_database(sqlite_workspace: Workspace, cli: CliRunner) -> None:
