@@ -314,3 +314,18 @@ def test_quarantine_file_neutralises_formulas(
     assert rows[1]["email"] == "'@SUM(A1)"
     with ws.engine.connect() as connection:
         assert connection.execute(select(contacts.c.email)).scalars().all() == ["ann@example.com"]
+
+
+def test_json_output_escapes_what_a_terminal_acts_on(
+    sqlite_workspace: Workspace, cli: CliRunner
+) -> None:
+    ws = sqlite_workspace
+    name = "Ann\x9b2J\u202eevil\x1b[2J"
+    with ws.engine.begin() as connection:
+        add_contact(
+            connection, email="ann@example.com", created_at=day(2024, 1, 1), first_name=name
+        )
+    output = ok(cli, ws, "contact", "show", "ann@example.com", "--json")
+    for char in ("\x9b", "\u202e", "\x1b"):
+        assert char not in output
+    assert json.loads(output)["contact"]["first_name"] == name  # the same data for a script

@@ -35,14 +35,16 @@ from rich.text import Text
 
 from winback.errors import WinbackError
 
+# DEL, the C1 controls, bidirectional marks, overrides and isolates (they can make a
+# terminal show text in another order than it is), line and paragraph separators.
+_BEYOND_C0 = r"\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 # ESC sequences as terminals read them (CSI ``ESC [ ... final``, OSC ``ESC ] ... BEL|ST``,
-# and the two-character ones), then any single control character left. Bidirectional
-# overrides and isolates can make a terminal show text in another order than it is.
+# and the two-character ones), then any single control character left.
 _UNSAFE = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]?"
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
     r"|\x1b[@-_]?"
-    r"|[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+    rf"|[\x00-\x1f{_BEYOND_C0}]"
 )
 
 
@@ -65,6 +67,19 @@ def plain(value: object, style: str = "") -> Text:
     markup (``[link=…]``, ``[/bold]``) or emoji codes, control characters escaped
     (:func:`shown`). Every table cell and message that shows data goes through it."""
     return Text(shown(value), style=style)
+
+
+# What ``json.dumps(..., ensure_ascii=False)`` leaves as it is and a terminal may act on
+# (it escapes the C0 controls itself).
+_JSON_UNSAFE = re.compile(f"[{_BEYOND_C0}]")
+
+
+def json_text(document: str) -> str:
+    """A JSON document with the characters :func:`shown` escapes, and JSON keeps raw
+    (DEL, C1 controls, bidirectional overrides, line separators), written as ``\\uXXXX``:
+    the same data for a script, nothing a terminal acts on. They can only stand inside
+    strings, where the escape means the same character."""
+    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", document)
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from winback.clock import parse_now
-from winback.safe_output import output_file, plain
+from winback.safe_output import json_text, output_file, plain
 from winback.workspace import ENV_WORKSPACE, Workspace
 
 console = Console()
@@ -70,7 +70,7 @@ def now_option(text: str | None, workspace: Workspace, *, option: str = "--now")
 
 def print_json(data: Any) -> None:
     """JSON on standard output, with dates as ISO strings, for scripts to read."""
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    typer.echo(json_text(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
 @contextmanager
