@@ -137,7 +137,8 @@ def events(
     now: NowOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Import events (opens, clicks, purchases, visits...) for known contacts."""
+    """Import events (opens, clicks, purchases, visits...) for known contacts. A shop's
+    order export (Shopify's "Export orders") is recognised: one purchase per order."""
     ws = open_workspace(workspace)
     with import_progress(not json) as progress:
         report = import_events(
