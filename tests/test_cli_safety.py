@@ -153,6 +153,15 @@ def test_an_export_that_fails_midway_leaves_the_old_file_whole(
 # --- item 7: what a contact wrote is printed as text ------------------------------------
 
 
+def _show_ann(cli: CliRunner, ws: Workspace, first_name: str, *options: str) -> str:
+    """``contact show`` of a contact whose first name is ``first_name``."""
+    with ws.engine.begin() as connection:
+        add_contact(
+            connection, email="ann@example.com", created_at=day(2024, 1, 1), first_name=first_name
+        )
+    return ok(cli, ws, "contact", "show", "ann@example.com", *options)
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -165,11 +174,7 @@ def test_contact_show_prints_markup_as_text(
     sqlite_workspace: Workspace, cli: CliRunner, name: str
 ) -> None:
     ws = sqlite_workspace
-    with ws.engine.begin() as connection:
-        add_contact(
-            connection, email="ann@example.com", created_at=day(2024, 1, 1), first_name=name
-        )
-    output = ok(cli, ws, "contact", "show", "ann@example.com")
+    output = _show_ann(cli, ws, name)
     assert name in output
 
 
@@ -178,11 +183,7 @@ def test_control_sequences_never_reach_the_terminal(
 ) -> None:
     ws = sqlite_workspace
     name = "Ann\x1b]8;;https://evil.example\x07click\x1b]8;;\x07\x1b[2J\x9b31m\u202eevil"
-    with ws.engine.begin() as connection:
-        add_contact(
-            connection, email="ann@example.com", created_at=day(2024, 1, 1), first_name=name
-        )
-    output = ok(cli, ws, "contact", "show", "ann@example.com")
+    output = _show_ann(cli, ws, name)
     for byte in ("\x1b", "\x07", "\x9b", "\u202e"):
         assert byte not in output
     assert "\\x1b]8;;https://evil.example\\x07click" in output  # shown, escaped
@@ -321,11 +322,7 @@ def test_json_output_escapes_what_a_terminal_acts_on(
 ) -> None:
     ws = sqlite_workspace
     name = "Ann\x9b2J\u202eevil\x1b[2J"
-    with ws.engine.begin() as connection:
-        add_contact(
-            connection, email="ann@example.com", created_at=day(2024, 1, 1), first_name=name
-        )
-    output = ok(cli, ws, "contact", "show", "ann@example.com", "--json")
+    output = _show_ann(cli, ws, name, "--json")
     for char in ("\x9b", "\u202e", "\x1b"):
         assert char not in output
     assert json.loads(output)["contact"]["first_name"] == name  # the same data for a script
