@@ -13,16 +13,19 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from winback.config import CONFIG_FILE, Config, Profile, load_config, render_config
 from winback.errors import WorkspaceError
 from winback.store import check_schema, migrate, open_engine
+from winback.store.engine import normalise_url
 
 DATABASE_FILE = "winback.db"
 SECRET_FILE = "secret.key"
 ENV_WORKSPACE = "WINBACK_WORKSPACE"
 ENV_DATABASE_URL = "WINBACK_DATABASE_URL"
+# The files SQLite keeps beside a database while it is open or after a crash.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def default_workspace_dir() -> Path:
@@ -84,6 +87,16 @@ class Workspace:
     @cached_property
     def engine(self) -> Engine:
         return open_engine(self.database_url)
+
+    def own_files(self) -> list[Path]:
+        """The files no output may overwrite: the config, the secret and, on SQLite, the
+        database with its write-ahead log, shared memory and rollback journal."""
+        files = [self.path / CONFIG_FILE, self.path / SECRET_FILE]
+        url = make_url(normalise_url(self.database_url))
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            database = Path(url.database)
+            files += [database, *(Path(f"{database}{end}") for end in SQLITE_SIDE_FILES)]
+        return files
 
     @property
     def quarantine_dir(self) -> Path:

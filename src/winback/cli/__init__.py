@@ -134,8 +134,9 @@ class WinbackGroup(TyperGroup):
             return super().invoke(ctx)
         except WinbackError as exc:
             from winback.cli.common import err_console
+            from winback.safe_output import plain
 
-            err_console.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+            err_console.print(plain(f"error: {exc}", style="bold red"))
             raise typer.Exit(exc.exit_code) from exc
         finally:
             if "winback.cli.common" in sys.modules:

@@ -1,11 +1,13 @@
-"""What every command shares: the workspace option, ``--now``, the consoles, and the
-translation of library errors into a message and an exit code."""
+"""What every command shares: the workspace option, ``--now``, the consoles, the files
+behind ``--out`` options, and the translation of library errors into a message and an
+exit code."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -14,6 +16,7 @@ import typer
 from rich.console import Console
 
 from winback.clock import parse_now
+from winback.safe_output import json_text, output_file, plain
 from winback.workspace import ENV_WORKSPACE, Workspace
 
 console = Console()
@@ -67,16 +70,31 @@ def now_option(text: str | None, workspace: Workspace, *, option: str = "--now")
 
 def print_json(data: Any) -> None:
     """JSON on standard output, with dates as ISO strings, for scripts to read."""
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    typer.echo(json_text(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
+
+
+@contextmanager
+def output_path(out: Path) -> Iterator[Path]:
+    """The temporary file to write an ``--out`` file through
+    (:func:`winback.safe_output.output_file`): refused when ``out`` is the database,
+    secret or config of a workspace the command opened, renamed over ``out`` at the end."""
+    protected = [path for workspace in _opened for path in workspace.own_files()]
+    with output_file(out, protected) as temporary:
+        yield temporary
+
+
+def print_written(what: str, out: Path) -> None:
+    """Say on the terminal what went to the file ``out``."""
+    console.print(plain(f"{what} written to {out}."))
 
 
 def write_csv(out: Path | None, write: Callable[[TextIO], int], what: str) -> None:
     """Run a CSV export (``write`` returns how many rows it wrote) on standard output, or
-    on the file ``out`` and then say how many ``what`` it holds: the count never goes
-    into the data a script reads."""
+    on the file ``out`` (:func:`output_path`) and then say how many ``what`` it holds: the
+    count never goes into the data a script reads."""
     if out is None:
         write(sys.stdout)
         return
-    with out.open("w", encoding="utf-8", newline="") as stream:
-        count = write(stream)
-    console.print(f"{count} {what} written to {out}.", markup=False, highlight=False)
+    with output_path(out) as temporary, temporary.open("w", encoding="utf-8", newline="") as f:
+        count = write(f)
+    print_written(f"{count} {what}", out)

@@ -19,7 +19,9 @@ from winback.cli.common import (
     console,
     now_option,
     open_workspace,
+    output_path,
     print_json,
+    print_written,
     write_csv,
 )
 from winback.compliance.audit_log import audit_log
@@ -33,6 +35,7 @@ from winback.compliance.manual import (
 )
 from winback.compliance.retention import purge as purge_contacts
 from winback.compliance.suppression import SuppressionReason
+from winback.safe_output import plain
 
 WAL_WARNING = (
     "[bold red]The SQLite write-ahead log could not be emptied[/] (another process is "
@@ -95,7 +98,7 @@ def suppress_remove(
     was = remove_suppression(
         ws, address, note=note, now=now_option(now, ws), channel=_channel(channel)
     )
-    console.print(f"Removed (it was suppressed for {was}). The channel status is unchanged.")
+    console.print(plain(f"Removed (it was suppressed for {was}). The channel status is unchanged."))
 
 
 @suppress_app.command("list")
@@ -119,7 +122,7 @@ def suppress_list(
     for entry in entries:
         table.add_row(
             entry["channel"],
-            entry["address"] or entry["hash"],
+            plain(entry["address"] or entry["hash"]),
             entry["reason"],
             entry["suppressed_at"],
         )
@@ -145,7 +148,7 @@ def suppress_import(
         return
     console.print(f"{result.added} added, {result.already} already suppressed.")
     for line, problem in result.rejected:
-        console.print(f"line {line}: {problem}", markup=False)
+        console.print(plain(f"line {line}: {problem}"))
 
 
 @suppress_app.command("export")
@@ -226,8 +229,9 @@ def gdpr_export(
     if out is None:
         print_json(document)
         return
-    out.write_text(jsonlib.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
-    console.print(f"Written to {out}.")
+    with output_path(out) as temporary:
+        temporary.write_text(jsonlib.dumps(document, indent=2, ensure_ascii=False), "utf-8")
+    print_written("The person's data", out)
 
 
 @gdpr_app.command("erase")
@@ -252,7 +256,10 @@ def gdpr_erase(
         f"Files: {len(files.rewritten)} rewritten without the person, {len(files.deleted)} deleted."
     )
     for path in files.left:
-        console.print(f"[bold red]Not changed[/] (binary file naming the person): {path}")
+        console.print(
+            plain("Not changed", style="bold red"),
+            plain(f"(binary file naming the person): {path}"),
+        )
     if not result.log_emptied:
         console.print(WAL_WARNING)
 
@@ -288,7 +295,9 @@ def audit(
             )
             if part
         )
-        table.add_row(row["at"], row["actor"], row["action"], who, row["reason"] or "")
+        table.add_row(
+            row["at"], plain(row["actor"]), plain(row["action"]), who, plain(row["reason"] or "")
+        )
     console.print(table)
     console.print(f"{len(records)} records.")
 

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from winback.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
 from winback.contacts import contact_profile
+from winback.safe_output import plain
 
 app = typer.Typer(help="Look at one contact.", no_args_is_help=True)
 
@@ -27,12 +28,12 @@ def show(
         print_json(profile)
         return
     contact = profile["contact"]
-    table = Table(show_header=False, title=contact.get("email") or contact.get("phone"))
+    table = Table(show_header=False, title=plain(contact.get("email") or contact.get("phone")))
     table.add_column(style="bold")
     table.add_column()
     for name, value in contact.items():
         if value not in (None, [], {}):
-            table.add_row(name, str(value))
+            table.add_row(name, plain(value))
     table.add_row("stage", str(profile["stage"]))
     for name in ("p_alive", "expected_purchases_90d", "expected_value_12m"):
         value = profile["scores"].get(name)
@@ -46,6 +47,6 @@ def show(
             event["type"],
             event["channel"],
             "" if event["amount"] is None else f"{event['amount']:.2f}",
-            event["campaign"] or "",
+            plain(event["campaign"] or ""),
         )
     console.print(recent)

@@ -28,6 +28,7 @@ from winback.cli.common import (
 )
 from winback.domain import ChannelStatus
 from winback.ingest import ImportReport, import_contacts, import_events
+from winback.safe_output import plain
 
 app = typer.Typer(
     help="Load contacts and events from CSV, JSON Lines or Parquet.", no_args_is_help=True
@@ -81,7 +82,7 @@ def import_progress(enabled: bool) -> Iterator[Callable[[int, int, int], None] |
 
 
 def print_import_summary(report: ImportReport) -> None:
-    table = Table(title=f"Import of {report.kind} from {report.file}", show_header=False)
+    table = Table(title=plain(f"Import of {report.kind} from {report.file}"), show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("read", f"{report.read:,}")
@@ -89,11 +90,11 @@ def print_import_summary(report: ImportReport) -> None:
     table.add_row("merged" if report.kind == "contacts" else "already stored", f"{report.merged:,}")
     table.add_row("rejected", f"{report.rejected:,}")
     for reason, count in report.by_reason.most_common():
-        table.add_row(f"  {reason}", f"{count:,}")
+        table.add_row(plain(f"  {reason}"), f"{count:,}")
     table.add_row("time", f"{report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s)")
     console.print(table)
     if report.quarantine:
-        console.print(f"Rejected rows, with their line and reason: {report.quarantine}")
+        console.print(plain(f"Rejected rows, with their line and reason: {report.quarantine}"))
 
 
 @app.command("contacts")
@@ -136,7 +137,8 @@ def events(
     now: NowOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Import events (opens, clicks, purchases, visits...) for known contacts."""
+    """Import events (opens, clicks, purchases, visits...) for known contacts. A shop's
+    order export (Shopify's "Export orders") is recognised: one purchase per order."""
     ws = open_workspace(workspace)
     with import_progress(not json) as progress:
         report = import_events(

@@ -29,6 +29,7 @@ from winback.journeys.engine import TickResult, enrol
 from winback.journeys.engine import tick as tick_journeys
 from winback.journeys.offers import export_offers_csv, import_pool_file
 from winback.journeys.simulate import simulate as simulate_journey
+from winback.safe_output import plain
 
 journey_app = typer.Typer(help="Win-back journeys: add, list, show, enrol.", no_args_is_help=True)
 offers_app = typer.Typer(help="Coupon codes of journey offers.", no_args_is_help=True)
@@ -47,7 +48,7 @@ def journey_add(
     ws = open_workspace(workspace)
     journey, new = add_journey(ws, file, utcnow())
     verb = "Added" if new else "Updated"
-    console.print(f"{verb} journey [bold]{journey.name}[/] ({len(journey.steps)} steps).")
+    console.print(plain(f"{verb} journey {journey.name} ({len(journey.steps)} steps)."))
 
 
 @journey_app.command("list")
@@ -60,7 +61,12 @@ def journey_list(workspace: WorkspaceOption = None, as_json: JsonOption = False)
     table = Table("journey", "steps", "channels", "enrollments")
     for item in journeys:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(item["enrollments"].items())) or "none"
-        table.add_row(item["name"], " → ".join(item["steps"]), ", ".join(item["channels"]), counts)
+        table.add_row(
+            plain(item["name"]),
+            plain(" → ".join(item["steps"])),
+            ", ".join(item["channels"]),
+            plain(counts),
+        )
     console.print(table)
 
 
@@ -84,12 +90,12 @@ def journey_show(
         "failed/unknown",
         "opened",
         "clicked",
-        title=f"journey {name}",
+        title=plain(f"journey {name}"),
     )
     for step in funnel["steps"]:
         messages = step["messages"]
         table.add_row(
-            step["id"],
+            plain(step["id"]),
             step["channel"],
             str(step["active_here"]),
             str(messages.get("sent", 0)),
@@ -103,7 +109,7 @@ def journey_show(
         rate = funnel["reactivation_rate"][group]
         shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
         console.print(
-            f"{group}: {shown}" + (f" (reactivated {rate:.1%})" if rate is not None else "")
+            plain(f"{group}: {shown}" + (f" (reactivated {rate:.1%})" if rate is not None else ""))
         )
     if funnel["lift"] is not None:
         console.print(f"lift against the holdout: {funnel['lift']:+.1%}")
@@ -123,11 +129,13 @@ def journey_enroll(
         print_json({**result.__dict__, "skipped": dict(result.skipped)})
         return
     console.print(
-        f"Enrolled {result.enrolled} of {result.audience} contacts in [bold]{name}[/] "
-        f"({result.holdout} in the holdout, who will receive nothing)."
+        plain(
+            f"Enrolled {result.enrolled} of {result.audience} contacts in {name} "
+            f"({result.holdout} in the holdout, who will receive nothing)."
+        )
     )
     for reason, count in sorted(result.skipped.items()):
-        console.print(f"  skipped, {reason}: {count}")
+        console.print(plain(f"  skipped, {reason}: {count}"))
 
 
 @journey_app.command("new")
@@ -144,10 +152,12 @@ def journey_new(
     ws = open_workspace(workspace)
     written = copy_starter(ws, force=force)
     for path in written:
-        console.print(f"wrote {path}")
+        console.print(plain(f"wrote {path}"))
     console.print(
-        f"{len(written)} files copied. Edit them, then: winback journey add "
-        f"{ws.journeys_dir / 'winback.yaml'}"
+        plain(
+            f"{len(written)} files copied. Edit them, then: winback journey add "
+            f"{ws.journeys_dir / 'winback.yaml'}"
+        )
     )
 
 
@@ -174,7 +184,7 @@ def _print_dispatch(result: DispatchResult) -> None:
 
 def _stop_if_channel_failed(result: DispatchResult) -> None:
     if result.stopped:
-        err_console.print(f"error: {result.stopped}", style="bold red", markup=False)
+        err_console.print(plain(f"error: {result.stopped}", style="bold red"))
         raise typer.Exit(7)
 
 
@@ -238,15 +248,19 @@ def simulate(
     if as_json:
         print_json(result)
         return
-    table = Table("step", "sent", "opened", "clicked", title=f"{name}, {days} days (simulated)")
+    table = Table(
+        "step", "sent", "opened", "clicked", title=plain(f"{name}, {days} days (simulated)")
+    )
     for step, funnel in result["steps"].items():
         sent = ", ".join(f"{n} {ch}" for ch, n in funnel["sent"].items())
-        table.add_row(step, sent, str(funnel["opened"]), str(funnel["clicked"]))
+        table.add_row(plain(step), sent, str(funnel["opened"]), str(funnel["clicked"]))
     console.print(table)
     console.print(f"audience: {result['audience']} ({sum(result['skipped'].values())} skipped)")
     for group, counts in result["outcomes"].items():
         console.print(
-            f"{group}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+            plain(
+                f"{group}: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+            )
         )
     messages = ", ".join(f"{n} {ch}" for ch, n in result["messages"].items()) or "none"
     console.print(f"messages: {messages}; cost {result['cost']:.2f} {result['currency']}")
@@ -276,13 +290,13 @@ def outbox(
     for row in data:
         table.add_row(
             str(row["id"]),
-            row["journey"] or "",
-            row["step_id"] or "",
+            plain(row["journey"] or ""),
+            plain(row["step_id"] or ""),
             row["channel"],
-            row["to_address"] or "",
-            row["message_id"] or "",
+            plain(row["to_address"] or ""),
+            plain(row["message_id"] or ""),
             str(row["due_at"]),
-            row["error"] or "",
+            plain(row["error"] or ""),
         )
     console.print(table)
     console.print(

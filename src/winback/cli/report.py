@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from winback.cli.common import NowOption, WorkspaceOption, console, now_option, open_workspace
+from winback.cli.common import (
+    NowOption,
+    WorkspaceOption,
+    now_option,
+    open_workspace,
+    output_path,
+    print_written,
+)
 from winback.reports.html import render_report
 
 

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from winback.cli.common import (
     JsonOption,
@@ -20,6 +19,7 @@ from winback.cli.common import (
     write_csv,
 )
 from winback.reports import base_health
+from winback.safe_output import plain
 from winback.scoring import score_base
 from winback.scoring.segment_conditions import render
 from winback.scoring.segments import (
@@ -135,7 +135,7 @@ def segment_save(
     expression = parse_conditions(where or [])
     with ws.engine.begin() as connection:
         text = save_segment(connection, name, expression, now_option(now, ws), replace=replace)
-    console.print(f"Segment {name} saved: {text}", markup=False, highlight=False)
+    console.print(plain(f"Segment {name} saved: {text}"))
 
 
 @segment_app.command("list")
@@ -149,7 +149,7 @@ def segment_list(workspace: WorkspaceOption = None, as_json: JsonOption = False)
         return
     table = Table("segment", "where")
     for row in rows:
-        table.add_row(Text(row["name"]), Text(row["where"]))
+        table.add_row(plain(row["name"]), plain(row["where"]))
     console.print(table)
 
 
@@ -227,7 +227,7 @@ def segment_delete(
     ws = open_workspace(workspace)
     with ws.engine.begin() as connection:
         delete_segment(connection, name)
-    console.print(f"Segment {name} deleted.", markup=False, highlight=False)
+    console.print(plain(f"Segment {name} deleted."))
 
 
 def register(app: typer.Typer) -> None:

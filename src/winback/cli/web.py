@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from winback.cli.common import (
     JsonOption,
@@ -20,6 +19,7 @@ from winback.cli.common import (
     open_workspace,
     print_json,
 )
+from winback.safe_output import plain
 
 
 def register(app: typer.Typer) -> None:
@@ -38,9 +38,7 @@ def serve(
 
     ws = open_workspace(workspace)
     err_console.print(
-        f"winback serve: http://{host}:{port} for {ws.config.workspace.public_url}",
-        markup=False,
-        highlight=False,
+        plain(f"winback serve: http://{host}:{port} for {ws.config.workspace.public_url}")
     )
     run(ws, host=host, port=port)
 
@@ -60,19 +58,14 @@ def survey(
         return
     reasons = Table("reason", "answers", title=f"Survey: {report['answers']} answers")
     for reason, count in report["reasons"].items():
-        reasons.add_row(reason, f"{count:,}")
+        reasons.add_row(plain(reason), f"{count:,}")
     console.print(reasons)
     texts = Table("answered", "contact", "text", title="Latest free-text answers")
     for row in report["texts"]:
         texts.add_row(
             row["answered_at"].strftime("%Y-%m-%d %H:%M"),
             str(row["contact_id"]),
-            Text(_shown(row["text"])),  # Text: never read as Rich markup
+            plain(row["text"]),
         )
     if report["texts"]:
         console.print(texts)
-
-
-def _shown(text: str) -> str:
-    """Free text as a terminal may show it: no escape sequences, no line breaks."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

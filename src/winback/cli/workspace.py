@@ -11,6 +11,7 @@ from winback.cli.common import WorkspaceOption, console, open_workspace
 from winback.cli.imports import import_progress, print_import_summary
 from winback.config import Profile
 from winback.demo import build_demo, demo_now
+from winback.safe_output import plain
 from winback.store import migrate as migrate_store
 from winback.workspace import Workspace
 
@@ -26,10 +27,12 @@ def init(
     workspace = Workspace.init(directory, profile, force=force)
     workspace.close()
     console.print(
-        f"Workspace ready in [bold]{directory}[/] (profile {profile}, database "
-        f"{workspace.engine.url.render_as_string(hide_password=True)})."
+        plain(
+            f"Workspace ready in {directory} (profile {profile}, database "
+            f"{workspace.engine.url.render_as_string(hide_password=True)})."
+        )
     )
-    console.print(f"Next: winback import contacts FILE -w {directory}", markup=False)
+    console.print(plain(f"Next: winback import contacts FILE -w {directory}"))
     console.print(
         "Before the first real send, set in winback.toml: workspace.public_url (the https "
         "address of `winback serve`), [email] host, port, tls, username and password (or "
@@ -60,12 +63,14 @@ def demo(
             directory, contacts=contacts, now=demo_now(), seed=seed, progress=progress
         )
     console.print(
-        f"Generated {built.files.contact_rows:,} contacts and {built.files.event_rows:,} "
-        f"events in {built.files.contacts.parent}"
+        plain(
+            f"Generated {built.files.contact_rows:,} contacts and {built.files.event_rows:,} "
+            f"events in {built.files.contacts.parent}"
+        )
     )
     for report in built.reports:
         print_import_summary(report)
-    console.print(f"Try: winback contact show {built.first_address} -w {directory}")
+    console.print(plain(f"Try: winback contact show {built.first_address} -w {directory}"))
 
 
 def register(app: typer.Typer) -> None:

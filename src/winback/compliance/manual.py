@@ -15,7 +15,6 @@ address was suppressed without ever being a contact). The import reads the same 
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -32,6 +31,7 @@ from winback.contacts import typed_address
 from winback.errors import InputFileError, NotFoundError
 from winback.ingest.reader import open_source
 from winback.ingest.values import fold
+from winback.safe_output import csv_writer
 from winback.store.chunks import chunks
 from winback.store.contacts import contacts_by_address, find_contact
 from winback.store.schema import contacts, suppressions
@@ -159,7 +159,7 @@ def list_suppressions(
 def export_suppressions(workspace: Workspace, out: TextIO, **filters: str | None) -> int:
     """Write the list as CSV (:data:`EXPORT_COLUMNS`): the address of a contact still
     present, the hash alone for the others. Returns how many entries were written."""
-    writer = csv.writer(out)
+    writer = csv_writer(out)
     writer.writerow(EXPORT_COLUMNS)
     written = 0
     for entry in list_suppressions(workspace, **filters):

@@ -142,7 +142,7 @@ class EventBatch:
     def clean(self, values: list[Any]) -> dict[str, Any]:
         """One row as an event; raises ``ValueError`` with the reason to reject it."""
         cell = dict.fromkeys(EVENT_ALIASES) | self.columns.cells(values)
-        contact_id = self._contact(cell["email"], cell["phone"])
+        contact_id = self.contact(cell["email"], cell["phone"])
         if cell["type"] is None:
             raise ValueError("no event type")
         kind = v.parse_event_type(str(cell["type"]))
@@ -315,7 +315,8 @@ class EventBatch:
         cleaned = CleanBlock(list(zip(*columns, strict=True)), lines, refusals)
         return cleaned, np.flatnonzero(slow).tolist()
 
-    def _contact(self, email: Any, phone: Any) -> int:
+    def contact(self, email: Any, phone: Any) -> int:
+        """The id of the known contact with this email (else phone); ``ValueError``."""
         if email is not None:
             key = str(email).strip().lower()
             contact_id = self.by_email.get(key)
@@ -462,7 +463,12 @@ def import_events(
     progress: ProgressCallback | None = None,
 ) -> ImportReport:
     """Import an events file (CSV, JSON Lines or Parquet) into the workspace. Rows whose
-    contact is unknown are quarantined. Already stored events count as merged."""
+    contact is unknown are quarantined. Already stored events count as merged. A shop's
+    order export is recognised and imported as purchases (:mod:`winback.ingest.orders`)."""
+    from winback.ingest.orders import import_orders, is_order_export  # builds on this module
+
+    if is_order_export(path):
+        return import_orders(workspace, path, now=now, mapping=mapping, progress=progress)
     required = [("email", "phone"), ("type",), ("occurred_at",)]
     with mapped_source(path, EVENT_ALIASES, mapping, required) as (source, columns):
         check_parquet_types(source, columns)

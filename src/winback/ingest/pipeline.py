@@ -10,7 +10,6 @@ to it."""
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -24,6 +23,7 @@ from winback.clock import utcnow
 from winback.ingest.columns import ColumnMap, map_columns, require
 from winback.ingest.reader import Block, Row, Source, is_blank, open_source, unreadable_reason
 from winback.ingest.values import MAX_FIELD_LENGTH
+from winback.safe_output import csv_writer
 
 BATCH_ROWS = 20_000
 
@@ -88,7 +88,7 @@ class Quarantine:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._stream = self.path.open("w", encoding="utf-8", newline="")
-            self._writer = csv.writer(self._stream)
+            self._writer = csv_writer(self._stream)
             self._writer.writerow(["line", "reason", *self.header])
         self._writer.writerow([line, reason, *("" if value is None else value for value in values)])
 

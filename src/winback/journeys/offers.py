@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from winback.clock import from_db, to_db
 from winback.errors import InputFileError, WinbackError
 from winback.journeys.definition import Offer
+from winback.safe_output import csv_writer
 from winback.store.chunks import chunks
 from winback.store.schema import contacts, offers
 from winback.workspace import Workspace
@@ -280,7 +281,7 @@ def export_offers(connection: Connection, out: TextIO, journey: str | None = Non
     )
     if journey is not None:
         query = query.where(offers.c.journey == journey)
-    writer = csv.writer(out)
+    writer = csv_writer(out)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for row in connection.execute(query):

@@ -13,7 +13,6 @@ parameters. Segments saved as JSON filters before the language still load.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
@@ -23,6 +22,7 @@ from sqlalchemy import Connection, Select, delete, func, insert, select, update
 
 from winback.clock import from_db, to_db
 from winback.errors import NotFoundError
+from winback.safe_output import csv_writer
 from winback.scoring.segment_conditions import (
     EVERYONE,
     Expression,
@@ -154,8 +154,6 @@ EXPORT_COLUMNS = (
     "p_alive",
     "expected_value_12m",
 )
-# What a spreadsheet would run as a formula if a cell began with it.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def export_columns(extra: Iterable[str] = ()) -> list[str]:
@@ -186,7 +184,7 @@ def export_segment(
         for name in columns
     ]
     query = _matching(compiler, expression, selected).order_by(contacts.c.id)
-    writer = csv.writer(out)
+    writer = csv_writer(out)
     writer.writerow(columns)
     count = 0
     for row in connection.execute(query):
@@ -208,8 +206,6 @@ def _cell(value: Any) -> Any:
         value = ",".join(str(item) for item in value)
     elif isinstance(value, dict):
         value = json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
     return value
 
 

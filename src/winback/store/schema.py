@@ -103,6 +103,9 @@ events = Table(
     Column("body", Text),
     Column("outbox_id", Id),
     Column("source", String(200)),
+    # The discount code a purchase used (a shop's order export): what a coupon's
+    # redemption is matched on (``offers.code``).
+    Column("discount_code", String(200)),
     # A digest of what makes two events the same one: importing a file twice, or a
     # webhook delivered twice, adds nothing the second time.
     Column("dedup_key", LargeBinary(16), nullable=False, unique=True),

@@ -8,7 +8,7 @@ has no filters, so the column becomes nullable.
 Downgrading drops the expressions: the segments that only have one are deleted.
 
 Revision ID: 0005_segments
-Revises: 0004
+Revises: 0005_users
 Create Date: 2026-12-07 01:30:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_segments"
-down_revision = "0004"
+down_revision = "0005_users"
 branch_labels = None
 depends_on = None
 
