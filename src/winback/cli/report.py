@@ -39,10 +39,9 @@ def report(
                 f"{since!r} is not a date YYYY-MM-DD", param_hint="--since"
             ) from None
     html = render_report(ws, now_option(now, ws), start)
-    out.write_text(html, encoding="utf-8")
-    console.print(
-        f"Report written to {out} ({len(html) // 1024:,} KiB).", markup=False, highlight=False
-    )
+    with output_path(out) as temporary:
+        temporary.write_text(html, encoding="utf-8")
+    print_written(f"Report ({len(html) // 1024:,} KiB)", out)
 
 
 def register(app: typer.Typer) -> None:
