@@ -114,7 +114,7 @@ def test_segment_export_refuses_the_database(sqlite_workspace: Workspace, cli: C
     ws = sqlite_workspace
     _suppressed(cli, ws)
     ok(cli, ws, "score", "--now", NOW)
-    ok(cli, ws, "segment", "save", "everyone", "--now", NOW)
+    ok(cli, ws, "segment", "save", "everyone", "--where", "email is not empty", "--now", NOW)
     code, output = invoke(cli, ws, "segment", "export", "everyone", "--csv", str(_database(ws)))
     assert code == 2, output
     assert json.loads(ok(cli, ws, "segment", "list", "--json"))[0]["name"] == "everyone"
@@ -192,7 +192,9 @@ def test_control_sequences_never_reach_the_terminal(
 def test_a_segment_named_like_markup_is_listed(sqlite_workspace: Workspace, cli: CliRunner) -> None:
     ws = sqlite_workspace
     ok(cli, ws, "score", "--now", NOW)
-    assert "[/x]" in ok(cli, ws, "segment", "save", "[/x]", "--now", NOW)
+    assert "[/x]" in ok(
+        cli, ws, "segment", "save", "[/x]", "--where", "stage=dormant", "--now", NOW
+    )
     ok(cli, ws, "segment", "save", "quiet", "--where", "stage=dormant", "--now", NOW)
     listed = ok(cli, ws, "segment", "list")
     assert "[/x]" in listed
@@ -254,7 +256,7 @@ def test_segment_export_neutralises_formulas(
             connection, email="bob@example.net", created_at=day(2024, 1, 1), first_name="Bob"
         )
     ok(cli, ws, "score", "--now", NOW)
-    ok(cli, ws, "segment", "save", "all", "--now", NOW)
+    ok(cli, ws, "segment", "save", "all", "--where", "email is not empty", "--now", NOW)
     out = tmp_path / "all.csv"
     ok(cli, ws, "segment", "export", "all", "--csv", str(out), "--now", NOW)
     eve, bob = _rows(out)
