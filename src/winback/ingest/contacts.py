@@ -32,10 +32,11 @@ from winback.clock import to_db
 from winback.compliance import audit
 from winback.compliance.suppression import suppression_reasons
 from winback.domain import REFUSALS, ChannelStatus, merge_status
-from winback.ingest import addresses
+from winback.ingest import addresses, summaries
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import CONTACT_ALIASES, ColumnMap
+from winback.ingest.kinds import PLAIN, FileKind, kind_aliases, recognise, textable
 from winback.ingest.pipeline import (
     ImportReport,
     Pending,
@@ -44,7 +45,7 @@ from winback.ingest.pipeline import (
     mapped_source,
     run,
 )
-from winback.ingest.reader import Block
+from winback.ingest.reader import Block, open_source
 from winback.store import contacts as store
 from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
@@ -53,7 +54,9 @@ from winback.workspace import Workspace
 # have their own parser.
 _TEXT_FIELDS = ("first_name", "last_name", "city", "gender", "source")
 _TEXT_LIMIT = 200
-_LIST_FIELDS = ("interests", "tags")
+_LIST_FIELDS = ("interests", "tags", "source_ids")
+# Moments read as created_at is read (the workspace zone, none in the future).
+_MOMENTS = ("created_at", "optin_at", "consent_at", "modified_at", "last_order_at")
 _CHANNELS = (("email", "email"), ("sms", "phone"))
 # A status as a member and as the store keeps it, by member or text (the same key):
 # calling the enum costs more than the rest of a merge.
@@ -113,6 +116,7 @@ class ContactBatch:
         now: datetime,
         status: ChannelStatus | None,
         source_name: str,
+        kind: FileKind = PLAIN,
     ) -> None:
         self.workspace = workspace
         self.engine = workspace.engine
@@ -122,6 +126,10 @@ class ContactBatch:
         self.today = now.date()
         self.status = status
         self.source_name = source_name
+        self.kind = kind
+        # The status every address of a channel gets, whatever its row says: --status,
+        # or the kind's own for the emails (a Mailchimp unsubscribed export...).
+        self.forced = {"email": status or kind.status, "sms": status}
         config = workspace.config
         self.tz = ZoneInfo(config.workspace.timezone)
         self.region = config.workspace.default_region
@@ -138,8 +146,10 @@ class ContactBatch:
             "language": _language,
             "timezone": _zone,
             "birth_year": partial(v.parse_birth_year, today=self.today),
-            "created_at": self._created_at,
+            **{name: self._created_at for name in _MOMENTS},
             "subscription_active": v.parse_bool,
+            "total_spent": v.parse_amount,
+            "source_id": self._source_id,
         }
 
     def clean(self, values: list[Any]) -> dict[str, Any]:
@@ -162,8 +172,13 @@ class ContactBatch:
             row[f"{channel}_status"] = (
                 ChannelStatus.NONE
                 if address is None
-                else self.status or self._consent(*(get(name) for name in _consent_fields(channel)))
+                else self._consent(channel, *(get(name) for name in _consent_fields(channel)))
             )
+        if phone is not None and row["sms_status"] == ChannelStatus.SUBSCRIBED:
+            row["sms_status"] = _sms_status(phone)
+        columns = {name: [row.pop(name)] for name in _DERIVED_FROM if name in row}
+        derived = _evidence(columns, 1)
+        row.update({name: values[0] for name, values in {**columns, **derived}.items()})
         extras = self.columns.extras
         if attributes := _attributes(extras, [values[position] for position in extras.values()]):
             row["attributes"] = attributes
@@ -174,14 +189,25 @@ class ContactBatch:
         v.check_not_future(created_at, self.now)
         return created_at
 
-    def _consent(self, status: Any, blacklisted: Any, optin: Any) -> ChannelStatus:
-        """A channel's status from a row's consent cells (None where absent): the explicit
-        columns, a refusal among them winning, else the workspace default."""
+    def _source_id(self, value: Any) -> str:
+        return f"{self.kind.source or 'source'}:{str(value).strip()[:_TEXT_LIMIT]}"
+
+    def _consent(self, channel: str, status: Any, blacklisted: Any, optin: Any) -> ChannelStatus:
+        """A channel's status from a row's consent cells (None where absent): the file's
+        forced status, else the explicit columns, a refusal among them winning (Brevo's
+        ``*_BLACKLISTED`` at no is its subscription), else the kind's default: the
+        workspace's ``default_consent`` for the emails of a plain list, and never SMS
+        consent without an SMS consent column."""
+        if forced := self.forced[channel]:
+            return forced
         found: list[ChannelStatus] = []
         if status is not None:
-            found.append(v.parse_status(str(status)))
-        if blacklisted is not None and v.parse_bool(blacklisted):
-            found.append(ChannelStatus.UNSUBSCRIBED)
+            text = str(status)
+            word = self.kind.status_words.get(v.fold(text))
+            found.append(v.parse_status(text) if word is None else word)
+        if blacklisted is not None:
+            refused = v.parse_bool(blacklisted)
+            found.append(ChannelStatus.UNSUBSCRIBED if refused else ChannelStatus.SUBSCRIBED)
         if optin is not None:
             found.append(ChannelStatus.SUBSCRIBED if v.parse_bool(optin) else ChannelStatus.NONE)
         refusals = [status for status in found if status in REFUSALS]
@@ -189,7 +215,15 @@ class ContactBatch:
             return refusals[0]
         if found:
             return found[0]
-        return self.default_consent
+        return self._default(channel)
+
+    def _default(self, channel: str) -> ChannelStatus:
+        """A channel's status when a row's consent columns say nothing."""
+        if forced := self.forced[channel]:
+            return forced
+        if channel == "sms":
+            return ChannelStatus.NONE
+        return self.kind.email_default or self.default_consent
 
     def clean_block(self, block: Block) -> tuple[ContactBlock, list[int]]:
         """The rows of ``block`` the column-wise checks vouch for, cleaned, and the
@@ -222,7 +256,7 @@ class ContactBatch:
         for field, parse in self.parsers.items():
             if (given := column(field)) is None:
                 continue
-            if field == "created_at":
+            if field in _MOMENTS:
                 found[field], bad = self._created_at_column(given)
             else:
                 found[field], bad = col.by_distinct([given], _present(parse))
@@ -231,9 +265,9 @@ class ContactBatch:
             given_columns = [
                 given for name in _consent_fields(channel) if (given := column(name)) is not None
             ]
-            statuses = np.full(rows, self.status or self.default_consent, object)
+            statuses = np.full(rows, self._default(channel), object)
             none = np.full(rows, ChannelStatus.NONE, object)
-            if self.status is None and given_columns:
+            if self.forced[channel] is None and given_columns:
                 named = [name for name in _consent_fields(channel) if name in fields]
                 consent = partial(self._consent_of, channel, named)
                 statuses, bad = col.by_distinct(given_columns, consent)
@@ -243,6 +277,11 @@ class ContactBatch:
             found["attributes"] = self._attributes_column(batch)
         fast = np.flatnonzero(~slow)
         columns = {name: _take(values, fast) for name, values in found.items()}
+        columns["sms_status"] = [
+            _sms_status(phone) if status == ChannelStatus.SUBSCRIBED and phone else status
+            for phone, status in zip(columns["phone"], columns["sms_status"], strict=True)
+        ]
+        columns.update(_evidence(columns, len(fast)))
         cleaned = ContactBlock(block, block.lines[fast], fast, columns)
         return cleaned, np.flatnonzero(slow).tolist()
 
@@ -259,7 +298,7 @@ class ContactBatch:
     def _consent_of(self, channel: str, names: list[str], *cells: Any) -> ChannelStatus:
         """:meth:`_consent` of the cells of the consent columns ``names`` of a file."""
         given = dict(zip(names, cells, strict=True))
-        return self._consent(*(given.get(name) for name in _consent_fields(channel)))
+        return self._consent(channel, *(given.get(name) for name in _consent_fields(channel)))
 
     def _attributes_column(self, batch: pa.RecordBatch) -> np.ndarray:
         """The free attributes of each row of ``batch``, None where it has none."""
@@ -273,13 +312,16 @@ class ContactBatch:
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
         """Merge the batch into the store, in one transaction: rows with the same key
         merge together and into the stored contact with that key."""
+        found = [summaries.take_from_record(row.record) for row in rows]
         with self.engine.begin() as connection:
             existing = store.contacts_by_address(
                 connection,
                 (row.record["email"] for row in rows if row.record["email"]),
                 (row.record["phone"] for row in rows if row.record["phone"]),
             )
-            return self._write(connection, rows, existing)
+            written = self._write(connection, rows, existing)
+            summaries.write(connection, [s for s in found if s], self.source_name)
+            return written
 
     def write_block(self, cleaned: ContactBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
         """Write a block in one transaction: the contacts whose email and phone appear
@@ -287,6 +329,8 @@ class ContactBatch:
         merge as :meth:`write` merges them, in file order."""
         emails = cleaned.columns["email"] + [row.record["email"] for row in rows]
         phones = cleaned.columns["phone"] + [row.record["phone"] for row in rows]
+        found = summaries.take(cleaned.columns, cleaned.columns["email"], cleaned.columns["phone"])
+        found += [s for row in rows if (s := summaries.take_from_record(row.record))]
         with self.engine.begin() as connection:
             existing = store.contacts_by_address(
                 connection, filter(None, emails), filter(None, phones)
@@ -310,6 +354,7 @@ class ContactBatch:
             imported, merged, refusals = self._write(connection, merging, existing)
             cleaned.originals([row for row, _ in refusals if not row.values])
             imported += self._insert_block(connection, cleaned, np.flatnonzero(alone))
+            summaries.write(connection, found, self.source_name)
         return imported, merged, refusals
 
     def _insert_block(self, connection: Connection, cleaned: ContactBlock, rows: np.ndarray) -> int:
@@ -409,21 +454,29 @@ class ContactBatch:
 
 
 def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """A contact merged with a newer row for the same person: a value in the row
-    replaces the stored one, an empty cell never erases it, tags and interests are
-    united, the earliest creation date is kept, and statuses follow :func:`merge_status`.
+    """A contact merged with another row for the same person: the newest record wins,
+    by the source's modification time when both have one (else the row, read later, is
+    the newer): its values replace the older ones, an empty cell never erases anything,
+    tags, interests and source ids are united, the earliest creation date and the latest
+    modification time are kept, and statuses follow :func:`merge_status` whatever the
+    age (a refusal is never lost).
     """
     result = dict(current)
+    known, given = current.get("modified_at"), incoming.get("modified_at")
+    older = known is not None and given is not None and given < known
     for name, value in incoming.items():
         if value is None or name in ("email_status", "sms_status"):
             continue
         if name in _LIST_FIELDS:
             result[name] = sorted(set(current.get(name) or []) | set(value))
         elif name == "attributes":
-            result[name] = {**(current.get(name) or {}), **value}
+            stored = current.get(name) or {}
+            result[name] = {**value, **stored} if older else {**stored, **value}
         elif name == "created_at":
             result[name] = min(current.get(name) or value, value)
-        else:
+        elif name == "modified_at":
+            result[name] = max(known or value, value)
+        elif not older or current.get(name) is None:
             result[name] = value
     for channel in ("email", "sms"):
         key = f"{channel}_status"
@@ -498,6 +551,41 @@ def _consent_fields(channel: str) -> tuple[str, str, str]:
     return f"{channel}_status", f"{channel}_blacklisted", f"{channel}_optin"
 
 
+# The parsed fields :func:`_evidence` turns into the contact's columns.
+_DERIVED_FROM = ("created_at", "optin_at", "consent_at", "source_id")
+
+
+def _evidence(columns: dict[str, list[Any]], count: int) -> dict[str, list[Any]]:
+    """The consent evidence and source ids of rows given a column at a time: takes
+    ``optin_at``, ``consent_at`` and ``source_id`` out of ``columns`` and returns the
+    contact columns they make. The evidence is the confirmation (double opt-in), else the
+    opt-in; the contact was created at the earliest of its creation, opt-in and
+    confirmation dates (the retention clock runs from it)."""
+    optin, consent = columns.pop("optin_at", None), columns.pop("consent_at", None)
+    ids = columns.pop("source_id", None)
+    derived: dict[str, list[Any]] = {}
+    if optin is not None or consent is not None:
+        blank = [None] * count
+        optin, consent = optin or blank, consent or blank
+        derived["email_consent_at"] = [
+            confirmed if confirmed is not None else opted
+            for opted, confirmed in zip(optin, consent, strict=True)
+        ]
+        derived["created_at"] = [
+            min(dates) if (dates := [d for d in moments if d is not None]) else None
+            for moments in zip(columns.get("created_at") or blank, optin, consent, strict=True)
+        ]
+    if ids is not None:
+        derived["source_ids"] = [None if at is None else [at] for at in ids]
+    return derived
+
+
+def _sms_status(phone: str) -> ChannelStatus:
+    """A row's SMS opt-in for ``phone``: subscribed only for a number that can get a text
+    (:func:`winback.ingest.kinds.textable`), none for a landline."""
+    return ChannelStatus.SUBSCRIBED if textable(phone) else ChannelStatus.NONE
+
+
 def _present(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``parse`` of a cell, None for an absent cell."""
     return lambda value: None if value is None else parse(value)
@@ -557,6 +645,15 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def file_kind(path: Path) -> FileKind:
+    """What the contacts file at ``path`` is, from its header."""
+    probe = open_source(path)
+    try:
+        return recognise(probe.header)
+    finally:
+        probe.close()
+
+
 def import_contacts(
     workspace: Workspace,
     path: Path,
@@ -572,6 +669,11 @@ def import_contacts(
     file (an ESP's unsubscribed or cleaned export). Each batch is one transaction, and
     a re-run of the same file changes nothing, so an interrupted import is simply run
     again."""
-    with mapped_source(path, CONTACT_ALIASES, mapping, [("email", "phone")]) as (source, columns):
-        batch = ContactBatch(workspace, columns, now, status, path.name)
-        return run(source, batch, "contacts", workspace.quarantine_dir, progress)
+    kind = file_kind(path)
+    aliases = kind_aliases(CONTACT_ALIASES, kind)
+    with mapped_source(path, aliases, mapping, [("email", "phone")]) as (source, columns):
+        columns = summaries.dated_only(columns)
+        batch = ContactBatch(workspace, columns, now, status, path.name, kind)
+        report = run(source, batch, "contacts", workspace.quarantine_dir, progress)
+    report.recognised = kind.label
+    return report

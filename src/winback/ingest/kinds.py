@@ -1,0 +1,232 @@
+"""Recognising what a contacts file is, from its columns: an ESP's audience export
+(Mailchimp subscribed, unsubscribed or cleaned; Brevo; Klaviyo), a shop's customers
+export (Shopify), a sending service's suppression export (SendGrid, Mailgun, Postmark),
+or a plain list. The kind says what the file means about consent, so that consent is
+never invented:
+
+- a Mailchimp unsubscribed export (``UNSUB_TIME``) unsubscribes its emails, a cleaned
+  one (``CLEAN_TIME``) bounces them, and a suppression export refuses its addresses:
+  that status goes where ``--status`` goes (:attr:`FileKind.status`);
+- a Mailchimp subscribed export subscribes its emails; a Klaviyo or Shopify export says
+  each row's consent in its own columns, and an empty one is no consent;
+- only a plain list (no consent column) takes ``import.default_consent`` for its emails;
+- a phone number alone is never SMS consent: a file without an SMS consent column gives
+  ``sms_status = none`` (Mailchimp's "Phone Number" merge field included).
+
+Each kind may add column names of its own (:attr:`FileKind.aliases`) or drop a generic
+one (Mailchimp's ``Birthday`` is ``MM/DD``, no year: it stays a free attribute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import phonenumbers
+
+from winback.domain import ChannelStatus
+from winback.ingest.values import fold
+
+_MAILCHIMP_MARKS = ("leid", "euid", "member_rating")
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """One kind of contacts file.
+
+    ``marks``: folded column names that must all be there; ``any_marks``: at least one of
+    them must be (empty: no such condition). ``status``: the status every email of the
+    file has (a whole-file refusal), or None. ``email_default``: the email status of a
+    row whose consent columns say nothing (None: the workspace's ``default_consent``).
+    ``status_words``: the service's own consent words (folded) and what they mean.
+    ``source``: the prefix of the person's id at the service (``source_id`` column)."""
+
+    name: str
+    label: str
+    marks: tuple[str, ...] = ()
+    any_marks: tuple[str, ...] = ()
+    status: ChannelStatus | None = None
+    email_default: ChannelStatus | None = ChannelStatus.NONE
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    dropped: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    status_words: Mapping[str, ChannelStatus] = field(default_factory=dict)
+    source: str | None = None
+
+    def matches(self, folded: set[str]) -> bool:
+        """Whether a header whose folded names are ``folded`` is of this kind."""
+        return all(fold(mark) in folded for mark in self.marks) and (
+            not self.any_marks or any(fold(mark) in folded for mark in self.any_marks)
+        )
+
+
+def _mailchimp(name: str, label: str, mark: str | None, status: ChannelStatus | None) -> FileKind:
+    return FileKind(
+        name=name,
+        label=label,
+        marks=(mark,) if mark else (),
+        any_marks=_MAILCHIMP_MARKS,
+        status=status,
+        email_default=ChannelStatus.SUBSCRIBED,
+        aliases={"source_id": ("leid",), "consent_at": ("confirm_time",)},
+        dropped={"birth_year": ("birthday",)},
+        source="mailchimp",
+    )
+
+
+# Most specific first: the first kind whose marks a header has is the file's kind.
+KINDS: tuple[FileKind, ...] = (
+    _mailchimp(
+        "mailchimp-unsubscribed",
+        "Mailchimp unsubscribed export",
+        "unsub_time",
+        ChannelStatus.UNSUBSCRIBED,
+    ),
+    _mailchimp(
+        "mailchimp-cleaned", "Mailchimp cleaned export", "clean_time", ChannelStatus.BOUNCED
+    ),
+    _mailchimp("mailchimp-subscribed", "Mailchimp subscribed export", None, None),
+    FileKind(
+        name="brevo",
+        label="Brevo contacts export",
+        any_marks=("email_blacklisted", "sms_blacklisted"),
+        email_default=ChannelStatus.NONE,
+        aliases={
+            "source_id": ("contact_id", "contact id"),
+            "created_at": ("added_time",),
+        },
+        source="brevo",
+    ),
+    FileKind(
+        name="klaviyo",
+        label="Klaviyo profiles export",
+        any_marks=("email marketing consent", "sms marketing consent"),
+        aliases={
+            "email_status": ("email marketing consent",),
+            "sms_status": ("sms marketing consent",),
+            "consent_at": ("email marketing consent timestamp",),
+            "source_id": ("klaviyo id",),
+            "created_at": ("profile created on",),
+        },
+        status_words={
+            "neversubscribed": ChannelStatus.NONE,
+            "suppressed": ChannelStatus.UNSUBSCRIBED,
+        },
+        source="klaviyo",
+    ),
+    FileKind(
+        name="shopify-customers",
+        label="Shopify customers export",
+        any_marks=("accepts email marketing", "accepts sms marketing"),
+        aliases={"source_id": ("customer id",)},
+        source="shopify",
+    ),
+    FileKind(
+        name="postmark-suppressions",
+        label="Postmark suppressions export",
+        marks=("emailaddress", "suppressionreason"),
+        aliases={"email_status": ("suppressionreason",), "created_at": ("createdat",)},
+        status_words={
+            "hardbounce": ChannelStatus.BOUNCED,
+            "spamcomplaint": ChannelStatus.COMPLAINED,
+            "manualsuppression": ChannelStatus.UNSUBSCRIBED,
+        },
+    ),
+    FileKind(
+        name="mailgun-bounces",
+        label="Mailgun bounces export",
+        marks=("address", "code", "error"),
+        status=ChannelStatus.BOUNCED,
+    ),
+    FileKind(
+        name="mailgun-unsubscribes",
+        label="Mailgun unsubscribes export",
+        marks=("address", "tags", "created_at"),
+        status=ChannelStatus.UNSUBSCRIBED,
+        dropped={"tags": ("tags",)},
+    ),
+    FileKind(
+        name="mailgun-complaints",
+        label="Mailgun complaints export",
+        marks=("address", "created_at"),
+        status=ChannelStatus.COMPLAINED,
+    ),
+    FileKind(
+        name="sendgrid-spam-reports",
+        label="SendGrid spam reports export",
+        marks=("created", "email", "ip"),
+        status=ChannelStatus.COMPLAINED,
+    ),
+    FileKind(
+        name="sendgrid-bounces",
+        label="SendGrid bounces export",
+        marks=("created", "email", "reason", "status"),
+        status=ChannelStatus.BOUNCED,
+        dropped={"email_status": ("status",)},
+    ),
+    FileKind(
+        name="sendgrid-unsubscribes",
+        label="SendGrid unsubscribes export",
+        marks=("created", "email"),
+        status=ChannelStatus.UNSUBSCRIBED,
+    ),
+)
+
+PLAIN = FileKind(name="plain", label="contact list", email_default=None)
+
+# Exactly the columns of these kinds, no others: a two-column list (email, created) is
+# a plain list unless it is one of these (their few columns say nothing else).
+_EXACT = {
+    "mailgun-complaints": {"address", "created_at"},
+    "sendgrid-unsubscribes": {"created", "email"},
+    "sendgrid-spam-reports": {"created", "email", "ip"},
+}
+
+
+def recognise(header: Sequence[str]) -> FileKind:
+    """The kind of a contacts file with this header (:data:`PLAIN` when none fits)."""
+    folded = {fold(name) for name in header if name.strip()}
+    for kind in KINDS:
+        exact = _EXACT.get(kind.name)
+        if exact is not None and folded != {fold(name) for name in exact}:
+            continue
+        if kind.matches(folded):
+            return kind
+    return PLAIN
+
+
+def kind_aliases(base: Mapping[str, tuple[str, ...]], kind: FileKind) -> dict[str, tuple[str, ...]]:
+    """The column names to match for a file of ``kind``: the kind's own names first (so
+    they win a column another field's generic name would claim), less those it drops."""
+    dropped = {field: {fold(name) for name in names} for field, names in kind.dropped.items()}
+    merged: dict[str, tuple[str, ...]] = {}
+    for field_name, names in kind.aliases.items():
+        merged[field_name] = names
+    for field_name, names in base.items():
+        kept = tuple(name for name in names if fold(name) not in dropped.get(field_name, set()))
+        merged[field_name] = merged.get(field_name, ()) + kept
+    return merged
+
+
+# The number types that can get a text. FIXED_LINE_OR_MOBILE is where the numbering plan
+# cannot tell (the United States, Canada and a few others): such a number counts as a
+# mobile, since its opt-in was given for SMS and refusing it would leave those countries
+# without SMS at all; a number known to be a landline (or VoIP, toll-free, premium...)
+# never gets SMS consent.
+_TEXTABLE = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
+
+
+@lru_cache(maxsize=65_536)
+def textable(phone: str) -> bool:
+    """Whether an E.164 number can take an SMS opt-in (see :data:`_TEXTABLE`).
+
+    >>> textable("+33612345678"), textable("+33145678901")
+    (True, False)
+    """
+    try:
+        number = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.number_type(number) in _TEXTABLE
