@@ -64,7 +64,7 @@ def import_by_rows(
     try:
         source.blocks = None
         if kind == "contacts":
-            kind = recognise(source.header)
+            kind = recognise(source.header, path.name)
             aliases = kind_aliases(CONTACT_ALIASES, kind)
             columns = dated_only(map_columns(source.header, aliases, {}, source=str(path)))
             batch = ContactBatch(workspace, columns, NOW, status, path.name, kind)

@@ -36,7 +36,14 @@ from winback.ingest import addresses, summaries
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import CONTACT_ALIASES, ColumnMap
-from winback.ingest.kinds import PLAIN, FileKind, kind_aliases, recognise, textable
+from winback.ingest.kinds import (
+    PLAIN,
+    FileKind,
+    kind_aliases,
+    recognise,
+    textable,
+    unpacked,
+)
 from winback.ingest.pipeline import (
     ImportReport,
     Pending,
@@ -140,8 +147,8 @@ class ContactBatch:
         # The fields read by one parser of the cell, in the order the row path checks
         # them (the first that fails names the reason).
         self.parsers: dict[str, Callable[[Any], Any]] = {
-            "interests": v.parse_list,
-            "tags": v.parse_list,
+            "interests": _list,
+            "tags": _list,
             "country": _country,
             "language": _language,
             "timezone": _zone,
@@ -600,6 +607,11 @@ def _take(values: list[Any] | pa.Array | np.ndarray, rows: np.ndarray) -> list[A
     return values.take(pa.array(rows, pa.int64())).to_pylist()
 
 
+def _list(value: Any) -> list[str]:
+    """Tags or interests, without the quotes Mailchimp puts round each (``"VIP","Club"``)."""
+    return sorted({item.strip('"').strip() for item in v.parse_list(value)} - {""})
+
+
 def _language(value: Any) -> str:
     return str(value).strip().lower().replace("_", "-")[:8]
 
@@ -645,11 +657,34 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def import_contact_files(
+    workspace: Workspace,
+    path: Path,
+    *,
+    now: datetime,
+    mapping: Mapping[str, str] | None = None,
+    status: ChannelStatus | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[ImportReport]:
+    """:func:`import_contacts` of a file, or of each CSV of a ZIP (a Mailchimp audience
+    export: its subscribed, unsubscribed and cleaned members), one report per file."""
+    reports = []
+    with unpacked(path) as files:
+        for name, member in files:
+            report = import_contacts(
+                workspace, member, now=now, mapping=mapping, status=status, progress=progress
+            )
+            if member != path:
+                report.file = f"{path}:{name}"
+            reports.append(report)
+    return reports
+
+
 def file_kind(path: Path) -> FileKind:
     """What the contacts file at ``path`` is, from its header."""
     probe = open_source(path)
     try:
-        return recognise(probe.header)
+        return recognise(probe.header, path.name)
     finally:
         probe.close()
 

@@ -19,13 +19,18 @@ one (Mailchimp's ``Birthday`` is ``MM/DD``, no year: it stays a free attribute).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import phonenumbers
 
 from winback.domain import ChannelStatus
+from winback.errors import InputFileError
 from winback.ingest.values import fold
 
 _MAILCHIMP_MARKS = ("leid", "euid", "member_rating")
@@ -40,7 +45,8 @@ class FileKind:
     file has (a whole-file refusal), or None. ``email_default``: the email status of a
     row whose consent columns say nothing (None: the workspace's ``default_consent``).
     ``status_words``: the service's own consent words (folded) and what they mean.
-    ``source``: the prefix of the person's id at the service (``source_id`` column)."""
+    ``source``: the prefix of the person's id at the service (``source_id`` column).
+    ``exact`` and ``name_hint``: see the fields."""
 
     name: str
     label: str
@@ -52,6 +58,10 @@ class FileKind:
     dropped: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     status_words: Mapping[str, ChannelStatus] = field(default_factory=dict)
     source: str | None = None
+    # For a kind whose few columns a plain list could have: exactly these columns, and a
+    # file name with this word in it (the name the service gives its export).
+    exact: tuple[str, ...] = ()
+    name_hint: str = ""
 
     def matches(self, folded: set[str]) -> bool:
         """Whether a header whose folded names are ``folded`` is of this kind."""
@@ -68,11 +78,16 @@ def _mailchimp(name: str, label: str, mark: str | None, status: ChannelStatus | 
         any_marks=_MAILCHIMP_MARKS,
         status=status,
         email_default=ChannelStatus.SUBSCRIBED,
-        aliases={"source_id": ("leid",), "consent_at": ("confirm_time",)},
+        aliases={"source_id": ("leid",), "consent_at": ("confirm_time",), "country": ("cc",)},
         dropped={"birth_year": ("birthday",)},
         source="mailchimp",
     )
 
+
+# Mailgun writes its dates as RFC 2822 ("Fri, 21 Oct 2011 11:02:55 UTC"), and they are
+# the suppression's, not the person's: kept as a free attribute.
+_MAILGUN_DATES = {"created_at": ("created_at",)}
+_MAILGUN_ADDRESS = {"email": ("address",)}
 
 # Most specific first: the first kind whose marks a header has is the file's kind.
 KINDS: tuple[FileKind, ...] = (
@@ -108,6 +123,8 @@ KINDS: tuple[FileKind, ...] = (
             "source_id": ("klaviyo id",),
             "created_at": ("profile created on",),
         },
+        # Klaviyo's Country is a name ("France"), not a code: a free attribute.
+        dropped={"country": ("country",)},
         status_words={
             "neversubscribed": ChannelStatus.NONE,
             "suppressed": ChannelStatus.UNSUBSCRIBED,
@@ -118,7 +135,11 @@ KINDS: tuple[FileKind, ...] = (
         name="shopify-customers",
         label="Shopify customers export",
         any_marks=("accepts email marketing", "accepts sms marketing"),
-        aliases={"source_id": ("customer id",)},
+        aliases={
+            "source_id": ("customer id",),
+            "country": ("default address country code",),
+            "city": ("default address city",),
+        },
         source="shopify",
     ),
     FileKind(
@@ -137,25 +158,34 @@ KINDS: tuple[FileKind, ...] = (
         label="Mailgun bounces export",
         marks=("address", "code", "error"),
         status=ChannelStatus.BOUNCED,
+        aliases=_MAILGUN_ADDRESS,
+        dropped=_MAILGUN_DATES,
     ),
     FileKind(
         name="mailgun-unsubscribes",
         label="Mailgun unsubscribes export",
         marks=("address", "tags", "created_at"),
         status=ChannelStatus.UNSUBSCRIBED,
-        dropped={"tags": ("tags",)},
+        aliases=_MAILGUN_ADDRESS,
+        dropped={**_MAILGUN_DATES, "tags": ("tags",)},
     ),
     FileKind(
         name="mailgun-complaints",
         label="Mailgun complaints export",
         marks=("address", "created_at"),
         status=ChannelStatus.COMPLAINED,
+        aliases=_MAILGUN_ADDRESS,
+        dropped=_MAILGUN_DATES,
+        exact=("address", "created_at"),
+        name_hint="complaint",
     ),
     FileKind(
         name="sendgrid-spam-reports",
         label="SendGrid spam reports export",
         marks=("created", "email", "ip"),
         status=ChannelStatus.COMPLAINED,
+        exact=("created", "email", "ip"),
+        name_hint="spam",
     ),
     FileKind(
         name="sendgrid-bounces",
@@ -169,26 +199,23 @@ KINDS: tuple[FileKind, ...] = (
         label="SendGrid unsubscribes export",
         marks=("created", "email"),
         status=ChannelStatus.UNSUBSCRIBED,
+        exact=("created", "email"),
+        name_hint="unsub",
     ),
 )
 
 PLAIN = FileKind(name="plain", label="contact list", email_default=None)
 
-# Exactly the columns of these kinds, no others: a two-column list (email, created) is
-# a plain list unless it is one of these (their few columns say nothing else).
-_EXACT = {
-    "mailgun-complaints": {"address", "created_at"},
-    "sendgrid-unsubscribes": {"created", "email"},
-    "sendgrid-spam-reports": {"created", "email", "ip"},
-}
 
-
-def recognise(header: Sequence[str]) -> FileKind:
-    """The kind of a contacts file with this header (:data:`PLAIN` when none fits)."""
+def recognise(header: Sequence[str], file_name: str = "") -> FileKind:
+    """The kind of a contacts file with this header and name (:data:`PLAIN` when none
+    fits). A list of emails and creation dates is a plain list unless its name says it is
+    a service's unsubscribes (or complaints...) export."""
     folded = {fold(name) for name in header if name.strip()}
     for kind in KINDS:
-        exact = _EXACT.get(kind.name)
-        if exact is not None and folded != {fold(name) for name in exact}:
+        if kind.exact and (
+            folded != {fold(name) for name in kind.exact} or kind.name_hint not in file_name.lower()
+        ):
             continue
         if kind.matches(folded):
             return kind
@@ -230,3 +257,53 @@ def textable(phone: str) -> bool:
     except phonenumbers.NumberParseException:
         return False
     return phonenumbers.number_type(number) in _TEXTABLE
+
+
+# The files of a Mailchimp audience export ZIP, in the order they are imported: the
+# refusals after the subscriptions (a refusal wins a merge either way).
+_ZIP_ORDER = ("subscribed", "unsubscribed", "cleaned")
+# A ZIP member larger than this is refused rather than unpacked (a ZIP bomb).
+ZIP_MEMBER_LIMIT = 4 * 1024**3
+
+
+@contextmanager
+def unpacked(path: Path) -> Iterator[list[tuple[str, Path]]]:
+    """The contacts files of ``path``: itself, or for a ZIP (Mailchimp's audience export
+    holds ``subscribed_members_export_<id>.csv``, ``unsubscribed_...`` and ``cleaned_...``)
+    each CSV it holds, unpacked to a temporary folder, as (name in the archive, path)."""
+    if not zipfile.is_zipfile(path):
+        yield [(path.name, path)]
+        return
+    with zipfile.ZipFile(path) as archive, TemporaryDirectory(prefix="winback-zip-") as folder:
+        members = [
+            info
+            for info in archive.infolist()
+            if not info.is_dir() and info.filename.lower().endswith((".csv", ".txt"))
+        ]
+        if not members:
+            names = ", ".join(info.filename for info in archive.infolist()) or "nothing"
+            raise InputFileError(f"{path}: the ZIP holds no CSV file (it holds {names})")
+        members.sort(key=lambda info: (_zip_rank(info.filename), info.filename))
+        found = []
+        for number, info in enumerate(members):
+            if info.file_size > ZIP_MEMBER_LIMIT:
+                raise InputFileError(
+                    f"{path}: {info.filename} unpacks to {info.file_size:,} bytes "
+                    f"(the limit is {ZIP_MEMBER_LIMIT:,}): unpack it and import the CSV"
+                )
+            # Only the member's own name, numbered: a name with folders or ".." in it
+            # never writes outside the temporary folder.
+            target = Path(folder) / f"{number}-{Path(info.filename).name}"
+            with archive.open(info) as source, target.open("wb") as sink:
+                while chunk := source.read(1 << 20):
+                    sink.write(chunk)
+            found.append((info.filename, target))
+        yield found
+
+
+def _zip_rank(name: str) -> int:
+    base = Path(name).name.lower()
+    for rank, prefix in enumerate(_ZIP_ORDER):
+        if base.startswith(prefix):
+            return rank
+    return len(_ZIP_ORDER)
