@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from tests.ingest.two_paths import import_by_rows, report_view, two_workspaces, without_ids
 from winback.cli import app
 from winback.ingest import import_contact_files, import_contacts
 from winback.ingest.kinds import recognise, textable
@@ -46,6 +48,11 @@ def cli_json(cli: CliRunner, workspace: Workspace, *args: str) -> Any:
     result = cli.invoke(app, [*args, "--now", NOW.isoformat(), "--json", "-w", str(workspace.path)])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
+
+
+@pytest.fixture
+def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, Workspace]]:
+    yield from two_workspaces(tmp_path, monkeypatch, lambda path: Workspace.init(path, "ecommerce"))
 
 
 # Mailchimp ---------------------------------------------------------------------------
@@ -401,3 +408,31 @@ def test_a_file_renamed_is_still_recognised(tmp_path: Path) -> None:
 def test_import_contact_files_of_one_file_is_one_report(workspace: Workspace) -> None:
     reports = import_contact_files(workspace, CORPUS / "sendgrid" / "bounces.csv", now=NOW)
     assert [report.recognised for report in reports] == ["SendGrid bounces export"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mailchimp/subscribed_members_export_4f2a91c3b7.csv",
+        "mailchimp/unsubscribed_members_export_4f2a91c3b7.csv",
+        "brevo/export_contacts_fr.csv",
+        "klaviyo/profiles_export.csv",
+        "shopify/customers_export.csv",
+        "postmark/suppressions.csv",
+    ],
+)
+def test_blocks_and_rows_import_each_export_alike(
+    pair: tuple[Workspace, Workspace], name: str
+) -> None:
+    by_blocks, by_rows = pair
+    path = CORPUS / name
+    seen = []
+    for workspace, report in (
+        (by_blocks, import_contacts(by_blocks, path, now=NOW)),
+        (by_rows, import_by_rows(by_rows, path, "contacts", now=NOW)),
+    ):
+        with workspace.engine.connect() as connection:
+            rows = connection.execute(select(contacts)).mappings().all()
+        bought = [(e["occurred_at"], e["amount"]) for e in purchases(workspace)]
+        seen.append((report_view(report), without_ids(rows), bought))
+    assert seen[0] == seen[1]

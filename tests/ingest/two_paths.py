@@ -56,7 +56,11 @@ def two_workspaces(
 
 
 def import_by_rows(
-    workspace: Workspace, path: Path, kind: str, status: ChannelStatus | None = None
+    workspace: Workspace,
+    path: Path,
+    kind: str,
+    status: ChannelStatus | None = None,
+    now: datetime = NOW,
 ) -> ImportReport:
     """The row path alone: the same importer (``contacts`` or ``events``) with the
     file's blocks withheld."""
@@ -67,7 +71,7 @@ def import_by_rows(
             kind = recognise(source.header, path.name)
             aliases = kind_aliases(CONTACT_ALIASES, kind)
             columns = dated_only(map_columns(source.header, aliases, {}, source=str(path)))
-            batch = ContactBatch(workspace, columns, NOW, status, path.name, kind)
+            batch = ContactBatch(workspace, columns, now, status, path.name, kind)
             return run(source, batch, kind, workspace.quarantine_dir)
         columns = map_columns(source.header, EVENT_ALIASES, {}, source=str(path))
         with workspace.engine.connect() as connection:
