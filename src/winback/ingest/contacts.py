@@ -1,6 +1,13 @@
-"""Importing contacts: clean each row, de-duplicate on the normalised email (or the
-phone when there is no email), merge into what the store already holds, and never turn
-a refusal (unsubscribed, bounced, complained) back into a subscription.
+"""Importing contacts: recognise the kind of file (:mod:`winback.ingest.kinds`: an ESP's
+or a shop's export says its own consent), clean each row, de-duplicate on the normalised
+email (or the phone when there is no email), merge into what the store already holds (the
+newest record wins, :func:`winback.ingest.records.merge`), and never turn a refusal
+(unsubscribed, bounced, complained) back into a subscription. A purchase summary becomes
+a purchase event (:mod:`winback.ingest.summaries`).
+
+Every status an import sets, whether from ``--status``, from the file's kind or from a
+row's consent columns, reaches the store in the records :meth:`ContactBatch._write`
+merges and :meth:`ContactBatch._insert` inserts.
 
 CSV and Parquet files are cleaned a block at a time (:meth:`ContactBatch.clean_block`):
 addresses through :mod:`winback.ingest.addresses`, dates and names through Arrow
@@ -8,16 +15,16 @@ compute, the fields of few distinct values (countries, tags, statuses) by the ro
 own parsers called once per distinct value. The rows those checks cannot vouch for take
 the row path (:meth:`ContactBatch.clean`). A contact whose email and phone appear once
 in the block and nowhere in the store is inserted as it is, a column at a time; the
-others (duplicates, contacts already stored) go through the row path's merge, in file
-order, so both paths store the same contacts (a test holds them to it).
+others (duplicates, contacts already stored) go through the row path's merge, so both
+paths store the same contacts (a test holds them to it).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,8 +38,8 @@ from sqlalchemy import Connection, select
 from winback.clock import to_db
 from winback.compliance import audit
 from winback.compliance.suppression import suppression_reasons
-from winback.domain import REFUSALS, ChannelStatus, merge_status
-from winback.ingest import addresses, summaries
+from winback.domain import REFUSALS, ChannelStatus
+from winback.ingest import addresses, records, summaries
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import CONTACT_ALIASES, ColumnMap
@@ -41,7 +48,6 @@ from winback.ingest.kinds import (
     FileKind,
     kind_aliases,
     recognise,
-    textable,
     unpacked,
 )
 from winback.ingest.pipeline import (
@@ -54,21 +60,16 @@ from winback.ingest.pipeline import (
 )
 from winback.ingest.reader import Block, open_source
 from winback.store import contacts as store
-from winback.store.schema import contacts, suppressions
+from winback.store.schema import suppressions
 from winback.workspace import Workspace
 
 # Plain text attributes copied as they are (trimmed, at most this long); the others
 # have their own parser.
 _TEXT_FIELDS = ("first_name", "last_name", "city", "gender", "source")
 _TEXT_LIMIT = 200
-_LIST_FIELDS = ("interests", "tags", "source_ids")
 # Moments read as created_at is read (the workspace zone, none in the future).
 _MOMENTS = ("created_at", "optin_at", "consent_at", "modified_at", "last_order_at")
 _CHANNELS = (("email", "email"), ("sms", "phone"))
-# A status as a member and as the store keeps it, by member or text (the same key):
-# calling the enum costs more than the rest of a merge.
-_STATUS = {status.value: status for status in ChannelStatus}
-_STATUS_TEXT = {status: status.value for status in ChannelStatus}
 # A suppression kept after erasure or an earlier refusal: the status it forces on import.
 _SUPPRESSION_STATUS = {
     "unsubscribe": ChannelStatus.UNSUBSCRIBED,
@@ -147,11 +148,11 @@ class ContactBatch:
         # The fields read by one parser of the cell, in the order the row path checks
         # them (the first that fails names the reason).
         self.parsers: dict[str, Callable[[Any], Any]] = {
-            "interests": _list,
-            "tags": _list,
-            "country": _country,
-            "language": _language,
-            "timezone": _zone,
+            "interests": records.parse_tags,
+            "tags": records.parse_tags,
+            "country": records.country,
+            "language": records.language,
+            "timezone": records.zone,
             "birth_year": partial(v.parse_birth_year, today=self.today),
             **{name: self._created_at for name in _MOMENTS},
             "subscription_active": v.parse_bool,
@@ -182,12 +183,14 @@ class ContactBatch:
                 else self._consent(channel, *(get(name) for name in _consent_fields(channel)))
             )
         if phone is not None and row["sms_status"] == ChannelStatus.SUBSCRIBED:
-            row["sms_status"] = _sms_status(phone)
-        columns = {name: [row.pop(name)] for name in _DERIVED_FROM if name in row}
-        derived = _evidence(columns, 1)
+            row["sms_status"] = records.sms_status(phone)
+        columns = {name: [row.pop(name)] for name in records.DERIVED_FROM if name in row}
+        derived = records.evidence(columns, 1)
         row.update({name: values[0] for name, values in {**columns, **derived}.items()})
         extras = self.columns.extras
-        if attributes := _attributes(extras, [values[position] for position in extras.values()]):
+        if attributes := records.attributes(
+            extras, [values[position] for position in extras.values()]
+        ):
             row["attributes"] = attributes
         return row
 
@@ -285,10 +288,10 @@ class ContactBatch:
         fast = np.flatnonzero(~slow)
         columns = {name: _take(values, fast) for name, values in found.items()}
         columns["sms_status"] = [
-            _sms_status(phone) if status == ChannelStatus.SUBSCRIBED and phone else status
+            records.sms_status(phone) if status == ChannelStatus.SUBSCRIBED and phone else status
             for phone, status in zip(columns["phone"], columns["sms_status"], strict=True)
         ]
-        columns.update(_evidence(columns, len(fast)))
+        columns.update(records.evidence(columns, len(fast)))
         cleaned = ContactBlock(block, block.lines[fast], fast, columns)
         return cleaned, np.flatnonzero(slow).tolist()
 
@@ -313,7 +316,7 @@ class ContactBatch:
         columns = [batch.column(position).to_pylist() for position in extras.values()]
         found = np.full(batch.num_rows, None, object)
         for at, values in enumerate(zip(*columns, strict=True)):
-            found[at] = _attributes(extras, values)
+            found[at] = records.attributes(extras, values)
         return found
 
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
@@ -369,7 +372,9 @@ class ContactBatch:
         count = len(rows)
         if count:
             columns = {name: _take(values, rows) for name, values in cleaned.columns.items()}
-            self._insert(connection, _fresh_columns(columns, count, self.now, self.source_name))
+            self._insert(
+                connection, records.fresh_columns(columns, count, self.now, self.source_name)
+            )
         return count
 
     def _write(
@@ -397,10 +402,10 @@ class ContactBatch:
             if slot is None:
                 imported += 1
                 slot = ("new", len(slots))
-                slots[slot] = _fresh(record, self.now, self.source_name)
+                slots[slot] = records.fresh(record, self.now, self.source_name)
             else:
                 merged += 1
-                slots[slot] = merge(slots[slot], record, self.now)
+                slots[slot] = records.merge(slots[slot], record, self.now)
             touched.add(slot)
             if record["email"]:
                 by_email[record["email"]] = slot
@@ -408,11 +413,15 @@ class ContactBatch:
                 by_phone[record["phone"]] = slot
         inserts = [slots[slot] for slot in touched if slot[0] == "new"]
         if inserts:
-            self._insert(connection, {name: [row[name] for row in inserts] for name in _BLANK})
+            self._insert(
+                connection, {name: [row[name] for row in inserts] for name in records.BLANK}
+            )
         stored = {c["id"]: c for c in existing}
-        updates = [_changes(stored[slot[1]], slots[slot]) for slot in touched if slot[0] == "db"]
+        updates = [
+            records.changes(stored[slot[1]], slots[slot]) for slot in touched if slot[0] == "db"
+        ]
         updates = [update for update in updates if len(update) > 1]
-        for group in _group_by_columns(updates):
+        for group in records.group_by_columns(updates):
             store.update_contacts(connection, group)
         audit.record(
             connection,
@@ -433,7 +442,7 @@ class ContactBatch:
         return imported, merged, refusals
 
     def _insert(self, connection: Connection, columns: dict[str, list[Any]]) -> None:
-        """Insert new contacts given a column at a time, as :func:`_fresh_columns` makes
+        """Insert new contacts given a column at a time, as :func:`records.fresh_columns` makes
         them. A new contact whose address was suppressed before (unsubscribed, then
         erased) comes back suppressed, because the suppression outlives the person's data."""
         if self.check_suppressions:
@@ -460,137 +469,10 @@ class ContactBatch:
         store.insert_contact_columns(connection, columns)
 
 
-def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """A contact merged with another row for the same person: the newest record wins,
-    by the source's modification time when both have one (else the row, read later, is
-    the newer): its values replace the older ones, an empty cell never erases anything,
-    tags, interests and source ids are united, the earliest creation date and the latest
-    modification time are kept, and statuses follow :func:`merge_status` whatever the
-    age (a refusal is never lost).
-    """
-    result = dict(current)
-    known, given = current.get("modified_at"), incoming.get("modified_at")
-    older = known is not None and given is not None and given < known
-    for name, value in incoming.items():
-        if value is None or name in ("email_status", "sms_status"):
-            continue
-        if name in _LIST_FIELDS:
-            result[name] = sorted(set(current.get(name) or []) | set(value))
-        elif name == "attributes":
-            stored = current.get(name) or {}
-            result[name] = {**value, **stored} if older else {**stored, **value}
-        elif name == "created_at":
-            result[name] = min(current.get(name) or value, value)
-        elif name == "modified_at":
-            result[name] = max(known or value, value)
-        elif not older or current.get(name) is None:
-            result[name] = value
-    for channel in ("email", "sms"):
-        key = f"{channel}_status"
-        before = _STATUS[current.get(key) or ChannelStatus.NONE]
-        after = merge_status(before, _STATUS[incoming.get(key) or ChannelStatus.NONE])
-        if after != before:
-            result[key] = after.value
-            result[f"{key}_at"] = now
-    result["updated_at"] = now
-    return result
-
-
-# Every inserted row names every column, so a batch is one executemany.
-_BLANK = {column.name: None for column in contacts.columns if column.name != "id"}
-
-
-def _fresh_columns(
-    columns: Mapping[str, list[Any]], count: int, now: datetime, source: str
-) -> dict[str, list[Any]]:
-    """New contacts given a column at a time (None where a row says nothing) as the
-    store keeps them: the creation date and source default to the import's, statuses are
-    text stamped ``now``. The one rule of both paths (:func:`_fresh` is it for one row)."""
-    stamps = [now] * count
-    fresh = dict(columns)
-    for name, default in (
-        ("created_at", now),
-        ("source", source),
-        ("subscription_active", False),
-        ("frequency", "normal"),
-    ):
-        given = columns.get(name)
-        fresh[name] = (
-            [default] * count
-            if given is None
-            else [default if value is None else value for value in given]
-        )
-    for channel, _ in _CHANNELS:
-        fresh[f"{channel}_status"] = [_STATUS_TEXT[s] for s in columns[f"{channel}_status"]]
-        fresh[f"{channel}_status_at"] = stamps
-    fresh["updated_at"] = stamps
-    return fresh
-
-
-def _fresh(record: dict[str, Any], now: datetime, source: str) -> dict[str, Any]:
-    """A new contact made of its first row, as :func:`_fresh_columns` makes it."""
-    row = {name: [value] for name, value in {**_BLANK, **record}.items()}
-    return {name: values[0] for name, values in _fresh_columns(row, 1, now, source).items()}
-
-
-def _changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
-    """The columns a merge changed, with the id (``updated_at`` alone is no change)."""
-    diff = {
-        name: value
-        for name, value in after.items()
-        if name != "updated_at" and before.get(name) != value
-    }
-    if diff:
-        diff["updated_at"] = after["updated_at"]
-    return {"id": before["id"], **diff}
-
-
-def _group_by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(sorted(row)), []).append(row)
-    return list(groups.values())
-
-
 def _consent_fields(channel: str) -> tuple[str, str, str]:
     """The fields that say a channel's consent, in the order :meth:`ContactBatch._consent`
     reads them."""
     return f"{channel}_status", f"{channel}_blacklisted", f"{channel}_optin"
-
-
-# The parsed fields :func:`_evidence` turns into the contact's columns.
-_DERIVED_FROM = ("created_at", "optin_at", "consent_at", "source_id")
-
-
-def _evidence(columns: dict[str, list[Any]], count: int) -> dict[str, list[Any]]:
-    """The consent evidence and source ids of rows given a column at a time: takes
-    ``optin_at``, ``consent_at`` and ``source_id`` out of ``columns`` and returns the
-    contact columns they make. The evidence is the confirmation (double opt-in), else the
-    opt-in; the contact was created at the earliest of its creation, opt-in and
-    confirmation dates (the retention clock runs from it)."""
-    optin, consent = columns.pop("optin_at", None), columns.pop("consent_at", None)
-    ids = columns.pop("source_id", None)
-    derived: dict[str, list[Any]] = {}
-    if optin is not None or consent is not None:
-        blank = [None] * count
-        optin, consent = optin or blank, consent or blank
-        derived["email_consent_at"] = [
-            confirmed if confirmed is not None else opted
-            for opted, confirmed in zip(optin, consent, strict=True)
-        ]
-        derived["created_at"] = [
-            min(dates) if (dates := [d for d in moments if d is not None]) else None
-            for moments in zip(columns.get("created_at") or blank, optin, consent, strict=True)
-        ]
-    if ids is not None:
-        derived["source_ids"] = [None if at is None else [at] for at in ids]
-    return derived
-
-
-def _sms_status(phone: str) -> ChannelStatus:
-    """A row's SMS opt-in for ``phone``: subscribed only for a number that can get a text
-    (:func:`winback.ingest.kinds.textable`), none for a landline."""
-    return ChannelStatus.SUBSCRIBED if textable(phone) else ChannelStatus.NONE
 
 
 def _present(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -605,56 +487,6 @@ def _take(values: list[Any] | pa.Array | np.ndarray, rows: np.ndarray) -> list[A
     if isinstance(values, np.ndarray):
         return list(values[rows])
     return values.take(pa.array(rows, pa.int64())).to_pylist()
-
-
-def _list(value: Any) -> list[str]:
-    """Tags or interests, without the quotes Mailchimp puts round each (``"VIP","Club"``)."""
-    return sorted({item.strip('"').strip() for item in v.parse_list(value)} - {""})
-
-
-def _language(value: Any) -> str:
-    return str(value).strip().lower().replace("_", "-")[:8]
-
-
-def _country(value: Any) -> str:
-    text = str(value)
-    code = text.strip().upper()
-    if len(code) != 2 or not code.isalpha():
-        raise ValueError(f"invalid country {text!r}: use a two-letter code such as FR")
-    return code
-
-
-def _zone(value: Any) -> str:
-    text = str(value)
-    try:
-        ZoneInfo(text.strip())
-    except Exception:
-        raise ValueError(f"unknown time zone {text!r}") from None
-    return text.strip()
-
-
-def _attributes(names: Iterable[str], cells: Sequence[Any]) -> dict[str, Any] | None:
-    """A row's free attributes: its cells (``cells``) in the columns no field claims
-    (``names``), the empty ones left out, as JSON holds them; None when all are empty."""
-    found = {
-        name: _plain(value)
-        for name, value in zip(names, cells, strict=True)
-        if value is not None and str(value).strip() != ""
-    }
-    return found or None
-
-
-def _plain(value: Any) -> Any:
-    """A value JSON can hold (Parquet gives dates and decimals)."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return str(value)
 
 
 def import_contact_files(
