@@ -12,19 +12,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pytest
+from phonenumbers import PhoneNumberFormat
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tests.ingest.two_paths import import_by_rows, report_view, two_workspaces, without_ids
 from winback.cli import app
 from winback.ingest import import_contact_files, import_contacts
-from winback.ingest.kinds import recognise, textable
+from winback.ingest.kinds import recognise, textable, textable_all
 from winback.store.schema import contact_scores, contacts, events
 from winback.workspace import Workspace
 
 CORPUS = Path(__file__).parent.parent / "corpus" / "exports"
 MAILCHIMP = CORPUS / "mailchimp"
+E164 = PhoneNumberFormat.E164
 NOW = datetime.fromisoformat("2026-12-01T12:00:00+00:00")
 
 
@@ -393,6 +396,20 @@ def test_textable_numbers() -> None:
     assert not textable("+33145678901")  # Paris landline
     assert not textable("+33970123456")  # VoIP
     assert textable("+16135550143")  # North America: fixed line or mobile
+
+
+def test_textable_by_column_agrees_with_phonenumbers() -> None:
+    """The column-wise check gives the library's answer on the example number of every
+    type of every region phonenumbers knows (and on a few that are not numbers)."""
+    numbers: list[str | None] = [None, "+999123", "+"]
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in phonenumbers.PhoneNumberType.values():
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is not None:
+                numbers.append(phonenumbers.format_number(example, E164))
+    expected = [bool(number) and textable(number) for number in numbers]
+    assert textable_all(numbers) == expected
+    assert 200 < sum(expected) < len(numbers)
 
 
 def test_a_file_renamed_is_still_recognised(tmp_path: Path) -> None:

@@ -182,8 +182,7 @@ class ContactBatch:
                 if address is None
                 else self._consent(channel, *(get(name) for name in _consent_fields(channel)))
             )
-        if phone is not None and row["sms_status"] == ChannelStatus.SUBSCRIBED:
-            row["sms_status"] = records.sms_status(phone)
+        row["sms_status"] = records.sms_statuses([phone], [row["sms_status"]])[0]
         columns = {name: [row.pop(name)] for name in records.DERIVED_FROM if name in row}
         derived = records.evidence(columns, 1)
         row.update({name: values[0] for name, values in {**columns, **derived}.items()})
@@ -287,10 +286,7 @@ class ContactBatch:
             found["attributes"] = self._attributes_column(batch)
         fast = np.flatnonzero(~slow)
         columns = {name: _take(values, fast) for name, values in found.items()}
-        columns["sms_status"] = [
-            records.sms_status(phone) if status == ChannelStatus.SUBSCRIBED and phone else status
-            for phone, status in zip(columns["phone"], columns["sms_status"], strict=True)
-        ]
+        columns["sms_status"] = records.sms_statuses(columns["phone"], columns["sms_status"])
         columns.update(records.evidence(columns, len(fast)))
         cleaned = ContactBlock(block, block.lines[fast], fast, columns)
         return cleaned, np.flatnonzero(slow).tolist()

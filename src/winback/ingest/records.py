@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from winback.domain import ChannelStatus, merge_status
 from winback.ingest import values as v
-from winback.ingest.kinds import textable
+from winback.ingest.kinds import textable_all
 from winback.store.schema import contacts
 
 # A status as a member and as the store keeps it, by member or text (the same key):
@@ -145,10 +145,22 @@ def evidence(columns: dict[str, list[Any]], count: int) -> dict[str, list[Any]]:
     return derived
 
 
-def sms_status(phone: str) -> ChannelStatus:
-    """A row's SMS opt-in for ``phone``: subscribed only for a number that can get a text
-    (:func:`winback.ingest.kinds.textable`), none for a landline."""
-    return ChannelStatus.SUBSCRIBED if textable(phone) else ChannelStatus.NONE
+def sms_statuses(
+    phones: Sequence[str | None], statuses: Sequence[ChannelStatus]
+) -> list[ChannelStatus]:
+    """Rows' SMS statuses once their numbers are known: an opt-in (subscribed) holds only
+    for a number that can get a text (:func:`winback.ingest.kinds.textable`), and is
+    none for a landline; other statuses (a refusal...) stay as they are."""
+    asked = [
+        at
+        for at, (phone, status) in enumerate(zip(phones, statuses, strict=True))
+        if phone and status == ChannelStatus.SUBSCRIBED
+    ]
+    found = list(statuses)
+    for at, can in zip(asked, textable_all([phones[at] for at in asked]), strict=True):
+        if not can:
+            found[at] = ChannelStatus.NONE
+    return found
 
 
 def parse_tags(value: Any) -> list[str]:
