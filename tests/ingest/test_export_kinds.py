@@ -453,3 +453,16 @@ def test_blocks_and_rows_import_each_export_alike(
         bought = [(e["occurred_at"], e["amount"]) for e in purchases(workspace)]
         seen.append((report_view(report), without_ids(rows), bought))
     assert seen[0] == seen[1]
+
+
+def test_a_bad_purchase_summary_is_quarantined_with_its_reason(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    path = tmp_path / "export.csv"
+    text = BREVO.read_bytes().decode("cp1252").replace("89,90", "n/a")
+    path.write_bytes(text.encode("cp1252"))
+    report = import_contacts(workspace, path, now=NOW)
+    assert (report.read, report.rejected) == (5, 1)
+    with open(str(report.quarantine), encoding="utf-8") as stream:
+        rejected = stream.read()
+    assert "unparseable amount 'n/a'" in rejected and "sophie.roux@example.org" in rejected
