@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
 
 import numpy as np
 import phonenumbers
@@ -36,6 +35,10 @@ from phonenumbers.phonemetadata import PhoneMetadata
 
 from winback.domain import ChannelStatus
 from winback.errors import InputFileError
+
+# The column-wise phone rules of the importer (phonenumbers' metadata as Arrow patterns):
+# private to the ingest package, shared here rather than written twice.
+from winback.ingest.addresses import _TYPES, _Desc, _desc, _matches
 from winback.ingest.values import fold
 
 _MAILCHIMP_MARKS = ("leid", "euid", "member_rating")
@@ -251,38 +254,16 @@ _TEXTABLE = frozenset(
 
 
 # The number types phonenumbers tests before the fixed line and the mobile, in its order.
-_EARLIER_TYPES = (
-    "premium_rate",
-    "toll_free",
-    "shared_cost",
-    "voip",
-    "personal_number",
-    "pager",
-    "uan",
-    "voicemail",
-)
-
-
-@dataclass(frozen=True)
-class _Type:
-    pattern: str
-    lengths: tuple[int, ...]
+_EARLIER_TYPES = tuple(name for name in _TYPES if name != "fixed_line")
 
 
 @dataclass(frozen=True)
 class _Types:
-    general: _Type
-    earlier: tuple[_Type, ...]
-    fixed_line: _Type | None
-    mobile: _Type | None
+    general: _Desc
+    earlier: tuple[_Desc, ...]
+    fixed_line: _Desc | None
+    mobile: _Desc | None
     same_pattern: bool
-
-
-def _type(desc: Any) -> _Type | None:
-    if desc is None or not desc.national_number_pattern:
-        return None
-    lengths = tuple(length for length in desc.possible_length or () if length > 0)
-    return _Type(f"^(?:{desc.national_number_pattern})$", lengths)
 
 
 @lru_cache(maxsize=256)
@@ -293,25 +274,23 @@ def _types(country_code: int) -> _Types | None:
     if len(regions) != 1:
         return None
     metadata = PhoneMetadata.metadata_for_region_or_calling_code(country_code, regions[0])
-    general = _type(metadata.general_desc) if metadata else None
+    general = _desc(metadata.general_desc) if metadata else None
     if metadata is None or general is None:
         return None
-    earlier = tuple(t for name in _EARLIER_TYPES if (t := _type(getattr(metadata, name))))
+    earlier = tuple(t for name in _EARLIER_TYPES if (t := _desc(getattr(metadata, name))))
     return _Types(
         general,
         earlier,
-        _type(metadata.fixed_line),
-        _type(metadata.mobile),
+        _desc(metadata.fixed_line),
+        _desc(metadata.mobile),
         bool(metadata.same_mobile_and_fixed_line_pattern),
     )
 
 
-def _matching(numbers: pa.Array, lengths: np.ndarray, desc: _Type | None) -> np.ndarray:
+def _matching(numbers: pa.Array, lengths: np.ndarray, desc: _Desc | None) -> np.ndarray:
     if desc is None:
         return np.zeros(len(lengths), bool)
-    fits = np.isin(lengths, desc.lengths) if desc.lengths else np.ones(len(lengths), bool)
-    found = pc.fill_null(pc.match_substring_regex(numbers, desc.pattern), False)
-    return fits & found.to_numpy(zero_copy_only=False)
+    return _matches(numbers, lengths, desc)
 
 
 def textable_all(phones: Sequence[str | None]) -> list[bool]:
