@@ -20,8 +20,10 @@ from winback.ingest import import_contacts
 from winback.ingest.columns import CONTACT_ALIASES, EVENT_ALIASES, map_columns
 from winback.ingest.contacts import ContactBatch
 from winback.ingest.events import EventBatch
+from winback.ingest.kinds import kind_aliases, recognise
 from winback.ingest.pipeline import ImportReport, run
 from winback.ingest.reader import open_source
+from winback.ingest.summaries import dated_only
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -54,7 +56,11 @@ def two_workspaces(
 
 
 def import_by_rows(
-    workspace: Workspace, path: Path, kind: str, status: ChannelStatus | None = None
+    workspace: Workspace,
+    path: Path,
+    kind: str,
+    status: ChannelStatus | None = None,
+    now: datetime = NOW,
 ) -> ImportReport:
     """The row path alone: the same importer (``contacts`` or ``events``) with the
     file's blocks withheld."""
@@ -62,8 +68,10 @@ def import_by_rows(
     try:
         source.blocks = None
         if kind == "contacts":
-            columns = map_columns(source.header, CONTACT_ALIASES, {}, source=str(path))
-            batch = ContactBatch(workspace, columns, NOW, status, path.name)
+            kind = recognise(source.header, path.name)
+            aliases = kind_aliases(CONTACT_ALIASES, kind)
+            columns = dated_only(map_columns(source.header, aliases, {}, source=str(path)))
+            batch = ContactBatch(workspace, columns, now, status, path.name, kind)
             return run(source, batch, kind, workspace.quarantine_dir)
         columns = map_columns(source.header, EVENT_ALIASES, {}, source=str(path))
         with workspace.engine.connect() as connection:

@@ -27,7 +27,7 @@ from winback.cli.common import (
     print_json,
 )
 from winback.domain import ChannelStatus
-from winback.ingest import ImportReport, import_contacts, import_events
+from winback.ingest import ImportReport, import_contact_files, import_events
 from winback.safe_output import plain
 
 app = typer.Typer(
@@ -36,6 +36,13 @@ app = typer.Typer(
 
 FileArgument = Annotated[
     Path, typer.Argument(help="CSV (, ; tab |), JSON Lines (.jsonl) or Parquet file.")
+]
+ContactsFileArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="CSV (, ; tab |), JSON Lines (.jsonl) or Parquet file, or a ZIP of CSV files "
+        "(a Mailchimp audience export)."
+    ),
 ]
 MapOption = Annotated[
     list[str] | None,
@@ -85,6 +92,8 @@ def print_import_summary(report: ImportReport) -> None:
     table = Table(title=plain(f"Import of {report.kind} from {report.file}"), show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
+    if report.recognised:
+        table.add_row("recognised as", report.recognised)
     table.add_row("read", f"{report.read:,}")
     table.add_row("imported", f"{report.imported:,}")
     table.add_row("merged" if report.kind == "contacts" else "already stored", f"{report.merged:,}")
@@ -99,7 +108,7 @@ def print_import_summary(report: ImportReport) -> None:
 
 @app.command("contacts")
 def contacts(
-    file: FileArgument,
+    file: ContactsFileArgument,
     workspace: WorkspaceOption = None,
     mapping: MapOption = None,
     status: Annotated[
@@ -112,10 +121,14 @@ def contacts(
     now: NowOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Import contacts: de-duplicated on the email (or phone), merged with what is stored."""
+    """Import contacts: de-duplicated on the email (or phone), merged with what is stored.
+
+    The kind of file (Mailchimp, Brevo, Klaviyo, Shopify, a suppression export...) is
+    recognised from its columns and says the consent; a plain list's emails take
+    import.default_consent, and a phone number alone is never SMS consent."""
     ws = open_workspace(workspace)
     with import_progress(not json) as progress:
-        report = import_contacts(
+        reports = import_contact_files(
             ws,
             file,
             now=now_option(now, ws),
@@ -124,9 +137,11 @@ def contacts(
             progress=progress,
         )
     if json:
-        print_json(report.as_dict())
+        found = [report.as_dict() for report in reports]
+        print_json(found[0] if len(found) == 1 else found)
     else:
-        print_import_summary(report)
+        for report in reports:
+            print_import_summary(report)
 
 
 @app.command("events")

@@ -96,11 +96,46 @@ CONTACT_ALIASES: dict[str, tuple[str, ...]] = {
         "date_inscription",
         "date inscription",
         "inscription",
-        "optin_time",
-        "opt-in time",
         "subscribed_at",
         "date added",
         "date ajout",
+        "added_time",
+    ),
+    # The evidence of consent: when the person opted in, and when they confirmed it.
+    "optin_at": ("optin_time", "opt-in time", "optin date", "date optin"),
+    "consent_at": ("confirm_time", "consent_at", "consent date", "date du consentement"),
+    # When the source last changed the record: the newest record wins a merge.
+    "modified_at": (
+        "last_changed",
+        "modified_time",
+        "updated_at",
+        "updated at",
+        "last updated",
+        "last_updated",
+        "modified at",
+        "date de modification",
+        "date modification",
+    ),
+    # The person's id at the service a file comes from (each kind names its column).
+    "source_id": (),
+    # A contact export's purchase summary (see winback.ingest.summaries).
+    "last_order_at": (
+        "dernier_achat",
+        "dernier achat",
+        "date dernier achat",
+        "date du dernier achat",
+        "last order date",
+        "last_order_date",
+        "last order",
+        "last purchase date",
+        "last_purchase_date",
+    ),
+    "total_spent": (
+        "montant_total",
+        "montant total",
+        "montant total des achats",
+        "total spent",
+        "total_spent",
     ),
     "subscription_active": (
         "subscription_active",

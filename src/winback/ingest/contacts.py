@@ -1,6 +1,13 @@
-"""Importing contacts: clean each row, de-duplicate on the normalised email (or the
-phone when there is no email), merge into what the store already holds, and never turn
-a refusal (unsubscribed, bounced, complained) back into a subscription.
+"""Importing contacts: recognise the kind of file (:mod:`winback.ingest.kinds`: an ESP's
+or a shop's export says its own consent), clean each row, de-duplicate on the normalised
+email (or the phone when there is no email), merge into what the store already holds (the
+newest record wins, :func:`winback.ingest.records.merge`), and never turn a refusal
+(unsubscribed, bounced, complained) back into a subscription. A purchase summary becomes
+a purchase event (:mod:`winback.ingest.summaries`).
+
+Every status an import sets, whether from ``--status``, from the file's kind or from a
+row's consent columns, reaches the store in the records :meth:`ContactBatch._write`
+merges and :meth:`ContactBatch._insert` inserts.
 
 CSV and Parquet files are cleaned a block at a time (:meth:`ContactBatch.clean_block`):
 addresses through :mod:`winback.ingest.addresses`, dates and names through Arrow
@@ -8,16 +15,16 @@ compute, the fields of few distinct values (countries, tags, statuses) by the ro
 own parsers called once per distinct value. The rows those checks cannot vouch for take
 the row path (:meth:`ContactBatch.clean`). A contact whose email and phone appear once
 in the block and nowhere in the store is inserted as it is, a column at a time; the
-others (duplicates, contacts already stored) go through the row path's merge, in file
-order, so both paths store the same contacts (a test holds them to it).
+others (duplicates, contacts already stored) go through the row path's merge, so both
+paths store the same contacts (a test holds them to it).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,11 +38,18 @@ from sqlalchemy import Connection, select
 from winback.clock import to_db
 from winback.compliance import audit
 from winback.compliance.suppression import suppression_reasons
-from winback.domain import REFUSALS, ChannelStatus, merge_status
-from winback.ingest import addresses
+from winback.domain import REFUSALS, ChannelStatus
+from winback.ingest import addresses, records, summaries
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import CONTACT_ALIASES, ColumnMap
+from winback.ingest.kinds import (
+    PLAIN,
+    FileKind,
+    kind_aliases,
+    recognise,
+    unpacked,
+)
 from winback.ingest.pipeline import (
     ImportReport,
     Pending,
@@ -44,21 +58,18 @@ from winback.ingest.pipeline import (
     mapped_source,
     run,
 )
-from winback.ingest.reader import Block
+from winback.ingest.reader import Block, open_source
 from winback.store import contacts as store
-from winback.store.schema import contacts, suppressions
+from winback.store.schema import suppressions
 from winback.workspace import Workspace
 
 # Plain text attributes copied as they are (trimmed, at most this long); the others
 # have their own parser.
 _TEXT_FIELDS = ("first_name", "last_name", "city", "gender", "source")
 _TEXT_LIMIT = 200
-_LIST_FIELDS = ("interests", "tags")
+# Moments read as created_at is read (the workspace zone, none in the future).
+_MOMENTS = ("created_at", "optin_at", "consent_at", "modified_at", "last_order_at")
 _CHANNELS = (("email", "email"), ("sms", "phone"))
-# A status as a member and as the store keeps it, by member or text (the same key):
-# calling the enum costs more than the rest of a merge.
-_STATUS = {status.value: status for status in ChannelStatus}
-_STATUS_TEXT = {status: status.value for status in ChannelStatus}
 # A suppression kept after erasure or an earlier refusal: the status it forces on import.
 _SUPPRESSION_STATUS = {
     "unsubscribe": ChannelStatus.UNSUBSCRIBED,
@@ -113,6 +124,7 @@ class ContactBatch:
         now: datetime,
         status: ChannelStatus | None,
         source_name: str,
+        kind: FileKind = PLAIN,
     ) -> None:
         self.workspace = workspace
         self.engine = workspace.engine
@@ -122,6 +134,10 @@ class ContactBatch:
         self.today = now.date()
         self.status = status
         self.source_name = source_name
+        self.kind = kind
+        # The status every address of a channel gets, whatever its row says: --status,
+        # or the kind's own for the emails (a Mailchimp unsubscribed export...).
+        self.forced = {"email": status or kind.status, "sms": status}
         config = workspace.config
         self.tz = ZoneInfo(config.workspace.timezone)
         self.region = config.workspace.default_region
@@ -132,14 +148,16 @@ class ContactBatch:
         # The fields read by one parser of the cell, in the order the row path checks
         # them (the first that fails names the reason).
         self.parsers: dict[str, Callable[[Any], Any]] = {
-            "interests": v.parse_list,
-            "tags": v.parse_list,
-            "country": _country,
-            "language": _language,
-            "timezone": _zone,
+            "interests": records.parse_tags,
+            "tags": records.parse_tags,
+            "country": records.country,
+            "language": records.language,
+            "timezone": records.zone,
             "birth_year": partial(v.parse_birth_year, today=self.today),
-            "created_at": self._created_at,
+            **{name: self._created_at for name in _MOMENTS},
             "subscription_active": v.parse_bool,
+            "total_spent": v.parse_amount,
+            "source_id": self._source_id,
         }
 
     def clean(self, values: list[Any]) -> dict[str, Any]:
@@ -162,10 +180,16 @@ class ContactBatch:
             row[f"{channel}_status"] = (
                 ChannelStatus.NONE
                 if address is None
-                else self.status or self._consent(*(get(name) for name in _consent_fields(channel)))
+                else self._consent(channel, *(get(name) for name in _consent_fields(channel)))
             )
+        row["sms_status"] = records.sms_statuses([phone], [row["sms_status"]])[0]
+        columns = {name: [row.pop(name)] for name in records.DERIVED_FROM if name in row}
+        derived = records.evidence(columns, 1)
+        row.update({name: values[0] for name, values in {**columns, **derived}.items()})
         extras = self.columns.extras
-        if attributes := _attributes(extras, [values[position] for position in extras.values()]):
+        if attributes := records.attributes(
+            extras, [values[position] for position in extras.values()]
+        ):
             row["attributes"] = attributes
         return row
 
@@ -174,14 +198,25 @@ class ContactBatch:
         v.check_not_future(created_at, self.now)
         return created_at
 
-    def _consent(self, status: Any, blacklisted: Any, optin: Any) -> ChannelStatus:
-        """A channel's status from a row's consent cells (None where absent): the explicit
-        columns, a refusal among them winning, else the workspace default."""
+    def _source_id(self, value: Any) -> str:
+        return f"{self.kind.source or 'source'}:{str(value).strip()[:_TEXT_LIMIT]}"
+
+    def _consent(self, channel: str, status: Any, blacklisted: Any, optin: Any) -> ChannelStatus:
+        """A channel's status from a row's consent cells (None where absent): the file's
+        forced status, else the explicit columns, a refusal among them winning (Brevo's
+        ``*_BLACKLISTED`` at no is its subscription), else the kind's default: the
+        workspace's ``default_consent`` for the emails of a plain list, and never SMS
+        consent without an SMS consent column."""
+        if forced := self.forced[channel]:
+            return forced
         found: list[ChannelStatus] = []
         if status is not None:
-            found.append(v.parse_status(str(status)))
-        if blacklisted is not None and v.parse_bool(blacklisted):
-            found.append(ChannelStatus.UNSUBSCRIBED)
+            text = str(status)
+            word = self.kind.status_words.get(v.fold(text))
+            found.append(v.parse_status(text) if word is None else word)
+        if blacklisted is not None:
+            refused = v.parse_bool(blacklisted)
+            found.append(ChannelStatus.UNSUBSCRIBED if refused else ChannelStatus.SUBSCRIBED)
         if optin is not None:
             found.append(ChannelStatus.SUBSCRIBED if v.parse_bool(optin) else ChannelStatus.NONE)
         refusals = [status for status in found if status in REFUSALS]
@@ -189,7 +224,15 @@ class ContactBatch:
             return refusals[0]
         if found:
             return found[0]
-        return self.default_consent
+        return self._default(channel)
+
+    def _default(self, channel: str) -> ChannelStatus:
+        """A channel's status when a row's consent columns say nothing."""
+        if forced := self.forced[channel]:
+            return forced
+        if channel == "sms":
+            return ChannelStatus.NONE
+        return self.kind.email_default or self.default_consent
 
     def clean_block(self, block: Block) -> tuple[ContactBlock, list[int]]:
         """The rows of ``block`` the column-wise checks vouch for, cleaned, and the
@@ -222,7 +265,7 @@ class ContactBatch:
         for field, parse in self.parsers.items():
             if (given := column(field)) is None:
                 continue
-            if field == "created_at":
+            if field in _MOMENTS:
                 found[field], bad = self._created_at_column(given)
             else:
                 found[field], bad = col.by_distinct([given], _present(parse))
@@ -231,9 +274,9 @@ class ContactBatch:
             given_columns = [
                 given for name in _consent_fields(channel) if (given := column(name)) is not None
             ]
-            statuses = np.full(rows, self.status or self.default_consent, object)
+            statuses = np.full(rows, self._default(channel), object)
             none = np.full(rows, ChannelStatus.NONE, object)
-            if self.status is None and given_columns:
+            if self.forced[channel] is None and given_columns:
                 named = [name for name in _consent_fields(channel) if name in fields]
                 consent = partial(self._consent_of, channel, named)
                 statuses, bad = col.by_distinct(given_columns, consent)
@@ -243,6 +286,8 @@ class ContactBatch:
             found["attributes"] = self._attributes_column(batch)
         fast = np.flatnonzero(~slow)
         columns = {name: _take(values, fast) for name, values in found.items()}
+        columns["sms_status"] = records.sms_statuses(columns["phone"], columns["sms_status"])
+        columns.update(records.evidence(columns, len(fast)))
         cleaned = ContactBlock(block, block.lines[fast], fast, columns)
         return cleaned, np.flatnonzero(slow).tolist()
 
@@ -259,7 +304,7 @@ class ContactBatch:
     def _consent_of(self, channel: str, names: list[str], *cells: Any) -> ChannelStatus:
         """:meth:`_consent` of the cells of the consent columns ``names`` of a file."""
         given = dict(zip(names, cells, strict=True))
-        return self._consent(*(given.get(name) for name in _consent_fields(channel)))
+        return self._consent(channel, *(given.get(name) for name in _consent_fields(channel)))
 
     def _attributes_column(self, batch: pa.RecordBatch) -> np.ndarray:
         """The free attributes of each row of ``batch``, None where it has none."""
@@ -267,19 +312,22 @@ class ContactBatch:
         columns = [batch.column(position).to_pylist() for position in extras.values()]
         found = np.full(batch.num_rows, None, object)
         for at, values in enumerate(zip(*columns, strict=True)):
-            found[at] = _attributes(extras, values)
+            found[at] = records.attributes(extras, values)
         return found
 
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
         """Merge the batch into the store, in one transaction: rows with the same key
         merge together and into the stored contact with that key."""
+        found = [summaries.take_from_record(row.record) for row in rows]
         with self.engine.begin() as connection:
             existing = store.contacts_by_address(
                 connection,
                 (row.record["email"] for row in rows if row.record["email"]),
                 (row.record["phone"] for row in rows if row.record["phone"]),
             )
-            return self._write(connection, rows, existing)
+            written = self._write(connection, rows, existing)
+            summaries.write(connection, [s for s in found if s], self.source_name)
+            return written
 
     def write_block(self, cleaned: ContactBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
         """Write a block in one transaction: the contacts whose email and phone appear
@@ -287,6 +335,8 @@ class ContactBatch:
         merge as :meth:`write` merges them, in file order."""
         emails = cleaned.columns["email"] + [row.record["email"] for row in rows]
         phones = cleaned.columns["phone"] + [row.record["phone"] for row in rows]
+        found = summaries.take(cleaned.columns, cleaned.columns["email"], cleaned.columns["phone"])
+        found += [s for row in rows if (s := summaries.take_from_record(row.record))]
         with self.engine.begin() as connection:
             existing = store.contacts_by_address(
                 connection, filter(None, emails), filter(None, phones)
@@ -310,6 +360,7 @@ class ContactBatch:
             imported, merged, refusals = self._write(connection, merging, existing)
             cleaned.originals([row for row, _ in refusals if not row.values])
             imported += self._insert_block(connection, cleaned, np.flatnonzero(alone))
+            summaries.write(connection, found, self.source_name)
         return imported, merged, refusals
 
     def _insert_block(self, connection: Connection, cleaned: ContactBlock, rows: np.ndarray) -> int:
@@ -317,7 +368,9 @@ class ContactBatch:
         count = len(rows)
         if count:
             columns = {name: _take(values, rows) for name, values in cleaned.columns.items()}
-            self._insert(connection, _fresh_columns(columns, count, self.now, self.source_name))
+            self._insert(
+                connection, records.fresh_columns(columns, count, self.now, self.source_name)
+            )
         return count
 
     def _write(
@@ -345,10 +398,10 @@ class ContactBatch:
             if slot is None:
                 imported += 1
                 slot = ("new", len(slots))
-                slots[slot] = _fresh(record, self.now, self.source_name)
+                slots[slot] = records.fresh(record, self.now, self.source_name)
             else:
                 merged += 1
-                slots[slot] = merge(slots[slot], record, self.now)
+                slots[slot] = records.merge(slots[slot], record, self.now)
             touched.add(slot)
             if record["email"]:
                 by_email[record["email"]] = slot
@@ -356,11 +409,15 @@ class ContactBatch:
                 by_phone[record["phone"]] = slot
         inserts = [slots[slot] for slot in touched if slot[0] == "new"]
         if inserts:
-            self._insert(connection, {name: [row[name] for row in inserts] for name in _BLANK})
+            self._insert(
+                connection, {name: [row[name] for row in inserts] for name in records.BLANK}
+            )
         stored = {c["id"]: c for c in existing}
-        updates = [_changes(stored[slot[1]], slots[slot]) for slot in touched if slot[0] == "db"]
+        updates = [
+            records.changes(stored[slot[1]], slots[slot]) for slot in touched if slot[0] == "db"
+        ]
         updates = [update for update in updates if len(update) > 1]
-        for group in _group_by_columns(updates):
+        for group in records.group_by_columns(updates):
             store.update_contacts(connection, group)
         audit.record(
             connection,
@@ -381,7 +438,7 @@ class ContactBatch:
         return imported, merged, refusals
 
     def _insert(self, connection: Connection, columns: dict[str, list[Any]]) -> None:
-        """Insert new contacts given a column at a time, as :func:`_fresh_columns` makes
+        """Insert new contacts given a column at a time, as :func:`records.fresh_columns` makes
         them. A new contact whose address was suppressed before (unsubscribed, then
         erased) comes back suppressed, because the suppression outlives the person's data."""
         if self.check_suppressions:
@@ -408,90 +465,6 @@ class ContactBatch:
         store.insert_contact_columns(connection, columns)
 
 
-def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """A contact merged with a newer row for the same person: a value in the row
-    replaces the stored one, an empty cell never erases it, tags and interests are
-    united, the earliest creation date is kept, and statuses follow :func:`merge_status`.
-    """
-    result = dict(current)
-    for name, value in incoming.items():
-        if value is None or name in ("email_status", "sms_status"):
-            continue
-        if name in _LIST_FIELDS:
-            result[name] = sorted(set(current.get(name) or []) | set(value))
-        elif name == "attributes":
-            result[name] = {**(current.get(name) or {}), **value}
-        elif name == "created_at":
-            result[name] = min(current.get(name) or value, value)
-        else:
-            result[name] = value
-    for channel in ("email", "sms"):
-        key = f"{channel}_status"
-        before = _STATUS[current.get(key) or ChannelStatus.NONE]
-        after = merge_status(before, _STATUS[incoming.get(key) or ChannelStatus.NONE])
-        if after != before:
-            result[key] = after.value
-            result[f"{key}_at"] = now
-    result["updated_at"] = now
-    return result
-
-
-# Every inserted row names every column, so a batch is one executemany.
-_BLANK = {column.name: None for column in contacts.columns if column.name != "id"}
-
-
-def _fresh_columns(
-    columns: Mapping[str, list[Any]], count: int, now: datetime, source: str
-) -> dict[str, list[Any]]:
-    """New contacts given a column at a time (None where a row says nothing) as the
-    store keeps them: the creation date and source default to the import's, statuses are
-    text stamped ``now``. The one rule of both paths (:func:`_fresh` is it for one row)."""
-    stamps = [now] * count
-    fresh = dict(columns)
-    for name, default in (
-        ("created_at", now),
-        ("source", source),
-        ("subscription_active", False),
-        ("frequency", "normal"),
-    ):
-        given = columns.get(name)
-        fresh[name] = (
-            [default] * count
-            if given is None
-            else [default if value is None else value for value in given]
-        )
-    for channel, _ in _CHANNELS:
-        fresh[f"{channel}_status"] = [_STATUS_TEXT[s] for s in columns[f"{channel}_status"]]
-        fresh[f"{channel}_status_at"] = stamps
-    fresh["updated_at"] = stamps
-    return fresh
-
-
-def _fresh(record: dict[str, Any], now: datetime, source: str) -> dict[str, Any]:
-    """A new contact made of its first row, as :func:`_fresh_columns` makes it."""
-    row = {name: [value] for name, value in {**_BLANK, **record}.items()}
-    return {name: values[0] for name, values in _fresh_columns(row, 1, now, source).items()}
-
-
-def _changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
-    """The columns a merge changed, with the id (``updated_at`` alone is no change)."""
-    diff = {
-        name: value
-        for name, value in after.items()
-        if name != "updated_at" and before.get(name) != value
-    }
-    if diff:
-        diff["updated_at"] = after["updated_at"]
-    return {"id": before["id"], **diff}
-
-
-def _group_by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(sorted(row)), []).append(row)
-    return list(groups.values())
-
-
 def _consent_fields(channel: str) -> tuple[str, str, str]:
     """The fields that say a channel's consent, in the order :meth:`ContactBatch._consent`
     reads them."""
@@ -512,49 +485,36 @@ def _take(values: list[Any] | pa.Array | np.ndarray, rows: np.ndarray) -> list[A
     return values.take(pa.array(rows, pa.int64())).to_pylist()
 
 
-def _language(value: Any) -> str:
-    return str(value).strip().lower().replace("_", "-")[:8]
+def import_contact_files(
+    workspace: Workspace,
+    path: Path,
+    *,
+    now: datetime,
+    mapping: Mapping[str, str] | None = None,
+    status: ChannelStatus | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[ImportReport]:
+    """:func:`import_contacts` of a file, or of each CSV of a ZIP (a Mailchimp audience
+    export: its subscribed, unsubscribed and cleaned members), one report per file."""
+    reports = []
+    with unpacked(path) as files:
+        for name, member in files:
+            report = import_contacts(
+                workspace, member, now=now, mapping=mapping, status=status, progress=progress
+            )
+            if member != path:
+                report.file = f"{path}:{name}"
+            reports.append(report)
+    return reports
 
 
-def _country(value: Any) -> str:
-    text = str(value)
-    code = text.strip().upper()
-    if len(code) != 2 or not code.isalpha():
-        raise ValueError(f"invalid country {text!r}: use a two-letter code such as FR")
-    return code
-
-
-def _zone(value: Any) -> str:
-    text = str(value)
+def file_kind(path: Path) -> FileKind:
+    """What the contacts file at ``path`` is, from its header."""
+    probe = open_source(path)
     try:
-        ZoneInfo(text.strip())
-    except Exception:
-        raise ValueError(f"unknown time zone {text!r}") from None
-    return text.strip()
-
-
-def _attributes(names: Iterable[str], cells: Sequence[Any]) -> dict[str, Any] | None:
-    """A row's free attributes: its cells (``cells``) in the columns no field claims
-    (``names``), the empty ones left out, as JSON holds them; None when all are empty."""
-    found = {
-        name: _plain(value)
-        for name, value in zip(names, cells, strict=True)
-        if value is not None and str(value).strip() != ""
-    }
-    return found or None
-
-
-def _plain(value: Any) -> Any:
-    """A value JSON can hold (Parquet gives dates and decimals)."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    return str(value)
+        return recognise(probe.header, path.name)
+    finally:
+        probe.close()
 
 
 def import_contacts(
@@ -572,6 +532,11 @@ def import_contacts(
     file (an ESP's unsubscribed or cleaned export). Each batch is one transaction, and
     a re-run of the same file changes nothing, so an interrupted import is simply run
     again."""
-    with mapped_source(path, CONTACT_ALIASES, mapping, [("email", "phone")]) as (source, columns):
-        batch = ContactBatch(workspace, columns, now, status, path.name)
-        return run(source, batch, "contacts", workspace.quarantine_dir, progress)
+    kind = file_kind(path)
+    aliases = kind_aliases(CONTACT_ALIASES, kind)
+    with mapped_source(path, aliases, mapping, [("email", "phone")]) as (source, columns):
+        columns = summaries.dated_only(columns)
+        batch = ContactBatch(workspace, columns, now, status, path.name, kind)
+        report = run(source, batch, "contacts", workspace.quarantine_dir, progress)
+    report.recognised = kind.label
+    return report

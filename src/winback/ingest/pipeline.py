@@ -44,6 +44,8 @@ class ImportReport:
     by_reason: Counter[str] = field(default_factory=Counter)
     quarantine: str | None = None
     seconds: float = 0.0
+    # What the file was recognised as (contacts: "Mailchimp unsubscribed export"...).
+    recognised: str | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -52,7 +54,7 @@ class ImportReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,
-            "kind": self.kind,
+            "kind": self.recognised or self.kind,
             "read": self.read,
             "imported": self.imported,
             "merged": self.merged,

@@ -322,3 +322,28 @@ def contact_events(connection: Connection, contact_id: int, limit: int) -> list[
         .limit(limit)
     )
     return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def summary_totals(
+    connection: Connection, ids: Sequence[int], source_prefix: str
+) -> dict[int, tuple[float, datetime | None]]:
+    """The purchase summaries already stored for these contacts (events whose source
+    starts with ``source_prefix``): their total amount and latest date, by contact."""
+    found: dict[int, tuple[float, datetime | None]] = {}
+    for chunk in chunks(sorted(ids)):
+        query = (
+            select(
+                events.c.contact_id,
+                func.coalesce(func.sum(events.c.amount), 0.0),
+                func.max(events.c.occurred_at),
+            )
+            .where(
+                events.c.contact_id.in_(chunk),
+                events.c.type == "purchase",
+                events.c.source.startswith(source_prefix, autoescape=True),
+            )
+            .group_by(events.c.contact_id)
+        )
+        for contact, spent, latest in connection.execute(query):
+            found[contact] = (float(spent), latest)
+    return found

@@ -62,6 +62,12 @@ contacts = Table(
     Column("source", String(200)),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # When the source (an ESP or shop export) last changed the record: the newest wins.
+    Column("modified_at", DateTime),
+    # The evidence of the email opt-in: when it was given (or confirmed).
+    Column("email_consent_at", DateTime),
+    # The ids the services gave the person, "mailchimp:<LEID>"..., every one merged.
+    Column("source_ids", JSON),
     Column("email_status", String(12), nullable=False, server_default="none"),
     Column("email_status_at", DateTime),
     Column("sms_status", String(12), nullable=False, server_default="none"),
