@@ -110,14 +110,19 @@ def file_shape(header: Sequence[str], file_name: str, given_reason: str | None) 
     """The shape of a suppression file from its header (as written) and name."""
     folded = [fold(name) for name in header]
     flag = _find(folded, _FLAG)
-    kind = (
-        "unsubscribe"
-        if "unsubtime" in folded or flag is not None or "tags" in folded
-        else "bounce_hard"
-        if "cleantime" in folded or "code" in folded
-        else "complaint"
-        if "ip" in folded and "reason" not in folded
-        else None
+    kind = next(
+        (
+            reason
+            for present, reason in (
+                ("cleantime" in folded, "bounce_hard"),
+                ("unsubtime" in folded or flag is not None, "unsubscribe"),
+                ("code" in folded and "error" in folded, "bounce_hard"),
+                ("tags" in folded, "unsubscribe"),
+                ("ip" in folded and "reason" not in folded, "complaint"),
+            )
+            if present
+        ),
+        None,
     )
     name = fold(file_name)
     by_name = next((reason for word, reason in _NAME_WORDS if word in name), None)
