@@ -35,7 +35,12 @@ from sqlalchemy import Connection, select
 
 from winback.clock import from_db
 from winback.compliance import audit
-from winback.compliance.suppression import address_hash, suppress_contacts, suppress_hashes
+from winback.compliance.suppression import (
+    ADDRESS_COLUMNS,
+    address_hash,
+    suppress_contacts,
+    suppress_hashes,
+)
 from winback.domain import SENDING_CHANNELS, ChannelStatus, EventType
 from winback.store.chunks import chunks
 from winback.store.contacts import channel_statuses, set_channel_status
@@ -75,7 +80,6 @@ STOP_WORDS = frozenset(
 SOFT_LIMIT = (ChannelStatus.BOUNCED, "bounce_soft")
 # The suppression reason of a refused channel status (an import's status column).
 STATUS_REASONS = {status: reason for status, reason in REFUSALS.values()}
-_ADDRESS_COLUMN = {"email": contacts.c.email, "sms": contacts.c.phone}
 
 
 def is_stop_reply(body: str | None) -> bool:
@@ -268,7 +272,7 @@ def suppress_refused(
     Returns how many addresses were newly suppressed."""
     added = 0
     for channel, wanted in addresses.items():
-        column = _ADDRESS_COLUMN[channel]
+        column = ADDRESS_COLUMNS[channel]
         status = contacts.c[f"{channel}_status"]
         for batch in chunks(sorted(set(wanted))):
             by_reason: dict[str, tuple[dict[str, int | None], dict[str, datetime]]] = {}

@@ -45,7 +45,8 @@ class SuppressionReason(StrEnum):
 
 
 REASONS = frozenset(reason.value for reason in SuppressionReason)
-_ADDRESS_COLUMN = {"email": contacts.c.email, "sms": contacts.c.phone}
+# The column of contacts that holds the address of each sending channel.
+ADDRESS_COLUMNS = {"email": contacts.c.email, "sms": contacts.c.phone}
 
 
 def address_hash(workspace: Workspace, channel: str, address: str) -> str:
@@ -65,7 +66,7 @@ def can_receive(status: str | None, address: str | None) -> bool:
 
 def can_receive_clause(channel: str) -> ColumnElement[bool]:
     """:func:`can_receive` as a SQL condition on ``contacts``, for bulk selections."""
-    address = _ADDRESS_COLUMN[channel]
+    address = ADDRESS_COLUMNS[channel]
     return and_(
         address.is_not(None),
         address != "",
@@ -184,7 +185,7 @@ def suppress_contacts(
     query per chunk of contacts instead of three per contact; ``refused_at`` gives a
     contact's time of refusal when it is not ``now``. Returns how many addresses were
     newly suppressed."""
-    column = _ADDRESS_COLUMN[channel]
+    column = ADDRESS_COLUMNS[channel]
     added = 0
     for batch in chunks(contact_ids):
         owners = connection.execute(
@@ -225,10 +226,10 @@ def suppress_hashes(
     details: Mapping[str, Any] | None = None,
 ) -> int:
     """Add these address hashes (each with its contact's id, or None) to the list of
-        ``channel``, those not there yet, each with an audit record; ``refused_at`` gives the
-        time a hash's refusal happened when it is not ``now``; ``details`` go into the audit
-    records (the file an import read...). A list imported as hashes
-        (another tool's export, an erased person's entry) comes in this way."""
+    ``channel``, those not there yet, each with an audit record; ``refused_at`` gives the
+    time a hash's refusal happened when it is not ``now``, and ``details`` go into the
+    audit records (the file an import read...). A list imported as hashes (another
+    tool's export, an erased person's entry) comes in this way."""
     if reason not in REASONS:
         raise ValueError(f"unknown suppression reason {reason!r} (one of {sorted(REASONS)})")
     if not digests:
