@@ -84,13 +84,6 @@ CASES: dict[str, tuple[str, str, str, datetime, int]] = {
         datetime(2024, 3, 5, 14, 22, 10),
         0,
     ),
-    "sendgrid global unsubscribes": (
-        "global_unsubscribes.csv",
-        "email,created\nann.martin@example.com,1709648530\n",
-        "unsubscribe",
-        datetime(2024, 3, 5, 14, 22, 10),
-        0,
-    ),
     "mailgun bounces": (
         "bounces.csv",
         "address,code,error,created_at\n"
@@ -155,13 +148,21 @@ def test_an_esp_export_lands_on_the_list(
     assert contact(workspace, bob)["email_status"] == "subscribed"
 
 
-def test_the_users_reason_wins_over_the_file_name(
-    workspace: Workspace, cli: CliRunner, tmp_path: Path
+@pytest.mark.parametrize(
+    ("given", "reason"), [((), "manual"), (("--reason", "unsubscribe"), "unsubscribe")]
+)
+def test_a_file_that_says_no_reason_takes_the_users_else_manual(
+    given: tuple[str, ...], reason: str, workspace: Workspace, cli: CliRunner, tmp_path: Path
 ) -> None:
-    path = write(tmp_path, "unsubscribes.csv", "email\nann.martin@example.com\n")
-    run(cli, workspace, "suppress", "import", str(path), "--reason", "complaint")
+    # SendGrid's global unsubscribes: nothing in the columns says why (its name is not read).
+    path = write(
+        tmp_path, "global_unsubscribes.csv", "email,created\nann.martin@example.com,1709648530\n"
+    )
+    run(cli, workspace, "suppress", "import", str(path), *given)
     with workspace.engine.connect() as connection:
-        assert connection.execute(select(suppressions.c.reason)).scalar_one() == "complaint"
+        entry = connection.execute(select(suppressions)).mappings().one()
+    assert entry["reason"] == reason
+    assert entry["refused_at"] == datetime(2024, 3, 5, 14, 22, 10)
 
 
 def test_bad_rows_are_named_by_line_and_lose_nothing(

@@ -143,8 +143,8 @@ def suppress_import(
     reason: Annotated[
         SuppressionReason | None,
         typer.Option(
-            help="Reason of rows that carry none (default: what the file's kind or name "
-            "says, else manual).",
+            help="Reason of rows that carry none (default: what the file's columns say, "
+            "else manual).",
             show_default=False,
         ),
     ] = None,

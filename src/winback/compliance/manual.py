@@ -215,7 +215,7 @@ def import_suppressions(
     reason wins over ``reason``, a ``channel`` column over the address's own, and a
     row's date is when the person refused."""
     source = open_source(path)
-    shape = file_shape(source.header, path.name, reason)
+    shape = file_shape(source.header, reason)
     if shape.address is None and shape.hash is None:
         source.close()
         raise InputFileError(

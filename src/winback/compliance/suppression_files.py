@@ -17,11 +17,12 @@ Columns are found by their folded name (case, accents, spaces and punctuation ig
 - Brevo's ``EMAIL_BLACKLISTED`` flag: only the flagged rows are refusals, the others are
   skipped (a whole contacts export must not suppress everyone).
 
-A file without a reason per row takes the one its kind says (Mailchimp's unsubscribed
+A file without a reason per row takes the one its columns say (Mailchimp's unsubscribed
 export: ``unsubscribe``; its cleaned export and Mailgun's bounces: ``bounce_hard``; a
-Brevo blocklist flag: ``unsubscribe``; SendGrid's spam reports: ``complaint``), else
-the reason the user gives, else the one its file name says (``unsubscribes.csv``,
-``spam_reports.csv``...), else ``manual``.
+Brevo blocklist flag and Mailgun's unsubscribes: ``unsubscribe``; SendGrid's spam
+reports: ``complaint``), else the reason the user gives, else ``manual``. A file's name
+is not read: exports whose columns say nothing (SendGrid's global unsubscribes,
+Mailgun's complaints) take ``--reason``.
 """
 
 from __future__ import annotations
@@ -73,14 +74,6 @@ _REASON_WORDS = {
     "adminblocked": "manual",
     "usersuppressed": "manual",
 }
-# What a file's name says when nothing in it does (folded name contains the word).
-_NAME_WORDS = (
-    ("unsub", "unsubscribe"),
-    ("cleaned", "bounce_hard"),
-    ("bounce", "bounce_hard"),
-    ("spam", "complaint"),
-    ("complaint", "complaint"),
-)
 
 
 @dataclass(frozen=True)
@@ -106,8 +99,8 @@ def _find(header: Sequence[str], names: Sequence[str]) -> int | None:
     return None
 
 
-def file_shape(header: Sequence[str], file_name: str, given_reason: str | None) -> FileShape:
-    """The shape of a suppression file from its header (as written) and name."""
+def file_shape(header: Sequence[str], given_reason: str | None) -> FileShape:
+    """The shape of a suppression file from its header (as written)."""
     folded = [fold(name) for name in header]
     flag = _find(folded, _FLAG)
     kind = next(
@@ -124,8 +117,6 @@ def file_shape(header: Sequence[str], file_name: str, given_reason: str | None) 
         ),
         None,
     )
-    name = fold(file_name)
-    by_name = next((reason for word, reason in _NAME_WORDS if word in name), None)
     return FileShape(
         address=_find(folded, _ADDRESS),
         hash=_find(folded, ("hash",)),
@@ -135,7 +126,7 @@ def file_shape(header: Sequence[str], file_name: str, given_reason: str | None) 
         origin=_find(folded, ("origin",)),
         time=_find(folded, _TIME),
         flag=flag,
-        file_reason=kind or given_reason or by_name or "manual",
+        file_reason=kind or given_reason or "manual",
     )
 
 
