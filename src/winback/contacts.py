@@ -5,20 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from winback.addresses import channel_of, normalise_address
 from winback.errors import NotFoundError
-from winback.ingest.values import normalise_email, normalise_phone
 from winback.scoring import contact_scores
 from winback.store import contacts as store
 from winback.workspace import Workspace
 
 _HIDDEN = ("key_hash",)
-
-
-def normalise_address(address: str, region: str) -> str:
-    """An email or a phone as the store keys it."""
-    if "@" in address:
-        return normalise_email(address)
-    return normalise_phone(address, region)
 
 
 def typed_address(workspace: Workspace, text: str) -> tuple[str, str]:
@@ -29,7 +22,7 @@ def typed_address(workspace: Workspace, text: str) -> tuple[str, str]:
         address = normalise_address(text, workspace.config.workspace.default_region)
     except ValueError as exc:
         raise NotFoundError(f"{text!r} is not an email or a phone number: {exc}") from None
-    return ("email" if "@" in address else "sms"), address
+    return channel_of(address), address
 
 
 def contact_profile(workspace: Workspace, address: str, *, events: int = 20) -> dict[str, Any]:

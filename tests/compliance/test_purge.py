@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, insert, select
 from typer.testing import CliRunner
 
@@ -79,7 +81,7 @@ def test_purge_erases_who_never_got_in_touch_for_three_years(
     workspace: Workspace, cli: CliRunner, tmp_path: Path
 ) -> None:
     people = _base(workspace)
-    result = cli.invoke(app, ["purge", "--now", NOW, "-w", str(workspace.path)])
+    result = cli.invoke(app, ["purge", "--now", NOW, "--yes", "-w", str(workspace.path)])
     assert result.exit_code == 0, result.output
     assert "4 erased" in result.output
     erased = {name for name, cid in people.items() if contact(workspace, cid)["erased_at"]}
@@ -99,7 +101,7 @@ def test_purge_erases_who_never_got_in_touch_for_three_years(
         "no contact from the person since 2022-07-01",
     )
     # Nothing left to do the second time; a later import of the address stays blocked.
-    again = cli.invoke(app, ["purge", "--now", NOW, "--json", "-w", str(workspace.path)])
+    again = cli.invoke(app, ["purge", "--now", NOW, "--yes", "--json", "-w", str(workspace.path)])
     assert json.loads(again.output)["due"] == 0
     back = write(tmp_path, "back.csv", "email\nsilent@example.com\n")
     import_contacts(workspace, back, now=day(2025, 7, 1))
@@ -114,7 +116,7 @@ def test_retention_period_comes_from_the_config(workspace: Workspace, cli: CliRu
     config = workspace.path / "winback.toml"
     text = config.read_text(encoding="utf-8").replace('erase_after = "3y"', 'erase_after = "1y"')
     config.write_text(text, encoding="utf-8")
-    result = cli.invoke(app, ["purge", "--now", NOW, "--json", "-w", str(workspace.path)])
+    result = cli.invoke(app, ["purge", "--now", NOW, "--yes", "--json", "-w", str(workspace.path)])
     report = json.loads(result.output)
     assert report["erased"] == len(people) - 1  # everyone but the subscriber
 
@@ -138,8 +140,82 @@ def test_ask_before_erase_dry_run_counts_the_questions(
     with workspace.engine.connect() as c:
         assert c.execute(select(func.count()).select_from(outbox)).scalar_one() == 0
     # The real run asks them (with its progress bar) and erases no one yet.
-    real = cli.invoke(app, ["purge", "--now", NOW, "-w", str(workspace.path)])
+    real = cli.invoke(app, ["purge", "--now", NOW, "--yes", "-w", str(workspace.path)])
     assert real.exit_code == 0, real.output
     assert "4 asked whether they want to stay" in real.output and "0 erased" in real.output
     with workspace.engine.connect() as c:
         assert c.execute(select(func.count()).select_from(outbox)).scalar_one() == 4
+
+
+def test_dry_run_out_shows_who_when_their_clock_started_and_why(
+    workspace: Workspace, cli: CliRunner, tmp_path: Path
+) -> None:
+    people = _base(workspace)
+    plan = tmp_path / "due.csv"
+    args = ["purge", "--dry-run", "--now", NOW, "--out", str(plan), "-w", str(workspace.path)]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "4 contacts due written to" in result.output
+    with plan.open(encoding="utf-8", newline="") as stream:
+        rows = {row["email"]: row for row in csv.DictReader(stream)}
+    assert set(rows) == {f"{name}@example.com" for name in ERASED}
+    # The opener clicked in January 2022: their clock started then; the silent one's at
+    # their creation. Opens, sends and link scanners start nothing.
+    assert rows["opener@example.com"]["clock_started"] == "2022-01-10"
+    assert rows["opener@example.com"]["why"].startswith("no contact from the person since")
+    assert rows["silent@example.com"]["why"].startswith("created on 2022-01-10, never in touch")
+    assert {row["action"] for row in rows.values()} == {"erase"}
+    assert int(rows["silent@example.com"]["contact_id"]) == people["silent"]
+    assert all(contact(workspace, cid)["erased_at"] is None for cid in people.values())
+
+
+def test_dry_run_out_marks_who_would_be_asked_first(
+    workspace: Workspace, cli: CliRunner, tmp_path: Path
+) -> None:
+    _base(workspace)
+    config = workspace.path / "winback.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace("ask_before_erase = false", "ask_before_erase = true"), encoding="utf-8"
+    )
+    plan = tmp_path / "due.csv"
+    args = ["purge", "--dry-run", "--now", NOW, "--out", str(plan), "-w", str(workspace.path)]
+    assert cli.invoke(app, args).exit_code == 0
+    with plan.open(encoding="utf-8", newline="") as stream:
+        assert {row["action"] for row in csv.DictReader(stream)} == {"ask"}
+
+
+def test_a_scripted_purge_needs_yes(workspace: Workspace, cli: CliRunner) -> None:
+    people = _base(workspace)
+    result = cli.invoke(app, ["purge", "--now", NOW, "-w", str(workspace.path)])
+    assert result.exit_code != 0
+    assert "--yes" in result.output and "--dry-run --out" in result.output
+    assert "Traceback" not in result.output
+    assert all(contact(workspace, cid)["erased_at"] is None for cid in people.values())
+
+
+def test_an_interactive_purge_asks_first(
+    workspace: Workspace, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = _base(workspace)
+    monkeypatch.setattr("winback.cli.compliance._interactive", lambda: True)
+    args = ["purge", "--now", NOW, "-w", str(workspace.path)]
+    refused = cli.invoke(app, args, input="n\n")
+    assert refused.exit_code != 0
+    assert "Erase 4 contacts" in refused.output
+    assert all(contact(workspace, cid)["erased_at"] is None for cid in people.values())
+    agreed = cli.invoke(app, args, input="y\n")
+    assert agreed.exit_code == 0, agreed.output
+    assert "4 erased" in agreed.output
+
+
+def test_out_without_dry_run_is_refused(
+    workspace: Workspace, cli: CliRunner, tmp_path: Path
+) -> None:
+    people = _base(workspace)
+    out = tmp_path / "due.csv"
+    args = ["purge", "--now", NOW, "--yes", "--out", str(out), "-w", str(workspace.path)]
+    result = cli.invoke(app, args)
+    assert result.exit_code != 0 and "--dry-run" in result.output
+    assert not out.exists()
+    assert all(contact(workspace, cid)["erased_at"] is None for cid in people.values())

@@ -186,8 +186,12 @@ def test_a_refusal_is_never_turned_back(workspace: Workspace, tmp_path: Path) ->
     assert found["ann@example.com"]["email_status"] == "unsubscribed"
     assert found["bob@example.com"]["email_status"] == "subscribed"
     with workspace.engine.connect() as connection:
-        reasons = connection.execute(select(audit.c.reason)).scalars().all()
-    assert reasons == ["email unsubscribed"]
+        decisions = connection.execute(select(audit.c.action, audit.c.reason)).all()
+    # The status change, and the address on the suppression list: nothing more.
+    assert sorted(decisions) == [
+        ("status_change", "email unsubscribed"),
+        ("suppress", "unsubscribe"),
+    ]
 
 
 def test_brevo_blacklist_columns(workspace: Workspace, tmp_path: Path) -> None:

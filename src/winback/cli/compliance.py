@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -34,7 +35,9 @@ from winback.compliance.manual import (
     remove_suppression,
 )
 from winback.compliance.retention import purge as purge_contacts
+from winback.compliance.retention import write_purge_plan
 from winback.compliance.suppression import SuppressionReason
+from winback.errors import WinbackError
 from winback.safe_output import plain
 
 WAL_WARNING = (
@@ -132,23 +135,40 @@ def suppress_list(
 
 @suppress_app.command("import")
 def suppress_import(
-    file: Annotated[Path, typer.Argument(help="CSV with an address (or hash) column.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with an address (or hash) column: winback's export, or an ESP's "
+            "suppression or unsubscribed export (Mailchimp, SendGrid, Mailgun, Postmark, "
+            "Brevo)."
+        ),
+    ],
     reason: Annotated[
-        SuppressionReason, typer.Option(help="Reason of rows without a reason column.")
-    ] = SuppressionReason.MANUAL,
+        SuppressionReason | None,
+        typer.Option(
+            help="Reason of rows that carry none (default: what the file's columns say, "
+            "else manual).",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOption = None,
     now: NowOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Add the addresses or hashes of a CSV file to the suppression list."""
+    """Add the addresses or hashes of a suppression file to the suppression list."""
     ws = open_workspace(workspace)
-    result = import_suppressions(ws, file, reason=reason.value, now=now_option(now, ws))
+    result = import_suppressions(
+        ws, file, reason=None if reason is None else reason.value, now=now_option(now, ws)
+    )
     if json:
         print_json(result.as_dict())
         return
-    console.print(f"{result.added} added, {result.already} already suppressed.")
+    console.print(
+        f"{result.added} added, {result.already} already suppressed, "
+        f"{result.skipped} rows not refusals, {len(result.rejected)} rejected."
+    )
     for line, problem in result.rejected:
-        console.print(plain(f"line {line}: {problem}"))
+        console.print(plain(f"{file.name} line {line}: {problem}"))
 
 
 @suppress_app.command("export")
@@ -166,18 +186,59 @@ def suppress_export(
     )
 
 
+def _interactive() -> bool:
+    """Whether a person is at the terminal to answer a question."""
+    return sys.stdin.isatty()
+
+
 def purge(
     workspace: WorkspaceOption = None,
     now: NowOption = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only count who would be erased.")
+        bool, typer.Option("--dry-run", help="Only show who would be erased; erase nothing.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="With --dry-run: CSV of the contacts due, with the day their clock "
+            "started, why, and what the purge would do.",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Erase without asking (needed when no one is at a terminal)."),
     ] = False,
     json: JsonOption = False,
 ) -> None:
     """Erase the contacts with no contact from the person for retention.erase_after
-    (with retention.ask_before_erase, after a last question)."""
+    (with retention.ask_before_erase, after a last question). Run it with --dry-run
+    --out FILE first to see who."""
     ws = open_workspace(workspace)
     moment = now_option(now, ws)
+    if out is not None and not dry_run:
+        raise WinbackError(
+            "--out writes who the purge would erase: use it with --dry-run, look at the "
+            "file, then run the purge"
+        )
+    if out is not None:
+        with output_path(out) as temporary, temporary.open("w", encoding="utf-8", newline="") as f:
+            planned = write_purge_plan(ws, moment, f)
+        if not json:
+            print_written(f"{planned} contacts due", out)
+    if not dry_run and not yes:
+        if not _interactive():
+            raise WinbackError(
+                "winback purge erases contacts for good: run it with --dry-run --out FILE "
+                "to see who, then again with --yes (no one is at a terminal to confirm)"
+            )
+        plan = purge_contacts(ws, moment, dry_run=True)
+        typer.confirm(
+            f"Erase {plan.due - plan.waiting} contacts with no contact from the person since "
+            f"{plan.cutoff.date().isoformat()}?",
+            abort=True,
+        )
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from winback.clock import from_db, to_db
-from winback.compliance.suppression import address_hash
+from winback.compliance.suppression import address_hashes
 from winback.contacts import typed_address
 from winback.store.schema import audit, contacts
 from winback.workspace import Workspace
@@ -30,7 +30,7 @@ def audit_log(
     with workspace.engine.connect() as connection:
         if contact is not None:
             channel, key = typed_address(workspace, contact)
-            digest = address_hash(workspace, channel, key)
+            digests = address_hashes(workspace, channel, key)
             # Erased: named by the hash of the email (key_hash), or of the phone in the
             # records of its suppression.
             ids = set(
@@ -39,7 +39,7 @@ def audit_log(
                         or_(
                             contacts.c.email == key,
                             contacts.c.phone == key,
-                            contacts.c.key_hash == digest,
+                            contacts.c.key_hash.in_(digests),
                         )
                     )
                 ).scalars()
@@ -47,12 +47,12 @@ def audit_log(
             ids.update(
                 connection.execute(
                     select(audit.c.contact_id).where(
-                        audit.c.contact_key == digest, audit.c.contact_id.is_not(None)
+                        audit.c.contact_key.in_(digests), audit.c.contact_id.is_not(None)
                     )
                 ).scalars()
             )
             query = query.where(
-                or_(audit.c.contact_id.in_(sorted(ids)), audit.c.contact_key == digest)
+                or_(audit.c.contact_id.in_(sorted(ids)), audit.c.contact_key.in_(digests))
             )
         return [
             {**row, "at": from_db(row["at"]).isoformat()}

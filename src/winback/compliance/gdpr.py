@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Table, or_, select
 from winback.clock import from_db
 from winback.compliance.erasure import erase_contacts, erasing, reclaim_space
 from winback.compliance.files import FileScrub, scrub_files
-from winback.compliance.suppression import address_hash, suppress
+from winback.compliance.suppression import address_hashes, suppress
 from winback.contacts import typed_address
 from winback.errors import NotFoundError
 from winback.scoring import contact_scores
@@ -78,11 +78,12 @@ def export_person(workspace: Workspace, address: str) -> dict[str, Any]:
         if contact is None:
             raise NotFoundError(f"no contact with the address {key}")
         contact_id = contact["id"]
-        hashes = {address_hash(workspace, channel, key)}
+        # Every spelling the list may hold an address under (winback.addresses).
+        hashes = set(address_hashes(workspace, channel, key))
         if contact["email"]:
-            hashes.add(address_hash(workspace, "email", contact["email"]))
+            hashes.update(address_hashes(workspace, "email", contact["email"]))
         if contact["phone"]:
-            hashes.add(address_hash(workspace, "sms", contact["phone"]))
+            hashes.update(address_hashes(workspace, "sms", contact["phone"]))
         scored = contact_scores(connection, contact_id)
         document = {
             "contact": {k: _plain(v) for k, v in contact.items() if k != "key_hash"},

@@ -7,10 +7,11 @@ other refusal: the channel status changes too. Removing an entry is a decision o
 user, recorded in the audit log with their note; it does not subscribe anyone again (only
 the person can turn a no into a yes).
 
-The export is a CSV of ``channel,address,hash,reason,suppressed_at``: the address when a
-contact of the base still has it, else only the hash (the person was erased, or the
-address was suppressed without ever being a contact). The import reads the same columns
-(``address`` may also be called ``email`` or ``phone``; a row needs an address or a hash).
+The export is a CSV of ``channel,address,hash,reason,suppressed_at,refused_at``: the
+address when a contact of the base still has it, else only the hash (the person was
+erased, or the address was suppressed without ever being a contact). The import reads the
+same columns, and the ESPs' suppression and unsubscribed exports
+(:mod:`winback.compliance.suppression_files`); a row needs an address or a hash.
 """
 
 from __future__ import annotations
@@ -26,21 +27,25 @@ from sqlalchemy import Connection, delete, select
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
 from winback.compliance.refusals import REFUSALS, apply_refusals
-from winback.compliance.suppression import REASONS, address_hash, suppress_hashes
+from winback.compliance.suppression import (
+    REASONS,
+    address_hash,
+    address_hashes,
+    suppress_hashes,
+)
+from winback.compliance.suppression_files import file_shape, is_refusal, row_reason, row_time
 from winback.contacts import typed_address
 from winback.errors import InputFileError, NotFoundError
 from winback.ingest.reader import open_source
-from winback.ingest.values import fold
 from winback.safe_output import csv_writer
 from winback.store.chunks import chunks
 from winback.store.contacts import contacts_by_address, find_contact
 from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
 
-EXPORT_COLUMNS = ("channel", "address", "hash", "reason", "suppressed_at")
+EXPORT_COLUMNS = ("channel", "address", "hash", "reason", "suppressed_at", "refused_at")
 # The refusal event a reason stands for, when it stands for one.
 _REFUSAL_EVENTS = {reason: event for event, (_, reason) in REFUSALS.items()}
-_ADDRESS_HEADERS = {"address", "email", "phone", "adresse", "telephone", "mobile"}
 
 
 def _parse(workspace: Workspace, text: str, channel: str | None) -> tuple[str, str]:
@@ -77,7 +82,7 @@ def _entry(
         connection.execute(
             select(suppressions).where(
                 suppressions.c.channel == channel,
-                suppressions.c.address_hash == address_hash(workspace, channel, address),
+                suppressions.c.address_hash.in_(address_hashes(workspace, channel, address)),
             )
         )
         .mappings()
@@ -101,7 +106,13 @@ def remove_suppression(
         entry = _entry(connection, workspace, channel, key)
         if entry is None:
             raise NotFoundError(f"{key} is not on the {channel} suppression list")
-        connection.execute(delete(suppressions).where(suppressions.c.id == entry["id"]))
+        # Both spellings go (an IDNA domain may be listed under its older Unicode one).
+        connection.execute(
+            delete(suppressions).where(
+                suppressions.c.channel == channel,
+                suppressions.c.address_hash.in_(address_hashes(workspace, channel, key)),
+            )
+        )
         contact = find_contact(connection, key)
         record(
             connection,
@@ -127,10 +138,12 @@ def _known_addresses(connection: Connection, workspace: Workspace) -> dict[tuple
         select(contacts.c.email, contacts.c.phone).where(contacts.c.erased_at.is_(None))
     )
     for email, phone in rows:
-        if email:
-            known[("email", address_hash(workspace, "email", email))] = email
-        if phone:
-            known[("sms", address_hash(workspace, "sms", phone))] = phone
+        for channel, address in (("email", email), ("sms", phone)):
+            if address:
+                known.update(
+                    ((channel, digest), address)
+                    for digest in address_hashes(workspace, channel, address)
+                )
     return known
 
 
@@ -153,6 +166,7 @@ def list_suppressions(
                 "hash": row["address_hash"],
                 "reason": row["reason"],
                 "suppressed_at": from_db(row["created_at"]).isoformat(),
+                "refused_at": from_db(row["refused_at"] or row["created_at"]).isoformat(),
             }
 
 
@@ -171,6 +185,7 @@ def export_suppressions(workspace: Workspace, out: TextIO, **filters: str | None
                 hashed,
                 entry["reason"],
                 entry["suppressed_at"],
+                entry["refused_at"],
             ]
         )
         written += 1
@@ -179,11 +194,13 @@ def export_suppressions(workspace: Workspace, out: TextIO, **filters: str | None
 
 @dataclass
 class SuppressionImport:
-    """What ``winback suppress import`` did: entries added, already there, and the lines
-    refused with their reason."""
+    """What ``winback suppress import`` did: entries added, already there, rows that
+    are no refusal (a Brevo row without its blocklist flag), and the lines refused with
+    their reason."""
 
     added: int = 0
     already: int = 0
+    skipped: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -191,45 +208,45 @@ class SuppressionImport:
 
 
 def import_suppressions(
-    workspace: Workspace, path: Path, *, reason: str, now: datetime
+    workspace: Workspace, path: Path, *, reason: str | None, now: datetime
 ) -> SuppressionImport:
-    """Add the addresses (or hashes) of a CSV to the suppression list; a ``reason``
-    column wins over ``reason`` for its row, a ``channel`` column over the address's own."""
+    """Add the addresses (or hashes) of a suppression file, winback's own or an ESP's
+    export (:mod:`~winback.compliance.suppression_files`), to the list; a row's own
+    reason wins over ``reason``, a ``channel`` column over the address's own, and a
+    row's date is when the person refused."""
     source = open_source(path)
-    header = [fold(name) for name in source.header]
-    address_at = next((i for i, name in enumerate(header) if name in _ADDRESS_HEADERS), None)
-    hash_at = header.index("hash") if "hash" in header else None
-    if address_at is None and hash_at is None:
+    shape = file_shape(source.header, reason)
+    if shape.address is None and shape.hash is None:
         source.close()
         raise InputFileError(
-            f"{path}: no address column (address, email or phone) and no hash column; "
-            f"the header is {source.header}"
+            f"{path}: no address column (address, email, Email Address, EmailAddress or "
+            f"phone) and no hash column; the header is {source.header}"
         )
-    reason_at = header.index("reason") if "reason" in header else None
-    channel_at = header.index("channel") if "channel" in header else None
+    tz = workspace.config.workspace.tz
     result = SuppressionImport()
     entries: list[_Entry] = []
     try:
         for line, values in source.rows:
             cell = _cells(values)
             try:
-                row_reason = cell(reason_at) or reason
-                if row_reason not in REASONS:
-                    raise ValueError(f"unknown reason {row_reason!r}")
-                channel = cell(channel_at)
+                if not is_refusal(shape, cell(shape.flag)):
+                    result.skipped += 1
+                    continue
+                row = row_reason(shape, cell(shape.reason), cell(shape.status), cell(shape.origin))
+                refused_at = row_time(cell(shape.time), tz)
+                channel = cell(shape.channel)
                 if channel not in (None, "email", "sms"):
                     raise ValueError(f"unknown channel {channel!r} (email or sms)")
-                text = cell(address_at)
+                text = cell(shape.address)
                 if text:
                     channel, key = _parse(workspace, text, channel)
-                    entries.append(
-                        _Entry(channel, address_hash(workspace, channel, key), row_reason, key)
-                    )
+                    digest = address_hash(workspace, channel, key)
+                    entries.append(_Entry(channel, digest, row, key, refused_at))
                 else:
-                    digest = (cell(hash_at) or "").lower()
+                    digest = (cell(shape.hash) or "").lower()
                     if len(digest) != 64 or not channel:
                         raise ValueError("a hash row needs a 64-digit hash and a channel")
-                    entries.append(_Entry(channel, digest, row_reason))
+                    entries.append(_Entry(channel, digest, row, refused_at=refused_at))
             except (ValueError, NotFoundError) as exc:
                 result.rejected.append((line, str(exc)))
     finally:
@@ -249,6 +266,8 @@ class _Entry:
     digest: str
     reason: str
     address: str | None = None
+    # When the person refused, when the file says (else the time of the import).
+    refused_at: datetime | None = None
 
 
 def _add_entries(
@@ -285,7 +304,7 @@ def _add_entries(
                 "contact_id": owner,
                 "type": event.value,
                 "channel": entry.channel,
-                "occurred_at": to_db(now),
+                "occurred_at": to_db(entry.refused_at or now),
             }
             if not runs or runs[-1].plain or (entry.channel, owner) in runs[-1].refusals:
                 runs.append(_Run(plain=False))
@@ -294,6 +313,8 @@ def _add_entries(
             if not runs or not runs[-1].plain:
                 runs.append(_Run(plain=True))
             runs[-1].hashes.setdefault((entry.channel, entry.reason), {})[entry.digest] = owner
+            if entry.refused_at is not None:
+                runs[-1].refused_at[entry.digest] = entry.refused_at
     for run in runs:
         for (channel, reason), digests in run.hashes.items():
             for batch in chunks(list(digests)):
@@ -304,6 +325,7 @@ def _add_entries(
                     reason=reason,
                     now=now,
                     actor="user",
+                    refused_at=run.refused_at,
                 )
         if run.refusals:
             apply_refusals(
@@ -319,6 +341,7 @@ class _Run:
     plain: bool
     hashes: dict[tuple[str, str], dict[str, int | None]] = field(default_factory=dict)
     refusals: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    refused_at: dict[str, datetime] = field(default_factory=dict)
 
 
 def _listed(connection: Connection, digests: Sequence[str]) -> set[tuple[str, str]]:

@@ -13,6 +13,14 @@ Two more events are refusals in disguise:
   accents, punctuation or surrounding spaces: ``STOP``, ``Stop``, ``stop.``, ``ARRÊT``,
   ``STOP SMS``...) unsubscribes the SMS channel, as French operators' STOP rule requires.
 
+A refusal for an address that is no contact of ours (a webhook's hard bounce for an
+address we never imported, a STOP from an unknown phone) is still a refusal: it suppresses
+the bare address. A contact import whose status column (or ``--status``) says a contact
+refused puts the address on the list too (:func:`suppress_refused`).
+
+Each suppression keeps the time the refusal happened (the event's own time, the status
+time the import stored), not the time we learnt it.
+
 A status that already says so is left alone, and an address suppressed already keeps its
 first reason, so applying the same events twice records nothing new.
 """
@@ -25,11 +33,18 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from winback.clock import from_db
 from winback.compliance import audit
-from winback.compliance.suppression import suppress_contacts
+from winback.compliance.suppression import (
+    ADDRESS_COLUMNS,
+    address_hash,
+    suppress_contacts,
+    suppress_hashes,
+)
 from winback.domain import SENDING_CHANNELS, ChannelStatus, EventType
 from winback.store.chunks import chunks
 from winback.store.contacts import channel_statuses, set_channel_status
+from winback.store.schema import contacts
 from winback.store.schema import events as events_table
 from winback.workspace import Workspace
 
@@ -63,6 +78,8 @@ STOP_WORDS = frozenset(
 )
 # What a soft-bounce limit reached does: the same as a hard bounce, another reason.
 SOFT_LIMIT = (ChannelStatus.BOUNCED, "bounce_soft")
+# The suppression reason of a refused channel status (an import's status column).
+STATUS_REASONS = {status: reason for status, reason in REFUSALS.values()}
 
 
 def is_stop_reply(body: str | None) -> bool:
@@ -138,8 +155,12 @@ def apply_refusals(
     """
     refusals: dict[tuple[str, int], tuple[tuple[ChannelStatus, str], datetime]] = {}
     soft: dict[tuple[str, int], datetime] = {}
+    strays: list[Mapping[str, Any]] = []
     for event in events:
         if event["channel"] not in SENDING_CHANNELS:
+            continue
+        if event.get("contact_id") is None:
+            strays.append(event)
             continue
         pair = (event["channel"], event["contact_id"])
         refusal = _refusal_of(event)
@@ -147,6 +168,7 @@ def apply_refusals(
             refusals[pair] = (refusal, event["occurred_at"])
         elif event["type"] == EventType.BOUNCE_SOFT:
             soft[pair] = max(event["occurred_at"], soft.get(pair, event["occurred_at"]))
+    _suppress_strays(connection, workspace, strays, now=now, actor=actor)
     for pair in _soft_limit_reached(connection, workspace, soft) if soft else ():
         refusals.setdefault(pair, (SOFT_LIMIT, soft[pair]))
     if not refusals:
@@ -189,5 +211,92 @@ def apply_refusals(
                 reason=refusal[1],
                 now=now,
                 actor=actor,
+                refused_at={
+                    contact_id: from_db(at)
+                    for (on, contact_id), (r, at) in refusals.items()
+                    if on == channel and r == refusal
+                },
             )
     return changed
+
+
+def _suppress_strays(
+    connection: Connection,
+    workspace: Workspace,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    now: datetime,
+    actor: str,
+) -> int:
+    """Suppress the bare addresses (``address``, canonical) of refusals that name no
+    contact of the base; soft bounces of such addresses are not counted (nothing stores
+    them). Returns how many addresses were newly suppressed."""
+    by_reason: dict[tuple[str, str], dict[str, datetime]] = {}
+    for event in events:
+        refusal = _refusal_of(event)
+        if refusal is None or not event.get("address"):
+            continue
+        digest = address_hash(workspace, event["channel"], event["address"])
+        times = by_reason.setdefault((event["channel"], refusal[1]), {})
+        times[digest] = min(
+            from_db(event["occurred_at"]), times.get(digest, from_db(event["occurred_at"]))
+        )
+    return sum(
+        suppress_hashes(
+            connection,
+            dict.fromkeys(times),
+            channel=channel,
+            reason=reason,
+            now=now,
+            actor=actor,
+            refused_at=times,
+        )
+        for (channel, reason), times in by_reason.items()
+    )
+
+
+def suppress_refused(
+    connection: Connection,
+    workspace: Workspace,
+    addresses: Mapping[str, Iterable[str]],
+    *,
+    now: datetime,
+    actor: str,
+    details: Mapping[str, Any] | None = None,
+) -> int:
+    """Put on the list the addresses among ``addresses`` (channel -> canonical
+    addresses) whose contact's channel status is a refusal, each with the refusal of its
+    status (``unsubscribed`` -> ``unsubscribe``...) and the time the status took effect
+    (``{channel}_status_at``, which an export's own unsubscribe date sets). One select
+    and one insert per chunk: how a contact import's refused rows reach the list.
+    Returns how many addresses were newly suppressed."""
+    added = 0
+    for channel, wanted in addresses.items():
+        column = ADDRESS_COLUMNS[channel]
+        status = contacts.c[f"{channel}_status"]
+        for batch in chunks(sorted(set(wanted))):
+            by_reason: dict[str, tuple[dict[str, int | None], dict[str, datetime]]] = {}
+            rows = connection.execute(
+                select(contacts.c.id, column, status, contacts.c[f"{channel}_status_at"]).where(
+                    column.in_(batch), status.in_([s.value for s in STATUS_REASONS])
+                )
+            )
+            for contact_id, address, refused, at in rows:
+                owners, times = by_reason.setdefault(
+                    STATUS_REASONS[ChannelStatus(refused)], ({}, {})
+                )
+                digest = address_hash(workspace, channel, address)
+                owners[digest] = contact_id
+                times[digest] = from_db(at) if at is not None else now
+            for reason, (owners, times) in by_reason.items():
+                added += suppress_hashes(
+                    connection,
+                    owners,
+                    channel=channel,
+                    reason=reason,
+                    now=now,
+                    actor=actor,
+                    refused_at=times,
+                    details=details,
+                )
+    return added

@@ -25,6 +25,10 @@ and erased ``ask_ahead`` later: the option promises the question.
 An ask belongs to the current clock when it was queued after the clock's cutoff: the
 contact is due, so their last contact is older than the cutoff, and so is any ask from an
 earlier clock (the person answered it, which is a contact).
+
+Before it erases, the purge shows who: :func:`write_purge_plan` writes the due contacts
+with the day their clock started, why they are due and what this run would do to them
+(``winback purge --dry-run --out FILE``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy import (
     ColumnElement,
@@ -52,11 +56,12 @@ from sqlalchemy import (
     true,
 )
 
-from winback.clock import to_db
+from winback.clock import from_db, to_db
 from winback.compliance import audit as audit_log
 from winback.compliance.erasure import erase_contacts, erasing, reclaim_space
 from winback.compliance.suppression import can_receive_clause
 from winback.domain import Channel, EventType
+from winback.safe_output import csv_writer
 from winback.store.schema import audit, contacts, events, outbox, survey_answers
 from winback.workspace import Workspace
 
@@ -288,3 +293,87 @@ def purge(
         )
     result.log_emptied = reclaim_space(workspace.engine)
     return result
+
+
+PLAN_COLUMNS = ("contact_id", "email", "phone", "clock_started", "why", "action")
+
+
+def _last_touch() -> tuple[Any, Any, Any]:
+    """The moment the contact's clock started, as a SQL expression on ``contacts``: their
+    newest contact from the person (touch, survey answer, yes to stay), else creation."""
+    touch = (
+        select(func.max(events.c.occurred_at))
+        .where(
+            events.c.contact_id == contacts.c.id,
+            events.c.type.in_([kind.value for kind in PERSON_TOUCHES]),
+            or_(events.c.bot.is_(None), not_(events.c.bot)),
+        )
+        .scalar_subquery()
+    )
+    answer = (
+        select(func.max(survey_answers.c.answered_at))
+        .where(survey_answers.c.contact_id == contacts.c.id)
+        .scalar_subquery()
+    )
+    stay = (
+        select(func.max(audit.c.at))
+        .where(audit.c.contact_id == contacts.c.id, audit.c.action == STAY_ACTION)
+        .scalar_subquery()
+    )
+    return touch, answer, stay
+
+
+def write_purge_plan(workspace: Workspace, now: datetime, out: TextIO) -> int:
+    """Write, as CSV (:data:`PLAN_COLUMNS`), the contacts the purge at ``now`` finds due:
+    their id and addresses, the day their clock started (their last contact from the
+    person, else their creation), why, and what the purge would do: ``erase``, or with
+    ``retention.ask_before_erase`` ``ask`` (the last question goes out first) or
+    ``wait`` (asked, the answer has time until ``retention.ask_ahead``). Erases nothing.
+    Returns how many contacts were written."""
+    retention = workspace.config.retention
+    cutoff = now - retention.erase_after
+    erase = (
+        erasable(cutoff, now, retention.ask_ahead)
+        if retention.ask_before_erase
+        else purge_due(cutoff)
+    ).subquery()
+    to_ask = _to_ask(cutoff, retention.ask_ahead).subquery()
+    touch, answer, stay = _last_touch()
+    query = (
+        purge_due(cutoff)
+        .add_columns(
+            contacts.c.created_at,
+            touch.label("touch"),
+            answer.label("answer"),
+            stay.label("stay"),
+            select(erase.c.id).where(erase.c.id == contacts.c.id).exists().label("erase"),
+            select(to_ask.c.id).where(to_ask.c.id == contacts.c.id).exists().label("ask"),
+        )
+        .order_by(contacts.c.id)
+    )
+    writer = csv_writer(out)
+    writer.writerow(PLAN_COLUMNS)
+    written = 0
+    with workspace.engine.connect() as connection:
+        for row in connection.execute(query):
+            contacts_of_person = [at for at in (row.touch, row.answer, row.stay) if at is not None]
+            started = max(contacts_of_person, default=row.created_at)
+            day = from_db(started).date().isoformat()
+            why = (
+                f"no contact from the person since {day}"
+                if contacts_of_person
+                else f"created on {day}, never in touch"
+            )
+            action = "erase" if row.erase else "ask" if row.ask else "wait"
+            writer.writerow(
+                [
+                    row.id,
+                    row.email or "",
+                    row.phone or "",
+                    day,
+                    f"{why} (retention {retention.erase_after.days} days)",
+                    action,
+                ]
+            )
+            written += 1
+    return written

@@ -1,6 +1,6 @@
 """Emails and phone numbers of a whole Arrow column at once, for the addresses of the plain
-shapes nearly every file has; the others are left to :func:`winback.ingest.values.
-normalise_email` and :func:`~winback.ingest.values.normalise_phone` (email-validator and
+shapes nearly every file has; the others are left to :func:`winback.addresses.
+normalise_email` and :func:`~winback.addresses.normalise_phone` (email-validator and
 phonenumbers), which give the reason to reject them or their rarer forms.
 
 Why not call the libraries on every cell: on this machine email-validator takes about
@@ -9,7 +9,8 @@ import under 10,000 rows a second. The checks here are the libraries' own rules,
 applied by Arrow's regular expressions to a whole column:
 
 - an email of the plain ASCII dot-atom shape is exactly what ``normalise_email`` accepts
-  without asking email-validator (the same pattern, lengths and special-use domains);
+  without asking email-validator (the same pattern, lengths and special-use domains, and
+  no IDNA ``xn--`` label, which it checks and writes in its canonical form);
 - a phone is read only in the two shapes that leave phonenumbers no choice, for the
   default region: ``+<its country code><number>`` and ``<its national prefix><number>``
   (digits, with single spaces, dots or dashes between groups), and it is valid when the
@@ -33,8 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from phonenumbers.phonemetadata import PhoneMetadata, PhoneNumberDesc
 
+from winback import addresses as v
 from winback.ingest import columnar as col
-from winback.ingest import values as v
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +62,7 @@ def emails(column: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
     )
     top = pc.ascii_lower(pc.replace_substring_regex(text, r"^.*\.", ""))
     plain &= ~col.mask(pc.is_in(top, value_set=_special_use()))
+    plain &= ~col.mask(pc.match_substring(text, "xn--", ignore_case=True))
     normalised = pc.if_else(pa.array(plain), pc.ascii_lower(text), pa.scalar(None, pa.string()))
     return normalised, absent, ~absent & ~plain
 

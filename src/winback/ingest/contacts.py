@@ -22,7 +22,7 @@ paths store the same contacts (a test holds them to it).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -37,6 +37,7 @@ from sqlalchemy import Connection, select
 
 from winback.clock import to_db
 from winback.compliance import audit
+from winback.compliance.refusals import suppress_refused
 from winback.compliance.suppression import suppression_reasons
 from winback.domain import REFUSALS, ChannelStatus
 from winback.ingest import addresses, records, summaries
@@ -327,6 +328,7 @@ class ContactBatch:
             )
             written = self._write(connection, rows, existing)
             summaries.write(connection, [s for s in found if s], self.source_name)
+            self._suppress_refused(connection, [row.record for row in rows], existing)
             return written
 
     def write_block(self, cleaned: ContactBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
@@ -361,7 +363,40 @@ class ContactBatch:
             cleaned.originals([row for row, _ in refusals if not row.values])
             imported += self._insert_block(connection, cleaned, np.flatnonzero(alone))
             summaries.write(connection, found, self.source_name)
+            self._suppress_refused(
+                connection, [cleaned.columns, *(r.record for r in rows)], existing
+            )
         return imported, merged, refusals
+
+    def _suppress_refused(
+        self,
+        connection: Connection,
+        given: Sequence[Mapping[str, Any]],
+        existing: list[dict[str, Any]],
+    ) -> None:
+        """Every refusal lands on the suppression list: the addresses a row or ``--status``
+        refused, and those of stored contacts that had refused (each a mapping of fields
+        to a value or to a column of values)."""
+        refused: dict[str, list[str]] = {"email": [], "sms": []}
+        for fields in (*given, *existing):
+            for channel, address in _CHANNELS:
+                values, statuses = fields[address], fields[f"{channel}_status"]
+                if not isinstance(values, list):
+                    values, statuses = [values], [statuses]
+                refused[channel].extend(
+                    value
+                    for value, status in zip(values, statuses, strict=True)
+                    if value and status in REFUSALS
+                )
+        if refused["email"] or refused["sms"]:
+            suppress_refused(
+                connection,
+                self.workspace,
+                refused,
+                now=self.now_aware,
+                actor="import",
+                details={"file": self.source_name},
+            )
 
     def _insert_block(self, connection: Connection, cleaned: ContactBlock, rows: np.ndarray) -> int:
         """Insert these rows of a cleaned block as new contacts."""

@@ -14,10 +14,15 @@ from functools import lru_cache
 from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-import email_validator
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-
+# The address rules live in winback.addresses (one rule, one home); the importers reach
+# them through this module, with the other cell parsers.
+from winback.addresses import (  # noqa: F401
+    EMAIL_LIMIT,
+    LOCAL_PART_LIMIT,
+    PLAIN_EMAIL,
+    normalise_email,
+    normalise_phone,
+)
 from winback.domain import Channel, ChannelStatus, EventType
 
 # A CSV cell longer than this is refused (a pasted document, a base64 blob): no field of
@@ -30,61 +35,6 @@ def fold(text: str) -> str:
     compared (``Téléphone`` and ``telephone`` and ``TELEPHONE`` are one word)."""
     decomposed = unicodedata.normalize("NFKD", text.strip().lower())
     return "".join(char for char in decomposed if char.isalnum())
-
-
-# The plain shape nearly every real address has: an ASCII dot-atom, then ASCII labels
-# with an alphabetic top-level domain. email-validator accepts every address of this
-# shape (a property test checks it), so these skip its full RFC 5322/6531 parse, which
-# costs more than the rest of a contact row together. Anything else goes through it.
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-PLAIN_EMAIL = rf"^{_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$"
-_PLAIN_EMAIL = re.compile(PLAIN_EMAIL)
-# The longest address and local part email-validator accepts (RFC 5321).
-EMAIL_LIMIT = 254
-LOCAL_PART_LIMIT = 64
-_SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
-
-
-@lru_cache(maxsize=65_536)
-def normalise_email(text: str) -> str:
-    """A trimmed, syntax-checked email, lower-cased as a whole: mailbox providers treat
-    the local part case-insensitively and de-duplication must too. No DNS lookups.
-
-    >>> normalise_email("  Alice.Martin@Example.COM ")
-    'alice.martin@example.com'
-    """
-    candidate = text.strip()
-    if not candidate:
-        raise ValueError("empty email")
-    if (
-        len(candidate) <= EMAIL_LIMIT
-        and _PLAIN_EMAIL.match(candidate)
-        and len(candidate.partition("@")[0]) <= LOCAL_PART_LIMIT
-        and candidate.rpartition(".")[2].lower() not in _SPECIAL_USE
-    ):
-        return candidate.lower()
-    try:
-        checked = validate_email(candidate, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValueError(f"invalid email {candidate!r}: {exc}") from None
-    return checked.normalized.lower()
-
-
-def normalise_phone(text: str, region: str) -> str:
-    """A phone number in E.164, read in ``region`` when it has no ``+country`` prefix.
-
-    >>> normalise_phone("06 12 34 56 78", "FR")
-    '+33612345678'
-    """
-    candidate = text.strip()
-    try:
-        number = phonenumbers.parse(candidate, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"invalid phone {candidate!r}: {exc}") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"invalid phone {candidate!r}: not a valid number in {region}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 _DMY = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")

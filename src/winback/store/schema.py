@@ -45,7 +45,8 @@ contacts = Table(
     "contacts",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    # Normalised keys: lower-case email, E.164 phone. NULL after erasure.
+    # Canonical keys (winback.addresses): lower-case email with an IDNA domain, E.164
+    # phone. NULL after erasure.
     Column("email", String(320), unique=True),
     Column("phone", String(20), unique=True),
     Column("first_name", String(200)),
@@ -272,11 +273,14 @@ suppressions = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("channel", String(8), nullable=False),
-    # HMAC-SHA256 (workspace secret) of the normalised email or E.164 phone, hex.
+    # HMAC-SHA256 (workspace secret) of the canonical email or E.164 phone, hex.
     Column("address_hash", String(64), nullable=False),
     # unsubscribe | bounce_hard | bounce_soft | complaint | sunset | erased | manual
     Column("reason", String(16), nullable=False),
+    # When the entry reached the list; when the person refused (an ESP export's or a
+    # webhook's own time; the same as created_at when nothing says otherwise).
     Column("created_at", DateTime, nullable=False),
+    Column("refused_at", DateTime),
     UniqueConstraint("channel", "address_hash"),
 )
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from winback.addresses import normalise_address
 from winback.clock import to_db
-from winback.contacts import normalise_address
 from winback.domain import EventType
 from winback.errors import WinbackError
 from winback.store.contacts import contacts_by_address, dedup_key
@@ -86,7 +86,8 @@ def record_webhook(
 ) -> WebhookResult:
     """Store a verified delivery's events: each matched to its outbox message and to its
     contact (by the message, else by address); an event for an address we do not know is
-    counted as unmatched and dropped."""
+    counted as unmatched and not stored, but a refusal among them still suppresses the
+    address."""
     result = WebhookResult(received=len(received))
     region = workspace.config.workspace.default_region
     addresses: dict[str, str | None] = {}
@@ -103,6 +104,7 @@ def record_webhook(
         (event.provider_id for event in received if event.provider_id),
     )
     rows = []
+    strays = []
     for event in received:
         message = messages.get(event.message_id or "") or messages.get(event.provider_id or "")
         address = addresses[event.address]
@@ -113,6 +115,15 @@ def record_webhook(
             message = None
         if contact_id is None:
             result.unmatched += 1
+            if address:
+                strays.append(
+                    {
+                        "address": address,
+                        "type": event.kind.value,
+                        "channel": "email",
+                        "occurred_at": to_db(event.at),
+                    }
+                )
             continue
         rows.append(
             {
@@ -132,7 +143,7 @@ def record_webhook(
             }
         )
     result.recorded = record_events(
-        connection, workspace, rows, now=now, actor=f"webhook:{provider}"
+        connection, workspace, rows, now=now, actor=f"webhook:{provider}", strays=strays
     )
     result.duplicates = len(rows) - result.recorded
     return result
