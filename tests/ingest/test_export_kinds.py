@@ -253,7 +253,7 @@ def test_brevo_buyer_is_kept_by_the_purge_and_scored_as_a_customer(
     """Élodie was created in 2021 and bought last month: the 3-year purge keeps her, and
     the score counts her as a customer; Marc (created 2020, never bought) is erased."""
     import_contacts(workspace, BREVO, now=NOW)
-    purge = cli_json(cli, workspace, "purge")
+    purge = cli_json(cli, workspace, "purge", "--yes")
     assert purge["erased"] == 2  # Marc and Gérard
     left = stored(workspace)
     assert left["elodie.faure@example.net"]["erased_at"] is None
