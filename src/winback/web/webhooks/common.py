@@ -1,26 +1,43 @@
-"""What the ESP webhook parsers share: the event they produce, the errors the web
-app turns into status codes, and the recording of verified events in the store."""
+"""What the ESP webhook parsers share: the changes they read, the errors the web app
+turns into status codes, the checks every request passes before it is interpreted (a
+JSON body of bounded depth, a fresh signature, times in range), and the recording of
+verified changes in the store."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
-import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
 from winback.clock import to_db
+from winback.compliance import audit
+from winback.compliance.manual import lift_suppression
+from winback.compliance.refusals import REFUSALS, apply_refusals
 from winback.contacts import normalise_address
-from winback.domain import EventType
+from winback.domain import ChannelStatus, EventType
 from winback.errors import WinbackError
-from winback.store.contacts import contacts_by_address, dedup_key
+from winback.store.contacts import (
+    contacts_by_address,
+    dedup_key,
+    set_channel_status,
+    update_contacts,
+)
+from winback.store.webhook_tokens import take_token
 from winback.web.events import find_messages, record_events, stored_user_agent
 from winback.workspace import Workspace
+
+# The times a webhook may carry: an event before 2000 or from 2100 on is a broken or
+# hostile value (``1e20``, ``NaN``, year 9999), refused with 400 before it reaches the store.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class WebhookError(WinbackError):
@@ -30,6 +47,9 @@ class WebhookError(WinbackError):
 
 
 class BadSignature(WebhookError):
+    """Not signed, signed by another key, signed too long ago, or signed before (a
+    replay)."""
+
     status = 401
 
 
@@ -53,12 +73,51 @@ class WebhookEvent:
     url: str | None = None
 
 
+@dataclass(frozen=True)
+class TopicLeft:
+    """The person left one topic (SendGrid's unsubscribe group), not every message."""
+
+    address: str
+    topic: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Reactivation:
+    """The sender took a bounced address off the provider's suppressions (Postmark's
+    ``SuppressSending: false`` by the customer): the address is deliverable again."""
+
+    address: str
+    at: datetime
+
+
+Change = WebhookEvent | TopicLeft | Reactivation
+
+
+@dataclass
+class Delivery:
+    """What a verified request (or one record of a payload file) brings: its changes,
+    what it carried that we could not use (``warnings``), and, for Mailgun, the
+    signature token to take with this body only (:class:`Verified`)."""
+
+    changes: list[Change] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    verified: Verified | None = None
+
+    def extend(self, other: Delivery) -> None:
+        self.changes.extend(other.changes)
+        self.warnings.extend(other.warnings)
+
+
 @dataclass
 class WebhookResult:
     received: int = 0
     recorded: int = 0
     duplicates: int = 0
     unmatched: int = 0
+    topics_left: int = 0
+    reactivated: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,83 +125,210 @@ class WebhookResult:
 
 @dataclass(frozen=True)
 class WebhookRequest:
-    """What a parser sees of the HTTP request: headers (lower-case names) and raw body."""
+    """What a parser sees of the HTTP request: headers (lower-case names), raw body, and
+    when the server received it (the freshness window is counted from there)."""
 
     headers: Mapping[str, str]
     body: bytes
+    received_at: datetime
 
 
-# A provider's parser: verifies the request against the workspace's ``[web]`` secrets,
-# then reads its events.
-Parser = Callable[[Workspace, WebhookRequest], list[WebhookEvent]]
+@dataclass(frozen=True)
+class Verified:
+    """A request's JSON payload once its signature (or secret) is checked and fresh, and
+    the signature token to take with this body (its ``digest``) only, until
+    ``token_expires`` (Mailgun)."""
+
+    payload: Any
+    token: str | None = None
+    digest: str = ""
+    token_expires: datetime | None = None
+
+
+# A provider's verification against the workspace's ``[web]`` settings: nothing is read
+# from the payload before it but what the signature needs.
+Verifier = Callable[[Workspace, WebhookRequest], Verified]
+# A provider's reading of one of its records (an event object), a request's or a file's.
+Reader = Callable[[Workspace, Any], Delivery]
+
+
+class Replayed(BadSignature):
+    """A signature token seen before, within the freshness window."""
 
 
 def record_webhook(
     connection: Connection,
     workspace: Workspace,
     provider: str,
-    received: Sequence[WebhookEvent],
+    delivery: Delivery,
     now: datetime,
 ) -> WebhookResult:
-    """Store a verified delivery's events: each matched to its outbox message and to its
-    contact (by the message, else by address); an event for an address we do not know is
-    counted as unmatched and dropped."""
-    result = WebhookResult(received=len(received))
+    """Store a verified delivery: its signature token once (:class:`Replayed` when it was
+    taken before), each event matched to its outbox message and to its contact (by the
+    message, else by address), topics left, bounce suppressions lifted. An event for an
+    address we do not know is counted as unmatched; a refusal among them is still handed
+    to :func:`apply_refusals` (with ``contact_id`` None and the ``address``), which may
+    suppress the address itself."""
+    signed = delivery.verified
+    if signed is not None and signed.token is not None and signed.token_expires is not None:
+        expires = signed.token_expires
+        if not take_token(
+            connection, provider, signed.token, signed.digest, expires_at=expires, now=now
+        ):
+            raise Replayed(f"this {provider} signature was used already: a replayed request")
+    events = [change for change in delivery.changes if isinstance(change, WebhookEvent)]
+    result = WebhookResult(received=len(delivery.changes), warnings=list(delivery.warnings))
+    actor = f"webhook:{provider}"
     region = workspace.config.workspace.default_region
     addresses: dict[str, str | None] = {}
-    for event in received:
+    for change in delivery.changes:
         try:
-            addresses[event.address] = normalise_address(event.address, region)
+            addresses[change.address] = normalise_address(change.address, region)
         except ValueError:
-            addresses[event.address] = None
+            addresses[change.address] = None
     known = contacts_by_address(connection, {a for a in addresses.values() if a}, ())
-    contact_ids = {row["email"]: row["id"] for row in known}
+    contacts = {row["email"]: row for row in known}
     messages = find_messages(
         connection,
-        (event.message_id for event in received if event.message_id),
-        (event.provider_id for event in received if event.provider_id),
+        (event.message_id for event in events if event.message_id),
+        (event.provider_id for event in events if event.provider_id),
     )
-    rows = []
-    for event in received:
+    rows, strangers = [], []
+    for event in events:
         message = messages.get(event.message_id or "") or messages.get(event.provider_id or "")
         address = addresses[event.address]
-        contact_id = contact_ids.get(address) if address else None
+        contact = contacts.get(address) if address else None
+        contact_id = contact["id"] if contact else None
         if message is not None and (contact_id is None or contact_id == message.contact_id):
             contact_id = message.contact_id
         else:
             message = None
         if contact_id is None:
             result.unmatched += 1
+            if address and event.kind in REFUSALS:
+                strangers.append(_row(event, provider, None, None) | {"address": address})
             continue
-        rows.append(
-            {
-                "contact_id": contact_id,
-                "type": event.kind.value,
-                "channel": "email",
-                "occurred_at": to_db(event.at),
-                "campaign": message.journey if message else None,
-                "message_id": event.message_id,
-                "machine_open": event.machine_open,
-                "user_agent": stored_user_agent(event.user_agent),
-                "url": event.url,
-                "ip": event.ip,
-                "outbox_id": message.outbox_id if message else None,
-                "source": f"webhook:{provider}",
-                "dedup_key": dedup_key(provider, event.event_id, event.kind.value),
-            }
-        )
-    result.recorded = record_events(
-        connection, workspace, rows, now=now, actor=f"webhook:{provider}"
-    )
+        rows.append(_row(event, provider, contact_id, message))
+    result.recorded = record_events(connection, workspace, rows, now=now, actor=actor)
     result.duplicates = len(rows) - result.recorded
+    if strangers:
+        apply_refusals(connection, workspace, strangers, now=now, actor=actor)
+    for change in delivery.changes:
+        address = addresses[change.address]
+        contact = contacts.get(address) if address else None
+        if isinstance(change, TopicLeft):
+            if contact is None:
+                result.unmatched += 1
+            else:
+                result.topics_left += _leave_topic(connection, workspace, contact, change, actor)
+        elif isinstance(change, Reactivation):
+            if address is None:
+                result.unmatched += 1
+            else:
+                result.reactivated += _reactivate(
+                    connection, workspace, address, contact, actor, now
+                )
     return result
 
 
-def read_json(body: bytes) -> Any:
-    """The JSON document of a webhook body; :class:`WebhookError` (400) when it is not."""
+def _row(
+    event: WebhookEvent, provider: str, contact_id: int | None, message: Any
+) -> dict[str, Any]:
+    return {
+        "contact_id": contact_id,
+        "type": event.kind.value,
+        "channel": "email",
+        "occurred_at": to_db(event.at),
+        "campaign": message.journey if message else None,
+        "message_id": event.message_id,
+        "machine_open": event.machine_open,
+        "user_agent": stored_user_agent(event.user_agent),
+        "url": event.url,
+        "ip": event.ip,
+        "outbox_id": message.outbox_id if message else None,
+        "source": f"webhook:{provider}",
+        "dedup_key": dedup_key(provider, event.event_id, event.kind.value),
+    }
+
+
+def _leave_topic(
+    connection: Connection,
+    workspace: Workspace,
+    contact: Mapping[str, Any],
+    change: TopicLeft,
+    actor: str,
+) -> int:
+    """Take ``change.topic`` out of the contact's topics (a contact who never chose holds
+    every topic offered); 1 when it was there."""
+    held = contact["topics"] if contact["topics"] is not None else workspace.config.web.topics
+    if change.topic not in held:
+        return 0
+    kept = [topic for topic in held if topic != change.topic]
+    update_contacts(connection, [{"id": contact["id"], "topics": kept}])
+    audit.record(
+        connection,
+        [
+            audit.audit_row(
+                at=change.at,
+                actor=actor,
+                action="leave_topic",
+                contact_id=contact["id"],
+                reason=change.topic,
+                details={"topics": kept},
+            )
+        ],
+    )
+    return 1
+
+
+# The suppressions a provider's reactivation lifts: bounces only. An unsubscribe or a
+# complaint is the person's no, which only the person can take back.
+_BOUNCES = frozenset({"bounce_hard", "bounce_soft"})
+
+
+def _reactivate(
+    connection: Connection,
+    workspace: Workspace,
+    address: str,
+    contact: Mapping[str, Any] | None,
+    actor: str,
+    now: datetime,
+) -> int:
+    """Lift the bounce suppression of ``address`` and give a ``bounced`` contact back its
+    subscription (the bounce, not the person, took it); 1 when something was lifted."""
+    note = "reactivated at the provider"
+    lifted = lift_suppression(
+        connection, workspace, "email", address, note=note, now=now, actor=actor, reasons=_BOUNCES
+    )
+    if lifted is None:
+        return 0
+    if contact is not None and contact["email_status"] == ChannelStatus.BOUNCED:
+        status = ChannelStatus.SUBSCRIBED.value
+        set_channel_status(
+            connection, [{"id": contact["id"], "status": status, "at": to_db(now)}], "email"
+        )
+        audit.record(
+            connection,
+            [
+                audit.status_change(
+                    at=now,
+                    actor=actor,
+                    contact_id=contact["id"],
+                    channel="email",
+                    status=status,
+                    details={"reason": note},
+                )
+            ],
+        )
+    return 1
+
+
+def read_json(body: bytes | str) -> Any:
+    """The JSON document of a webhook body; :class:`WebhookError` (400) when it is not,
+    or nests deeper than 1,024 levels (orjson's limit: no recursion runs out first)."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise WebhookError("the body is not a JSON document") from None
 
 
@@ -160,21 +346,48 @@ def text_of(data: Any, *path: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def epoch_time(value: Any) -> datetime | None:
-    """A Unix time in seconds (a JSON number) as aware UTC; None when it is not a number."""
-    return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else None
+def in_range(moment: datetime, what: str) -> datetime:
+    """``moment`` when it lies between :data:`EARLIEST` and :data:`LATEST`; else
+    :class:`WebhookError` (400) naming ``what``."""
+    if not EARLIEST <= moment < LATEST:
+        raise WebhookError(f"{what} {moment.isoformat()} is out of range")
+    return moment
 
 
-def iso_time(text: str | None) -> datetime | None:
+def epoch_time(value: Any, what: str = "the time") -> datetime | None:
+    """A Unix time in seconds (a JSON number) as aware UTC; None when it is not a number,
+    :class:`WebhookError` (400) when it is one out of range (``1e20``, ``NaN``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or not EARLIEST.timestamp() <= value < LATEST.timestamp():
+        raise WebhookError(f"{what} {value!r} is out of range")
+    return datetime.fromtimestamp(value, UTC)
+
+
+def iso_time(text: str | None, what: str = "the time") -> datetime | None:
     """An ISO 8601 time (``Z``, an offset, or none for UTC; any number of decimals) as
-    aware UTC; None when it is missing or unreadable."""
+    aware UTC; None when it is missing or unreadable, :class:`WebhookError` (400) when it
+    is out of range (year 9999)."""
     if text is None:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        moment = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+    return in_range(moment, what)
+
+
+def check_fresh(signed_at: datetime, request: WebhookRequest, max_age: timedelta) -> datetime:
+    """``signed_at`` when it is within ``max_age`` of the request's arrival (either way:
+    clocks drift); :class:`BadSignature` otherwise, so a captured request cannot be played
+    later. Returns when the signature stops being fresh."""
+    if abs(request.received_at - signed_at) > max_age:
+        raise BadSignature(
+            f"the signature's time {signed_at.isoformat()} is not within web.webhook_max_age "
+            f"of the server's clock"
+        )
+    return signed_at + max_age
 
 
 def configured(value: str | None, key: str) -> str:
