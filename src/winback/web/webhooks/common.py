@@ -199,7 +199,10 @@ def record_webhook(
         address = addresses[event.address]
         contact = contacts.get(address) if address else None
         contact_id = contact["id"] if contact else None
-        if message is not None and (contact_id is None or contact_id == message.contact_id):
+        # The message names its contact when the event's address is unreadable; a readable
+        # address of no contact is another recipient (an SES bounce lists them all).
+        unreadable = contact_id is None and address is None
+        if message is not None and (unreadable or contact_id == message.contact_id):
             contact_id = message.contact_id
         else:
             message = None
