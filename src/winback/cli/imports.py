@@ -27,7 +27,8 @@ from winback.cli.common import (
     print_json,
 )
 from winback.domain import ChannelStatus
-from winback.ingest import ImportReport, import_contacts, import_events
+from winback.ingest import ImportReport, import_contacts
+from winback.ingest.webhook_files import import_event_file
 
 app = typer.Typer(
     help="Load contacts and events from CSV, JSON Lines or Parquet.", no_args_is_help=True
@@ -133,14 +134,29 @@ def events(
     file: FileArgument,
     workspace: WorkspaceOption = None,
     mapping: MapOption = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="The file holds this ESP's webhook payloads: sendgrid, mailgun, postmark, "
+            "ses or brevo (recognised by itself when not given).",
+            show_default=False,
+        ),
+    ] = None,
     now: NowOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Import events (opens, clicks, purchases, visits...) for known contacts."""
+    """Import events (opens, clicks, purchases, visits...) for known contacts, from an
+    events file or from ESP webhook payloads (a JSON array, or one body a line)."""
     ws = open_workspace(workspace)
     with import_progress(not json) as progress:
-        report = import_events(
-            ws, file, now=now_option(now, ws), mapping=_mapping(mapping), progress=progress
+        report = import_event_file(
+            ws,
+            file,
+            now=now_option(now, ws),
+            format=format,
+            mapping=_mapping(mapping),
+            progress=progress,
         )
     if json:
         print_json(report.as_dict())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -24,9 +27,9 @@ def keys() -> Keys:
     return Keys()
 
 
-@pytest.fixture
-def workspace(workspace: Workspace, keys: Keys) -> Workspace:
-    """The backend's workspace with every webhook configured."""
+def configured(workspace: Workspace, keys: Keys, **settings: str) -> Workspace:
+    """``workspace`` opened again with every webhook configured (and ``settings``, TOML
+    values, set in ``[web]``)."""
     (workspace.path / "sns.pem").write_bytes(
         keys.certificate.public_bytes(serialization.Encoding.PEM)
     )
@@ -42,8 +45,16 @@ def workspace(workspace: Workspace, keys: Keys) -> Workspace:
         f'brevo_token = "{BREVO_TOKEN}"\n',
     )
     text = text.replace("\ntopics = []", '\ntopics = ["news", "offers"]')
+    for key, value in settings.items():
+        text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.MULTILINE)
     config.write_text(text, encoding="utf-8")
-    opened = Workspace.open(workspace.path)
+    return Workspace.open(workspace.path)
+
+
+@pytest.fixture
+def workspace(workspace: Workspace, keys: Keys) -> Iterator[Workspace]:
+    """The backend's workspace with every webhook configured."""
+    opened = configured(workspace, keys)
     yield opened
     opened.close()
 

@@ -138,8 +138,12 @@ async def test_sendgrid_group_unsubscribe_leaves_one_topic(
 async def test_sendgrid_drops_and_deferrals_are_no_bounces(
     site: Site, people: dict[str, int], keys: Keys
 ) -> None:
-    common = {"timestamp": EVENT_TIME, "email": "dave@example.com",
-              "sg_message_id": "prov-1.filter0001.16648.0", "smtp-id": "<x@example.com>"}
+    common = {
+        "timestamp": EVENT_TIME,
+        "email": "dave@example.com",
+        "sg_message_id": "prov-1.filter0001.16648.0",
+        "smtp-id": "<x@example.com>",
+    }
     events = [
         {**common, "event": "dropped", "reason": "Bounced Address", "status": "5.0.0",
          "sg_event_id": "ZHJvcHBlZA"},

@@ -123,25 +123,26 @@ def verify(workspace: Workspace, request: WebhookRequest) -> Verified:
     if signed_at is None:
         raise WebhookError("the SNS message has no readable Timestamp")
     check_fresh(signed_at, request, workspace.config.web.webhook_max_age)
+    if envelope["Type"] != "Notification":
+        log.warning(
+            "SNS %s for %s: visit %s to confirm it",
+            envelope["Type"],
+            envelope.get("TopicArn"),
+            envelope.get("SubscribeURL"),
+        )
     return Verified(envelope)
 
 
 def records(payload: Any) -> list[Any]:
     """The SES event of an SNS envelope, with the envelope's ``MessageId`` (the event's
     id), or a file's record holding the SES event alone. A subscription's confirmation
-    is logged with the URL that confirms it, and holds no event."""
+    holds no event."""
     if not isinstance(payload, dict):
         raise WebhookError("an SNS message is one JSON object")
     kind = payload.get("Type")
     if kind is None:
         return [(None, payload)]
     if kind != "Notification":
-        log.warning(
-            "SNS %s for %s: visit %s to confirm it",
-            kind,
-            payload.get("TopicArn"),
-            payload.get("SubscribeURL"),
-        )
         return []
     message = text_of(payload, "Message")
     event = read_json(message) if message else None
