@@ -39,8 +39,8 @@ from winback.web.webhooks.common import (
     WebhookEvent,
     WebhookRequest,
     WebhookResult,
-    record_webhook,
 )
+from winback.web.webhooks.record import record_webhook
 from winback.workspace import Workspace
 
 _JSON = ("application/json",)

@@ -23,10 +23,10 @@ from winback.web.webhooks.common import (
     WebhookError,
     WebhookEvent,
     WebhookRequest,
-    check_fresh,
     configured,
     epoch_time,
     field_of,
+    fresh_epoch,
     read_json,
     text_of,
 )
@@ -60,13 +60,8 @@ def verify(workspace: Workspace, request: WebhookRequest) -> Verified:
         raise BadSignature("the Mailgun signature does not match")
     if len(token) > _TOKEN_CHARS:
         raise WebhookError("the Mailgun token is longer than Mailgun makes them")
-    try:
-        seconds = float(timestamp)
-    except ValueError:
-        raise WebhookError("the Mailgun signature's timestamp is not a number") from None
-    signed_at = epoch_time(seconds, "the Mailgun signature's timestamp")
-    assert signed_at is not None  # a float is a number
-    expires = check_fresh(signed_at, request, workspace.config.web.webhook_max_age)
+    max_age = workspace.config.web.webhook_max_age
+    expires = fresh_epoch(timestamp, request, max_age, "the Mailgun signature's timestamp")
     digest = hashlib.sha256(request.body).hexdigest()
     return Verified(payload, token=token, digest=digest, token_expires=expires)
 

@@ -2,7 +2,12 @@
 with ECDSA P-256 over SHA-256 of the timestamp header followed by the raw body. The
 verification key is the base64 DER public key SendGrid shows in its settings
 (``web.sendgrid_public_key``); the signature comes base64 DER in
-``X-Twilio-Email-Event-Webhook-Signature``."""
+``X-Twilio-Email-Event-Webhook-Signature``, and its timestamp must be within
+``web.webhook_max_age`` of the server's clock.
+
+A ``group_unsubscribe`` leaves one topic, the one ``web.sendgrid_groups`` maps its
+``asm_group_id`` to, and never every message; ``dropped`` and ``deferred`` are SendGrid's
+own doing, never bounces."""
 
 from __future__ import annotations
 
@@ -26,10 +31,10 @@ from winback.web.webhooks.common import (
     WebhookError,
     WebhookEvent,
     WebhookRequest,
-    check_fresh,
     configured,
     epoch_time,
     field_of,
+    fresh_epoch,
     read_json,
     text_of,
 )
@@ -74,13 +79,8 @@ def verify(workspace: Workspace, request: WebhookRequest) -> Verified:
         )
     except (binascii.Error, ValueError, InvalidSignature):
         raise BadSignature("the SendGrid signature does not match the body") from None
-    try:
-        seconds = int(timestamp)
-    except ValueError:
-        raise WebhookError("the SendGrid signature's timestamp is not a whole number") from None
-    signed_at = epoch_time(seconds, "the SendGrid signature's timestamp")
-    assert signed_at is not None  # an int is a number
-    check_fresh(signed_at, request, workspace.config.web.webhook_max_age)
+    max_age = workspace.config.web.webhook_max_age
+    fresh_epoch(timestamp, request, max_age, "the SendGrid signature's timestamp")
     payload = read_json(request.body)
     if not isinstance(payload, list):
         raise WebhookError("a SendGrid delivery is a JSON array of events")
