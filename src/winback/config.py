@@ -282,11 +282,27 @@ class WebSection(Section):
     pause: Duration = timedelta(days=91)
     bot_click_seconds: int = Field(10, ge=0)
     max_body_bytes: int = Field(2_000_000, gt=0)
+    # A signed webhook whose signature time is further than this from the server's clock
+    # is refused (Mailgun, SendGrid, SNS): a captured request cannot be played later.
+    webhook_max_age: Duration = timedelta(days=1)
     mailgun_signing_key: str | None = None
     sendgrid_public_key: str | None = None
+    # SendGrid's unsubscribe groups (``asm_group_id``) and the topic each one stands for:
+    # a ``group_unsubscribe`` takes the person out of that topic only.
+    sendgrid_groups: dict[str, str] = {}
     ses_certificate: str | None = None
     postmark_token: str | None = None
     brevo_token: str | None = None
+
+    @model_validator(mode="after")
+    def _groups_are_topics(self) -> WebSection:
+        for group, topic in self.sendgrid_groups.items():
+            if topic not in self.topics:
+                raise KeyProblem(
+                    "sendgrid_groups",
+                    f"group {group} is mapped to {topic!r}, which is not one of web.topics",
+                )
+        return self
 
 
 class Config(Section):
@@ -472,6 +488,8 @@ topics = []                 # topics a person can choose in the preference centr
 pause = "91d"               # "pause for three months" in the preference centre
 bot_click_seconds = 10      # a click this soon after sending is a link scanner's
 max_body_bytes = 2000000    # larger webhook bodies are refused (413)
+webhook_max_age = "1d"      # signed webhooks older (or newer) than this are refused (401)
+# sendgrid_groups = {{"123" = "news"}}  # SendGrid unsubscribe group id -> topic it leaves
 # The secret of each ESP webhook; a webhook whose secret is unset answers 404.
 # mailgun_signing_key = "key-..."      # Mailgun: HTTP webhook signing key (HMAC-SHA256)
 # sendgrid_public_key = "MFkwEwYH..."  # SendGrid: signed event webhook verification key

@@ -27,7 +27,8 @@ from winback.cli.common import (
     print_json,
 )
 from winback.domain import ChannelStatus
-from winback.ingest import ImportReport, import_contact_files, import_events
+from winback.ingest import ImportReport, import_contact_files
+from winback.ingest.webhook_files import import_event_file
 from winback.safe_output import plain
 
 app = typer.Typer(
@@ -149,15 +150,30 @@ def events(
     file: FileArgument,
     workspace: WorkspaceOption = None,
     mapping: MapOption = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="The file holds this ESP's webhook payloads: sendgrid, mailgun, postmark, "
+            "ses or brevo (recognised by itself when not given).",
+            show_default=False,
+        ),
+    ] = None,
     now: NowOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Import events (opens, clicks, purchases, visits...) for known contacts. A shop's
-    order export (Shopify's "Export orders") is recognised: one purchase per order."""
+    """Import events (opens, clicks, purchases, visits...) for known contacts, from an
+    events file, a shop's order export (Shopify's "Export orders": one purchase per
+    order) or ESP webhook payloads (a JSON array, or one body a line)."""
     ws = open_workspace(workspace)
     with import_progress(not json) as progress:
-        report = import_events(
-            ws, file, now=now_option(now, ws), mapping=_mapping(mapping), progress=progress
+        report = import_event_file(
+            ws,
+            file,
+            now=now_option(now, ws),
+            format=format,
+            mapping=_mapping(mapping),
+            progress=progress,
         )
     if json:
         print_json(report.as_dict())

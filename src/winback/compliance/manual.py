@@ -103,31 +103,51 @@ def remove_suppression(
     carrying the user's ``note``. Returns the reason it was suppressed for."""
     channel, key = _parse(workspace, address, channel)
     with workspace.engine.begin() as connection:
-        entry = _entry(connection, workspace, channel, key)
-        if entry is None:
-            raise NotFoundError(f"{key} is not on the {channel} suppression list")
-        # Both spellings go (an IDNA domain may be listed under its older Unicode one).
-        connection.execute(
-            delete(suppressions).where(
-                suppressions.c.channel == channel,
-                suppressions.c.address_hash.in_(address_hashes(workspace, channel, key)),
+        reason = lift_suppression(connection, workspace, channel, key, note=note, now=now)
+    if reason is None:
+        raise NotFoundError(f"{key} is not on the {channel} suppression list")
+    return reason
+
+
+def lift_suppression(
+    connection: Connection,
+    workspace: Workspace,
+    channel: str,
+    address: str,
+    *,
+    note: str,
+    now: datetime,
+    actor: str = "user",
+    reasons: frozenset[str] | None = None,
+) -> str | None:
+    """Take a normalised ``address`` off ``channel``'s list when it is there (for one of
+    ``reasons``, if given), with an ``unsuppress`` audit record; the reason it was
+    suppressed for, or None when nothing was lifted."""
+    entry = _entry(connection, workspace, channel, address)
+    if entry is None or (reasons is not None and entry["reason"] not in reasons):
+        return None
+    # Both spellings go (an IDNA domain may be listed under its older Unicode one).
+    connection.execute(
+        delete(suppressions).where(
+            suppressions.c.channel == channel,
+            suppressions.c.address_hash.in_(address_hashes(workspace, channel, address)),
+        )
+    )
+    contact = find_contact(connection, address)
+    record(
+        connection,
+        [
+            audit_row(
+                at=now,
+                actor=actor,
+                action="unsuppress",
+                contact_id=contact["id"] if contact else None,
+                contact_key=entry["address_hash"],
+                reason=note,
+                details={"channel": channel, "suppressed_for": entry["reason"]},
             )
-        )
-        contact = find_contact(connection, key)
-        record(
-            connection,
-            [
-                audit_row(
-                    at=now,
-                    actor="user",
-                    action="unsuppress",
-                    contact_id=contact["id"] if contact else None,
-                    contact_key=entry["address_hash"],
-                    reason=note,
-                    details={"channel": channel, "suppressed_for": entry["reason"]},
-                )
-            ],
-        )
+        ],
+    )
     return str(entry["reason"])
 
 

@@ -284,6 +284,22 @@ suppressions = Table(
     UniqueConstraint("channel", "address_hash"),
 )
 
+# Mailgun's signature tokens seen within ``web.webhook_max_age``: a token seen before with
+# another body is a replayed request (Mailgun signs only the timestamp and token, not the
+# event); with the same body, Mailgun's own retry. Kept in the
+# store so that a restart or a second server process knows them too; rows past
+# ``expires_at`` are pruned as new tokens come.
+webhook_tokens = Table(
+    "webhook_tokens",
+    metadata,
+    Column("provider", String(16), primary_key=True),
+    Column("token", String(128), primary_key=True),
+    # SHA-256 of the body the token came with, hex: the same body again is a retry.
+    Column("digest", String(64), nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Index("ix_webhook_tokens_expires_at", "expires_at"),
+)
+
 audit = Table(
     "audit",
     metadata,

@@ -435,11 +435,15 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
 
     @app.post("/webhooks/{provider}")
     async def webhook(provider: str, request: Request) -> Response:
+        now = server.clock()
         try:
-            parse = parser_for(provider, request.headers.get("content-type", ""))
+            webhook = parser_for(provider, request.headers.get("content-type", ""))
             body = await server.body(request)
             headers = {name.lower(): value for name, value in request.headers.items()}
-            found = parse(workspace, WebhookRequest(headers=headers, body=body))
+            found = webhook.parse(workspace, WebhookRequest(headers, body, received_at=now))
+            result = await server.write(
+                lambda c: record_webhook(c, workspace, provider, found, now)
+            )
         except BodyTooLarge:
             return JSONResponse({"error": "body too large"}, status_code=413)
         except WebhookError as exc:
@@ -447,8 +451,8 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
         except ConfigError as exc:
             log.error("webhook %s: %s", provider, exc)
             return JSONResponse({"error": str(exc)}, status_code=503)
-        now = server.clock()
-        result = await server.write(lambda c: record_webhook(c, workspace, provider, found, now))
+        for warning in result.warnings:
+            log.warning("webhook %s: %s", provider, warning)
         return JSONResponse(result.as_dict())
 
     @app.get("/healthz")

@@ -90,13 +90,11 @@ def record_events(
     *,
     now: datetime,
     actor: str,
-    strays: Sequence[dict[str, Any]] = (),
 ) -> int:
     """Store events (a row already stored is skipped) and apply the refusals among
-    them and among ``strays``, the events of addresses that are no contact (not stored:
-    their refusals suppress the bare address); returns how many rows were new."""
+    them; returns how many rows were new."""
     added = insert_events(connection, rows)
-    apply_refusals(connection, workspace, [*rows, *strays], now=now, actor=actor)
+    apply_refusals(connection, workspace, rows, now=now, actor=actor)
     return added
 
 

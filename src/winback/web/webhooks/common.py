@@ -1,26 +1,28 @@
-"""What the ESP webhook parsers share: the event they produce, the errors the web
-app turns into status codes, and the recording of verified events in the store."""
+"""What the ESP webhook parsers share: the changes they read, the errors the web app
+turns into status codes, and the checks every request passes before it is interpreted
+(a JSON body of bounded depth, a fresh signature, times in range)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
-import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
+import orjson
 
-from winback.addresses import normalise_address
-from winback.clock import to_db
 from winback.domain import EventType
 from winback.errors import WinbackError
-from winback.store.contacts import contacts_by_address, dedup_key
-from winback.web.events import find_messages, record_events, stored_user_agent
 from winback.workspace import Workspace
+
+# The times a webhook may carry: an event before 2000 or from 2100 on is a broken or
+# hostile value (``1e20``, ``NaN``, year 9999), refused with 400 before it reaches the store.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class WebhookError(WinbackError):
@@ -30,6 +32,9 @@ class WebhookError(WinbackError):
 
 
 class BadSignature(WebhookError):
+    """Not signed, signed by another key, signed too long ago, or signed before (a
+    replay)."""
+
     status = 401
 
 
@@ -53,12 +58,51 @@ class WebhookEvent:
     url: str | None = None
 
 
+@dataclass(frozen=True)
+class TopicLeft:
+    """The person left one topic (SendGrid's unsubscribe group), not every message."""
+
+    address: str
+    topic: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Reactivation:
+    """The sender took a bounced address off the provider's suppressions (Postmark's
+    ``SuppressSending: false`` by the customer): the address is deliverable again."""
+
+    address: str
+    at: datetime
+
+
+Change = WebhookEvent | TopicLeft | Reactivation
+
+
+@dataclass
+class Delivery:
+    """What a verified request (or one record of a payload file) brings: its changes,
+    what it carried that we could not use (``warnings``), and, for Mailgun, the
+    signature token to take with this body only (:class:`Verified`)."""
+
+    changes: list[Change] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    verified: Verified | None = None
+
+    def extend(self, other: Delivery) -> None:
+        self.changes.extend(other.changes)
+        self.warnings.extend(other.warnings)
+
+
 @dataclass
 class WebhookResult:
     received: int = 0
     recorded: int = 0
     duplicates: int = 0
     unmatched: int = 0
+    topics_left: int = 0
+    reactivated: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,94 +110,39 @@ class WebhookResult:
 
 @dataclass(frozen=True)
 class WebhookRequest:
-    """What a parser sees of the HTTP request: headers (lower-case names) and raw body."""
+    """What a parser sees of the HTTP request: headers (lower-case names), raw body, and
+    when the server received it (the freshness window is counted from there)."""
 
     headers: Mapping[str, str]
     body: bytes
+    received_at: datetime
 
 
-# A provider's parser: verifies the request against the workspace's ``[web]`` secrets,
-# then reads its events.
-Parser = Callable[[Workspace, WebhookRequest], list[WebhookEvent]]
+@dataclass(frozen=True)
+class Verified:
+    """A request's JSON payload once its signature (or secret) is checked and fresh, and
+    the signature token to take with this body (its ``digest``) only, until
+    ``token_expires`` (Mailgun)."""
+
+    payload: Any
+    token: str | None = None
+    digest: str = ""
+    token_expires: datetime | None = None
 
 
-def record_webhook(
-    connection: Connection,
-    workspace: Workspace,
-    provider: str,
-    received: Sequence[WebhookEvent],
-    now: datetime,
-) -> WebhookResult:
-    """Store a verified delivery's events: each matched to its outbox message and to its
-    contact (by the message, else by address); an event for an address we do not know is
-    counted as unmatched and not stored, but a refusal among them still suppresses the
-    address."""
-    result = WebhookResult(received=len(received))
-    region = workspace.config.workspace.default_region
-    addresses: dict[str, str | None] = {}
-    for event in received:
-        try:
-            addresses[event.address] = normalise_address(event.address, region)
-        except ValueError:
-            addresses[event.address] = None
-    known = contacts_by_address(connection, {a for a in addresses.values() if a}, ())
-    contact_ids = {row["email"]: row["id"] for row in known}
-    messages = find_messages(
-        connection,
-        (event.message_id for event in received if event.message_id),
-        (event.provider_id for event in received if event.provider_id),
-    )
-    rows = []
-    strays = []
-    for event in received:
-        message = messages.get(event.message_id or "") or messages.get(event.provider_id or "")
-        address = addresses[event.address]
-        contact_id = contact_ids.get(address) if address else None
-        if message is not None and (contact_id is None or contact_id == message.contact_id):
-            contact_id = message.contact_id
-        else:
-            message = None
-        if contact_id is None:
-            result.unmatched += 1
-            if address:
-                strays.append(
-                    {
-                        "address": address,
-                        "type": event.kind.value,
-                        "channel": "email",
-                        "occurred_at": to_db(event.at),
-                    }
-                )
-            continue
-        rows.append(
-            {
-                "contact_id": contact_id,
-                "type": event.kind.value,
-                "channel": "email",
-                "occurred_at": to_db(event.at),
-                "campaign": message.journey if message else None,
-                "message_id": event.message_id,
-                "machine_open": event.machine_open,
-                "user_agent": stored_user_agent(event.user_agent),
-                "url": event.url,
-                "ip": event.ip,
-                "outbox_id": message.outbox_id if message else None,
-                "source": f"webhook:{provider}",
-                "dedup_key": dedup_key(provider, event.event_id, event.kind.value),
-            }
-        )
-    result.recorded = record_events(
-        connection, workspace, rows, now=now, actor=f"webhook:{provider}", strays=strays
-    )
-    result.duplicates = len(rows) - result.recorded
-    return result
+# A provider's verification against the workspace's ``[web]`` settings: nothing is read
+# from the payload before it but what the signature needs.
+Verifier = Callable[[Workspace, WebhookRequest], Verified]
+# A provider's reading of one of its records (an event object), a request's or a file's.
+Reader = Callable[[Workspace, Any], Delivery]
 
 
-def read_json(body: bytes) -> Any:
-    """The JSON document of a webhook body; :class:`WebhookError` (400) when it is not."""
+def read_json(body: bytes | str) -> Any:
+    """The JSON document of a webhook body; :class:`WebhookError` (400) when it is not,
+    or nests deeper than 1,024 levels (orjson's limit: no recursion runs out first)."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise WebhookError("the body is not a JSON document") from None
 
 
@@ -171,21 +160,60 @@ def text_of(data: Any, *path: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def epoch_time(value: Any) -> datetime | None:
-    """A Unix time in seconds (a JSON number) as aware UTC; None when it is not a number."""
-    return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else None
+def in_range(moment: datetime, what: str) -> datetime:
+    """``moment`` when it lies between :data:`EARLIEST` and :data:`LATEST`; else
+    :class:`WebhookError` (400) naming ``what``."""
+    if not EARLIEST <= moment < LATEST:
+        raise WebhookError(f"{what} {moment.isoformat()} is out of range")
+    return moment
 
 
-def iso_time(text: str | None) -> datetime | None:
+def epoch_time(value: Any, what: str = "the time") -> datetime | None:
+    """A Unix time in seconds (a JSON number) as aware UTC; None when it is not a number,
+    :class:`WebhookError` (400) when it is one out of range (``1e20``, ``NaN``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or not EARLIEST.timestamp() <= value < LATEST.timestamp():
+        raise WebhookError(f"{what} {value!r} is out of range")
+    return datetime.fromtimestamp(value, UTC)
+
+
+def iso_time(text: str | None, what: str = "the time") -> datetime | None:
     """An ISO 8601 time (``Z``, an offset, or none for UTC; any number of decimals) as
-    aware UTC; None when it is missing or unreadable."""
+    aware UTC; None when it is missing or unreadable, :class:`WebhookError` (400) when it
+    is out of range (year 9999)."""
     if text is None:
         return None
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        moment = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(UTC)
+    return in_range(moment, what)
+
+
+def fresh_epoch(text: str, request: WebhookRequest, max_age: timedelta, what: str) -> datetime:
+    """A signature's Unix time given as text (Mailgun's, SendGrid's header), checked by
+    :func:`check_fresh`; :class:`WebhookError` (400) when it is no number in range."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise WebhookError(f"{what} {text[:40]!r} is not a number") from None
+    signed_at = epoch_time(seconds, what)
+    assert signed_at is not None  # a float is a number
+    return check_fresh(signed_at, request, max_age)
+
+
+def check_fresh(signed_at: datetime, request: WebhookRequest, max_age: timedelta) -> datetime:
+    """``signed_at`` when it is within ``max_age`` of the request's arrival (either way:
+    clocks drift); :class:`BadSignature` otherwise, so a captured request cannot be played
+    later. Returns when the signature stops being fresh."""
+    if abs(request.received_at - signed_at) > max_age:
+        raise BadSignature(
+            f"the signature's time {signed_at.isoformat()} is not within web.webhook_max_age "
+            f"of the server's clock"
+        )
+    return signed_at + max_age
 
 
 def configured(value: str | None, key: str) -> str:

@@ -5,12 +5,13 @@ signed with RSA (SHA1 for ``SignatureVersion`` 1, SHA256 for 2) over the envelop
 fields in a fixed order. The signature is verified against the certificate in
 ``web.ses_certificate`` (a PEM file, a path relative to the workspace): the server never
 fetches the ``SigningCertURL`` a request names, so a forged request cannot bring its own
-key. A verified ``SubscriptionConfirmation`` is logged with its ``SubscribeURL``, to be
-visited once by the person setting the subscription up.
+key; its ``Timestamp`` must be within ``web.webhook_max_age`` of the server's clock. A
+verified ``SubscriptionConfirmation`` is logged with its ``SubscribeURL``, to be visited
+once by the person setting the subscription up: it is never an event.
 
 The SES event is read in both of its forms: event publishing (``eventType``) and the
 older notifications (``notificationType``); each recipient of a bounce or a complaint is
-one event.
+one event. A payload file may hold the SNS envelopes or the SES events alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,13 @@ from winback.domain import EventType
 from winback.errors import ConfigError
 from winback.web.webhooks.common import (
     BadSignature,
+    Change,
+    Delivery,
+    Verified,
     WebhookError,
     WebhookEvent,
     WebhookRequest,
+    check_fresh,
     configured,
     field_of,
     iso_time,
@@ -78,7 +84,7 @@ def _certificate_key(path: Path) -> rsa.RSAPublicKey:
 def string_to_sign(envelope: dict[str, Any]) -> bytes:
     """The text SNS signs: ``name\\nvalue\\n`` for each signed field present."""
     kind = envelope.get("Type")
-    if kind not in _SIGNED:
+    if not isinstance(kind, str) or kind not in _SIGNED:
         raise WebhookError(f"unknown SNS message type {kind!r}")
     parts = []
     for name in _SIGNED[kind]:
@@ -91,7 +97,7 @@ def string_to_sign(envelope: dict[str, Any]) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def verify(key: rsa.RSAPublicKey, envelope: dict[str, Any]) -> None:
+def verify_signature(key: rsa.RSAPublicKey, envelope: dict[str, Any]) -> None:
     algorithm = _HASHES.get(str(envelope.get("SignatureVersion")))
     signature = envelope.get("Signature")
     if algorithm is None or not isinstance(signature, str):
@@ -103,16 +109,20 @@ def verify(key: rsa.RSAPublicKey, envelope: dict[str, Any]) -> None:
             padding.PKCS1v15(),
             algorithm(),
         )
-    except (binascii.Error, InvalidSignature):
+    except (binascii.Error, ValueError, InvalidSignature):
         raise BadSignature("the SNS signature does not match the configured certificate") from None
 
 
-def parse(workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
+def verify(workspace: Workspace, request: WebhookRequest) -> Verified:
     certificate = configured(workspace.config.web.ses_certificate, "ses_certificate")
     envelope = read_json(request.body)
     if not isinstance(envelope, dict):
         raise WebhookError("an SNS message is one JSON object")
-    verify(_certificate_key(workspace.path / certificate), envelope)
+    verify_signature(_certificate_key(workspace.path / certificate), envelope)
+    signed_at = iso_time(text_of(envelope, "Timestamp"), "the SNS Timestamp")
+    if signed_at is None:
+        raise WebhookError("the SNS message has no readable Timestamp")
+    check_fresh(signed_at, request, workspace.config.web.webhook_max_age)
     if envelope["Type"] != "Notification":
         log.warning(
             "SNS %s for %s: visit %s to confirm it",
@@ -120,27 +130,49 @@ def parse(workspace: Workspace, request: WebhookRequest) -> list[WebhookEvent]:
             envelope.get("TopicArn"),
             envelope.get("SubscribeURL"),
         )
+    return Verified(envelope)
+
+
+def records(payload: Any) -> list[Any]:
+    """The SES event of an SNS envelope, with the envelope's ``MessageId`` (the event's
+    id), or a file's record holding the SES event alone. A subscription's confirmation
+    holds no event."""
+    if not isinstance(payload, dict):
+        raise WebhookError("an SNS message is one JSON object")
+    kind = payload.get("Type")
+    if kind is None:
+        return [(None, payload)]
+    if kind != "Notification":
         return []
-    event = read_json(envelope["Message"].encode("utf-8"))
-    return _events(event, str(envelope["MessageId"]))
+    message = text_of(payload, "Message")
+    event = read_json(message) if message else None
+    if not isinstance(event, dict):
+        raise WebhookError("the SNS Message is not an SES event (a JSON object)")
+    return [(text_of(payload, "MessageId"), event)]
 
 
-def _events(event: Any, sns_id: str) -> list[WebhookEvent]:
+def read(workspace: Workspace, record: Any) -> Delivery:
+    sns_id, event = record
     name = text_of(event, "eventType") or text_of(event, "notificationType")
     mail = field_of(event, "mail")
     message_id = text_of(mail, "commonHeaders", "messageId")
     provider_id = text_of(mail, "messageId")
-    found: list[WebhookEvent] = []
+    # Without its envelope (a file of SES events), the event's id is its message's.
+    event_key = sns_id or f"{provider_id}:{name}"
+    found: list[Change] = []
 
-    def add(kind: EventType, address: Any, at: str | None, **extra: Any) -> None:
-        stamp = iso_time(at) or iso_time(text_of(mail, "timestamp"))
-        if isinstance(address, str) and address and stamp is not None:
+    def add(kind: EventType, recipient: Any, at: str | None, **extra: Any) -> None:
+        address = parseaddr(recipient)[1] if isinstance(recipient, str) else ""
+        stamp = iso_time(at, f"{name} timestamp") or iso_time(
+            text_of(mail, "timestamp"), "mail.timestamp"
+        )
+        if address and stamp is not None:
             found.append(
                 WebhookEvent(
                     kind=kind,
                     address=address,
                     at=stamp,
-                    event_id=f"{sns_id}:{address}",
+                    event_id=f"{event_key}:{address}",
                     message_id=message_id,
                     provider_id=provider_id,
                     **extra,
@@ -151,11 +183,11 @@ def _events(event: Any, sns_id: str) -> list[WebhookEvent]:
         bounce = field_of(event, "bounce")
         permanent = text_of(bounce, "bounceType") == "Permanent"
         kind = EventType.BOUNCE_HARD if permanent else EventType.BOUNCE_SOFT
-        for recipient in field_of(bounce, "bouncedRecipients") or []:
+        for recipient in _list(field_of(bounce, "bouncedRecipients")):
             add(kind, field_of(recipient, "emailAddress"), text_of(bounce, "timestamp"))
     elif name == "Complaint":
         complaint = field_of(event, "complaint")
-        for recipient in field_of(complaint, "complainedRecipients") or []:
+        for recipient in _list(field_of(complaint, "complainedRecipients")):
             add(
                 EventType.COMPLAINT,
                 field_of(recipient, "emailAddress"),
@@ -163,11 +195,11 @@ def _events(event: Any, sns_id: str) -> list[WebhookEvent]:
             )
     elif name == "Delivery":
         delivery = field_of(event, "delivery")
-        for address in field_of(delivery, "recipients") or []:
+        for address in _list(field_of(delivery, "recipients")):
             add(EventType.DELIVERED, address, text_of(delivery, "timestamp"))
     elif name in ("Open", "Click"):
         hit = field_of(event, name.lower())
-        for address in field_of(mail, "destination") or []:
+        for address in _list(field_of(mail, "destination")):
             add(
                 EventType.OPEN if name == "Open" else EventType.CLICK,
                 address,
@@ -176,4 +208,8 @@ def _events(event: Any, sns_id: str) -> list[WebhookEvent]:
                 ip=text_of(hit, "ipAddress"),
                 url=text_of(hit, "link"),
             )
-    return found
+    return Delivery(found)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
