@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -112,7 +113,7 @@ def test_ten_kills_leave_no_duplicate_and_only_the_wire_in_doubt(ws: Workspace) 
         controller.stop()
 
     assert kills == KILLS, "every kill should land while the dispatcher is working"
-    in_doubt = [after - before for before, after in zip(unknown_after, unknown_after[1:])]
+    in_doubt = [after - before for before, after in pairwise(unknown_after)]
     assert max(in_doubt) <= CONNECTIONS, in_doubt
 
     rows = outbox_rows(ws)
