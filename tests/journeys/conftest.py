@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from tests.builders import add_contact
 from winback.clock import to_db
@@ -85,6 +85,19 @@ def outbox_rows(workspace: Workspace, **where: Any) -> list[dict[str, Any]]:
         query = query.where(outbox.c[column] == value)
     with workspace.engine.connect() as connection:
         return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def delivered(workspace: Workspace, now: datetime) -> int:
+    """Mark the messages due at ``now`` sent, as a dispatcher run leaves them (for the
+    tick's tests, which do not need the bytes); returns how many."""
+    with workspace.engine.begin() as connection:
+        return int(
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.status == "queued", outbox.c.due_at <= to_db(now))
+                .values(status="sent", sent_at=to_db(now))
+            ).rowcount
+        )
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select, update
 
 from tests.builders import add_event
-from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
+from tests.journeys.conftest import SIMPLE, START, add, delivered, outbox_rows, scored
 from winback.clock import to_db
 from winback.compliance.suppression import address_hash, suppress
 from winback.journeys.engine import enrol, in_holdout, tick
@@ -122,6 +122,7 @@ def test_a_tick_queues_each_step_once_and_branches_on_reactions(workspace: Works
     enrol(workspace, "spring", START)
     assert tick(workspace, START).queued == 3
     assert tick(workspace, START).queued == 0  # the same moment again: nothing new
+    delivered(workspace, START)
     first = {row["contact_id"]: row for row in outbox_rows(workspace)}
     assert {row["idempotency_key"] for row in first.values()} == {
         "1:miss-you",
@@ -160,6 +161,7 @@ def test_sunset_marks_the_contact_lost_and_suppresses_the_address(workspace: Wor
     moment = START
     for _ in range(5):
         tick(workspace, moment)
+        delivered(workspace, moment)
         moment += 30 * DAY
     with workspace.engine.connect() as c:
         status = c.execute(select(enrollments.c.status)).scalar_one()
@@ -212,7 +214,8 @@ def test_the_frequency_cap_postpones_a_step(workspace: Workspace) -> None:
 
 
 def test_sms_waits_for_the_quiet_hours_to_end(workspace: Workspace) -> None:
-    add(workspace, SIMPLE.replace("template: miss_you", "template: miss_you\n        channel: sms"))
+    sms_first = SIMPLE.replace("template: miss_you", "template: miss_you\n        channel: sms")
+    add(workspace, sms_first.replace("on: {opened_not_clicked: bigger-offer}", "on: {}"))
     with workspace.engine.begin() as c:
         scored(c, phone="+33612345678", timezone="Europe/Paris", country="FR")
     enrol(workspace, "spring", START)
@@ -230,6 +233,7 @@ def test_a_suppression_after_enrolment_stops_the_next_step(workspace: Workspace)
         scored(c, email="still@example.com")
     enrol(workspace, "spring", START)
     tick(workspace, START)
+    delivered(workspace, START)
     with workspace.engine.begin() as c:
         suppress(c, workspace, channel="email", reason="complaint", now=START + DAY, actor="web",
                  address="LATER@example.com")  # fmt: skip

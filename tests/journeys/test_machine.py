@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from winback.journeys.definition import Journey, journey_from_data
+from winback.journeys.definition import CHANNEL_REACTIONS, Journey, journey_from_data
 from winback.journeys.machine import (
     NO_REACTION,
     Advance,
@@ -61,11 +61,57 @@ def test_a_reaction_in_exit_on_ends_the_journey_as_reactivated() -> None:
     assert decide(spring(), "miss-you", seen, ["email"], None, NOW) == Exit("reactivated", "click")
 
 
-def test_a_step_on_a_channel_the_contact_lacks_is_passed_over() -> None:
-    # Only email: the SMS goodbye is skipped and the journey finishes.
-    assert decide(spring(), "bigger-offer", NO_REACTION, ["email"], None, NOW) == Finish("sunset")
+def test_a_step_on_a_channel_the_contact_lacks_is_passed_over_with_its_wait() -> None:
+    # Only email: the SMS goodbye is passed over, its 14 days still run, then the end.
+    passed = decide(spring(), "bigger-offer", NO_REACTION, ["email"], None, NOW)
+    assert passed == Advance("sms-goodbye", None, NOW + timedelta(days=14))
+    later = NOW + timedelta(days=14)
+    assert decide(spring(), "sms-goodbye", NO_REACTION, ["email"], None, later, False, None) == (
+        Finish("sunset")
+    )
     decision = decide(spring(), "bigger-offer", NO_REACTION, ["email", "sms"], None, NOW)
     assert decision == Advance("sms-goodbye", "sms", NOW + timedelta(days=14))
+
+
+def test_a_contact_without_email_gets_the_first_sms_when_the_calendar_says() -> None:
+    journey = journey_from_data(
+        {
+            "name": "mixed",
+            "steps": [
+                {"id": "miss-you", "template": "miss_you", "wait": "30d",
+                 "on": {"not_opened": "sms-offer"}},
+                {"id": "email-offer", "template": "offer", "wait": "30d"},
+                {"id": "sms-offer", "channel": "sms", "template": "offer", "wait": "30d"},
+            ],
+        }
+    )  # fmt: skip
+    first = decide(journey, None, NO_REACTION, ["sms"], None, NOW)
+    assert first == Advance("miss-you", None, NOW + timedelta(days=30))
+    # Nothing was sent, so no "not opened" either: the list goes on, a step at a time.
+    day_30 = NOW + timedelta(days=30)
+    second = decide(journey, "miss-you", NO_REACTION, ["sms"], None, day_30, False, None)
+    assert second == Advance("email-offer", None, day_30 + timedelta(days=30))
+    day_60 = day_30 + timedelta(days=30)
+    third = decide(journey, "email-offer", NO_REACTION, ["sms"], None, day_60, False, None)
+    assert third == Advance("sms-offer", "sms", day_60 + timedelta(days=30))
+
+
+def test_an_sms_is_never_not_opened() -> None:
+    journey = journey_from_data(
+        {
+            "name": "best",
+            "steps": [
+                {"id": "ask", "channel": "best", "template": "offer", "wait": "7d",
+                 "on": {"not_opened": "last"}},
+                {"id": "middle", "template": "offer", "wait": "7d"},
+                {"id": "last", "template": "offer", "wait": "7d"},
+            ],
+        }
+    )  # fmt: skip
+    by_sms = decide(journey, "ask", NO_REACTION, ["email", "sms"], "sms", NOW, False, "sms")
+    by_email = decide(journey, "ask", NO_REACTION, ["email", "sms"], "sms", NOW, False, "email")
+    assert isinstance(by_sms, Advance) and by_sms.step_id == "middle"
+    assert isinstance(by_email, Advance) and by_email.step_id == "last"
 
 
 def test_no_channel_left_exits() -> None:
@@ -100,15 +146,21 @@ def journeys(draw: st.DrawFn) -> Journey:
     steps = []
     for index in range(count):
         branches = {}
+        channel = draw(st.sampled_from(["email", "sms", "best"]))
+        # No branch on a click (it exits), nor on what the channel cannot have.
+        allowed = [
+            reaction
+            for reaction in REACTIONS
+            if reaction != "clicked"
+            and (channel == "best" or reaction in CHANNEL_REACTIONS[channel])
+        ]
         if index < count - 1:
-            for reaction in draw(
-                st.lists(st.sampled_from(REACTIONS[1:4] + REACTIONS[5:]), max_size=2, unique=True)
-            ):
+            for reaction in draw(st.lists(st.sampled_from(allowed), max_size=2, unique=True)):
                 branches[reaction] = f"s{draw(st.integers(index + 1, count - 1))}"
         steps.append(
             {
                 "id": f"s{index}",
-                "channel": draw(st.sampled_from(["email", "sms", "best"])),
+                "channel": channel,
                 "template": "t",
                 "wait": f"{draw(st.integers(1, 40))}d",
                 "on": branches,
@@ -130,17 +182,17 @@ def test_every_path_moves_forward_and_ends(
 ) -> None:
     """Whatever the contact does, each step is sent at most once, on a channel that can
     reach them, time only moves forward, and the journey ends within its step count."""
-    now, step_id, visited = NOW, None, []
+    now, step_id, channel, visited = NOW, None, None, []
     for seen in reactions:
-        decision = decide(journey, step_id, seen, reachable, None, now)
+        decision = decide(journey, step_id, seen, reachable, None, now, False, channel)
         if isinstance(decision, Finish):
             break
         assert isinstance(decision, Advance)
-        assert decision.channel in reachable
+        assert decision.channel is None or decision.channel in reachable
         assert decision.step_id not in visited
-        assert decision.due_at > now
+        assert decision.due_at == now + journey.step(decision.step_id).wait
         visited.append(decision.step_id)
-        step_id, now = decision.step_id, decision.due_at
+        step_id, channel, now = decision.step_id, decision.channel, decision.due_at
     else:
         raise AssertionError(f"no end after {len(reactions)} decisions: {visited}")
     indexes = [journey.index(step) for step in visited]

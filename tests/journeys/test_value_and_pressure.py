@@ -8,7 +8,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from tests.journeys.conftest import SIMPLE, START, add, journey_file, outbox_rows, scored
+from tests.journeys.conftest import (
+    SIMPLE,
+    START,
+    add,
+    delivered,
+    journey_file,
+    outbox_rows,
+    scored,
+)
 from winback.clock import to_db
 from winback.journeys.catalog import parse_journey_file
 from winback.journeys.definition import JourneyError
@@ -66,14 +74,17 @@ def test_a_monthly_contact_gets_one_message_in_30_days(workspace: Workspace) -> 
         usual = scored(c, email="usual@example.com")
     enrol(workspace, "weekly", START)
     assert tick(workspace, START).queued == 2
+    delivered(workspace, START)
     week = tick(workspace, START + 7 * DAY)
     assert (week.queued, week.postponed) == (1, 1)
+    delivered(workspace, START + 7 * DAY)
     with workspace.engine.connect() as c:
         due = c.execute(
             select(enrollments.c.next_due_at).where(enrollments.c.contact_id == monthly)
         ).scalar_one()
     assert due == to_db(START + 30 * DAY)
     assert tick(workspace, START + 29 * DAY).queued == 1  # the usual contact's third step
+    delivered(workspace, START + 29 * DAY)
     assert tick(workspace, START + 30 * DAY).queued == 1
     sent = [(row["contact_id"], row["step_id"], row["due_at"]) for row in outbox_rows(workspace)]
     assert [(step, due) for contact, step, due in sent if contact == monthly] == [
@@ -139,7 +150,9 @@ def test_the_sunset_spares_customers_above_the_value(workspace: Workspace) -> No
         unknown = scored(c, email="unknown@example.com")
     enrol(workspace, "sparing", START)
     assert tick(workspace, START).queued == 3
+    delivered(workspace, START)
     end = tick(workspace, START + 7 * DAY)
+    delivered(workspace, START + 7 * DAY)
     assert (end.queued, end.sunset) == (1, 2)
     [spare] = outbox_rows(workspace, step_id="last-chance")
     assert spare["contact_id"] == rich
@@ -170,7 +183,9 @@ def test_a_flag_journey_spares_too_and_the_holdout_only_waits(workspace: Workspa
     enrolled = enrol(workspace, "sparing", START)
     assert 0 < enrolled.holdout < 20
     tick(workspace, START)
+    delivered(workspace, START)
     tick(workspace, START + 7 * DAY)
+    delivered(workspace, START + 7 * DAY)
     spares = outbox_rows(workspace, step_id="last-chance")
     assert len(spares) == 20 - enrolled.holdout
     tick(workspace, START + 21 * DAY)

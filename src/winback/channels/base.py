@@ -12,9 +12,11 @@ What a send can come to:
 - :class:`UnknownOutcome`: the connection broke after the message was handed over, so it
   may have gone out. The at-most-once rule says: report it, never resend it silently.
 
-A channel that cannot work at all (server unreachable, login refused, no credit left)
-raises :class:`ChannelError` instead: that message was not sent, and the next ones would
-not be either, so the dispatcher stops and leaves the rest of the outbox queued.
+A message that cannot be built or addressed is a :class:`PermanentFailure` of its own
+(the channel turns a :class:`MessageError` into one). A channel that cannot work at all
+(server unreachable, login refused, no credit left) raises :class:`ChannelError`
+instead: that message was not sent, and the next ones would not be either, so the
+dispatcher stops and leaves the rest of the outbox queued.
 
 The dispatcher hands a channel a batch of messages at once (:func:`send_batch`), so a
 sender that can keep several on the wire (SMTP, on a few connections) does so without a
@@ -38,6 +40,11 @@ class ChannelError(WinbackError):
     The message says which setting to check."""
 
     exit_code = 7
+
+
+class MessageError(WinbackError):
+    """This one message cannot be built or addressed (no body, an address that cannot
+    be written on the wire): it fails alone, and the others of its batch go out."""
 
 
 @dataclass(frozen=True)
@@ -117,10 +124,21 @@ SendResult = Sent | TemporaryFailure | PermanentFailure | UnknownOutcome
 BatchResult = SendResult | ChannelError
 
 
+class Progress(Protocol):
+    """Hears of each message of a batch as it goes: ``started`` just before it is handed
+    over (nothing of it has reached the server before), ``finished`` with its result as
+    soon as the server or provider answers. The dispatcher writes both down, so that
+    after a crash only the messages started and not finished are in doubt."""
+
+    def started(self, message: OutgoingMessage) -> None: ...
+
+    def finished(self, message: OutgoingMessage, result: BatchResult) -> None: ...
+
+
 class Sender(Protocol):
     """A channel: sends one message at a time, reusing its connection between calls.
     A sender that carries several messages at once (SMTP) also has
-    ``send_batch(messages, *, pace)``, which paces inside its own loop (see
+    ``send_batch(messages, *, pace, progress)``, which paces inside its own loop (see
     :func:`send_batch`)."""
 
     def send(self, message: OutgoingMessage) -> SendResult: ...
@@ -134,24 +152,37 @@ def send_batch(
     *,
     pace: Callable[[], float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    progress: Progress | None = None,
 ) -> list[BatchResult]:
     """Send ``messages`` and give what became of each, in order. ``pace`` (a rate
-    limiter's ``reserve``) says how long to wait before starting the next one. The first
-    :class:`ChannelError` stops the batch: it is the result of that message and of every
-    later one, none of which was sent. A sender with its own ``send_batch`` (several
-    messages in flight) does the work and waits its own way; any other sends them one
-    after the other, calling ``sleep`` between them."""
+    limiter's ``reserve``) says how long to wait before starting the next one;
+    ``progress`` hears of each as it starts and ends. A message that cannot be built or
+    addressed (:class:`MessageError`) is a :class:`PermanentFailure` of its own. The
+    first :class:`ChannelError` stops the batch: it is the result of that message and of
+    every later one, none of which was sent. A sender with its own ``send_batch``
+    (several messages in flight) does the work and waits its own way; any other sends
+    them one after the other, calling ``sleep`` between them."""
     own = getattr(sender, "send_batch", None)
     if own is not None:
-        results: list[BatchResult] = own(messages, pace=pace)
+        results: list[BatchResult] = own(messages, pace=pace, progress=progress)
         return results
     results = []
     for message in messages:
         wait = pace() if pace is not None else 0.0
         if wait > 0:
             sleep(wait)
+        if progress is not None:
+            progress.started(message)
+        result: BatchResult
         try:
-            results.append(sender.send(message))
+            result = sender.send(message)
+        except MessageError as exc:
+            result = PermanentFailure(str(exc))
         except ChannelError as exc:
-            return results + [exc] * (len(messages) - len(results))
+            result = exc
+        if progress is not None:
+            progress.finished(message, result)
+        if isinstance(result, ChannelError):
+            return results + [result] * (len(messages) - len(results))
+        results.append(result)
     return results

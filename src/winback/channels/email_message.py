@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING
 from unicodedata import normalize
 
 import dkim
+import idna
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
-from winback.channels.base import ChannelError, OutgoingMessage
+from winback.channels.base import MessageError, OutgoingMessage
 from winback.domain import Channel
 from winback.errors import ConfigError
 from winback.links import Links
@@ -59,6 +60,26 @@ RESERVED_HEADERS = frozenset({*_SIGNED_HEADERS, "dkim-signature", "content-trans
 def address_domain(address: str) -> str:
     """The domain of ``"Name <user@domain>"`` or ``user@domain``."""
     return parseaddr(address)[1].rpartition("@")[2].lower()
+
+
+def wire_address(address: str) -> tuple[str, bool]:
+    """An email address as it goes on the wire, and whether it needs SMTPUTF8: a Unicode
+    domain in its IDNA (punycode) form, ``user@bücher.com`` -> ``user@xn--bcher-kva.com``;
+    a non-ASCII local part stays as it is and needs a server that offers SMTPUTF8. The
+    stored address is not changed (its canonical form is the contacts' rule): this is
+    the channel's encoding only. Raises :class:`MessageError` for an address that
+    cannot be written."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise MessageError(f"{address!r} is not an email address (no user@domain)")
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise MessageError(
+                f"the domain of {address!r} cannot be written in IDNA (punycode): {exc}"
+            ) from None
+    return f"{local}@{domain}", not local.isascii()
 
 
 def make_message_id(from_address: str) -> str:
@@ -174,14 +195,15 @@ class EmailComposer:
 
     def render(self, message: OutgoingMessage, *, now: datetime) -> bytes:
         """The wire bytes of ``message`` dated ``now`` (CRLF line ends): the text and HTML
-        parts as ``multipart/alternative``, DKIM-signed when configured."""
+        parts as ``multipart/alternative``, DKIM-signed when configured. Raises
+        :class:`MessageError` when this message cannot be built or addressed."""
         if message.body_text is None and message.body_html is None:
-            raise ChannelError(
+            raise MessageError(
                 f"outbox message {message.idempotency_key!r} has neither a text nor an "
                 "HTML body: render it again before dispatch"
             )
         headers = [
-            f"To: {message.to_address}",
+            f"To: {wire_address(message.to_address)[0]}",
             f"Subject: {_text_header(message.subject or '')}",
             f"Date: {format_datetime(now)}",
             f"Message-ID: {message.message_id or make_message_id(self.from_address)}",
@@ -189,7 +211,7 @@ class EmailComposer:
         ]
         for name, value in message.headers.items():
             if name.lower() in RESERVED_HEADERS:
-                raise ChannelError(
+                raise MessageError(
                     f"outbox message {message.idempotency_key!r}: header {name!r} is set "
                     "by the email channel and cannot come from the template"
                 )
@@ -210,7 +232,8 @@ class EmailComposer:
                 + f"--{boundary}--\r\n".encode()
             )
         data = (
-            "".join(f"{line}\r\n" for line in headers).encode("ascii") + self._fixed_headers + body
+            # UTF-8 only in a To: that needs SMTPUTF8 (RFC 6532); the rest is ASCII.
+            "".join(f"{line}\r\n" for line in headers).encode("utf-8") + self._fixed_headers + body
         )
         return self.dkim_key.sign(data) if self.dkim_key else data
 

@@ -8,7 +8,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from winback.channels.base import BatchResult, OutgoingMessage, Sender, SendResult, send_batch
+from winback.channels.base import (
+    BatchResult,
+    OutgoingMessage,
+    Progress,
+    Sender,
+    SendResult,
+    send_batch,
+)
 
 
 class RateLimiter:
@@ -74,6 +81,7 @@ class Throttled:
         messages: Sequence[OutgoingMessage],
         *,
         pace: Callable[[], float] | None = None,
+        progress: Progress | None = None,
     ) -> list[BatchResult]:
         """Send ``messages`` with their starts spaced at the limiter's rate (and at
         ``pace``'s, when the caller has its own), whatever number travel at once."""
@@ -82,7 +90,9 @@ class Throttled:
             wait = self.limiter.reserve()
             return max(wait, pace()) if pace is not None else wait
 
-        return send_batch(self.sender, messages, pace=paced, sleep=self.limiter.sleep)
+        return send_batch(
+            self.sender, messages, pace=paced, sleep=self.limiter.sleep, progress=progress
+        )
 
     def close(self) -> None:
         self.sender.close()

@@ -32,14 +32,16 @@ import aiosmtplib
 from winback.channels.base import (
     BatchResult,
     ChannelError,
+    MessageError,
     OutgoingMessage,
     PermanentFailure,
+    Progress,
     SendResult,
     Sent,
     TemporaryFailure,
     UnknownOutcome,
 )
-from winback.channels.email_message import EmailComposer, address_domain
+from winback.channels.email_message import EmailComposer, address_domain, wire_address
 from winback.clock import utcnow
 from winback.config import EmailSection
 from winback.domain import EventType
@@ -135,6 +137,17 @@ class _LoopThread:
         self.loop.close()
 
 
+@dataclass(frozen=True)
+class _Mail:
+    """A composed message: its envelope recipient (IDNA domain), whether it needs
+    SMTPUTF8, and its bytes."""
+
+    message: OutgoingMessage
+    recipient: str
+    utf8: bool
+    data: bytes
+
+
 class _Lane:
     """One connection of the sender, carrying one SMTP transaction at a time."""
 
@@ -176,20 +189,24 @@ class SmtpSender:
         messages: Sequence[OutgoingMessage],
         *,
         pace: Callable[[], float] | None = None,
+        progress: Progress | None = None,
     ) -> list[BatchResult]:
         """Send ``messages`` on the sender's connections, up to one per connection at a
         time, and give what became of each (see :func:`winback.channels.send_batch`).
-        The bytes are composed here, then the whole batch goes to the event loop in one
-        handover; ``pace`` spaces the starts inside the loop."""
+        The bytes are composed here (a message that cannot be is a failure of its own),
+        then the whole batch goes to the event loop in one handover; ``pace`` spaces the
+        starts inside the loop, and ``progress`` hears of each message as it goes."""
         now = utcnow()
-        mails: list[tuple[str, bytes]] = []
-        try:
-            for message in messages:
-                mails.append((message.to_address, self.composer.render(message, now=now)))
-        except ChannelError as exc:
-            results = self._loop.run(self._send_all(mails, pace))
-            return results + [exc] * (len(messages) - len(results))
-        return self._loop.run(self._send_all(mails, pace))
+        mails: list[_Mail | PermanentFailure] = []
+        for message in messages:
+            try:
+                recipient, utf8 = wire_address(message.to_address)
+                data = self.composer.render(message, now=now)
+            except MessageError as exc:
+                mails.append(PermanentFailure(str(exc)))
+                continue
+            mails.append(_Mail(message, recipient, utf8, data))
+        return self._loop.run(self._send_all(mails, pace, progress))
 
     def close(self) -> None:
         """Say QUIT to the server on every open connection and stop the loop."""
@@ -206,7 +223,10 @@ class SmtpSender:
     # -- inside the loop --------------------------------------------------------------
 
     async def _send_all(
-        self, mails: Sequence[tuple[str, bytes]], pace: Callable[[], float] | None
+        self,
+        mails: Sequence[_Mail | PermanentFailure],
+        pace: Callable[[], float] | None,
+        progress: Progress | None,
     ) -> list[BatchResult]:
         if self._free is None:
             self._free = asyncio.LifoQueue()
@@ -216,17 +236,24 @@ class SmtpSender:
         results: list[BatchResult | None] = [None] * len(mails)
         stopped: list[ChannelError] = []
 
-        async def deliver(index: int, lane: _Lane, recipient: str, data: bytes) -> None:
+        async def deliver(index: int, lane: _Lane, mail: _Mail) -> None:
+            result: BatchResult
             try:
-                results[index] = await self._deliver(lane, recipient, data)
+                result = await self._deliver(lane, mail, progress)
             except ChannelError as exc:
-                results[index] = exc
+                result = exc
                 stopped.append(exc)
             finally:
                 free.put_nowait(lane)
+            results[index] = result
+            if progress is not None:
+                progress.finished(mail.message, result)
 
         flights = []
-        for index, (recipient, data) in enumerate(mails):
+        for index, mail in enumerate(mails):
+            if not isinstance(mail, _Mail):
+                results[index] = mail
+                continue
             wait = pace() if pace is not None else 0.0
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -235,7 +262,7 @@ class SmtpSender:
             if stopped:  # the channel broke: what has not started stays unsent
                 free.put_nowait(lane)
                 break
-            flights.append(asyncio.create_task(deliver(index, lane, recipient, data)))
+            flights.append(asyncio.create_task(deliver(index, lane, mail)))
         await asyncio.gather(*flights)
         return [stopped[0] if result is None else result for result in results]
 
@@ -294,15 +321,30 @@ class SmtpSender:
         except (aiosmtplib.SMTPException, OSError):
             await self._disconnect(lane, polite=False)
 
-    async def _deliver(self, lane: _Lane, recipient: str, data: bytes) -> SendResult:
+    async def _deliver(self, lane: _Lane, mail: _Mail, progress: Progress | None) -> SendResult:
         sender = self.composer.envelope_sender
+        recipient = mail.recipient
         # A connection found dead before DATA is harmless: nothing was handed over, so
         # reconnect once and start the envelope again.
+        announced = progress is None
         for attempt in (1, 2):
             client = await self._connected(lane)
             try:
-                await client.mail(sender)
-                await client.rcpt(recipient)
+                if mail.utf8 and not await self._offers_smtputf8(client):
+                    return PermanentFailure(
+                        f"{recipient!r} has a non-ASCII user part, which needs SMTPUTF8, "
+                        f"and {self.settings.where} does not offer it"
+                    )
+                if not announced:
+                    assert progress is not None
+                    progress.started(mail.message)
+                    announced = True
+                if mail.utf8:
+                    await client.mail(sender, options=["SMTPUTF8"])
+                    await client.rcpt(recipient, encoding="utf-8")
+                else:
+                    await client.mail(sender)
+                    await client.rcpt(recipient)
                 break
             except aiosmtplib.SMTPSenderRefused as exc:
                 if exc.code >= 500:
@@ -318,13 +360,8 @@ class SmtpSender:
                 await self._disconnect(lane, polite=False)
                 if attempt == 2:
                     return TemporaryFailure(f"{self.settings.where} closed the connection")
-            except UnicodeEncodeError:
-                await self._reset(lane, client)
-                return PermanentFailure(
-                    f"address {recipient!r} is not ASCII; SMTPUTF8 sending is not supported"
-                )
         try:
-            response = await client.data(data)
+            response = await client.data(mail.data)
         except aiosmtplib.SMTPResponseException as exc:
             return await self._refused(lane, client, exc)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
@@ -334,6 +371,16 @@ class SmtpSender:
                 "the message may have been delivered"
             )
         return Sent(provider_id=response.message or None)
+
+    @staticmethod
+    async def _offers_smtputf8(client: aiosmtplib.SMTP) -> bool:
+        """Whether the server's EHLO lists SMTPUTF8 (RFC 6531)."""
+        if client.is_ehlo_or_helo_needed:
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                return False
+        return client.supports_extension("smtputf8")
 
     async def _refused(
         self, lane: _Lane, client: aiosmtplib.SMTP, exc: aiosmtplib.SMTPResponseException

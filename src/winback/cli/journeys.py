@@ -164,7 +164,9 @@ def journey_new(
 def _print_tick(result: TickResult) -> None:
     console.print(
         f"tick: {result.due} due, {result.queued} messages queued, "
-        f"{result.holdout_steps} holdout steps, {result.postponed} postponed (frequency), "
+        f"{result.holdout_steps} holdout steps, {result.passed_over} passed over (no "
+        f"channel for them), {result.postponed} postponed (frequency), {result.waiting} "
+        "waiting for their last message, "
         f"{result.reactivated} reactivated, {result.exited} exited, "
         f"{result.sunset} sunset, {result.completed} completed"
     )
@@ -175,6 +177,11 @@ def _print_dispatch(result: DispatchResult) -> None:
         f"dispatch: {result.sent} sent, {result.failed} failed, {result.retry} to retry, "
         f"{result.unknown} unknown, {result.cancelled} cancelled"
     )
+    if result.recovered:
+        console.print(
+            f"{result.recovered} messages a stopped dispatcher had claimed were settled "
+            "from its flight log (sent, failed, or queued again when never handed over)"
+        )
     if result.recovered_unknown:
         err_console.print(
             f"{result.recovered_unknown} messages were being sent when a dispatcher stopped: "

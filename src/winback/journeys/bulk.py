@@ -66,6 +66,7 @@ due_table = Table(
     Column("contact_id", Id, nullable=False),
     Column("holdout", Boolean, nullable=False),
     Column("step_id", String(100)),
+    Column("step_channel", String(8)),
     Column("channels", Text),
     Column("email_ok", Boolean),
     Column("sms_ok", Boolean),
@@ -79,11 +80,22 @@ due_table = Table(
 )
 # Outbox rows that count against the frequency cap: everything that went or may go out.
 COUNTED = ("queued", "sending", "sent", "unknown")
+# Outbox rows whose fate is not known yet: the enrollment waits for them to go.
+PENDING = ("queued", "sending")
 MONTH = timedelta(days=30)
 # (channel, [(time zone, country)]) -> when a message may go out per place.
 Place = tuple[str | None, str | None]
 DueMoments = Callable[[str, list[Place]], dict[Place, datetime]]
-_GROUP = ("journey_id", "step_id", "holdout", "channels", "email_ok", "sms_ok", "preferred")
+_GROUP = (
+    "journey_id",
+    "step_id",
+    "step_channel",
+    "holdout",
+    "channels",
+    "email_ok",
+    "sms_ok",
+    "preferred",
+)
 
 
 @lru_cache(maxsize=64)
@@ -148,6 +160,7 @@ def stage_due(
             enrollments.c.contact_id,
             enrollments.c.holdout,
             enrollments.c.step_id,
+            enrollments.c.step_channel,
             cast(enrollments.c.channels, String),
             and_(live, can_receive_clause("email")),
             and_(live, can_receive_clause("sms")),
@@ -179,13 +192,16 @@ def mark_special(
     suppressed: SuppressionList,
 ) -> None:
     """Flag the rows that need a look one by one: a reaction (``reacted`` enrollment
-    ids), a message the frequency cap counts at ``now``, an address on the (recent)
-    suppression list. A pause was flagged by :func:`stage_due`."""
+    ids), a message the frequency cap counts at ``now``, a message still to go, an
+    address on the (recent) suppression list. A pause was flagged by :func:`stage_due`."""
     due = due_table
     for batch in chunks(reacted):
         connection.execute(update(due).where(due.c.id.in_(batch)).values(special=True))
     messaged = select(outbox.c.contact_id).where(capped(now))
     connection.execute(update(due).where(due.c.contact_id.in_(messaged)).values(special=True))
+    # A message still to go, however old: the enrollment must wait for it.
+    waiting = select(outbox.c.enrollment_id).where(outbox.c.status.in_(PENDING))
+    connection.execute(update(due).where(due.c.id.in_(waiting)).values(special=True))
     if not suppressed:
         return
     rows = connection.execute(
@@ -217,6 +233,7 @@ def _group(values: Mapping[str, Any]) -> ColumnElement[bool]:
 class BulkResult:
     queued: int = 0
     holdout_steps: int = 0
+    passed_over: int = 0
 
 
 def advance_groups(
@@ -253,6 +270,7 @@ def advance_groups(
                 values["preferred"],
                 now,
                 bool(spared),
+                values["step_channel"],
             )
             if not isinstance(decision, Advance) or journey.is_spare(decision.step_id):
                 connection.execute(update(due).where(_group(values)).values(special=True))
@@ -263,6 +281,7 @@ def advance_groups(
                 .where(enrollments.c.id.in_(members))
                 .values(
                     step_id=decision.step_id,
+                    step_channel=decision.channel,
                     step_sent_at=stamp,
                     next_due_at=to_db(decision.due_at),
                 )
@@ -270,8 +289,12 @@ def advance_groups(
             if values["holdout"]:
                 result.holdout_steps += count
                 continue
+            channel = decision.channel
+            if channel is None:  # passed over: nothing to send, the wait runs
+                result.passed_over += count
+                continue
             result.queued += count
-            _queue(connection, name, decision, values, now, stamp, due_moments)
+            _queue(connection, name, decision.step_id, channel, values, now, stamp, due_moments)
     return result
 
 
@@ -303,7 +326,8 @@ def _due_index_set_aside(connection: Connection) -> Iterator[None]:
 def _queue(
     connection: Connection,
     journey: str,
-    decision: Advance,
+    step_id: str,
+    channel: str,
     values: Mapping[str, Any],
     now: datetime,
     stamp: datetime,
@@ -318,23 +342,23 @@ def _queue(
             select(due.c.timezone, due.c.country).where(_group(values)).distinct()
         )
     ]
-    moments = due_moments(decision.channel, places)
+    moments = due_moments(channel, places)
     by_moment: dict[datetime, list[Place]] = {}
     for place in places:
         by_moment.setdefault(moments.get(place, now), []).append(place)
-    address = contacts.c.email if decision.channel == "email" else contacts.c.phone
+    address = contacts.c.email if channel == "email" else contacts.c.phone
     for moment, where in by_moment.items():
         chosen = [_group(values)]
         if len(by_moment) > 1:
             chosen.append(or_(*(_place(timezone, country) for timezone, country in where)))
         rows = (
             select(
-                cast(due.c.id, String) + literal(f":{decision.step_id}"),
+                cast(due.c.id, String) + literal(f":{step_id}"),
                 due.c.id,
                 due.c.contact_id,
                 literal(journey),
-                literal(decision.step_id),
-                literal(decision.channel),
+                literal(step_id),
+                literal(channel),
                 literal("queued"),
                 address,
                 literal(stamp, DateTime),

@@ -60,6 +60,12 @@ Reaction = Literal[
     "clicked", "opened", "opened_not_clicked", "not_opened", "replied", "no_reaction"
 ]
 REACTIONS: tuple[str, ...] = Reaction.__args__  # type: ignore[attr-defined]
+# The reactions a message on each channel can have: an email is opened (its pixel) and
+# clicked; an SMS is clicked (its tracked links) and replied to, never opened.
+CHANNEL_REACTIONS: dict[str, frozenset[str]] = {
+    "email": frozenset({"clicked", "opened", "opened_not_clicked", "not_opened", "no_reaction"}),
+    "sms": frozenset({"clicked", "replied", "no_reaction"}),
+}
 # The event each reaction needs: a branch on it is dead when that event ends the journey.
 _REACTION_EVENT = {"clicked": "click", "opened": "open", "replied": "reply"}
 AfterLastStep = Literal["sunset", "flag", "nothing"]
@@ -247,6 +253,17 @@ def _semantic_errors(journey: Journey) -> list[tuple[tuple[Any, ...], str]]:
             elif seen[target] <= number:
                 problems.append(
                     (where, f"branch to {target!r} goes back: a branch may only jump forward")
+                )
+            channels = ("email", "sms") if step.channel == "best" else (step.channel,)
+            if not any(reaction in CHANNEL_REACTIONS[channel] for channel in channels):
+                possible = ", ".join(sorted(CHANNEL_REACTIONS[step.channel]))
+                problems.append(
+                    (
+                        where,
+                        f"an {step.channel} message has no {reaction!r} reaction (an SMS "
+                        f"is never opened, an email never replied to); an {step.channel} "
+                        f"step may branch on {possible}",
+                    )
                 )
             event = _REACTION_EVENT.get(reaction)
             if event in journey.exit_on:

@@ -6,14 +6,15 @@ when the contact may no longer be written to). Messages go in batches of the cha
 rendered while the previous one is on the wire (the channel sends it in a worker thread;
 SMTP keeps several messages in flight on several connections); then one transaction
 records the previous batch's outcomes and moves the new one to ``sending``, with the
-rendered messages and their Message-IDs, committed *before* the channel is called. So a
-dispatcher killed at any moment leaves at most one batch in ``sending``; the next run
-turns those rows into ``unknown`` (listed by ``winback outbox --unknown``) and never
-sends them again by itself. The trade-off: a crash leaves up to ``dispatch_batch``
-messages in doubt, where one commit per message left one or two, for one commit and a
-few statements per batch instead of a commit and four statements per message. Only one
-dispatcher runs at a time per workspace (a lock file), so a ``sending`` row found at the
-start can only be a leftover of a dead one.
+rendered messages and their Message-IDs, committed *before* the channel is called.
+While a batch is on the wire, the flight log (:mod:`winback.journeys.flight`) notes each
+message as it is handed over and as the server answers it. A dispatcher killed at any
+moment leaves at most one batch in ``sending``; the next run settles it from the
+log: the ones never handed over go back to the queue, the answered ones get their
+answer, and only the ones on the wire at the kill (at most one per SMTP connection)
+become ``unknown`` (listed by ``winback outbox --unknown``), never sent again by
+themselves. Only one dispatcher runs at a time per workspace (a lock file), so a
+``sending`` row found at the start can only be a leftover of a dead one.
 
 Besides the steps of journeys, the outbox carries the retention purge's last question
 (``retention-ask``, no journey), rendered here like a step.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import fcntl
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ from winback.channels import (
     Sender,
     Sent,
     TemporaryFailure,
+    UnknownOutcome,
     make_message_id,
     send_batch,
     sender_for,
@@ -57,6 +59,7 @@ from winback.errors import WinbackError
 from winback.journeys.catalog import load_journeys, templates_of
 from winback.journeys.definition import Journey, Step
 from winback.journeys.engine import TickResult, tick
+from winback.journeys.flight import FLIGHT_LOG, Flight, FlightLog, read_flight
 from winback.journeys.offers import assign_offer, format_date
 from winback.journeys.render import CompiledTemplate, TemplateSet, render
 from winback.links import Links
@@ -99,7 +102,9 @@ class DispatchResult:
     retry: int = 0
     unknown: int = 0
     cancelled: int = 0
+    # Rows a dead dispatcher left `sending`: in doubt, and settled from its flight log.
     recovered_unknown: int = 0
+    recovered: int = 0
     stopped: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -122,38 +127,6 @@ def dispatch_lock(workspace: Workspace) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def recover_interrupted(connection: Connection, now: datetime) -> int:
-    """Turn rows a dead dispatcher left in ``sending`` into ``unknown``: they may have
-    gone out, so they are reported and never resent silently."""
-    stuck = connection.execute(
-        select(outbox.c.id, outbox.c.contact_id, outbox.c.journey).where(
-            outbox.c.status == "sending"
-        )
-    ).all()
-    if not stuck:
-        return 0
-    connection.execute(
-        update(outbox)
-        .where(outbox.c.status == "sending")
-        .values(status="unknown", error="the dispatcher stopped while sending it")
-    )
-    record(
-        connection,
-        (
-            audit_row(
-                at=now,
-                actor="dispatch",
-                action="unknown",
-                contact_id=contact_id,
-                reason="interrupted while sending",
-                details={"outbox": outbox_id, "journey": journey},
-            )
-            for outbox_id, contact_id, journey in stuck
-        ),
-    )
-    return len(stuck)
 
 
 class _Dispatcher:
@@ -185,12 +158,60 @@ class _Dispatcher:
                 name: journey for name, (_, journey) in load_journeys(connection).items()
             }
         self.result = DispatchResult()
+        self.flight: FlightLog | None = None
         self.blocked: set[tuple[str, str]] = set()
         self.compiled: dict[tuple[str, str, str | None], CompiledTemplate] = {}
         # One worker sends a batch while this thread renders and claims the next.
         self.pool = stack.enter_context(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="winback-dispatch")
         )
+
+    def recover(self, connection: Connection, flight: Flight | None) -> None:
+        """Settle the rows a dead dispatcher left in ``sending`` with what its flight log
+        says (see :mod:`winback.journeys.flight`): back to the queue when never handed
+        over, the server's answer when it came, ``unknown`` when the message was on the
+        wire (or for every row, when the log cannot be trusted): those may have gone
+        out, so they are reported and never resent by themselves."""
+        stuck = [
+            dict(row)
+            for row in connection.execute(
+                select(outbox).where(outbox.c.status == "sending").order_by(outbox.c.id)
+            ).mappings()
+        ]
+        if not stuck:
+            return
+        claimed: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
+        results: list[BatchResult] = []
+        unsent: list[int] = []
+        in_doubt = UnknownOutcome("the dispatcher stopped while sending it")
+        for row in stuck:
+            outcome: BatchResult = in_doubt
+            if flight is not None:
+                if row["id"] not in flight.outcomes:
+                    outcome = ChannelError("never handed over")
+                else:
+                    outcome = flight.outcomes[row["id"]] or in_doubt
+            if isinstance(outcome, ChannelError):  # nothing of it left: queue it again
+                unsent.append(row["id"])
+                continue
+            # As the claim found it: the attempt counts once, when recorded.
+            claimed.append(
+                ({**row, "attempts": row["attempts"] - 1}, {k: row[k] for k in _CONTENT})
+            )
+            results.append(outcome)
+        for batch in chunks(unsent):
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(batch))
+                .values(status="queued", attempts=outbox.c.attempts - 1)
+            )
+        ours, self.result = self.result, DispatchResult()
+        try:
+            self.record_outcomes(connection, claimed, results)
+        finally:
+            settled, self.result = self.result, ours
+        self.result.recovered_unknown = settled.unknown
+        self.result.recovered = len(stuck) - settled.unknown
 
     def sender(self, channel: str) -> Sender:
         if channel not in self.senders:
@@ -254,7 +275,10 @@ class _Dispatcher:
                             OutgoingMessage.from_outbox({**row, **content})
                             for row, content in claimed
                         ]
-                        flight = _Flight(claimed, self.pool.submit(send_batch, sender, messages))
+                        future = self.pool.submit(
+                            send_batch, sender, messages, progress=self.flight
+                        )
+                        flight = _Flight(claimed, future)
         finally:
             if flight is not None:
                 self.land(flight)
@@ -593,10 +617,12 @@ def dispatch(
     cannot work at all stops the run: the result's ``stopped`` says why, and the rest of
     the outbox stays queued for the next run."""
     with dispatch_lock(workspace), ExitStack() as stack:
-        with workspace.engine.begin() as connection:
-            recovered = recover_interrupted(connection, now)
         dispatcher = _Dispatcher(workspace, now, dict(senders or {}), stack, dry_run)
-        dispatcher.result.recovered_unknown = recovered
+        path = workspace.path / FLIGHT_LOG
+        with workspace.engine.begin() as connection:
+            dispatcher.recover(connection, read_flight(path))
+        # Emptied only now that the rows it speaks of are settled.
+        dispatcher.flight = stack.enter_context(closing(FlightLog(path)))
         return dispatcher.run()
 
 

@@ -59,6 +59,7 @@ from winback.journeys.bulk import (
     BULK_PRAGMAS,
     MONTH,
     OUTBOX_COLUMNS,
+    PENDING,
     Place,
     advance_groups,
     capped,
@@ -445,7 +446,11 @@ class TickResult:
     due: int = 0
     queued: int = 0
     holdout_steps: int = 0
+    # Steps the contact cannot receive: nothing sent, their wait runs.
+    passed_over: int = 0
     postponed: int = 0
+    # Held because the previous step's message has not gone out yet (quiet hours, retry).
+    waiting: int = 0
     reactivated: int = 0
     exited: int = 0
     completed: int = 0
@@ -625,10 +630,13 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
         recent = _recent_messages(connection, now)  # before the bulk path adds its own
         bulk = advance_groups(connection, by_id, now=now, stamp=stamp, due_moments=due_moments)
         result.queued, result.holdout_steps = bulk.queued, bulk.holdout_steps
-        result.due = bulk.queued + bulk.holdout_steps
+        result.passed_over = bulk.passed_over
+        result.due = bulk.queued + bulk.holdout_steps + bulk.passed_over
 
-        # The rest, one by one: reactions, pauses, the frequency cap, exits, ends. Their
-        # inputs of decide() are those tick_due holds for the bulk path.
+        # The rest, one by one: reactions, pauses, the frequency cap, exits, ends, a
+        # message still to go. Their inputs of decide() are those tick_due holds for the
+        # bulk path.
+        previous = outbox.alias("previous_message")
         due = connection.execute(
             select(
                 due_table,
@@ -637,9 +645,18 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                 contacts.c.paused_until,
                 contacts.c.frequency,
                 contact_scores.c.expected_value_12m,
+                previous.c.due_at.label("previous_due_at"),
             )
             .join(contacts, contacts.c.id == due_table.c.contact_id)
             .outerjoin(contact_scores, contact_scores.c.contact_id == due_table.c.contact_id)
+            .outerjoin(
+                previous,
+                and_(
+                    previous.c.idempotency_key
+                    == cast(due_table.c.id, String) + literal(":") + due_table.c.step_id,
+                    previous.c.status.in_(PENDING),
+                ),
+            )
             .where(due_table.c.special == true())
         )
         decisions: dict[tuple[Any, ...], Any] = {}
@@ -660,12 +677,34 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
             )
             spare = bool(row.spared)
             # decide() is pure and most contacts share its inputs: ask once per kind.
-            key = (row.journey_id, row.step_id, reactions, reachable, row.preferred, spare)
+            key = (
+                row.journey_id,
+                row.step_id,
+                row.step_channel,
+                reactions,
+                reachable,
+                row.preferred,
+                spare,
+            )
             if key not in decisions:
                 decisions[key] = decide(
-                    journey, row.step_id, reactions, reachable, row.preferred, now, spare
+                    journey,
+                    row.step_id,
+                    reactions,
+                    reachable,
+                    row.preferred,
+                    now,
+                    spare,
+                    row.step_channel,
                 )
             decision = decisions[key]
+            if row.previous_due_at is not None and not isinstance(decision, Exit):
+                # The last message has not gone out (held by the quiet hours, a retry):
+                # its wait, and the reaction it may bring, start when it goes.
+                wait = journey.step(row.step_id).wait
+                writer.postpone(row.id, max(from_db(row.previous_due_at), now) + wait)
+                result.waiting += 1
+                continue
             if isinstance(decision, Advance) and journey.is_spare(decision.step_id):
                 writer.spare(row, name, journey)
             if isinstance(decision, Exit):
@@ -679,6 +718,9 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
             elif row.holdout:
                 writer.advance(row.id, decision)
                 result.holdout_steps += 1
+            elif (channel := decision.channel) is None:
+                writer.advance(row.id, decision)
+                result.passed_over += 1
             else:
                 slot = _free_slot(config, row, recent.get(row.contact_id), now)
                 if slot is not None:
@@ -686,9 +728,9 @@ def tick(workspace: Workspace, now: datetime) -> TickResult:
                     result.postponed += 1
                     continue
                 place = (row.timezone, row.country)
-                due_at = due_moments(decision.channel, [place]).get(place, now)
+                due_at = due_moments(channel, [place]).get(place, now)
                 writer.advance(row.id, decision)
-                writer.queue(row.id, name, decision, due_at)
+                writer.queue(row.id, name, decision.step_id, channel, due_at)
                 recent[row.contact_id].append(to_db(due_at))
                 result.queued += 1
         writer.flush()
@@ -747,6 +789,7 @@ class _TickWriter:
         if key is None:  # one per decision: many enrollments take the same
             values = {
                 "step_id": decision.step_id,
+                "step_channel": decision.channel,
                 "step_sent_at": self.stamp,
                 "next_due_at": to_db(decision.due_at),
             }
@@ -756,8 +799,10 @@ class _TickWriter:
     def postpone(self, enrollment_id: int, slot: datetime) -> None:
         self._set(enrollment_id, next_due_at=to_db(slot))
 
-    def queue(self, enrollment_id: int, journey: str, decision: Advance, due: datetime) -> None:
-        self.messages[(journey, decision.step_id, decision.channel, due)].append(enrollment_id)
+    def queue(
+        self, enrollment_id: int, journey: str, step_id: str, channel: str, due: datetime
+    ) -> None:
+        self.messages[(journey, step_id, channel, due)].append(enrollment_id)
 
     def exit(self, enrollment_id: int, contact_id: int, journey: str, decision: Exit) -> None:
         self._set(

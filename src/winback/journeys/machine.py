@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from winback.journeys.definition import Journey, Step
+from winback.journeys.definition import CHANNEL_REACTIONS, Journey, Step
 
 WEEK = timedelta(days=7)
 
@@ -33,10 +33,12 @@ NO_REACTION = Reactions()
 
 @dataclass(frozen=True, slots=True)
 class Advance:
-    """Send ``step_id`` on ``channel`` now, and look again at ``due_at``."""
+    """Send ``step_id`` on ``channel`` now, and look again at ``due_at``. A ``channel``
+    of None passes the step over (the contact cannot receive it): nothing is sent, and
+    its wait still runs, so the steps after it keep their place in the calendar."""
 
     step_id: str
-    channel: str
+    channel: str | None
     due_at: datetime
 
 
@@ -65,9 +67,14 @@ class Finish:
 Decision = Advance | Exit | Finish
 
 
-def reaction_matches(reaction: str, seen: Reactions) -> bool:
-    """Whether a branch condition holds. A click counts as an open: a reader who blocks
-    images clicks without ever loading the pixel."""
+def reaction_matches(reaction: str, seen: Reactions, channel: str | None = "email") -> bool:
+    """Whether a branch condition holds for the message of a step sent on ``channel``
+    (None: the step was passed over, nothing was sent). A branch tests only a reaction
+    the channel can have: an SMS is never opened, so ``not_opened`` never fires on one.
+    A click counts as an open: a reader who blocks images clicks without ever loading
+    the pixel."""
+    if channel is None or reaction not in CHANNEL_REACTIONS[channel]:
+        return False
     opened = seen.opened or seen.clicked
     return {
         "clicked": seen.clicked,
@@ -79,7 +86,7 @@ def reaction_matches(reaction: str, seen: Reactions) -> bool:
     }[reaction]
 
 
-def step_channel(step: Step, reachable: Sequence[str], preferred: str | None) -> str | None:
+def channel_of(step: Step, reachable: Sequence[str], preferred: str | None) -> str | None:
     """The channel a step goes out on for a contact reachable on ``reachable``; ``best``
     is the channel the contact last used (``preferred``), else the first reachable one.
     None: the contact cannot receive this step."""
@@ -98,15 +105,20 @@ def decide(
     preferred: str | None,
     now: datetime,
     spared: bool = False,
+    step_channel: str | None = "email",
 ) -> Decision:
     """The next move of an enrollment that is due at ``now``.
 
-    ``step_id`` is the step last sent (None before the first); ``reachable`` the channels
-    the contact can still receive on, in order of preference. A reaction in ``exit_on``
-    ends the journey first; otherwise the current step's ``on`` branches are tried in the
-    order written and the next step in the list is the default. A step on a channel the
-    contact cannot receive is passed over. ``spared``: the contact is worth more than the
-    journey's ``sunset.spare_above_value``, so the spare step comes before the end.
+    ``step_id`` is the step last reached (None before the first) and ``step_channel`` the
+    channel its message went out on (None when it was passed over); ``reachable`` the
+    channels the contact can still receive on, in order of preference. A reaction in
+    ``exit_on`` ends the journey first; otherwise the current step's ``on`` branches the
+    channel allows are tried in the order written and the next step in the list is the
+    default. A step on a channel the contact cannot receive is passed over with its wait
+    (an ``Advance`` without a channel), so a contact without email gets the first SMS on
+    the day the journey's calendar says, not at once. ``spared``: the contact is worth
+    more than the journey's ``sunset.spare_above_value``, so the spare step comes before
+    the end.
     """
     if seen.exit_event is not None:
         return Exit("reactivated", seen.exit_event)
@@ -120,18 +132,15 @@ def decide(
         current = journey.index(step_id)
         index = current + 1
         for reaction, target in journey.steps[current].on.items():
-            if reaction_matches(reaction, seen):
+            if reaction_matches(reaction, seen, step_channel):
                 index = journey.index(target)
                 break
-    while index < len(journey.steps):
+    if index < len(journey.steps):
         step = journey.steps[index]
-        channel = step_channel(step, reachable, preferred)
-        if channel is not None:
-            return Advance(step.id, channel, now + step.wait)
-        index += 1
+        return Advance(step.id, channel_of(step, reachable, preferred), now + step.wait)
     spare = journey.spare_step
     if spared and spare is not None:
-        channel = step_channel(spare, reachable, preferred)
+        channel = channel_of(spare, reachable, preferred)
         if channel is not None:
             return Advance(spare.id, channel, now + spare.wait)
     return Finish(journey.after_last_step)

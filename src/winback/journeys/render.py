@@ -254,18 +254,27 @@ class TemplateSet:
 
 
 def render(template: CompiledTemplate, variables: Mapping[str, Any]) -> Rendered:
-    """Fill a template. Raises :class:`TemplateProblem` naming the file when a variable is
-    missing or the sandbox refuses an operation."""
+    """Fill a template. Raises :class:`TemplateProblem` naming the file and its part
+    (subject, preheader, body) when a variable is missing, the sandbox refuses an operation, or
+    an expression fails on this contact's values (``{{ 2026 - contact.birth_year }}``
+    without a birth year)."""
+    part = "body"
     try:
         if template.channel == "sms":
             return Rendered(None, None, template.text.render(variables).strip())
         assert template.subject and template.preheader and template.html
+        part = "preheader"
         preheader = template.preheader.render(variables)
         context = {**variables, "preheader": preheader}
+        part = "subject"
         subject = " ".join(template.subject.render(context).split())
-        return Rendered(subject, template.html.render(context), template.text.render(context))
+        part = "body"
+        html = template.html.render(context)
+        return Rendered(subject, html, template.text.render(context))
     except TemplateError as exc:
-        raise TemplateProblem(f"{template.path}: {exc}") from None
+        raise TemplateProblem(f"{template.path} ({part}): {exc}") from None
+    except Exception as exc:  # a template is the user's code: any error in it is theirs
+        raise TemplateProblem(f"{template.path} ({part}): {type(exc).__name__}: {exc}") from None
 
 
 SAMPLE_VARIABLES: dict[str, Any] = {
@@ -302,18 +311,56 @@ SAMPLE_VARIABLES: dict[str, Any] = {
 }
 
 
+# The address each channel needs: a message never goes out without it.
+_ADDRESS = {"email": "email", "sms": "phone"}
+
+
+def _empty_field(compiled: CompiledTemplate, variables: dict[str, Any]) -> str | None:
+    """The first optional contact field whose absence alone breaks ``compiled``, or None
+    when no single one does (only their absence together)."""
+    for field in variables["contact"]:
+        if field == _ADDRESS[compiled.channel]:
+            continue
+        try:
+            render(compiled, {**variables, "contact": {**variables["contact"], field: None}})
+        except TemplateProblem:
+            return field
+    return None
+
+
 def check_template(templates: TemplateSet, name: str, channel: str, offer: bool) -> str | None:
     """What is wrong with a template for ``channel`` in any of its languages (missing,
-    not parseable, an unknown variable against a sample contact, with an offer when the
-    step has one and with ``offer`` None otherwise), or None when it is fine."""
+    not parseable, an unknown variable), or None when it is fine. Each version renders
+    against a sample contact and against a contact with every optional field empty (a
+    contact has at least the channel's address), with an offer when the step has one
+    and with ``offer`` None otherwise: a template that breaks on a real contact at
+    dispatch is refused here, naming the field."""
     problem = templates.missing(name, channel)
     if problem:
         return problem
     variables = SAMPLE_VARIABLES if offer else {**SAMPLE_VARIABLES, "offer": None}
+    address = _ADDRESS[channel]
+    sparse = {
+        **variables,
+        "contact": {
+            field: (value if field == address else None)
+            for field, value in variables["contact"].items()
+        },
+    }
     for path, language in templates._candidates(name, channel):
         try:
             compiled = _compile(path, channel, language, path.stat().st_mtime)
             render(compiled, variables)
         except TemplateProblem as exc:
             return str(exc)
+        try:
+            render(compiled, sparse)
+        except TemplateProblem as exc:
+            field = _empty_field(compiled, variables)
+            which = f"contact.{field}" if field else "contact.FIELD"
+            return (
+                f"{exc}; it fails when {which if field else 'the optional fields'} "
+                f"{'is' if field else 'are'} empty, as for some contacts: give it a default "
+                f"({{{{ {which} or '...' }}}}) or test it ({{% if {which} %}})"
+            )
     return None

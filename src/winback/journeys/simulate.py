@@ -117,11 +117,13 @@ def play(
 ) -> None:
     """Walk one contact through the journey until it ends or the clock passes ``end``."""
     group = "holdout" if candidate.holdout else "treated"
-    now, step_id, seen = start, None, Reactions()
+    now, step_id, sent_on, seen = start, None, None, Reactions()
     reachable = list(candidate.reachable)
     spare = spared(journey, candidate.expected_value_12m)
     while now <= end:
-        decision = decide(journey, step_id, seen, reachable, candidate.preferred, now, spare)
+        decision = decide(
+            journey, step_id, seen, reachable, candidate.preferred, now, spare, sent_on
+        )
         if isinstance(decision, Exit):
             result.outcomes[group][decision.status] += 1
             return
@@ -145,7 +147,7 @@ def play(
             event = None
         exit_event = event if event in journey.exit_on else None
         seen = Reactions(reactions.opened, reactions.clicked, reactions.replied, exit_event)
-        step_id, now = step.id, decision.due_at
+        step_id, sent_on, now = step.id, decision.channel, decision.due_at
     result.outcomes[group]["active"] += 1
 
 

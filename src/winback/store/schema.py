@@ -210,6 +210,8 @@ enrollments = Table(
     # active | reactivated | completed | sunset | exited
     Column("status", String(12), nullable=False),
     Column("step_id", String(100)),
+    # The channel the current step's message went out on; NULL when it was passed over.
+    Column("step_channel", String(8)),
     Column("step_sent_at", DateTime),
     Column("next_due_at", DateTime),
     Column("channels", JSON),

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from winback.store.schema import survey_answers
 
 
-def insert_survey_answer(connection: Connection, row: dict[str, Any]) -> int:
-    """Store one answer (``contact_id``, ``outbox_id``, ``reason``, ``text``,
-    ``answered_at`` in naive UTC); returns its id."""
+def replace_survey_answer(connection: Connection, row: dict[str, Any]) -> tuple[int, int]:
+    """Store a person's answer (``contact_id``, ``outbox_id``, ``reason``, ``text``,
+    ``answered_at`` in naive UTC) in place of any earlier one of theirs: one answer per
+    person, the latest. Returns its id and how many earlier answers it replaced."""
+    replaced = connection.execute(
+        delete(survey_answers).where(survey_answers.c.contact_id == row["contact_id"])
+    ).rowcount
     result = connection.execute(insert(survey_answers).returning(survey_answers.c.id), row)
-    return int(result.scalar_one())
+    return int(result.scalar_one()), int(replaced)
 
 
 def survey_counts(connection: Connection) -> dict[str, int]:

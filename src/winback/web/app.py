@@ -421,6 +421,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
         await server.write(
             lambda c: choices.save_survey_answer(
                 c,
+                workspace,
                 link.contact_id,
                 survey=link.survey,
                 reason=reason,

@@ -5,14 +5,15 @@ Each function takes the writer's connection and ``now``, changes the store and l
 audit record; none of them knows about HTTP. An unsubscribe is an event like any other
 and goes through :func:`winback.web.events.record_events`, hence through
 ``apply_refusals`` (status, suppression, audit); the next tick then ends the contact's
-enrollments on that channel before their next message.
+enrollments on that channel before their next message. A survey answer ends the
+contact's journey at once and applies what it says (:func:`answer_effects`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -24,9 +25,10 @@ from winback.compliance.retention import STAY_ACTION
 from winback.compliance.suppression import can_receive
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import NotFoundError
+from winback.journeys.exits import exit_journeys
 from winback.store.contacts import dedup_key, update_contacts
 from winback.store.schema import contacts
-from winback.store.survey import insert_survey_answer, survey_counts, survey_texts
+from winback.store.survey import replace_survey_answer, survey_counts, survey_texts
 from winback.web.events import find_messages, record_events
 from winback.workspace import Workspace
 
@@ -177,8 +179,21 @@ def save_preferences(
     return saved
 
 
+def answer_effects(reason: SurveyReason, now: datetime, pause: timedelta) -> dict[str, Any]:
+    """What an answer changes in the person's preferences (contact columns, naive UTC),
+    besides ending their journey: "too many messages" asks for less (one message a month,
+    no pause); "not relevant" asks for silence (a pause of ``web.pause``); the other
+    reasons only end the journey."""
+    if reason == SurveyReason.TOO_MANY:
+        return {"frequency": Frequency.MONTHLY.value, "paused_until": None}
+    if reason == SurveyReason.NOT_RELEVANT:
+        return {"paused_until": to_db(now + pause)}
+    return {}
+
+
 def save_survey_answer(
     connection: Connection,
+    workspace: Workspace,
     contact_id: int,
     *,
     survey: str,
@@ -187,8 +202,10 @@ def save_survey_answer(
     message_id: str | None,
     now: datetime,
 ) -> int:
-    """Store one survey answer as written (the free text is never altered: it is escaped
-    where it is shown), with an audit record. Returns the answer's id."""
+    """Store a person's survey answer as written (the free text is never altered: it is
+    escaped where it is shown), in place of their earlier one, and do what it says: the
+    journey ends (``exited``, outcome ``survey: REASON``) and the preferences change
+    (:func:`answer_effects`). One audit record says all of it. Returns the answer's id."""
     page_contact(connection, contact_id)
     if text is not None and len(text) > MAX_ANSWER_CHARS:
         raise ValueError(f"the answer is longer than {MAX_ANSWER_CHARS} characters")
@@ -196,7 +213,7 @@ def save_survey_answer(
     if message_id is not None:
         message = find_messages(connection, [message_id]).get(message_id)
         outbox_id = message.outbox_id if message else None
-    answer_id = insert_survey_answer(
+    answer_id, replaced = replace_survey_answer(
         connection,
         {
             "contact_id": contact_id,
@@ -206,6 +223,16 @@ def save_survey_answer(
             "answered_at": to_db(now),
         },
     )
+    effects = answer_effects(reason, now, workspace.config.web.pause)
+    if effects:
+        update_contacts(connection, [{"id": contact_id, **effects, "updated_at": to_db(now)}])
+    left = exit_journeys(
+        connection, contact_id, outcome=f"survey: {reason.value}", now=now, actor=ACTOR
+    )
+    applied = {
+        name: from_db(value).isoformat() if isinstance(value, datetime) else value
+        for name, value in effects.items()
+    }
     audit.record(
         connection,
         [
@@ -215,7 +242,14 @@ def save_survey_answer(
                 action="survey",
                 contact_id=contact_id,
                 reason=reason.value,
-                details={"survey": survey, "answer": answer_id, "outbox": outbox_id},
+                details={
+                    "survey": survey,
+                    "answer": answer_id,
+                    "outbox": outbox_id,
+                    "replaced": replaced,
+                    "applied": applied,
+                    "exited": left,
+                },
             )
         ],
     )
