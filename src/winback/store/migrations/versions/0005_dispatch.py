@@ -1,7 +1,7 @@
 """enrollments: the channel the current step went out on (NULL: passed over)
 
 Revision ID: 0005_dispatch
-Revises: 0004
+Revises: 0005_webhooks
 Create Date: 2026-12-07 01:40:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_dispatch"
-down_revision = "0004"
+down_revision = "0005_webhooks"
 branch_labels = None
 depends_on = None
 
