@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from jinja2 import Environment, PackageLoader
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -56,11 +57,18 @@ _REDIRECT_HEADERS = [(b"content-length", b"0"), *_RAW_NO_CACHE]
 # What Starlette's RedirectResponse leaves unquoted in a Location header.
 _URL_SAFE = ":/%#?=@[]!$&'()*+,;"
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Most fields in a posted form (the preference centre has a few dozen at most).
+_MAX_FIELDS = 1000
 _ONE_CLICK = "One-Click"
 
 
 class BodyTooLarge(Exception):
     """A request body over ``web.max_body_bytes``: answered 413 unread."""
+
+
+class BadForm(Exception):
+    """A posted form that cannot be parsed (a broken multipart body, a file, too many
+    fields): answered 400."""
 
 
 class CsrfRefused(Exception):
@@ -135,39 +143,50 @@ class Server:
         return self.message(None, "bad_link_title", "gone", 404)
 
     async def form(self, request: Request) -> dict[str, list[str]]:
-        """The fields of a posted form (urlencoded or multipart), at most
-        ``web.max_body_bytes`` of it."""
+        """The fields of a posted form (urlencoded or multipart, with a length or
+        chunked), read as it arrives and refused past ``web.max_body_bytes``: memory
+        stays bounded whatever the client sends. A form takes no files."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind not in _FORMS:
             return {}
         if kind == "multipart/form-data":
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.config.web.max_body_bytes:
-                raise BodyTooLarge
-            # Starlette's parser bounds the rest (fields, part sizes).
-            parsed = await request.form()
+            parser = MultiPartParser(
+                request.headers, self._stream(request), max_files=0, max_fields=_MAX_FIELDS
+            )
+            try:
+                parsed = await parser.parse()
+            except MultiPartException as exc:
+                raise BadForm(exc.message) from None
             fields: dict[str, list[str]] = {}
             for name, value in parsed.multi_items():
                 if isinstance(value, str):
                     fields.setdefault(name, []).append(value)
             return fields
         body = await self.body(request)
-        return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        return parse_qs(
+            body.decode("utf-8", errors="replace"),
+            keep_blank_values=True,
+            max_num_fields=_MAX_FIELDS,
+        )
 
     async def body(self, request: Request) -> bytes:
         """The raw body, refused past ``web.max_body_bytes`` without reading it all."""
+        chunks = [chunk async for chunk in self._stream(request)]
+        return b"".join(chunks)
+
+    async def _stream(self, request: Request) -> AsyncGenerator[bytes, None]:
+        """The body as it arrives; :class:`BodyTooLarge` once it passes
+        ``web.max_body_bytes`` (announced or counted: a chunked body has no length)."""
         limit = self.config.web.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge
-        chunks = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
+            yield chunk
 
 
 class WinbackApp:
@@ -269,6 +288,12 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     @app.exception_handler(BodyTooLarge)
     async def too_large(_request: Request, _exc: Exception) -> Response:
         return Response("body too large", status_code=413)
+
+    @app.exception_handler(BadForm)
+    async def bad_form(_request: Request, exc: Exception) -> Response:
+        return Response(
+            f"the form could not be read: {exc}", status_code=400, media_type="text/plain"
+        )
 
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(_request: Request, _exc: Exception) -> Response:
