@@ -35,7 +35,6 @@ from winback.errors import ConfigError, NotFoundError
 from winback.links import BadToken, Links
 from winback.web import choices
 from winback.web.csrf import csrf_ok, csrf_token
-from winback.web.events import Hit
 from winback.web.texts import TEXTS, language_of
 from winback.web.webhooks import WebhookError, WebhookRequest, parser_for, record_webhook
 from winback.web.writer import Writer, WriterClosed
@@ -212,20 +211,23 @@ class WinbackApp:
                 return
         await self.api(scope, receive, send)
 
-    def _hit(
+    async def _hit(
         self, scope: Scope, kind: EventType, message_id: str, now: datetime, url: str | None
     ) -> None:
+        """Journal a hit and wait until it is on disk: only then is it answered."""
         user_agent = None
         for name, value in scope["headers"]:
             if name == b"user-agent":
                 user_agent = value.decode("latin-1")
                 break
         client = scope.get("client")
-        hit = Hit(kind, message_id, now, user_agent, client[0] if client else None, url)
+        ip = client[0] if client else None
         try:
-            self.server.writer.hit(hit)
+            synced = self.server.writer.hit(kind.value, message_id, now, user_agent, ip, url)
         except WriterClosed:
             log.warning("%s on %s not recorded: shutting down", kind.value, message_id)
+            return
+        await synced
 
     async def open_pixel(self, scope: Scope, send: Send, token: str) -> None:
         """The GIF, whatever the token; a GET with a good token is an open (a HEAD is a
@@ -237,7 +239,7 @@ class WinbackApp:
             except BadToken:
                 pass
             else:
-                self._hit(scope, EventType.OPEN, opened.message_id, now, None)
+                await self._hit(scope, EventType.OPEN, opened.message_id, now, None)
         await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
         await send({"type": "http.response.body", "body": PIXEL})
 
@@ -250,7 +252,7 @@ class WinbackApp:
             await self.server.bad_link()(scope, receive, send)
             return
         if scope["method"] == "GET":  # a HEAD is a link checker's look, not a click
-            self._hit(scope, EventType.CLICK, clicked.message_id, now, clicked.url)
+            await self._hit(scope, EventType.CLICK, clicked.message_id, now, clicked.url)
         location = quote(clicked.url, safe=_URL_SAFE).encode("ascii")
         headers = [(b"location", location), *_REDIRECT_HEADERS]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
