@@ -19,13 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
 
-from tests.builders import add_contact, day
 from tests.channels.smtp_server import free_port
-from tests.web.conftest import CHROME, sent_message
-from winback.links import Links
-from winback.store.schema import events
+from tests.web.conftest import CHROME, recorded_events, tracked_messages
 from winback.web.journal import journal_directory
 from winback.workspace import Workspace
 
@@ -52,11 +48,6 @@ def start_server(workspace: Workspace, port: int, log: Path) -> subprocess.Popen
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a session of its own: its processes can be found
         )
-
-
-def recorded(workspace: Workspace) -> int:
-    with workspace.engine.connect() as c:
-        return int(c.execute(select(func.count()).select_from(events)).scalar_one())
 
 
 def wait_for(check: object, seconds: float, what: str) -> None:
@@ -129,26 +120,14 @@ def test_sigkill_under_load_loses_no_acknowledged_hit(
     sqlite_workspace: Workspace, connections: int
 ) -> None:
     workspace = sqlite_workspace
-    links = Links.of(workspace)
-    paths = []
-    with workspace.engine.begin() as c:
-        for number in range(50):
-            contact = add_contact(c, email=f"p{number}@example.com", created_at=day(2024, 1, 5))
-            message = f"<kill.{number}@news.example.com>"
-            sent_message(c, contact, message, sent_at=SENT)
-            paths += [
-                links.open_url(message).removeprefix(links.base),
-                links.click_url(message, f"https://shop.example.com/p/{number}").removeprefix(
-                    links.base
-                ),
-            ]
+    paths = tracked_messages(workspace, 50, SENT)
     log = workspace.path / "serve.log"
     port = free_port()
     server = start_server(workspace, port, log)
     # One hit, recorded: the hit recorder's process is up and working.
     acked = [0]
     wait_for(lambda: _one(port, paths[0]), 60, "the server to answer")
-    wait_for(lambda: recorded(workspace) == 1, 60, "the recorder to start")
+    wait_for(lambda: recorded_events(workspace) == 1, 60, "the recorder to start")
 
     stop = time.monotonic() + LOAD_SECONDS
     client = threading.Thread(target=load, args=(port, paths, connections, acked, stop))
@@ -166,7 +145,7 @@ def test_sigkill_under_load_loses_no_acknowledged_hit(
 
     restarted = start_server(workspace, port, log)
     try:
-        wait_for(lambda: recorded(workspace) >= acknowledged, 120, "the replay")
+        wait_for(lambda: recorded_events(workspace) >= acknowledged, 120, "the replay")
         killed_journal = f"hits-*-{server.pid}.jsonl"
         wait_for(
             lambda: not any(journal_directory(workspace.path).glob(killed_journal)),
@@ -178,7 +157,7 @@ def test_sigkill_under_load_loses_no_acknowledged_hit(
         restarted.wait(timeout=60)
     # Hits in flight at the kill may have been journaled without their answer being
     # read: at most one per connection.
-    assert acknowledged <= recorded(workspace) <= acknowledged + connections
+    assert acknowledged <= recorded_events(workspace) <= acknowledged + connections
     assert list(journal_directory(workspace.path).iterdir()) == []
     assert "Traceback" not in log.read_text()
 

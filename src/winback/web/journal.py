@@ -50,7 +50,8 @@ SEGMENT_BYTES = 64 * 1024 * 1024
 _NEXT = "next"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# ASCII lines: a value with a lone surrogate (JSON allows one) is written escaped.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class JournalClosed(RuntimeError):
@@ -108,7 +109,9 @@ class Journal:
             os.close(directory)
         return name, fd
 
-    def append(self, kind: str, message_id: str, at: datetime, *rest: str | None) -> Any:
+    def append(
+        self, kind: str, message_id: str, at: datetime, *rest: str | None
+    ) -> asyncio.Future[None]:
         """Journal one hit (``rest``: user agent, ip, url); the awaitable is done once it
         is synced to disk. Called on the event loop."""
         microseconds = (at - _EPOCH) // _MICROSECOND
@@ -117,7 +120,7 @@ class Journal:
                 raise JournalClosed("the server is shutting down")
             self.appended += 1
             line = _ENCODE([self.appended, kind, message_id, microseconds, *rest])
-            self._lines.append(line.encode("utf-8") + b"\n")
+            self._lines.append(line.encode("ascii") + b"\n")
             if self._group is None:
                 self._loop = asyncio.get_running_loop()
                 self._group = self._loop.create_future()

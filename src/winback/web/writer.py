@@ -39,6 +39,7 @@ that boots it was stopped first, or it died), the server replays the journal its
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -153,7 +154,7 @@ class Writer:
         user_agent: str | None,
         ip: str | None,
         url: str | None,
-    ) -> Any:
+    ) -> asyncio.Future[None]:
         """Journal a tracking hit (from the event loop); await the result before
         answering: it is done once the hit is on disk."""
         if self._journal is None or self._closed:
