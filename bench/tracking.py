@@ -42,7 +42,8 @@ test, not a replay of a real day.
 
 The server and the generators share the machine's two cores: the figures are a floor.
 Prints one table of every run against the targets (>= 2,000 requests/s, p99 < 50 ms,
-recorded = sent), with the load average before and after each run.
+recorded = sent), with the load average before and after each run, and the disk's
+fdatasync time (the floor of every hit's answer).
 """
 
 from __future__ import annotations
@@ -232,6 +233,24 @@ def generate(port: int, paths: list[str], seconds: float, connections: int) -> d
     return dict(found)
 
 
+def sync_latency(directory: Path, syncs: int = 200) -> tuple[float, float]:
+    """The disk's p50 and p99 time to append a group of hits and ``fdatasync`` it, in
+    ms: what every hit waits for at least, since the journal syncs before the answer."""
+    path = directory / "sync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    times = []
+    try:
+        for _ in range(syncs):
+            started = time.perf_counter()
+            os.write(fd, b"x" * 4096)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return percentile(times, 0.5) * 1000, percentile(times, 0.99) * 1000
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -364,6 +383,8 @@ def main() -> None:
             )
             progress.advance(task)
     console.print(table)
+    p50, p99 = sync_latency(OUT)
+    console.print(f"the disk's fdatasync of a 4 KiB append: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     console.print(
         "targets: >= 2,000 requests/s, p99 < 50 ms, recorded = acknowledged (wrk: up to "
         "the connection count more, the answers it left unread at its deadline).\n"

@@ -131,6 +131,18 @@ async def test_a_form_with_a_file_or_a_broken_boundary_is_a_400(site: Site, cont
     assert site.contact(contact)["email_status"] == "subscribed"
 
 
+@pytest.mark.parametrize("body", [b"csrf=%C2%80", "csrf=é".encode()])
+async def test_a_non_ascii_csrf_value_is_refused_not_a_500(
+    site: Site, contact: int, body: bytes
+) -> None:
+    token, _csrf = unsubscribe_form(site, contact)
+    answer = await site.client.post(
+        f"/u/{token}", content=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert answer.status_code == 403
+    assert site.contact(contact)["email_status"] == "subscribed"
+
+
 async def test_a_chunked_form_under_the_limit_is_read(site: Site, contact: int) -> None:
     token, csrf = unsubscribe_form(site, contact)
     body = Feed(1, f"csrf={csrf}".encode())
