@@ -161,7 +161,9 @@ class Links:
         :class:`BadToken` for any token this workspace did not sign for that purpose,
         or whose expiry is past at ``now``."""
         body, dot, signature = token.partition(".")
-        if not dot or not body or not signature or not body.isascii():
+        # Both halves are base64url text: anything else (a non-ASCII character from a
+        # mangled link) is refused here, before it reaches the encoders of the check.
+        if not (dot and body and signature and body.isascii() and signature.isascii()):
             raise BadToken("malformed link token: the link is incomplete or was cut")
         # Comparing the encoded text (not decoded bytes) rejects every altered character.
         if not hmac.compare_digest(self._signature(body), signature):

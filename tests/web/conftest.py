@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 
+from tests.builders import add_contact, day
 from winback.clock import to_db
 from winback.links import Links
 from winback.store.schema import audit, contacts, events, outbox, suppressions
@@ -132,3 +133,24 @@ def sent_message(
         },
     )
     return int(result.scalar_one())
+
+
+def tracked_messages(workspace: Workspace, count: int, sent_at: datetime) -> list[str]:
+    """``count`` contacts with one message each, sent at ``sent_at``: the paths of each
+    message's open pixel and of a click link to a shop page."""
+    links = Links.of(workspace)
+    paths = []
+    with workspace.engine.begin() as c:
+        for number in range(count):
+            contact = add_contact(c, email=f"p{number}@example.com", created_at=day(2024, 1, 5))
+            message = f"<load.{number}@news.example.com>"
+            sent_message(c, contact, message, sent_at=sent_at)
+            clicked = links.click_url(message, f"https://shop.example.com/p/{number}")
+            paths += [links.open_url(message), clicked]
+    return [url.removeprefix(links.base) for url in paths]
+
+
+def recorded_events(workspace: Workspace) -> int:
+    """How many events the store holds."""
+    with workspace.engine.connect() as c:
+        return int(c.execute(select(func.count()).select_from(events)).scalar_one())

@@ -17,13 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from tests.builders import add_contact, day
 from tests.channels.smtp_server import free_port
-from tests.web.conftest import CHROME, sent_message
-from winback.links import Links
-from winback.store.schema import events
+from tests.web.conftest import CHROME, recorded_events, tracked_messages
 from winback.workspace import Workspace
 
 SENT = datetime(2025, 6, 1, tzinfo=UTC)
@@ -51,25 +47,12 @@ def start_server(workspace: Workspace, port: int, log: Path) -> subprocess.Popen
     raise AssertionError(f"winback serve did not start:\n{log.read_text()}")
 
 
-def recorded_events(workspace: Workspace) -> int:
-    with workspace.engine.connect() as c:
-        return int(c.execute(select(func.count()).select_from(events)).scalar_one())
-
-
 @pytest.mark.slow
 def test_sigterm_mid_load_loses_no_acknowledged_hit(sqlite_workspace: Workspace) -> None:
     workspace = sqlite_workspace
-    links = Links.of(workspace)
-    urls = []
-    with workspace.engine.begin() as c:
-        for number in range(40):
-            contact = add_contact(c, email=f"p{number}@example.com", created_at=day(2024, 1, 5))
-            message = f"<load.{number}@news.example.com>"
-            sent_message(c, contact, message, sent_at=SENT)
-            urls += [links.open_url(message), links.click_url(message, "https://shop.example.com/")]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    urls = [url.replace(links.base, base) for url in urls]
+    urls = [base + path for path in tracked_messages(workspace, 40, SENT)]
     process = start_server(workspace, port, workspace.path / "serve.log")
     # One hit, written: the hit recorder's process is up (it boots while the server
     # already answers), so the signal reaches it mid-work.

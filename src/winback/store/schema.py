@@ -120,6 +120,28 @@ events = Table(
     Index("ix_events_message_id", "message_id"),
 )
 
+# Tracking hits on the links of an erased contact: a count per day, journey, step,
+# channel and kind, and nothing that names or locates the person (web.events).
+erased_hits = Table(
+    "erased_hits",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("journey", String(200), primary_key=True),
+    Column("step_id", String(100), primary_key=True),
+    Column("channel", String(8), primary_key=True),
+    Column("type", String(16), primary_key=True),
+    Column("hits", Integer, nullable=False),
+)
+
+# The hit journal of ``winback serve`` (web.journal): per segment file, the last hit
+# recorded, committed with the hits, so a replay after a crash records each hit once.
+hit_journal = Table(
+    "hit_journal",
+    metadata,
+    Column("segment", String(100), primary_key=True),
+    Column("recorded_through", BigInteger, nullable=False),
+)
+
 contact_scores = Table(
     "contact_scores",
     metadata,

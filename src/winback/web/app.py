@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from jinja2 import Environment, PackageLoader
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -35,7 +36,6 @@ from winback.links import BadToken, Links
 from winback.web import choices
 from winback.web.csrf import csrf_ok, csrf_token
 from winback.web.dashboard import dashboard_router
-from winback.web.events import Hit
 from winback.web.texts import TEXTS, language_of
 from winback.web.webhooks import WebhookError, WebhookRequest, parser_for, record_webhook
 from winback.web.writer import Writer, WriterClosed
@@ -57,11 +57,18 @@ _REDIRECT_HEADERS = [(b"content-length", b"0"), *_RAW_NO_CACHE]
 # What Starlette's RedirectResponse leaves unquoted in a Location header.
 _URL_SAFE = ":/%#?=@[]!$&'()*+,;"
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Most fields in a posted form (the preference centre has a few dozen at most).
+_MAX_FIELDS = 1000
 _ONE_CLICK = "One-Click"
 
 
 class BodyTooLarge(Exception):
     """A request body over ``web.max_body_bytes``: answered 413 unread."""
+
+
+class BadForm(Exception):
+    """A posted form that cannot be parsed (a broken multipart body, a file, too many
+    fields): answered 400."""
 
 
 class CsrfRefused(Exception):
@@ -136,39 +143,50 @@ class Server:
         return self.message(None, "bad_link_title", "gone", 404)
 
     async def form(self, request: Request) -> dict[str, list[str]]:
-        """The fields of a posted form (urlencoded or multipart), at most
-        ``web.max_body_bytes`` of it."""
+        """The fields of a posted form (urlencoded or multipart, with a length or
+        chunked), read as it arrives and refused past ``web.max_body_bytes``: memory
+        stays bounded whatever the client sends. A form takes no files."""
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind not in _FORMS:
             return {}
         if kind == "multipart/form-data":
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.config.web.max_body_bytes:
-                raise BodyTooLarge
-            # Starlette's parser bounds the rest (fields, part sizes).
-            parsed = await request.form()
+            parser = MultiPartParser(
+                request.headers, self._stream(request), max_files=0, max_fields=_MAX_FIELDS
+            )
+            try:
+                parsed = await parser.parse()
+            except MultiPartException as exc:
+                raise BadForm(exc.message) from None
             fields: dict[str, list[str]] = {}
             for name, value in parsed.multi_items():
                 if isinstance(value, str):
                     fields.setdefault(name, []).append(value)
             return fields
         body = await self.body(request)
-        return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        return parse_qs(
+            body.decode("utf-8", errors="replace"),
+            keep_blank_values=True,
+            max_num_fields=_MAX_FIELDS,
+        )
 
     async def body(self, request: Request) -> bytes:
         """The raw body, refused past ``web.max_body_bytes`` without reading it all."""
+        chunks = [chunk async for chunk in self._stream(request)]
+        return b"".join(chunks)
+
+    async def _stream(self, request: Request) -> AsyncGenerator[bytes, None]:
+        """The body as it arrives; :class:`BodyTooLarge` once it passes
+        ``web.max_body_bytes`` (announced or counted: a chunked body has no length)."""
         limit = self.config.web.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise BodyTooLarge
-        chunks = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
+            yield chunk
 
 
 class WinbackApp:
@@ -194,20 +212,23 @@ class WinbackApp:
                 return
         await self.api(scope, receive, send)
 
-    def _hit(
+    async def _hit(
         self, scope: Scope, kind: EventType, message_id: str, now: datetime, url: str | None
     ) -> None:
+        """Journal a hit and wait until it is on disk: only then is it answered."""
         user_agent = None
         for name, value in scope["headers"]:
             if name == b"user-agent":
                 user_agent = value.decode("latin-1")
                 break
         client = scope.get("client")
-        hit = Hit(kind, message_id, now, user_agent, client[0] if client else None, url)
+        ip = client[0] if client else None
         try:
-            self.server.writer.hit(hit)
+            synced = self.server.writer.hit(kind.value, message_id, now, user_agent, ip, url)
         except WriterClosed:
             log.warning("%s on %s not recorded: shutting down", kind.value, message_id)
+            return
+        await synced
 
     async def open_pixel(self, scope: Scope, send: Send, token: str) -> None:
         """The GIF, whatever the token; a GET with a good token is an open (a HEAD is a
@@ -219,7 +240,7 @@ class WinbackApp:
             except BadToken:
                 pass
             else:
-                self._hit(scope, EventType.OPEN, opened.message_id, now, None)
+                await self._hit(scope, EventType.OPEN, opened.message_id, now, None)
         await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
         await send({"type": "http.response.body", "body": PIXEL})
 
@@ -232,7 +253,7 @@ class WinbackApp:
             await self.server.bad_link()(scope, receive, send)
             return
         if scope["method"] == "GET":  # a HEAD is a link checker's look, not a click
-            self._hit(scope, EventType.CLICK, clicked.message_id, now, clicked.url)
+            await self._hit(scope, EventType.CLICK, clicked.message_id, now, clicked.url)
         location = quote(clicked.url, safe=_URL_SAFE).encode("ascii")
         headers = [(b"location", location), *_REDIRECT_HEADERS]
         await send({"type": "http.response.start", "status": 302, "headers": headers})
@@ -270,6 +291,12 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     @app.exception_handler(BodyTooLarge)
     async def too_large(_request: Request, _exc: Exception) -> Response:
         return Response("body too large", status_code=413)
+
+    @app.exception_handler(BadForm)
+    async def bad_form(_request: Request, exc: Exception) -> Response:
+        return Response(
+            f"the form could not be read: {exc}", status_code=400, media_type="text/plain"
+        )
 
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(_request: Request, _exc: Exception) -> Response:

@@ -24,5 +24,10 @@ def csrf_token(secret: bytes, link_token: str) -> str:
 
 
 def csrf_ok(secret: bytes, link_token: str, given: str | None) -> bool:
-    """Whether a posted ``csrf`` field belongs to the page of ``link_token``."""
-    return given is not None and hmac.compare_digest(csrf_token(secret, link_token), given)
+    """Whether a posted ``csrf`` field belongs to the page of ``link_token``. A value
+    with a non-ASCII character is wrong (and compare_digest refuses to compare it)."""
+    return (
+        given is not None
+        and given.isascii()
+        and hmac.compare_digest(csrf_token(secret, link_token), given)
+    )

@@ -1,25 +1,30 @@
 """How the server records what it sees: tracking hits and webhook events become rows of
 ``events``, matched to their message in the outbox, stored once (``dedup_key``), and then
 handed to :func:`winback.compliance.refusals.apply_refusals`, the one path that turns an
-unsubscribe, a bounce or a complaint into a status change and a suppression."""
+unsubscribe, a bounce or a complaint into a status change and a suppression.
+
+A hit on the old link of an erased contact records no event: it adds one to the count of
+``erased_hits`` for its day, journey, step, channel and kind, which names no one (no
+contact id, no address, no user agent), so the journey's reports still see that the
+message was read."""
 
 from __future__ import annotations
 
-import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, insert, select, update
 
-from winback.clock import to_db
+from winback.clock import local_date, to_db
 from winback.compliance.refusals import apply_refusals
 from winback.domain import EventType
 from winback.scoring import is_machine_open
 from winback.store.chunks import chunks
 from winback.store.contacts import insert_events
-from winback.store.schema import outbox
+from winback.store.schema import contacts, erased_hits, outbox
 from winback.web.bots import BURST_SECONDS, is_bot_click
 from winback.workspace import Workspace
 
@@ -36,6 +41,7 @@ class Message:
     channel: str
     journey: str | None
     sent_at: datetime | None  # naive UTC, as stored
+    step_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,14 @@ class Hit:
     at: datetime  # aware UTC
     user_agent: str | None
     ip: str | None
-    url: str | None = None
+    url: str | None
+    # The event's dedup_key: made from the hit's place in the server's journal, so a
+    # hit replayed from it is stored once.
+    key: bytes
+
+
+# What an anonymous count of erased_hits is kept by: day, journey, step, channel, kind.
+ErasedHitKey = tuple[date, str, str, str, str]
 
 
 def _message_id_forms(message_id: str) -> tuple[str, ...]:
@@ -71,15 +84,16 @@ def find_messages(
         outbox.c.channel,
         outbox.c.journey,
         outbox.c.sent_at,
+        outbox.c.step_id,
         outbox.c.message_id,
         outbox.c.provider_id,
     )
     for batch in chunks(sorted(forms)):
         for row in connection.execute(query.where(outbox.c.message_id.in_(batch))):
-            found[forms[row.message_id]] = Message(*row[:5])
+            found[forms[row.message_id]] = Message(*row[:6])
     for batch in chunks(asked_providers):
         for row in connection.execute(query.where(outbox.c.provider_id.in_(batch))):
-            found[row.provider_id] = Message(*row[:5])
+            found[row.provider_id] = Message(*row[:6])
     return found
 
 
@@ -98,6 +112,36 @@ def record_events(
     return added
 
 
+def erased_among(connection: Connection, contact_ids: Iterable[int]) -> set[int]:
+    """The contacts among ``contact_ids`` that are erased."""
+    erased: set[int] = set()
+    query = select(contacts.c.id).where(contacts.c.erased_at.is_not(None))
+    for batch in chunks(sorted(set(contact_ids))):
+        erased.update(connection.execute(query.where(contacts.c.id.in_(batch))).scalars())
+    return erased
+
+
+def count_erased_hits(connection: Connection, counts: Counter[ErasedHitKey]) -> None:
+    """Add ``counts`` to the anonymous counts of hits on erased contacts' links."""
+    for (day, journey, step_id, channel, kind), hits in sorted(counts.items()):
+        key = (
+            (erased_hits.c.day == day)
+            & (erased_hits.c.journey == journey)
+            & (erased_hits.c.step_id == step_id)
+            & (erased_hits.c.channel == channel)
+            & (erased_hits.c.type == kind)
+        )
+        added = connection.execute(
+            update(erased_hits).where(key).values(hits=erased_hits.c.hits + hits)
+        )
+        if not added.rowcount:
+            connection.execute(
+                insert(erased_hits).values(
+                    day=day, journey=journey, step_id=step_id, channel=channel, type=kind, hits=hits
+                )
+            )
+
+
 def stored_user_agent(user_agent: str | None) -> str | None:
     """A user agent as ``events.user_agent`` keeps it: cut to the column's size, an empty
     one as NULL (hits and webhooks alike)."""
@@ -113,6 +157,7 @@ class HitRecorder:
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.messages: dict[str, Message | None] = {}
+        self.tz = workspace.config.workspace.tz
         self.machine_open_seconds = workspace.config.scoring.machine_open_seconds
         self.bot_click_seconds = workspace.config.web.bot_click_seconds
         self.unmatched = 0
@@ -133,15 +178,25 @@ class HitRecorder:
 
     def record(self, connection: Connection, hits: Sequence[Hit], now: datetime) -> int:
         """Record ``hits``; a hit on a message that is not in the outbox (deleted, or
-        from another database) is counted in :attr:`unmatched` and dropped."""
+        from another database) is counted in :attr:`unmatched` and dropped, one on the
+        message of an erased contact only counted in ``erased_hits``."""
         self._lookup(connection, (hit.message_id for hit in hits))
+        found = [(hit, self.messages.get(hit.message_id)) for hit in hits]
+        # Asked again for every batch: an erasure may have come since the lookup.
+        erased = erased_among(connection, (m.contact_id for _h, m in found if m is not None))
         rows = []
-        for hit in hits:
-            message = self.messages.get(hit.message_id)
+        anonymous: Counter[ErasedHitKey] = Counter()
+        for hit, message in found:
             if message is None:
                 self.unmatched += 1
-                continue
-            rows.append(self._row(hit, message))
+            elif message.contact_id in erased:
+                day = local_date(hit.at, self.tz)
+                journey, step = message.journey or "", message.step_id or ""
+                anonymous[(day, journey, step, message.channel, hit.kind.value)] += 1
+            else:
+                rows.append(self._row(hit, message))
+        if anonymous:
+            count_erased_hits(connection, anonymous)
         self._forget_old_clicks(to_db(now))
         return record_events(connection, self.workspace, rows, now=now, actor="web")
 
@@ -195,6 +250,7 @@ class HitRecorder:
             "ip": hit.ip,
             "outbox_id": message.outbox_id,
             "source": "web",
-            # Every hit is its own event: two opens in the same second are two opens.
-            "dedup_key": os.urandom(16),
+            # Every hit is its own event (two opens in the same second are two opens),
+            # named by its place in the journal.
+            "dedup_key": hit.key,
         }
