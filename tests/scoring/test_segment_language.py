@@ -33,7 +33,6 @@ from winback.scoring.segments import (
     segment_query,
 )
 from winback.store.schema import contact_scores, enrollments, journeys, segments, survey_answers
-from winback.store.survey import insert_survey_answer
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
 NOW = day(2025, 6, 1, 12)
@@ -216,14 +215,16 @@ def build_base(ws: Workspace) -> dict[int, str]:
         _enrol(c, winback, ids["dan"], "sunset", "sunset")
         _enrol(c, winback, ids["ben"], "reactivated", "purchase")
         _enrol(c, welcome, ids["eve"], "active", None)
-        insert_survey_answer(
-            c, {"contact_id": ids["ben"], "reason": "not_relevant", "answered_at": _naive(_ago(90))}
+        c.execute(
+            insert(survey_answers),
+            {"contact_id": ids["ben"], "reason": "not_relevant", "answered_at": _naive(_ago(90))},
         )
-        insert_survey_answer(
-            c, {"contact_id": ids["ben"], "reason": "too_many", "answered_at": _naive(_ago(30))}
+        c.execute(
+            insert(survey_answers),
+            {"contact_id": ids["ben"], "reason": "too_many", "answered_at": _naive(_ago(30))},
         )
-        insert_survey_answer(
-            c,
+        c.execute(
+            insert(survey_answers),
             {
                 "contact_id": ids["dan"],
                 "reason": "bought_elsewhere",
@@ -543,8 +544,8 @@ def random_base(
             if draw.random() < 0.3:
                 _enrol(c, journey, contact, draw.choice(["active", "sunset"]), None)
             if draw.random() < 0.3:
-                insert_survey_answer(
-                    c,
+                c.execute(
+                    insert(survey_answers),
                     {
                         "contact_id": contact,
                         "reason": draw.choice(REASONS),

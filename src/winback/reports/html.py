@@ -19,7 +19,7 @@ def render_report(workspace: Workspace, now: datetime, since: date | None = None
     words = WORDS[config.language]
     base = views.base_view(workspace, now, words, since)
     journeys = views.journeys_view(workspace, now, words)
-    charts = base["charts"] + [chart for item in journeys["journeys"] for chart in item["charts"]]
+    charts = base["charts"] + journeys["charts"]
     script = plotly_js().read_text(encoding="utf-8").replace("</script", "<\\/script")
     return (
         page_templates()

@@ -46,11 +46,12 @@ def journeys_view(workspace: Workspace, now: datetime, t: Mapping[str, str]) -> 
         names = connection.execute(select(journeys.c.name).order_by(journeys.c.name)).scalars()
         found = list(names)
     results = [journey_results(workspace, name, now) for name in found]
+    drawn = [[charts.funnel(result, t), charts.lift(result, t)] for result in results]
     return {
         "journeys": [
-            {"result": result, "charts": [charts.funnel(result, t), charts.lift(result, t)]}
-            for result in results
-        ]
+            {"result": result, "charts": pair} for result, pair in zip(results, drawn, strict=True)
+        ],
+        "charts": [chart for pair in drawn for chart in pair],
     }
 
 
