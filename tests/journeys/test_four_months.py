@@ -118,6 +118,7 @@ def test_four_months_of_daily_runs(ws: Workspace, smtp: RecordingHandler, cli: C
     # The funnel so far, as a user reads it.
     shown = cli.invoke(app, ["journey", "show", "spring", *workspace])
     assert shown.exit_code == 0 and "lift against the holdout" in shown.output
+    assert "points" in shown.output
     # Nobody is enrolled twice: the sunset are let go, the others already went through.
     again = cli.invoke(
         app, ["journey", "enroll", "spring", *workspace, "--now", (START + 130 * DAY).isoformat()]

@@ -21,7 +21,7 @@ from winback.cli.common import (
     write_csv,
 )
 from winback.clock import utcnow
-from winback.journeys.catalog import add_journey, copy_starter, journey_funnel, list_journeys
+from winback.journeys.catalog import add_journey, copy_starter, list_journeys
 from winback.journeys.dispatch import DispatchResult, outbox_counts, unknown_messages
 from winback.journeys.dispatch import dispatch as dispatch_outbox
 from winback.journeys.dispatch import run as run_once
@@ -29,6 +29,7 @@ from winback.journeys.engine import TickResult, enrol
 from winback.journeys.engine import tick as tick_journeys
 from winback.journeys.offers import export_offers_csv, import_pool_file
 from winback.journeys.simulate import simulate as simulate_journey
+from winback.reports.results import journey_results
 from winback.safe_output import plain
 
 journey_app = typer.Typer(help="Win-back journeys: add, list, show, enrol.", no_args_is_help=True)
@@ -74,45 +75,44 @@ def journey_list(workspace: WorkspaceOption = None, as_json: JsonOption = False)
 def journey_show(
     name: Annotated[str, typer.Argument(help="Journey name.")],
     workspace: WorkspaceOption = None,
+    now: NowOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The funnel so far: messages, opens and clicks per step; outcomes and lift."""
-    funnel = journey_funnel(open_workspace(workspace), name)
+    """Did it work? Per step: sent, delivered, bounced, opened, clicked, unsubscribed,
+    conversions, revenue, codes used; for the journey: cost, ROI and the lift against the
+    holdout with its 95 % confidence interval."""
+    ws = open_workspace(workspace)
+    result = journey_results(ws, name, now_option(now, ws))
     if as_json:
-        print_json(funnel)
+        print_json(result)
         return
+    columns = ("waiting", "sent", "delivered", "bounced", "opened", "clicked", "unsubscribed")
     table = Table(
-        "step",
-        "channel",
-        "waiting here",
-        "sent",
-        "queued",
-        "failed/unknown",
-        "opened",
-        "clicked",
+        "step", "channel", *columns, "conversions", "revenue", "redeemed",
         title=plain(f"journey {name}"),
-    )
-    for step in funnel["steps"]:
-        messages = step["messages"]
+    )  # fmt: skip
+    for step in result["steps"]:
         table.add_row(
             plain(step["id"]),
             step["channel"],
-            str(step["active_here"]),
-            str(messages.get("sent", 0)),
-            str(messages.get("queued", 0) + messages.get("sending", 0)),
-            f"{messages.get('failed', 0)}/{messages.get('unknown', 0)}",
-            str(step["opened"]),
-            str(step["clicked"]),
+            *(str(step[key]) for key in columns),
+            str(step["conversions"]),
+            f"{step['revenue']:,.2f}",
+            str(step["redeemed"]),
         )
     console.print(table)
-    for group, counts in funnel["groups"].items():
-        rate = funnel["reactivation_rate"][group]
-        shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
-        console.print(
-            plain(f"{group}: {shown}" + (f" (reactivated {rate:.1%})" if rate is not None else ""))
+    currency = result["currency"]
+    roi = "n/a" if result["roi"] is None else f"{result['roi']:.1f}"
+    console.print(
+        plain(
+            f"enrolled {result['enrolled']} (holdout {result['holdout']}); "
+            f"{result['conversions']} conversions within {result['attribution_days']} days, "
+            f"revenue {result['revenue']:,.2f} {currency}, cost {result['cost']:,.2f} "
+            f"{currency}, discounts {result['discounts']:,.2f} {currency}, ROI {roi}"
         )
-    if funnel["lift"] is not None:
-        console.print(f"lift against the holdout: {funnel['lift']:+.1%}")
+    )
+    console.print(plain(f"reactivation, lift against the holdout: {result['verdict']['lift']}"))
+    console.print(plain(f"revenue per contact: {result['verdict']['revenue_lift']}"))
 
 
 @journey_app.command("enroll")

@@ -22,7 +22,7 @@ from winback.journeys.definition import (
     parse_journey,
 )
 from winback.journeys.render import STARTER_DIR, TemplateSet, check_template
-from winback.store.schema import enrollments, events, journeys, outbox
+from winback.store.schema import enrollments, journeys
 from winback.workspace import Workspace
 
 
@@ -117,75 +117,6 @@ def list_journeys(workspace: Workspace) -> list[dict[str, Any]]:
         }
         for name, (journey_id, journey) in sorted(stored.items())
     ]
-
-
-def journey_funnel(workspace: Workspace, name: str) -> dict[str, Any]:
-    """The funnel so far: per step, messages by status and the contacts who opened and
-    clicked them; per group (treated, holdout), enrollments by outcome and the share
-    reactivated, whose difference is the lift."""
-    with workspace.engine.connect() as connection:
-        journey_id, journey = load_journeys(connection, name)[name]
-        groups: dict[str, dict[str, int]] = {"treated": {}, "holdout": {}}
-        for holdout, status, count in connection.execute(
-            select(enrollments.c.holdout, enrollments.c.status, func.count())
-            .where(enrollments.c.journey_id == journey_id)
-            .group_by(enrollments.c.holdout, enrollments.c.status)
-        ):
-            groups["holdout" if holdout else "treated"][status] = count
-        at_step: dict[str | None, int] = dict(
-            connection.execute(
-                select(enrollments.c.step_id, func.count())
-                .where(enrollments.c.journey_id == journey_id, enrollments.c.status == "active")
-                .group_by(enrollments.c.step_id)
-            ).all()
-        )
-        messages: dict[str, dict[str, int]] = defaultdict(dict)
-        for step_id, status, count in connection.execute(
-            select(outbox.c.step_id, outbox.c.status, func.count())
-            .where(outbox.c.journey == name)
-            .group_by(outbox.c.step_id, outbox.c.status)
-        ):
-            messages[step_id][status] = count
-        reached: dict[str, dict[str, int]] = defaultdict(dict)
-        for step_id, kind, count in connection.execute(
-            select(outbox.c.step_id, events.c.type, func.count(distinct(events.c.contact_id)))
-            .join(events, events.c.outbox_id == outbox.c.id)
-            .where(
-                outbox.c.journey == name,
-                events.c.type.in_(["open", "click"]),
-                events.c.machine_open.is_not(True),
-                events.c.bot.is_not(True),
-            )
-            .group_by(outbox.c.step_id, events.c.type)
-        ):
-            reached[step_id][kind] = count
-    steps = [
-        {
-            "id": step.id,
-            "channel": step.channel,
-            "template": step.template,
-            "active_here": at_step.get(step.id, 0),
-            "messages": messages.get(step.id, {}),
-            "opened": reached[step.id].get("open", 0),
-            "clicked": reached[step.id].get("click", 0),
-        }
-        for step in journey.all_steps
-    ]
-    rates = {
-        group: (counts.get("reactivated", 0) / total if (total := sum(counts.values())) else None)
-        for group, counts in groups.items()
-    }
-    lift = None
-    if rates["treated"] is not None and rates["holdout"] is not None:
-        lift = rates["treated"] - rates["holdout"]
-    return {
-        "name": name,
-        "waiting_to_start": at_step.get(None, 0),
-        "steps": steps,
-        "groups": groups,
-        "reactivation_rate": rates,
-        "lift": lift,
-    }
 
 
 def copy_starter(workspace: Workspace, *, force: bool = False) -> list[Path]:
