@@ -19,7 +19,9 @@ from winback.clock import parse_now
 from winback.safe_output import json_text, output_file, plain
 from winback.workspace import ENV_WORKSPACE, Workspace
 
-console = Console()
+# A terminal's own width; written to a pipe or a file, wide enough that no table is cut
+# (Rich would fall back to 80 columns and end cells with an ellipsis).
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True)
 
 WorkspaceOption = Annotated[
