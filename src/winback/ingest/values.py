@@ -1,27 +1,35 @@
 """Cleaning one value at a time: emails, phones, dates, amounts, flags, event types and
 channels as users' files spell them. Each parser returns the normalised value or raises
-``ValueError`` with a reason a person can act on; the importers quarantine the row with it.
+``ValueError`` with a reason a person can act on.
+
+What the importers do with that reason is one rule, here too: only identity rejects a
+row (:func:`identity`: a contact with neither a valid email nor a valid phone). A bad
+optional field (a date, a birth year, a phone beside a valid email, an amount...) is
+left empty and reported as a :class:`FieldWarning` (:func:`optional`); the row is kept.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
-from typing import Generic, TypeVar
+from functools import lru_cache, partial
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 import email_validator
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers.phonemetadata import PhoneMetadata
 
 from winback.domain import Channel, ChannelStatus, EventType
 
-# A CSV cell longer than this is refused (a pasted document, a base64 blob): no field of
-# a contact or an event needs it, and it would bloat every index it touches.
+# A cell longer than this is left empty with a warning (a pasted document, a base64
+# blob): no field of a contact or an event needs it, and it would bloat every index.
 MAX_FIELD_LENGTH = 65_536
 
 
@@ -77,14 +85,97 @@ def normalise_phone(text: str, region: str) -> str:
     >>> normalise_phone("06 12 34 56 78", "FR")
     '+33612345678'
     """
+    return read_phone(text, region)[0]
+
+
+# Regions whose numbers a file of another region writes as national numbers: the French
+# overseas departments share France's trunk prefix 0 and ten digits, so a French file
+# writes a Guadeloupe mobile 0690 12 34 56 (+590 690 12 34 56), which is no number of
+# metropolitan France.
+NATIONAL_NEIGHBOURS: dict[str, tuple[str, ...]] = {
+    "FR": ("GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF"),
+}
+
+
+def read_phone(text: str, region: str) -> tuple[str, str | None]:
+    """A phone number in E.164 and a warning when it was read by a guess: a national
+    number written without its trunk prefix (a French ``612345678``). A number that is
+    not valid in ``region`` is tried in the regions it dials as national numbers
+    (:data:`NATIONAL_NEIGHBOURS`). Raises ``ValueError`` when no reading is valid.
+
+    >>> read_phone("0690 12 34 56", "FR")
+    ('+590690123456', None)
+    >>> read_phone("612345678", "FR")[1]
+    "phone '612345678' has no leading 0: read as +33612345678"
+    """
     candidate = text.strip()
+    for place in (region, *NATIONAL_NEIGHBOURS.get(region.upper(), ())):
+        try:
+            number = phonenumbers.parse(candidate, place)
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError(f"invalid phone {candidate!r}: {exc}") from None
+        if phonenumbers.is_valid_number(number):
+            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            return e164, _without_trunk_prefix(candidate, number, place, e164)
+    raise ValueError(f"invalid phone {candidate!r}: not a valid number in {region}")
+
+
+def _without_trunk_prefix(
+    candidate: str, number: phonenumbers.PhoneNumber, region: str, e164: str
+) -> str | None:
+    """The warning for a national number written without its trunk prefix, if it was."""
+    metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
+    prefix = metadata.national_prefix if metadata is not None else None
+    digits = re.sub(r"[\s.()-]", "", candidate)
+    if prefix and digits.isdigit() and digits == str(number.national_number):
+        return f"phone {candidate!r} has no leading {prefix}: read as {e164}"
+    return None
+
+
+@dataclass(frozen=True)
+class FieldWarning:
+    """A field an importer left empty (or read by a guess) without rejecting its row:
+    ``field`` as the importer names it, and the reason."""
+
+    field: str
+    reason: str
+
+
+def optional(
+    field: str, parse: Callable[[Any], Any], value: Any, warnings: list[FieldWarning]
+) -> Any:
+    """``parse(value)``, or None with a warning added to ``warnings`` when ``parse``
+    refuses it: a bad optional field is left empty and its row is kept."""
     try:
-        number = phonenumbers.parse(candidate, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"invalid phone {candidate!r}: {exc}") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"invalid phone {candidate!r}: not a valid number in {region}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return parse(value)
+    except ValueError as exc:
+        warnings.append(FieldWarning(field, str(exc)))
+        return None
+
+
+def identity(
+    email: Any, phone: Any, region: str, warnings: list[FieldWarning]
+) -> tuple[str | None, str | None]:
+    """A contact's normalised email and phone from its cells (None where absent). Only
+    identity rejects a contact: ``ValueError`` when neither is valid (the email's reason
+    first); one bad address beside a valid one is left empty with a warning."""
+    problems: list[FieldWarning] = []
+    found_email = (
+        optional("email", normalise_email, str(email), problems) if email is not None else None
+    )
+    found_phone = None
+    if phone is not None:
+        read = optional("phone", partial(read_phone, region=region), str(phone), problems)
+        if read is not None:
+            found_phone, note = read
+            if note:
+                problems.append(FieldWarning("phone", note))
+    if found_email is None and found_phone is None:
+        if problems:
+            raise ValueError(problems[0].reason)
+        raise ValueError("no email and no phone: a contact needs an address")
+    warnings.extend(problems)
+    return found_email, found_phone
 
 
 _DMY = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
@@ -364,10 +455,41 @@ def parse_birth_year(value: object, today: date) -> int:
     return year
 
 
+_MONTH_DAY = re.compile(r"^(\d{1,2})/(\d{1,2})$")
+
+
+def parse_month_day(value: object) -> str | None:
+    """A birthday without a year, as Mailchimp's Birthday field exports it (``MM/DD``),
+    in ISO 8601's month-day form; None when ``value`` has not that shape. Raises
+    ``ValueError`` for a month-day that no year has.
+
+    >>> parse_month_day("03/14")
+    '--03-14'
+    """
+    match = _MONTH_DAY.match(str(value).strip())
+    if match is None:
+        return None
+    month, day = int(match[1]), int(match[2])
+    try:
+        date(2000, month, day)  # a leap year: 02/29 is a birthday
+    except ValueError:
+        raise ValueError(f"invalid birthday {value!r}: no such day (MM/DD)") from None
+    return f"--{month:02d}-{day:02d}"
+
+
 def parse_list(value: object) -> list[str]:
-    """Tags or interests from ``a, b; c | d`` or a list (JSON Lines, Parquet)."""
+    """Tags or interests from ``a, b; c | d``, a list (JSON Lines, Parquet), or
+    quoted items as Mailchimp exports its TAGS (``"Clients","VIP, Paris"``).
+
+    >>> parse_list('"Clients","VIP"')
+    ['Clients', 'VIP']
+    """
     if isinstance(value, list | tuple):
         items = [str(item) for item in value]
+    elif '"' in (text := str(value)):
+        items = [
+            item for row in csv.reader(text.splitlines(), skipinitialspace=True) for item in row
+        ]
     else:
-        items = re.split(r"[,;|]", str(value))
+        items = re.split(r"[,;|]", text)
     return sorted({item.strip() for item in items if item and item.strip()})
