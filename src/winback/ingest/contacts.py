@@ -156,11 +156,12 @@ class ContactBatch:
         for field, parse in self.parsers.items():
             if (value := get(field)) is None:
                 continue
-            if field == "birth_year" and (
-                birthday := v.optional(field, v.parse_month_day, value, warnings)
-            ):
-                continue
-            if (parsed := v.optional(field, parse, value, warnings)) is not None:
+            if field == "birth_year":  # or a birthday without a year (Mailchimp's MM/DD)
+                parse = partial(v.parse_birthday, today=self.today)
+            parsed = v.optional(field, parse, value, warnings)
+            if field == "birth_year" and isinstance(parsed, str):
+                birthday = parsed
+            elif parsed is not None:
                 row[field] = parsed
         for channel, address in (("email", email), ("sms", phone)):
             row[f"{channel}_status"] = (

@@ -297,6 +297,8 @@ def run(
                         positions = range(start, min(start + BATCH_ROWS, block.batch.num_rows))
                         take(block.values(positions), skip_blank, flush_full=True)
         flush()
+        for line, note in sorted(source.notes.items()):
+            warn_cell(line, "", None, note)
     finally:
         report.quarantine, report.warnings_file = quarantine.close()
         report.seconds = perf_counter() - started
@@ -319,8 +321,7 @@ def _usable(values: list[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
         if not isinstance(value, str):
             continue
         if len(value) > MAX_FIELD_LENGTH:
-            length = f"{len(value):,} characters; the limit is {MAX_FIELD_LENGTH:,}"
-            unusable.append((position, f"field too long ({length})"))
+            unusable.append((position, f"field too long (over {MAX_FIELD_LENGTH:,} characters)"))
         elif "\x00" in value:
             unusable.append((position, "NUL character in the field"))
         else:

@@ -2,7 +2,12 @@
 
 The encoding is UTF-8 (with or without a byte order mark) when the whole file decodes as
 UTF-8, and cp1252 otherwise: that is what French Excel writes, and cp1252 is a superset
-of Latin-1's printable characters. The delimiter is the one among ``,`` ``;`` tab ``|``
+of Latin-1's printable characters. A file whose lines are some UTF-8 and some not (two
+exports pasted together) is read line by line, each in its own encoding. Bytes that
+cp1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) become U+FFFD. Either way the
+lines that needed it are noted (:attr:`Source.notes`) and the import reports them as
+warnings. A file with NUL bytes or many control characters in its first 256 KB is
+binary, and refused. The delimiter is the one among ``,`` ``;`` tab ``|``
 that gives the first lines the same, largest number of fields.
 
 Every format gives the importers one shape: a header and ``(line number, values)`` rows
@@ -21,12 +26,12 @@ line numbers it counts itself, so every row still reaches the importer once.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,11 +42,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from winback.errors import InputFileError
+from winback.ingest.values import MAX_FIELD_LENGTH
 
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_BYTES = 256 * 1024
-# Long fields are parsed whole so the importer can quarantine the row with a reason
-# instead of the csv module aborting the file.
+# Fields over MAX_FIELD_LENGTH reach the csv module cut (:func:`_capped_lines`); the
+# limit only has to let a cut field through.
 csv.field_size_limit(256 * 1024 * 1024)
 _CHUNK = 1024 * 1024
 # Rows per block: large enough that per-block costs vanish (each block of events is one
@@ -56,6 +62,16 @@ BLOCK_ROWS = 262_144
 _CSV_READ_BYTES = 2 * 1024 * 1024
 # Bytes per row to estimate the rows of a text file by its size (events run about 80).
 _BYTES_PER_ROW = 100
+# A share of control characters (other than tab, line breaks and form feed) above which
+# a file is binary: text files have none, random bytes about 10 %.
+_BINARY_SHARE = 0.01
+_CONTROLS = bytes([*range(0x01, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
+# A JSON Lines value nested deeper than this is refused: no contact or event field
+# needs it, and deeper values overflow the recursion of what stores them.
+MAX_JSON_DEPTH = 32
+# Two bytes that cp1252 reads as an uppercase letter and a symbol, and UTF-8 as one
+# character: a line that holds them and decodes as UTF-8 is UTF-8.
+_UTF8_PAIR = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}")
 
 Row = tuple[int, list[Any]]
 
@@ -100,6 +116,8 @@ class Source:
     blocks: Callable[[], Iterator[Block]] | None = None
     # How many rows the file holds (Parquet), or about how many by its size.
     estimated_rows: int = 0
+    # Lines read other than as plain UTF-8 (line: what was done), for the report.
+    notes: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.estimated_rows:
@@ -146,25 +164,167 @@ def open_source(path: Path) -> Source:
         raise InputFileError(
             f"{path}: this is a binary file, not CSV, JSON Lines or Parquet (it contains NUL bytes)"
         )
+    controls = len(head) - len(head.translate(None, _CONTROLS))
+    if controls > _BINARY_SHARE * len(head):
+        raise InputFileError(
+            f"{path}: this is a binary file, not CSV, JSON Lines or Parquet "
+            f"({controls:,} control characters in its first {len(head):,} bytes)"
+        )
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         return _open_jsonl(path, size)
     return _open_csv(path, size, head)
 
 
 def detect_encoding(path: Path) -> str:
-    """``utf-8-sig`` when the whole file is UTF-8 (a BOM is skipped), else ``cp1252``."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    """``utf-8-sig`` when the whole file is UTF-8 (a BOM is skipped), ``mixed`` when some
+    of its lines are UTF-8 with other than ASCII and others are not UTF-8, else
+    ``cp1252``."""
+    utf8 = broken = False
     with path.open("rb") as stream:
+        rest = b""
         while chunk := stream.read(_CHUNK):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError:
-                return "cp1252"
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return "cp1252"
+            data = rest + chunk
+            cut = _whole(data)
+            found = _classify(data[:cut])
+            rest = data[cut:]
+            utf8, broken = utf8 or found[0], broken or found[1]
+            if utf8 and broken:
+                return "mixed"
+    found = _classify(rest)
+    utf8, broken = utf8 or found[0], broken or found[1]
+    if broken:
+        return "mixed" if utf8 else "cp1252"
     return "utf-8-sig"
+
+
+def _whole(data: bytes) -> int:
+    """Where to cut ``data`` so that its head is whole lines, or whole characters when
+    it holds no line break (a huge field)."""
+    cut = data.rfind(b"\n") + 1
+    if cut:
+        return cut
+    cut = len(data)
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            break
+        if byte >= 0xC0:  # the first byte of a sequence the chunk may have cut
+            return len(data) - back
+    return cut
+
+
+def _classify(data: bytes) -> tuple[bool, bool]:
+    """Whether ``data`` has UTF-8 lines of more than ASCII, and lines not UTF-8."""
+    try:
+        data.decode("utf-8")
+        return not data.isascii(), False
+    except UnicodeDecodeError:
+        pass
+    if not _UTF8_PAIR.search(data):
+        return False, True
+    utf8 = broken = False
+    for line in data.splitlines():
+        if line.isascii():
+            continue
+        try:
+            line.decode("utf-8")
+            utf8 = True
+        except UnicodeDecodeError:
+            broken = True
+    return utf8, broken
+
+
+class _Recoded(io.RawIOBase):
+    """A cp1252 or mixed file (:func:`detect_encoding`) read as UTF-8 bytes, each line
+    whose reading was not plain noted in ``notes`` by its number."""
+
+    def __init__(self, raw: _CountingReader, mixed: bool, notes: dict[int, str]) -> None:
+        self.raw = raw
+        self.mixed = mixed
+        self.notes = notes
+        self.line = 1
+        self.rest: list[bytes] = []
+        self.out = memoryview(b"")
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.out and not self.done:
+            chunk = self.raw.read(_CHUNK)
+            if not chunk:
+                self.done = True
+                data = b"".join(self.rest)
+                self.rest = []
+            elif not self.mixed:
+                data = chunk  # one byte a character: any cut is a cut between characters
+            elif (cut := chunk.rfind(b"\n") + 1) == 0:
+                self.rest.append(chunk)
+                continue
+            else:
+                data = b"".join([*self.rest, chunk[:cut]])
+                self.rest = [chunk[cut:]]
+            self.out = memoryview(self._decode(data).encode("utf-8"))
+        count = min(len(buffer), len(self.out))
+        buffer[:count] = self.out[:count]
+        self.out = self.out[count:]
+        return count
+
+    def _decode(self, data: bytes) -> str:
+        first = self.line
+        if self.mixed:
+            text = self._decode_lines(data)
+        else:
+            text = data.decode("cp1252", errors="replace")
+            start = 0
+            while (at := text.find("\ufffd", start)) >= 0:
+                self.notes[first + text.count("\n", 0, at)] = _UNDEFINED
+                start = at + 1
+        self.line += data.count(b"\n")
+        if first == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        return text
+
+    def _decode_lines(self, data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        parts = []
+        for at, line in enumerate(data.split(b"\n")):
+            try:
+                parts.append(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                text = line.decode("cp1252", errors="replace")
+                parts.append(text)
+                undefined = " (with undefined bytes as U+FFFD)" if "\ufffd" in text else ""
+                self.notes[self.line + at] = (
+                    f"line not UTF-8 like the rest: read as cp1252{undefined}"
+                )
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+_UNDEFINED = "bytes undefined in cp1252 (the file's encoding) read as U+FFFD"
+
+
+def _utf8_stream(
+    path: Path, encoding: str, notes: dict[int, str]
+) -> tuple[_CountingReader, io.RawIOBase]:
+    """``path`` opened as UTF-8 bytes (a cp1252 or mixed file recoded), and the reader
+    that counts its bytes, for the progress bar."""
+    counting = _CountingReader(path.open("rb"), path)
+    if encoding == "utf-8-sig":
+        return counting, counting
+    return counting, _Recoded(counting, encoding == "mixed", notes)
+
+
+def _text(stream: io.RawIOBase, **options: Any) -> io.TextIOWrapper:
+    return io.TextIOWrapper(io.BufferedReader(stream, _CHUNK), encoding="utf-8-sig", **options)
 
 
 def detect_delimiter(sample: str) -> str:
@@ -191,16 +351,20 @@ def detect_delimiter(sample: str) -> str:
 
 def _open_csv(path: Path, size: int, head: bytes) -> Source:
     encoding = detect_encoding(path)
-    sample = head.decode(encoding, errors="replace")
+    sample = head.decode("utf-8" if encoding == "utf-8-sig" else "cp1252", errors="replace")
     delimiter = detect_delimiter(sample)
-    raw = _CountingReader(path.open("rb"), path)
-    text = io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding=encoding, newline="")
-    reader = csv.reader(text, delimiter=delimiter, strict=False)
+    notes: dict[int, str] = {}
+    raw, stream = _utf8_stream(path, encoding, notes)
+    text = _text(stream, newline="")
+    reader = _csv_reader(text, delimiter)
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
         text.close()
         raise InputFileError(f"{path}: the file is empty (no header line)") from None
+    except csv.Error as exc:
+        text.close()
+        raise InputFileError(f"{path}, line 1: unreadable header: {exc}") from None
     if not any(header):
         text.close()
         raise InputFileError(f"{path}: the first line is empty; it must name the columns")
@@ -208,13 +372,12 @@ def _open_csv(path: Path, size: int, head: bytes) -> Source:
     counting = [raw]
     opened: list[io.TextIOWrapper] = [text]
 
+    def reopen() -> io.RawIOBase:
+        counting[0], stream = _utf8_stream(path, encoding, notes)
+        return stream
+
     def blocks() -> Iterator[Block]:
-        block_raw = _CountingReader(path.open("rb"), path)
-        counting[0] = block_raw
-        try:
-            yield from _csv_blocks(block_raw, len(header), header_lines, encoding, delimiter)
-        finally:
-            block_raw.close()
+        yield from _csv_blocks(reopen, path, len(header), header_lines, delimiter)
 
     def close() -> None:
         for stream in opened:
@@ -232,7 +395,43 @@ def _open_csv(path: Path, size: int, head: bytes) -> Source:
         encoding=encoding,
         delimiter=delimiter,
         blocks=blocks,
+        notes=notes,
     )
+
+
+def _csv_reader(text: io.TextIOWrapper, delimiter: str) -> Any:
+    """The ``csv`` module's reader of ``text``, over :func:`_capped_lines`."""
+    return csv.reader(_capped_lines(text, delimiter), delimiter=delimiter, strict=False)
+
+
+def _capped_lines(text: io.TextIOWrapper, delimiter: str) -> Iterator[str]:
+    """The lines of ``text``, with every run of characters that holds no delimiter, quote
+    or line break cut to :data:`MAX_FIELD_LENGTH` + 1 characters: the records and every
+    field up to the limit are read as they are, and a field over it stays over it (the
+    importer empties it with a warning) without the ``csv`` module holding it whole, at
+    four bytes a character (a 200 MB field took 1.5 GB)."""
+    stops = re.compile(f'([{re.escape(delimiter)}"\r\n])')
+    keep = MAX_FIELD_LENGTH + 1
+    while piece := text.readline(_CHUNK):
+        if len(piece) <= keep:
+            yield piece
+            continue
+        parts: list[str] = []
+        run = 0
+        while True:
+            for at, part in enumerate(stops.split(piece)):
+                if at % 2:  # a stop: the run ends
+                    parts.append(part)
+                    run = 0
+                else:
+                    parts.append(part[: max(0, keep - run)])
+                    run += len(part)
+            if piece.endswith(("\n", "\r")) or len(piece) < _CHUNK:
+                break
+            piece = text.readline(_CHUNK)
+            if not piece:
+                break
+        yield "".join(parts)
 
 
 def _csv_records(reader: Any, path: Path) -> Iterator[Row]:
@@ -253,54 +452,61 @@ def is_blank(values: list[Any]) -> bool:
 
 
 def _csv_blocks(
-    raw: _CountingReader, width: int, header_lines: int, encoding: str, delimiter: str
+    reopen: Callable[[], io.RawIOBase], path: Path, width: int, header_lines: int, delimiter: str
 ) -> Iterator[Block]:
     names = [f"c{position}" for position in range(width)]
     records = 0
     line = header_lines + 1
-    if header_lines == 1:
-        try:
-            reader = pacsv.open_csv(
-                raw,
-                read_options=pacsv.ReadOptions(
-                    column_names=names,
-                    skip_rows=1,
-                    block_size=_CSV_READ_BYTES,
-                    encoding="utf8" if encoding == "utf-8-sig" else encoding,
-                    use_threads=False,
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string()),
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-            for batch in _gathered(reader, BLOCK_ROWS):
-                lines, line = _record_lines(batch, line)
-                records += batch.num_rows
-                keep = _not_blank(batch)
-                if keep is not None:
-                    batch, lines = batch.filter(keep), lines[keep.to_numpy(zero_copy_only=False)]
-                yield Block(batch, lines, [])
-            return
-        except pa.ArrowInvalid:
-            pass  # the csv module reads the rest, from the first record not yielded
-    raw.raw.seek(0)
-    text = io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding=encoding, newline="")
-    reader = csv.reader(text, delimiter=delimiter, strict=False)
-    next(reader, None)
-    for _ in range(records):
+    raw = reopen()
+    try:
+        if header_lines == 1:
+            try:
+                reader = pacsv.open_csv(
+                    raw,
+                    read_options=pacsv.ReadOptions(
+                        column_names=names,
+                        skip_rows=1,
+                        block_size=_CSV_READ_BYTES,
+                        encoding="utf8",
+                        use_threads=False,
+                    ),
+                    parse_options=pacsv.ParseOptions(
+                        delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
+                    ),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types=dict.fromkeys(names, pa.string()),
+                        strings_can_be_null=False,
+                        quoted_strings_can_be_null=False,
+                    ),
+                )
+                for batch in _gathered(reader, BLOCK_ROWS):
+                    lines, line = _record_lines(batch, line)
+                    records += batch.num_rows
+                    keep = _not_blank(batch)
+                    if keep is not None:
+                        batch, lines = (
+                            batch.filter(keep),
+                            lines[keep.to_numpy(zero_copy_only=False)],
+                        )
+                    yield Block(batch, lines, [])
+                return
+            except pa.ArrowInvalid:
+                pass  # the csv module reads the rest, from the first record not yielded
+        raw.close()
+        raw = reopen()
+        reader = _csv_reader(_text(raw, newline=""), delimiter)
         next(reader, None)
-    rows: list[Row] = []
-    for row in _csv_records(reader, raw.path):
-        rows.append(row)
-        if len(rows) >= BLOCK_ROWS:
-            yield Block(None, np.empty(0, np.int64), rows)
-            rows = []
-    yield Block(None, np.empty(0, np.int64), rows)
+        for _ in range(records):
+            next(reader, None)
+        rows: list[Row] = []
+        for row in _csv_records(reader, path):
+            rows.append(row)
+            if len(rows) >= BLOCK_ROWS:
+                yield Block(None, np.empty(0, np.int64), rows)
+                rows = []
+        yield Block(None, np.empty(0, np.int64), rows)
+    finally:
+        raw.close()
 
 
 def _gathered(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
@@ -354,39 +560,72 @@ def _open_jsonl(path: Path, size: int) -> Source:
     """JSON Lines: the header is the union of the keys of the first 1,000 objects; a key
     that appears later still counts (its value lands in the row's extras)."""
     encoding = detect_encoding(path)
+    notes: dict[int, str] = {}
     header: list[str] = []
-    with path.open(encoding=encoding) as stream:
+    with _text(_utf8_stream(path, encoding, {})[1]) as stream:
         for number, line in enumerate(stream):
             if number >= 1000:
                 break
-            try:
-                record = json.loads(line) if line.strip() else {}
-            except json.JSONDecodeError:
-                continue
+            record = _json_object(line)
             if isinstance(record, dict):
                 header.extend(key for key in record if key not in header)
     if not header:
         raise InputFileError(f"{path}: no JSON object found in the first lines")
-    raw = _CountingReader(path.open("rb"), path)
-    text = io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding=encoding)
+    raw, recoded = _utf8_stream(path, encoding, notes)
+    text = _text(recoded)
 
     def rows() -> Iterator[Row]:
         for number, line in enumerate(text, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, [_Unreadable(f"not valid JSON: {exc.msg}")]
-                continue
-            if not isinstance(record, dict):
-                yield number, [_Unreadable("not a JSON object")]
+            record = _json_object(line)
+            if isinstance(record, _Unreadable):
+                yield number, [record]
                 continue
             yield number, [record.get(name) for name in header]
 
     return Source(
-        path, "jsonl", header, rows(), size, lambda: raw.count, text.close, encoding=encoding
+        path,
+        "jsonl",
+        header,
+        rows(),
+        size,
+        lambda: raw.count,
+        text.close,
+        encoding=encoding,
+        notes=notes,
     )
+
+
+def _json_object(line: str) -> dict[str, Any] | _Unreadable:
+    """One line of JSON Lines as an object, or the reason it is none."""
+    nested = line.count("{") + line.count("[") > MAX_JSON_DEPTH
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return _Unreadable(f"not valid JSON: {exc.msg}")
+    except RecursionError:
+        return _Unreadable(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if not isinstance(record, dict):
+        return _Unreadable("not a JSON object")
+    if nested and _deeper_than(record, MAX_JSON_DEPTH):
+        return _Unreadable(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return record
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` levels deep."""
+    level = [value]
+    for _ in range(limit):
+        level = [
+            item
+            for container in level
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 class _Unreadable(str):

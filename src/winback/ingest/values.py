@@ -106,7 +106,7 @@ def read_phone(text: str, region: str) -> tuple[str, str | None]:
     >>> read_phone("0690 12 34 56", "FR")
     ('+590690123456', None)
     >>> read_phone("612345678", "FR")[1]
-    "phone '612345678' has no leading 0: read as +33612345678"
+    "no leading 0 in phone '612345678': read as +33612345678"
     """
     candidate = text.strip()
     for place in (region, *NATIONAL_NEIGHBOURS.get(region.upper(), ())):
@@ -128,7 +128,7 @@ def _without_trunk_prefix(
     prefix = metadata.national_prefix if metadata is not None else None
     digits = re.sub(r"[\s.()-]", "", candidate)
     if prefix and digits.isdigit() and digits == str(number.national_number):
-        return f"phone {candidate!r} has no leading {prefix}: read as {e164}"
+        return f"no leading {prefix} in phone {candidate!r}: read as {e164}"
     return None
 
 
@@ -475,6 +475,14 @@ def parse_month_day(value: object) -> str | None:
     except ValueError:
         raise ValueError(f"invalid birthday {value!r}: no such day (MM/DD)") from None
     return f"--{month:02d}-{day:02d}"
+
+
+def parse_birthday(value: object, today: date) -> int | str:
+    """A birth year from a year or a date of birth (:func:`parse_birth_year`), or a
+    birthday without a year from Mailchimp's MM/DD (:func:`parse_month_day`): no birth
+    year is made up for it."""
+    month_day = parse_month_day(value)
+    return parse_birth_year(value, today) if month_day is None else month_day
 
 
 def parse_list(value: object) -> list[str]:
