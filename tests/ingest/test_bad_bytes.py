@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 import winback
 from tests.ingest.two_paths import NOW, read_rows
 from winback.cli import app
-from winback.ingest import ImportReport, import_contacts
+from winback.errors import InputFileError
+from winback.ingest import ImportReport, import_contacts, import_events
 from winback.store.schema import contacts
 from winback.workspace import Workspace
 
@@ -208,3 +211,64 @@ def test_a_200_megabyte_field_stays_under_the_memory_limit(
     assert report["warnings_by_reason"] == {"field too long": 1}
     peak = int(done.stderr.rsplit("peak_kib=", 1)[1].split()[0]) * 1024
     assert peak < 1.5 * 1024**3, f"peak RSS {peak / 1024**2:.0f} MiB"
+
+
+# Any bytes at all: a report whose counts add up, or a clear InputFileError.
+_CELLS = st.sampled_from(
+    [
+        "ann@example.com",
+        "06 12 34 56 78",
+        "0001-01-01",
+        "9999-12-31T23:59:59-01:00",
+        "31/02/2024",
+        "03/14",
+        '"Clients","VIP"',
+        "purchase",
+        "open",
+        "1e400",
+        "=1+1",
+        "\x00",
+        "\x8f",
+        "",
+    ]
+)
+_LINES = st.lists(st.lists(_CELLS | st.text(max_size=8), max_size=6), max_size=6)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    header=st.sampled_from(
+        [
+            "email,phone,created_at,birthday,tags",
+            "email;type;date;amount;channel",
+            '{"email": 1}',
+        ]
+    ),
+    lines=_LINES,
+    noise=st.binary(max_size=64),
+    suffix=st.sampled_from([".csv", ".jsonl"]),
+    kind=st.sampled_from(["contacts", "events"]),
+)
+def test_any_content_gives_a_report_or_a_clear_error(
+    sqlite_workspace: Workspace,
+    tmp_path: Path,
+    header: str,
+    lines: list[list[str]],
+    noise: bytes,
+    suffix: str,
+    kind: str,
+) -> None:
+    body = "\n".join([header, *(",".join(line) for line in lines)]).encode("utf-8", "replace")
+    path = tmp_path / f"file{suffix}"
+    path.write_bytes(
+        body + noise + b"\n" + body[: len(body) // 2].decode("latin-1").encode("cp1252", "replace")
+    )
+    importer = import_contacts if kind == "contacts" else import_events
+    try:
+        report = importer(sqlite_workspace, path, now=NOW)
+    except InputFileError as error:
+        assert str(path) in str(error)
+        return
+    assert report.read == report.imported + report.merged + report.rejected

@@ -273,3 +273,12 @@ def test_a_formula_in_a_warned_value_stays_text(
     report = import_contacts(sqlite_workspace, path, now=NOW)
     assert report.warnings == 1
     assert warned(report)[0]["value"] == "'" + formula
+
+
+def test_a_null_date_of_year_one_is_a_warning(sqlite_workspace: Workspace, tmp_path: Path) -> None:
+    """Some exports write a missing date as 0001-01-01; east of UTC it is before year 1."""
+    path = tmp_path / "list.csv"
+    path.write_text("email,created_at\nann@example.com,0001-01-01T00:00:00+01:00\n")
+    report = import_contacts(sqlite_workspace, path, now=NOW)
+    assert (report.imported, report.warnings) == (1, 1)
+    assert warned(report)[0]["reason"].startswith("date out of range")

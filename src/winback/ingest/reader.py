@@ -604,6 +604,8 @@ def _json_object(line: str) -> dict[str, Any] | _Unreadable:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         return _Unreadable(f"not valid JSON: {exc.msg}")
+    except ValueError as exc:  # an integer of more digits than Python converts
+        return _Unreadable(f"not valid JSON: {exc}")
     except RecursionError:
         return _Unreadable(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(record, dict):

@@ -202,13 +202,21 @@ def parse_datetime(value: object, tz: ZoneInfo) -> datetime:
         moment = _parse_datetime_text(str(value).strip())
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except (
+        OverflowError
+    ):  # 0001-01-01 east of UTC, 9999-12-31 west of it: the null dates of some exports
+        raise ValueError(f"date out of range {value!r}: no year before 1 or after 9999") from None
 
 
 def _from_unix(seconds: float) -> datetime:
     if seconds > 1e11:
         seconds /= 1000
-    return datetime.fromtimestamp(seconds, UTC)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"date out of range {seconds!r}: not a Unix time") from None
 
 
 def _parse_datetime_text(text: str) -> datetime:
