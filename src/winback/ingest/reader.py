@@ -69,10 +69,6 @@ _CONTROLS = bytes([*range(0x01, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
 # A JSON Lines value nested deeper than this is refused: no contact or event field
 # needs it, and deeper values overflow the recursion of what stores them.
 MAX_JSON_DEPTH = 32
-# Two bytes that cp1252 reads as an uppercase letter and a symbol, and UTF-8 as one
-# character: a line that holds them and decodes as UTF-8 is UTF-8.
-_UTF8_PAIR = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}")
-
 Row = tuple[int, list[Any]]
 
 
@@ -220,7 +216,7 @@ def _classify(data: bytes) -> tuple[bool, bool]:
         return not data.isascii(), False
     except UnicodeDecodeError:
         pass
-    if not _UTF8_PAIR.search(data):
+    if not _utf8_sequences(data):
         return False, True
     utf8 = broken = False
     for line in data.splitlines():
@@ -232,6 +228,16 @@ def _classify(data: bytes) -> tuple[bool, bool]:
         except UnicodeDecodeError:
             broken = True
     return utf8, broken
+
+
+def _utf8_sequences(data: bytes) -> bool:
+    """Whether ``data`` holds a byte sequence UTF-8 reads as one character of two or
+    three bytes (cp1252 reads it as an uppercase letter, then symbols: rare in text)."""
+    codes = np.frombuffer(data, np.uint8)
+    tail = (codes >= 0x80) & (codes <= 0xBF)
+    two = (codes[:-1] >= 0xC2) & (codes[:-1] <= 0xDF) & tail[1:]
+    three = (codes[:-2] >= 0xE0) & (codes[:-2] <= 0xEF) & tail[1:-1] & tail[2:]
+    return bool(two.any() or three.any())
 
 
 class _Recoded(io.RawIOBase):
