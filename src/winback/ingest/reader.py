@@ -1,14 +1,10 @@
 """Reading input files as a stream of rows, whatever their format and dialect.
 
-The encoding is UTF-8 (with or without a byte order mark) when the whole file decodes as
-UTF-8, and cp1252 otherwise: that is what French Excel writes, and cp1252 is a superset
-of Latin-1's printable characters. A file whose lines are some UTF-8 and some not (two
-exports pasted together) is read line by line, each in its own encoding. Bytes that
-cp1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) become U+FFFD. Either way the
-lines that needed it are noted (:attr:`Source.notes`) and the import reports them as
-warnings. A file with NUL bytes or many control characters in its first 256 KB is
-binary, and refused. The delimiter is the one among ``,`` ``;`` tab ``|``
-that gives the first lines the same, largest number of fields.
+Text files are decoded by :mod:`winback.ingest.decoding` (UTF-8, cp1252, or both line
+by line), the lines that needed it noted in :attr:`Source.notes`. A file with NUL bytes
+or many control characters in its first 256 KB is binary, and refused. The delimiter is
+the one among ``,`` ``;`` tab ``|`` that gives the first lines the same, largest number
+of fields.
 
 Every format gives the importers one shape: a header and ``(line number, values)`` rows
 (:attr:`Source.rows`). CSV and Parquet also come as :attr:`Source.blocks`: Arrow record
@@ -33,7 +29,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +38,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from winback.errors import InputFileError
+from winback.ingest.decoding import CHUNK, detect_encoding, text_stream, utf8_stream
 from winback.ingest.values import MAX_FIELD_LENGTH
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -49,7 +46,6 @@ SNIFF_BYTES = 256 * 1024
 # Fields over MAX_FIELD_LENGTH reach the csv module cut (:func:`_capped_lines`); the
 # limit only has to let a cut field through.
 csv.field_size_limit(256 * 1024 * 1024)
-_CHUNK = 1024 * 1024
 # Rows per block: large enough that per-block costs vanish (each block of events is one
 # transaction, and fewer commits rewrite the random pages of the digest index fewer
 # times), small enough for flat memory.
@@ -120,28 +116,6 @@ class Source:
             self.estimated_rows = self.size // _BYTES_PER_ROW
 
 
-class _CountingReader(io.RawIOBase):
-    """A raw file that counts the bytes read, for the progress bar."""
-
-    def __init__(self, raw: BinaryIO, path: Path) -> None:
-        self.raw = raw
-        self.path = path
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.raw.read(len(buffer))
-        buffer[: len(data)] = data
-        self.count += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
-
-
 def open_source(path: Path) -> Source:
     """Open ``path`` by its content: Parquet by its magic number, JSON Lines by its
     extension, anything else as delimited text."""
@@ -171,168 +145,6 @@ def open_source(path: Path) -> Source:
     return _open_csv(path, size, head)
 
 
-def detect_encoding(path: Path) -> str:
-    """``utf-8-sig`` when the whole file is UTF-8 (a BOM is skipped), ``mixed`` when some
-    of its lines are UTF-8 with other than ASCII and others are not UTF-8, else
-    ``cp1252``."""
-    utf8 = broken = False
-    with path.open("rb") as stream:
-        rest = b""
-        while chunk := stream.read(_CHUNK):
-            data = rest + chunk
-            cut = _whole(data)
-            found = _classify(data[:cut])
-            rest = data[cut:]
-            utf8, broken = utf8 or found[0], broken or found[1]
-            if utf8 and broken:
-                return "mixed"
-    found = _classify(rest)
-    utf8, broken = utf8 or found[0], broken or found[1]
-    if broken:
-        return "mixed" if utf8 else "cp1252"
-    return "utf-8-sig"
-
-
-def _whole(data: bytes) -> int:
-    """Where to cut ``data`` so that its head is whole lines, or whole characters when
-    it holds no line break (a huge field)."""
-    cut = data.rfind(b"\n") + 1
-    if cut:
-        return cut
-    cut = len(data)
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte < 0x80:
-            break
-        if byte >= 0xC0:  # the first byte of a sequence the chunk may have cut
-            return len(data) - back
-    return cut
-
-
-def _classify(data: bytes) -> tuple[bool, bool]:
-    """Whether ``data`` has UTF-8 lines of more than ASCII, and lines not UTF-8."""
-    try:
-        data.decode("utf-8")
-        return not data.isascii(), False
-    except UnicodeDecodeError:
-        pass
-    if not _utf8_sequences(data):
-        return False, True
-    utf8 = broken = False
-    for line in data.splitlines():
-        if line.isascii():
-            continue
-        try:
-            line.decode("utf-8")
-            utf8 = True
-        except UnicodeDecodeError:
-            broken = True
-    return utf8, broken
-
-
-def _utf8_sequences(data: bytes) -> bool:
-    """Whether ``data`` holds a byte sequence UTF-8 reads as one character of two or
-    three bytes (cp1252 reads it as an uppercase letter, then symbols: rare in text)."""
-    codes = np.frombuffer(data, np.uint8)
-    tail = (codes >= 0x80) & (codes <= 0xBF)
-    two = (codes[:-1] >= 0xC2) & (codes[:-1] <= 0xDF) & tail[1:]
-    three = (codes[:-2] >= 0xE0) & (codes[:-2] <= 0xEF) & tail[1:-1] & tail[2:]
-    return bool(two.any() or three.any())
-
-
-class _Recoded(io.RawIOBase):
-    """A cp1252 or mixed file (:func:`detect_encoding`) read as UTF-8 bytes, each line
-    whose reading was not plain noted in ``notes`` by its number."""
-
-    def __init__(self, raw: _CountingReader, mixed: bool, notes: dict[int, str]) -> None:
-        self.raw = raw
-        self.mixed = mixed
-        self.notes = notes
-        self.line = 1
-        self.rest: list[bytes] = []
-        self.out = memoryview(b"")
-        self.done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self.out and not self.done:
-            chunk = self.raw.read(_CHUNK)
-            if not chunk:
-                self.done = True
-                data = b"".join(self.rest)
-                self.rest = []
-            elif not self.mixed:
-                data = chunk  # one byte a character: any cut is a cut between characters
-            elif (cut := chunk.rfind(b"\n") + 1) == 0:
-                self.rest.append(chunk)
-                continue
-            else:
-                data = b"".join([*self.rest, chunk[:cut]])
-                self.rest = [chunk[cut:]]
-            self.out = memoryview(self._decode(data).encode("utf-8"))
-        count = min(len(buffer), len(self.out))
-        buffer[:count] = self.out[:count]
-        self.out = self.out[count:]
-        return count
-
-    def _decode(self, data: bytes) -> str:
-        first = self.line
-        if self.mixed:
-            text = self._decode_lines(data)
-        else:
-            text = data.decode("cp1252", errors="replace")
-            start = 0
-            while (at := text.find("\ufffd", start)) >= 0:
-                self.notes[first + text.count("\n", 0, at)] = _UNDEFINED
-                start = at + 1
-        self.line += data.count(b"\n")
-        if first == 1 and text.startswith("\ufeff"):
-            text = text[1:]
-        return text
-
-    def _decode_lines(self, data: bytes) -> str:
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        parts = []
-        for at, line in enumerate(data.split(b"\n")):
-            try:
-                parts.append(line.decode("utf-8"))
-            except UnicodeDecodeError:
-                text = line.decode("cp1252", errors="replace")
-                parts.append(text)
-                undefined = " (with undefined bytes as U+FFFD)" if "\ufffd" in text else ""
-                self.notes[self.line + at] = (
-                    f"line not UTF-8 like the rest: read as cp1252{undefined}"
-                )
-        return "\n".join(parts)
-
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
-
-
-_UNDEFINED = "bytes undefined in cp1252 (the file's encoding) read as U+FFFD"
-
-
-def _utf8_stream(
-    path: Path, encoding: str, notes: dict[int, str]
-) -> tuple[_CountingReader, io.RawIOBase]:
-    """``path`` opened as UTF-8 bytes (a cp1252 or mixed file recoded), and the reader
-    that counts its bytes, for the progress bar."""
-    counting = _CountingReader(path.open("rb"), path)
-    if encoding == "utf-8-sig":
-        return counting, counting
-    return counting, _Recoded(counting, encoding == "mixed", notes)
-
-
-def _text(stream: io.RawIOBase, **options: Any) -> io.TextIOWrapper:
-    return io.TextIOWrapper(io.BufferedReader(stream, _CHUNK), encoding="utf-8-sig", **options)
-
-
 def detect_delimiter(sample: str) -> str:
     """The delimiter that splits the first records into the same, largest field count."""
     best, best_score = ",", (0, 0)
@@ -360,8 +172,8 @@ def _open_csv(path: Path, size: int, head: bytes) -> Source:
     sample = head.decode("utf-8" if encoding == "utf-8-sig" else "cp1252", errors="replace")
     delimiter = detect_delimiter(sample)
     notes: dict[int, str] = {}
-    raw, stream = _utf8_stream(path, encoding, notes)
-    text = _text(stream, newline="")
+    raw, stream = utf8_stream(path, encoding, notes)
+    text = text_stream(stream, newline="")
     reader = _csv_reader(text, delimiter)
     try:
         header = [name.strip() for name in next(reader)]
@@ -379,7 +191,7 @@ def _open_csv(path: Path, size: int, head: bytes) -> Source:
     opened: list[io.TextIOWrapper] = [text]
 
     def reopen() -> io.RawIOBase:
-        counting[0], stream = _utf8_stream(path, encoding, notes)
+        counting[0], stream = utf8_stream(path, encoding, notes)
         return stream
 
     def blocks() -> Iterator[Block]:
@@ -418,7 +230,7 @@ def _capped_lines(text: io.TextIOWrapper, delimiter: str) -> Iterator[str]:
     four bytes a character (a 200 MB field took 1.5 GB)."""
     stops = re.compile(f'([{re.escape(delimiter)}"\r\n])')
     keep = MAX_FIELD_LENGTH + 1
-    while piece := text.readline(_CHUNK):
+    while piece := text.readline(CHUNK):
         if len(piece) <= keep:
             yield piece
             continue
@@ -432,9 +244,9 @@ def _capped_lines(text: io.TextIOWrapper, delimiter: str) -> Iterator[str]:
                 else:
                     parts.append(part[: max(0, keep - run)])
                     run += len(part)
-            if piece.endswith(("\n", "\r")) or len(piece) < _CHUNK:
+            if piece.endswith(("\n", "\r")) or len(piece) < CHUNK:
                 break
-            piece = text.readline(_CHUNK)
+            piece = text.readline(CHUNK)
             if not piece:
                 break
         yield "".join(parts)
@@ -500,7 +312,7 @@ def _csv_blocks(
                 pass  # the csv module reads the rest, from the first record not yielded
         raw.close()
         raw = reopen()
-        reader = _csv_reader(_text(raw, newline=""), delimiter)
+        reader = _csv_reader(text_stream(raw, newline=""), delimiter)
         next(reader, None)
         for _ in range(records):
             next(reader, None)
@@ -568,7 +380,7 @@ def _open_jsonl(path: Path, size: int) -> Source:
     encoding = detect_encoding(path)
     notes: dict[int, str] = {}
     header: list[str] = []
-    with _text(_utf8_stream(path, encoding, {})[1]) as stream:
+    with text_stream(utf8_stream(path, encoding, {})[1]) as stream:
         for number, line in enumerate(stream):
             if number >= 1000:
                 break
@@ -577,8 +389,8 @@ def _open_jsonl(path: Path, size: int) -> Source:
                 header.extend(key for key in record if key not in header)
     if not header:
         raise InputFileError(f"{path}: no JSON object found in the first lines")
-    raw, recoded = _utf8_stream(path, encoding, notes)
-    text = _text(recoded)
+    raw, recoded = utf8_stream(path, encoding, notes)
+    text = text_stream(recoded)
 
     def rows() -> Iterator[Row]:
         for number, line in enumerate(text, start=1):
