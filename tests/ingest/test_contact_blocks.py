@@ -154,7 +154,7 @@ def test_plain_rows_are_vouched_for_by_the_block_path(
     finally:
         source.close()
     assert (len(cleaned), slow) == (40, [])
-    expected = [batch.clean(list(values)) for values in rows]
+    expected = [batch.clean(list(values), []) for values in rows]
     assert [pending.record for pending in cleaned.records(range(40))] == expected
 
 
@@ -181,10 +181,10 @@ def test_typed_parquet_columns_give_the_same_import(
     pq.write_table(table, path)
     first = outcome(by_blocks, import_contacts(by_blocks, path, now=NOW))
     assert first == outcome(by_rows, import_by_rows(by_rows, path, "contacts"))
-    assert first["counts"] == (4, 1, 1, 2)
-    assert [row[1][:22] for row in first["quarantine"][1:]] == [
-        "implausible birth year",
-        "date in the future (20",
+    assert first["counts"] == (4, 3, 1, 0)
+    assert [[*row[:2], row[3][:22]] for row in first["warnings_file"][1:]] == [
+        ["2", "birth_year", "implausible birth year"],
+        ["4", "created_at", "date in the future (20"],
     ]
 
 
@@ -205,8 +205,10 @@ def test_duplicates_in_a_block_merge_in_file_order(
     )
     first = outcome(by_blocks, import_contacts(by_blocks, path, now=NOW))
     assert first == outcome(by_rows, import_by_rows(by_rows, path, "contacts"))
-    assert first["counts"] == (4, 2, 1, 1)
-    assert first["by_reason"] == {"phone already belongs to another contact": 1}
-    assert [row[0] for row in first["quarantine"][1:]] == ["5"]
+    assert first["counts"] == (4, 3, 1, 0)
+    assert first["warnings_by_reason"] == {"phone already belongs to another contact": 1}
+    assert [row[:3] for row in first["warnings_file"][1:]] == [["5", "mobile", "06 99 99 99 99"]]
+    yan = [row for row in first["contacts"] if "yan@example.com" in row]
+    assert "('phone', None)" in yan[0] and "('sms_status', 'none')" in yan[0]
     merged = [row for row in first["contacts"] if "new@example.net" in row]
     assert "'Second'" in merged[0] and "['a', 'b']" in merged[0]

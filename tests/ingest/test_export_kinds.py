@@ -65,7 +65,7 @@ def test_mailchimp_subscribed_export_subscribes_emails_but_not_phones(
     workspace: Workspace, cli: CliRunner
 ) -> None:
     """The "Phone Number" merge field is no SMS consent, and Birthday (MM/DD, no year)
-    rejects nobody: it stays an attribute."""
+    rejects nobody: it is kept as the month and day, with no birth year."""
     path = MAILCHIMP / "subscribed_members_export_4f2a91c3b7.csv"
     report = cli_json(cli, workspace, "import", "contacts", str(path))
     assert report["kind"] == "Mailchimp subscribed export"
@@ -78,7 +78,7 @@ def test_mailchimp_subscribed_export_subscribes_emails_but_not_phones(
     }
     ada = found["ada.martin@example.com"]
     assert ada["phone"] == "+33611223344"
-    assert ada["attributes"]["Birthday"] == "03/14"
+    assert ada["attributes"]["birthday"] == "--03-14" and ada["birth_year"] is None
     assert ada["country"] == "FR"
     assert ada["tags"] == ["Newsletter", "VIP"]
     assert ada["source_ids"] == ["mailchimp:112233445"]
@@ -455,14 +455,17 @@ def test_blocks_and_rows_import_each_export_alike(
     assert seen[0] == seen[1]
 
 
-def test_a_bad_purchase_summary_is_quarantined_with_its_reason(
+def test_a_bad_purchase_summary_keeps_the_contact_with_a_warning(
     workspace: Workspace, tmp_path: Path
 ) -> None:
+    """Only identity rejects a row: a junk total is left out and reported as a warning."""
     path = tmp_path / "export.csv"
     text = BREVO.read_bytes().decode("cp1252").replace("89,90", "n/a")
     path.write_bytes(text.encode("cp1252"))
     report = import_contacts(workspace, path, now=NOW)
-    assert (report.read, report.rejected) == (5, 1)
-    with open(str(report.quarantine), encoding="utf-8") as stream:
-        rejected = stream.read()
-    assert "unparseable amount 'n/a'" in rejected and "sophie.roux@example.org" in rejected
+    assert (report.read, report.rejected) == (5, 0)
+    assert report.warnings >= 1 and report.warnings_file is not None
+    with open(str(report.warnings_file), encoding="utf-8") as stream:
+        warned = stream.read()
+    assert "n/a" in warned
+    assert "sophie.roux@example.org" in stored(workspace)

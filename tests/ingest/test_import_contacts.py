@@ -36,6 +36,11 @@ def quarantined(report) -> list[dict[str, str]]:
         return list(csv.DictReader(stream))
 
 
+def warnings_of(report) -> list[dict[str, str]]:
+    with open(report.warnings_file, encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
 def assert_adds_up(report) -> None:
     assert report.read == report.imported + report.merged + report.rejected
     assert sum(report.by_reason.values()) == report.rejected
@@ -121,20 +126,26 @@ def test_invalid_rows_are_quarantined_with_line_and_reason(
     )
     report = import_contacts(workspace, write(tmp_path / "bad.csv", text), now=utcnow())
     assert_adds_up(report)
-    assert (report.read, report.imported, report.rejected) == (6, 1, 5)
+    assert (report.read, report.imported, report.rejected) == (6, 3, 3)
     assert report.by_reason == {
         "invalid email": 1,
-        "unparseable date": 1,
-        "date in the future": 1,
         "no email and no phone": 1,
         "invalid phone": 1,
     }
     lines = {row["line"]: row for row in quarantined(report)}
-    assert sorted(lines) == ["3", "4", "5", "6", "7"]
+    assert sorted(lines) == ["3", "6", "7"]
     assert lines["3"]["email"] == "not-an-email"
-    assert lines["4"]["reason"].startswith("unparseable date '31/02/2024'")
     assert Path(report.quarantine).parent == workspace.quarantine_dir
     assert Path(report.quarantine).name.startswith("bad.csv.")
+    # A bad date is no reason to lose the person: the field is left empty, with a warning.
+    assert report.warnings_by_reason == {"unparseable date": 1, "date in the future": 1}
+    warned = warnings_of(report)
+    assert [(row["line"], row["column"], row["value"]) for row in warned] == [
+        ("4", "created_at", "31/02/2024"),
+        ("5", "created_at", "2099-01-01"),
+    ]
+    assert warned[0]["reason"].startswith("unparseable date '31/02/2024'")
+    assert Path(report.warnings_file).name == Path(report.quarantine).name[:-4] + ".warnings.csv"
 
 
 def test_a_missing_required_column_fails_at_once(workspace: Workspace, tmp_path: Path) -> None:
@@ -160,14 +171,17 @@ def test_empty_header_only_binary(workspace: Workspace, tmp_path: Path) -> None:
         import_contacts(workspace, binary, now=utcnow())
 
 
-def test_a_ten_megabyte_field_is_quarantined(workspace: Workspace, tmp_path: Path) -> None:
+def test_a_ten_megabyte_field_is_left_empty_with_a_warning(
+    workspace: Workspace, tmp_path: Path
+) -> None:
     huge = "x" * (10 * 1024 * 1024)
     text = f"email,notes\nann@example.com,short\nbob@example.com,{huge}\ncid@example.com,ok\n"
     report = import_contacts(workspace, write(tmp_path / "huge.csv", text), now=utcnow())
-    assert (report.imported, report.rejected) == (2, 1)
-    assert report.by_reason == {"field too long": 1}
-    assert quarantined(report)[0]["line"] == "3"
-    assert "bob@example.com" not in rows(workspace)
+    assert (report.imported, report.rejected, report.warnings) == (3, 0, 1)
+    assert report.warnings_by_reason == {"field too long": 1}
+    warned = warnings_of(report)[0]
+    assert (warned["line"], warned["column"], warned["value"]) == ("3", "notes", "x" * 200 + "…")
+    assert rows(workspace)["bob@example.com"]["attributes"] is None
 
 
 def test_a_refusal_is_never_turned_back(workspace: Workspace, tmp_path: Path) -> None:
@@ -227,11 +241,17 @@ def test_phone_only_contacts_dedupe_on_phone(workspace: Workspace, tmp_path: Pat
     assert rows(workspace)["+33612345678"]["first_name"] == "Annie"
 
 
-def test_a_phone_owned_by_someone_else_is_refused(workspace: Workspace, tmp_path: Path) -> None:
+def test_a_shared_phone_stays_with_its_owner(workspace: Workspace, tmp_path: Path) -> None:
     text = "email,phone\nann@example.com,0612345678\nbob@example.com,0612345678\n"
     report = import_contacts(workspace, write(tmp_path / "shared.csv", text), now=utcnow())
-    assert (report.imported, report.rejected) == (1, 1)
-    assert report.by_reason == {"phone already belongs to another contact": 1}
+    assert (report.imported, report.rejected, report.warnings) == (2, 0, 1)
+    assert report.warnings_by_reason == {"phone already belongs to another contact": 1}
+    found = rows(workspace)
+    assert (found["ann@example.com"]["phone"], found["bob@example.com"]["phone"]) == (
+        "+33612345678",
+        None,
+    )
+    assert found["bob@example.com"]["sms_status"] == "none"
 
 
 def test_map_option_and_reimport_adds_nothing(workspace: Workspace, tmp_path: Path, cli) -> None:

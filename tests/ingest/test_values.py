@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -100,3 +100,36 @@ def test_words_for_types_channels_and_statuses() -> None:
     assert v.normalise_phone("+44 7911 123456", "FR") == "+447911123456"
     with pytest.raises(ValueError, match="unknown event type 'teleport'"):
         v.parse_event_type("teleport")
+
+
+def test_a_phone_without_its_trunk_prefix_0_is_read_with_a_warning() -> None:
+    assert v.read_phone("612345678", "FR") == (
+        "+33612345678",
+        "no leading 0 in phone '612345678': read as +33612345678",
+    )
+    assert v.read_phone("7911 123456", "GB")[1] is not None
+    # Where the trunk prefix is not 0, nobody writes it: no warning.
+    assert v.read_phone("212 555 1234", "US") == ("+12125551234", None)
+
+
+@pytest.mark.parametrize(
+    ("written", "e164"),
+    [
+        ("0690 12 34 56", "+590690123456"),  # Guadeloupe, written in France
+        ("590690123456", "+590690123456"),  # Guadeloupe, as Brevo exports it
+        ("0696 12 34 56", "+596696123456"),  # Martinique
+        ("0692 12 34 56", "+262692123456"),  # Réunion
+        ("0694 20 12 34", "+594694201234"),  # French Guiana
+        ("05 08 41 12 34", "+33508411234"),  # Bordeaux, not Saint-Pierre (+508)
+    ],
+)
+def test_overseas_french_numbers_read_in_their_region(written: str, e164: str) -> None:
+    assert v.read_phone(written, "FR") == (e164, None)
+
+
+def test_mailchimp_birthday_and_tags() -> None:
+    assert v.parse_birthday("03/14", date(2026, 1, 1)) == "--03-14"
+    assert v.parse_birthday("1985-05-01", date(2026, 1, 1)) == 1985
+    with pytest.raises(ValueError, match="invalid birthday '02/30'"):
+        v.parse_birthday("02/30", date(2026, 1, 1))
+    assert v.parse_list('"Clients","VIP, Paris"') == ["Clients", "VIP, Paris"]

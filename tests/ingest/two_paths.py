@@ -83,16 +83,23 @@ def import_by_rows(
 
 def report_view(report: ImportReport) -> dict[str, Any]:
     """What a user reads of an import's report: the counts, the reasons and the rows of
-    the quarantine file."""
-    quarantine: list[list[str]] = []
-    if report.quarantine:
-        with open(report.quarantine, encoding="utf-8", newline="") as stream:
-            quarantine = list(csv.reader(stream))
+    the quarantine file, and the same of the warnings."""
     return {
         "counts": (report.read, report.imported, report.merged, report.rejected),
         "by_reason": dict(report.by_reason),
-        "quarantine": quarantine,
+        "quarantine": read_rows(report.quarantine),
+        "warnings": report.warnings,
+        "warnings_by_reason": dict(report.warnings_by_reason),
+        "warnings_file": read_rows(report.warnings_file),
     }
+
+
+def read_rows(path: str | None) -> list[list[str]]:
+    """The rows of a CSV file the import wrote (none when it wrote none)."""
+    if path is None:
+        return []
+    with open(path, encoding="utf-8", newline="") as stream:
+        return list(csv.reader(stream))
 
 
 def without_ids(rows: Iterable[Mapping[str, Any]]) -> list[str]:

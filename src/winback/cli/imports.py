@@ -49,7 +49,8 @@ MapOption = Annotated[
     list[str] | None,
     typer.Option(
         "--map",
-        help="Map a source column to a field, as SOURCE=FIELD (repeatable).",
+        help="Map a source column to a field, as SOURCE=FIELD (repeatable); SOURCE= ignores "
+        "the column.",
         show_default=False,
     ),
 ]
@@ -59,8 +60,8 @@ def _mapping(pairs: list[str] | None) -> dict[str, str]:
     mapping = {}
     for pair in pairs or []:
         source, sep, field = pair.rpartition("=")
-        if not sep or not source or not field:
-            raise typer.BadParameter(f"{pair!r} is not SOURCE=FIELD", param_hint="--map")
+        if not sep or not source.strip():
+            raise typer.BadParameter(f"{pair!r} is not SOURCE=FIELD or SOURCE=", param_hint="--map")
         mapping[source.strip()] = field.strip()
     return mapping
 
@@ -101,10 +102,17 @@ def print_import_summary(report: ImportReport) -> None:
     table.add_row("rejected", f"{report.rejected:,}")
     for reason, count in report.by_reason.most_common():
         table.add_row(plain(f"  {reason}"), f"{count:,}")
+    table.add_row("warnings (rows kept)", f"{report.warnings:,}")
+    for reason, count in report.warnings_by_reason.most_common():
+        table.add_row(plain(f"  {reason}"), f"{count:,}")
     table.add_row("time", f"{report.seconds:.1f} s ({report.rows_per_second:,.0f} rows/s)")
     console.print(table)
     if report.quarantine:
         console.print(plain(f"Rejected rows, with their line and reason: {report.quarantine}"))
+    if report.warnings_file:
+        console.print(
+            plain(f"Fields left empty, with their line, column and value: {report.warnings_file}")
+        )
 
 
 @app.command("contacts")

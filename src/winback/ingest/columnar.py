@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from winback.ingest.values import MAX_FIELD_LENGTH
+
 # Exactly the characters ``str.strip()`` removes, so a trimmed cell is the row path's.
 PY_SPACE = "".join(chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace())
 
@@ -54,13 +56,15 @@ def trimmed(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return stripped, absent.to_numpy(zero_copy_only=False)
 
 
-def too_long(batch: pa.RecordBatch, limit: int) -> np.ndarray:
-    """The rows with a text cell longer than ``limit`` characters (the row path refuses
-    them with its own reason)."""
+def unusable(batch: pa.RecordBatch) -> np.ndarray:
+    """The rows with a text cell no field can use: longer than
+    :data:`~winback.ingest.values.MAX_FIELD_LENGTH` characters or holding a NUL (the row
+    path empties it with a warning)."""
     found = np.zeros(batch.num_rows, bool)
     for column in batch.columns:
         if is_text(column):
-            found |= mask(pc.greater(pc.utf8_length(column), limit))
+            found |= mask(pc.greater(pc.utf8_length(column), MAX_FIELD_LENGTH))
+            found |= mask(pc.match_substring(column, "\x00"))
     return found
 
 

@@ -265,25 +265,31 @@ def map_columns(
     source: str,
 ) -> ColumnMap:
     """Match a header to fields. ``overrides`` maps a source column to a field
-    (``--map "Adresse électronique=email"``); every other column is matched by alias.
-    A column no field claims is an extra; a field two columns claim takes the first."""
+    (``--map "Adresse électronique=email"``), or to ``""`` to ignore it; every other
+    column is matched by alias. A column no field claims is an extra; a field two
+    columns claim takes the first."""
     folded_aliases = {field: {fold(name) for name in names} for field, names in aliases.items()}
     folded_header = [fold(name) for name in header]
     fields: dict[str, int] = {}
+    ignored: set[int] = set()
     for source_column, field in overrides.items():
-        if field not in aliases:
+        if field and field not in aliases:
             known = ", ".join(sorted(aliases))
             raise InputFileError(
                 f"--map {source_column}={field}: unknown field {field!r} (known: {known})"
             )
         try:
-            fields[field] = folded_header.index(fold(source_column))
+            position = folded_header.index(fold(source_column))
         except ValueError:
             raise InputFileError(
                 f"--map {source_column}={field}: {source} has no column {source_column!r} "
                 f"(columns found: {', '.join(header)})"
             ) from None
-    claimed = set(fields.values())
+        if field:
+            fields[field] = position
+        else:
+            ignored.add(position)
+    claimed = set(fields.values()) | ignored
     for position, name in enumerate(folded_header):
         if position in claimed:
             continue

@@ -161,22 +161,27 @@ class ContactBatch:
             "source_id": self._source_id,
         }
 
-    def clean(self, values: list[Any]) -> dict[str, Any]:
-        """One row as contact columns; raises ``ValueError`` with the reason to reject it."""
+    def clean(self, values: list[Any], warnings: list[v.FieldWarning]) -> dict[str, Any]:
+        """One row as contact columns; raises ``ValueError`` with the reason to reject it
+        (no valid address), adds the fields it leaves empty to ``warnings``."""
         get = self.columns.cells(values).get
-        raw_email, raw_phone = get("email"), get("phone")
-        email = v.normalise_email(str(raw_email)) if raw_email is not None else None
-        phone = v.normalise_phone(str(raw_phone), self.region) if raw_phone is not None else None
-        if email is None and phone is None:
-            raise ValueError("no email and no phone: a contact needs an address")
+        email, phone = v.identity(get("email"), get("phone"), self.region, warnings)
         row: dict[str, Any] = {"email": email, "phone": phone}
         for field in _TEXT_FIELDS:
             value = get(field)
             if value is not None:
                 row[field] = str(value).strip()[:_TEXT_LIMIT]
+        birthday = None
         for field, parse in self.parsers.items():
-            if (value := get(field)) is not None:
-                row[field] = parse(value)
+            if (value := get(field)) is None:
+                continue
+            if field == "birth_year":  # or a birthday without a year (Mailchimp's MM/DD)
+                parse = partial(v.parse_birthday, today=self.today)
+            parsed = v.optional(field, parse, value, warnings)
+            if field == "birth_year" and isinstance(parsed, str):
+                birthday = parsed
+            elif parsed is not None:
+                row[field] = parsed
         for channel, address in (("email", email), ("sms", phone)):
             row[f"{channel}_status"] = (
                 ChannelStatus.NONE
@@ -188,9 +193,10 @@ class ContactBatch:
         derived = records.evidence(columns, 1)
         row.update({name: values[0] for name, values in {**columns, **derived}.items()})
         extras = self.columns.extras
-        if attributes := records.attributes(
-            extras, [values[position] for position in extras.values()]
-        ):
+        attributes = records.attributes(extras, [values[position] for position in extras.values()])
+        if birthday:  # a birthday without a year (Mailchimp's MM/DD): no birth year is made up
+            attributes = {**(attributes or {}), "birthday": birthday}
+        if attributes:
             row["attributes"] = attributes
         return row
 
@@ -246,7 +252,7 @@ class ContactBatch:
         def column(field: str) -> pa.Array | None:
             return col.plain_array(batch.column(fields[field])) if field in fields else None
 
-        slow = col.too_long(batch, v.MAX_FIELD_LENGTH)
+        slow = col.unusable(batch)
         found: dict[str, Any] = {}
         absent: dict[str, np.ndarray] = {}
         for field, normalise in (
@@ -427,8 +433,11 @@ class ContactBatch:
                 and email_slot != phone_slot
                 and (email_slot is not None or (record["email"] and slots[phone_slot]["email"]))
             ):
-                refusals.append((row, "phone already belongs to another contact"))
-                continue
+                # Both people are kept; the phone stays with the contact that has it.
+                warning = v.FieldWarning("phone", "phone already belongs to another contact")
+                refusals.append((row, warning))
+                record = {**record, "phone": None, "sms_status": ChannelStatus.NONE}
+                phone_slot = None
             slot = email_slot or phone_slot
             if slot is None:
                 imported += 1

@@ -139,10 +139,12 @@ class EventBatch:
             or columns.has(name)
         ]
 
-    def clean(self, values: list[Any]) -> dict[str, Any]:
-        """One row as an event; raises ``ValueError`` with the reason to reject it."""
+    def clean(self, values: list[Any], warnings: list[v.FieldWarning]) -> dict[str, Any]:
+        """One row as an event; raises ``ValueError`` with the reason to reject it (no
+        known contact, no usable type or time, a purchase without a usable amount), adds
+        the fields it leaves empty to ``warnings``."""
         cell = dict.fromkeys(EVENT_ALIASES) | self.columns.cells(values)
-        contact_id = self.contact(cell["email"], cell["phone"])
+        contact_id = self.contact(cell["email"], cell["phone"], warnings)
         if cell["type"] is None:
             raise ValueError("no event type")
         kind = v.parse_event_type(str(cell["type"]))
@@ -150,13 +152,20 @@ class EventBatch:
             raise ValueError("no date")
         occurred_at = v.parse_datetime(cell["occurred_at"], self.tz)
         v.check_not_future(occurred_at, self.now)
-        channel = (
-            v.parse_channel(str(cell["channel"]))
-            if cell["channel"] is not None
-            else v.DEFAULT_CHANNEL[kind]
-        )
-        amount = v.parse_amount(cell["amount"]) if cell["amount"] is not None else None
+        channel = v.DEFAULT_CHANNEL[kind]
+        if cell["channel"] is not None:
+            channel = (
+                v.optional("channel", v.parse_channel, str(cell["channel"]), warnings) or channel
+            )
+        amount = None
+        if cell["amount"] is not None:
+            if kind == EventType.PURCHASE:
+                amount = v.parse_amount(cell["amount"])
+            else:
+                amount = v.optional("amount", v.parse_amount, cell["amount"], warnings)
         currency, machine = cell["currency"], cell["machine_open"]
+        if machine is not None:
+            machine = v.optional("machine_open", v.parse_bool, machine, warnings)
         texts = {field: _text(cell[field], limit) for field, limit in _TEXT_LIMITS.items()}
         row: dict[str, Any] = {
             "contact_id": contact_id,
@@ -167,7 +176,7 @@ class EventBatch:
             "currency": _text(currency, _CURRENCY_LENGTH, upper=True),
             "campaign": texts["campaign"],
             "message_id": texts["message_id"],
-            "machine_open": v.parse_bool(machine) if machine is not None else None,
+            "machine_open": machine,
             "bot": None,
             "user_agent": texts["user_agent"],
             "url": texts["url"],
@@ -193,7 +202,7 @@ class EventBatch:
         batch = block.batch
         fields = self.columns.fields
         rows = batch.num_rows
-        slow = col.too_long(batch, v.MAX_FIELD_LENGTH)
+        slow = col.unusable(batch)
 
         def column(field: str) -> pa.Array | None:
             return col.plain_array(batch.column(fields[field])) if field in fields else None
@@ -315,13 +324,20 @@ class EventBatch:
         cleaned = CleanBlock(list(zip(*columns, strict=True)), lines, refusals)
         return cleaned, np.flatnonzero(slow).tolist()
 
-    def contact(self, email: Any, phone: Any) -> int:
-        """The id of the known contact with this email (else phone); ``ValueError``."""
+    def contact(self, email: Any, phone: Any, warnings: list[v.FieldWarning] | None = None) -> int:
+        """The id of the known contact with this email (else phone); ``ValueError``. An
+        invalid email beside a phone is a warning (into ``warnings``), not a rejection."""
+        warnings = [] if warnings is None else warnings
         if email is not None:
             key = str(email).strip().lower()
             contact_id = self.by_email.get(key)
             if contact_id is None:
-                contact_id = self.by_email.get(v.normalise_email(key))
+                if phone is None:
+                    contact_id = self.by_email.get(v.normalise_email(key))
+                elif (
+                    normalised := v.optional("email", v.normalise_email, key, warnings)
+                ) is not None:
+                    contact_id = self.by_email.get(normalised)
             if contact_id is not None:
                 return contact_id
         if phone is not None:

@@ -87,7 +87,6 @@ def _mailchimp(name: str, label: str, mark: str | None, status: ChannelStatus | 
         status=status,
         email_default=ChannelStatus.SUBSCRIBED,
         aliases={"source_id": ("leid",), "consent_at": ("confirm_time",), "country": ("cc",)},
-        dropped={"birth_year": ("birthday",)},
         source="mailchimp",
     )
 

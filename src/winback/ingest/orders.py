@@ -90,7 +90,7 @@ class OrderBatch:
         # Per order written so far: whether it was stored by this import (else before).
         self.new: dict[str, bool] = {}
 
-    def clean(self, values: list[Any]) -> OrderRow:
+    def clean(self, values: list[Any], warnings: list[v.FieldWarning]) -> OrderRow:
         cell = self.columns.cells(values)
         order = str(cell.get("order", "")).strip()
         if not order:

@@ -1,6 +1,8 @@
 """The loop both importers share: read rows, clean each one, quarantine the rejects
 with their line and reason, write the rest in batches, and count so the numbers add up
-(read = imported + merged + rejected).
+(read = imported + merged + rejected). A field an importer leaves empty without
+rejecting its row (:class:`~winback.ingest.values.FieldWarning`) is a warning, written
+beside the rejects with its line, column and value.
 
 An importer that can clean a whole Arrow block at once (:class:`BlockBatch`) gets the
 blocks of CSV and Parquet files: it cleans the rows its column-wise checks vouch for and
@@ -22,7 +24,7 @@ from typing import Any, Protocol, TextIO, cast
 from winback.clock import utcnow
 from winback.ingest.columns import ColumnMap, map_columns, require
 from winback.ingest.reader import Block, Row, Source, is_blank, open_source, unreadable_reason
-from winback.ingest.values import MAX_FIELD_LENGTH
+from winback.ingest.values import MAX_FIELD_LENGTH, FieldWarning
 from winback.safe_output import csv_writer
 
 BATCH_ROWS = 20_000
@@ -43,6 +45,10 @@ class ImportReport:
     rejected: int = 0
     by_reason: Counter[str] = field(default_factory=Counter)
     quarantine: str | None = None
+    # Fields left empty (or read by a guess) in rows that were kept.
+    warnings: int = 0
+    warnings_by_reason: Counter[str] = field(default_factory=Counter)
+    warnings_file: str | None = None
     seconds: float = 0.0
     # What the file was recognised as (contacts: "Mailchimp unsubscribed export"...).
     recognised: str | None = None
@@ -61,6 +67,9 @@ class ImportReport:
             "rejected": self.rejected,
             "by_reason": dict(self.by_reason.most_common()),
             "quarantine": self.quarantine,
+            "warnings": self.warnings,
+            "warnings_by_reason": dict(self.warnings_by_reason.most_common()),
+            "warnings_file": self.warnings_file,
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second),
         }
@@ -72,33 +81,63 @@ def reason_category(reason: str) -> str:
     return re.split(r" '| \"|: | \(", reason, maxsplit=1)[0].strip()
 
 
-class Quarantine:
-    """Rejected rows, written to ``quarantine/<file>.<timestamp>.csv`` with the original
-    line number, the reason and the original values. The file is created on the first
-    reject only, so a clean import leaves nothing behind."""
+# The longest value a warning repeats: enough to find the cell, not a copy of a blob.
+_WARNING_VALUE = 200
 
-    def __init__(self, folder: Path, source: Source) -> None:
-        # Named by the real clock, not the import's ``now``: two runs with the same
-        # ``--now`` must not overwrite each other's rejects.
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
-        self.path = folder / f"{source.path.name}.{stamp}.csv"
-        self.header = source.header
+
+class _CsvFile:
+    """A CSV file created on its first row only, so a clean import leaves nothing."""
+
+    def __init__(self, path: Path, header: Sequence[str]) -> None:
+        self.path = path
+        self.header = header
         self._stream: TextIO | None = None
         self._writer: Any = None
 
-    def add(self, line: int, reason: str, values: Sequence[Any]) -> None:
+    def add(self, row: Sequence[Any]) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._stream = self.path.open("w", encoding="utf-8", newline="")
             self._writer = csv_writer(self._stream)
-            self._writer.writerow(["line", "reason", *self.header])
-        self._writer.writerow([line, reason, *("" if value is None else value for value in values)])
+            self._writer.writerow(self.header)
+        self._writer.writerow(["" if value is None else value for value in row])
 
     def close(self) -> str | None:
         if self._stream is None:
             return None
         self._stream.close()
         return str(self.path)
+
+
+class Quarantine:
+    """Rejected rows, written to ``quarantine/<file>.<timestamp>.csv`` with the original
+    line number, the reason and the original values; and the warnings of the rows kept,
+    to ``quarantine/<file>.<timestamp>.warnings.csv`` with the line, the column, the
+    value (its first 200 characters) and the reason. Each file is created on its first
+    row only, so a clean import leaves nothing behind."""
+
+    def __init__(self, folder: Path, source: Source) -> None:
+        # Named by the real clock, not the import's ``now``: two runs with the same
+        # ``--now`` must not overwrite each other's rejects.
+        stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+        name = f"{source.path.name}.{stamp}"
+        self.path = folder / f"{name}.csv"
+        self.rejects = _CsvFile(self.path, ["line", "reason", *source.header])
+        self.warnings = _CsvFile(
+            folder / f"{name}.warnings.csv", ["line", "column", "value", "reason"]
+        )
+
+    def add(self, line: int, reason: str, values: Sequence[Any]) -> None:
+        self.rejects.add([line, reason, *values])
+
+    def warn(self, line: int, column: str, value: Any, reason: str) -> None:
+        text = "" if value is None else str(value)
+        if len(text) > _WARNING_VALUE:
+            text = text[:_WARNING_VALUE] + "…"
+        self.warnings.add([line, column, text, reason])
+
+    def close(self) -> tuple[str | None, str | None]:
+        return self.rejects.close(), self.warnings.close()
 
 
 @dataclass
@@ -110,16 +149,20 @@ class Pending:
     record: Any
 
 
-# Rows the write step refuses (a phone that belongs to another contact...), with reasons.
-Refusals = list[tuple[Pending, str]]
+# Rows the write step refuses, with reasons, or keeps with a field left empty (a phone
+# that belongs to another contact), with a warning.
+Refusals = list[tuple[Pending, str | FieldWarning]]
 
 
 class Batch(Protocol):
     """An importer's side of the loop: clean one row (raising ``ValueError`` with the
-    reason to reject it), and write a batch of cleaned rows, returning how many were new
-    (imported), how many merged into existing data, and the rows it refused."""
+    reason to reject it, adding the fields it left empty to ``warnings``), and write a
+    batch of cleaned rows, returning how many were new (imported), how many merged into
+    existing data, and the rows it refused or warned about."""
 
-    def clean(self, values: list[Any]) -> Any: ...
+    columns: ColumnMap
+
+    def clean(self, values: list[Any], warnings: list[FieldWarning]) -> Any: ...
 
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]: ...
 
@@ -175,7 +218,10 @@ def run(
         report.imported += imported
         report.merged += merged
         for row, reason in refusals:
-            reject(row.line, reason, row.values)
+            if isinstance(reason, FieldWarning):
+                warn(row.line, reason, row.values)
+            else:
+                reject(row.line, reason, row.values)
         pending.clear()
         if progress:
             progress(report.read, source.position(), source.size)
@@ -184,6 +230,20 @@ def run(
         report.rejected += 1
         report.by_reason[reason_category(reason)] += 1
         quarantine.add(line, reason, values)
+
+    def warn(line: int, warning: FieldWarning, values: Sequence[Any]) -> None:
+        """A warning about a field, with its column's name and cell when it has one."""
+        position = batch.columns.fields.get(warning.field)
+        if position is None:
+            warn_cell(line, warning.field, None, warning.reason)
+        else:
+            cell = values[position] if values else None
+            warn_cell(line, source.header[position], cell, warning.reason)
+
+    def warn_cell(line: int, column: str, value: Any, reason: str) -> None:
+        report.warnings += 1
+        report.warnings_by_reason[reason_category(reason)] += 1
+        quarantine.warn(line, column, value, reason)
 
     def take(rows: Iterable[Row], skip_blank: bool, flush_full: bool) -> None:
         for line, values in rows:
@@ -194,11 +254,19 @@ def run(
             if reason:
                 reject(line, reason, values)
                 continue
+            usable, unusable = _usable(values)
+            warnings: list[FieldWarning] = []
             try:
-                pending.append(Pending(line, values, batch.clean(values)))
+                record = batch.clean(usable, warnings)
             except ValueError as exc:
-                reject(line, str(exc), values)
+                cells = [f"{why} in column {source.header[at]!r}; " for at, why in unusable]
+                reject(line, "".join(cells[:1]) + str(exc), values)
                 continue
+            pending.append(Pending(line, values, record))
+            for position, reason in unusable:
+                warn_cell(line, source.header[position], values[position], reason)
+            for warning in warnings:
+                warn(line, warning, values)
             if flush_full and len(pending) >= BATCH_ROWS:
                 flush()
 
@@ -222,8 +290,10 @@ def run(
                         positions = range(start, min(start + BATCH_ROWS, block.batch.num_rows))
                         take(block.values(positions), skip_blank, flush_full=True)
         flush()
+        for line, note in sorted(source.notes.items()):
+            warn_cell(line, "", None, note)
     finally:
-        report.quarantine = quarantine.close()
+        report.quarantine, report.warnings_file = quarantine.close()
         report.seconds = perf_counter() - started
     return report
 
@@ -231,7 +301,25 @@ def run(
 def _shape_problem(values: Sequence[Any], width: int) -> str | None:
     if len(values) != width:
         return f"wrong number of fields ({len(values)} where the header has {width})"
-    for value in values:
-        if isinstance(value, str) and len(value) > MAX_FIELD_LENGTH:
-            return f"field too long ({len(value):,} characters; the limit is {MAX_FIELD_LENGTH:,})"
     return None
+
+
+def _usable(values: list[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+    """``values`` with the cells no field can use emptied, and the position of each with
+    the reason: text longer than :data:`MAX_FIELD_LENGTH` (a pasted document, a base64
+    blob) or holding a NUL character (which PostgreSQL cannot store in text)."""
+    usable = values
+    unusable = []
+    for position, value in enumerate(values):
+        if not isinstance(value, str):
+            continue
+        if len(value) > MAX_FIELD_LENGTH:
+            unusable.append((position, f"field too long (over {MAX_FIELD_LENGTH:,} characters)"))
+        elif "\x00" in value:
+            unusable.append((position, "NUL character in the field"))
+        else:
+            continue
+        if usable is values:
+            usable = list(values)
+        usable[position] = None
+    return usable, unusable

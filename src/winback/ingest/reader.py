@@ -1,9 +1,10 @@
 """Reading input files as a stream of rows, whatever their format and dialect.
 
-The encoding is UTF-8 (with or without a byte order mark) when the whole file decodes as
-UTF-8, and cp1252 otherwise: that is what French Excel writes, and cp1252 is a superset
-of Latin-1's printable characters. The delimiter is the one among ``,`` ``;`` tab ``|``
-that gives the first lines the same, largest number of fields.
+Text files are decoded by :mod:`winback.ingest.decoding` (UTF-8, cp1252, or both line
+by line), the lines that needed it noted in :attr:`Source.notes`. A file with NUL bytes
+or many control characters in its first 256 KB is binary, and refused. The delimiter is
+the one among ``,`` ``;`` tab ``|`` that gives the first lines the same, largest number
+of fields.
 
 Every format gives the importers one shape: a header and ``(line number, values)`` rows
 (:attr:`Source.rows`). CSV and Parquet also come as :attr:`Source.blocks`: Arrow record
@@ -21,14 +22,14 @@ line numbers it counts itself, so every row still reaches the importer once.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,13 +38,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from winback.errors import InputFileError
+from winback.ingest.decoding import CHUNK, detect_encoding, text_stream, utf8_stream
+from winback.ingest.values import MAX_FIELD_LENGTH
 
 DELIMITERS = (",", ";", "\t", "|")
 SNIFF_BYTES = 256 * 1024
-# Long fields are parsed whole so the importer can quarantine the row with a reason
-# instead of the csv module aborting the file.
+# Fields over MAX_FIELD_LENGTH reach the csv module cut (:func:`_capped_lines`); the
+# limit only has to let a cut field through.
 csv.field_size_limit(256 * 1024 * 1024)
-_CHUNK = 1024 * 1024
 # Rows per block: large enough that per-block costs vanish (each block of events is one
 # transaction, and fewer commits rewrite the random pages of the digest index fewer
 # times), small enough for flat memory.
@@ -56,7 +58,13 @@ BLOCK_ROWS = 262_144
 _CSV_READ_BYTES = 2 * 1024 * 1024
 # Bytes per row to estimate the rows of a text file by its size (events run about 80).
 _BYTES_PER_ROW = 100
-
+# A share of control characters (other than tab, line breaks and form feed) above which
+# a file is binary: text files have none, random bytes about 10 %.
+_BINARY_SHARE = 0.01
+_CONTROLS = bytes([*range(0x01, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
+# A JSON Lines value nested deeper than this is refused: no contact or event field
+# needs it, and deeper values overflow the recursion of what stores them.
+MAX_JSON_DEPTH = 32
 Row = tuple[int, list[Any]]
 
 
@@ -100,32 +108,12 @@ class Source:
     blocks: Callable[[], Iterator[Block]] | None = None
     # How many rows the file holds (Parquet), or about how many by its size.
     estimated_rows: int = 0
+    # Lines read other than as plain UTF-8 (line: what was done), for the report.
+    notes: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.estimated_rows:
             self.estimated_rows = self.size // _BYTES_PER_ROW
-
-
-class _CountingReader(io.RawIOBase):
-    """A raw file that counts the bytes read, for the progress bar."""
-
-    def __init__(self, raw: BinaryIO, path: Path) -> None:
-        self.raw = raw
-        self.path = path
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.raw.read(len(buffer))
-        buffer[: len(data)] = data
-        self.count += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
 
 
 def open_source(path: Path) -> Source:
@@ -146,25 +134,15 @@ def open_source(path: Path) -> Source:
         raise InputFileError(
             f"{path}: this is a binary file, not CSV, JSON Lines or Parquet (it contains NUL bytes)"
         )
+    controls = len(head) - len(head.translate(None, _CONTROLS))
+    if controls > _BINARY_SHARE * len(head):
+        raise InputFileError(
+            f"{path}: this is a binary file, not CSV, JSON Lines or Parquet "
+            f"({controls:,} control characters in its first {len(head):,} bytes)"
+        )
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         return _open_jsonl(path, size)
     return _open_csv(path, size, head)
-
-
-def detect_encoding(path: Path) -> str:
-    """``utf-8-sig`` when the whole file is UTF-8 (a BOM is skipped), else ``cp1252``."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError:
-                return "cp1252"
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return "cp1252"
-    return "utf-8-sig"
 
 
 def detect_delimiter(sample: str) -> str:
@@ -191,16 +169,20 @@ def detect_delimiter(sample: str) -> str:
 
 def _open_csv(path: Path, size: int, head: bytes) -> Source:
     encoding = detect_encoding(path)
-    sample = head.decode(encoding, errors="replace")
+    sample = head.decode("utf-8" if encoding == "utf-8-sig" else "cp1252", errors="replace")
     delimiter = detect_delimiter(sample)
-    raw = _CountingReader(path.open("rb"), path)
-    text = io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding=encoding, newline="")
-    reader = csv.reader(text, delimiter=delimiter, strict=False)
+    notes: dict[int, str] = {}
+    raw, stream = utf8_stream(path, encoding, notes)
+    text = text_stream(stream, newline="")
+    reader = _csv_reader(text, delimiter)
     try:
         header = [name.strip() for name in next(reader)]
     except StopIteration:
         text.close()
         raise InputFileError(f"{path}: the file is empty (no header line)") from None
+    except csv.Error as exc:
+        text.close()
+        raise InputFileError(f"{path}, line 1: unreadable header: {exc}") from None
     if not any(header):
         text.close()
         raise InputFileError(f"{path}: the first line is empty; it must name the columns")
@@ -208,13 +190,12 @@ def _open_csv(path: Path, size: int, head: bytes) -> Source:
     counting = [raw]
     opened: list[io.TextIOWrapper] = [text]
 
+    def reopen() -> io.RawIOBase:
+        counting[0], stream = utf8_stream(path, encoding, notes)
+        return stream
+
     def blocks() -> Iterator[Block]:
-        block_raw = _CountingReader(path.open("rb"), path)
-        counting[0] = block_raw
-        try:
-            yield from _csv_blocks(block_raw, len(header), header_lines, encoding, delimiter)
-        finally:
-            block_raw.close()
+        yield from _csv_blocks(reopen, path, len(header), header_lines, delimiter)
 
     def close() -> None:
         for stream in opened:
@@ -232,7 +213,43 @@ def _open_csv(path: Path, size: int, head: bytes) -> Source:
         encoding=encoding,
         delimiter=delimiter,
         blocks=blocks,
+        notes=notes,
     )
+
+
+def _csv_reader(text: io.TextIOWrapper, delimiter: str) -> Any:
+    """The ``csv`` module's reader of ``text``, over :func:`_capped_lines`."""
+    return csv.reader(_capped_lines(text, delimiter), delimiter=delimiter, strict=False)
+
+
+def _capped_lines(text: io.TextIOWrapper, delimiter: str) -> Iterator[str]:
+    """The lines of ``text``, with every run of characters that holds no delimiter, quote
+    or line break cut to :data:`MAX_FIELD_LENGTH` + 1 characters: the records and every
+    field up to the limit are read as they are, and a field over it stays over it (the
+    importer empties it with a warning) without the ``csv`` module holding it whole, at
+    four bytes a character (a 200 MB field took 1.5 GB)."""
+    stops = re.compile(f'([{re.escape(delimiter)}"\r\n])')
+    keep = MAX_FIELD_LENGTH + 1
+    while piece := text.readline(CHUNK):
+        if len(piece) <= keep:
+            yield piece
+            continue
+        parts: list[str] = []
+        run = 0
+        while True:
+            for at, part in enumerate(stops.split(piece)):
+                if at % 2:  # a stop: the run ends
+                    parts.append(part)
+                    run = 0
+                else:
+                    parts.append(part[: max(0, keep - run)])
+                    run += len(part)
+            if piece.endswith(("\n", "\r")) or len(piece) < CHUNK:
+                break
+            piece = text.readline(CHUNK)
+            if not piece:
+                break
+        yield "".join(parts)
 
 
 def _csv_records(reader: Any, path: Path) -> Iterator[Row]:
@@ -253,54 +270,61 @@ def is_blank(values: list[Any]) -> bool:
 
 
 def _csv_blocks(
-    raw: _CountingReader, width: int, header_lines: int, encoding: str, delimiter: str
+    reopen: Callable[[], io.RawIOBase], path: Path, width: int, header_lines: int, delimiter: str
 ) -> Iterator[Block]:
     names = [f"c{position}" for position in range(width)]
     records = 0
     line = header_lines + 1
-    if header_lines == 1:
-        try:
-            reader = pacsv.open_csv(
-                raw,
-                read_options=pacsv.ReadOptions(
-                    column_names=names,
-                    skip_rows=1,
-                    block_size=_CSV_READ_BYTES,
-                    encoding="utf8" if encoding == "utf-8-sig" else encoding,
-                    use_threads=False,
-                ),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=dict.fromkeys(names, pa.string()),
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-            for batch in _gathered(reader, BLOCK_ROWS):
-                lines, line = _record_lines(batch, line)
-                records += batch.num_rows
-                keep = _not_blank(batch)
-                if keep is not None:
-                    batch, lines = batch.filter(keep), lines[keep.to_numpy(zero_copy_only=False)]
-                yield Block(batch, lines, [])
-            return
-        except pa.ArrowInvalid:
-            pass  # the csv module reads the rest, from the first record not yielded
-    raw.raw.seek(0)
-    text = io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding=encoding, newline="")
-    reader = csv.reader(text, delimiter=delimiter, strict=False)
-    next(reader, None)
-    for _ in range(records):
+    raw = reopen()
+    try:
+        if header_lines == 1:
+            try:
+                reader = pacsv.open_csv(
+                    raw,
+                    read_options=pacsv.ReadOptions(
+                        column_names=names,
+                        skip_rows=1,
+                        block_size=_CSV_READ_BYTES,
+                        encoding="utf8",
+                        use_threads=False,
+                    ),
+                    parse_options=pacsv.ParseOptions(
+                        delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
+                    ),
+                    convert_options=pacsv.ConvertOptions(
+                        column_types=dict.fromkeys(names, pa.string()),
+                        strings_can_be_null=False,
+                        quoted_strings_can_be_null=False,
+                    ),
+                )
+                for batch in _gathered(reader, BLOCK_ROWS):
+                    lines, line = _record_lines(batch, line)
+                    records += batch.num_rows
+                    keep = _not_blank(batch)
+                    if keep is not None:
+                        batch, lines = (
+                            batch.filter(keep),
+                            lines[keep.to_numpy(zero_copy_only=False)],
+                        )
+                    yield Block(batch, lines, [])
+                return
+            except pa.ArrowInvalid:
+                pass  # the csv module reads the rest, from the first record not yielded
+        raw.close()
+        raw = reopen()
+        reader = _csv_reader(text_stream(raw, newline=""), delimiter)
         next(reader, None)
-    rows: list[Row] = []
-    for row in _csv_records(reader, raw.path):
-        rows.append(row)
-        if len(rows) >= BLOCK_ROWS:
-            yield Block(None, np.empty(0, np.int64), rows)
-            rows = []
-    yield Block(None, np.empty(0, np.int64), rows)
+        for _ in range(records):
+            next(reader, None)
+        rows: list[Row] = []
+        for row in _csv_records(reader, path):
+            rows.append(row)
+            if len(rows) >= BLOCK_ROWS:
+                yield Block(None, np.empty(0, np.int64), rows)
+                rows = []
+        yield Block(None, np.empty(0, np.int64), rows)
+    finally:
+        raw.close()
 
 
 def _gathered(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
@@ -354,39 +378,74 @@ def _open_jsonl(path: Path, size: int) -> Source:
     """JSON Lines: the header is the union of the keys of the first 1,000 objects; a key
     that appears later still counts (its value lands in the row's extras)."""
     encoding = detect_encoding(path)
+    notes: dict[int, str] = {}
     header: list[str] = []
-    with path.open(encoding=encoding) as stream:
+    with text_stream(utf8_stream(path, encoding, {})[1]) as stream:
         for number, line in enumerate(stream):
             if number >= 1000:
                 break
-            try:
-                record = json.loads(line) if line.strip() else {}
-            except json.JSONDecodeError:
-                continue
+            record = _json_object(line)
             if isinstance(record, dict):
                 header.extend(key for key in record if key not in header)
     if not header:
         raise InputFileError(f"{path}: no JSON object found in the first lines")
-    raw = _CountingReader(path.open("rb"), path)
-    text = io.TextIOWrapper(io.BufferedReader(raw, _CHUNK), encoding=encoding)
+    raw, recoded = utf8_stream(path, encoding, notes)
+    text = text_stream(recoded)
 
     def rows() -> Iterator[Row]:
         for number, line in enumerate(text, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, [_Unreadable(f"not valid JSON: {exc.msg}")]
-                continue
-            if not isinstance(record, dict):
-                yield number, [_Unreadable("not a JSON object")]
+            record = _json_object(line)
+            if isinstance(record, _Unreadable):
+                yield number, [record]
                 continue
             yield number, [record.get(name) for name in header]
 
     return Source(
-        path, "jsonl", header, rows(), size, lambda: raw.count, text.close, encoding=encoding
+        path,
+        "jsonl",
+        header,
+        rows(),
+        size,
+        lambda: raw.count,
+        text.close,
+        encoding=encoding,
+        notes=notes,
     )
+
+
+def _json_object(line: str) -> dict[str, Any] | _Unreadable:
+    """One line of JSON Lines as an object, or the reason it is none."""
+    nested = line.count("{") + line.count("[") > MAX_JSON_DEPTH
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return _Unreadable(f"not valid JSON: {exc.msg}")
+    except ValueError as exc:  # an integer of more digits than Python converts
+        return _Unreadable(f"not valid JSON: {exc}")
+    except RecursionError:
+        return _Unreadable(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    if not isinstance(record, dict):
+        return _Unreadable("not a JSON object")
+    if nested and _deeper_than(record, MAX_JSON_DEPTH):
+        return _Unreadable(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return record
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` levels deep."""
+    level = [value]
+    for _ in range(limit):
+        level = [
+            item
+            for container in level
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 class _Unreadable(str):

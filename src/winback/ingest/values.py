@@ -1,17 +1,24 @@
 """Cleaning one value at a time: emails, phones, dates, amounts, flags, event types and
 channels as users' files spell them. Each parser returns the normalised value or raises
-``ValueError`` with a reason a person can act on; the importers quarantine the row with it.
+``ValueError`` with a reason a person can act on.
+
+What the importers do with that reason is one rule, here too: only identity rejects a
+row (:func:`identity`: a contact with neither a valid email nor a valid phone). A bad
+optional field (a date, a birth year, a phone beside a valid email, an amount...) is
+left empty and reported as a :class:`FieldWarning` (:func:`optional`); the row is kept.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
-from typing import Generic, TypeVar
+from functools import lru_cache, partial
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 # The address rules live in winback.addresses (one rule, one home); the importers reach
@@ -19,14 +26,16 @@ from zoneinfo import ZoneInfo
 from winback.addresses import (  # noqa: F401
     EMAIL_LIMIT,
     LOCAL_PART_LIMIT,
+    NATIONAL_NEIGHBOURS,
     PLAIN_EMAIL,
     normalise_email,
     normalise_phone,
+    read_phone,
 )
 from winback.domain import Channel, ChannelStatus, EventType
 
-# A CSV cell longer than this is refused (a pasted document, a base64 blob): no field of
-# a contact or an event needs it, and it would bloat every index it touches.
+# A cell longer than this is left empty with a warning (a pasted document, a base64
+# blob): no field of a contact or an event needs it, and it would bloat every index.
 MAX_FIELD_LENGTH = 65_536
 
 
@@ -35,6 +44,52 @@ def fold(text: str) -> str:
     compared (``Téléphone`` and ``telephone`` and ``TELEPHONE`` are one word)."""
     decomposed = unicodedata.normalize("NFKD", text.strip().lower())
     return "".join(char for char in decomposed if char.isalnum())
+
+
+@dataclass(frozen=True)
+class FieldWarning:
+    """A field an importer left empty (or read by a guess) without rejecting its row:
+    ``field`` as the importer names it, and the reason."""
+
+    field: str
+    reason: str
+
+
+def optional(
+    field: str, parse: Callable[[Any], Any], value: Any, warnings: list[FieldWarning]
+) -> Any:
+    """``parse(value)``, or None with a warning added to ``warnings`` when ``parse``
+    refuses it: a bad optional field is left empty and its row is kept."""
+    try:
+        return parse(value)
+    except ValueError as exc:
+        warnings.append(FieldWarning(field, str(exc)))
+        return None
+
+
+def identity(
+    email: Any, phone: Any, region: str, warnings: list[FieldWarning]
+) -> tuple[str | None, str | None]:
+    """A contact's normalised email and phone from its cells (None where absent). Only
+    identity rejects a contact: ``ValueError`` when neither is valid (the email's reason
+    first); one bad address beside a valid one is left empty with a warning."""
+    problems: list[FieldWarning] = []
+    found_email = (
+        optional("email", normalise_email, str(email), problems) if email is not None else None
+    )
+    found_phone = None
+    if phone is not None:
+        read = optional("phone", partial(read_phone, region=region), str(phone), problems)
+        if read is not None:
+            found_phone, note = read
+            if note:
+                problems.append(FieldWarning("phone", note))
+    if found_email is None and found_phone is None:
+        if problems:
+            raise ValueError(problems[0].reason)
+        raise ValueError("no email and no phone: a contact needs an address")
+    warnings.extend(problems)
+    return found_email, found_phone
 
 
 _DMY = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
@@ -61,13 +116,21 @@ def parse_datetime(value: object, tz: ZoneInfo) -> datetime:
         moment = _parse_datetime_text(str(value).strip())
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except (
+        OverflowError
+    ):  # 0001-01-01 east of UTC, 9999-12-31 west of it: the null dates of some exports
+        raise ValueError(f"date out of range {value!r}: no year before 1 or after 9999") from None
 
 
 def _from_unix(seconds: float) -> datetime:
     if seconds > 1e11:
         seconds /= 1000
-    return datetime.fromtimestamp(seconds, UTC)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"date out of range {seconds!r}: not a Unix time") from None
 
 
 def _parse_datetime_text(text: str) -> datetime:
@@ -314,10 +377,49 @@ def parse_birth_year(value: object, today: date) -> int:
     return year
 
 
+_MONTH_DAY = re.compile(r"^(\d{1,2})/(\d{1,2})$")
+
+
+def parse_month_day(value: object) -> str | None:
+    """A birthday without a year, as Mailchimp's Birthday field exports it (``MM/DD``),
+    in ISO 8601's month-day form; None when ``value`` has not that shape. Raises
+    ``ValueError`` for a month-day that no year has.
+
+    >>> parse_month_day("03/14")
+    '--03-14'
+    """
+    match = _MONTH_DAY.match(str(value).strip())
+    if match is None:
+        return None
+    month, day = int(match[1]), int(match[2])
+    try:
+        date(2000, month, day)  # a leap year: 02/29 is a birthday
+    except ValueError:
+        raise ValueError(f"invalid birthday {value!r}: no such day (MM/DD)") from None
+    return f"--{month:02d}-{day:02d}"
+
+
+def parse_birthday(value: object, today: date) -> int | str:
+    """A birth year from a year or a date of birth (:func:`parse_birth_year`), or a
+    birthday without a year from Mailchimp's MM/DD (:func:`parse_month_day`): no birth
+    year is made up for it."""
+    month_day = parse_month_day(value)
+    return parse_birth_year(value, today) if month_day is None else month_day
+
+
 def parse_list(value: object) -> list[str]:
-    """Tags or interests from ``a, b; c | d`` or a list (JSON Lines, Parquet)."""
+    """Tags or interests from ``a, b; c | d``, a list (JSON Lines, Parquet), or
+    quoted items as Mailchimp exports its TAGS (``"Clients","VIP, Paris"``).
+
+    >>> parse_list('"Clients","VIP"')
+    ['Clients', 'VIP']
+    """
     if isinstance(value, list | tuple):
         items = [str(item) for item in value]
+    elif '"' in (text := str(value)):
+        items = [
+            item for row in csv.reader(text.splitlines(), skipinitialspace=True) for item in row
+        ]
     else:
-        items = re.split(r"[,;|]", str(value))
+        items = re.split(r"[,;|]", text)
     return sorted({item.strip() for item in items if item and item.strip()})

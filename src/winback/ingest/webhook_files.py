@@ -29,9 +29,11 @@ import orjson
 from sqlalchemy import Connection
 
 from winback.errors import InputFileError
+from winback.ingest.columns import ColumnMap
 from winback.ingest.events import import_events
 from winback.ingest.pipeline import ImportReport, Pending, ProgressCallback, Refusals, run
 from winback.ingest.reader import Row, Source
+from winback.ingest.values import FieldWarning
 from winback.web.webhooks import PROVIDERS, Delivery, WebhookError, record_webhook
 from winback.workspace import Workspace
 
@@ -163,8 +165,9 @@ class _PayloadBatch:
         self.connection = connection
         self.format = format
         self.now = now
+        self.columns = ColumnMap(fields={}, extras={}, header=("record",))
 
-    def clean(self, values: list[Any]) -> _Record:
+    def clean(self, values: list[Any], warnings: list[FieldWarning]) -> _Record:
         try:
             record = orjson.loads(values[0])
         except orjson.JSONDecodeError as exc:
