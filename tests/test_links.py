@@ -163,3 +163,29 @@ def test_a_workspace_signs_with_its_secret_under_its_public_url(
     links = Links.of(sqlite_workspace)
     assert links.secret == sqlite_workspace.secret
     assert links.open_url(MESSAGE).startswith("http://127.0.0.1:8025/o/")
+
+
+def test_tracked_links_carry_utm_parameters_but_keep_the_marketers_own() -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from winback.links import with_utm
+
+    utm = {"utm_source": "winback", "utm_medium": "email", "utm_campaign": "spring",
+           "utm_content": "miss-you"}  # fmt: skip
+    assert with_utm("https://shop.example.com/", utm) == (
+        "https://shop.example.com/?utm_source=winback&utm_medium=email&utm_campaign=spring"
+        "&utm_content=miss-you"
+    )
+    kept = urlsplit(with_utm("https://shop.example.com/p?id=3&utm_campaign=own#x", utm))
+    assert parse_qs(kept.query)["utm_campaign"] == ["own"]
+    assert parse_qs(kept.query)["id"] == ["3"] and kept.fragment == "x"
+    links = Links(secret=bytes(range(32)), public_url="https://t.example.com")
+    body = links.track_html('<a href="https://shop.example.com/sale">x</a>', "<m1@example.com>",
+                            utm=utm, pixel=False)  # fmt: skip
+    token = body.split("/c/")[1].split('"')[0]
+    target = links.verify_click(token, now=datetime(2026, 1, 1, tzinfo=UTC)).url
+    assert "utm_content=miss-you" in target and target.startswith("https://shop.example.com/sale?")
+    # The workspace's own pages and mailto: links are left alone.
+    own = links.track_text("https://t.example.com/u/abc mailto:a@example.com", "<m1@example.com>",
+                           utm=utm)  # fmt: skip
+    assert own == "https://t.example.com/u/abc mailto:a@example.com"

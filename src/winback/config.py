@@ -174,6 +174,11 @@ class ResultsSection(Section):
     attribution_days: int = Field(7, ge=0, le=365)
 
 
+class LinksSection(Section):
+    utm: bool = True
+    utm_source: str = Field("winback", min_length=1, max_length=100)
+
+
 class EmailSection(Section):
     host: str = "127.0.0.1"
     port: int = Field(25, gt=0, lt=65536)
@@ -314,6 +319,7 @@ class Config(Section):
     scoring: ScoringSection = ScoringSection()
     cost: CostSection = CostSection()
     results: ResultsSection = ResultsSection()
+    links: LinksSection = LinksSection()
     email: EmailSection = EmailSection()
     sms: SmsSection = SmsSection()
     frequency: FrequencySection = FrequencySection()
@@ -421,6 +427,10 @@ sms = 0.045                 # cost of one SMS
 
 [results]
 attribution_days = 7        # a purchase this many days after a message is the journey's conversion
+
+[links]
+utm = true                  # tracked links get utm_source, utm_medium, utm_campaign, utm_content
+utm_source = "winback"      # the utm_source of tracked links
 
 [email]
 host = "127.0.0.1"          # WINBACK_SMTP_URL=smtp://user:pass@host:port overrides these

@@ -27,11 +27,13 @@ import hmac
 import html
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from winback.domain import Channel
 from winback.errors import WinbackError
@@ -280,24 +282,33 @@ class Links:
 
     # -- rewriting bodies -------------------------------------------------------------
 
-    def _tracked(self, url: str, message_id: str) -> str:
-        """The click link for ``url``, or ``url`` itself when it is not to be tracked:
-        mailto:, tel:, sms:, anchors and relative links, and the workspace's own pages
-        (unsubscribe, preferences, survey, stay), which carry their own tokens."""
+    def _tracked(self, url: str, message_id: str, utm: Mapping[str, str] | None) -> str:
+        """The click link for ``url`` (with the ``utm`` parameters it does not have yet),
+        or ``url`` itself when it is not to be tracked: mailto:, tel:, sms:, anchors and
+        relative links, and the workspace's own pages (unsubscribe, preferences, survey,
+        stay), which carry their own tokens."""
         if not _is_web_link(url):
             return url
         if url == self.base or url.startswith(self.base + "/"):
             return url
-        return self.click_url(message_id, url)
+        return self.click_url(message_id, with_utm(url, utm) if utm else url)
 
-    def track_html(self, body: str, message_id: str, *, pixel: bool = True) -> str:
-        """Rewrite the ``href`` of every ``<a>`` into a click link and, with ``pixel``,
-        add the open pixel before ``</body>`` (or at the end)."""
+    def track_html(
+        self,
+        body: str,
+        message_id: str,
+        *,
+        pixel: bool = True,
+        utm: Mapping[str, str] | None = None,
+    ) -> str:
+        """Rewrite the ``href`` of every ``<a>`` into a click link (its target given the
+        ``utm`` parameters) and, with ``pixel``, add the open pixel before ``</body>`` (or
+        at the end)."""
 
         def rewrite_href(match: re.Match[str]) -> str:
             raw = next(group for group in match.groups()[1:] if group is not None)
             url = html.unescape(raw).strip()
-            tracked = self._tracked(url, message_id)
+            tracked = self._tracked(url, message_id, utm)
             if tracked == url:
                 return match.group(0)
             return f'{match.group(1)}"{html.escape(tracked, quote=True)}"'
@@ -318,16 +329,35 @@ class Links:
         at = ends[-1].start()
         return tracked[:at] + image + tracked[at:]
 
-    def track_text(self, body: str, message_id: str) -> str:
+    def track_text(
+        self, body: str, message_id: str, *, utm: Mapping[str, str] | None = None
+    ) -> str:
         """Rewrite every absolute http(s) link of a text body (email text part or SMS)
         into a click link; punctuation that ends the sentence stays outside the link."""
 
         def rewrite(match: re.Match[str]) -> str:
             url = match.group(0)
             stripped = url.rstrip(_TRAILING)
-            return self._tracked(stripped, message_id) + url[len(stripped) :]
+            return self._tracked(stripped, message_id, utm) + url[len(stripped) :]
 
         return _TEXT_URL.sub(rewrite, body)
+
+
+def with_utm(url: str, utm: Mapping[str, str]) -> str:
+    """``url`` with the UTM parameters of ``utm`` that its query does not set already (the
+    marketer's own ``utm_campaign`` on a link wins), so analytics tools credit the visit.
+
+    >>> with_utm("https://shop.example.com/sale?utm_campaign=spring#top",
+    ...          {"utm_source": "winback", "utm_campaign": "winback"})
+    'https://shop.example.com/sale?utm_campaign=spring&utm_source=winback#top'
+    """
+    parts = urlsplit(url)
+    present = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    added = [(name, value) for name, value in utm.items() if value and name not in present]
+    if not added:
+        return url
+    query = "&".join(filter(None, [parts.query, urlencode(added)]))
+    return urlunsplit(parts._replace(query=query))
 
 
 def _is_web_link(url: str) -> bool:

@@ -181,3 +181,54 @@ def test_a_plain_events_file_is_not_taken_for_orders(
     )
     report = _import(cli, sqlite_workspace, plain)
     assert (report["kind"], report["imported"]) == ("events", 1)
+
+
+def test_an_order_with_an_issued_code_redeems_it_and_ends_the_journey(
+    workspace: Workspace, cli: CliRunner
+) -> None:
+    """Ann's order #1001 carries WINBACK-7Q2K, the code the spring journey's offer step
+    gave her (written here in another case, as shops accept it): the code is redeemed at
+    the order's payment, her journey ends as a conversion, and the step is credited."""
+    from winback.clock import to_db
+    from winback.journeys.catalog import add_journey
+    from winback.reports.results import journey_results
+    from winback.store.schema import enrollments, journeys, offers
+
+    _base(workspace)
+    journey_file = workspace.path / "spring.yaml"
+    journey_file.write_text(
+        "name: spring\nholdout: 0\nsteps:\n"
+        "  - {id: offer, template: offer, offer: {percent: 20}, wait: 30d}\n",
+        encoding="utf-8",
+    )
+    add_journey(workspace, journey_file, day(2026, 3, 1))
+    with workspace.engine.begin() as connection:
+        ann = connection.execute(
+            select(contacts.c.id).where(contacts.c.email == "ann@example.com")
+        ).scalar_one()
+        journey_id = connection.execute(select(journeys.c.id)).scalar_one()
+        enrollment = connection.execute(
+            enrollments.insert().returning(enrollments.c.id),
+            {"journey_id": journey_id, "contact_id": ann, "holdout": False,
+             "status": "active", "step_id": "offer", "enrolled_at": to_db(day(2026, 3, 1))},
+        ).scalar_one()  # fmt: skip
+        connection.execute(
+            offers.insert(),
+            {"code": "winback-7q2k", "contact_id": ann, "enrollment_id": enrollment,
+             "journey": "spring", "step_id": "offer", "percent": 20.0,
+             "created_at": to_db(day(2026, 3, 2))},
+        )  # fmt: skip
+    _import(cli, workspace, EXPORT)
+    with workspace.engine.connect() as connection:
+        redeemed = connection.execute(select(offers.c.redeemed_at)).scalar_one()
+        status, outcome = connection.execute(
+            select(enrollments.c.status, enrollments.c.outcome)
+        ).one()
+    assert redeemed == datetime(2026, 3, 14, 9, 22, 5)  # its payment, in UTC
+    assert (status, outcome) == ("reactivated", "redeemed winback-7q2k")
+    result = journey_results(workspace, "spring", day(2026, 4, 1))
+    assert result["redeemed"] == 1 and result["steps"][0]["redeemed"] == 1
+    # A second import of the same export redeems nothing more.
+    _import(cli, workspace, EXPORT)
+    with workspace.engine.connect() as connection:
+        assert connection.execute(select(offers.c.redeemed_at)).scalar_one() == redeemed

@@ -80,7 +80,11 @@ def test_an_offer_email_arrives_with_its_parts_links_and_code(
             assert links.verify_unsubscribe(token, now=START).contact_id == camille
         else:
             assert kind == "p" and links.verify_preferences(token, now=START).contact_id == camille
-    assert targets == {"https://shop.example.com/"}
+    # Analytics tools credit the visit to the journey and the step (issue 16: UTM).
+    assert targets == {
+        "https://shop.example.com/?utm_source=winback&utm_medium=email&utm_campaign=spring"
+        "&utm_content=miss-you"
+    }
     assert (
         links.verify_open(urlsplit(images[-1]).path.split("/")[-1], now=START).message_id
         == row["message_id"]
@@ -267,3 +271,27 @@ def test_pool_codes_are_handed_out_and_an_empty_pool_fails_clearly(
     assert "SHOP-AAA1" in smtp.received[0].message.get_body(("plain",)).get_content()
     [failed] = outbox_rows(ws, status="failed")
     assert "the code pool has no unused code for 20 %" in failed["error"]
+
+
+def test_utm_parameters_can_be_turned_off(ws: Workspace, smtp: RecordingHandler) -> None:
+    config = ws.path / "winback.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("utm = true", "utm = false"), encoding="utf-8"
+    )
+    plain = Workspace.open(ws.path)
+    try:
+        add(plain, OFFER_FIRST)
+        with plain.engine.begin() as c:
+            scored(c, email="camille@example.com", first_name="Camille", language="fr")
+        enrol(plain, "spring", START)
+        tick(plain, START)
+        assert dispatch(plain, START).sent == 1
+        html = smtp.received[0].message.get_body(("html",)).get_content()
+        links = Links.of(plain)
+        clicks = [
+            links.verify_click(urlsplit(url).path.split("/")[-1], now=START).url
+            for url in re.findall(r'href="([^"]+/c/[^"]+)"', html)
+        ]
+        assert clicks and all("utm_" not in url for url in clicks)
+    finally:
+        plain.close()

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
+from winback.clock import from_db
 from winback.domain import EventType
 from winback.errors import InputFileError
 from winback.ingest import values as v
@@ -36,6 +37,7 @@ from winback.ingest.columns import ColumnMap, map_columns
 from winback.ingest.events import EventBatch, event_key
 from winback.ingest.pipeline import ImportReport, Pending, ProgressCallback, Refusals, run
 from winback.ingest.reader import open_source
+from winback.journeys.offers import redeem_codes
 from winback.store import contacts as store
 from winback.store.chunks import chunks
 from winback.store.schema import events
@@ -162,6 +164,15 @@ class OrderBatch:
         with connection.begin():
             stored = _stored_keys(connection, [event["dedup_key"] for event in purchases])
             store.insert_events(connection, purchases)
+            redeem_codes(
+                connection,
+                (
+                    (event["discount_code"], from_db(event["occurred_at"]))
+                    for event in purchases
+                    if event.get("discount_code")
+                ),
+                actor="import",
+            )
         imported = 0
         for row in rows:
             record: OrderRow = row.record

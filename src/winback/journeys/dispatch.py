@@ -364,15 +364,28 @@ class _Dispatcher:
         rendered = render(
             template, {"contact": contact, "links": links, "brand": self.brand, **variables}
         )
+        utm = self.utm(channel, variables.get("journey"), variables.get("step"))
         return {
             "to_address": contact["email"] if channel == "email" else contact["phone"],
             "subject": rendered.subject,
-            "body_text": self.links.track_text(rendered.text, message_id),
+            "body_text": self.links.track_text(rendered.text, message_id, utm=utm),
             "body_html": (
-                self.links.track_html(rendered.html, message_id) if rendered.html else None
+                self.links.track_html(rendered.html, message_id, utm=utm) if rendered.html else None
             ),
             "headers": headers,
             "message_id": message_id,
+        }
+
+    def utm(self, channel: str, journey: str | None, step: str | None) -> dict[str, str] | None:
+        """The UTM parameters of a message's links (``[links]``), or None when off."""
+        settings = self.workspace.config.links
+        if not settings.utm or journey is None:
+            return None
+        return {
+            "utm_source": settings.utm_source,
+            "utm_medium": channel,
+            "utm_campaign": journey,
+            "utm_content": step or "",
         }
 
     def step_of(self, row: Mapping[str, Any]) -> tuple[Journey, Step]:

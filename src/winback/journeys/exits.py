@@ -1,7 +1,7 @@
-"""A person's own answer ends their journey: the survey's "why do we hear less from
-you?" is a reply to the journey itself, so whatever it says, the journey stops writing
-(the tick ends enrollments on reactions and events; this is the answer's path, called
-from the server's write path)."""
+"""A person's own act ends their journey at once: the survey's "why do we hear less from
+you?" is a reply to the journey itself, so whatever it says, the journey stops writing;
+a purchase with the journey's coupon code is its conversion (the tick ends enrollments
+on reactions and events; these are the paths that do not wait for it)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,18 @@ from winback.store.schema import enrollments, journeys, outbox
 
 
 def exit_journeys(
-    connection: Connection, contact_id: int, *, outcome: str, now: datetime, actor: str
+    connection: Connection,
+    contact_id: int,
+    *,
+    outcome: str,
+    now: datetime,
+    actor: str,
+    status: str = "exited",
 ) -> list[str]:
-    """End the contact's active enrollments as ``exited`` with ``outcome``, cancel their
-    messages still queued, and leave an audit record for each; returns the journeys
-    left (enrolment keeps one active enrollment per contact, so usually one)."""
+    """End the contact's active enrollments with ``status`` (``exited``, or
+    ``reactivated`` for a conversion) and ``outcome``, cancel their messages still
+    queued, and leave an audit record for each; returns the journeys left (enrolment
+    keeps one active enrollment per contact, so usually one)."""
     active = connection.execute(
         select(enrollments.c.id, journeys.c.name)
         .join(journeys, journeys.c.id == enrollments.c.journey_id)
@@ -33,7 +40,7 @@ def exit_journeys(
     connection.execute(
         update(enrollments)
         .where(enrollments.c.id.in_(ids))
-        .values(status="exited", outcome=outcome, ended_at=stamp, next_due_at=None)
+        .values(status=status, outcome=outcome, ended_at=stamp, next_due_at=None)
     )
     connection.execute(
         update(outbox)

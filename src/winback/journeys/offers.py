@@ -16,12 +16,13 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from winback.clock import from_db, to_db
 from winback.errors import InputFileError, WinbackError
 from winback.journeys.definition import Offer
+from winback.journeys.exits import exit_journeys
 from winback.safe_output import csv_writer
 from winback.store.chunks import chunks
 from winback.store.schema import contacts, offers
@@ -308,3 +309,45 @@ def export_offers_csv(workspace: Workspace, out: TextIO, journey: str | None = N
     """``winback offers export``: the assigned codes as CSV on ``out``."""
     with workspace.engine.connect() as connection:
         return export_offers(connection, out, journey)
+
+
+def redeem_codes(
+    connection: Connection,
+    uses: Iterable[tuple[str, datetime]],
+    *,
+    actor: str,
+) -> int:
+    """Mark redeemed the issued codes among ``uses`` (a code a purchase carried, and when:
+    aware datetimes), at their first use; credit the step that sent each (the offer keeps
+    its journey and step) and end the contact's journey as a conversion (``reactivated``,
+    outcome ``redeemed CODE``), with an audit record. Codes compare without regard to
+    case, as shops do. Returns how many codes were newly redeemed."""
+    first: dict[str, datetime] = {}
+    for code, at in uses:
+        key = code.strip().upper()
+        if key and (key not in first or at < first[key]):
+            first[key] = at
+    redeemed = 0
+    for part in chunks(sorted(first)):
+        found = connection.execute(
+            select(offers.c.id, offers.c.code, offers.c.contact_id).where(
+                func.upper(offers.c.code).in_(part),
+                offers.c.redeemed_at.is_(None),
+                offers.c.contact_id.is_not(None),
+            )
+        ).all()
+        for offer_id, code, contact_id in found:
+            at = first[code.upper()]
+            connection.execute(
+                update(offers).where(offers.c.id == offer_id).values(redeemed_at=to_db(at))
+            )
+            exit_journeys(
+                connection,
+                contact_id,
+                outcome=f"redeemed {code}",
+                now=at,
+                actor=actor,
+                status="reactivated",
+            )
+            redeemed += 1
+    return redeemed
