@@ -78,6 +78,11 @@ SIMPLE = """
     after_last_step: sunset
 """
 
+# The simple journey whose first step already carries an offer.
+OFFER_FIRST = SIMPLE.replace(
+    "template: miss_you", "template: offer\n        offer: {percent: 20, valid_days: 30}"
+)
+
 
 def outbox_rows(workspace: Workspace, **where: Any) -> list[dict[str, Any]]:
     query = select(outbox).order_by(outbox.c.id)

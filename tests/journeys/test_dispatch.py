@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.channels.smtp_server import CountingController, RecordingHandler
-from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
+from tests.journeys.conftest import OFFER_FIRST, SIMPLE, START, add, outbox_rows, scored
 from winback.channels import ENV_SMTP_URL
 from winback.compliance.suppression import suppress
 from winback.journeys.dispatch import DispatchBusy, dispatch, dispatch_lock
@@ -25,9 +25,6 @@ from winback.store.schema import contacts, events, offers, outbox, suppressions
 from winback.workspace import Workspace
 
 DAY = timedelta(days=1)
-OFFER_FIRST = SIMPLE.replace(
-    "template: miss_you", "template: offer\n        offer: {percent: 20, valid_days: 30}"
-)
 
 
 def test_an_offer_email_arrives_with_its_parts_links_and_code(

@@ -165,3 +165,25 @@ async def test_healthz_says_it_is_winback(board: Workspace) -> None:
     async for site in open_site(board):
         response = await site.client.get("/healthz")
         assert response.json() == {"winback": "ok"}
+
+
+async def test_a_journey_is_paused_and_resumed_from_its_page(board: Workspace) -> None:
+    from tests.journeys.conftest import SIMPLE, add
+
+    add(board, SIMPLE)
+    async for site in open_site(board):
+        await log_in(site.client)
+        page = await site.client.get("/dashboard/journeys")
+        assert 'data-action="pause"' in page.text
+        token = csrf_of(page.text)
+        refused = await site.client.post("/dashboard/journeys/spring/pause", data={"csrf": "x"})
+        assert refused.status_code == 403
+        paused = await site.client.post("/dashboard/journeys/spring/pause", data={"csrf": token})
+        assert paused.status_code == 303
+        page = await site.client.get("/dashboard/journeys")
+        assert 'data-action="resume"' in page.text and 'data-action="pause"' not in page.text
+        twice = await site.client.post("/dashboard/journeys/spring/pause", data={"csrf": token})
+        assert twice.status_code == 409
+        resumed = await site.client.post("/dashboard/journeys/spring/resume", data={"csrf": token})
+        assert resumed.status_code == 303
+        assert 'data-action="pause"' in (await site.client.get("/dashboard/journeys")).text

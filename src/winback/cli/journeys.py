@@ -17,17 +17,27 @@ from winback.cli.common import (
     err_console,
     now_option,
     open_workspace,
+    output_path,
     print_json,
+    print_written,
     write_csv,
 )
 from winback.clock import utcnow
 from winback.journeys.catalog import add_journey, copy_starter, list_journeys
+from winback.journeys.controls import (
+    ControlResult,
+    pause_journey,
+    resume_journey,
+    stop_journey,
+    unenroll,
+)
 from winback.journeys.dispatch import DispatchResult, outbox_counts, unknown_messages
 from winback.journeys.dispatch import dispatch as dispatch_outbox
 from winback.journeys.dispatch import run as run_once
 from winback.journeys.engine import TickResult, enrol
 from winback.journeys.engine import tick as tick_journeys
 from winback.journeys.offers import export_offers_csv, import_pool_file
+from winback.journeys.preview import preview_message, send_test
 from winback.journeys.simulate import simulate as simulate_journey
 from winback.reports.results import journey_results
 from winback.safe_output import plain
@@ -59,11 +69,12 @@ def journey_list(workspace: WorkspaceOption = None, as_json: JsonOption = False)
     if as_json:
         print_json(journeys)
         return
-    table = Table("journey", "steps", "channels", "enrollments")
+    table = Table("journey", "status", "steps", "channels", "enrollments")
     for item in journeys:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(item["enrollments"].items())) or "none"
         table.add_row(
             plain(item["name"]),
+            item["status"],
             plain(" → ".join(item["steps"])),
             ", ".join(item["channels"]),
             plain(counts),
@@ -113,6 +124,117 @@ def journey_show(
     )
     console.print(plain(f"reactivation, lift against the holdout: {result['verdict']['lift']}"))
     console.print(plain(f"revenue per contact: {result['verdict']['revenue_lift']}"))
+
+
+def _control(result: ControlResult, as_json: bool) -> None:
+    if as_json:
+        print_json(result.__dict__)
+        return
+    console.print(
+        plain(
+            f"journey {result.journey}: {result.status}"
+            + (
+                f"; {result.enrollments_ended} enrollments ended, "
+                f"{result.messages_cancelled} queued messages cancelled"
+                if result.enrollments_ended
+                else ""
+            )
+        )
+    )
+
+
+@journey_app.command("pause")
+def journey_pause(
+    name: Annotated[str, typer.Argument(help="Journey name.")],
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hold a running journey: nothing moves and nothing of it goes out until resumed."""
+    ws = open_workspace(workspace)
+    _control(pause_journey(ws, name, now_option(now, ws)), as_json)
+
+
+@journey_app.command("resume")
+def journey_resume(
+    name: Annotated[str, typer.Argument(help="Journey name.")],
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Let a paused journey run again from where each contact was."""
+    ws = open_workspace(workspace)
+    _control(resume_journey(ws, name, now_option(now, ws)), as_json)
+
+
+@journey_app.command("stop")
+def journey_stop(
+    name: Annotated[str, typer.Argument(help="Journey name.")],
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """End a journey for good: every enrollment ends, its queued messages are cancelled."""
+    ws = open_workspace(workspace)
+    _control(stop_journey(ws, name, now_option(now, ws)), as_json)
+
+
+@journey_app.command("unenroll")
+def journey_unenroll(
+    name: Annotated[str, typer.Argument(help="Journey name.")],
+    address: Annotated[str, typer.Argument(help="The contact's email or phone.")],
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Take one contact out of a journey, cancelling their queued messages."""
+    ws = open_workspace(workspace)
+    _control(unenroll(ws, name, address, now_option(now, ws)), as_json)
+
+
+@journey_app.command("preview")
+def journey_preview(
+    name: Annotated[str, typer.Argument(help="Journey name.")],
+    step: Annotated[str, typer.Argument(help="Step id.")],
+    contact: Annotated[
+        str, typer.Option("--contact", help="Render it as this contact (email or phone) gets it.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML (or text, for an SMS) file to write.")
+    ] = None,
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+) -> None:
+    """Render one message of a journey as a contact would get it; nothing is sent."""
+    ws = open_workspace(workspace)
+    shown = preview_message(ws, name, step, contact, now_option(now, ws))
+    if out is None:
+        if shown.subject:
+            console.print(plain(f"Subject: {shown.subject}"))
+        console.print(plain(shown.text))
+        return
+    with output_path(out) as temporary:
+        temporary.write_text(shown.html or shown.text, encoding="utf-8")
+    print_written(f"The {shown.channel} message for {shown.to_address}", out)
+
+
+@journey_app.command("send-test")
+def journey_send_test(
+    name: Annotated[str, typer.Argument(help="Journey name.")],
+    step: Annotated[str, typer.Argument(help="Step id.")],
+    to: Annotated[str, typer.Option("--to", help="Where the test goes (email or phone).")],
+    contact: Annotated[
+        str | None,
+        typer.Option("--contact", help="Render it as this contact gets it (default: --to)."),
+    ] = None,
+    workspace: WorkspaceOption = None,
+    now: NowOption = None,
+) -> None:
+    """Send one message of a journey to yourself through its channel, marked [TEST];
+    it is never recorded nor counted in the results."""
+    ws = open_workspace(workspace)
+    shown, result = send_test(ws, name, step, to, now_option(now, ws), as_contact=contact)
+    console.print(plain(f"Test {shown.channel} message sent to {to}: {type(result).__name__}."))
 
 
 @journey_app.command("enroll")

@@ -51,6 +51,7 @@ from sqlalchemy.sql import ColumnElement
 
 from winback.clock import to_db
 from winback.compliance.suppression import SuppressionList, can_receive_clause
+from winback.journeys.controls import held_journeys
 from winback.journeys.definition import Journey
 from winback.journeys.machine import NO_REACTION, Advance, decide
 from winback.store.chunks import chunks
@@ -173,7 +174,11 @@ def stage_due(
         )
         .join(contacts, contacts.c.id == enrollments.c.contact_id)
         .outerjoin(contact_scores, contact_scores.c.contact_id == enrollments.c.contact_id)
-        .where(enrollments.c.status == "active", enrollments.c.next_due_at <= stamp)
+        .where(
+            enrollments.c.status == "active",
+            enrollments.c.next_due_at <= stamp,
+            enrollments.c.journey_id.not_in(held_journeys()),
+        )
     )
     connection.execute(insert(due_table).from_select([c.name for c in due_table.c], rows))
 

@@ -108,9 +108,11 @@ def list_journeys(workspace: Workspace) -> list[dict[str, Any]]:
         )
         for journey_id, status, count in rows:
             counts[journey_id][status] = count
+        states = dict(connection.execute(select(journeys.c.id, journeys.c.status)).all())
     return [
         {
             "name": name,
+            "status": states.get(journey_id, "active"),
             "steps": [step.id for step in journey.steps],
             "channels": sorted(journey.channels),
             "enrollments": counts.get(journey_id, {}),

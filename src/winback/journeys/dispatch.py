@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 
 from winback.channels import (
     BatchResult,
@@ -57,11 +57,12 @@ from winback.compliance.suppression import can_receive, suppression_reasons
 from winback.domain import Channel, EventType
 from winback.errors import WinbackError
 from winback.journeys.catalog import load_journeys, templates_of
+from winback.journeys.controls import paused_names
 from winback.journeys.definition import Journey, Step
 from winback.journeys.engine import TickResult, tick
 from winback.journeys.flight import FLIGHT_LOG, Flight, FlightLog, read_flight
 from winback.journeys.offers import assign_offer, format_date
-from winback.journeys.render import CompiledTemplate, TemplateSet, render
+from winback.journeys.render import CONTACT_FIELDS, CompiledTemplate, TemplateSet, render
 from winback.links import Links
 from winback.store.chunks import chunks
 from winback.store.contacts import dedup_key
@@ -73,20 +74,6 @@ MAX_ATTEMPTS = 5
 BATCH = 1000
 # What a claimed message is made of, as the outbox keeps it for a retry.
 _CONTENT = ("to_address", "subject", "body_text", "body_html", "headers", "message_id")
-_CONTACT_FIELDS = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "country",
-    "language",
-    "city",
-    "gender",
-    "birth_year",
-    "interests",
-    "tags",
-    "attributes",
-)
 
 
 class DispatchBusy(WinbackError):
@@ -228,7 +215,7 @@ class _Dispatcher:
                 contacts.c.erased_at,
                 contacts.c.email_status,
                 contacts.c.sms_status,
-                *(contacts.c[name].label(f"contact_{name}") for name in _CONTACT_FIELDS),
+                *(contacts.c[name].label(f"contact_{name}") for name in CONTACT_FIELDS),
             )
             .join(contacts, contacts.c.id == outbox.c.contact_id)
             .outerjoin(enrollments, enrollments.c.id == outbox.c.enrollment_id)
@@ -236,6 +223,7 @@ class _Dispatcher:
                 outbox.c.status == "queued",
                 outbox.c.due_at <= to_db(self.now),
                 outbox.c.id > after_id,
+                or_(outbox.c.journey.is_(None), outbox.c.journey.not_in(paused_names())),
             )
             .order_by(outbox.c.id)
             .limit(BATCH)
@@ -328,7 +316,7 @@ class _Dispatcher:
         journey's step, or the retention purge's last question."""
         channel = row["channel"]
         contact_id = row["contact_id"]
-        contact = {name: row[f"contact_{name}"] for name in _CONTACT_FIELDS}
+        contact = {name: row[f"contact_{name}"] for name in CONTACT_FIELDS}
         message_id = make_message_id(self.from_address)
         links = {
             "unsubscribe": self.links.unsubscribe_url(contact_id, Channel(channel)),

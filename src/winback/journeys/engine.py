@@ -71,6 +71,7 @@ from winback.journeys.bulk import (
     stage_due,
 )
 from winback.journeys.catalog import load_journeys
+from winback.journeys.controls import JourneyStateError, held_journeys
 from winback.journeys.definition import Journey
 from winback.journeys.machine import (
     NO_REACTION,
@@ -325,6 +326,11 @@ def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
     stamp = to_db(now)
     with bulk_transaction(workspace.engine, BULK_PRAGMAS) as connection:
         journey_id, journey = load_journeys(connection, name)[name]
+        if journey_id in connection.execute(held_journeys()).scalars().all():
+            raise JourneyStateError(
+                f"journey {name!r} is paused or stopped: resume it first "
+                "(`winback journey resume`), a stopped journey enrols no one"
+            )
         channels = sorted(journey.channels)
         audience = _audience(connection, workspace.config, journey_id, journey, now)
         result = EnrolResult(name, skipped=_skipped(connection, audience))

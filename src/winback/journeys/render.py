@@ -37,6 +37,23 @@ _SUFFIX = {"email": ".mjml", "sms": ".sms.txt"}
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^---[ \t]*\n", re.DOTALL | re.MULTILINE)
 
 
+#: The contact's fields a template sees as ``contact`` (dispatch and previews alike).
+CONTACT_FIELDS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "country",
+    "language",
+    "city",
+    "gender",
+    "birth_year",
+    "interests",
+    "tags",
+    "attributes",
+)
+
+
 class TemplateProblem(WinbackError):
     """A template is missing, does not parse, or uses a variable that does not exist."""
 

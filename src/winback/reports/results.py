@@ -40,7 +40,7 @@ from winback.reports.stats import (
     rate_sentence,
 )
 from winback.scoring.sql import day_date, local_day, seconds_between, shifted
-from winback.store.schema import enrollments, events, offers, outbox, stage_history
+from winback.store.schema import enrollments, events, journeys, offers, outbox, stage_history
 from winback.workspace import Workspace
 
 #: Event types tied to a message and counted per step: JSON key → event types.
@@ -184,6 +184,9 @@ def journey_results(workspace: Workspace, name: str, now: datetime) -> dict[str,
     window = timedelta(days=config.results.attribution_days)
     with workspace.engine.connect() as connection:
         journey_id, journey = load_journeys(connection, name)[name]
+        status = connection.execute(
+            select(journeys.c.status).where(journeys.c.id == journey_id)
+        ).scalar_one()
         counts = _step_counts(connection, name)
         credited = _attributed(connection, name, journey_id, window)
         amounts, reactivated = _groups(connection, journey_id, now, config.workspace.timezone)
@@ -258,6 +261,7 @@ def journey_results(workspace: Workspace, name: str, now: datetime) -> dict[str,
     currency = config.cost.currency
     return {
         "name": name,
+        "status": status,
         "enrolled": len(treated) + len(holdout),
         "holdout": len(holdout),
         "waiting_to_start": waiting.get(None, 0),

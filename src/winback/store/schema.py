@@ -220,6 +220,8 @@ journeys = Table(
     Column("definition", JSON, nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # active | paused (nothing moves or goes out until resumed) | stopped (for good)
+    Column("status", String(10), nullable=False, server_default="active"),
 )
 
 enrollments = Table(

@@ -23,12 +23,19 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from winback.errors import NotFoundError
+from winback.journeys.controls import (
+    JourneyStateError,
+    pause_journey,
+    resume_journey,
+    stop_journey,
+)
 from winback.reports import views
 from winback.web.auth import COOKIE, LoginThrottle, check_password, session_cookie, session_user
 from winback.web.csrf import csrf_ok, csrf_token
 from winback.web.dashboard_words import WORDS
 
 ROOT = "/dashboard"
+_CONTROLS = {"pause": pause_journey, "resume": resume_journey, "stop": stop_journey}
 _PRE_SESSION = "winback_login"
 _NO_STORE = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
 NAV = (
@@ -159,6 +166,23 @@ def dashboard_router(server: Any) -> APIRouter:
             lambda: views.journeys_view(workspace, server.clock(), words),
             "journeys",
         )
+
+    @router.post("/journeys/{name}/{action}")
+    async def journey_control(request: Request, name: str, action: str) -> Response:
+        cookie = request.cookies.get(COOKIE) or ""
+        if user_of(request) is None:
+            return RedirectResponse(f"{ROOT}/login", status_code=303)
+        fields = await server.form(request)
+        if not csrf_ok(secret, cookie, _first(fields, "csrf")):
+            return Response(words["csrf"], status_code=403)
+        control = _CONTROLS.get(action)
+        if control is None:
+            return Response("unknown action", status_code=404)
+        try:
+            await run_in_threadpool(control, workspace, name, server.clock())
+        except JourneyStateError as exc:
+            return Response(str(exc), status_code=409)
+        return RedirectResponse(f"{ROOT}/journeys", status_code=303)
 
     @router.get("/deliverability", response_class=HTMLResponse)
     async def deliverability(request: Request) -> Response:

@@ -41,7 +41,8 @@ WORDS: dict[str, dict[str, str]] = {
         "report_title": "winback report", "generated": "generated",
         "too_many": "too many messages", "not_relevant": "not relevant",
         "bought_elsewhere": "bought elsewhere", "no_longer_needed": "no longer needed",
-        "other": "other",
+        "other": "other", "pause": "Pause", "resume": "Resume", "stop": "Stop for good",
+        "paused": "paused", "stopped": "stopped",
     },
     "fr": {
         "dashboard": "Tableau de bord", "base": "Base", "journeys": "Parcours",
@@ -80,6 +81,7 @@ WORDS: dict[str, dict[str, str]] = {
         "messages": "messages", "report_title": "Rapport winback", "generated": "généré le",
         "too_many": "trop de messages", "not_relevant": "pas pertinent",
         "bought_elsewhere": "acheté ailleurs", "no_longer_needed": "plus besoin",
-        "other": "autre",
+        "other": "autre", "pause": "Mettre en pause", "resume": "Reprendre",
+        "stop": "Arrêter définitivement", "paused": "en pause", "stopped": "arrêté",
     },
 }  # fmt: skip
