@@ -36,6 +36,8 @@ bench: install
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/tracking.py
 	$(BIN)/python bench/cli.py
+	$(BIN)/python bench/segments.py
+	$(BIN)/python bench/dashboard.py
 
 lint: install
 	$(BIN)/ruff check src tests bench docs

@@ -99,8 +99,13 @@ class Journal:
 
     def _new_segment(self) -> tuple[str, int]:
         name = f"hits-{time.time_ns():020d}-{os.getpid()}.jsonl"
-        fd = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # Created and locked under a name no replay looks for, then renamed (the lock
+        # stays with the file): a recorder replaying at that moment never sees the new
+        # segment unlocked, which it would take for a dead server's and delete.
+        hidden = self.directory / f"{name}.new"
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         _lock(fd)  # a new file: the lock is free
+        os.rename(hidden, self.directory / name)
         # The new name itself must survive a crash, not only the bytes written to it.
         directory = os.open(self.directory, os.O_RDONLY)
         try:

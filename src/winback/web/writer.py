@@ -266,7 +266,13 @@ def _record_hits(
     gc.freeze()
     try:
         replay(workspace.engine.begin, directory, _recording(recorder), BATCH)
-        _Follower(recorder, directory, segment_name, wake, control, acks).run()
+        try:
+            follower = _Follower(recorder, directory, segment_name, wake, control, acks)
+        except FileNotFoundError:
+            # The server stopped before this process had booted, and recorded its
+            # journal itself: nothing is left to follow.
+            return
+        follower.run()
     finally:
         workspace.close()
 
