@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +43,7 @@ from winback.journeys.preview import preview_message, send_test
 from winback.journeys.simulate import simulate as simulate_journey
 from winback.reports.results import journey_results
 from winback.safe_output import plain
+from winback.workspace import Workspace
 
 journey_app = typer.Typer(help="Win-back journeys: add, list, show, enrol.", no_args_is_help=True)
 offers_app = typer.Typer(help="Coupon codes of journey offers.", no_args_is_help=True)
@@ -143,40 +146,37 @@ def _control(result: ControlResult, as_json: bool) -> None:
     )
 
 
-@journey_app.command("pause")
-def journey_pause(
-    name: Annotated[str, typer.Argument(help="Journey name.")],
-    workspace: WorkspaceOption = None,
-    now: NowOption = None,
-    as_json: JsonOption = False,
+def _state_command(
+    command: str, change: Callable[[Workspace, str, datetime], ControlResult], doc: str
 ) -> None:
-    """Hold a running journey: nothing moves and nothing of it goes out until resumed."""
-    ws = open_workspace(workspace)
-    _control(pause_journey(ws, name, now_option(now, ws)), as_json)
+    """Register ``winback journey COMMAND NAME``: one state change of a journey."""
+
+    def run(
+        name: Annotated[str, typer.Argument(help="Journey name.")],
+        workspace: WorkspaceOption = None,
+        now: NowOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        ws = open_workspace(workspace)
+        _control(change(ws, name, now_option(now, ws)), as_json)
+
+    run.__doc__ = doc
+    journey_app.command(command)(run)
 
 
-@journey_app.command("resume")
-def journey_resume(
-    name: Annotated[str, typer.Argument(help="Journey name.")],
-    workspace: WorkspaceOption = None,
-    now: NowOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Let a paused journey run again from where each contact was."""
-    ws = open_workspace(workspace)
-    _control(resume_journey(ws, name, now_option(now, ws)), as_json)
-
-
-@journey_app.command("stop")
-def journey_stop(
-    name: Annotated[str, typer.Argument(help="Journey name.")],
-    workspace: WorkspaceOption = None,
-    now: NowOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """End a journey for good: every enrollment ends, its queued messages are cancelled."""
-    ws = open_workspace(workspace)
-    _control(stop_journey(ws, name, now_option(now, ws)), as_json)
+_state_command(
+    "pause",
+    pause_journey,
+    "Hold a running journey: nothing moves and nothing of it goes out until resumed.",
+)
+_state_command(
+    "resume", resume_journey, "Let a paused journey run again from where each contact was."
+)
+_state_command(
+    "stop",
+    stop_journey,
+    "End a journey for good: every enrollment ends, its queued messages are cancelled.",
+)
 
 
 @journey_app.command("unenroll")
