@@ -165,3 +165,13 @@ def test_segments_on_both_engines(workspace: Workspace) -> None:
         count = count_segment(c, parse_conditions(["tags=wine,beer", "age_band=35-44"]), NOW, tz)
         inactive = count_segment(c, parse_conditions(["days_inactive>=180"]), NOW, tz)
     assert (count, inactive) == (1, 2)
+
+
+def test_status_on_an_unscored_base_says_to_score(
+    sqlite_workspace: Workspace, cli: CliRunner
+) -> None:
+    _base(sqlite_workspace)
+    shown = _invoke(cli, sqlite_workspace, "status")
+    assert "not scored yet: run `winback score`" in shown
+    _invoke(cli, sqlite_workspace, "score")
+    assert "not scored yet" not in _invoke(cli, sqlite_workspace, "status")

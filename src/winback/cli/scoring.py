@@ -90,6 +90,14 @@ def status(
         print_json(report)
         return
     console.print(f"{report['contacts']} contacts at {report['now'][:10]}")
+    unscored = report["stages"]["unscored"]["count"]
+    if unscored:
+        console.print(
+            f"{unscored:,} contacts are not scored yet: run `winback score` to give them a "
+            "stage.",
+            markup=False,
+            style="yellow",
+        )
     for title, section in (
         ("stage", report["stages"]),
         ("inactivity", report["inactivity_buckets"]),

@@ -107,8 +107,9 @@ def dispatch_lock(workspace: Workspace) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DispatchBusy(
-                f"another `winback dispatch` is running on {workspace.path} (it holds "
-                f"{path}); wait for it to finish"
+                f"another `winback dispatch` is running on the workspace "
+                f"{workspace.path.resolve()} (it holds {path.resolve()}); wait for it to "
+                "finish, or run this one later"
             ) from None
         try:
             yield
