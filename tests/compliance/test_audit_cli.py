@@ -45,3 +45,6 @@ def test_audit_lists_filters_and_follows_a_contact_after_erasure(
     assert [r["at"][:10] for r in since] == ["2025-02-10", "2025-03-10", "2025-03-10"]
     table = run("audit", "--contact", "ben@example.com")
     assert "manual" in table and "1 records" in table
+    assert "ben@example.com" in table  # the address, not an id (issue 18)
+    erased = run("audit", "--contact", "ann@example.com")
+    assert "erased " in erased and "ann@example.com" not in erased.replace("--contact", "")

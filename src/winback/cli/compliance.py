@@ -348,16 +348,13 @@ def audit(
         return
     table = Table("at", "actor", "action", "contact", "reason")
     for row in records:
-        who = " ".join(
-            part
-            for part in (
-                f"#{row['contact_id']}" if row["contact_id"] else "",
-                f"{row['contact_key'][:12]}…" if row["contact_key"] else "",
-            )
-            if part
-        )
+        who = row["address"] or (f"erased {row['contact_key'][:12]}…" if row["contact_key"] else "")
         table.add_row(
-            row["at"], plain(row["actor"]), plain(row["action"]), who, plain(row["reason"] or "")
+            row["at"],
+            plain(row["actor"]),
+            plain(row["action"]),
+            plain(who),
+            plain(row["reason"] or ""),
         )
     console.print(table)
     console.print(f"{len(records)} records.")

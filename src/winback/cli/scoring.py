@@ -93,8 +93,7 @@ def status(
     unscored = report["stages"]["unscored"]["count"]
     if unscored:
         console.print(
-            f"{unscored:,} contacts are not scored yet: run `winback score` to give them a "
-            "stage.",
+            f"{unscored:,} contacts are not scored yet: run `winback score` to give them a stage.",
             markup=False,
             style="yellow",
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from winback.clock import from_db, to_db
 from winback.compliance.suppression import address_hashes
@@ -23,8 +23,13 @@ def audit_log(
     workspace: Workspace, *, contact: str | None = None, since: datetime | None = None
 ) -> list[dict[str, Any]]:
     """The audit records, oldest first: all of them, or those of one contact (email or
-    phone, erased or not), from ``since`` on."""
-    query = select(audit).order_by(audit.c.at, audit.c.id)
+    phone, erased or not), from ``since`` on. Each carries the contact's ``address``
+    (email, else phone) while the person is in the base; once erased, only the hash."""
+    query = (
+        select(audit, func.coalesce(contacts.c.email, contacts.c.phone).label("address"))
+        .outerjoin(contacts, contacts.c.id == audit.c.contact_id)
+        .order_by(audit.c.at, audit.c.id)
+    )
     if since is not None:
         query = query.where(audit.c.at >= to_db(since))
     with workspace.engine.connect() as connection:
