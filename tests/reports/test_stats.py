@@ -64,3 +64,13 @@ def test_sentences_a_marketer_can_read() -> None:
     assert "no holdout" in rate_sentence(proportion_lift(5, 10, 0, 0))
     money = mean_lift([10.0] * 50 + [0.0] * 50, [0.0] * 100)
     assert "EUR per contact" in amount_sentence(money, "EUR")
+
+
+def test_the_sentence_in_french_for_french_pages() -> None:
+    works = rate_sentence(proportion_lift(300, 1000, 200, 1000), "fr")
+    assert works.startswith("+10,0 points [") and works.endswith("le parcours fonctionne")
+    noise = rate_sentence(proportion_lift(31, 1000, 28, 1000), "fr")
+    assert "il faudrait environ" in noise and "\u202f" in noise
+    assert "par contact" in amount_sentence(
+        mean_lift([10.0] * 5 + [0.0] * 5, [0.0] * 10), "EUR", "fr"
+    )

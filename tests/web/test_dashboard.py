@@ -187,3 +187,12 @@ async def test_a_journey_is_paused_and_resumed_from_its_page(board: Workspace) -
         resumed = await site.client.post("/dashboard/journeys/spring/resume", data={"csrf": token})
         assert resumed.status_code == 303
         assert 'data-action="pause"' in (await site.client.get("/dashboard/journeys")).text
+
+
+async def test_the_period_of_stage_moves_is_chosen_on_the_base_page(board: Workspace) -> None:
+    async for site in open_site(board):
+        await log_in(site.client)
+        chosen = await site.client.get("/dashboard", params={"since": "2024-01-31"})
+        assert chosen.status_code == 200 and 'value="2024-01-31"' in chosen.text
+        mistyped = await site.client.get("/dashboard", params={"since": "31/01/2024"})
+        assert mistyped.status_code == 200 and 'name="since"' in mistyped.text

@@ -177,9 +177,11 @@ def _groups(
     return amounts, reactivated
 
 
-def journey_results(workspace: Workspace, name: str, now: datetime) -> dict[str, Any]:
+def journey_results(
+    workspace: Workspace, name: str, now: datetime, language: str = "en"
+) -> dict[str, Any]:
     """Everything ``winback journey show`` reports about one journey (see the module's
-    docstring for each key)."""
+    docstring for each key); the verdict sentences in ``language`` (``en`` or ``fr``)."""
     config = workspace.config
     window = timedelta(days=config.results.attribution_days)
     with workspace.engine.connect() as connection:
@@ -279,7 +281,7 @@ def journey_results(workspace: Workspace, name: str, now: datetime) -> dict[str,
         "lift": lift.as_dict(),
         "revenue_lift": revenue_lift.as_dict(),
         "verdict": {
-            "lift": rate_sentence(lift),
-            "revenue_lift": amount_sentence(revenue_lift, currency),
+            "lift": rate_sentence(lift, language),
+            "revenue_lift": amount_sentence(revenue_lift, currency, language),
         },
     }

@@ -131,34 +131,65 @@ def mean_lift(treated: list[float], holdout: list[float]) -> Lift:
     )
 
 
-def rate_sentence(lift: Lift) -> str:
+_WORDS = {
+    "en": {
+        "none": "no holdout group to compare with: the lift cannot be measured",
+        "points": "points",
+        "per_contact": "per contact",
+        "works": "the journey works",
+        "worse": "the journey does worse than sending nothing",
+        "more": "not significant yet: about {n} more contacts needed",
+        "flat": "not significant: no difference to measure so far",
+        "thousands": ",",
+    },
+    "fr": {
+        "none": "pas de groupe témoin : l'effet ne peut pas être mesuré",
+        "points": "points",
+        "per_contact": "par contact",
+        "works": "le parcours fonctionne",
+        "worse": "le parcours fait moins bien que ne rien envoyer",
+        "more": "pas encore significatif : il faudrait environ {n} contacts de plus",
+        "flat": "pas significatif : aucune différence mesurable pour l'instant",
+        "thousands": "\u202f",
+    },
+}
+
+
+def _number(value: float, places: int, language: str, sign: bool = False) -> str:
+    text = f"{value:+.{places}f}" if sign else f"{value:.{places}f}"
+    return text.replace(".", ",") if language == "fr" else text
+
+
+def rate_sentence(lift: Lift, language: str = "en") -> str:
     """What a reactivation-rate lift means, in one sentence: points are percentage points."""
+    words = _WORDS.get(language, _WORDS["en"])
     if lift.difference is None or lift.ci_low is None or lift.ci_high is None:
-        return "no holdout group to compare with: the lift cannot be measured"
+        return words["none"]
     points = (
-        f"{lift.difference * 100:+.1f} points [{lift.ci_low * 100:.1f}; {lift.ci_high * 100:.1f}]"
+        f"{_number(lift.difference * 100, 1, language, sign=True)} {words['points']} "
+        f"[{_number(lift.ci_low * 100, 1, language)}; {_number(lift.ci_high * 100, 1, language)}]"
     )
-    return _verdict(points, lift)
+    return _verdict(points, lift, words)
 
 
-def amount_sentence(lift: Lift, currency: str) -> str:
+def amount_sentence(lift: Lift, currency: str, language: str = "en") -> str:
     """What a revenue-per-contact lift means, in one sentence."""
+    words = _WORDS.get(language, _WORDS["en"])
     if lift.difference is None or lift.ci_low is None or lift.ci_high is None:
-        return "no holdout group to compare with: the lift cannot be measured"
+        return words["none"]
     amount = (
-        f"{lift.difference:+.2f} {currency} per contact [{lift.ci_low:.2f}; {lift.ci_high:.2f}]"
+        f"{_number(lift.difference, 2, language, sign=True)} {currency} {words['per_contact']} "
+        f"[{_number(lift.ci_low, 2, language)}; {_number(lift.ci_high, 2, language)}]"
     )
-    return _verdict(amount, lift)
+    return _verdict(amount, lift, words)
 
 
-def _verdict(measure: str, lift: Lift) -> str:
+def _verdict(measure: str, lift: Lift, words: dict[str, str]) -> str:
     if lift.significant and lift.difference is not None and lift.difference > 0:
-        return f"{measure}: the journey works"
+        return f"{measure}: {words['works']}"
     if lift.significant:
-        return f"{measure}: the journey does worse than sending nothing"
+        return f"{measure}: {words['worse']}"
     if lift.more_contacts_needed:
-        return (
-            f"{measure}: not significant yet: about {lift.more_contacts_needed:,} more "
-            "contacts needed"
-        )
-    return f"{measure}: not significant: no difference to measure so far"
+        grouped = f"{lift.more_contacts_needed:,}".replace(",", words["thousands"])
+        return f"{measure}: {words['more'].format(n=grouped)}"
+    return f"{measure}: {words['flat']}"

@@ -45,7 +45,8 @@ def journeys_view(workspace: Workspace, now: datetime, t: Mapping[str, str]) -> 
     with workspace.engine.connect() as connection:
         names = connection.execute(select(journeys.c.name).order_by(journeys.c.name)).scalars()
         found = list(names)
-    results = [journey_results(workspace, name, now) for name in found]
+    language = workspace.config.workspace.language
+    results = [journey_results(workspace, name, now, language) for name in found]
     drawn = [[charts.funnel(result, t), charts.lift(result, t)] for result in results]
     return {
         "journeys": [

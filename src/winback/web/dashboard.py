@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +154,16 @@ def dashboard_router(server: Any) -> APIRouter:
         return response
 
     @router.get("", response_class=HTMLResponse)
-    async def base(request: Request) -> Response:
+    async def base(request: Request, since: str | None = None) -> Response:
+        try:
+            start = date.fromisoformat(since) if since else None
+        except ValueError:
+            start = None  # a mistyped date: the default period, as if none was given
         return await page(
-            request, "base", lambda: views.base_view(workspace, server.clock(), words), "base"
+            request,
+            "base",
+            lambda: views.base_view(workspace, server.clock(), words, start),
+            "base",
         )
 
     @router.get("/journeys", response_class=HTMLResponse)

@@ -42,7 +42,7 @@ WORDS: dict[str, dict[str, str]] = {
         "too_many": "too many messages", "not_relevant": "not relevant",
         "bought_elsewhere": "bought elsewhere", "no_longer_needed": "no longer needed",
         "other": "other", "pause": "Pause", "resume": "Resume", "stop": "Stop for good",
-        "paused": "paused", "stopped": "stopped",
+        "paused": "paused", "stopped": "stopped", "since": "since", "show": "Show",
     },
     "fr": {
         "dashboard": "Tableau de bord", "base": "Base", "journeys": "Parcours",
@@ -83,5 +83,6 @@ WORDS: dict[str, dict[str, str]] = {
         "bought_elsewhere": "acheté ailleurs", "no_longer_needed": "plus besoin",
         "other": "autre", "pause": "Mettre en pause", "resume": "Reprendre",
         "stop": "Arrêter définitivement", "paused": "en pause", "stopped": "arrêté",
+        "since": "depuis le", "show": "Afficher",
     },
 }  # fmt: skip
