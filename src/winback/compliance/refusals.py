@@ -149,9 +149,10 @@ def apply_refusals(
     ``bounces.soft_limit`` within ``bounces.soft_window``.
     Returns how many channel statuses changed.
 
-    >>> apply_refusals(connection, workspace, [{"contact_id": 7, "type": "unsubscribe",
-    ...     "channel": "email", "occurred_at": to_db(now)}], now=now, actor="web")
-    1
+    For example, with a connection in a transaction (returns 1: one status changed)::
+
+        apply_refusals(connection, workspace, [{"contact_id": 7, "type": "unsubscribe",
+            "channel": "email", "occurred_at": to_db(now)}], now=now, actor="web")
     """
     refusals: dict[tuple[str, int], tuple[tuple[ChannelStatus, str], datetime]] = {}
     soft: dict[tuple[str, int], datetime] = {}
