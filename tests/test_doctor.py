@@ -53,6 +53,7 @@ def test_a_new_workspace_is_told_what_to_set(
     assert found["score"].level == "warning"
     assert "winback score" in found["score"].fix
     assert found["outbox"].level == "ok"
+    assert found["shop_url"].level == "warning" and "shop_url" in found["shop_url"].fix
     assert code == 0
 
 

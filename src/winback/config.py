@@ -94,8 +94,16 @@ class WorkspaceSection(Section):
     default_region: str = "FR"
     language: Literal["fr", "en"] = "fr"
     public_url: str = "http://127.0.0.1:8025"
+    shop_url: str = "https://shop.example.com"
     brand_name: str = "winback"
     brand_color: str = "#2b6cb0"
+
+    @field_validator("shop_url")
+    @classmethod
+    def _web_address(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not a web address (write https://...)")
+        return value.rstrip("/")
 
     @field_validator("timezone")
     @classmethod
@@ -397,6 +405,7 @@ timezone = "UTC"            # days of inactivity are counted in this zone (IANA 
 default_region = "FR"       # phone numbers without +country are read in this region
 language = "fr"             # fr or en: pages and messages for contacts with no language
 public_url = "http://127.0.0.1:8025"   # where `winback serve` is reached from the internet
+shop_url = "https://shop.example.com"  # your shop: the starter templates link to it
 brand_name = "{name}"        # the sender's name on pages and in messages
 brand_color = "#2b6cb0"     # the colour of buttons and headings on the pages
 

@@ -103,6 +103,19 @@ def check_public_url(workspace: Workspace) -> Finding:
     return Finding("public_url", "ok", f"{url}")
 
 
+def check_shop_url(workspace: Workspace) -> Finding:
+    url = workspace.config.workspace.shop_url
+    host = urlsplit(url).hostname or ""
+    if host == "example.com" or host.endswith(".example.com"):
+        return Finding(
+            "shop_url",
+            "error" if _sends_real_mail(workspace) else "warning",
+            f"{url} is the example shop: the starter templates' buttons would lead there",
+            "set workspace.shop_url in winback.toml to your shop's address",
+        )
+    return Finding("shop_url", "ok", url)
+
+
 async def _smtp_probe(workspace: Workspace) -> str:
     import aiosmtplib
 
@@ -319,6 +332,7 @@ def diagnose(path: Path | None, now: datetime) -> list[Finding]:
             return findings
         checks: list[Callable[[Workspace], Finding]] = [
             check_public_url,
+            check_shop_url,
             check_smtp,
             check_dkim,
             check_templates,

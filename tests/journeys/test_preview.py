@@ -61,3 +61,31 @@ def test_send_test_goes_through_smtp_and_is_never_counted(
     with ws.engine.connect() as c:
         assert c.execute(select(func.count()).select_from(outbox)).scalar_one() == 0
         assert c.execute(select(func.count()).select_from(events)).scalar_one() == 0
+
+
+def test_the_starter_templates_link_to_the_shop_of_the_workspace(
+    ws: Workspace, cli: CliRunner, tmp_path: Path
+) -> None:
+    config = ws.path / "winback.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'shop_url = "https://shop.example.com"', 'shop_url = "https://boutique.example.org/"'
+        ),
+        encoding="utf-8",
+    )
+    own = Workspace.open(ws.path)
+    try:
+        add(own, SIMPLE)
+        with own.engine.begin() as c:
+            scored(c, email="camille@example.com", first_name="Camille", language="fr")
+        out = tmp_path / "miss-you.html"
+        result = cli.invoke(
+            app, ["journey", "preview", "spring", "miss-you", "--contact", "camille@example.com",
+                  "--out", str(out), "-w", str(own.path)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        html = out.read_text(encoding="utf-8")
+        assert "https://boutique.example.org/selection" in html
+        assert "shop.example.com" not in html
+    finally:
+        own.close()

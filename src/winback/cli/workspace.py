@@ -35,8 +35,9 @@ def init(
     console.print(plain(f"Next: winback import contacts FILE -w {directory}"))
     console.print(
         "Before the first real send, set in winback.toml: workspace.public_url (the https "
-        "address of `winback serve`), [email] host, port, tls, username and password (or "
-        "WINBACK_SMTP_URL), and [email] from. `winback doctor` checks them.",
+        "address of `winback serve`), workspace.shop_url (your shop), [email] host, port, "
+        "tls, username and password (or WINBACK_SMTP_URL), and [email] from. "
+        "`winback doctor` checks them.",
         markup=False,
         highlight=False,
     )

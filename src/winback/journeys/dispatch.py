@@ -62,7 +62,13 @@ from winback.journeys.definition import Journey, Step
 from winback.journeys.engine import TickResult, tick
 from winback.journeys.flight import FLIGHT_LOG, Flight, FlightLog, read_flight
 from winback.journeys.offers import assign_offer, format_date
-from winback.journeys.render import CONTACT_FIELDS, CompiledTemplate, TemplateSet, render
+from winback.journeys.render import (
+    CONTACT_FIELDS,
+    CompiledTemplate,
+    TemplateSet,
+    render,
+    template_brand,
+)
 from winback.links import Links
 from winback.store.chunks import chunks
 from winback.store.contacts import dedup_key
@@ -137,10 +143,7 @@ class _Dispatcher:
         self.from_address = workspace.config.email.from_
         self.ask_ahead = workspace.config.retention.ask_ahead
         self.tz = workspace.config.workspace.tz
-        self.brand = {
-            "name": workspace.config.workspace.brand_name,
-            "color": workspace.config.workspace.brand_color,
-        }
+        self.brand = template_brand(workspace.config.workspace)
         with self.engine.connect() as connection:
             self.journeys: dict[str, Journey] = {
                 name: journey for name, (_, journey) in load_journeys(connection).items()

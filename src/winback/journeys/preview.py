@@ -17,7 +17,7 @@ from winback.domain import Channel
 from winback.errors import NotFoundError
 from winback.journeys.catalog import load_journeys, templates_of
 from winback.journeys.offers import AssignedOffer
-from winback.journeys.render import CONTACT_FIELDS, render
+from winback.journeys.render import CONTACT_FIELDS, render, template_brand
 from winback.links import Links
 from winback.store.schema import contacts
 from winback.workspace import Workspace
@@ -83,10 +83,7 @@ def preview_message(
             "preferences": links.preferences_url(row["id"]),
             "survey": links.survey_url(row["id"], name),
         },
-        "brand": {
-            "name": workspace.config.workspace.brand_name,
-            "color": workspace.config.workspace.brand_color,
-        },
+        "brand": template_brand(workspace.config.workspace),
         "offer": offer,
         "journey": name,
         "step": step.id,

@@ -29,12 +29,19 @@ from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from mjml import mjml_to_html
 
+from winback.config import WorkspaceSection
 from winback.errors import WinbackError
 
 STARTER_DIR = Path(str(files("winback.journeys") / "starter"))
 STARTER_TEMPLATES = STARTER_DIR / "templates"
 _SUFFIX = {"email": ".mjml", "sms": ".sms.txt"}
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^---[ \t]*\n", re.DOTALL | re.MULTILINE)
+
+
+def template_brand(workspace: WorkspaceSection) -> dict[str, str]:
+    """What a template sees as ``brand``: the sender's name and colour, the shop's
+    address (``workspace.shop_url``, no trailing slash)."""
+    return {"name": workspace.brand_name, "color": workspace.brand_color, "url": workspace.shop_url}
 
 
 #: The contact's fields a template sees as ``contact`` (dispatch and previews alike).
@@ -322,7 +329,7 @@ SAMPLE_VARIABLES: dict[str, Any] = {
         "preferences": "https://example.com/p/sample",
         "survey": "https://example.com/s/sample",
     },
-    "brand": {"name": "winback", "color": "#2b6cb0"},
+    "brand": {"name": "winback", "color": "#2b6cb0", "url": "https://shop.example.com"},
     "journey": "sample",
     "step": "sample",
 }
