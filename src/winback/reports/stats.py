@@ -20,8 +20,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scipy import stats as _stats
-
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
 Z80 = 0.8416212335729143  # its 80th percentile: 80 % power
 
@@ -111,7 +109,9 @@ def mean_lift(treated: list[float], holdout: list[float]) -> Lift:
         more = None
     else:
         dof = se2**2 / ((v1 / n1) ** 2 / (n1 - 1) + (v0 / n0) ** 2 / (n0 - 1))
-        half = float(_stats.t.ppf(0.975, dof)) * math.sqrt(se2)
+        from scipy import stats  # a second to load: only when an interval is computed
+
+        half = float(stats.t.ppf(0.975, dof)) * math.sqrt(se2)
         low, high = difference - half, difference + half
         more = None
         if difference and not (low > 0 or high < 0):
