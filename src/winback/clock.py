@@ -54,3 +54,25 @@ def local_date(moment: datetime, tz: ZoneInfo) -> date:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(tz).date()
+
+
+_MONTHS = {
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+    "fr": ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+           "septembre", "octobre", "novembre", "décembre"),
+}  # fmt: skip
+
+
+def written_date(day: date, language: str) -> str:
+    """A day as a person of ``language`` writes it in a sentence.
+
+    >>> written_date(date(2027, 3, 7), "fr"), written_date(date(2027, 3, 1), "fr")
+    ('7 mars 2027', '1er mars 2027')
+    >>> written_date(date(2027, 3, 7), "en")
+    'March 7, 2027'
+    """
+    if language == "fr":
+        first = "1er" if day.day == 1 else str(day.day)
+        return f"{first} {_MONTHS['fr'][day.month - 1]} {day.year}"
+    return f"{_MONTHS['en'][day.month - 1]} {day.day}, {day.year}"

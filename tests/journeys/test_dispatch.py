@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from tests.channels.smtp_server import CountingController, RecordingHandler
 from tests.journeys.conftest import OFFER_FIRST, SIMPLE, START, add, outbox_rows, scored
 from winback.channels import ENV_SMTP_URL
+from winback.clock import written_date
 from winback.compliance.suppression import suppress
 from winback.journeys.dispatch import DispatchBusy, dispatch, dispatch_lock
 from winback.journeys.engine import enrol, tick
@@ -55,7 +56,7 @@ def test_an_offer_email_arrives_with_its_parts_links_and_code(
     assert re.fullmatch(r"WB(-[A-HJ-NP-Z2-9]{4}){3}", code) and percent == 20
     assert expires.date() == (START + 30 * DAY).date()
     assert code in text and code in html
-    assert f"Valable jusqu'au {expires:%d/%m/%Y}" in text
+    assert f"Valable jusqu'au {written_date(expires.date(), 'fr')}" in text
     assert [tuple(e) for e in sent_events] == [("sent", row["message_id"])]
 
     # Every link goes through a signed URL under public_url; clicks lead where the

@@ -86,7 +86,7 @@ async def test_choices_are_saved_and_audited(site: Site, contact: int) -> None:
     row = site.contact(contact)
     assert row["paused_until"] == to_db(NOW + timedelta(days=91))
     assert (row["frequency"], row["topics"]) == ("normal", [])
-    assert "Paused until 2025-09-01" in answer.text
+    assert "Paused until September 1, 2025" in answer.text
 
 
 async def test_forms_need_their_csrf_value(site: Site, contact: int) -> None:
@@ -94,7 +94,9 @@ async def test_forms_need_their_csrf_value(site: Site, contact: int) -> None:
     other = token_of(site.links.preferences_url(contact + 1))
     for csrf in (None, "", "forged", csrf_token(site.workspace.secret, other)):
         form = {"frequency": "pause", **({"csrf": csrf} if csrf is not None else {})}
-        assert (await site.client.post(f"/p/{token}", data=form)).status_code == 403
+        refused = await site.client.post(f"/p/{token}", data=form)
+        assert refused.status_code == 403
+        assert "reload the page" in refused.text and "<html" in refused.text  # a page, in words
     survey = token_of(site.links.survey_url(contact, "spring"))
     answer = await site.client.post(f"/s/{survey}", data={"reason": "too_many"})
     assert answer.status_code == 403

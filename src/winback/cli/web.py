@@ -34,7 +34,7 @@ def serve(
 ) -> None:
     """Serve the open pixel, click links, one-click unsubscribe, preference centre,
     survey and ESP webhooks (stop with Ctrl-C or SIGTERM: queued hits are written first)."""
-    from winback.web import serve as run
+    from winback.web.serve import serve as run
 
     ws = open_workspace(workspace)
     err_console.print(

@@ -49,7 +49,7 @@ from winback.channels import (
     send_batch,
     sender_for,
 )
-from winback.clock import from_db, local_date, to_db
+from winback.clock import from_db, local_date, to_db, written_date
 from winback.compliance.audit import audit_row, record
 from winback.compliance.refusals import REFUSALS, apply_refusals
 from winback.compliance.retention import ASK_STEP, ASK_TEMPLATE
@@ -61,7 +61,7 @@ from winback.journeys.controls import paused_names
 from winback.journeys.definition import Journey, Step
 from winback.journeys.engine import TickResult, tick
 from winback.journeys.flight import FLIGHT_LOG, Flight, FlightLog, read_flight
-from winback.journeys.offers import assign_offer, format_date
+from winback.journeys.offers import assign_offer
 from winback.journeys.render import (
     CONTACT_FIELDS,
     CompiledTemplate,
@@ -332,7 +332,7 @@ class _Dispatcher:
             erase_on = local_date(self.now + self.ask_ahead, self.tz)
             variables: dict[str, Any] = {
                 "erase_on": erase_on,
-                "erase_date": format_date(erase_on, template.language),
+                "erase_date": written_date(erase_on, template.language),
             }
             headers = {"X-Winback-Step": ASK_STEP}
         else:

@@ -12,14 +12,14 @@ import csv
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from winback.clock import from_db, to_db
+from winback.clock import from_db, to_db, written_date
 from winback.errors import InputFileError, WinbackError
 from winback.journeys.definition import Offer
 from winback.journeys.exits import exit_journeys
@@ -62,30 +62,8 @@ class AssignedOffer:
             "amount": self.amount,
             "valid_days": valid_days,
             "expires_on": expires_on,
-            "expires": format_date(expires_on, language),
+            "expires": written_date(expires_on, language),
         }
-
-
-_MONTHS_EN = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
-
-def format_date(day: date, language: str) -> str:
-    if language == "fr":
-        return day.strftime("%d/%m/%Y")
-    return f"{_MONTHS_EN[day.month - 1]} {day.day}, {day.year}"
 
 
 def assign_offer(

@@ -4,8 +4,8 @@ Public face:
 
 - :func:`create_app` builds the ASGI app of a workspace (open pixel, click links,
   one-click unsubscribe, preference centre, survey, ESP webhooks);
-- :func:`serve` runs it with uvicorn until SIGTERM or Ctrl-C, writing every queued hit
-  before it returns;
+- :func:`winback.web.serve.serve` runs it with uvicorn until SIGTERM or Ctrl-C, writing
+  every queued hit before it returns;
 - :func:`is_bot_click` and :func:`is_scanner_user_agent` are the bot-click rule.
 """
 
@@ -17,16 +17,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from winback.web.app import create_app
     from winback.web.bots import is_bot_click, is_scanner_user_agent
-    from winback.web.serve import serve
 
-__all__ = ["create_app", "is_bot_click", "is_scanner_user_agent", "serve"]
+__all__ = ["create_app", "is_bot_click", "is_scanner_user_agent"]
 # Loaded on first use: importing a part of the package (the webhooks' parsers, which the
 # events importer uses) must not load FastAPI, uvicorn and the whole app.
 _HOMES = {
     "create_app": "winback.web.app",
     "is_bot_click": "winback.web.bots",
     "is_scanner_user_agent": "winback.web.bots",
-    "serve": "winback.web.serve",
 }
 
 

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from winback.clock import local_date, utcnow
+from winback.clock import local_date, utcnow, written_date
 from winback.domain import SENDING_CHANNELS, EventType
 from winback.errors import ConfigError, NotFoundError
 from winback.links import BadToken, Links
@@ -300,7 +300,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
 
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(_request: Request, _exc: Exception) -> Response:
-        return Response("missing or wrong CSRF token: reload the page", status_code=403)
+        return server.message(None, "bad_link_title", "csrf", 403)
 
     # -- unsubscribe ------------------------------------------------------------------
 
@@ -378,7 +378,14 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
             "preferences_title",
             csrf=csrf_token(workspace.secret, token),
             frequency=shown.frequency.value,
-            paused_until=local_date(paused_until, tz).isoformat() if paused_until else None,
+            paused_until=(
+                written_date(
+                    local_date(paused_until, tz),
+                    language_of(contact["language"], server.config.workspace.language),
+                )
+                if paused_until
+                else None
+            ),
             channels=[channel.value for channel in SENDING_CHANNELS if channel in shown.channels],
             topics=[(topic, topic in shown.topics) for topic in server.config.web.topics],
             notice=notice,

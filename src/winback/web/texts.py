@@ -8,6 +8,8 @@ from typing import Any
 TEXTS: dict[str, dict[str, Any]] = {
     "fr": {
         "bad_link_title": "Ce lien ne fonctionne pas",
+        "csrf": "Ce formulaire a expiré ou ne vient pas de notre page : rechargez la page "
+        "et recommencez.",
         "bad_link": "Ce lien est incomplet, a été modifié ou a expiré. Utilisez le lien "
         "du dernier message reçu.",
         "gone": "Ce lien ne correspond plus à aucun abonnement.",
@@ -51,6 +53,8 @@ TEXTS: dict[str, dict[str, Any]] = {
     },
     "en": {
         "bad_link_title": "This link does not work",
+        "csrf": "This form has expired or did not come from our page: reload the page and "
+        "try again.",
         "bad_link": "This link is incomplete, was altered or has expired. Use the link in "
         "the latest message you received.",
         "gone": "This link no longer matches any subscription.",
