@@ -76,7 +76,8 @@ _JSON_UNSAFE = re.compile(f"[{_BEYOND_C0}]")
 
 def json_text(document: str) -> str:
     """A JSON document with the characters :func:`shown` escapes, and JSON keeps raw
-    (DEL, C1 controls, bidirectional overrides, line separators), written as ``\\uXXXX``:
+    (DEL, C1 controls, bidirectional overrides, line separators), written as ``\\u``
+    escapes with four hex digits:
     the same data for a script, nothing a terminal acts on. They can only stand inside
     strings, where the escape means the same character."""
     return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", document)

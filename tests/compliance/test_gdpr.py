@@ -18,7 +18,8 @@ from winback.compliance.files import scrub_files
 from winback.compliance.suppression import address_hash
 from winback.ingest.events import import_events
 from winback.journeys.dispatch import dispatch
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.store.schema import contacts, events, outbox, suppressions, survey_answers
 from winback.workspace import Workspace
 

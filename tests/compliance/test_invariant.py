@@ -47,7 +47,8 @@ from winback.ingest.contacts import import_contacts
 from winback.ingest.events import import_events
 from winback.journeys.catalog import add_journey
 from winback.journeys.dispatch import dispatch
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.scoring import score_base
 from winback.store.schema import contact_scores, contacts, enrollments, suppressions
 from winback.workspace import ENV_DATABASE_URL, Workspace

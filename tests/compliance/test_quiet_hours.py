@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from tests.journeys.conftest import add, scored
 from winback.clock import from_db
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.store.schema import outbox
 from winback.workspace import Workspace
 

@@ -25,7 +25,8 @@ from tests.channels.smtp_server import CountingController, RecordingHandler
 from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
 from winback.channels import ENV_SMTP_URL
 from winback.channels.smtp import CONNECTIONS
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.store.schema import outbox
 from winback.workspace import ENV_DATABASE_URL, Workspace
 

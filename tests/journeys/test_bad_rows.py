@@ -11,7 +11,8 @@ from tests.journeys.conftest import SIMPLE, START, add, journey_file, outbox_row
 from winback.journeys.catalog import add_journey
 from winback.journeys.definition import JourneyError
 from winback.journeys.dispatch import dispatch
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.journeys.render import STARTER_TEMPLATES
 from winback.workspace import Workspace
 

@@ -15,7 +15,8 @@ from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
 from winback.cli import app
 from winback.journeys.controls import JourneyStateError, pause_journey, resume_journey
 from winback.journeys.dispatch import dispatch
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.store.schema import audit, enrollments
 from winback.workspace import Workspace
 

@@ -19,7 +19,8 @@ from winback.channels import ENV_SMTP_URL
 from winback.clock import written_date
 from winback.compliance.suppression import suppress
 from winback.journeys.dispatch import DispatchBusy, dispatch, dispatch_lock
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.journeys.offers import export_offers_csv, import_pool_file
 from winback.links import Links
 from winback.store.schema import contacts, events, offers, outbox, suppressions

@@ -12,7 +12,8 @@ from sqlalchemy import update
 from tests.channels.smtp_server import RecordingHandler
 from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
 from winback.journeys.dispatch import dispatch
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.journeys.flight import FLIGHT_LOG, boot_id
 from winback.store.schema import outbox
 from winback.workspace import Workspace

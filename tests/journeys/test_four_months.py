@@ -17,7 +17,7 @@ from tests.builders import add_event
 from tests.channels.smtp_server import RecordingHandler
 from tests.journeys.conftest import SIMPLE, START, journey_file, scored
 from winback.cli import app
-from winback.journeys.engine import in_holdout
+from winback.journeys.enrol import in_holdout
 from winback.store.schema import contacts, enrollments, suppressions
 from winback.workspace import Workspace
 

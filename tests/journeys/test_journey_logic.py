@@ -13,7 +13,8 @@ from tests.journeys.conftest import SIMPLE, START, add, delivered, journey_file,
 from winback.clock import to_db
 from winback.journeys.catalog import add_journey
 from winback.journeys.definition import JourneyError
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.store.schema import enrollments, outbox
 from winback.workspace import Workspace
 

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from tests.journeys.conftest import SIMPLE, START, add, journey_file, scored
 from winback.cli import app
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.journeys.simulate import simulate
 from winback.store.schema import audit, enrollments, outbox
 from winback.workspace import Workspace

@@ -12,7 +12,8 @@ from tests.journeys.conftest import SIMPLE, START, add, delivered, outbox_rows, 
 from tests.web.conftest import Site
 from winback.compliance.suppression import is_suppressed
 from winback.domain import Channel
-from winback.journeys.engine import enrol, tick
+from winback.journeys.engine import tick
+from winback.journeys.enrol import enrol
 from winback.web.csrf import csrf_token
 
 pytestmark = pytest.mark.anyio

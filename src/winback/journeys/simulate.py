@@ -21,7 +21,8 @@ from typing import Any
 from winback.config import SimulateSection
 from winback.journeys.catalog import load_journeys
 from winback.journeys.definition import Journey, Step
-from winback.journeys.engine import Candidate, select_audience, spared
+from winback.journeys.engine import spared
+from winback.journeys.enrol import Candidate, select_audience
 from winback.journeys.machine import Advance, Exit, Reactions, decide
 from winback.workspace import Workspace
 
