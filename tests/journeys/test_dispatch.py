@@ -18,9 +18,10 @@ from tests.journeys.conftest import OFFER_FIRST, SIMPLE, START, add, outbox_rows
 from winback.channels import ENV_SMTP_URL
 from winback.clock import written_date
 from winback.compliance.suppression import suppress
-from winback.journeys.dispatch import DispatchBusy, dispatch, dispatch_lock
+from winback.journeys.dispatch import dispatch
 from winback.journeys.engine import tick
 from winback.journeys.enrol import enrol
+from winback.journeys.flight import DispatchBusy, dispatch_lock
 from winback.journeys.offers import export_offers_csv, import_pool_file
 from winback.links import Links
 from winback.store.schema import contacts, events, offers, outbox, suppressions

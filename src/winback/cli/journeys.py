@@ -33,13 +33,14 @@ from winback.journeys.controls import (
     stop_journey,
     unenroll,
 )
-from winback.journeys.dispatch import DispatchResult, outbox_counts, unknown_messages
+from winback.journeys.dispatch import DispatchResult
 from winback.journeys.dispatch import dispatch as dispatch_outbox
 from winback.journeys.dispatch import run as run_once
 from winback.journeys.engine import TickResult
 from winback.journeys.engine import tick as tick_journeys
 from winback.journeys.enrol import enrol
 from winback.journeys.offers import export_offers_csv, import_pool_file
+from winback.journeys.outbox import outbox_counts, unknown_messages
 from winback.journeys.preview import preview_message, send_test
 from winback.journeys.simulate import simulate as simulate_journey
 from winback.reports.results import journey_results

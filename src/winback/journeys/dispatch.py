@@ -26,15 +26,14 @@ suppression. Every outcome leaves an audit record.
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from winback.channels import (
     BatchResult,
@@ -45,47 +44,31 @@ from winback.channels import (
     Sent,
     TemporaryFailure,
     UnknownOutcome,
-    make_message_id,
     send_batch,
     sender_for,
 )
-from winback.clock import from_db, local_date, to_db, written_date
+from winback.clock import to_db
 from winback.compliance.audit import audit_row, record
 from winback.compliance.refusals import REFUSALS, apply_refusals
-from winback.compliance.retention import ASK_STEP, ASK_TEMPLATE
 from winback.compliance.suppression import can_receive, suppression_reasons
 from winback.domain import Channel, EventType
 from winback.errors import WinbackError
-from winback.journeys.catalog import load_journeys, templates_of
+from winback.journeys.compose import Composer, Unsendable
 from winback.journeys.controls import paused_names
-from winback.journeys.definition import Journey, Step
 from winback.journeys.engine import TickResult, tick
-from winback.journeys.flight import FLIGHT_LOG, Flight, FlightLog, read_flight
-from winback.journeys.offers import assign_offer
+from winback.journeys.flight import FLIGHT_LOG, Flight, FlightLog, dispatch_lock, read_flight
 from winback.journeys.render import (
     CONTACT_FIELDS,
-    CompiledTemplate,
-    TemplateSet,
-    render,
-    template_brand,
 )
-from winback.links import Links
 from winback.store.chunks import chunks
 from winback.store.contacts import dedup_key
 from winback.store.schema import contacts, enrollments, events, outbox
 from winback.workspace import Workspace
 
-LOCK_FILE = "dispatch.lock"
 MAX_ATTEMPTS = 5
 BATCH = 1000
 # What a claimed message is made of, as the outbox keeps it for a retry.
 _CONTENT = ("to_address", "subject", "body_text", "body_html", "headers", "message_id")
-
-
-class DispatchBusy(WinbackError):
-    """Another dispatcher holds the workspace's lock."""
-
-    exit_code = 8
 
 
 @dataclass
@@ -104,25 +87,6 @@ class DispatchResult:
         return asdict(self)
 
 
-@contextmanager
-def dispatch_lock(workspace: Workspace) -> Iterator[None]:
-    """Hold the workspace's dispatch lock; the kernel drops it when the process dies."""
-    path = workspace.path / LOCK_FILE
-    with path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DispatchBusy(
-                f"another `winback dispatch` is running on the workspace "
-                f"{workspace.path.resolve()} (it holds {path.resolve()}); wait for it to "
-                "finish, or run this one later"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class _Dispatcher:
     def __init__(
         self,
@@ -138,20 +102,10 @@ class _Dispatcher:
         self.senders = senders
         self.stack = stack
         self.dry_run = dry_run
-        self.links = Links.of(workspace)
-        self.templates: TemplateSet = templates_of(workspace)
-        self.from_address = workspace.config.email.from_
-        self.ask_ahead = workspace.config.retention.ask_ahead
-        self.tz = workspace.config.workspace.tz
-        self.brand = template_brand(workspace.config.workspace)
-        with self.engine.connect() as connection:
-            self.journeys: dict[str, Journey] = {
-                name: journey for name, (_, journey) in load_journeys(connection).items()
-            }
+        self.composer = Composer(workspace, now)
         self.result = DispatchResult()
         self.flight: FlightLog | None = None
         self.blocked: set[tuple[str, str]] = set()
-        self.compiled: dict[tuple[str, str, str | None], CompiledTemplate] = {}
         # One worker sends a batch while this thread renders and claims the next.
         self.pool = stack.enter_context(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="winback-dispatch")
@@ -308,90 +262,6 @@ class _Dispatcher:
             return f"the {channel} address is suppressed"
         return None
 
-    def template(self, name: str, channel: str, language: str | None) -> CompiledTemplate:
-        key = (name, channel, language)
-        template = self.compiled.get(key)
-        if template is None:  # one look in the folders per template and language
-            template = self.compiled[key] = self.templates.load(*key)
-        return template
-
-    def content(self, connection: Connection, row: Mapping[str, Any]) -> dict[str, Any]:
-        """The rendered message of a row, with its own Message-ID and tracked links: a
-        journey's step, or the retention purge's last question."""
-        channel = row["channel"]
-        contact_id = row["contact_id"]
-        contact = {name: row[f"contact_{name}"] for name in CONTACT_FIELDS}
-        message_id = make_message_id(self.from_address)
-        links = {
-            "unsubscribe": self.links.unsubscribe_url(contact_id, Channel(channel)),
-            "preferences": self.links.preferences_url(contact_id),
-        }
-        if row["journey"] is None and row["step_id"] == ASK_STEP:
-            template = self.template(ASK_TEMPLATE, channel, contact["language"])
-            links["stay"] = self.links.stay_url(contact_id)
-            erase_on = local_date(self.now + self.ask_ahead, self.tz)
-            variables: dict[str, Any] = {
-                "erase_on": erase_on,
-                "erase_date": written_date(erase_on, template.language),
-            }
-            headers = {"X-Winback-Step": ASK_STEP}
-        else:
-            journey, step = self.step_of(row)
-            template = self.template(step.template, channel, contact["language"])
-            offer = None
-            if step.offer is not None:
-                assigned = assign_offer(
-                    connection,
-                    contact_id=contact_id,
-                    enrollment_id=row["enrollment_id"],
-                    journey=journey.name,
-                    step_id=step.id,
-                    offer=step.offer,
-                    now=self.now,
-                )
-                offer = assigned.variables(template.language, step.offer.valid_days)
-            links["survey"] = self.links.survey_url(contact_id, journey.name, message_id=message_id)
-            variables = {"offer": offer, "journey": journey.name, "step": step.id}
-            headers = {"X-Winback-Journey": journey.name, "X-Winback-Step": step.id}
-        rendered = render(
-            template, {"contact": contact, "links": links, "brand": self.brand, **variables}
-        )
-        utm = self.utm(channel, variables.get("journey"), variables.get("step"))
-        return {
-            "to_address": contact["email"] if channel == "email" else contact["phone"],
-            "subject": rendered.subject,
-            "body_text": self.links.track_text(rendered.text, message_id, utm=utm),
-            "body_html": (
-                self.links.track_html(rendered.html, message_id, utm=utm) if rendered.html else None
-            ),
-            "headers": headers,
-            "message_id": message_id,
-        }
-
-    def utm(self, channel: str, journey: str | None, step: str | None) -> dict[str, str] | None:
-        """The UTM parameters of a message's links (``[links]``), or None when off."""
-        settings = self.workspace.config.links
-        if not settings.utm or journey is None:
-            return None
-        return {
-            "utm_source": settings.utm_source,
-            "utm_medium": channel,
-            "utm_campaign": journey,
-            "utm_content": step or "",
-        }
-
-    def step_of(self, row: Mapping[str, Any]) -> tuple[Journey, Step]:
-        """The journey and step an outbox row was queued for."""
-        journey = self.journeys.get(row["journey"])
-        if journey is None:
-            raise _Unsendable(f"journey {row['journey']!r} no longer exists")
-        try:
-            return journey, journey.step(row["step_id"])
-        except KeyError:
-            raise _Unsendable(
-                f"step {row['step_id']!r} is not in journey {journey.name!r}"
-            ) from None
-
     def prepare(
         self, connection: Connection, rows: Sequence[Mapping[str, Any]]
     ) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
@@ -406,8 +276,8 @@ class _Dispatcher:
                 continue
             if row["body_text"] is None:
                 try:
-                    content = self.content(connection, row)
-                except (_Unsendable, WinbackError) as exc:
+                    content = self.composer.content(connection, row)
+                except (Unsendable, WinbackError) as exc:
                     self.finish(connection, row, "failed", str(exc), action="fail")
                     self.result.failed += 1
                     continue
@@ -606,10 +476,6 @@ def _suppressed_of(
     return set(suppression_reasons(connection, workspace, pairs))
 
 
-class _Unsendable(Exception):
-    """A row whose message cannot be built (its journey or step is gone)."""
-
-
 def dispatch(
     workspace: Workspace,
     now: datetime,
@@ -629,36 +495,6 @@ def dispatch(
         # Emptied only now that the rows it speaks of are settled.
         dispatcher.flight = stack.enter_context(closing(FlightLog(path)))
         return dispatcher.run()
-
-
-def unknown_messages(workspace: Workspace) -> list[dict[str, Any]]:
-    """The messages whose fate is unknown (``winback outbox --unknown``): check them
-    with the provider before deciding anything."""
-    with workspace.engine.connect() as connection:
-        rows = connection.execute(
-            select(
-                outbox.c.id,
-                outbox.c.journey,
-                outbox.c.step_id,
-                outbox.c.channel,
-                outbox.c.to_address,
-                outbox.c.message_id,
-                outbox.c.due_at,
-                outbox.c.error,
-            )
-            .where(outbox.c.status == "unknown")
-            .order_by(outbox.c.id)
-        ).mappings()
-        return [{**row, "due_at": from_db(row["due_at"])} for row in rows]
-
-
-def outbox_counts(workspace: Workspace) -> dict[str, int]:
-    """How many outbox rows are in each status."""
-    with workspace.engine.connect() as connection:
-        rows = connection.execute(
-            select(outbox.c.status, func.count()).group_by(outbox.c.status)
-        ).all()
-    return {status: count for status, count in rows}
 
 
 def run(

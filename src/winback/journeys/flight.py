@@ -1,5 +1,6 @@
-"""The dispatcher's flight log: which claimed messages were handed to a channel, and what
-the server answered, written down message by message as it happens.
+"""What keeps dispatch safe from crashes and from itself: the lock that lets one
+dispatcher run at a time, and the flight log, which says which claimed messages were
+handed to a channel and what the server answered, written down as it happens.
 
 The outbox moves a whole claim to ``sending`` in one commit before the channel gets it
 (see :mod:`winback.journeys.dispatch`); the outcomes come back to the database one batch
@@ -23,8 +24,11 @@ settled.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +44,8 @@ from winback.channels import (
     UnknownOutcome,
 )
 from winback.domain import EventType
+from winback.errors import WinbackError
+from winback.workspace import Workspace
 
 FLIGHT_LOG = "dispatch.flight"
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -139,3 +145,31 @@ def _decode(record: dict[str, Any]) -> BatchResult:
     if kind == "unknown":
         return UnknownOutcome(reason)
     return ChannelError(reason)
+
+
+LOCK_FILE = "dispatch.lock"
+
+
+class DispatchBusy(WinbackError):
+    """Another dispatcher holds the workspace's lock."""
+
+    exit_code = 8
+
+
+@contextmanager
+def dispatch_lock(workspace: Workspace) -> Iterator[None]:
+    """Hold the workspace's dispatch lock; the kernel drops it when the process dies."""
+    path = workspace.path / LOCK_FILE
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DispatchBusy(
+                f"another `winback dispatch` is running on the workspace "
+                f"{workspace.path.resolve()} (it holds {path.resolve()}); wait for it to "
+                "finish, or run this one later"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
