@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from datetime import timedelta
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -380,11 +381,14 @@ def load_config(path: Path) -> Config:
 
 
 def render_config(profile: Profile, name: str) -> str:
-    """The commented ``winback.toml`` that ``winback init`` writes for a profile."""
+    """The commented ``winback.toml`` that ``winback init`` writes for a profile, from
+    ``config_template.txt`` (every key, its default and its meaning: the reference pages
+    are generated from it)."""
     policy = PROFILES[profile]
     activity = ", ".join(f'"{kind}"' for kind in policy["customer_activity"])
     protect = "true" if policy["protect_subscribers"] else "false"
-    return _TEMPLATE.format(
+    template = files("winback").joinpath("config_template.txt").read_text(encoding="utf-8")
+    return template.format(
         name=name,
         profile=profile,
         activity=activity,
@@ -393,126 +397,3 @@ def render_config(profile: Profile, name: str) -> str:
         lost=policy["lost_after"],
         protect=protect,
     )
-
-
-_TEMPLATE = """\
-# winback workspace. Every key is optional: the value shown is the default.
-# Durations are written 45s, 90min, 12h, 30d, 2w or 3y.
-
-[workspace]
-name = "{name}"              # the workspace's name, shown in reports
-timezone = "UTC"            # days of inactivity are counted in this zone (IANA name)
-default_region = "FR"       # phone numbers without +country are read in this region
-language = "fr"             # fr or en: pages and messages for contacts with no language
-public_url = "http://127.0.0.1:8025"   # where `winback serve` is reached from the internet
-shop_url = "https://shop.example.com"  # your shop: the starter templates link to it
-brand_name = "{name}"        # the sender's name on pages and in messages
-brand_color = "#2b6cb0"     # the colour of buttons and headings on the pages
-
-[import]
-# A marketing list with no consent column: are its addresses subscribed? (subscribed | none)
-default_consent = "subscribed"
-
-[policy]
-profile = "{profile}"       # ecommerce | retail | travel | subscription | newsletter
-# The profile sets the values below; change any of them to override it.
-customer_activity = [{activity}]   # event types that reset a customer's clock
-at_risk_after = {at_risk}          # days: at risk from this many days of silence
-dormant_after = {dormant}          # days: dormant from this many (inclusive)
-lost_after = {lost}               # days: lost from this many
-protect_subscribers = {protect}   # never win back someone with an active paid subscription
-clock = "days"              # days | p_alive (once `winback models fit` has run)
-at_risk_p_alive = 0.5       # with clock = "p_alive": at risk below this P(alive)
-dormant_p_alive = 0.3       # dormant below this P(alive)
-lost_p_alive = 0.1          # lost below this P(alive)
-
-[scoring]
-machine_open_seconds = 2    # an unflagged open this soon after delivery is a proxy prefetch
-
-[cost]
-currency = "EUR"            # the currency of costs, revenue and offers
-email = 0.001               # cost of one email
-sms = 0.045                 # cost of one SMS
-
-[results]
-attribution_days = 7        # a purchase this many days after a message is the journey's conversion
-
-[links]
-utm = true                  # tracked links get utm_source, utm_medium, utm_campaign, utm_content
-utm_source = "winback"      # the utm_source of tracked links
-
-[email]
-host = "127.0.0.1"          # WINBACK_SMTP_URL=smtp://user:pass@host:port overrides these
-port = 25                   # 25, or 587 with starttls, 465 with tls
-tls = "none"                # none | starttls | tls
-# username = "..."          # the SMTP login, if the server asks for one
-# password = "..."          # its password (or put both in WINBACK_SMTP_URL)
-from = "{name} <news@example.com>"   # the From: of every email
-# reply_to = "service@example.com"   # a Reply-To:, when replies go elsewhere
-# unsubscribe_mailto = "unsubscribe@example.com"   # adds a mailto: to List-Unsubscribe
-rate_per_second = 50        # at most this many emails a second (the relay's limit)
-dispatch_batch = 100        # messages claimed per commit: at most this many unknown after a crash
-# DKIM signing (all three or none); publish the public key at SELECTOR._domainkey.DOMAIN:
-# dkim_domain = "example.com"     # the d= of the signature: your From: domain
-# dkim_selector = "winback"       # the s= of the signature
-# dkim_key_file = "dkim.pem"      # PEM RSA private key, relative to the workspace
-
-[sms]
-provider = "file"           # file (dry run) | smsfactor
-sender = "WINBACK"          # the sender name shown on the phone (11 characters at most)
-stop_mention = "STOP au 36111"   # the opt-out mention added to every commercial SMS
-# api_url = "https://api.smsfactor.com"   # the provider's API
-# api_token = "..."         # the provider's API token
-rate_per_second = 10        # at most this many SMS a second
-dispatch_batch = 100        # messages claimed per commit
-
-[frequency]
-max_per_week = 3            # messages per contact per week, all journeys together
-
-[bounces]
-soft_limit = 3              # soft bounces within soft_window that suppress an address
-soft_window = "30d"         # the window in which soft bounces are counted
-
-[retention]
-erase_after = "3y"          # erase personal data this long after the person's last contact
-ask_before_erase = false    # send a last "do you want to stay?" message first
-ask_ahead = "4w"            # how long before the erasure the question goes out
-
-[quiet_hours]
-sms = true                  # commercial SMS: Monday to Saturday, start_hour to end_hour
-email = false               # the same hours for email
-start_hour = 8              # first hour of sending, in the contact's own zone
-end_hour = 20               # sending stops at this hour
-
-[models]
-kind = "bgnbd"              # bgnbd | pareto
-time_unit = "weeks"         # days | weeks
-horizon_months = 12         # the expected value is over this many months
-monthly_discount_rate = 0.01   # the discount rate of future value, per month
-
-[simulate]
-# What `winback simulate` assumes a message brings, until fitted models say better.
-email_open_rate = 0.20      # human opens per email
-email_click_rate = 0.02     # clicks per email
-sms_click_rate = 0.03       # clicks per SMS
-sms_reply_rate = 0.005      # replies per SMS
-purchase_rate = 0.01        # purchases during one step's wait, without a click
-unsubscribe_rate = 0.003    # unsubscribes per message
-offer_boost = 1.5           # clicks and purchases are this much likelier with an offer
-
-[web]
-# `winback serve`: tracking, unsubscribe, preference centre, survey, ESP webhooks.
-# Pages use workspace.brand_name and workspace.brand_color.
-topics = []                 # topics a person can choose in the preference centre
-pause = "91d"               # "pause for three months" in the preference centre
-bot_click_seconds = 10      # a click this soon after sending is a link scanner's
-max_body_bytes = 2000000    # larger webhook bodies are refused (413)
-webhook_max_age = "1d"      # signed webhooks older (or newer) than this are refused (401)
-# sendgrid_groups = {{"123" = "news"}}  # SendGrid unsubscribe group id -> topic it leaves
-# The secret of each ESP webhook; a webhook whose secret is unset answers 404.
-# mailgun_signing_key = "key-..."      # Mailgun: HTTP webhook signing key (HMAC-SHA256)
-# sendgrid_public_key = "MFkwEwYH..."  # SendGrid: signed event webhook verification key
-# ses_certificate = "sns.pem"          # Amazon SES via SNS: the topic's signing certificate
-# postmark_token = "..."               # Postmark: password of the webhook URL's basic auth
-# brevo_token = "..."                  # Brevo: bearer token (or basic auth password)
-"""
