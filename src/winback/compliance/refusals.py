@@ -41,6 +41,7 @@ from winback.compliance.suppression import (
     suppress_contacts,
     suppress_hashes,
 )
+from winback.domain import REFUSALS as REFUSED_STATUSES
 from winback.domain import SENDING_CHANNELS, ChannelStatus, EventType
 from winback.store.chunks import chunks
 from winback.store.contacts import channel_statuses, set_channel_status
@@ -301,3 +302,32 @@ def suppress_refused(
                     details=details,
                 )
     return added
+
+
+def suppress_imported_refusals(
+    connection: Connection,
+    workspace: Workspace,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    now: datetime,
+    details: Mapping[str, Any],
+) -> int:
+    """:func:`suppress_refused` for an import: the addresses among ``rows`` (records or
+    stored contacts, each field a value or a column of values) whose channel status is a
+    refusal; only those are looked up. Returns how many addresses were newly suppressed."""
+    refused: dict[str, list[str]] = {"email": [], "sms": []}
+    for fields in rows:
+        for channel, address in (("email", "email"), ("sms", "phone")):
+            values, statuses = fields[address], fields[f"{channel}_status"]
+            if not isinstance(values, list):
+                values, statuses = [values], [statuses]
+            refused[channel].extend(
+                value
+                for value, status in zip(values, statuses, strict=True)
+                if value and status in REFUSED_STATUSES
+            )
+    if not (refused["email"] or refused["sms"]):
+        return 0
+    return suppress_refused(
+        connection, workspace, refused, now=now, actor="import", details=details
+    )

@@ -22,8 +22,7 @@ paths store the same contacts (a test holds them to it).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -37,7 +36,7 @@ from sqlalchemy import Connection, select
 
 from winback.clock import to_db
 from winback.compliance import audit
-from winback.compliance.refusals import suppress_refused
+from winback.compliance.refusals import STATUS_REASONS, suppress_imported_refusals
 from winback.compliance.suppression import suppression_reasons
 from winback.domain import REFUSALS, ChannelStatus
 from winback.ingest import addresses, records, summaries
@@ -47,8 +46,8 @@ from winback.ingest.columns import CONTACT_ALIASES, ColumnMap
 from winback.ingest.kinds import (
     PLAIN,
     FileKind,
+    file_kind,
     kind_aliases,
-    recognise,
     unpacked,
 )
 from winback.ingest.pipeline import (
@@ -59,7 +58,8 @@ from winback.ingest.pipeline import (
     mapped_source,
     run,
 )
-from winback.ingest.reader import Block, open_source
+from winback.ingest.reader import Block
+from winback.ingest.records import ContactBlock, consent_fields, present, take
 from winback.store import contacts as store
 from winback.store.schema import suppressions
 from winback.workspace import Workspace
@@ -72,49 +72,7 @@ _TEXT_LIMIT = 200
 _MOMENTS = ("created_at", "optin_at", "consent_at", "modified_at", "last_order_at")
 _CHANNELS = (("email", "email"), ("sms", "phone"))
 # A suppression kept after erasure or an earlier refusal: the status it forces on import.
-_SUPPRESSION_STATUS = {
-    "unsubscribe": ChannelStatus.UNSUBSCRIBED,
-    "bounce_hard": ChannelStatus.BOUNCED,
-    "complaint": ChannelStatus.COMPLAINED,
-}
-
-
-@dataclass
-class ContactBlock:
-    """The rows of a block that :meth:`ContactBatch.clean_block` vouched for: each row's
-    line and position in the block, and a list per field of what :meth:`ContactBatch.
-    clean` puts in its record (None where it leaves the field out)."""
-
-    block: Block
-    lines: np.ndarray
-    positions: np.ndarray
-    columns: dict[str, list[Any]]
-
-    def __len__(self) -> int:
-        return len(self.lines)
-
-    def records(self, rows: Iterable[int]) -> list[Pending]:
-        """These rows as the row path's pending rows, without their original values
-        (:meth:`originals` gives them to the few rows that need them)."""
-        names = list(self.columns.items())
-        pending = []
-        for at in rows:
-            record = {
-                name: value
-                for name, values in names
-                if (value := values[at]) is not None or name in ("email", "phone")
-            }
-            pending.append(Pending(int(self.lines[at]), [], record))
-        return pending
-
-    def originals(self, rows: list[Pending]) -> None:
-        """Give these rows of :meth:`records` their original values, for the quarantine."""
-        if not rows:
-            return
-        at = np.searchsorted(self.lines, [row.line for row in rows])
-        found = self.block.values(self.positions[at].tolist())
-        for row, (_, values) in zip(rows, found, strict=True):
-            row.values = values
+_SUPPRESSION_STATUS = {reason: status for status, reason in STATUS_REASONS.items()}
 
 
 class ContactBatch:
@@ -186,7 +144,7 @@ class ContactBatch:
             row[f"{channel}_status"] = (
                 ChannelStatus.NONE
                 if address is None
-                else self._consent(channel, *(get(name) for name in _consent_fields(channel)))
+                else self._consent(channel, *(get(name) for name in consent_fields(channel)))
             )
         row["sms_status"] = records.sms_statuses([phone], [row["sms_status"]])[0]
         columns = {name: [row.pop(name)] for name in records.DERIVED_FROM if name in row}
@@ -275,16 +233,16 @@ class ContactBatch:
             if field in _MOMENTS:
                 found[field], bad = self._created_at_column(given)
             else:
-                found[field], bad = col.by_distinct([given], _present(parse))
+                found[field], bad = col.by_distinct([given], present(parse))
             slow |= bad
         for channel, address in _CHANNELS:
             given_columns = [
-                given for name in _consent_fields(channel) if (given := column(name)) is not None
+                given for name in consent_fields(channel) if (given := column(name)) is not None
             ]
             statuses = np.full(rows, self._default(channel), object)
             none = np.full(rows, ChannelStatus.NONE, object)
             if self.forced[channel] is None and given_columns:
-                named = [name for name in _consent_fields(channel) if name in fields]
+                named = [name for name in consent_fields(channel) if name in fields]
                 consent = partial(self._consent_of, channel, named)
                 statuses, bad = col.by_distinct(given_columns, consent)
                 slow |= bad & ~absent[address]
@@ -292,7 +250,7 @@ class ContactBatch:
         if self.columns.extras:
             found["attributes"] = self._attributes_column(batch)
         fast = np.flatnonzero(~slow)
-        columns = {name: _take(values, fast) for name, values in found.items()}
+        columns = {name: take(values, fast) for name, values in found.items()}
         columns["sms_status"] = records.sms_statuses(columns["phone"], columns["sms_status"])
         columns.update(records.evidence(columns, len(fast)))
         cleaned = ContactBlock(block, block.lines[fast], fast, columns)
@@ -311,7 +269,7 @@ class ContactBatch:
     def _consent_of(self, channel: str, names: list[str], *cells: Any) -> ChannelStatus:
         """:meth:`_consent` of the cells of the consent columns ``names`` of a file."""
         given = dict(zip(names, cells, strict=True))
-        return self._consent(channel, *(given.get(name) for name in _consent_fields(channel)))
+        return self._consent(channel, *(given.get(name) for name in consent_fields(channel)))
 
     def _attributes_column(self, batch: pa.RecordBatch) -> np.ndarray:
         """The free attributes of each row of ``batch``, None where it has none."""
@@ -334,7 +292,13 @@ class ContactBatch:
             )
             written = self._write(connection, rows, existing)
             summaries.write(connection, [s for s in found if s], self.source_name)
-            self._suppress_refused(connection, [row.record for row in rows], existing)
+            suppress_imported_refusals(
+                connection,
+                self.workspace,
+                [*(row.record for row in rows), *existing],
+                now=self.now_aware,
+                details={"file": self.source_name},
+            )
             return written
 
     def write_block(self, cleaned: ContactBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
@@ -369,46 +333,20 @@ class ContactBatch:
             cleaned.originals([row for row, _ in refusals if not row.values])
             imported += self._insert_block(connection, cleaned, np.flatnonzero(alone))
             summaries.write(connection, found, self.source_name)
-            self._suppress_refused(
-                connection, [cleaned.columns, *(r.record for r in rows)], existing
-            )
-        return imported, merged, refusals
-
-    def _suppress_refused(
-        self,
-        connection: Connection,
-        given: Sequence[Mapping[str, Any]],
-        existing: list[dict[str, Any]],
-    ) -> None:
-        """Every refusal lands on the suppression list: the addresses a row or ``--status``
-        refused, and those of stored contacts that had refused (each a mapping of fields
-        to a value or to a column of values)."""
-        refused: dict[str, list[str]] = {"email": [], "sms": []}
-        for fields in (*given, *existing):
-            for channel, address in _CHANNELS:
-                values, statuses = fields[address], fields[f"{channel}_status"]
-                if not isinstance(values, list):
-                    values, statuses = [values], [statuses]
-                refused[channel].extend(
-                    value
-                    for value, status in zip(values, statuses, strict=True)
-                    if value and status in REFUSALS
-                )
-        if refused["email"] or refused["sms"]:
-            suppress_refused(
+            suppress_imported_refusals(
                 connection,
                 self.workspace,
-                refused,
+                [cleaned.columns, *(r.record for r in rows), *existing],
                 now=self.now_aware,
-                actor="import",
                 details={"file": self.source_name},
             )
+        return imported, merged, refusals
 
     def _insert_block(self, connection: Connection, cleaned: ContactBlock, rows: np.ndarray) -> int:
         """Insert these rows of a cleaned block as new contacts."""
         count = len(rows)
         if count:
-            columns = {name: _take(values, rows) for name, values in cleaned.columns.items()}
+            columns = {name: take(values, rows) for name, values in cleaned.columns.items()}
             self._insert(
                 connection, records.fresh_columns(columns, count, self.now, self.source_name)
             )
@@ -509,26 +447,6 @@ class ContactBatch:
         store.insert_contact_columns(connection, columns)
 
 
-def _consent_fields(channel: str) -> tuple[str, str, str]:
-    """The fields that say a channel's consent, in the order :meth:`ContactBatch._consent`
-    reads them."""
-    return f"{channel}_status", f"{channel}_blacklisted", f"{channel}_optin"
-
-
-def _present(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``parse`` of a cell, None for an absent cell."""
-    return lambda value: None if value is None else parse(value)
-
-
-def _take(values: list[Any] | pa.Array | np.ndarray, rows: np.ndarray) -> list[Any]:
-    """The values at ``rows`` as a list (objects shared between rows stay shared)."""
-    if isinstance(values, list):
-        return [values[at] for at in rows]
-    if isinstance(values, np.ndarray):
-        return list(values[rows])
-    return values.take(pa.array(rows, pa.int64())).to_pylist()
-
-
 def import_contact_files(
     workspace: Workspace,
     path: Path,
@@ -550,15 +468,6 @@ def import_contact_files(
                 report.file = f"{path}:{name}"
             reports.append(report)
     return reports
-
-
-def file_kind(path: Path) -> FileKind:
-    """What the contacts file at ``path`` is, from its header."""
-    probe = open_source(path)
-    try:
-        return recognise(probe.header, path.name)
-    finally:
-        probe.close()
 
 
 def import_contacts(

@@ -39,6 +39,7 @@ from winback.errors import InputFileError
 # The column-wise phone rules of the importer (phonenumbers' metadata as Arrow patterns):
 # private to the ingest package, shared here rather than written twice.
 from winback.ingest.addresses import _TYPES, _Desc, _desc, _matches
+from winback.ingest.reader import open_source
 from winback.ingest.values import fold
 
 _MAILCHIMP_MARKS = ("leid", "euid", "member_rating")
@@ -397,3 +398,12 @@ def _zip_rank(name: str) -> int:
         if base.startswith(prefix):
             return rank
     return len(_ZIP_ORDER)
+
+
+def file_kind(path: Path) -> FileKind:
+    """What the contacts file at ``path`` is, from its header."""
+    probe = open_source(path)
+    try:
+        return recognise(probe.header, path.name)
+    finally:
+        probe.close()

@@ -7,14 +7,20 @@ contacts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pyarrow as pa
+
 from winback.domain import ChannelStatus, merge_status
 from winback.ingest import values as v
 from winback.ingest.kinds import textable_all
+from winback.ingest.pipeline import Pending
+from winback.ingest.reader import Block
 from winback.store.schema import contacts
 
 # A status as a member and as the store keeps it, by member or text (the same key):
@@ -211,3 +217,61 @@ def plain_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(key): plain_value(item) for key, item in value.items()}
     return str(value)
+
+
+@dataclass
+class ContactBlock:
+    """The rows of a block that :meth:`ContactBatch.clean_block` vouched for: each row's
+    line and position in the block, and a list per field of what :meth:`ContactBatch.
+    clean` puts in its record (None where it leaves the field out)."""
+
+    block: Block
+    lines: np.ndarray
+    positions: np.ndarray
+    columns: dict[str, list[Any]]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def records(self, rows: Iterable[int]) -> list[Pending]:
+        """These rows as the row path's pending rows, without their original values
+        (:meth:`originals` gives them to the few rows that need them)."""
+        names = list(self.columns.items())
+        pending = []
+        for at in rows:
+            record = {
+                name: value
+                for name, values in names
+                if (value := values[at]) is not None or name in ("email", "phone")
+            }
+            pending.append(Pending(int(self.lines[at]), [], record))
+        return pending
+
+    def originals(self, rows: list[Pending]) -> None:
+        """Give these rows of :meth:`records` their original values, for the quarantine."""
+        if not rows:
+            return
+        at = np.searchsorted(self.lines, [row.line for row in rows])
+        found = self.block.values(self.positions[at].tolist())
+        for row, (_, values) in zip(rows, found, strict=True):
+            row.values = values
+
+
+def consent_fields(channel: str) -> tuple[str, str, str]:
+    """The fields that say a channel's consent, in the order :meth:`ContactBatch._consent`
+    reads them."""
+    return f"{channel}_status", f"{channel}_blacklisted", f"{channel}_optin"
+
+
+def present(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``parse`` of a cell, None for an absent cell."""
+    return lambda value: None if value is None else parse(value)
+
+
+def take(values: list[Any] | pa.Array | np.ndarray, rows: np.ndarray) -> list[Any]:
+    """The values at ``rows`` as a list (objects shared between rows stay shared)."""
+    if isinstance(values, list):
+        return [values[at] for at in rows]
+    if isinstance(values, np.ndarray):
+        return list(values[rows])
+    return values.take(pa.array(rows, pa.int64())).to_pylist()
