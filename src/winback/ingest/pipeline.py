@@ -23,7 +23,8 @@ from typing import Any, Protocol, TextIO, cast
 
 from winback.clock import utcnow
 from winback.ingest.columns import ColumnMap, map_columns, require
-from winback.ingest.reader import Block, Row, Source, is_blank, open_source, unreadable_reason
+from winback.ingest.json_lines import unreadable_reason
+from winback.ingest.reader import Block, Row, Source, is_blank, open_source
 from winback.ingest.values import MAX_FIELD_LENGTH, FieldWarning
 from winback.safe_output import csv_writer
 

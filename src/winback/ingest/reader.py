@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import pyarrow.parquet as pq
 
 from winback.errors import InputFileError
 from winback.ingest.decoding import CHUNK, detect_encoding, text_stream, utf8_stream
+from winback.ingest.json_lines import Unreadable, json_object
 from winback.ingest.values import MAX_FIELD_LENGTH
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -62,9 +62,6 @@ _BYTES_PER_ROW = 100
 # a file is binary: text files have none, random bytes about 10 %.
 _BINARY_SHARE = 0.01
 _CONTROLS = bytes([*range(0x01, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
-# A JSON Lines value nested deeper than this is refused: no contact or event field
-# needs it, and deeper values overflow the recursion of what stores them.
-MAX_JSON_DEPTH = 32
 Row = tuple[int, list[Any]]
 
 
@@ -384,7 +381,7 @@ def _open_jsonl(path: Path, size: int) -> Source:
         for number, line in enumerate(stream):
             if number >= 1000:
                 break
-            record = _json_object(line)
+            record = json_object(line)
             if isinstance(record, dict):
                 header.extend(key for key in record if key not in header)
     if not header:
@@ -396,8 +393,8 @@ def _open_jsonl(path: Path, size: int) -> Source:
         for number, line in enumerate(text, start=1):
             if not line.strip():
                 continue
-            record = _json_object(line)
-            if isinstance(record, _Unreadable):
+            record = json_object(line)
+            if isinstance(record, Unreadable):
                 yield number, [record]
                 continue
             yield number, [record.get(name) for name in header]
@@ -413,50 +410,6 @@ def _open_jsonl(path: Path, size: int) -> Source:
         encoding=encoding,
         notes=notes,
     )
-
-
-def _json_object(line: str) -> dict[str, Any] | _Unreadable:
-    """One line of JSON Lines as an object, or the reason it is none."""
-    nested = line.count("{") + line.count("[") > MAX_JSON_DEPTH
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return _Unreadable(f"not valid JSON: {exc.msg}")
-    except ValueError as exc:  # an integer of more digits than Python converts
-        return _Unreadable(f"not valid JSON: {exc}")
-    except RecursionError:
-        return _Unreadable(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    if not isinstance(record, dict):
-        return _Unreadable("not a JSON object")
-    if nested and _deeper_than(record, MAX_JSON_DEPTH):
-        return _Unreadable(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    return record
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests lists and objects more than ``limit`` levels deep."""
-    level = [value]
-    for _ in range(limit):
-        level = [
-            item
-            for container in level
-            for item in (container.values() if isinstance(container, dict) else container)
-            if isinstance(item, dict | list)
-        ]
-        if not level:
-            return False
-    return True
-
-
-class _Unreadable(str):
-    """A row that could not be parsed at all; the importers quarantine it with this text."""
-
-
-def unreadable_reason(values: list[Any]) -> str | None:
-    """The reason a row from :func:`open_source` could not be parsed, if it could not."""
-    if len(values) == 1 and isinstance(values[0], _Unreadable):
-        return str(values[0])
-    return None
 
 
 def _open_parquet(path: Path, size: int) -> Source:
