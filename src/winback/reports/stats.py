@@ -56,15 +56,16 @@ def wilson(successes: int, total: int, z: float = Z95) -> tuple[float, float]:
     return (centre - spread) / denominator, (centre + spread) / denominator
 
 
-def _more_for_rates(p1: float, p0: float, n1: int, n0: int) -> int | None:
-    """Contacts to add (same split) for the observed difference to be significant at
-    80 % power, or None when there is no difference to detect."""
-    difference = p1 - p0
+def _more_contacts(
+    difference: float, variance1: float, variance0: float, n1: int, n0: int
+) -> int | None:
+    """Contacts to add (in the same treated/holdout split) for ``difference`` to be
+    significant at 80 % power, given each group's variance per contact; None when there is
+    no difference to detect."""
     if difference == 0 or n1 == 0 or n0 == 0:
         return None
     share = n1 / (n1 + n0)
-    variance = p1 * (1 - p1) / share + p0 * (1 - p0) / (1 - share)
-    needed = (Z95 + Z80) ** 2 * variance / difference**2
+    needed = (Z95 + Z80) ** 2 * (variance1 / share + variance0 / (1 - share)) / difference**2
     return max(0, math.ceil(needed) - (n1 + n0))
 
 
@@ -88,7 +89,9 @@ def proportion_lift(treated: int, n_treated: int, holdout: int, n_holdout: int) 
         ci_high=high,
         relative=difference / p0 if p0 else None,
         significant=significant,
-        more_contacts_needed=None if significant else _more_for_rates(p1, p0, n_treated, n_holdout),
+        more_contacts_needed=None
+        if significant
+        else _more_contacts(difference, p1 * (1 - p1), p0 * (1 - p0), n_treated, n_holdout),
     )
 
 
@@ -113,11 +116,7 @@ def mean_lift(treated: list[float], holdout: list[float]) -> Lift:
 
         half = float(stats.t.ppf(0.975, dof)) * math.sqrt(se2)
         low, high = difference - half, difference + half
-        more = None
-        if difference and not (low > 0 or high < 0):
-            share = n1 / (n1 + n0)
-            needed = (Z95 + Z80) ** 2 * (v1 / share + v0 / (1 - share)) / difference**2
-            more = max(0, math.ceil(needed) - (n1 + n0))
+        more = _more_contacts(difference, v1, v0, n1, n0)
     significant = low > 0 or high < 0
     return Lift(
         treated=m1,

@@ -143,12 +143,21 @@ def dashboard_router(server: Any) -> APIRouter:
         response.delete_cookie(_PRE_SESSION, path=ROOT)
         return response
 
+    async def posted(request: Request) -> dict[str, list[str]] | Response:
+        """The fields of a form posted by a logged-in user with the session's CSRF value,
+        or the answer to give instead (the login page, a 403)."""
+        if user_of(request) is None:
+            return RedirectResponse(f"{ROOT}/login", status_code=303)
+        fields = await server.form(request)
+        if not csrf_ok(secret, request.cookies.get(COOKIE) or "", _first(fields, "csrf")):
+            return Response(words["csrf"], status_code=403)
+        return fields
+
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        fields = await server.form(request)
-        cookie = request.cookies.get(COOKIE) or ""
-        if not csrf_ok(secret, cookie, _first(fields, "csrf")):
-            return Response(words["csrf"], status_code=403)
+        fields = await posted(request)
+        if isinstance(fields, Response):
+            return fields
         response = RedirectResponse(f"{ROOT}/login", status_code=303)
         response.delete_cookie(COOKIE, path=ROOT)
         return response
@@ -177,12 +186,9 @@ def dashboard_router(server: Any) -> APIRouter:
 
     @router.post("/journeys/{name}/{action}")
     async def journey_control(request: Request, name: str, action: str) -> Response:
-        cookie = request.cookies.get(COOKIE) or ""
-        if user_of(request) is None:
-            return RedirectResponse(f"{ROOT}/login", status_code=303)
-        fields = await server.form(request)
-        if not csrf_ok(secret, cookie, _first(fields, "csrf")):
-            return Response(words["csrf"], status_code=403)
+        fields = await posted(request)
+        if isinstance(fields, Response):
+            return fields
         control = _CONTROLS.get(action)
         if control is None:
             return Response("unknown action", status_code=404)
@@ -242,12 +248,10 @@ def dashboard_router(server: Any) -> APIRouter:
 
     @router.post("/contact/erase", response_class=HTMLResponse)
     async def contact_erase(request: Request) -> Response:
-        cookie = request.cookies.get(COOKIE)
-        if user_of(request) is None or cookie is None:
-            return RedirectResponse(f"{ROOT}/login", status_code=303)
-        fields = await server.form(request)
-        if not csrf_ok(secret, cookie, _first(fields, "csrf")):
-            return Response(words["csrf"], status_code=403)
+        fields = await posted(request)
+        if isinstance(fields, Response):
+            return fields
+        cookie = request.cookies.get(COOKIE) or ""
         address = (_first(fields, "address") or "").strip()
         typed = (_first(fields, "confirm") or "").strip()
         if not address or typed.lower() != address.lower():
