@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Connection, select
 
 from winback.clock import utcnow
+from winback.compliance.suppression import is_suppressed
 from winback.errors import InputFileError
 from winback.ingest import import_contacts, import_events
 from winback.store.engine import CACHE_SIZE
@@ -141,6 +142,26 @@ def test_refusal_events_change_the_channel_status(base: Workspace, tmp_path: Pat
         ("suppress", "complaint"),
     ]
     assert sorted(suppressed) == ["bounce_hard", "complaint"]
+
+
+def test_a_refusal_of_an_unknown_address_is_kept(base: Workspace, tmp_path: Path) -> None:
+    """An ESP's unsubscribes name people the base never imported: each address is
+    suppressed (a contact imported later is not written to), the row is quarantined."""
+    path = tmp_path / "esp.csv"
+    path.write_text(
+        "email,phone,type,timestamp,channel,body\n"
+        "Zoe@Example.org,,unsubscribe,2024-03-01,email,\n"
+        ",0698765432,reply,2024-03-02,sms,STOP\n"
+        "yan@example.net,,open,2024-03-02,email,\n"
+    )
+    report = import_events(base, path, now=NOW)
+    assert (report.imported, report.rejected) == (0, 3)
+    with base.engine.connect() as connection:
+        assert is_suppressed(connection, base, "email", "zoe@example.org")
+        assert is_suppressed(connection, base, "sms", "+33698765432")
+        assert not is_suppressed(connection, base, "email", "yan@example.net")
+    quarantined = Path(report.quarantine or "").read_text()
+    assert quarantined.count("its refusal is on the suppression list") == 2
 
 
 def test_missing_columns_name_what_is_missing(base: Workspace, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection
 
+from winback.addresses import normalise_email, normalise_phone
 from winback.clock import to_db
 from winback.compliance.refusals import CONSIDERED, apply_refusals
 from winback.domain import SENDING_CHANNELS, Channel, EventType
@@ -130,6 +131,7 @@ class EventBatch:
         self.region = workspace.config.workspace.default_region
         with connection.begin():
             self.by_email, self.by_phone = contact_keys(connection)
+        self.strays: list[dict[str, Any]] = []
         # The columns this file can fill, the digest last; the others stay NULL.
         self.fields = [
             name
@@ -144,7 +146,12 @@ class EventBatch:
         known contact, no usable type or time, a purchase without a usable amount), adds
         the fields it leaves empty to ``warnings``."""
         cell = dict.fromkeys(EVENT_ALIASES) | self.columns.cells(values)
-        contact_id = self.contact(cell["email"], cell["phone"], warnings)
+        try:
+            contact_id = self.contact(cell["email"], cell["phone"], warnings)
+        except ValueError as exc:
+            if self._stray_refusal(cell):
+                raise ValueError(f"{exc}; its refusal is on the suppression list") from exc
+            raise
         if cell["type"] is None:
             raise ValueError("no event type")
         kind = v.parse_event_type(str(cell["type"]))
@@ -348,18 +355,48 @@ class EventBatch:
             raise ValueError("no email and no phone: the event names no contact")
         raise ValueError(f"unknown contact {email or phone!r}: import the contact first")
 
+    def _stray_refusal(self, cell: Mapping[str, Any]) -> bool:
+        """Keep the refusal of a row that names no contact of the base (an unsubscribe or
+        a bounce of an address never imported) for the next write, which suppresses its
+        address: a refusal is never lost. True when there is one."""
+        try:
+            kind = v.parse_event_type(str(cell["type"]))
+            channel = v.DEFAULT_CHANNEL[kind]
+            if cell["channel"] is not None:
+                channel = v.parse_channel(str(cell["channel"]))
+            occurred_at = v.parse_datetime(cell["occurred_at"], self.tz)
+            if channel == Channel.EMAIL and cell["email"] is not None:
+                address = normalise_email(str(cell["email"]))
+            elif channel == Channel.SMS and cell["phone"] is not None:
+                address = normalise_phone(str(cell["phone"]), self.region)
+            else:
+                return False
+        except (ValueError, TypeError):
+            return False
+        if kind not in CONSIDERED or channel not in SENDING_CHANNELS:
+            return False
+        stray = {"type": kind.value, "channel": str(channel), "occurred_at": occurred_at}
+        self.strays.append(stray | {"address": address, "body": _text(cell["body"], 4000)})
+        return True
+
+    def _refuse(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Apply the refusals among ``events`` and those of the unknown addresses kept
+        since the last write, in the write's transaction."""
+        apply_refusals(
+            self.connection,
+            self.workspace,
+            [*events, *self.strays],
+            now=self.now_aware,
+            actor="import",
+            details={"file": self.source},
+        )
+        self.strays.clear()
+
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
         events = [row.record for row in rows]
         with self.connection.begin():
             inserted = store.insert_events(self.connection, events)
-            apply_refusals(
-                self.connection,
-                self.workspace,
-                events,
-                now=self.now_aware,
-                actor="import",
-                details={"file": self.source},
-            )
+            self._refuse(events)
         return inserted, len(events) - inserted, []
 
     def write_block(self, cleaned: CleanBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
@@ -378,14 +415,7 @@ class EventBatch:
         refusals.sort(key=lambda pair: pair[0])
         with self.connection.begin():
             inserted = store.insert_event_rows(self.connection, self.fields, records)
-            apply_refusals(
-                self.connection,
-                self.workspace,
-                [event for _, event in refusals],
-                now=self.now_aware,
-                actor="import",
-                details={"file": self.source},
-            )
+            self._refuse([event for _, event in refusals])
         return inserted, len(records) - inserted, []
 
 
