@@ -39,7 +39,7 @@ from winback.reports.stats import (
     proportion_lift,
     rate_sentence,
 )
-from winback.scoring.sql import day_date, local_day, seconds_between, shifted
+from winback.scoring.sql_functions import day_date, local_day, seconds_between, shifted
 from winback.store.schema import enrollments, events, journeys, offers, outbox, stage_history
 from winback.workspace import Workspace
 

@@ -105,7 +105,7 @@ from winback.config import Config, ModelsSection
 from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
 from winback.models.apply import fill_estimates, model_estimates
 from winback.scoring.machine_open import proxy_user_agent_sql
-from winback.scoring.sql import day_date, local_day, seconds_between, shifted
+from winback.scoring.sql_functions import day_date, local_day, seconds_between, shifted
 from winback.scoring.stages import (
     CONSENT_PRECEDENCE,
     WINBACK_STAGES,

@@ -27,7 +27,7 @@ from functools import lru_cache
 
 from sqlalchemy import ColumnElement, and_, false, not_, or_
 
-from winback.scoring.sql import ci_like
+from winback.scoring.sql_functions import ci_like
 
 # What the Apple proxy sends when it prefetches images: a bare ``Mozilla/5.0``, or the
 # Apple Mail WebKit string of a Mac, iPhone or iPad *without* the ``Version/… Safari/…``
