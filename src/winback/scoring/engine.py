@@ -19,13 +19,15 @@ The pipeline (one transaction):
 
 1. *facts* per contact into a temporary table: last human interaction overall and per
    channel, first/last purchase, purchase count and spend, and the day of the last
-   customer activity (the customer clock's anchor). Machine opens are left out with the
-   rule of :mod:`winback.scoring.machine_open`, written here in SQL;
+   customer activity (the customer clock's anchor). Only human interactions count
+   (:mod:`winback.scoring.interaction`, :mod:`winback.scoring.machine_open`);
 2. quintile breakpoints of recency, frequency and monetary value over the customers;
 3. the derived row of every contact (clock, stage, RFM, spend level, flags, the day of
-   the next threshold), computed by ``CASE`` expressions that mirror
-   :mod:`winback.scoring.stages`, with the estimates of the latest model fit
-   (:func:`winback.models.apply.fill_estimates`) joined in;
+   the next threshold), computed with the SQL twins of
+   the rules (:mod:`~winback.scoring.stages`, :mod:`~winback.scoring.consent`,
+   :mod:`~winback.scoring.protection`, :mod:`~winback.scoring.rfm`), with the
+   estimates of the latest model fit (:func:`winback.models.apply.fill_estimates`)
+   joined in;
 4. the rows are written; every stage change is appended to ``stage_history`` and the
    audit log, dated with ``now``'s local date.
 
@@ -62,7 +64,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -102,16 +103,19 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from winback.clock import to_db
 from winback.compliance.audit import audit_row, record, record_selected
 from winback.config import Config, ModelsSection
-from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
+from winback.domain import INTERACTIONS, Channel, EventType
 from winback.models.apply import fill_estimates, model_estimates
-from winback.scoring.machine_open import proxy_user_agent_sql
-from winback.scoring.sql_functions import day_date, local_day, seconds_between, shifted
+from winback.scoring.interaction import human_interaction_sql
+from winback.scoring.machine_open import delivered_before_open, machine_open_sql
+from winback.scoring.protection import protected_sql
+from winback.scoring.rfm import Breakpoints, breakpoints_of, quintile_sql, spend_level_sql
+from winback.scoring.sql_functions import day_date, local_day
 from winback.scoring.stages import (
-    CONSENT_PRECEDENCE,
-    WINBACK_STAGES,
     Policy,
+    clock_anchor_sql,
     day_number,
     from_day_number,
+    stage_sql,
 )
 from winback.store.engine import BULK_CACHE_SIZE, bulk_transaction
 from winback.store.schema import (
@@ -139,7 +143,6 @@ KEPT_COLUMNS = tuple(
     for c in contact_scores.columns
     if c.name not in ("contact_id", "scored_at", "last_event_id", "days_inactive", "clock_days")
 )
-_NO_BREAKPOINTS = (0.0, 0.0, 0.0, 0.0)
 _temp = MetaData()
 score_facts = Table(
     "score_facts",
@@ -285,7 +288,7 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         if reason:
             mode, new_events = "full", None
             _full_facts(connection, run)
-            breakpoints = _breakpoints(connection, run)
+            breakpoints = breakpoints_of(connection, score_facts, run.timezone)
         else:
             assert previous is not None
             mode = "incremental"
@@ -398,30 +401,10 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
     """Per-contact facts from the events for which ``where(e)`` holds (``e``: the alias of
     the events table the query reads)."""
     e = events.alias("e")
-    d = events.alias("d")
-    delivered_just_before = exists(
-        select(literal(1))
-        .select_from(d)
-        .where(*_delivered_before_open(d, e, run.machine_open_seconds, sought="delivered"))
-    )
-    machine = or_(
-        e.c.machine_open.is_(True),
-        and_(
-            e.c.machine_open.is_(None),
-            or_(
-                proxy_user_agent_sql(e.c.user_agent),
-                and_(e.c.message_id.is_not(None), delivered_just_before),
-            ),
-        ),
-    )
-    human = case(
-        (e.c.type == EventType.OPEN.value, case((machine, 0), else_=1)),
-        (
-            e.c.type == EventType.CLICK.value,
-            case((e.c.bot.is_(True), 0), else_=1),
-        ),
-        (e.c.type.in_(sorted(INTERACTIONS - {EventType.OPEN, EventType.CLICK})), 1),
-        else_=0,
+    human = human_interaction_sql(
+        e.c.type,
+        machine_open=machine_open_sql(e, events.alias("d"), run.machine_open_seconds),
+        bot=e.c.bot,
     )
     activity_types = sorted(run.policy.customer_activity)
     relevant = sorted({str(t) for t in INTERACTIONS} | run.policy.customer_activity)
@@ -471,32 +454,6 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
     return select(*columns).group_by(x.contact_id)
 
 
-def _delivered_before_open(
-    delivered: Any, opened: Any, seconds: int, *, sought: str
-) -> tuple[ColumnElement[bool], ...]:
-    """Two aliases of ``events``: ``delivered`` is the delivery of the message that
-    ``opened`` opens, at most ``seconds`` before it. ``sought`` (``"delivered"`` or
-    ``"opened"``) is the alias the query looks up: the time range is written on its
-    column, so the database seeks the (contact, time) index, where a few seconds hold
-    almost no event, instead of visiting every event of the message through the
-    message-id index."""
-    if sought == "delivered":
-        window = delivered.c.occurred_at.between(
-            shifted(opened.c.occurred_at, -seconds), opened.c.occurred_at
-        )
-    else:
-        window = opened.c.occurred_at.between(
-            delivered.c.occurred_at, shifted(delivered.c.occurred_at, seconds)
-        )
-    return (
-        delivered.c.contact_id == opened.c.contact_id,
-        window,
-        delivered.c.message_id == opened.c.message_id,
-        delivered.c.type == EventType.DELIVERED.value,
-        seconds_between(delivered.c.occurred_at, opened.c.occurred_at).between(0, seconds),
-    )
-
-
 def _full_facts(connection: Connection, run: _Run) -> None:
     query = _facts_select(run)
     connection.execute(insert(score_facts).from_select(list(query.selected_columns.keys()), query))
@@ -534,7 +491,7 @@ def _merged_facts(connection: Connection, run: _Run, since: int, high_water: int
                 select(literal(1))
                 .select_from(o)
                 .where(
-                    *_delivered_before_open(dd, o, run.machine_open_seconds, sought="opened"),
+                    *delivered_before_open(dd, o, run.machine_open_seconds, sought="opened"),
                     o.c.type == EventType.OPEN.value,
                     o.c.machine_open.is_(None),
                 )
@@ -636,128 +593,7 @@ def _earlier(a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]
     return case((b.is_(None), a), (a.is_(None), b), (b < a, b), else_=a)
 
 
-# --- 2. RFM breakpoints ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Breakpoints:
-    """Quintile breakpoints (20/40/60/80th percentiles, ``percentile_disc``) over the
-    ``customers``: recency on the day of the last purchase, frequency on the number of
-    purchases, monetary on the total spend.
-
-    A full score sets them; incremental runs keep them (they are stored in the run's
-    audit record), so a contact whose facts did not change keeps its R, F and M, and one
-    whose facts changed is placed against the same breakpoints. ``winback score --full``
-    recomputes them over the base of the day."""
-
-    customers: int
-    recency: tuple[float, ...]
-    frequency: tuple[float, ...]
-    monetary: tuple[float, ...]
-
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Breakpoints:
-        return cls(
-            customers=int(data["customers"]),
-            **{name: tuple(data[name]) for name in ("recency", "frequency", "monetary")},
-        )
-
-
-def _breakpoints(connection: Connection, run: _Run) -> Breakpoints:
-    f = score_facts.c
-    customers = connection.execute(
-        select(func.count()).select_from(score_facts).where(f.purchases > 0)
-    ).scalar_one()
-    if not customers:
-        return Breakpoints(0, _NO_BREAKPOINTS, _NO_BREAKPOINTS, _NO_BREAKPOINTS)
-    ranks = [math.ceil(p * customers) for p in (0.2, 0.4, 0.6, 0.8)]
-    result = []
-    for value in (local_day(f.last_purchase_at, run.timezone), f.purchases, f.total_spend):
-        ranked = (
-            select(value.label("value"), func.row_number().over(order_by=value).label("rank"))
-            .where(f.purchases > 0)
-            .subquery()
-        )
-        rows = dict(
-            connection.execute(
-                select(ranked.c.rank, ranked.c.value).where(ranked.c.rank.in_(ranks))
-            ).all()
-        )
-        result.append(tuple(float(rows[rank]) for rank in ranks))
-    return Breakpoints(int(customers), *result)
-
-
 # --- 3. derived rows -----------------------------------------------------------------
-
-
-def every_address_refused(
-    email_status: ColumnElement[Any], sms_status: ColumnElement[Any]
-) -> ColumnElement[bool]:
-    """SQL for the consent rule of :func:`winback.scoring.stages.consent_stage`: the
-    contact has at least one address, and every address it has is refused."""
-    refused = sorted(REFUSALS)
-    none = ChannelStatus.NONE.value
-    email_known, sms_known = email_status != none, sms_status != none
-    return and_(
-        or_(email_known, sms_known),
-        or_(not_(email_known), email_status.in_(refused)),
-        or_(not_(sms_known), sms_status.in_(refused)),
-    )
-
-
-def _consent_stage(
-    email_status: ColumnElement[Any], sms_status: ColumnElement[Any]
-) -> ColumnElement[Any]:
-    """The consent stage of a contact whose every address is refused."""
-    *stronger, weakest = CONSENT_PRECEDENCE
-    return case(
-        *(
-            (or_(email_status == stage.value, sms_status == stage.value), stage.value)
-            for stage in stronger
-        ),
-        else_=weakest.value,
-    )
-
-
-def _lost_by_journey(
-    lost_at: ColumnElement[Any], last_interaction_at: ColumnElement[Any]
-) -> ColumnElement[bool]:
-    """A finished win-back journey let the contact go and it has not interacted since."""
-    return and_(
-        lost_at.is_not(None),
-        or_(last_interaction_at.is_(None), last_interaction_at <= lost_at),
-    )
-
-
-def _protected(
-    policy: Policy, subscription_active: ColumnElement[Any], stage: ColumnElement[Any]
-) -> ColumnElement[bool]:
-    """The ``dormant_subscriber`` flag."""
-    return and_(
-        literal(policy.protect_subscribers),
-        subscription_active.is_(True),
-        stage.in_(sorted(s.value for s in WINBACK_STAGES)),
-    )
-
-
-def _prospect_anchor(
-    created_day: ColumnElement[Any], interaction_day: ColumnElement[Any]
-) -> ColumnElement[Any]:
-    """A prospect's clock runs from the later of its creation and its last interaction."""
-    return case(
-        (and_(interaction_day.is_not(None), interaction_day > created_day), interaction_day),
-        else_=created_day,
-    )
-
-
-def _quintile(value: ColumnElement[Any], points: Sequence[float]) -> ColumnElement[Any]:
-    score: ColumnElement[Any] = literal(1)
-    for point in points:
-        score = score + case((value > point, 1), else_=0)
-    return score
 
 
 def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_all: bool) -> None:
@@ -801,49 +637,33 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
     )
     a = base.c
     is_customer = a.purchases > 0
-    anchor = case(
-        (and_(is_customer, a.activity_day.is_not(None)), a.activity_day),
-        else_=_prospect_anchor(a.created_day, a.interaction_day),
+    anchor = clock_anchor_sql(
+        is_customer=is_customer,
+        activity_day=a.activity_day,
+        created_day=a.created_day,
+        interaction_day=a.interaction_day,
     )
     clock_days = literal(run.now_day) - anchor
-    # winback.scoring.stages.clock_stage and p_alive_stage, in SQL.
-    by_clock = case(
-        *((clock_days >= days, stage.value) for days, stage in policy.clock_thresholds()),
-        (is_customer, Stage.ACTIVE.value),
-        else_=Stage.PROSPECT.value,
+    stage = stage_sql(
+        is_customer=is_customer,
+        clock_days=clock_days,
+        email_status=a.email_status,
+        sms_status=a.sms_status,
+        lost_by_journey_at=a.lost_by_journey_at,
+        last_interaction_at=a.last_interaction_at,
+        policy=policy,
+        p_alive=a.stage_p_alive,
     )
-    whens: list[tuple[Any, Any]] = [
-        (
-            every_address_refused(a.email_status, a.sms_status),
-            _consent_stage(a.email_status, a.sms_status),
-        ),
-        (_lost_by_journey(a.lost_by_journey_at, a.last_interaction_at), Stage.LOST.value),
-    ]
-    if policy.clock == "p_alive":
-        by_p_alive = case(
-            *(
-                (a.stage_p_alive < bound, stage.value)
-                for bound, stage in policy.p_alive_thresholds()
-            ),
-            else_=Stage.ACTIVE.value,
-        )
-        whens.append((and_(is_customer, a.stage_p_alive.is_not(None)), by_p_alive))
-    stage = case(*whens, else_=by_clock)
     staged = select(
         base,
         clock_days.label("clock_days"),
         (literal(run.now_day) - a.interaction_day).label("days_inactive"),
         stage.label("stage"),
-        case((is_customer, _quintile(a.purchase_day, points.recency))).label("recency_score"),
-        case((is_customer, _quintile(a.purchases, points.frequency))).label("frequency_score"),
-        case((is_customer, _quintile(a.total_spend, points.monetary))).label("monetary_score"),
+        case((is_customer, quintile_sql(a.purchase_day, points.recency))).label("recency_score"),
+        case((is_customer, quintile_sql(a.purchases, points.frequency))).label("frequency_score"),
+        case((is_customer, quintile_sql(a.total_spend, points.monetary))).label("monetary_score"),
     ).subquery("b")
     b = staged.c
-    spend = case(
-        (b.monetary_score <= 2, "low"),
-        (b.monetary_score <= 4, "medium"),
-        (b.monetary_score.is_not(None), "high"),
-    )
     thresholds = sorted(days for days, _ in policy.clock_thresholds())
     next_threshold = case(
         *(
@@ -861,13 +681,15 @@ def _derive(connection: Connection, run: _Run, points: Breakpoints, *, rewrite_a
         b.recency_score,
         b.frequency_score,
         b.monetary_score,
-        spend.label("spend_level"),
+        spend_level_sql(b.monetary_score).label("spend_level"),
         b.clock_days,
         b.stage,
         case((b.old_stage == b.stage, b.old_stage_since), else_=literal(today)).label(
             "stage_since"
         ),
-        _protected(policy, b.subscription_active, b.stage).label("dormant_subscriber"),
+        protected_sql(
+            b.stage, b.subscription_active, protect_subscribers=policy.protect_subscribers
+        ).label("dormant_subscriber"),
         b.p_alive,
         b.expected_purchases_90d,
         b.expected_value_12m,
