@@ -215,7 +215,7 @@ def _peak_gb() -> float:
 def phase_score(work: Path, now: str, new_events: int) -> dict:
     """Child process: (optionally add new events, then) score; report time and memory."""
     from winback.clock import parse_now
-    from winback.scoring import score_base
+    from winback.scoring import score
     from winback.workspace import Workspace
 
     ws = Workspace.open(work)
@@ -232,7 +232,7 @@ def phase_score(work: Path, now: str, new_events: int) -> dict:
         db.commit()
         db.close()
     started = time.perf_counter()
-    result = score_base(ws.engine, ws.config, parse_now(now, ws.config.workspace.tz))
+    result = score(ws, now=parse_now(now, ws.config.workspace.tz))
     elapsed = time.perf_counter() - started
     ws.close()
     return {

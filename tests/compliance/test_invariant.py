@@ -49,7 +49,7 @@ from winback.journeys.catalog import add_journey
 from winback.journeys.dispatch import dispatch
 from winback.journeys.engine import tick
 from winback.journeys.enrol import enrol
-from winback.scoring import score_base
+from winback.scoring import score
 from winback.store.schema import contact_scores, contacts, enrollments, suppressions
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
@@ -239,7 +239,7 @@ class Compliance(RuleBasedStateMachine):
 
     @rule()
     def score_and_enrol(self) -> None:
-        score_base(self.ws.engine, self.ws.config, self.now)
+        score(self.ws, now=self.now)
         with self.ws.engine.connect() as c:
             live = contacts.c.erased_at.is_(None)
             self.scored = set(c.execute(select(contacts.c.id).where(live)).scalars())

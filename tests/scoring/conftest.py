@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from winback.config import Profile
-from winback.scoring import contact_scores, score_base
-from winback.scoring.engine import ScoreResult
+from winback.scoring import ScoreResult, contact_scores, score
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
 
@@ -43,7 +42,7 @@ def profile_workspace(
 
 
 def run_score(ws: Workspace, now: datetime, *, full: bool = False) -> ScoreResult:
-    return score_base(ws.engine, ws.config, now, full=full)
+    return score(ws, now=now, full=full)
 
 
 def scores_of(ws: Workspace, contact_id: int) -> dict:

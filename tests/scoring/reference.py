@@ -10,15 +10,8 @@ from zoneinfo import ZoneInfo
 
 from winback.domain import INTERACTIONS
 from winback.scoring.machine_open import is_machine_open
-from winback.scoring.stages import (
-    Policy,
-    clock_anchor,
-    day_number,
-    decide_stage,
-    quintile_breakpoints,
-    quintile_score,
-    spend_level,
-)
+from winback.scoring.rfm import quintile_breakpoints, quintile_score, spend_level
+from winback.scoring.stages import Policy, clock_anchor, day_number, decide_stage
 
 CHANNELS = ("email", "sms", "web", "app", "store")
 

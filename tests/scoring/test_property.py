@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, update
 
 from tests.scoring.reference import reference_scores
-from winback.scoring import score_base
+from winback.scoring import score
 from winback.scoring.stages import Policy
 from winback.store.contacts import dedup_key
 from winback.store.schema import audit, contact_scores, contacts, events, stage_history
@@ -174,5 +174,5 @@ def test_sql_scoring_equals_the_reference(
             for e in batch:
                 c.execute(insert(events), {**e, "dedup_key": dedup_key("test", next(_keys))})
         inserted += batch
-        score_base(ws.engine, ws.config, now)
+        score(ws, now=now)
         kept = _compare(ws, rows, inserted, now, kept)

@@ -69,6 +69,20 @@ def test_an_open_seconds_after_delivery_is_a_machine_open(workspace: Workspace) 
     assert stage_of(workspace, bob) == stage_of(workspace, carol) == "dormant"
 
 
+def test_with_zero_seconds_an_open_at_the_delivery_instant_is_a_machine_open(
+    profile_workspace: Callable[..., Workspace],
+) -> None:
+    ws = profile_workspace("ecommerce", machine_open_seconds=0)
+    with ws.engine.begin() as c:
+        bob = add_contact(c, email="bob@example.com", created_at=ago(900))
+        add_event(c, bob, "purchase", ago(200), amount=10.0)
+        delivered = ago(3)
+        add_event(c, bob, "delivered", delivered, message_id="m7")
+        add_event(c, bob, "open", delivered, message_id="m7")
+    run_score(ws, NOW)
+    assert scores_of(ws, bob)["scores"]["last_interaction_at"] == ago(200).isoformat()
+
+
 def test_every_profile(profile_workspace: Callable[..., Workspace]) -> None:
     expected = {}
     for profile in ("ecommerce", "retail", "travel", "subscription", "newsletter"):

@@ -155,11 +155,11 @@ def test_a_filter_on_an_unknown_field_lists_the_known_fields(
 
 
 def test_segments_on_both_engines(workspace: Workspace) -> None:
-    from winback.scoring import score_base
+    from winback.scoring import score
     from winback.scoring.segments import count_segment, parse_conditions
 
     _base(workspace)
-    score_base(workspace.engine, workspace.config, NOW)
+    score(workspace, now=NOW)
     with workspace.engine.connect() as c:
         tz = workspace.config.workspace.timezone
         count = count_segment(c, parse_conditions(["tags=wine,beer", "age_band=35-44"]), NOW, tz)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.builders import add_contact, add_event
 from tests.web.conftest import NOW, Site, open_site, sent_message
-from winback.scoring import score_base
+from winback.scoring import score
 from winback.store.schema import contacts
 from winback.web.auth import COOKIE, add_user
 from winback.workspace import Workspace
@@ -43,7 +43,7 @@ async def board(workspace: Workspace) -> Site:
         add_event(c, alice, "purchase", NOW - timedelta(days=400), amount=30.0)
         sent_message(c, alice, "m-1@example.com", sent_at=NOW - timedelta(days=3))
         add_event(c, alice, "bounce_soft", NOW - timedelta(days=3))
-    score_base(workspace.engine, workspace.config, NOW)
+    score(workspace, now=NOW)
     return workspace  # type: ignore[return-value]
 
 

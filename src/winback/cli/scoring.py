@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from winback import scoring
 from winback.cli.common import (
     JsonOption,
     NowOption,
@@ -20,7 +21,6 @@ from winback.cli.common import (
 )
 from winback.reports import base_health
 from winback.safe_output import plain
-from winback.scoring import score_base
 from winback.scoring.segment_conditions import render
 from winback.scoring.segments import (
     count_segment,
@@ -63,7 +63,7 @@ def score(
 ) -> None:
     """Score every contact: inactivity, RFM, stage (incremental after the first run)."""
     ws = open_workspace(workspace)
-    result = score_base(ws.engine, ws.config, now_option(now, ws), full=full)
+    result = scoring.score(ws, now=now_option(now, ws), full=full)
     if as_json:
         print_json(result.as_dict())
         return

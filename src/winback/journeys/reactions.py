@@ -8,29 +8,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import (
-    Connection,
-    and_,
-    false,
-    or_,
-    select,
-)
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy import Connection, select
 
 from winback.clock import to_db
 from winback.domain import INTERACTIONS, EventType
 from winback.journeys.definition import Journey
 from winback.scoring import is_machine_open
+from winback.scoring.interaction import human_interaction_sql
 from winback.store.schema import enrollments, events, outbox
-
-
-def human() -> ColumnElement[bool]:
-    """Events that prove a person: no click by a link scanner, no flagged machine open
-    (unflagged opens are judged by :func:`winback.scoring.is_machine_open`)."""
-    return and_(
-        or_(events.c.bot.is_(None), events.c.bot == false()),
-        or_(events.c.machine_open.is_(None), events.c.machine_open == false()),
-    )
 
 
 @dataclass
@@ -63,7 +48,12 @@ def read_reactions(connection: Connection, now: datetime, machine_seconds: int) 
             events.c.occurred_at >= enrollments.c.enrolled_at,
             events.c.occurred_at <= to_db(now),
             events.c.type.in_([kind.value for kind in INTERACTIONS]),
-            human(),
+            # Flagged machine opens and bot clicks out here; unflagged opens are judged
+            # below, with our send time standing for the delivery.
+            human_interaction_sql(
+                events.c.type, machine_open=events.c.machine_open.is_(True), bot=events.c.bot
+            )
+            == 1,
         )
     )
     seen: dict[int, Seen] = defaultdict(Seen)

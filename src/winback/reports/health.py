@@ -27,8 +27,8 @@ from sqlalchemy import Connection, and_, case, func, or_, select
 from winback.clock import to_db
 from winback.config import Config
 from winback.domain import SENDING_CHANNELS, Channel, ChannelStatus, EventType, Stage
-from winback.scoring.engine import every_address_refused
-from winback.scoring.sql import local_day
+from winback.scoring.consent import every_address_refused
+from winback.scoring.sql_functions import local_day
 from winback.scoring.stages import day_number, from_day_number
 from winback.store.schema import contact_scores, contacts, events, stage_history
 

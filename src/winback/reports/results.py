@@ -39,7 +39,8 @@ from winback.reports.stats import (
     proportion_lift,
     rate_sentence,
 )
-from winback.scoring.sql import day_date, local_day, seconds_between, shifted
+from winback.scoring.interaction import human_interaction_sql
+from winback.scoring.sql_functions import day_date, local_day, seconds_between, shifted
 from winback.store.schema import enrollments, events, journeys, offers, outbox, stage_history
 from winback.workspace import Workspace
 
@@ -78,8 +79,10 @@ def _step_counts(connection: Connection, name: str) -> dict[str, dict[str, int]]
         .where(
             outbox.c.journey == name,
             events.c.type.in_(["open", "click"]),
-            events.c.machine_open.is_not(True),
-            events.c.bot.is_not(True),
+            human_interaction_sql(
+                events.c.type, machine_open=events.c.machine_open.is_(True), bot=events.c.bot
+            )
+            == 1,
         )
         .group_by(outbox.c.step_id, events.c.type)
     ):

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, DateTime, Integer, cast, func, literal, selec
 
 from winback.clock import to_db
 from winback.domain import Stage
-from winback.scoring.sql import seconds_between
+from winback.scoring.sql_functions import seconds_between
 from winback.store.schema import events, outbox, stage_history, suppressions
 
 COMPLAINT_LIMIT = 0.003

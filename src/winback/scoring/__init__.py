@@ -2,9 +2,15 @@
 
 Public face:
 
-- :func:`score_base` runs ``winback score`` (full or incremental) in the store;
-- :func:`decide_stage` and :class:`Policy` are the stage rules as a pure function;
-- :func:`is_machine_open` is the machine-open (Apple MPP) rule, shared with tracking;
+- :func:`score` runs ``winback score`` (full or incremental) in the store, in parts:
+  :mod:`~winback.scoring.run` (the operation), :mod:`~winback.scoring.facts` (the
+  per-contact facts, whose filler another engine may replace), :mod:`~winback.scoring.rfm`
+  and :mod:`~winback.scoring.derive` (the derived rows and their write);
+- the rules, each in one module with its SQL twin beside its Python:
+  :mod:`~winback.scoring.stages` (stages and clocks: :func:`decide_stage`,
+  :class:`Policy`), :mod:`~winback.scoring.consent`, :mod:`~winback.scoring.protection`,
+  :mod:`~winback.scoring.machine_open` (:func:`is_machine_open`, shared with tracking),
+  :mod:`~winback.scoring.interaction` (human interaction), :mod:`~winback.scoring.rfm`;
 - :func:`contact_scores` gives one contact's scores and stage history as plain data;
 - :mod:`winback.scoring.segments` saves, counts and exports named segments, written in
   the segment language (:mod:`winback.scoring.segment_language`).
@@ -17,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from winback.scoring.contact import contact_scores
-    from winback.scoring.engine import ScoreResult, score_base
     from winback.scoring.machine_open import is_machine_open, is_proxy_user_agent
+    from winback.scoring.run import ScoreResult, score
     from winback.scoring.stages import Policy, decide_stage
 
 __all__ = [
@@ -28,18 +34,18 @@ __all__ = [
     "decide_stage",
     "is_machine_open",
     "is_proxy_user_agent",
-    "score_base",
+    "score",
 ]
-# Loaded on first use: the engine brings the models and SciPy, which a part that needs
+# Loaded on first use: the run brings the models and SciPy, which a part that needs
 # only the rules (the tracking server's machine-open test) should not pay for.
 _HOMES = {
     "Policy": "winback.scoring.stages",
-    "ScoreResult": "winback.scoring.engine",
+    "ScoreResult": "winback.scoring.run",
     "contact_scores": "winback.scoring.contact",
     "decide_stage": "winback.scoring.stages",
     "is_machine_open": "winback.scoring.machine_open",
     "is_proxy_user_agent": "winback.scoring.machine_open",
-    "score_base": "winback.scoring.engine",
+    "score": "winback.scoring.run",
 }
 
 

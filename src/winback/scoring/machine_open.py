@@ -14,9 +14,11 @@ person, so it never counts as an interaction. The rule, in order:
 3. no flag, and the open came within ``scoring.machine_open_seconds`` of the delivery of
    the same message: a machine open (no person opens a message that fast; a prefetch does).
 
-Otherwise the open is human. The user-agent patterns are SQL ``LIKE`` patterns, matched
-without regard to case, so the bulk scoring SQL and this module's Python function (used
-by the tracking server for a single hit) share one definition.
+Otherwise the open is human. :func:`is_machine_open` is the rule on plain values (the
+tracking server's single hit, the tick's reactions); :func:`machine_open_sql` is the same
+rule as SQL over the ``events`` table, for the bulk scoring. The user-agent patterns are
+SQL ``LIKE`` patterns, matched without regard to case, so both share one definition; a
+property test checks that both give the same answer.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_
+from sqlalchemy import ColumnElement, and_, exists, false, literal, not_, or_, select
 
-from winback.scoring.sql import ci_like
+from winback.domain import EventType
+from winback.scoring.sql_functions import ci_like, seconds_between, shifted
 
 # What the Apple proxy sends when it prefetches images: a bare ``Mozilla/5.0``, or the
 # Apple Mail WebKit string of a Mac, iPhone or iPad *without* the ``Version/… Safari/…``
@@ -100,4 +104,53 @@ def proxy_user_agent_sql(user_agent: ColumnElement[str]) -> ColumnElement[bool]:
         user_agent.is_not(None),
         or_(*(ci_like(user_agent, pattern) for pattern in PROXY_USER_AGENTS)),
         not_(or_(*(ci_like(user_agent, pattern) for pattern in BROWSER_USER_AGENTS))),
+    )
+
+
+def machine_open_sql(opened: Any, delivered: Any, machine_open_seconds: int) -> ColumnElement[bool]:
+    """The whole rule as a SQL condition on ``opened``, an alias of the ``events`` table
+    whose row is an open: its flag, else its user agent, else a delivery of the same
+    message to the same contact at most ``machine_open_seconds`` before it, looked up in
+    ``delivered`` (another alias of ``events``)."""
+    e = opened.c
+    delivered_just_before = exists(
+        select(literal(1))
+        .select_from(delivered)
+        .where(*delivered_before_open(delivered, opened, machine_open_seconds, sought="delivered"))
+    )
+    return or_(
+        e.machine_open.is_(True),
+        and_(
+            e.machine_open.is_(None),
+            or_(
+                proxy_user_agent_sql(e.user_agent),
+                and_(e.message_id.is_not(None), delivered_just_before),
+            ),
+        ),
+    )
+
+
+def delivered_before_open(
+    delivered: Any, opened: Any, seconds: int, *, sought: str
+) -> tuple[ColumnElement[bool], ...]:
+    """SQL for rule 3, on two aliases of ``events``: ``delivered`` is the delivery of the
+    message that ``opened`` opens, at most ``seconds`` before it. ``sought``
+    (``"delivered"`` or ``"opened"``) is the alias the query looks up: the time range is
+    written on its column, so the database seeks the (contact, time) index, where a few
+    seconds hold almost no event, instead of visiting every event of the message through
+    the message-id index."""
+    if sought == "delivered":
+        window = delivered.c.occurred_at.between(
+            shifted(opened.c.occurred_at, -seconds), opened.c.occurred_at
+        )
+    else:
+        window = opened.c.occurred_at.between(
+            delivered.c.occurred_at, shifted(delivered.c.occurred_at, seconds)
+        )
+    return (
+        delivered.c.contact_id == opened.c.contact_id,
+        window,
+        delivered.c.message_id == opened.c.message_id,
+        delivered.c.type == EventType.DELIVERED.value,
+        seconds_between(delivered.c.occurred_at, opened.c.occurred_at).between(0, seconds),
     )

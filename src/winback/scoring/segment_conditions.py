@@ -18,7 +18,8 @@ from typing import TypeAlias
 
 from winback.domain import ChannelStatus, Stage
 from winback.errors import WinbackError
-from winback.scoring.stages import AGE_BANDS, SPEND_LEVELS
+from winback.scoring.rfm import SPEND_LEVELS
+from winback.scoring.stages import AGE_BANDS
 
 
 class SegmentError(WinbackError):

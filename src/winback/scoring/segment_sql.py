@@ -45,7 +45,7 @@ from winback.scoring.segment_conditions import (
     Value,
     field_spec,
 )
-from winback.scoring.sql import json_has_any, local_day
+from winback.scoring.sql_functions import json_has_any, local_day
 from winback.scoring.stages import AGE_BANDS, day_number
 from winback.store.schema import contact_scores, contacts, enrollments, journeys, survey_answers
 

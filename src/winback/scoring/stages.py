@@ -1,8 +1,10 @@
-"""The stage rules, without I/O: plain values in, a stage out.
+"""Stages and clocks: plain values in, a stage out, and the same rules as SQL.
 
-This module is the definition. The bulk scoring SQL (:mod:`winback.scoring.engine`)
-writes the same rules as ``CASE`` expressions, and the property tests check that both
-give the same answer for any history.
+:func:`decide_stage` and :func:`clock_anchor` are the rules on plain values;
+:func:`stage_sql` and :func:`clock_anchor_sql` write them as ``CASE`` expressions for the
+bulk scoring (:mod:`winback.scoring.derive`), and a property test checks that both give
+the same answer. The consent stages are :mod:`winback.scoring.consent`'s, the
+``dormant_subscriber`` flag :mod:`winback.scoring.protection`'s.
 
 The clock. Days are whole calendar days between two dates in the workspace zone; each
 date is given here as a *day number* (days since 1970-01-01, :func:`day_number`).
@@ -16,10 +18,8 @@ date is given here as a *day number* (days since 1970-01-01, :func:`day_number`)
 
 The stage, in order of precedence:
 
-1. consent: a contact with at least one address whose every address is refused gets the
-   consent stage ``complained``, else ``unsubscribed``, else ``bounced`` (the person's own
-   "no" outranks a technical failure). One reachable channel is enough to be scored on
-   activity: email complained + SMS subscribed is scored like anyone else.
+1. consent: a contact with at least one address whose every address is refused gets its
+   consent stage (:mod:`winback.scoring.consent`).
 2. ``lost`` when a finished win-back journey let the contact go and it has not
    interacted since.
 3. the clock: ``active`` (``prospect`` for a non-customer) under ``at_risk_after`` days,
@@ -28,26 +28,26 @@ The stage, in order of precedence:
    model estimate is staged by it instead.
 
 ``dormant_subscriber`` is set, under ``policy.protect_subscribers``, for a contact with an
-active paid subscription whose stage is at_risk, dormant or lost: journeys never enrol it.
+active paid subscription whose stage is at_risk, dormant or lost: journeys never enrol it
+(:mod:`winback.scoring.protection`).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, and_, case, or_
 
 from winback.clock import local_date
 from winback.config import PolicySection
-from winback.domain import REFUSALS, ChannelStatus, EventType, Stage
+from winback.domain import EventType, Stage
+from winback.scoring.consent import consent_stage, consent_stage_sql, every_address_refused
+from winback.scoring.protection import is_protected
 
 EPOCH = date(1970, 1, 1)
-# Consent stages from the strongest "no" to the weakest.
-CONSENT_PRECEDENCE = (Stage.COMPLAINED, Stage.UNSUBSCRIBED, Stage.BOUNCED)
-WINBACK_STAGES = frozenset({Stage.AT_RISK, Stage.DORMANT, Stage.LOST})
-SPEND_LEVELS = ("low", "medium", "high")
 # Age bands for segments, as (label, lowest age, highest age).
 AGE_BANDS = (
     ("18-24", 18, 24),
@@ -119,18 +119,6 @@ def from_day_number(number: int) -> date:
     return date.fromordinal(EPOCH.toordinal() + number)
 
 
-def consent_stage(email_status: str, sms_status: str) -> Stage | None:
-    """The consent stage of a contact, or None when it is scored on activity."""
-    statuses = [ChannelStatus(s) for s in (email_status, sms_status)]
-    known = [s for s in statuses if s != ChannelStatus.NONE]
-    if not known or not all(s in REFUSALS for s in known):
-        return None
-    for stage in CONSENT_PRECEDENCE:
-        if any(s.value == stage.value for s in known):
-            return stage
-    raise AssertionError("a refusal is always a consent stage")
-
-
 def clock_stage(clock_days: int, is_customer: bool, policy: Policy) -> Stage:
     """The stage a clock reading gives (thresholds inclusive)."""
     for days, stage in policy.clock_thresholds():
@@ -192,28 +180,62 @@ def decide_stage(
             stage = p_alive_stage(p_alive, policy)
         else:
             stage = clock_stage(clock_days, is_customer, policy)
-    protected = policy.protect_subscribers and subscription_active and stage in WINBACK_STAGES
+    protected = is_protected(
+        stage,
+        subscription_active=subscription_active,
+        protect_subscribers=policy.protect_subscribers,
+    )
     return stage, protected
 
 
-def quintile_breakpoints(values: Iterable[float]) -> tuple[float, ...] | None:
-    """The 20th, 40th, 60th and 80th percentiles (the value at rank ceil(p·n), as SQL's
-    ``percentile_disc``) of the customers' values, or None when there are none."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    n = len(ordered)
-    return tuple(ordered[math.ceil(p * n) - 1] for p in (0.2, 0.4, 0.6, 0.8))
+def clock_anchor_sql(
+    *,
+    is_customer: ColumnElement[bool],
+    activity_day: ColumnElement[Any],
+    created_day: ColumnElement[Any],
+    interaction_day: ColumnElement[Any],
+) -> ColumnElement[Any]:
+    """SQL for :func:`clock_anchor`, on day-number columns."""
+    prospect_anchor = case(
+        (and_(interaction_day.is_not(None), interaction_day > created_day), interaction_day),
+        else_=created_day,
+    )
+    return case((and_(is_customer, activity_day.is_not(None)), activity_day), else_=prospect_anchor)
 
 
-def quintile_score(value: float, breakpoints: Sequence[float]) -> int:
-    """1 to 5: one plus the number of breakpoints the value is above. Equal values get
-    equal scores, so a base where most customers bought once gives them all F = 1."""
-    return 1 + sum(1 for point in breakpoints if value > point)
-
-
-def spend_level(monetary_score: int | None) -> str | None:
-    """low (M 1–2), medium (M 3–4) or high (M 5); None for a non-customer."""
-    if monetary_score is None:
-        return None
-    return "low" if monetary_score <= 2 else "medium" if monetary_score <= 4 else "high"
+def stage_sql(
+    *,
+    is_customer: ColumnElement[bool],
+    clock_days: ColumnElement[Any],
+    email_status: ColumnElement[Any],
+    sms_status: ColumnElement[Any],
+    lost_by_journey_at: ColumnElement[Any],
+    last_interaction_at: ColumnElement[Any],
+    policy: Policy,
+    p_alive: ColumnElement[Any],
+) -> ColumnElement[Any]:
+    """SQL for the stage of :func:`decide_stage` (its flag is
+    :func:`winback.scoring.protection.protected_sql` of this stage)."""
+    by_clock = case(
+        *((clock_days >= days, stage.value) for days, stage in policy.clock_thresholds()),
+        (is_customer, Stage.ACTIVE.value),
+        else_=Stage.PROSPECT.value,
+    )
+    lost_by_journey = and_(
+        lost_by_journey_at.is_not(None),
+        or_(last_interaction_at.is_(None), last_interaction_at <= lost_by_journey_at),
+    )
+    whens: list[tuple[Any, Any]] = [
+        (
+            every_address_refused(email_status, sms_status),
+            consent_stage_sql(email_status, sms_status),
+        ),
+        (lost_by_journey, Stage.LOST.value),
+    ]
+    if policy.clock == "p_alive":
+        by_p_alive = case(
+            *((p_alive < bound, stage.value) for bound, stage in policy.p_alive_thresholds()),
+            else_=Stage.ACTIVE.value,
+        )
+        whens.append((and_(is_customer, p_alive.is_not(None)), by_p_alive))
+    return case(*whens, else_=by_clock)

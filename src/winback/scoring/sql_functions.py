@@ -171,6 +171,9 @@ def _shifted_default(element: shifted, compiler: Any, **kw: Any) -> str:
 def _shifted_sqlite(element: shifted, compiler: Any, **kw: Any) -> str:
     column = compiler.process(next(iter(element.clauses)), **kw)
     seconds = int(element.seconds)
+    if seconds == 0:
+        # No way outwards to round to: the column itself is the exact bound.
+        return column
     # Rounded outwards: the bound must not cut off a row the exact test would keep.
     outwards = seconds - 1 if seconds < 0 else seconds + 1
     return f"datetime({column}, '{outwards:+d} seconds')"

@@ -1,0 +1,63 @@
+"""The seam for another engine: a score whose facts someone else computed.
+
+An engine that computes the facts elsewhere (Spark over Parquet) runs the same
+``facts_select`` there and fills the ``score_facts`` table; the rest of the score
+(breakpoints, stages, RFM, the write) runs in the store as usual.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Connection, insert, select
+
+from tests.builders import add_contact, add_event, day
+from winback.scoring import score
+from winback.scoring.facts import facts_select, score_facts
+from winback.scoring.run import ScoreRun
+from winback.store.schema import contact_scores
+from winback.workspace import Workspace
+
+NOW = day(2025, 6, 1, 0)
+
+
+def _base(ws: Workspace) -> None:
+    with ws.engine.begin() as c:
+        for number in range(6):
+            who = add_contact(c, email=f"p{number}@example.com", created_at=NOW - timedelta(900))
+            for k in range(number):
+                add_event(c, who, "purchase", NOW - timedelta(days=40 * k + 3), amount=10.0 * k)
+            add_event(c, who, "delivered", NOW - timedelta(days=2), message_id=f"m{number}")
+            add_event(c, who, "open", NOW - timedelta(days=2, seconds=-1), message_id=f"m{number}")
+            add_event(c, who, "visit", NOW - timedelta(days=20 * number))
+
+
+def _rows(ws: Workspace) -> list[dict]:
+    with ws.engine.connect() as c:
+        return [
+            dict(r) for r in c.execute(select(contact_scores).order_by("contact_id")).mappings()
+        ]
+
+
+def test_facts_filled_by_another_engine_give_the_same_scores(workspace: Workspace) -> None:
+    _base(workspace)
+    score(workspace, now=NOW, full=True)
+    expected = _rows(workspace)
+    filled: list[int] = []
+
+    def elsewhere(connection: Connection, run: ScoreRun) -> None:
+        # Computed apart from the insert, then written row by row, as an engine outside
+        # the store would.
+        rows = [dict(r) for r in connection.execute(facts_select(run)).mappings()]
+        connection.execute(insert(score_facts), rows)
+        filled.append(len(rows))
+
+    result = score(workspace, now=NOW + timedelta(days=1), facts_filler=elsewhere)
+    assert filled == [6]
+    assert result.mode == "full"
+    later = _rows(workspace)
+    assert [r["stage"] for r in later] == [r["stage"] for r in expected]
+    for got, want in zip(later, expected, strict=True):
+        for name in ("last_interaction_at", "purchases", "total_spend", "monetary_score"):
+            assert got[name] == want[name], name
+        assert got["clock_days"] == want["clock_days"] + 1
