@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +21,6 @@ from winback.cli.common import (
 )
 from winback.reports import base_health
 from winback.safe_output import plain
-from winback.scoring import score_base
 from winback.scoring.segment_conditions import render
 from winback.scoring.segments import (
     count_segment,
@@ -33,6 +33,13 @@ from winback.scoring.segments import (
     save_segment,
     segment_expression,
 )
+from winback.scoring.spark import score_workspace
+
+
+class Engine(StrEnum):
+    EMBEDDED = "embedded"
+    SPARK = "spark"
+
 
 SegmentArgument = Annotated[str, typer.Argument(help="Name of the segment.")]
 
@@ -59,11 +66,23 @@ def score(
     full: Annotated[
         bool, typer.Option("--full", help="Rescore every contact from all events.")
     ] = False,
+    engine: Annotated[
+        Engine | None,
+        typer.Option(
+            "--engine",
+            help="Where to compute the facts: embedded (the store) or spark (over the "
+            "Parquet export of `winback events export`; always a full run). Default: "
+            "[engine] kind.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score every contact: inactivity, RFM, stage (incremental after the first run)."""
     ws = open_workspace(workspace)
-    result = score_base(ws.engine, ws.config, now_option(now, ws), full=full)
+    result = score_workspace(
+        ws, now_option(now, ws), full=full, engine=engine.value if engine else None
+    )
     if as_json:
         print_json(result.as_dict())
         return

@@ -251,10 +251,22 @@ class _Run:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = False) -> ScoreResult:
+#: Fills ``score_facts`` for a full run from another engine (``winback.scoring.spark``)
+#: and returns the highest event id those facts saw.
+FactsWriter = Callable[[Connection, "_Run"], int]
+
+
+def score_base(
+    engine: Engine,
+    config: Config,
+    now: datetime,
+    *,
+    full: bool = False,
+    facts: FactsWriter | None = None,
+) -> ScoreResult:
     """Score every contact of the base at ``now`` (aware). Incremental when a previous run
     under the same policy exists, unless ``full``. One transaction: readers see the old
-    scores or the new ones."""
+    scores or the new ones. ``facts`` computes the facts elsewhere (always a full run)."""
     run = _Run(
         policy=Policy.from_config(config.policy),
         timezone=config.workspace.timezone,
@@ -266,10 +278,12 @@ def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = Fa
     # cache keeps them until the commit. Only the cache: with its scratch tables in
     # memory as well (temp_store), the full score on a million contacts took 10 s longer.
     with bulk_transaction(engine, {"cache_size": BULK_CACHE_SIZE}) as connection:
-        return _score(connection, run, full=full)
+        return _score(connection, run, full=full or facts is not None, facts=facts)
 
 
-def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreResult:
+def _score(
+    connection: Connection, run: _Run, *, full: bool = False, facts: FactsWriter | None = None
+) -> ScoreResult:
     """:func:`score_base` inside the caller's transaction."""
     for table in _TEMP_TABLES:
         table.drop(connection, checkfirst=True)
@@ -284,7 +298,10 @@ def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreRes
         models = fill_estimates(connection, run.models, run.now)
         if reason:
             mode, new_events = "full", None
-            _full_facts(connection, run)
+            if facts is None:
+                _full_facts(connection, run)
+            else:
+                high_water = facts(connection, run)
             breakpoints = _breakpoints(connection, run)
         else:
             assert previous is not None
@@ -394,17 +411,17 @@ def _missing_change_triggers(connection: Connection) -> list[str]:
 # --- 1. facts ----------------------------------------------------------------------
 
 
-def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: ()) -> Select[Any]:
-    """Per-contact facts from the events for which ``where(e)`` holds (``e``: the alias of
-    the events table the query reads)."""
-    e = events.alias("e")
+def machine_open_sql(e: Any, seconds: int) -> ColumnElement[bool]:
+    """The rule of :mod:`winback.scoring.machine_open` on the alias ``e`` of the events
+    table: its flag, else a proxy's user agent, else a delivery of the same message at
+    most ``seconds`` before."""
     d = events.alias("d")
     delivered_just_before = exists(
         select(literal(1))
         .select_from(d)
-        .where(*_delivered_before_open(d, e, run.machine_open_seconds, sought="delivered"))
+        .where(*_delivered_before_open(d, e, seconds, sought="delivered"))
     )
-    machine = or_(
+    return or_(
         e.c.machine_open.is_(True),
         and_(
             e.c.machine_open.is_(None),
@@ -413,6 +430,24 @@ def _facts_select(run: _Run, where: Callable[[Any], Sequence[Any]] = lambda e: (
                 and_(e.c.message_id.is_not(None), delivered_just_before),
             ),
         ),
+    )
+
+
+def _facts_select(
+    run: _Run,
+    where: Callable[[Any], Sequence[Any]] = lambda e: (),
+    *,
+    machine_resolved: bool = False,
+) -> Select[Any]:
+    """Per-contact facts from the events for which ``where(e)`` holds (``e``: the alias of
+    the events table the query reads). ``machine_resolved``: the events' ``machine_open``
+    flag already holds the rule's answer (the Parquet export), so the query reads it
+    instead of looking up deliveries (a look-up Spark plans as a nested loop)."""
+    e = events.alias("e")
+    machine = (
+        e.c.machine_open.is_(True)
+        if machine_resolved
+        else machine_open_sql(e, run.machine_open_seconds)
     )
     human = case(
         (e.c.type == EventType.OPEN.value, case((machine, 0), else_=1)),
