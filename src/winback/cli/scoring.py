@@ -33,7 +33,6 @@ from winback.scoring.segments import (
     save_segment,
     segment_expression,
 )
-from winback.scoring.spark import score_workspace
 
 
 class Engine(StrEnum):
@@ -79,6 +78,9 @@ def score(
     as_json: JsonOption = False,
 ) -> None:
     """Score every contact: inactivity, RFM, stage (incremental after the first run)."""
+    # Here, not at the top: Arrow's dataset module would slow every command's --help.
+    from winback.scoring.spark import score_workspace
+
     ws = open_workspace(workspace)
     result = score_workspace(
         ws, now_option(now, ws), full=full, engine=engine.value if engine else None

@@ -111,8 +111,11 @@ def open_destination(destination: str) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem and path of ``destination``: a local folder, or a URL
     pyarrow knows (``s3://``, ``gs://``, ``hdfs://``...)."""
     if "://" in destination:
+        scheme, _, rest = destination.partition("://")
+        # Hadoop's names for S3, which Spark on a cluster reads, are pyarrow's s3://.
+        uri = f"s3://{rest}" if scheme in ("s3a", "s3n") else destination
         try:
-            return pafs.FileSystem.from_uri(destination)
+            return pafs.FileSystem.from_uri(uri)
         except (pa.ArrowException, ValueError) as exc:
             raise ExportError(f"{destination}: {exc}") from None
     return pafs.LocalFileSystem(), str(Path(destination).expanduser().resolve())

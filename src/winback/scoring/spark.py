@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from shutil import which
 from typing import Any
@@ -132,15 +134,23 @@ def spark_sql(query: Select[Any]) -> str:
     return str(query.compile(dialect=SparkDialect(), compile_kwargs={"literal_binds": True}))
 
 
-def start_session(master: str) -> Any:
-    """A Spark session on ``master``, in UTC; :class:`SparkUnavailable` without pyspark
-    or Java."""
+@contextmanager
+def spark_session(master: str) -> Iterator[Any]:
+    """A Spark session on ``master``, stopped at the end; or the session already running
+    in this process (a Databricks notebook or job, ``spark-submit``), left running.
+    :class:`SparkUnavailable` without pyspark or Java."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
         raise SparkUnavailable(
             "the Spark engine needs pyspark: pip install 'winback[spark]' (and Java 17+)"
         ) from None
+    running = SparkSession.getActiveSession()
+    if running is not None:
+        # Session settings, which a running session takes: the facts are in UTC.
+        running.conf.set("spark.sql.session.timeZone", "UTC")
+        yield running
+        return
     if not os.environ.get("JAVA_HOME") and which("java") is None:
         raise SparkUnavailable(
             "the Spark engine needs Java 17 or newer (apt-get install default-jre-headless), "
@@ -157,13 +167,12 @@ def start_session(master: str) -> Any:
     if master.startswith("local"):
         # One machine: the driver listens on loopback only, and a few shuffle partitions
         # (Spark's 200 cost more to schedule than a small base takes to aggregate).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = (
             builder.config("spark.driver.bindAddress", "127.0.0.1")
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.sql.shuffle.partitions", str(2 * (os.cpu_count() or 1)))
         )
-    if master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     try:
         with warnings.catch_warnings():
             # pyspark 4.3 warns that it does not support pandas 3 yet: winback hands it
@@ -173,7 +182,10 @@ def start_session(master: str) -> Any:
     except Exception as exc:  # Py4J and Spark raise many kinds: each is "did not start"
         raise SparkUnavailable(f"Spark did not start on {master}: {exc}") from None
     session.sparkContext.setLogLevel("ERROR")
-    return session
+    try:
+        yield session
+    finally:
+        session.stop()
 
 
 def spark_facts(location: str, master: str) -> Any:
@@ -189,13 +201,10 @@ def spark_facts(location: str, master: str) -> Any:
                 f"workspace says {run.machine_open_seconds}: run `winback events export` again"
             )
         query = _facts_select(run, machine_resolved=True)
-        session = start_session(master)
-        try:
+        with spark_session(master) as session:
             history = session.read.schema(EVENTS_DDL).option("basePath", location)
             history.parquet(location).createOrReplaceTempView("events")
             facts = session.sql(spark_sql(query)).toArrow()
-        finally:
-            session.stop()
         rows = _naive_utc(facts).to_pylist()
         if rows:
             connection.execute(insert(score_facts), rows)
