@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from tests.builders import add_contact, add_event
 from tests.spark.conftest import BODY, BROWSER, IP, PROXY, SOURCE, URL
 from winback.cli import app
 from winback.scoring.history_export import export_history
@@ -182,3 +184,37 @@ def test_progress_reaches_the_total(demo_workspace: Workspace, tmp_path: Path) -
     assert seen[-1] == (result.events, result.events)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert result.as_dict()["since"] is None
+
+
+def test_export_on_each_database(workspace: Workspace, tmp_path: Path) -> None:
+    """The same rule and columns from SQLite and PostgreSQL: each kind of open, and the
+    flags of other events as stored."""
+    sent = datetime(2026, 5, 31, 23, 59, 0, tzinfo=UTC)
+    with workspace.engine.begin() as connection:
+        who = add_contact(connection, email="ana@example.com", created_at=sent - timedelta(days=9))
+        add_event(connection, who, "delivered", sent, message_id="m1")
+        add_event(connection, who, "open", sent + timedelta(seconds=1), message_id="m1")
+        add_event(connection, who, "open", sent + timedelta(minutes=5), message_id="m1")
+        add_event(connection, who, "open", sent + timedelta(hours=1), user_agent=PROXY)
+        add_event(connection, who, "open", sent, machine_open=True, ip=IP)
+        add_event(connection, who, "click", sent + timedelta(hours=1), bot=True, url=URL)
+        add_event(connection, who, "purchase", sent, amount=12.5, discount_code="WB-10")
+    out = tmp_path / "h"
+    result = export_history(workspace, str(out))
+    assert result.months == ["2026-05", "2026-06"]
+    table = _history(out).to_table().sort_by("id")
+    assert table.column_names == [*COLUMNS, "month"]
+    rows = [
+        (r["type"], r["machine_open"], r["bot"], r["month"], r["discount_code"])
+        for r in table.to_pylist()
+    ]
+    assert rows == [
+        ("delivered", None, None, "2026-05", None),
+        ("open", True, None, "2026-05", None),
+        ("open", False, None, "2026-06", None),
+        ("open", True, None, "2026-06", None),
+        ("open", True, None, "2026-05", None),
+        ("click", None, True, "2026-06", None),
+        ("purchase", None, None, "2026-05", "WB-10"),
+    ]
+    assert table.column("occurred_at").type.tz == "UTC"

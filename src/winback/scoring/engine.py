@@ -294,7 +294,11 @@ def _score(
         )
         high_water = connection.execute(select(func.max(events.c.id))).scalar() or 0
         previous = _last_run(connection)
-        reason = _full_reason(connection, previous, run, full)
+        reason = (
+            "the facts come from another engine: a full score"
+            if facts
+            else _full_reason(connection, previous, run, full)
+        )
         models = fill_estimates(connection, run.models, run.now)
         if reason:
             mode, new_events = "full", None
