@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 $(BIN)/winback: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,pg,bench,docs]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,pg,bench,docs,spark]'
 	touch $@
 
 install: $(BIN)/winback

@@ -173,6 +173,17 @@ class ScoringSection(Section):
     machine_open_seconds: int = Field(2, ge=0)
 
 
+class EngineSection(Section):
+    """Where ``winback score`` computes the facts: ``embedded`` in the store itself, or
+    ``spark`` on a Spark cluster (``master``) over the Parquet export of the event history
+    that ``winback events export`` writes to ``events_path`` (a folder, relative to the
+    workspace, or an object-store URL such as ``s3://bucket/history``)."""
+
+    kind: Literal["embedded", "spark"] = "embedded"
+    master: str = Field("local[*]", min_length=1)
+    events_path: str = Field("history", min_length=1)
+
+
 class CostSection(Section):
     currency: str = "EUR"
     email: float = Field(0.001, ge=0)
@@ -326,6 +337,7 @@ class Config(Section):
     import_: ImportSection = Field(ImportSection(), alias="import")
     policy: PolicySection = Field(default_factory=lambda: PolicySection.model_validate({}))
     scoring: ScoringSection = ScoringSection()
+    engine: EngineSection = EngineSection()
     cost: CostSection = CostSection()
     results: ResultsSection = ResultsSection()
     links: LinksSection = LinksSection()

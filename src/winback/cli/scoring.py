@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from winback import scoring
 from winback.cli.common import (
     JsonOption,
     NowOption,
@@ -33,6 +33,12 @@ from winback.scoring.segments import (
     save_segment,
     segment_expression,
 )
+
+
+class Engine(StrEnum):
+    EMBEDDED = "embedded"
+    SPARK = "spark"
+
 
 SegmentArgument = Annotated[str, typer.Argument(help="Name of the segment.")]
 
@@ -59,11 +65,26 @@ def score(
     full: Annotated[
         bool, typer.Option("--full", help="Rescore every contact from all events.")
     ] = False,
+    engine: Annotated[
+        Engine | None,
+        typer.Option(
+            "--engine",
+            help="Where to compute the facts: embedded (the store) or spark (over the "
+            "Parquet export of `winback events export`; always a full run). Default: "
+            "[engine] kind.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score every contact: inactivity, RFM, stage (incremental after the first run)."""
+    # Here, not at the top: Arrow's dataset module would slow every command's --help.
+    from winback.scoring.spark import score_workspace
+
     ws = open_workspace(workspace)
-    result = scoring.score(ws, now=now_option(now, ws), full=full)
+    result = score_workspace(
+        ws, now=now_option(now, ws), full=full, engine=engine.value if engine else None
+    )
     if as_json:
         print_json(result.as_dict())
         return

@@ -105,20 +105,29 @@ score_touch = Table(
     prefixes=["TEMPORARY"],
 )
 
-FillFacts = Callable[[Connection, "ScoreRun"], None]
+#: Fills :data:`score_facts` for a full run; returns the highest event id the facts saw
+#: when that is not the store's (another engine's snapshot), else None.
+FillFacts = Callable[[Connection, "ScoreRun"], int | None]
 
 
 def facts_select(
-    run: ScoreRun, where: Callable[[Any], Sequence[Any]] = lambda e: ()
+    run: ScoreRun,
+    where: Callable[[Any], Sequence[Any]] = lambda e: (),
+    *,
+    machine_resolved: bool = False,
 ) -> Select[Any]:
     """Per-contact facts (the columns of :data:`score_facts`) from the events for which
-    ``where(e)`` holds (``e``: the alias of the events table the query reads)."""
+    ``where(e)`` holds (``e``: the alias of the events table the query reads).
+    ``machine_resolved``: the events' ``machine_open`` flag already holds the rule's
+    answer (the Parquet export), so the query reads it instead of looking up deliveries
+    (a look-up Spark plans as a nested loop)."""
     e = events.alias("e")
-    human = human_interaction_sql(
-        e.c.type,
-        machine_open=machine_open_sql(e, events.alias("d"), run.machine_open_seconds),
-        bot=e.c.bot,
+    machine = (
+        e.c.machine_open.is_(True)
+        if machine_resolved
+        else machine_open_sql(e, events.alias("d"), run.machine_open_seconds)
     )
+    human = human_interaction_sql(e.c.type, machine_open=machine, bot=e.c.bot)
     activity_types = sorted(run.policy.customer_activity)
     relevant = sorted({str(t) for t in INTERACTIONS} | run.policy.customer_activity)
     inner = (

@@ -203,11 +203,16 @@ def _score(
         )
         high_water = connection.execute(select(func.max(events.c.id))).scalar() or 0
         previous = _last_run(connection)
-        reason = _full_reason(connection, previous, run, full)
+        reason = (
+            "the facts come from another engine: a full score"
+            if facts_filler
+            else _full_reason(connection, previous, run, full)
+        )
         models = fill_estimates(connection, run.models, run.now)
         if reason:
             mode, new_events = "full", None
-            (facts_filler or fill_facts)(connection, run)
+            seen = (facts_filler or fill_facts)(connection, run)
+            high_water = high_water if seen is None else seen
             breakpoints = breakpoints_of(connection, score_facts, run.timezone)
         else:
             assert previous is not None
