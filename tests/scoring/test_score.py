@@ -83,6 +83,23 @@ def test_with_zero_seconds_an_open_at_the_delivery_instant_is_a_machine_open(
     assert scores_of(ws, bob)["scores"]["last_interaction_at"] == ago(200).isoformat()
 
 
+def test_an_open_exactly_the_window_after_its_delivery_is_a_machine_open(
+    profile_workspace: Callable[..., Workspace],
+) -> None:
+    """The window is closed at both ends, in the bulk score as in the tracking server's
+    rule (SQLite's julianday difference made two seconds 2.00003, a human open)."""
+    ws = profile_workspace("ecommerce", machine_open_seconds=2)
+    with ws.engine.begin() as c:
+        bob = add_contact(c, email="bob@example.com", created_at=ago(900))
+        add_event(c, bob, "purchase", ago(200), amount=10.0)
+        # At 10:00 on that day, julianday's difference for two seconds is over 2.
+        delivered = ago(3, hour=10)
+        add_event(c, bob, "delivered", delivered, message_id="m7")
+        add_event(c, bob, "open", delivered + timedelta(seconds=2), message_id="m7")
+    run_score(ws, NOW)
+    assert scores_of(ws, bob)["scores"]["last_interaction_at"] == ago(200).isoformat()
+
+
 def test_every_profile(profile_workspace: Callable[..., Workspace]) -> None:
     expected = {}
     for profile in ("ecommerce", "retail", "travel", "subscription", "newsletter"):

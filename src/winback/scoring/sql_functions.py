@@ -140,11 +140,26 @@ class seconds_between(FunctionElement[float]):
     inherit_cache = True
 
 
-_compile_binary(
-    seconds_between,
-    default="EXTRACT(EPOCH FROM ({b} - {a}))",
-    sqlite="((julianday({b}) - julianday({a})) * 86400.0)",
-)
+@compiles(seconds_between)
+def _seconds_between(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    a, b = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({b} - {a}))"
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_between_sqlite(element: seconds_between, compiler: Any, **kw: Any) -> str:
+    """Whole seconds (``strftime('%s')``) plus the difference of the microseconds the
+    stored text carries: exact, where a difference of ``julianday`` values is off by tens
+    of microseconds (two seconds came out as 2.00003, past a limit of 2)."""
+    a, b = element.clauses
+
+    def whole(clause: Any) -> str:
+        return f"CAST(strftime('%s', {compiler.process(clause, **kw)}) AS INTEGER)"
+
+    def micros(clause: Any) -> str:
+        return f"CAST(substr({compiler.process(clause, **kw)}, 21, 6) AS INTEGER)"
+
+    return f"(({whole(b)} - {whole(a)}) + ({micros(b)} - {micros(a)}) / 1000000.0)"
 
 
 class shifted(FunctionElement[datetime]):
