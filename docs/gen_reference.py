@@ -21,30 +21,12 @@ from typing import Any
 import typer
 from pydantic import BaseModel
 
-from winback.cli import app
+from winback.cli import walk_commands
 from winback.config import Config, render_config
 from winback.durations import format_duration
 
 DOCS = Path(__file__).parent
 PAGES = {"reference/cli.md", "reference/config.md"}
-
-
-def walk_commands() -> list[tuple[str, Any]]:
-    """Every leaf command as (``winback import contacts``, command), in the order of the
-    top group's list."""
-    found: list[tuple[str, Any]] = []
-    top = typer.main.get_command(app)
-
-    def walk(prefix: str, command: Any, ctx: typer.Context) -> None:
-        if hasattr(command, "list_commands"):
-            for name in command.list_commands(ctx):
-                sub = command.get_command(ctx, name)
-                walk(f"{prefix} {name}", sub, typer.Context(sub, info_name=name, parent=ctx))
-        else:
-            found.append((prefix, command))
-
-    walk("winback", top, typer.Context(top, info_name="winback"))
-    return found
 
 
 def _cell(text: str) -> str:

@@ -11,7 +11,6 @@ from rich.text import Text
 
 from winback.cli.common import JsonOption, NowOption, WorkspaceOption, console, print_json
 from winback.clock import parse_now
-from winback.doctor import diagnose
 
 _STYLES = {"ok": "green", "warning": "yellow", "error": "bold red"}
 
@@ -21,6 +20,8 @@ def doctor(
 ) -> None:
     """Check the workspace: config, database, public_url, SMTP, DKIM, templates, the
     tracking server, the last score and messages in doubt; exit 1 on an error."""
+    from winback.doctor import diagnose
+
     try:
         moment = parse_now(now, ZoneInfo("UTC"))
     except ValueError as exc:
