@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from winback.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
+from winback.cli.common import (
+    JsonOption,
+    Table,
+    WorkspaceOption,
+    console,
+    open_workspace,
+    print_json,
+)
 from winback.safe_output import plain
 
 app = typer.Typer(help="Look at one contact.", no_args_is_help=True)

@@ -6,10 +6,9 @@ from dataclasses import asdict
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from winback.cli.common import JsonOption, NowOption, WorkspaceOption, console, print_json
+from winback.cli.common import JsonOption, NowOption, Table, WorkspaceOption, console, print_json
 from winback.clock import parse_now
 
 _STYLES = {"ok": "green", "warning": "yellow", "error": "bold red"}
