@@ -1,8 +1,9 @@
 """How long the command line takes to answer before it does any work.
 
 Runs each command ``--runs`` times in a fresh process (the way a user or cron starts it)
-and prints the median and the slowest wall time beside ``python -c pass``, the floor any
-Python command pays: ``--version``, ``--help``, the ``--help`` of every command and
+and prints the median and the slowest wall time, and the median CPU time (user + system,
+what a busy machine does not inflate), beside ``python -c pass``, the floor any Python
+command pays: ``--version``, ``--help``, the ``--help`` of every command and
 subcommand (from :func:`winback.cli.walk_commands`), and ``winback init`` in a new
 temporary folder each run (it writes a config and creates the database). The target of
 issue 18 is under 0.3 s for every line but ``init``. Usage: ``python bench/cli.py [--runs
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,15 +49,22 @@ def commands() -> list[tuple[str, Callable[[Path], list[str]]]]:
     return lines
 
 
-def timed(command: Callable[[Path], list[str]], runs: int) -> list[float]:
-    seconds = []
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: Callable[[Path], list[str]], runs: int) -> tuple[list[float], list[float]]:
+    """The wall and CPU seconds of each run."""
+    wall, cpu = [], []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as scratch:
             argv = command(Path(scratch))
-            start = time.perf_counter()
+            start, used = time.perf_counter(), _children_cpu()
             subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=scratch, env=ENV)
-            seconds.append(time.perf_counter() - start)
-    return seconds
+            wall.append(time.perf_counter() - start)
+            cpu.append(_children_cpu() - used)
+    return wall, cpu
 
 
 def main() -> None:
@@ -64,18 +73,21 @@ def main() -> None:
     parser.add_argument("--only", help="Only the lines whose label holds this text.")
     args = parser.parse_args()
     print(f"load average before: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print("| command | median s | max s | target |")
-    print("| --- | --- | --- | --- |")
+    print("| command | median s | max s | CPU s | target |")
+    print("| --- | --- | --- | --- | --- |")
     over = 0
     for label, command in commands():
         if args.only and args.only not in label and label != "python -c pass":
             continue
-        seconds = timed(command, args.runs)
+        seconds, cpu = timed(command, args.runs)
         median = statistics.median(seconds)
         aimed = label.startswith("winback") and label != "winback init DIR"
         over += aimed and median >= TARGET
         target = f"< {TARGET}" if aimed else ""
-        print(f"| `{label}` | {median:.3f} | {max(seconds):.3f} | {target} |")
+        print(
+            f"| `{label}` | {median:.3f} | {max(seconds):.3f} | {statistics.median(cpu):.3f} "
+            f"| {target} |"
+        )
     print(f"load average after: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"{over} lines over the target")
 
