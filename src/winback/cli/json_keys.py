@@ -17,7 +17,6 @@ True
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,8 +27,8 @@ def key_path(key: str) -> tuple[str, ...]:
     """The segments of a documented key: ``a.b[].c`` is ``('a', 'b', '[]', 'c')``."""
     segments: list[str] = []
     for part in key.split("."):
-        name, lists = re.fullmatch(r"(.*?)((?:\[\])*)", part).groups()  # type: ignore[union-attr]
-        segments += ([name] if name else []) + ["[]"] * (len(lists) // 2)
+        name = part.removesuffix("[]" * part.count("[]"))
+        segments += ([name] if name else []) + ["[]"] * part.count("[]")
     return tuple(segments)
 
 
