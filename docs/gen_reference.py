@@ -1,6 +1,7 @@
 """Write the reference pages of the documentation from the code itself.
 
-- ``reference/cli.md``: every command and option, from the Typer application;
+- ``reference/cli.md``: every command and option, from the Typer application, and the
+  keys each ``--json`` command prints, from :mod:`winback.cli.json_keys`;
 - ``reference/config.md``: every key of ``winback.toml`` with its default, from the pydantic
   models, and its meaning, from the comments of the file ``winback init`` writes.
 
@@ -21,30 +22,13 @@ from typing import Any
 import typer
 from pydantic import BaseModel
 
-from winback.cli import app
+from winback.cli import walk_commands
+from winback.cli.json_keys import JSON_KEYS
 from winback.config import Config, render_config
 from winback.durations import format_duration
 
 DOCS = Path(__file__).parent
 PAGES = {"reference/cli.md", "reference/config.md"}
-
-
-def walk_commands() -> list[tuple[str, Any]]:
-    """Every leaf command as (``winback import contacts``, command), in the order of the
-    top group's list."""
-    found: list[tuple[str, Any]] = []
-    top = typer.main.get_command(app)
-
-    def walk(prefix: str, command: Any, ctx: typer.Context) -> None:
-        if hasattr(command, "list_commands"):
-            for name in command.list_commands(ctx):
-                sub = command.get_command(ctx, name)
-                walk(f"{prefix} {name}", sub, typer.Context(sub, info_name=name, parent=ctx))
-        else:
-            found.append((prefix, command))
-
-    walk("winback", top, typer.Context(top, info_name="winback"))
-    return found
 
 
 def _cell(text: str) -> str:
@@ -55,7 +39,9 @@ def cli_page() -> str:
     lines = [
         "# Command reference",
         "",
-        "Generated from the code by `docs/gen_reference.py`: every command and option.",
+        "Generated from the code by `docs/gen_reference.py`: every command and option, and",
+        "the keys of what a command prints with `--json` (`steps[].sent` is the `sent` of",
+        "each item of `steps`; `<stage>` stands for any one key; `.*`, for anything below).",
         "Every command also takes `--help`.",
         "",
     ]
@@ -64,21 +50,35 @@ def cli_page() -> str:
         usage = " ".join(command.collect_usage_pieces(ctx))
         lines += [f"## `{name}`", "", f"```\n{name} {usage}\n```", ""]
         lines += [" ".join((command.help or "").split()), ""]
-        params = [param for param in command.params if param.name != "help"]
-        if not params:
-            continue
-        lines += ["| argument or option | default | meaning |", "| --- | --- | --- |"]
-        for param in params:
-            if param.param_type_name == "argument":
-                label = f"`{(param.name or '').upper()}`"
-            else:
-                label = ", ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])
-            default = param.default
-            shown = "" if default in (None, False, ()) or callable(default) else f"`{default}`"
-            meaning = _cell(getattr(param, "help", None) or "")
-            lines.append(f"| {label} | {shown} | {meaning} |")
-        lines.append("")
+        lines += options_table(command) + json_table(name.removeprefix("winback "))
     return "\n".join(lines)
+
+
+def options_table(command: Any) -> list[str]:
+    params = [param for param in command.params if param.name != "help"]
+    if not params:
+        return []
+    lines = ["| argument or option | default | meaning |", "| --- | --- | --- |"]
+    for param in params:
+        if param.param_type_name == "argument":
+            label = f"`{(param.name or '').upper()}`"
+        else:
+            label = ", ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])
+        default = param.default
+        shown = "" if default in (None, False, ()) or callable(default) else f"`{default}`"
+        meaning = _cell(getattr(param, "help", None) or "")
+        lines.append(f"| {label} | {shown} | {meaning} |")
+    return [*lines, ""]
+
+
+def json_table(command: str) -> list[str]:
+    """The keys ``winback COMMAND --json`` prints (:data:`winback.cli.json_keys.JSON_KEYS`)."""
+    if command not in JSON_KEYS:
+        return []
+    lines = ["With `--json`, it prints:", "", "| key | meaning |", "| --- | --- |"]
+    for key, meaning in JSON_KEYS[command].items():
+        lines.append(f"| `{_cell(key)}` | {_cell(meaning)} |")
+    return [*lines, ""]
 
 
 def template_comments() -> dict[str, str]:

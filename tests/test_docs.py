@@ -10,13 +10,10 @@ import runpy
 import shlex
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-import typer
-from typer.main import get_command
 
-from winback.cli import COMMANDS, app, load_command
+from winback.cli import COMMANDS, app, load_command, walk_commands
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -24,20 +21,7 @@ DOCS = ROOT / "docs"
 
 
 def commands() -> list[tuple[str, object]]:
-    found = []
-    top = get_command(app)
-
-    def walk(prefix: str, command: Any, ctx: typer.Context) -> None:
-        if hasattr(command, "list_commands"):
-            for name in command.list_commands(ctx):
-                sub = command.get_command(ctx, name)
-                assert sub is not None, f"winback {prefix} {name} cannot be loaded"
-                walk(f"{prefix} {name}".strip(), sub, typer.Context(sub, parent=ctx))
-        else:
-            found.append((prefix, command))
-
-    walk("", top, typer.Context(top))
-    return found
+    return [(name.removeprefix("winback "), command) for name, command in walk_commands()]
 
 
 @pytest.mark.parametrize(("name", "command"), commands(), ids=[name for name, _ in commands()])

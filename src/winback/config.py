@@ -25,13 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from winback.domain import ChannelStatus, EventType
+from winback.domain import ChannelStatus, EventType, Profile
 from winback.durations import parse_duration
 from winback.errors import ConfigError
 
 CONFIG_FILE = "winback.toml"
-
-Profile = Literal["ecommerce", "retail", "travel", "subscription", "newsletter"]
 
 # Thresholds from current practice per business profile (issue 3): what counts as customer
 # activity, and the days after which a customer is at risk, dormant and lost.

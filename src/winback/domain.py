@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
+
+#: The business profiles: each sets the policy thresholds ``winback init`` writes.
+Profile = Literal["ecommerce", "retail", "travel", "subscription", "newsletter"]
 
 
 class EventType(StrEnum):
@@ -82,3 +86,15 @@ def merge_status(current: ChannelStatus, incoming: ChannelStatus) -> ChannelStat
     if current in REFUSALS or incoming == ChannelStatus.NONE:
         return current
     return incoming
+
+
+class SuppressionReason(StrEnum):
+    """Why an address is on the suppression list (the first reason stays)."""
+
+    UNSUBSCRIBE = "unsubscribe"
+    BOUNCE_HARD = "bounce_hard"
+    BOUNCE_SOFT = "bounce_soft"
+    COMPLAINT = "complaint"
+    SUNSET = "sunset"
+    ERASED = "erased"
+    MANUAL = "manual"

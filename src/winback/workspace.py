@@ -12,13 +12,19 @@ import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, make_url
-
-from winback.config import CONFIG_FILE, Config, Profile, load_config, render_config
 from winback.errors import WorkspaceError
-from winback.store import check_schema, migrate, open_engine
-from winback.store.engine import normalise_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from winback.config import Config
+    from winback.domain import Profile
+
+# The config (pydantic) and the store (SQLAlchemy) are imported when a workspace is
+# opened, not with this module: the command line names ENV_WORKSPACE in every command's
+# options, and its --help should not pay for them.
 
 DATABASE_FILE = "winback.db"
 SECRET_FILE = "secret.key"
@@ -43,6 +49,9 @@ class Workspace:
     @classmethod
     def init(cls, path: Path, profile: Profile = "ecommerce", *, force: bool = False) -> Workspace:
         """Create ``path/winback.toml`` for ``profile``, a secret, and the database."""
+        from winback.config import CONFIG_FILE, render_config
+        from winback.store import migrate
+
         path.mkdir(parents=True, exist_ok=True)
         config_file = path / CONFIG_FILE
         if config_file.exists() and not force:
@@ -62,6 +71,9 @@ class Workspace:
     @classmethod
     def open(cls, path: Path | None = None, *, check: bool = True) -> Workspace:
         """Open an existing workspace; ``check`` verifies the database schema is current."""
+        from winback.config import CONFIG_FILE, load_config
+        from winback.store import check_schema
+
         path = path if path is not None else default_workspace_dir()
         config_file = path / CONFIG_FILE
         if not config_file.exists():
@@ -86,11 +98,18 @@ class Workspace:
 
     @cached_property
     def engine(self) -> Engine:
+        from winback.store import open_engine
+
         return open_engine(self.database_url)
 
     def own_files(self) -> list[Path]:
         """The files no output may overwrite: the config, the secret and, on SQLite, the
         database with its write-ahead log, shared memory and rollback journal."""
+        from sqlalchemy import make_url
+
+        from winback.config import CONFIG_FILE
+        from winback.store.engine import normalise_url
+
         files = [self.path / CONFIG_FILE, self.path / SECRET_FILE]
         url = make_url(normalise_url(self.database_url))
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):

@@ -6,7 +6,9 @@ The commands' modules are imported when their command runs, not before: they imp
 library (SciPy, pyarrow, SQLAlchemy), which costs seconds that ``winback --help`` and
 ``winback --version`` should not pay. So the top group knows each command by the name of
 its module and its one-line help (:data:`COMMANDS`; a test holds that table to the
-commands' own help).
+commands' own help). Within a command's module, each command imports the library in its
+body, so that the ``--help`` of any command builds its Typer app from Typer and Rich alone
+(``tests/test_cli_start.py`` holds that; ``bench/cli.py`` measures it).
 """
 
 from __future__ import annotations
@@ -109,6 +111,26 @@ def load_command(name: str) -> Any:
     if command is None:
         raise LookupError(f"winback.cli.{COMMANDS[name][0]} defines no command {name}")
     return command
+
+
+def walk_commands() -> list[tuple[str, Any]]:
+    """Every leaf command as (``winback journey show``, its click command), in the order
+    of the list of commands: what the reference documents and the start test runs."""
+    found: list[tuple[str, Any]] = []
+    top = typer.main.get_command(app)
+
+    def walk(prefix: str, command: Any, ctx: typer.Context) -> None:
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                if sub is None:
+                    raise LookupError(f"{prefix} {name} cannot be loaded")
+                walk(f"{prefix} {name}", sub, typer.Context(sub, info_name=name, parent=ctx))
+        else:
+            found.append((prefix, command))
+
+    walk("winback", top, typer.Context(top, info_name="winback"))
+    return found
 
 
 class WinbackGroup(TyperGroup):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
+from rich import table as rich_table
 from rich.console import Console
 
 from winback.clock import parse_now
@@ -23,6 +24,16 @@ from winback.workspace import ENV_WORKSPACE, Workspace
 # (Rich would fall back to 80 columns and end cells with an ellipsis).
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+class Table(rich_table.Table):
+    """A Rich table that fits the terminal: cells wrap at spaces, and a word longer than
+    its column folds onto the next line instead of ending in an ellipsis (a narrow
+    terminal showed ``unscri…`` for ``unsubscribed``)."""
+
+    def add_column(self, *args: Any, overflow: Any = "fold", **options: Any) -> None:
+        super().add_column(*args, overflow=overflow, **options)
+
 
 WorkspaceOption = Annotated[
     Path | None,

@@ -11,11 +11,11 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
 
 from winback.cli.common import (
     JsonOption,
     NowOption,
+    Table,
     WorkspaceOption,
     console,
     now_option,
@@ -25,18 +25,7 @@ from winback.cli.common import (
     print_written,
     write_csv,
 )
-from winback.compliance.audit_log import audit_log
-from winback.compliance.gdpr import erase_person, export_person
-from winback.compliance.manual import (
-    add_suppression,
-    export_suppressions,
-    import_suppressions,
-    list_suppressions,
-    remove_suppression,
-)
-from winback.compliance.retention import purge as purge_contacts
-from winback.compliance.retention import write_purge_plan
-from winback.compliance.suppression import SuppressionReason
+from winback.domain import SuppressionReason
 from winback.errors import WinbackError
 from winback.safe_output import plain
 
@@ -79,6 +68,8 @@ def suppress_add(
     now: NowOption = None,
 ) -> None:
     """Suppress an address; a refusal reason also changes the contact's channel status."""
+    from winback.compliance.manual import add_suppression
+
     ws = open_workspace(workspace)
     added = add_suppression(
         ws, address, reason=reason.value, now=now_option(now, ws), channel=_channel(channel)
@@ -97,6 +88,8 @@ def suppress_remove(
     now: NowOption = None,
 ) -> None:
     """Take an address off the list (audited); it subscribes no one again."""
+    from winback.compliance.manual import remove_suppression
+
     ws = open_workspace(workspace)
     was = remove_suppression(
         ws, address, note=note, now=now_option(now, ws), channel=_channel(channel)
@@ -112,6 +105,8 @@ def suppress_list(
     json: JsonOption = False,
 ) -> None:
     """List the suppressed addresses (a hash for those no contact holds any more)."""
+    from winback.compliance.manual import list_suppressions
+
     ws = open_workspace(workspace)
     entries = list(
         list_suppressions(
@@ -156,6 +151,8 @@ def suppress_import(
     json: JsonOption = False,
 ) -> None:
     """Add the addresses or hashes of a suppression file to the suppression list."""
+    from winback.compliance.manual import import_suppressions
+
     ws = open_workspace(workspace)
     result = import_suppressions(
         ws, file, reason=None if reason is None else reason.value, now=now_option(now, ws)
@@ -180,6 +177,8 @@ def suppress_export(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Export the list as CSV: addresses of contacts still present, hashes for the others."""
+    from winback.compliance.manual import export_suppressions
+
     ws = open_workspace(workspace)
     write_csv(
         out, lambda stream: export_suppressions(ws, stream, channel=_channel(channel)), "entries"
@@ -215,6 +214,9 @@ def purge(
     """Erase the contacts with no contact from the person for retention.erase_after
     (with retention.ask_before_erase, after a last question). Run it with --dry-run
     --out FILE first to see who."""
+    from winback.compliance.retention import purge as purge_contacts
+    from winback.compliance.retention import write_purge_plan
+
     ws = open_workspace(workspace)
     moment = now_option(now, ws)
     if out is not None and not dry_run:
@@ -285,6 +287,8 @@ def gdpr_export(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Everything held on one person, as one JSON document."""
+    from winback.compliance.gdpr import export_person
+
     ws = open_workspace(workspace)
     document = export_person(ws, email)
     if out is None:
@@ -303,6 +307,8 @@ def gdpr_erase(
     json: JsonOption = False,
 ) -> None:
     """Erase one person's data everywhere: database, outbox, quarantine, output, logs."""
+    from winback.compliance.gdpr import erase_person
+
     ws = open_workspace(workspace)
     result = erase_person(ws, email, now_option(now, ws))
     if json:
@@ -339,6 +345,8 @@ def audit(
     json: JsonOption = False,
 ) -> None:
     """List the audit records: who decided what about which contact, and why."""
+    from winback.compliance.audit_log import audit_log
+
     ws = open_workspace(workspace)
     records = audit_log(
         ws, contact=contact, since=None if since is None else since.replace(tzinfo=UTC)

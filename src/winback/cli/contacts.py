@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from winback.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
-from winback.contacts import contact_profile
+from winback.cli.common import (
+    JsonOption,
+    Table,
+    WorkspaceOption,
+    console,
+    open_workspace,
+    print_json,
+)
 from winback.safe_output import plain
 
 app = typer.Typer(help="Look at one contact.", no_args_is_help=True)
@@ -22,6 +27,8 @@ def show(
     json: JsonOption = False,
 ) -> None:
     """Show one contact: attributes, channel statuses, stage and latest events."""
+    from winback.contacts import contact_profile
+
     ws = open_workspace(workspace)
     profile = contact_profile(ws, address, events=events)
     if json:

@@ -6,12 +6,10 @@ from dataclasses import asdict
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from winback.cli.common import JsonOption, NowOption, WorkspaceOption, console, print_json
+from winback.cli.common import JsonOption, NowOption, Table, WorkspaceOption, console, print_json
 from winback.clock import parse_now
-from winback.doctor import diagnose
 
 _STYLES = {"ok": "green", "warning": "yellow", "error": "bold red"}
 
@@ -21,6 +19,8 @@ def doctor(
 ) -> None:
     """Check the workspace: config, database, public_url, SMTP, DKIM, templates, the
     tracking server, the last score and messages in doubt; exit 1 on an error."""
+    from winback.doctor import diagnose
+
     try:
         moment = parse_now(now, ZoneInfo("UTC"))
     except ValueError as exc:

@@ -10,7 +10,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from winback.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
 from winback.safe_output import plain
-from winback.scoring.history_export import export_history
 
 app = typer.Typer(
     help="The event history: export it as Parquet for a Spark cluster.", no_args_is_help=True
@@ -53,6 +52,8 @@ def export(
     """Write the event history as Parquet, partitioned by month, with no personal column
     (no ip, user agent, URL, body or source) and the machine-open flag resolved: what
     `winback score --engine spark` reads."""
+    from winback.scoring.history_export import export_history
+
     first = _since(since)
     ws = open_workspace(workspace)
     with Progress(

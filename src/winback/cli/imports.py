@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -15,11 +15,11 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from winback.cli.common import (
     JsonOption,
     NowOption,
+    Table,
     WorkspaceOption,
     console,
     now_option,
@@ -27,9 +27,10 @@ from winback.cli.common import (
     print_json,
 )
 from winback.domain import ChannelStatus
-from winback.ingest import ImportReport, import_contact_files
-from winback.ingest.webhook_files import import_event_file
 from winback.safe_output import plain
+
+if TYPE_CHECKING:
+    from winback.ingest import ImportReport
 
 app = typer.Typer(
     help="Load contacts and events from CSV, JSON Lines or Parquet.", no_args_is_help=True
@@ -135,6 +136,8 @@ def contacts(
     The kind of file (Mailchimp, Brevo, Klaviyo, Shopify, a suppression export...) is
     recognised from its columns and says the consent; a plain list's emails take
     import.default_consent, and a phone number alone is never SMS consent."""
+    from winback.ingest import import_contact_files
+
     ws = open_workspace(workspace)
     with import_progress(not json) as progress:
         reports = import_contact_files(
@@ -173,6 +176,8 @@ def events(
     """Import events (opens, clicks, purchases, visits...) for known contacts, from an
     events file, a shop's order export (Shopify's "Export orders": one purchase per
     order) or ESP webhook payloads (a JSON array, or one body a line)."""
+    from winback.ingest.webhook_files import import_event_file
+
     ws = open_workspace(workspace)
     with import_progress(not json) as progress:
         report = import_event_file(

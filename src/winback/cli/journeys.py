@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from winback.cli.common import (
     JsonOption,
     NowOption,
+    Table,
     WorkspaceOption,
     console,
     err_console,
@@ -25,27 +23,12 @@ from winback.cli.common import (
     write_csv,
 )
 from winback.clock import utcnow
-from winback.journeys.catalog import add_journey, copy_starter, list_journeys
-from winback.journeys.controls import (
-    ControlResult,
-    pause_journey,
-    resume_journey,
-    stop_journey,
-    unenroll,
-)
-from winback.journeys.dispatch import DispatchResult
-from winback.journeys.dispatch import dispatch as dispatch_outbox
-from winback.journeys.dispatch import run as run_once
-from winback.journeys.engine import TickResult
-from winback.journeys.engine import tick as tick_journeys
-from winback.journeys.enrol import enrol
-from winback.journeys.offers import export_offers_csv, import_pool_file
-from winback.journeys.outbox import outbox_counts, unknown_messages
-from winback.journeys.preview import preview_message, send_test
-from winback.journeys.simulate import simulate as simulate_journey
-from winback.reports.results import journey_results
 from winback.safe_output import plain
-from winback.workspace import Workspace
+
+if TYPE_CHECKING:
+    from winback.journeys.controls import ControlResult
+    from winback.journeys.dispatch import DispatchResult
+    from winback.journeys.engine import TickResult
 
 journey_app = typer.Typer(help="Win-back journeys: add, list, show, enrol.", no_args_is_help=True)
 offers_app = typer.Typer(help="Coupon codes of journey offers.", no_args_is_help=True)
@@ -61,6 +44,8 @@ def journey_add(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Validate a journey file (steps, branches, waits, templates) and store it."""
+    from winback.journeys.catalog import add_journey
+
     ws = open_workspace(workspace)
     journey, new = add_journey(ws, file, utcnow())
     verb = "Added" if new else "Updated"
@@ -70,6 +55,8 @@ def journey_add(
 @journey_app.command("list")
 def journey_list(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """The stored journeys and their enrollments by status."""
+    from winback.journeys.catalog import list_journeys
+
     journeys = list_journeys(open_workspace(workspace))
     if as_json:
         print_json(journeys)
@@ -97,6 +84,8 @@ def journey_show(
     """Did it work? Per step: sent, delivered, bounced, opened, clicked, unsubscribed,
     conversions, revenue, codes used; for the journey: cost, ROI and the lift against the
     holdout with its 95 % confidence interval."""
+    from winback.reports.results import journey_results
+
     ws = open_workspace(workspace)
     result = journey_results(ws, name, now_option(now, ws))
     if as_json:
@@ -148,10 +137,9 @@ def _control(result: ControlResult, as_json: bool) -> None:
     )
 
 
-def _state_command(
-    command: str, change: Callable[[Workspace, str, datetime], ControlResult], doc: str
-) -> None:
-    """Register ``winback journey COMMAND NAME``: one state change of a journey."""
+def _state_command(command: str, change: str, doc: str) -> None:
+    """Register ``winback journey COMMAND NAME``: one state change of a journey, made by
+    the function ``change`` of :mod:`winback.journeys.controls`."""
 
     def run(
         name: Annotated[str, typer.Argument(help="Journey name.")],
@@ -159,8 +147,10 @@ def _state_command(
         now: NowOption = None,
         as_json: JsonOption = False,
     ) -> None:
+        from winback.journeys import controls
+
         ws = open_workspace(workspace)
-        _control(change(ws, name, now_option(now, ws)), as_json)
+        _control(getattr(controls, change)(ws, name, now_option(now, ws)), as_json)
 
     run.__doc__ = doc
     journey_app.command(command)(run)
@@ -168,15 +158,15 @@ def _state_command(
 
 _state_command(
     "pause",
-    pause_journey,
+    "pause_journey",
     "Hold a running journey: nothing moves and nothing of it goes out until resumed.",
 )
 _state_command(
-    "resume", resume_journey, "Let a paused journey run again from where each contact was."
+    "resume", "resume_journey", "Let a paused journey run again from where each contact was."
 )
 _state_command(
     "stop",
-    stop_journey,
+    "stop_journey",
     "End a journey for good: every enrollment ends, its queued messages are cancelled.",
 )
 
@@ -190,6 +180,8 @@ def journey_unenroll(
     as_json: JsonOption = False,
 ) -> None:
     """Take one contact out of a journey, cancelling their queued messages."""
+    from winback.journeys.controls import unenroll
+
     ws = open_workspace(workspace)
     _control(unenroll(ws, name, address, now_option(now, ws)), as_json)
 
@@ -208,6 +200,8 @@ def journey_preview(
     now: NowOption = None,
 ) -> None:
     """Render one message of a journey as a contact would get it; nothing is sent."""
+    from winback.journeys.preview import preview_message
+
     ws = open_workspace(workspace)
     shown = preview_message(ws, name, step, contact, now_option(now, ws))
     if out is None:
@@ -234,6 +228,8 @@ def journey_send_test(
 ) -> None:
     """Send one message of a journey to yourself through its channel, marked [TEST];
     it is never recorded nor counted in the results."""
+    from winback.journeys.preview import send_test
+
     ws = open_workspace(workspace)
     shown, result = send_test(ws, name, step, to, now_option(now, ws), as_contact=contact)
     console.print(plain(f"Test {shown.channel} message sent to {to}: {type(result).__name__}."))
@@ -247,6 +243,8 @@ def journey_enroll(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol the journey's audience as it is now, with its holdout group."""
+    from winback.journeys.enrol import enrol
+
     ws = open_workspace(workspace)
     result = enrol(ws, name, now_option(now, ws))
     if as_json:
@@ -271,6 +269,8 @@ def journey_new(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Copy the starter templates and example journey into the workspace to edit."""
+    from winback.journeys.catalog import copy_starter
+
     if source != "starter":
         raise typer.BadParameter("only `--from starter` exists", param_hint="--from")
     ws = open_workspace(workspace)
@@ -323,6 +323,8 @@ def tick(
     workspace: WorkspaceOption = None, now: NowOption = None, as_json: JsonOption = False
 ) -> None:
     """Advance every enrollment due now: branch on reactions, exit, queue messages."""
+    from winback.journeys.engine import tick as tick_journeys
+
     ws = open_workspace(workspace)
     result = tick_journeys(ws, now_option(now, ws))
     if as_json:
@@ -338,6 +340,8 @@ def dispatch(
     as_json: JsonOption = False,
 ) -> None:
     """Send the queued messages through the channels, at most once each."""
+    from winback.journeys.dispatch import dispatch as dispatch_outbox
+
     ws = open_workspace(workspace)
     result = dispatch_outbox(ws, now_option(now, ws), dry_run=dry_run)
     if as_json:
@@ -354,6 +358,8 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Tick, then dispatch: the command for cron."""
+    from winback.journeys.dispatch import run as run_once
+
     ws = open_workspace(workspace)
     ticked, sent = run_once(ws, now_option(now, ws), dry_run=dry_run)
     if as_json:
@@ -374,6 +380,8 @@ def simulate(
 ) -> None:
     """Play the journey on a virtual clock: funnel, messages, cost, reactivations.
     Nothing is written or sent."""
+    from winback.journeys.simulate import simulate as simulate_journey
+
     ws = open_workspace(workspace)
     result = simulate_journey(ws, name, days, now_option(now, ws), seed=seed).as_dict()
     if as_json:
@@ -408,6 +416,8 @@ def outbox(
     as_json: JsonOption = False,
 ) -> None:
     """The outbox by status, or (--unknown) the messages a crash left undecided."""
+    from winback.journeys.outbox import outbox_counts, unknown_messages
+
     ws = open_workspace(workspace)
     data: Any = unknown_messages(ws) if unknown else outbox_counts(ws)
     if as_json:
@@ -445,6 +455,8 @@ def offers_export(
     workspace: WorkspaceOption = None,
 ) -> None:
     """The coupon codes given to contacts, as CSV for the shop."""
+    from winback.journeys.offers import export_offers_csv
+
     ws = open_workspace(workspace)
     write_csv(out, lambda stream: export_offers_csv(ws, stream, journey), "codes")
 
@@ -455,6 +467,8 @@ def offers_import(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Import a pool of codes made by the shop, for steps with `pool: true`."""
+    from winback.journeys.offers import import_pool_file
+
     ws = open_workspace(workspace)
     read, added = import_pool_file(ws, file, utcnow())
     console.print(f"{added} codes added to the pool ({read - added} already known).")

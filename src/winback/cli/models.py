@@ -5,19 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from winback.cli.common import (
     JsonOption,
     NowOption,
+    Table,
     WorkspaceOption,
     console,
     now_option,
     open_workspace,
     print_json,
 )
-from winback.models.apply import ModelFit, fit_models
-from winback.models.report import models_report
 
 app = typer.Typer(
     help="Fit the purchase and spend models, and check them on a holdout period.",
@@ -45,6 +43,8 @@ def fit(
     workspace: WorkspaceOption = None, now: NowOption = None, as_json: JsonOption = False
 ) -> None:
     """Fit the models on the purchase history and store the fit for `winback score`."""
+    from winback.models.apply import ModelFit, fit_models
+
     ws = open_workspace(workspace)
     result: ModelFit = fit_models(ws.engine, ws.config.models, now_option(now, ws))
     if as_json:
@@ -70,6 +70,8 @@ def report(
     as_json: JsonOption = False,
 ) -> None:
     """The stored fit, and expected against actual repeat purchases in a holdout period."""
+    from winback.models.report import models_report
+
     ws = open_workspace(workspace)
     start = None
     if holdout_from is not None:

@@ -16,7 +16,6 @@ from winback.cli.common import (
     output_path,
     print_written,
 )
-from winback.reports.html import render_report
 
 
 def report(
@@ -29,6 +28,8 @@ def report(
     ] = None,
 ) -> None:
     """Write the base and journey views as one HTML file that needs no server."""
+    from winback.reports.html import render_report
+
     ws = open_workspace(workspace)
     start = None
     if since is not None:

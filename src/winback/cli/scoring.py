@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from winback.cli.common import (
     JsonOption,
     NowOption,
+    Table,
     WorkspaceOption,
     console,
     now_option,
@@ -19,20 +19,7 @@ from winback.cli.common import (
     print_json,
     write_csv,
 )
-from winback.reports import base_health
 from winback.safe_output import plain
-from winback.scoring.segment_conditions import render
-from winback.scoring.segments import (
-    count_segment,
-    delete_segment,
-    export_columns,
-    export_segment,
-    list_segments,
-    load_segment,
-    parse_conditions,
-    save_segment,
-    segment_expression,
-)
 
 
 class Engine(StrEnum):
@@ -104,6 +91,8 @@ def status(
     workspace: WorkspaceOption = None, now: NowOption = None, as_json: JsonOption = False
 ) -> None:
     """Base health: stages, channel statuses, inactivity, erosion and wasted sending cost."""
+    from winback.reports import base_health
+
     ws = open_workspace(workspace)
     with ws.engine.connect() as connection:
         report = base_health(connection, ws.config, now_option(now, ws))
@@ -159,6 +148,8 @@ def segment_save(
     now: NowOption = None,
 ) -> None:
     """Save a named segment from a --where expression."""
+    from winback.scoring.segments import parse_conditions, save_segment
+
     ws = open_workspace(workspace)
     expression = parse_conditions(where or [])
     with ws.engine.begin() as connection:
@@ -169,6 +160,8 @@ def segment_save(
 @segment_app.command("list")
 def segment_list(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """List the saved segments and their expressions."""
+    from winback.scoring.segments import list_segments
+
     ws = open_workspace(workspace)
     with ws.engine.connect() as connection:
         rows = list_segments(connection)
@@ -187,6 +180,9 @@ def segment_show(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Print a segment's expression as JSON."""
+    from winback.scoring.segment_conditions import render
+    from winback.scoring.segments import load_segment
+
     ws = open_workspace(workspace)
     with ws.engine.connect() as connection:
         print_json({"name": name, "where": render(load_segment(connection, name))})
@@ -201,6 +197,9 @@ def segment_count(
     as_json: JsonOption = False,
 ) -> None:
     """Count the contacts of a saved segment, narrowed by any --where expression."""
+    from winback.scoring.segment_conditions import render
+    from winback.scoring.segments import count_segment, segment_expression
+
     ws = open_workspace(workspace)
     with ws.engine.connect() as connection:
         expression = segment_expression(connection, name, where or [])
@@ -234,6 +233,8 @@ def segment_export(
     now: NowOption = None,
 ) -> None:
     """Export a segment's contacts with their channel statuses and scores to CSV."""
+    from winback.scoring.segments import export_columns, export_segment, segment_expression
+
     ws = open_workspace(workspace)
     names = export_columns(c.strip() for c in (columns or "").split(",") if c.strip())
     moment, timezone = now_option(now, ws), ws.config.workspace.timezone
@@ -252,6 +253,8 @@ def segment_delete(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Delete a saved segment."""
+    from winback.scoring.segments import delete_segment
+
     ws = open_workspace(workspace)
     with ws.engine.begin() as connection:
         delete_segment(connection, name)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from winback.cli.common import WorkspaceOption, console, now_option, open_workspace
-from winback.web.auth import add_user
 
 user_app = typer.Typer(help="The people who may log in to the dashboard.", no_args_is_help=True)
 
@@ -22,6 +21,8 @@ def user_add(
     ] = False,
 ) -> None:
     """Create a dashboard user, or change their password (asked twice, never shown)."""
+    from winback.web.auth import add_user
+
     ws = open_workspace(workspace)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from winback.cli.common import (
     JsonOption,
+    Table,
     WorkspaceOption,
     console,
     err_console,

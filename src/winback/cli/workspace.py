@@ -9,11 +9,8 @@ import typer
 
 from winback.cli.common import WorkspaceOption, console, open_workspace
 from winback.cli.imports import import_progress, print_import_summary
-from winback.config import Profile
-from winback.demo import build_demo, demo_now
+from winback.domain import Profile
 from winback.safe_output import plain
-from winback.store import migrate as migrate_store
-from winback.workspace import Workspace
 
 
 def init(
@@ -24,6 +21,8 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing winback.toml.")] = False,
 ) -> None:
     """Create a workspace: a commented winback.toml for the profile, and the database."""
+    from winback.workspace import Workspace
+
     workspace = Workspace.init(directory, profile, force=force)
     workspace.close()
     console.print(
@@ -45,6 +44,8 @@ def init(
 
 def migrate(workspace: WorkspaceOption = None) -> None:
     """Bring the workspace database to the newest schema."""
+    from winback.store import migrate as migrate_store
+
     ws = open_workspace(workspace, check=False)
     migrate_store(ws.engine)
     console.print("Database schema is up to date.")
@@ -59,6 +60,8 @@ def demo(
 ) -> None:
     """Generate a realistic synthetic base (three years of activity), create a workspace
     with it, import it and print a summary."""
+    from winback.demo import build_demo, demo_now
+
     with import_progress(True) as progress:
         built = build_demo(
             directory, contacts=contacts, now=demo_now(), seed=seed, progress=progress

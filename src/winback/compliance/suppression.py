@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select
@@ -26,23 +25,10 @@ from sqlalchemy.sql import ColumnElement
 from winback.addresses import hashed_form, hashed_forms
 from winback.clock import to_db
 from winback.compliance.audit import audit_row, record
-from winback.domain import ChannelStatus
+from winback.domain import ChannelStatus, SuppressionReason
 from winback.store.chunks import chunks
 from winback.store.schema import contacts, suppressions
 from winback.workspace import Workspace
-
-
-class SuppressionReason(StrEnum):
-    """Why an address is on the list (the first reason stays)."""
-
-    UNSUBSCRIBE = "unsubscribe"
-    BOUNCE_HARD = "bounce_hard"
-    BOUNCE_SOFT = "bounce_soft"
-    COMPLAINT = "complaint"
-    SUNSET = "sunset"
-    ERASED = "erased"
-    MANUAL = "manual"
-
 
 REASONS = frozenset(reason.value for reason in SuppressionReason)
 # The column of contacts that holds the address of each sending channel.

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, distinct, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from winback.clock import to_db
 from winback.errors import NotFoundError
@@ -80,7 +80,9 @@ def add_journey(workspace: Workspace, path: Path, now: datetime) -> tuple[Journe
             return journey, True
         kept = {step.id for step in journey.all_steps}
         waiting = connection.execute(
-            select(distinct(enrollments.c.step_id)).where(
+            select(enrollments.c.step_id)
+            .distinct()
+            .where(
                 enrollments.c.journey_id == row.id,
                 enrollments.c.status == "active",
                 enrollments.c.step_id.is_not(None),
