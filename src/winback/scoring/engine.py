@@ -265,8 +265,12 @@ def score_base(engine: Engine, config: Config, now: datetime, *, full: bool = Fa
     # The rows a run rewrites lie all over contact_scores and its indexes: the bulk page
     # cache keeps them until the commit. Only the cache: with its scratch tables in
     # memory as well (temp_store), the full score on a million contacts took 10 s longer.
+    from winback.reports.aggregates import refresh_figures  # reports read what scoring writes
+
     with bulk_transaction(engine, {"cache_size": BULK_CACHE_SIZE}) as connection:
-        return _score(connection, run, full=full)
+        result = _score(connection, run, full=full)
+        refresh_figures(connection, config, now)
+        return result
 
 
 def _score(connection: Connection, run: _Run, *, full: bool = False) -> ScoreResult:
