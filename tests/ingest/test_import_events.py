@@ -218,7 +218,7 @@ def test_a_large_import_rebuilds_the_indexes_it_set_aside(
     contacts_file.write_text("email\nann@example.com\n")
     import_contacts(sqlite_workspace, contacts_file, now=NOW)
     expected = _event_indexes(sqlite_workspace)
-    assert expected == {"ix_events_contact_time", "ix_events_message_id"}
+    assert expected == {"ix_events_contact_time", "ix_events_message_id", "ix_events_outbox"}
     monkeypatch.setattr(store, "BULK_ROWS", 1)
     # The indexes are built with the usual page cache: the sort takes as much again.
     caches: list[int] = []

@@ -133,6 +133,14 @@ def test_every_page_draws_its_charts_in_a_real_browser(
                     ".reduce((n, t) => n + t.y.reduce((a, b) => a + b, 0), 0)"
                 )
                 assert counted > 0
+                # The erosion chart: the base's lost share and the usual 25 % a year,
+                # month by month over the last 12 months.
+                erosion = page.evaluate(
+                    "document.getElementById('chart-2').data"
+                    ".map(t => [t.x.length, t.y[t.y.length - 1]])"
+                )
+                assert [points for points, _ in erosion] == [12, 12]
+                assert 20 < erosion[1][1] <= 25
             if name == "journeys":
                 assert page.locator("section[data-journey=winback]").count() == 1
                 sent = page.evaluate("document.getElementById('chart-1').data[0].y")

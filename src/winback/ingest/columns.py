@@ -231,6 +231,8 @@ EVENT_ALIASES: dict[str, tuple[str, ...]] = {
     "user_agent": ("user_agent", "user agent", "useragent", "ua"),
     "url": ("url", "link", "lien"),
     "body": ("body", "text", "reply_text", "reply text", "message_text", "texte", "reponse"),
+    # Compared folded: ``Discount Code`` and ``discount-code`` are ``discount_code``.
+    "discount_code": ("discount_code", "code", "coupon", "coupon_code", "promo_code", "code promo"),
 }
 
 

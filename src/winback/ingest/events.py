@@ -10,6 +10,11 @@ CSV and Parquet files are cleaned a block at a time (:meth:`EventBatch.clean_blo
 whole columns through Arrow compute, contacts resolved against sorted key arrays, the
 digests computed over Arrow-built strings. The rows those checks cannot vouch for take
 the row path (:meth:`EventBatch.clean`), and both are written in file order.
+
+A purchase that carries a discount code (a ``code`` / ``discount_code`` / ``Discount
+Code`` column) keeps it in ``events.discount_code``; a code winback issued is redeemed in
+the same transaction (:func:`winback.journeys.offers.redeem_codes`), as a shop's order
+export does. Other rows' codes are not kept: only a purchase redeems a coupon.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Connection
 
 from winback.addresses import normalise_email, normalise_phone
-from winback.clock import to_db
+from winback.clock import from_db, to_db
 from winback.compliance.refusals import CONSIDERED, apply_refusals
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import InputFileError
@@ -46,6 +51,7 @@ from winback.ingest.pipeline import (
     run,
 )
 from winback.ingest.reader import Block, Source
+from winback.journeys.offers import redeem_codes
 from winback.store import contacts as store
 from winback.workspace import Workspace
 
@@ -69,7 +75,14 @@ _DEFAULT_CHANNEL_CODES = np.array([_CHANNEL_CODES[v.DEFAULT_CHANNEL[kind]] for k
 _REFUSAL_KINDS = np.array([kind in CONSIDERED for kind in _KINDS])
 _SENDING_CHANNELS = np.array([channel in SENDING_CHANNELS for channel in _CHANNELS])
 # Text fields: (field, longest value kept), on both paths.
-_TEXT_LIMITS = {"campaign": 200, "message_id": 200, "user_agent": 500, "url": 4000, "body": 4000}
+_TEXT_LIMITS = {
+    "campaign": 200,
+    "message_id": 200,
+    "user_agent": 500,
+    "url": 4000,
+    "body": 4000,
+    "discount_code": 200,
+}
 # A currency is kept upper-cased, as its first three characters (an ISO 4217 code).
 _CURRENCY_LENGTH = 3
 
@@ -77,12 +90,13 @@ _CURRENCY_LENGTH = 3
 @dataclass
 class CleanBlock:
     """The rows of a block cleaned column-wise: insert tuples of the batch's ``fields``
-    (dedup key last), each row's line, and the refusals among them as ``apply_refusals``
-    reads them."""
+    (dedup key last), each row's line, the refusals among them as ``apply_refusals``
+    reads them, and the discount codes its purchases used (code, when)."""
 
     rows: list[tuple[Any, ...]]
     lines: np.ndarray
     refusals: list[tuple[int, dict[str, Any]]]
+    codes: list[tuple[str, datetime]]
 
 
 _EPOCH = datetime(1970, 1, 1)
@@ -188,6 +202,7 @@ class EventBatch:
             "user_agent": texts["user_agent"],
             "url": texts["url"],
             "body": texts["body"],
+            "discount_code": texts["discount_code"] if kind == EventType.PURCHASE else None,
             "outbox_id": None,
             "source": self.source,
         }
@@ -285,6 +300,8 @@ class EventBatch:
         campaigns = texts["campaign"].filter(keep)
         message_ids = texts["message_id"].filter(keep)
         bodies = texts["body"].filter(keep).to_pylist()
+        purchase = pa.array(kinds[fast] == _KIND_CODES[EventType.PURCHASE])
+        codes = pc.if_else(purchase, texts["discount_code"].filter(keep), None).to_pylist()
         ids = contact_ids[fast]
         digests = _digests(
             ids,
@@ -309,6 +326,7 @@ class EventBatch:
             "user_agent": lambda: texts["user_agent"].filter(keep).to_pylist(),
             "url": lambda: texts["url"].filter(keep).to_pylist(),
             "body": lambda: bodies,
+            "discount_code": lambda: codes,
             "source": lambda: [self.source] * len(ids),
             "dedup_key": lambda: digests,
         }
@@ -328,7 +346,8 @@ class EventBatch:
             )
             for at in refused
         ]
-        cleaned = CleanBlock(list(zip(*columns, strict=True)), lines, refusals)
+        used = [(code, from_db(moments[at].as_py())) for at, code in enumerate(codes) if code]
+        cleaned = CleanBlock(list(zip(*columns, strict=True)), lines, refusals, used)
         return cleaned, np.flatnonzero(slow).tolist()
 
     def contact(self, email: Any, phone: Any, warnings: list[v.FieldWarning] | None = None) -> int:
@@ -396,6 +415,7 @@ class EventBatch:
         events = [row.record for row in rows]
         with self.connection.begin():
             inserted = store.insert_events(self.connection, events)
+            redeem_codes(self.connection, _codes(events), actor="import")
             self._refuse(events)
         return inserted, len(events) - inserted, []
 
@@ -415,11 +435,22 @@ class EventBatch:
         refusals.sort(key=lambda pair: pair[0])
         with self.connection.begin():
             inserted = store.insert_event_rows(self.connection, self.fields, records)
+            used = cleaned.codes + _codes([row.record for row in rows])
+            redeem_codes(self.connection, used, actor="import")
             self._refuse([event for _, event in refusals])
         return inserted, len(records) - inserted, []
 
 
 _REFUSAL_NAMES = {kind.value for kind in CONSIDERED}
+
+
+def _codes(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, datetime]]:
+    """(code, when) of the row-path purchases that carry a discount code."""
+    return [
+        (event["discount_code"], from_db(event["occurred_at"]))
+        for event in events
+        if event.get("discount_code")
+    ]
 
 
 def _digests(

@@ -111,6 +111,27 @@ def lift(result: Mapping[str, Any], t: Mapping[str, str]) -> dict[str, Any]:
     return _figure(fig, f"{result['name']}: {t['lift']}")
 
 
+def erosion(eroded: Mapping[str, Any], t: Mapping[str, str]) -> dict[str, Any]:
+    """The share of the base lost month by month against the usual pace."""
+    fig = go.Figure()
+    fig.add_scatter(
+        x=eroded["days"],
+        y=[None if share is None else share * 100 for share in eroded["share"]],
+        name=t["eroded"],
+        mode="lines+markers",
+        line_color="#b91c1c",
+    )
+    fig.add_scatter(
+        x=eroded["days"],
+        y=[usual * 100 for usual in eroded["usual"]],
+        name=t["erosion_usual"],
+        mode="lines",
+        line={"dash": "dash", "color": "#6b7280"},
+    )
+    fig.update_yaxes(title="%", rangemode="tozero")
+    return _figure(fig, t["erosion"])
+
+
 def deliverability(weekly: Mapping[str, Any], t: Mapping[str, str]) -> dict[str, Any]:
     def percent(values: list[float | None]) -> list[float | None]:
         return [None if value is None else value * 100 for value in values]

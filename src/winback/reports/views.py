@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from winback.clock import local_date
 from winback.reports import charts, trends
-from winback.reports.health import base_health
+from winback.reports.aggregates import health_snapshot
 from winback.reports.results import journey_results
 from winback.store.schema import journeys
 from winback.workspace import Workspace
@@ -21,19 +21,26 @@ from winback.workspace import Workspace
 def base_view(
     workspace: Workspace, now: datetime, t: Mapping[str, str], since: date | None = None
 ) -> dict[str, Any]:
-    """The base page: health, stages over time, flows between stages since ``since``
-    (90 days by default)."""
+    """The base page: health as of the last score, stages over time, erosion month by
+    month, flows between stages since ``since`` (90 days by default). On a base never
+    scored, ``health`` is None and there is nothing to draw."""
     today = local_date(now, workspace.config.workspace.tz)
+    start = since or today - timedelta(days=90)
     with workspace.engine.connect() as connection:
-        health = base_health(connection, workspace.config, now)
+        health = health_snapshot(connection)
+        if health is None:
+            return {"health": None, "flows": [], "flows_since": start.isoformat(), "charts": []}
         trend = trends.stages_over_time(connection, today)
-        flows = trends.stage_flows(connection, since or today - timedelta(days=90), today)
+        eroded = trends.erosion(connection, today)
+        flows = trends.stage_flows(connection, start, today)
     return {
         "health": health,
+        "erosion": eroded,
         "flows": flows,
-        "flows_since": (since or today - timedelta(days=90)).isoformat(),
+        "flows_since": start.isoformat(),
         "charts": [
             charts.stages_over_time(trend, t),
+            charts.erosion(eroded, t),
             charts.inactivity(health, t),
             charts.channels(health, t),
         ],
@@ -61,7 +68,7 @@ def deliverability_view(
 ) -> dict[str, Any]:
     """The deliverability page: weekly bounce and complaint rates, suppressions."""
     with workspace.engine.connect() as connection:
-        weekly = trends.deliverability(connection, now)
+        weekly = trends.deliverability(connection, now, workspace.config.workspace.timezone)
         reasons = trends.suppressions_by_reason(connection)
     return {
         "weekly": weekly,

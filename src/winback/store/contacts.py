@@ -192,6 +192,7 @@ EVENT_FIELDS = (
     "user_agent",
     "url",
     "body",
+    "discount_code",
     "source",
     "dedup_key",
 )

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 # BigInteger ids on PostgreSQL, INTEGER PRIMARY KEY (the rowid) on SQLite.
@@ -118,6 +119,14 @@ events = Table(
     Column("dedup_key", LargeBinary(16), nullable=False, unique=True),
     Index("ix_events_contact_time", "contact_id", "occurred_at"),
     Index("ix_events_message_id", "message_id"),
+    # A journey's results count the events tied to its messages; only those events have
+    # an outbox_id, so the index stays small and a bulk import of plain events cheap.
+    Index(
+        "ix_events_outbox",
+        "outbox_id",
+        sqlite_where=text("outbox_id IS NOT NULL"),
+        postgresql_where=text("outbox_id IS NOT NULL"),
+    ),
 )
 
 # Tracking hits on the links of an erased contact: a count per day, journey, step,
@@ -387,4 +396,51 @@ users = Table(
     Column("password_hash", String(200), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+)
+
+# The figures of the dashboard and the report, kept by ``winback score``
+# (reports/aggregates.py) so that a page reads a few hundred rows, not the history:
+# the net change of each stage's contacts per day and the moves between stages per day
+# (from stage_history), bounces and complaints per day (from events), where each refresh
+# stopped, and the base's health as of the last score.
+stage_days = Table(
+    "stage_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("stage", String(16), primary_key=True),
+    Column("change", Integer, nullable=False),
+)
+
+stage_flow_days = Table(
+    "stage_flow_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("from_stage", String(16), primary_key=True),
+    Column("to_stage", String(16), primary_key=True),
+    Column("changes", Integer, nullable=False),
+)
+
+delivery_days = Table(
+    "delivery_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("type", String(16), primary_key=True),
+    Column("channel", String(8), primary_key=True),
+    Column("events", Integer, nullable=False),
+)
+
+# name: the table a refresh reads; mark: the highest id of it the figures hold.
+figure_marks = Table(
+    "figure_marks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("mark", Id, nullable=False),
+)
+
+figure_snapshots = Table(
+    "figure_snapshots",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("computed_at", DateTime, nullable=False),
+    Column("data", JSON, nullable=False),
 )

@@ -1,0 +1,187 @@
+"""The figures of the dashboard and of the report, kept at score time so that a page
+reads a few hundred rows instead of the history of a million contacts.
+
+:func:`refresh_figures` runs at the end of ``winback score``, in its transaction, and
+brings up to date:
+
+- ``stage_days``: per day and stage, the net change of the contacts in that stage at the
+  end of the day (a contact's stage on a day is the last one the stage history gave it
+  on or before that day), so the contacts per stage on any day are a running sum;
+- ``stage_flow_days``: per day, the stage changes from one stage to another (first
+  scores, which come from no stage, left out);
+- ``delivery_days``: per day (in the workspace's zone), channel and kind, the bounces
+  and complaints;
+- ``figure_snapshots``: the base's health (:func:`winback.reports.health.base_health`)
+  as of the score, which the base page and the report show.
+
+Incrementally: the stage figures are computed again from the first day that the stage
+history rows added since the last refresh touch, the delivery figures add the events
+stored since (``figure_marks`` keeps the highest id of each table read). Stage history
+and events are only ever added to, never changed, which is what makes this exact: a
+test holds the kept figures to the direct computation over the history.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from winback.clock import to_db
+from winback.config import Config
+from winback.reports.health import base_health
+from winback.scoring.sql_functions import day_date, local_day
+from winback.store.schema import (
+    delivery_days,
+    events,
+    figure_marks,
+    figure_snapshots,
+    stage_days,
+    stage_flow_days,
+    stage_history,
+)
+
+#: The event kinds the deliverability page counts per day.
+DELIVERY_KINDS = ("bounce_hard", "bounce_soft", "complaint")
+HEALTH = "base_health"
+
+
+def refresh_figures(connection: Connection, config: Config, now: datetime) -> None:
+    """Bring the kept figures up to date with the stage history and the events, and keep
+    the base's health as of ``now`` (aware). Call it inside the score's transaction."""
+    _refresh_stages(connection)
+    _refresh_deliveries(connection, config.workspace.timezone)
+    health = base_health(connection, config, now)
+    connection.execute(delete(figure_snapshots).where(figure_snapshots.c.name == HEALTH))
+    connection.execute(
+        insert(figure_snapshots), {"name": HEALTH, "computed_at": to_db(now), "data": health}
+    )
+
+
+def _mark(connection: Connection, name: str) -> int:
+    found = connection.execute(
+        select(figure_marks.c.mark).where(figure_marks.c.name == name)
+    ).scalar()
+    return int(found or 0)
+
+
+def _set_mark(connection: Connection, name: str, mark: int) -> None:
+    updated = connection.execute(
+        update(figure_marks).where(figure_marks.c.name == name).values(mark=mark)
+    )
+    if not updated.rowcount:
+        connection.execute(insert(figure_marks), {"name": name, "mark": mark})
+
+
+def _refresh_stages(connection: Connection) -> None:
+    mark = _mark(connection, "stage_history")
+    first_day, high = connection.execute(
+        select(func.min(stage_history.c.changed_on), func.max(stage_history.c.id)).where(
+            stage_history.c.id > mark
+        )
+    ).one()
+    if first_day is None:
+        return
+    connection.execute(delete(stage_days).where(stage_days.c.day >= first_day))
+    connection.execute(delete(stage_flow_days).where(stage_flow_days.c.day >= first_day))
+    h = stage_history.c
+    since = h.changed_on >= first_day
+    connection.execute(
+        insert(stage_flow_days).from_select(
+            ["day", "from_stage", "to_stage", "changes"],
+            select(h.changed_on, h.from_stage, h.to_stage, func.count())
+            .where(since, h.from_stage.is_not(None))
+            .group_by(h.changed_on, h.from_stage, h.to_stage),
+        )
+    )
+    # Each touched contact's stage at the end of each day it changed, and the one before.
+    touched = select(h.contact_id).where(since).distinct()
+    last_of_day = (
+        select(
+            h.contact_id,
+            h.changed_on,
+            h.to_stage,
+            func.row_number()
+            .over(partition_by=(h.contact_id, h.changed_on), order_by=h.id.desc())
+            .label("rank"),
+        )
+        .where(h.contact_id.in_(touched))
+        .subquery()
+    )
+    daily = (
+        select(
+            last_of_day.c.changed_on,
+            last_of_day.c.to_stage,
+            func.lag(last_of_day.c.to_stage)
+            .over(partition_by=last_of_day.c.contact_id, order_by=last_of_day.c.changed_on)
+            .label("before"),
+        )
+        .where(last_of_day.c.rank == 1)
+        .subquery()
+    )
+    change: dict[tuple[date, str], int] = defaultdict(int)
+    for day, stage, before, count in connection.execute(
+        select(daily.c.changed_on, daily.c.to_stage, daily.c.before, func.count())
+        .where(daily.c.changed_on >= first_day)
+        .group_by(daily.c.changed_on, daily.c.to_stage, daily.c.before)
+    ):
+        if stage != before:
+            change[day, stage] += count
+            if before is not None:
+                change[day, before] -= count
+    rows = [
+        {"day": day, "stage": stage, "change": count}
+        for (day, stage), count in change.items()
+        if count
+    ]
+    if rows:
+        connection.execute(insert(stage_days), rows)
+    _set_mark(connection, "stage_history", int(high))
+
+
+def _refresh_deliveries(connection: Connection, timezone: str) -> None:
+    mark = _mark(connection, "events")
+    high = connection.execute(select(func.max(events.c.id))).scalar()
+    if high is None or int(high) <= mark:
+        return
+    # Grouped over a subquery: PostgreSQL would not match the zone parameter of a GROUP BY
+    # expression to the select's.
+    new = (
+        select(
+            day_date(local_day(events.c.occurred_at, timezone)).label("day"),
+            events.c.type,
+            events.c.channel,
+        )
+        .where(events.c.id > mark, events.c.id <= high, events.c.type.in_(DELIVERY_KINDS))
+        .subquery()
+    )
+    added = connection.execute(
+        select(new.c.day, new.c.type, new.c.channel, func.count()).group_by(
+            new.c.day, new.c.type, new.c.channel
+        )
+    ).all()
+    for on, kind, channel, count in added:
+        key = and_(
+            delivery_days.c.day == on,
+            delivery_days.c.type == kind,
+            delivery_days.c.channel == channel,
+        )
+        updated = connection.execute(
+            update(delivery_days).where(key).values(events=delivery_days.c.events + count)
+        )
+        if not updated.rowcount:
+            connection.execute(
+                insert(delivery_days),
+                {"day": on, "type": kind, "channel": channel, "events": count},
+            )
+    _set_mark(connection, "events", int(high))
+
+
+def health_snapshot(connection: Connection) -> dict[str, Any] | None:
+    """The base's health as of the last score, or None on a base never scored."""
+    found = connection.execute(
+        select(figure_snapshots.c.data).where(figure_snapshots.c.name == HEALTH)
+    ).scalar()
+    return dict(found) if found is not None else None
