@@ -42,9 +42,9 @@ from winback.channels import ENV_SMTP_URL
 from winback.clock import to_db
 from winback.compliance.suppression import address_hash
 from winback.journeys.catalog import STARTER_DIR, add_journey
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store import migrate
 from winback.store.contacts import dedup_key
 from winback.store.schema import contact_scores, contacts, events, outbox, suppressions

@@ -17,9 +17,9 @@ from winback.cli import app
 from winback.compliance.files import scrub_files
 from winback.compliance.suppression import address_hash
 from winback.ingest.events import import_events
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import contacts, events, outbox, suppressions, survey_answers
 from winback.workspace import Workspace
 

@@ -40,15 +40,15 @@ from tests.journeys.conftest import START
 from winback.channels import OUTBOX_FILES_DIR
 from winback.channels.file import SMS_LOG
 from winback.compliance.gdpr import erase_person
-from winback.compliance.manual import add_suppression
 from winback.compliance.retention import purge
 from winback.compliance.suppression import address_hash
+from winback.compliance.suppression_list import add_suppression
 from winback.ingest.contacts import import_contacts
 from winback.ingest.events import import_events
 from winback.journeys.catalog import add_journey
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.scoring import score_base
 from winback.store.schema import contact_scores, contacts, enrollments, suppressions
 from winback.workspace import ENV_DATABASE_URL, Workspace
@@ -335,7 +335,7 @@ class Compliance(RuleBasedStateMachine):
     @invariant()
     def one_stage_per_contact(self) -> None:
         with self.ws.engine.connect() as c:
-            stages = dict(
+            stages: dict[int, int] = dict(
                 c.execute(
                     select(contact_scores.c.contact_id, func.count()).group_by(
                         contact_scores.c.contact_id

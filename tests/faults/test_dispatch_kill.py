@@ -26,7 +26,7 @@ from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
 from winback.channels import ENV_SMTP_URL
 from winback.channels.smtp import CONNECTIONS
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import outbox
 from winback.workspace import ENV_DATABASE_URL, Workspace
 

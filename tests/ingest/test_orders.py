@@ -9,6 +9,7 @@ import csv
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -36,15 +37,16 @@ def _base(ws: Workspace) -> None:
         add_contact(connection, phone="+33612345678", created_at=day(2025, 1, 1))
 
 
-def _import(cli: CliRunner, ws: Workspace, path: Path) -> dict:
+def _import(cli: CliRunner, ws: Workspace, path: Path) -> dict[str, Any]:
     result = cli.invoke(
         app, ["import", "events", str(path), "--json", "--now", NOW, "-w", str(ws.path)]
     )
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    answer: dict[str, Any] = json.loads(result.output)
+    return answer
 
 
-def _purchases(ws: Workspace) -> list[tuple]:
+def _purchases(ws: Workspace) -> list[tuple[Any, ...]]:
     query = (
         select(
             contacts.c.email,

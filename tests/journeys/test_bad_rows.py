@@ -10,9 +10,9 @@ from tests.channels.smtp_server import RecordingHandler
 from tests.journeys.conftest import SIMPLE, START, add, journey_file, outbox_rows, scored
 from winback.journeys.catalog import add_journey
 from winback.journeys.definition import JourneyError
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.journeys.render import STARTER_TEMPLATES
 from winback.workspace import Workspace
 

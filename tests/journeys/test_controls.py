@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -14,19 +15,20 @@ from typer.testing import CliRunner
 from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
 from winback.cli import app
 from winback.journeys.controls import JourneyStateError, pause_journey, resume_journey
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import audit, enrollments
 from winback.workspace import Workspace
 
 DAY = timedelta(days=1)
 
 
-def control(cli: CliRunner, ws: Workspace, *words: str) -> dict:
+def control(cli: CliRunner, ws: Workspace, *words: str) -> dict[str, Any]:
     result = cli.invoke(app, ["journey", *words, "-w", str(ws.path), "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    answer: dict[str, Any] = json.loads(result.output)
+    return answer
 
 
 def test_a_paused_journey_neither_moves_nor_sends_until_resumed(

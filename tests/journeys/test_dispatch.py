@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.channels.smtp_server import CountingController, RecordingHandler
+from tests.channels.smtp_server import CountingController, RecordingHandler, body_of
 from tests.journeys.conftest import OFFER_FIRST, SIMPLE, START, add, outbox_rows, scored
 from winback.channels import ENV_SMTP_URL
 from winback.clock import written_date
 from winback.compliance.suppression import suppress
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.journeys.flight import DispatchBusy, dispatch_lock
 from winback.journeys.offers import export_offers_csv, import_pool_file
 from winback.links import Links
@@ -48,8 +48,8 @@ def test_an_offer_email_arrives_with_its_parts_links_and_code(
     assert message["Subject"] == "-20 % pour votre retour, Camille"
     assert message["X-Winback-Step"] == "miss-you"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    text = body_of(message, "plain")
+    html = body_of(message, "html")
     with ws.engine.connect() as c:
         code, percent, expires = c.execute(
             select(offers.c.code, offers.c.percent, offers.c.expires_at)
@@ -268,7 +268,7 @@ def test_pool_codes_are_handed_out_and_an_empty_pool_fails_clearly(
     tick(ws, START)
     result = dispatch(ws, START)
     assert (result.sent, result.failed) == (1, 1)
-    assert "SHOP-AAA1" in smtp.received[0].message.get_body(("plain",)).get_content()
+    assert "SHOP-AAA1" in body_of(smtp.received[0].message, "plain")
     [failed] = outbox_rows(ws, status="failed")
     assert "the code pool has no unused code for 20 %" in failed["error"]
 
@@ -286,7 +286,7 @@ def test_utm_parameters_can_be_turned_off(ws: Workspace, smtp: RecordingHandler)
         enrol(plain, "spring", START)
         tick(plain, START)
         assert dispatch(plain, START).sent == 1
-        html = smtp.received[0].message.get_body(("html",)).get_content()
+        html = body_of(smtp.received[0].message, "html")
         links = Links.of(plain)
         clicks = [
             links.verify_click(urlsplit(url).path.split("/")[-1], now=START).url

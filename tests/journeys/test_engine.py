@@ -14,7 +14,7 @@ from tests.journeys.conftest import SIMPLE, START, add, delivered, outbox_rows, 
 from winback.clock import to_db
 from winback.compliance.suppression import address_hash, suppress
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol, in_holdout
+from winback.journeys.enrolment import enrol, in_holdout
 from winback.scoring.segments import parse_conditions, save_segment
 from winback.store import metadata
 from winback.store.schema import audit, contacts, enrollments, outbox, suppressions

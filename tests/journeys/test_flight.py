@@ -11,9 +11,9 @@ from sqlalchemy import update
 
 from tests.channels.smtp_server import RecordingHandler
 from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.journeys.flight import FLIGHT_LOG, boot_id
 from winback.store.schema import outbox
 from winback.workspace import Workspace
@@ -41,7 +41,7 @@ def left_sending(ws: Workspace, boot: str | None, records: list[dict[str, object
     (ws.path / FLIGHT_LOG).write_text("".join(json.dumps(r) + "\n" for r in lines), "utf-8")
 
 
-LOG = [
+LOG: list[dict[str, object]] = [
     {"id": 1},
     {"id": 2},
     {"id": 1, "r": "sent", "provider": "250 queued as A1", "parts": 1},

@@ -14,7 +14,7 @@ from winback.clock import to_db
 from winback.journeys.catalog import add_journey
 from winback.journeys.definition import JourneyError
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import enrollments, outbox
 from winback.workspace import Workspace
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from tests.journeys.conftest import SIMPLE, START, add, journey_file, scored
 from winback.cli import app
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
-from winback.journeys.simulate import simulate
+from winback.journeys.enrolment import enrol
+from winback.journeys.simulator import simulate
 from winback.store.schema import audit, enrollments, outbox
 from winback.workspace import Workspace
 
@@ -54,7 +54,8 @@ def test_simulation_writes_nothing_and_follows_the_rates(ws: Workspace) -> None:
         simulate(ws, "spring", 120, START, seed=4).as_dict()
         == simulate(ws, "spring", 120, START, seed=4).as_dict()
     )
-    quiet.close(), eager.close()
+    quiet.close()
+    eager.close()
 
 
 def test_the_journey_commands(ws: Workspace, cli: CliRunner) -> None:

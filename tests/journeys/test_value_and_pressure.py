@@ -21,8 +21,8 @@ from winback.clock import to_db
 from winback.journeys.catalog import parse_journey_file
 from winback.journeys.definition import JourneyError
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
-from winback.journeys.simulate import simulate
+from winback.journeys.enrolment import enrol
+from winback.journeys.simulator import simulate
 from winback.store.schema import audit, contacts, enrollments, outbox, suppressions
 from winback.workspace import Workspace
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,10 +47,11 @@ def run_score(ws: Workspace, now: datetime, *, full: bool = False) -> ScoreResul
     return score_base(ws.engine, ws.config, now, full=full)
 
 
-def scores_of(ws: Workspace, contact_id: int) -> dict:
+def scores_of(ws: Workspace, contact_id: int) -> dict[str, Any]:
     with ws.engine.connect() as connection:
         return contact_scores(connection, contact_id)
 
 
 def stage_of(ws: Workspace, contact_id: int) -> str | None:
-    return scores_of(ws, contact_id)["stage"]
+    stage: str | None = scores_of(ws, contact_id)["stage"]
+    return stage

@@ -12,11 +12,11 @@ from datetime import timedelta
 import pytest
 
 from tests.builders import add_contact, add_event
-from tests.channels.smtp_server import RecordingHandler
+from tests.channels.smtp_server import RecordingHandler, body_of
 from tests.web.conftest import NOW, Site, open_site
 from winback.compliance.retention import purge
 from winback.compliance.suppression import suppress
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.store.schema import outbox
 from winback.web.csrf import csrf_token
 from winback.workspace import Workspace
@@ -110,8 +110,8 @@ async def test_asked_first_erased_without_a_yes_kept_with_one(
     assert message["Subject"] == "Shall we keep your data, Soon?"
     assert message["X-Winback-Step"] == "retention-ask"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    text = body_of(message, "plain")
+    html = body_of(message, "html")
     assert "June 30, 2025" in text  # sent on June 2, answered within four weeks
     [stay_url] = set(STAY_LINK.findall(text))
     assert stay_url in html  # the page's own link, not a tracked redirect
@@ -130,7 +130,7 @@ async def test_asked_first_erased_without_a_yes_kept_with_one(
     assert refused.status_code == 403
     answer = await site.client.post(f"/k/{token}", data={"csrf": csrf_token(ws.secret, token)})
     assert answer.status_code == 200 and "we keep your data" in answer.text
-    overdue_text = by_rcpt["overdue@example.com"].get_body(("plain",)).get_content()
+    overdue_text = body_of(by_rcpt["overdue@example.com"], "plain")
     [overdue_url] = set(STAY_LINK.findall(overdue_text))
     assert (await site.client.get(site.path(overdue_url))).status_code == 200
 

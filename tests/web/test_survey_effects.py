@@ -10,7 +10,7 @@ from tests.journeys.conftest import SIMPLE, add, scored
 from tests.web.conftest import NOW, Site
 from winback.clock import to_db
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import enrollments, outbox, survey_answers
 from winback.store.survey import survey_counts
 from winback.web.csrf import csrf_token

@@ -13,7 +13,7 @@ from tests.web.conftest import Site
 from winback.compliance.suppression import is_suppressed
 from winback.domain import Channel
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.web.csrf import csrf_token
 
 pytestmark = pytest.mark.anyio

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -13,6 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from winback import compliance
 from winback.cli.common import (
     JsonOption,
     NowOption,
@@ -25,19 +25,20 @@ from winback.cli.common import (
     print_written,
     write_csv,
 )
-from winback.compliance.audit_log import audit_log
-from winback.compliance.gdpr import erase_person, export_person
-from winback.compliance.manual import (
+from winback.compliance import (
+    SuppressionReason,
     add_suppression,
+    audit_log,
+    erase_person,
+    export_person,
     export_suppressions,
     import_suppressions,
     list_suppressions,
     remove_suppression,
+    write_purge_plan,
 )
-from winback.compliance.retention import purge as purge_contacts
-from winback.compliance.retention import write_purge_plan
-from winback.compliance.suppression import SuppressionReason
 from winback.errors import WinbackError
+from winback.json_values import json_document
 from winback.safe_output import plain
 
 WAL_WARNING = (
@@ -109,7 +110,7 @@ def suppress_list(
     channel: ChannelOption = None,
     reason: Annotated[SuppressionReason | None, typer.Option(help="Only this reason.")] = None,
     workspace: WorkspaceOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the suppressed addresses (a hash for those no contact holds any more)."""
     ws = open_workspace(workspace)
@@ -118,7 +119,7 @@ def suppress_list(
             ws, channel=_channel(channel), reason=None if reason is None else reason.value
         )
     )
-    if json:
+    if as_json:
         print_json(entries)
         return
     table = Table("channel", "address or hash", "reason", "suppressed at")
@@ -153,14 +154,14 @@ def suppress_import(
     ] = None,
     workspace: WorkspaceOption = None,
     now: NowOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Add the addresses or hashes of a suppression file to the suppression list."""
     ws = open_workspace(workspace)
     result = import_suppressions(
         ws, file, reason=None if reason is None else reason.value, now=now_option(now, ws)
     )
-    if json:
+    if as_json:
         print_json(result.as_dict())
         return
     console.print(
@@ -210,7 +211,7 @@ def purge(
         bool,
         typer.Option("--yes", help="Erase without asking (needed when no one is at a terminal)."),
     ] = False,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Erase the contacts with no contact from the person for retention.erase_after
     (with retention.ask_before_erase, after a last question). Run it with --dry-run
@@ -225,7 +226,7 @@ def purge(
     if out is not None:
         with output_path(out) as temporary, temporary.open("w", encoding="utf-8", newline="") as f:
             planned = write_purge_plan(ws, moment, f)
-        if not json:
+        if not as_json:
             print_written(f"{planned} contacts due", out)
     if not dry_run and not yes:
         if not _interactive():
@@ -233,7 +234,7 @@ def purge(
                 "winback purge erases contacts for good: run it with --dry-run --out FILE "
                 "to see who, then again with --yes (no one is at a terminal to confirm)"
             )
-        plan = purge_contacts(ws, moment, dry_run=True)
+        plan = compliance.purge(ws, moment, dry_run=True)
         typer.confirm(
             f"Erase {plan.due - plan.waiting} contacts with no contact from the person since "
             f"{plan.cutoff.date().isoformat()}?",
@@ -245,16 +246,16 @@ def purge(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        disable=json or dry_run,
+        disable=as_json or dry_run,
     ) as bar:
         task = bar.add_task("erasing", total=None)
-        result = purge_contacts(
+        result = compliance.purge(
             ws,
             moment,
             dry_run=dry_run,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    if json:
+    if as_json:
         print_json(result.as_dict())
         return
     since = result.cutoff.date().isoformat()
@@ -291,7 +292,7 @@ def gdpr_export(
         print_json(document)
         return
     with output_path(out) as temporary:
-        temporary.write_text(jsonlib.dumps(document, indent=2, ensure_ascii=False), "utf-8")
+        temporary.write_text(json_document(document), "utf-8")
     print_written("The person's data", out)
 
 
@@ -300,12 +301,12 @@ def gdpr_erase(
     email: Annotated[str, typer.Argument(help="Email (or phone) of the person.")],
     workspace: WorkspaceOption = None,
     now: NowOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Erase one person's data everywhere: database, outbox, quarantine, output, logs."""
     ws = open_workspace(workspace)
     result = erase_person(ws, email, now_option(now, ws))
-    if json:
+    if as_json:
         print_json(result.as_dict())
         return
     if result.contact_erased:
@@ -336,14 +337,14 @@ def audit(
         ),
     ] = None,
     workspace: WorkspaceOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the audit records: who decided what about which contact, and why."""
     ws = open_workspace(workspace)
     records = audit_log(
         ws, contact=contact, since=None if since is None else since.replace(tzinfo=UTC)
     )
-    if json:
+    if as_json:
         print_json(records)
         return
     table = Table("at", "actor", "action", "contact", "reason")

@@ -128,7 +128,7 @@ def contacts(
         ),
     ] = None,
     now: NowOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Import contacts: de-duplicated on the email (or phone), merged with what is stored.
 
@@ -136,7 +136,7 @@ def contacts(
     recognised from its columns and says the consent; a plain list's emails take
     import.default_consent, and a phone number alone is never SMS consent."""
     ws = open_workspace(workspace)
-    with import_progress(not json) as progress:
+    with import_progress(not as_json) as progress:
         reports = import_contact_files(
             ws,
             file,
@@ -145,7 +145,7 @@ def contacts(
             status=status,
             progress=progress,
         )
-    if json:
+    if as_json:
         found = [report.as_dict() for report in reports]
         print_json(found[0] if len(found) == 1 else found)
     else:
@@ -168,13 +168,13 @@ def events(
         ),
     ] = None,
     now: NowOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Import events (opens, clicks, purchases, visits...) for known contacts, from an
     events file, a shop's order export (Shopify's "Export orders": one purchase per
     order) or ESP webhook payloads (a JSON array, or one body a line)."""
     ws = open_workspace(workspace)
-    with import_progress(not json) as progress:
+    with import_progress(not as_json) as progress:
         report = import_event_file(
             ws,
             file,
@@ -183,7 +183,7 @@ def events(
             mapping=_mapping(mapping),
             progress=progress,
         )
-    if json:
+    if as_json:
         print_json(report.as_dict())
     else:
         print_import_summary(report)

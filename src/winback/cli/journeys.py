@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from winback import journeys
 from winback.cli.common import (
     JsonOption,
     NowOption,
@@ -25,24 +26,26 @@ from winback.cli.common import (
     write_csv,
 )
 from winback.clock import utcnow
-from winback.journeys.catalog import add_journey, copy_starter, list_journeys
-from winback.journeys.controls import (
+from winback.journeys import (
     ControlResult,
+    DispatchResult,
+    TickResult,
+    add_journey,
+    copy_starter,
+    enrol,
+    export_offers_csv,
+    import_pool_file,
+    list_journeys,
+    outbox_counts,
     pause_journey,
+    preview_message,
     resume_journey,
+    send_test,
     stop_journey,
+    tick_and_dispatch,
     unenroll,
+    unknown_messages,
 )
-from winback.journeys.dispatch import DispatchResult
-from winback.journeys.dispatch import dispatch as dispatch_outbox
-from winback.journeys.dispatch import run as run_once
-from winback.journeys.engine import TickResult
-from winback.journeys.engine import tick as tick_journeys
-from winback.journeys.enrol import enrol
-from winback.journeys.offers import export_offers_csv, import_pool_file
-from winback.journeys.outbox import outbox_counts, unknown_messages
-from winback.journeys.preview import preview_message, send_test
-from winback.journeys.simulate import simulate as simulate_journey
 from winback.reports.results import journey_results
 from winback.safe_output import plain
 from winback.workspace import Workspace
@@ -324,7 +327,7 @@ def tick(
 ) -> None:
     """Advance every enrollment due now: branch on reactions, exit, queue messages."""
     ws = open_workspace(workspace)
-    result = tick_journeys(ws, now_option(now, ws))
+    result = journeys.tick(ws, now_option(now, ws))
     if as_json:
         print_json(result.as_dict())
     else:
@@ -339,7 +342,7 @@ def dispatch(
 ) -> None:
     """Send the queued messages through the channels, at most once each."""
     ws = open_workspace(workspace)
-    result = dispatch_outbox(ws, now_option(now, ws), dry_run=dry_run)
+    result = journeys.dispatch(ws, now_option(now, ws), dry_run=dry_run)
     if as_json:
         print_json(result.as_dict())
     else:
@@ -355,7 +358,7 @@ def run(
 ) -> None:
     """Tick, then dispatch: the command for cron."""
     ws = open_workspace(workspace)
-    ticked, sent = run_once(ws, now_option(now, ws), dry_run=dry_run)
+    ticked, sent = tick_and_dispatch(ws, now_option(now, ws), dry_run=dry_run)
     if as_json:
         print_json({"tick": ticked.as_dict(), "dispatch": sent.as_dict()})
     else:
@@ -375,7 +378,7 @@ def simulate(
     """Play the journey on a virtual clock: funnel, messages, cost, reactivations.
     Nothing is written or sent."""
     ws = open_workspace(workspace)
-    result = simulate_journey(ws, name, days, now_option(now, ws), seed=seed).as_dict()
+    result = journeys.simulate(ws, name, days, now_option(now, ws), seed=seed).as_dict()
     if as_json:
         print_json(result)
         return

@@ -38,7 +38,7 @@ from winback.clock import to_db
 from winback.compliance import audit
 from winback.compliance.refusals import STATUS_REASONS, suppress_imported_refusals
 from winback.compliance.suppression import suppression_reasons
-from winback.domain import REFUSALS, ChannelStatus
+from winback.domain import REFUSED_STATUSES, ChannelStatus
 from winback.ingest import addresses, records, summaries
 from winback.ingest import columnar as col
 from winback.ingest import values as v
@@ -184,7 +184,7 @@ class ContactBatch:
             found.append(ChannelStatus.UNSUBSCRIBED if refused else ChannelStatus.SUBSCRIBED)
         if optin is not None:
             found.append(ChannelStatus.SUBSCRIBED if v.parse_bool(optin) else ChannelStatus.NONE)
-        refusals = [status for status in found if status in REFUSALS]
+        refusals = [status for status in found if status in REFUSED_STATUSES]
         if refusals:
             return refusals[0]
         if found:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,10 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection
 
+from winback.addresses import normalise_email, normalise_phone
 from winback.clock import to_db
-from winback.compliance.refusals import CONSIDERED, apply_refusals
+from winback.compliance.refusals import CONSIDERED
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import InputFileError
+from winback.events import record_event_rows, record_events
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import EVENT_ALIASES, ColumnMap
@@ -289,7 +291,7 @@ class EventBatch:
             campaigns,
             message_ids,
         )
-        given_columns = {
+        given_columns: dict[str, Callable[[], Any]] = {
             "contact_id": lambda: ids.tolist(),
             "type": lambda: kind_words.tolist(),
             "channel": lambda: channel_words.tolist(),
@@ -333,15 +335,15 @@ class EventBatch:
             contact_id = self.by_email.get(key)
             if contact_id is None:
                 if phone is None:
-                    contact_id = self.by_email.get(v.normalise_email(key))
+                    contact_id = self.by_email.get(normalise_email(key))
                 elif (
-                    normalised := v.optional("email", v.normalise_email, key, warnings)
+                    normalised := v.optional("email", normalise_email, key, warnings)
                 ) is not None:
                     contact_id = self.by_email.get(normalised)
             if contact_id is not None:
                 return contact_id
         if phone is not None:
-            contact_id = self.by_phone.get(v.normalise_phone(str(phone), self.region))
+            contact_id = self.by_phone.get(normalise_phone(str(phone), self.region))
             if contact_id is not None:
                 return contact_id
         if email is None and phone is None:
@@ -351,8 +353,7 @@ class EventBatch:
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
         events = [row.record for row in rows]
         with self.connection.begin():
-            inserted = store.insert_events(self.connection, events)
-            apply_refusals(
+            inserted = record_events(
                 self.connection,
                 self.workspace,
                 events,
@@ -377,10 +378,11 @@ class EventBatch:
         ]
         refusals.sort(key=lambda pair: pair[0])
         with self.connection.begin():
-            inserted = store.insert_event_rows(self.connection, self.fields, records)
-            apply_refusals(
+            inserted = record_event_rows(
                 self.connection,
                 self.workspace,
+                self.fields,
+                records,
                 [event for _, event in refusals],
                 now=self.now_aware,
                 actor="import",

@@ -21,17 +21,7 @@ from functools import lru_cache, partial
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-# The address rules live in winback.addresses (one rule, one home); the importers reach
-# them through this module, with the other cell parsers.
-from winback.addresses import (  # noqa: F401
-    EMAIL_LIMIT,
-    LOCAL_PART_LIMIT,
-    NATIONAL_NEIGHBOURS,
-    PLAIN_EMAIL,
-    normalise_email,
-    normalise_phone,
-    read_phone,
-)
+from winback.addresses import normalise_email, read_phone
 from winback.domain import Channel, ChannelStatus, EventType
 
 # A cell longer than this is left empty with a warning (a pasted document, a base64

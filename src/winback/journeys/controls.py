@@ -130,12 +130,12 @@ def unenroll(workspace: Workspace, name: str, address: str, now: datetime) -> Co
     return ControlResult(name, status, 1, int(queued))
 
 
-def held_journeys() -> Select[tuple[int]]:
+def held_journeys() -> Select[int]:
     """The ids of the paused or stopped journeys, for the tick and enrolment to leave
     alone."""
     return select(journeys.c.id).where(journeys.c.status != ACTIVE)
 
 
-def paused_names() -> Select[tuple[str]]:
+def paused_names() -> Select[str]:
     """The names of the paused journeys, whose queued messages dispatch holds."""
     return select(journeys.c.name).where(journeys.c.status == PAUSED)

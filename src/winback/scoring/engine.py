@@ -102,7 +102,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from winback.clock import to_db
 from winback.compliance.audit import audit_row, record, record_selected
 from winback.config import Config, ModelsSection
-from winback.domain import INTERACTIONS, REFUSALS, Channel, ChannelStatus, EventType, Stage
+from winback.domain import INTERACTIONS, REFUSED_STATUSES, Channel, ChannelStatus, EventType, Stage
 from winback.models.apply import fill_estimates, model_estimates
 from winback.scoring.machine_open import proxy_user_agent_sql
 from winback.scoring.sql import day_date, local_day, seconds_between, shifted
@@ -698,7 +698,7 @@ def every_address_refused(
 ) -> ColumnElement[bool]:
     """SQL for the consent rule of :func:`winback.scoring.stages.consent_stage`: the
     contact has at least one address, and every address it has is refused."""
-    refused = sorted(REFUSALS)
+    refused = sorted(REFUSED_STATUSES)
     none = ChannelStatus.NONE.value
     email_known, sms_known = email_status != none, sms_status != none
     return and_(

@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from winback.clock import local_date
 from winback.config import PolicySection
-from winback.domain import REFUSALS, ChannelStatus, EventType, Stage
+from winback.domain import REFUSED_STATUSES, ChannelStatus, EventType, Stage
 
 EPOCH = date(1970, 1, 1)
 # Consent stages from the strongest "no" to the weakest.
@@ -123,7 +123,7 @@ def consent_stage(email_status: str, sms_status: str) -> Stage | None:
     """The consent stage of a contact, or None when it is scored on activity."""
     statuses = [ChannelStatus(s) for s in (email_status, sms_status)]
     known = [s for s in statuses if s != ChannelStatus.NONE]
-    if not known or not all(s in REFUSALS for s in known):
+    if not known or not all(s in REFUSED_STATUSES for s in known):
         return None
     for stage in CONSENT_PRECEDENCE:
         if any(s.value == stage.value for s in known):

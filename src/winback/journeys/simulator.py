@@ -22,7 +22,7 @@ from winback.config import SimulateSection
 from winback.journeys.catalog import load_journeys
 from winback.journeys.definition import Journey, Step
 from winback.journeys.engine import spared
-from winback.journeys.enrol import Candidate, select_audience
+from winback.journeys.enrolment import Candidate, select_audience
 from winback.journeys.machine import Advance, Exit, Reactions, decide
 from winback.workspace import Workspace
 

@@ -92,7 +92,8 @@ def holdout_clause(
     contact_id: ColumnElement[int], journey: str, share: float
 ) -> ColumnElement[bool]:
     """:func:`in_holdout` as a SQL condition on a contact id column."""
-    return _holdout_draw(contact_id, journey, share)
+    clause: ColumnElement[bool] = _holdout_draw(contact_id, journey, share)
+    return clause
 
 
 @dataclass

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, delete, select
 
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
-from winback.compliance.refusals import REFUSALS, apply_refusals
+from winback.compliance.refusals import REFUSAL_EVENTS, apply_refusals
 from winback.compliance.suppression import (
     REASONS,
     address_hash,
@@ -45,7 +45,7 @@ from winback.workspace import Workspace
 
 EXPORT_COLUMNS = ("channel", "address", "hash", "reason", "suppressed_at", "refused_at")
 # The refusal event a reason stands for, when it stands for one.
-_REFUSAL_EVENTS = {reason: event for event, (_, reason) in REFUSALS.items()}
+_EVENT_OF_REASON = {reason: event for event, (_, reason) in REFUSAL_EVENTS.items()}
 
 
 def _parse(workspace: Workspace, text: str, channel: str | None) -> tuple[str, str]:
@@ -315,7 +315,7 @@ def _add_entries(
     added = 0
     for entry in entries:
         owner = owners.get(entry.address) if entry.address else None
-        event = None if owner is None else _REFUSAL_EVENTS.get(entry.reason)
+        event = None if owner is None else _EVENT_OF_REASON.get(entry.reason)
         new = (entry.channel, entry.digest) not in listed
         listed.add((entry.channel, entry.digest))
         added += new
