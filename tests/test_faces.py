@@ -4,6 +4,7 @@ through it rather than reaching into its modules."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import re
@@ -41,3 +42,27 @@ def test_the_cli_calls_a_part_through_its_face(part: str) -> None:
         if re.match(rf"\s*from winback\.{part}\.\w+ import ", line)
     ]
     assert reaching == []
+
+
+def _imported(path: Path) -> set[str]:
+    """The winback modules a source file imports, at its top or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("winback")}
+
+
+def test_compliance_does_not_import_ingest() -> None:
+    """The importers apply refusals and suppress (ingest calls compliance); compliance
+    reads no file format, so the two parts do not import each other."""
+    compliance = Path(winback.__file__).parent / "compliance"
+    reaching = {
+        f"{path.name}: {name}"
+        for path in sorted(compliance.glob("*.py"))
+        for name in _imported(path)
+        if name == "winback.ingest" or name.startswith("winback.ingest.")
+    }
+    assert reaching == set()

@@ -32,12 +32,12 @@ from winback.compliance import (
     erase_person,
     export_person,
     export_suppressions,
-    import_suppressions,
     list_suppressions,
     remove_suppression,
     write_purge_plan,
 )
 from winback.errors import WinbackError
+from winback.ingest import import_suppressions
 from winback.json_values import json_document
 from winback.safe_output import plain
 

@@ -5,7 +5,8 @@ Public face (what the CLI and users call; each takes the workspace, and ``now`` 
 time matters):
 
 - the suppression list: :func:`add_suppression`, :func:`remove_suppression`,
-  :func:`list_suppressions`, :func:`import_suppressions`, :func:`export_suppressions`;
+  :func:`list_suppressions`, :func:`export_suppressions` (its import reads a file:
+  :func:`winback.ingest.import_suppressions`);
 - retention: :func:`purge` and :func:`write_purge_plan`;
 - a person's rights: :func:`export_person`, :func:`erase_person`;
 - the audit log: :func:`audit_log`;
@@ -25,10 +26,8 @@ if TYPE_CHECKING:
     from winback.compliance.retention import PurgeResult, purge, write_purge_plan
     from winback.compliance.suppression import SuppressionReason
     from winback.compliance.suppression_list import (
-        SuppressionImport,
         add_suppression,
         export_suppressions,
-        import_suppressions,
         list_suppressions,
         remove_suppression,
     )
@@ -45,17 +44,14 @@ _HOMES = {
     "purge": "retention",
     "write_purge_plan": "retention",
     "SuppressionReason": "suppression",
-    "SuppressionImport": "suppression_list",
     "add_suppression": "suppression_list",
     "export_suppressions": "suppression_list",
-    "import_suppressions": "suppression_list",
     "list_suppressions": "suppression_list",
     "remove_suppression": "suppression_list",
 }
 __all__ = [
     "EraseResult",
     "PurgeResult",
-    "SuppressionImport",
     "SuppressionReason",
     "add_suppression",
     "apply_refusals",
@@ -63,7 +59,6 @@ __all__ = [
     "erase_person",
     "export_person",
     "export_suppressions",
-    "import_suppressions",
     "list_suppressions",
     "purge",
     "remove_suppression",

@@ -46,6 +46,7 @@ from winback.store.chunks import chunks
 from winback.store.contacts import channel_statuses, set_channel_status
 from winback.store.schema import contacts
 from winback.store.schema import events as events_table
+from winback.words import fold
 from winback.workspace import Workspace
 
 # What a refusal event says about the address: the status it gets, the suppression reason.
@@ -90,9 +91,6 @@ def is_stop_reply(body: str | None) -> bool:
     >>> is_stop_reply("stop sending me the old catalogue, I want the new one")
     False
     """
-    # Imported here: the importers call this module, and ``winback.ingest`` imports them.
-    from winback.ingest.values import fold
-
     return body is not None and fold(body) in STOP_WORDS
 
 

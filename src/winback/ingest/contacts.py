@@ -62,6 +62,7 @@ from winback.ingest.reader import Block
 from winback.ingest.records import ContactBlock, consent_fields, present, take
 from winback.store import contacts as store
 from winback.store.schema import suppressions
+from winback.words import fold
 from winback.workspace import Workspace
 
 # Plain text attributes copied as they are (trimmed, at most this long); the others
@@ -177,7 +178,7 @@ class ContactBatch:
         found: list[ChannelStatus] = []
         if status is not None:
             text = str(status)
-            word = self.kind.status_words.get(v.fold(text))
+            word = self.kind.status_words.get(fold(text))
             found.append(v.parse_status(text) if word is None else word)
         if blacklisted is not None:
             refused = v.parse_bool(blacklisted)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -23,17 +22,11 @@ from zoneinfo import ZoneInfo
 
 from winback.addresses import normalise_email, read_phone
 from winback.domain import Channel, ChannelStatus, EventType
+from winback.words import fold
 
 # A cell longer than this is left empty with a warning (a pasted document, a base64
 # blob): no field of a contact or an event needs it, and it would bloat every index.
 MAX_FIELD_LENGTH = 65_536
-
-
-def fold(text: str) -> str:
-    """Lower case, no accents, only letters and digits: how headers and enum words are
-    compared (``Téléphone`` and ``telephone`` and ``TELEPHONE`` are one word)."""
-    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
-    return "".join(char for char in decomposed if char.isalnum())
 
 
 @dataclass(frozen=True)
