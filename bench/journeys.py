@@ -158,7 +158,7 @@ def build(path: Path, size: int) -> Workspace:
                 for n in range(0, size, max(1, size // 500))
             ],
         )
-    add_journey(workspace, STARTER_DIR / "journeys" / "winback.yaml", NOW)
+    add_journey(workspace, STARTER_DIR / "journeys" / "winback.yaml", now=NOW)
     return workspace
 
 
@@ -176,10 +176,10 @@ def main() -> None:
     )
 
     started, cpu = time.perf_counter(), time.process_time()
-    enrolled = enrol(workspace, "winback", NOW)
+    enrolled = enrol(workspace, "winback", now=NOW)
     enrol_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    ticked = tick(workspace, NOW)
+    ticked = tick(workspace, now=NOW)
     tick_seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu
 
@@ -204,7 +204,7 @@ def main() -> None:
     ready.wait()
     os.environ[ENV_SMTP_URL] = f"smtp://127.0.0.1:{port}"
     started, cpu = time.perf_counter(), time.process_time()
-    sent = dispatch(workspace, NOW)
+    sent = dispatch(workspace, now=NOW)
     dispatch_seconds = time.perf_counter() - started
     dispatch_cpu = time.process_time() - cpu
     stop.set()

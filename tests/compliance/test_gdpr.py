@@ -76,11 +76,11 @@ def _base(workspace: Workspace, tmp_path: Path) -> tuple[int, int]:
         f"GET /c/abc {EMAIL} 203.0.113.7\nGET /c/def bob@example.com 198.51.100.2\n",
         encoding="utf-8",
     )
-    enrol(workspace, "spring", START)
-    tick(workspace, START)
-    dispatch(workspace, START, dry_run=True)
-    tick(workspace, START + timedelta(days=1))
-    dispatch(workspace, START + timedelta(days=1), dry_run=True)
+    enrol(workspace, "spring", now=START)
+    tick(workspace, now=START)
+    dispatch(workspace, now=START, dry_run=True)
+    tick(workspace, now=START + timedelta(days=1))
+    dispatch(workspace, now=START + timedelta(days=1), dry_run=True)
     return zoe, bob
 
 

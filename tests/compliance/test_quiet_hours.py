@@ -34,8 +34,8 @@ def _due_at(workspace: Workspace, channel: str, at: datetime, **contact: Any) ->
     add(workspace, ONE_STEP.format(channel=channel))
     with workspace.engine.begin() as c:
         scored(c, email="lea@example.com", phone="+33612345678", **contact)
-    enrol(workspace, "nudge", at)
-    tick(workspace, at)
+    enrol(workspace, "nudge", now=at)
+    tick(workspace, now=at)
     with workspace.engine.connect() as c:
         due: datetime = c.execute(select(outbox.c.due_at)).scalar_one()
         return from_db(due).astimezone(PARIS)

@@ -203,7 +203,7 @@ def test_an_order_with_an_issued_code_redeems_it_and_ends_the_journey(
         "  - {id: offer, template: offer, offer: {percent: 20}, wait: 30d}\n",
         encoding="utf-8",
     )
-    add_journey(workspace, journey_file, day(2026, 3, 1))
+    add_journey(workspace, journey_file, now=day(2026, 3, 1))
     with workspace.engine.begin() as connection:
         ann = connection.execute(
             select(contacts.c.id).where(contacts.c.email == "ann@example.com")

@@ -38,20 +38,20 @@ def test_a_paused_journey_neither_moves_nor_sends_until_resumed(
     with ws.engine.begin() as c:
         for n in range(3):
             scored(c, email=f"p{n}@example.com")
-    enrol(ws, "spring", START)
-    assert tick(ws, START).queued == 3
+    enrol(ws, "spring", now=START)
+    assert tick(ws, now=START).queued == 3
     assert control(cli, ws, "pause", "spring")["status"] == "paused"
     # Queued before the pause: held by dispatch.
-    assert dispatch(ws, START, dry_run=True).sent == 0
+    assert dispatch(ws, now=START, dry_run=True).sent == 0
     # Due during the pause: the tick leaves them.
-    assert tick(ws, START + 31 * DAY).queued == 0
+    assert tick(ws, now=START + 31 * DAY).queued == 0
     with pytest.raises(JourneyStateError):
-        enrol(ws, "spring", START + 31 * DAY)
+        enrol(ws, "spring", now=START + 31 * DAY)
     with pytest.raises(JourneyStateError):
-        pause_journey(ws, "spring", START)
-    resume_journey(ws, "spring", START + 40 * DAY)
-    assert dispatch(ws, START + 40 * DAY, dry_run=True).sent == 3
-    assert tick(ws, START + 40 * DAY).queued == 3  # the next step, at the first tick after
+        pause_journey(ws, "spring", now=START)
+    resume_journey(ws, "spring", now=START + 40 * DAY)
+    assert dispatch(ws, now=START + 40 * DAY, dry_run=True).sent == 3
+    assert tick(ws, now=START + 40 * DAY).queued == 3  # the next step, at the first tick after
     with ws.engine.connect() as c:
         actions = c.execute(select(audit.c.action).where(audit.c.reason == "spring")).scalars()
         assert {"journey_paused", "journey_active"} <= set(actions)
@@ -62,8 +62,8 @@ def test_stop_ends_every_enrollment_and_cancels_the_queue(ws: Workspace, cli: Cl
     with ws.engine.begin() as c:
         for n in range(4):
             scored(c, email=f"s{n}@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     stopped = control(cli, ws, "stop", "spring")
     assert (stopped["status"], stopped["enrollments_ended"], stopped["messages_cancelled"]) == (
         "stopped", 4, 4,
@@ -83,8 +83,8 @@ def test_unenroll_takes_one_contact_out(ws: Workspace, cli: CliRunner) -> None:
     with ws.engine.begin() as c:
         scored(c, email="stay@example.com")
         scored(c, email="leave@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     out = control(cli, ws, "unenroll", "spring", "Leave@Example.com")
     assert (out["enrollments_ended"], out["messages_cancelled"]) == (1, 1)
     statuses = {row["to_address"]: row["status"] for row in outbox_rows(ws)}

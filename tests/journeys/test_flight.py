@@ -25,8 +25,8 @@ def left_sending(ws: Workspace, boot: str | None, records: list[dict[str, object
     with ws.engine.begin() as c:
         for name in ("answered", "on-the-wire", "never-left"):
             scored(c, email=f"{name}@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     with ws.engine.begin() as c:
         c.execute(
             update(outbox).values(
@@ -53,7 +53,7 @@ def test_the_log_settles_each_message_of_the_dead_batch(
     ws: Workspace, smtp: RecordingHandler
 ) -> None:
     left_sending(ws, boot_id(), LOG)
-    result = dispatch(ws, START)
+    result = dispatch(ws, now=START)
     assert (result.recovered, result.recovered_unknown, result.sent) == (2, 1, 1)
     rows = outbox_rows(ws)
     assert [(row["status"], row["attempts"]) for row in rows] == [
@@ -67,7 +67,7 @@ def test_the_log_settles_each_message_of_the_dead_batch(
 
 def test_a_log_of_another_boot_is_not_trusted(ws: Workspace, smtp: RecordingHandler) -> None:
     left_sending(ws, "not-this-boot", LOG)
-    result = dispatch(ws, START)
+    result = dispatch(ws, now=START)
     assert (result.recovered, result.recovered_unknown, result.sent) == (0, 3, 0)
     assert [row["status"] for row in outbox_rows(ws)] == ["unknown"] * 3
     assert smtp.received == []

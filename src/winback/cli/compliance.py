@@ -225,7 +225,7 @@ def purge(
         )
     if out is not None:
         with output_path(out) as temporary, temporary.open("w", encoding="utf-8", newline="") as f:
-            planned = write_purge_plan(ws, moment, f)
+            planned = write_purge_plan(ws, f, now=moment)
         if not as_json:
             print_written(f"{planned} contacts due", out)
     if not dry_run and not yes:
@@ -234,7 +234,7 @@ def purge(
                 "winback purge erases contacts for good: run it with --dry-run --out FILE "
                 "to see who, then again with --yes (no one is at a terminal to confirm)"
             )
-        plan = compliance.purge(ws, moment, dry_run=True)
+        plan = compliance.purge(ws, now=moment, dry_run=True)
         typer.confirm(
             f"Erase {plan.due - plan.waiting} contacts with no contact from the person since "
             f"{plan.cutoff.date().isoformat()}?",
@@ -251,7 +251,7 @@ def purge(
         task = bar.add_task("erasing", total=None)
         result = compliance.purge(
             ws,
-            moment,
+            now=moment,
             dry_run=dry_run,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
@@ -305,7 +305,7 @@ def gdpr_erase(
 ) -> None:
     """Erase one person's data everywhere: database, outbox, quarantine, output, logs."""
     ws = open_workspace(workspace)
-    result = erase_person(ws, email, now_option(now, ws))
+    result = erase_person(ws, email, now=now_option(now, ws))
     if as_json:
         print_json(result.as_dict())
         return

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,7 +47,6 @@ from winback.journeys import (
 )
 from winback.reports.results import journey_results
 from winback.safe_output import plain
-from winback.workspace import Workspace
 
 journey_app = typer.Typer(help="Win-back journeys: add, list, show, enrol.", no_args_is_help=True)
 offers_app = typer.Typer(help="Coupon codes of journey offers.", no_args_is_help=True)
@@ -65,7 +63,7 @@ def journey_add(
 ) -> None:
     """Validate a journey file (steps, branches, waits, templates) and store it."""
     ws = open_workspace(workspace)
-    journey, new = add_journey(ws, file, utcnow())
+    journey, new = add_journey(ws, file, now=utcnow())
     verb = "Added" if new else "Updated"
     console.print(plain(f"{verb} journey {journey.name} ({len(journey.steps)} steps)."))
 
@@ -151,9 +149,7 @@ def _control(result: ControlResult, as_json: bool) -> None:
     )
 
 
-def _state_command(
-    command: str, change: Callable[[Workspace, str, datetime], ControlResult], doc: str
-) -> None:
+def _state_command(command: str, change: Callable[..., ControlResult], doc: str) -> None:
     """Register ``winback journey COMMAND NAME``: one state change of a journey."""
 
     def run(
@@ -163,7 +159,7 @@ def _state_command(
         as_json: JsonOption = False,
     ) -> None:
         ws = open_workspace(workspace)
-        _control(change(ws, name, now_option(now, ws)), as_json)
+        _control(change(ws, name, now=now_option(now, ws)), as_json)
 
     run.__doc__ = doc
     journey_app.command(command)(run)
@@ -194,7 +190,7 @@ def journey_unenroll(
 ) -> None:
     """Take one contact out of a journey, cancelling their queued messages."""
     ws = open_workspace(workspace)
-    _control(unenroll(ws, name, address, now_option(now, ws)), as_json)
+    _control(unenroll(ws, name, address, now=now_option(now, ws)), as_json)
 
 
 @journey_app.command("preview")
@@ -212,7 +208,7 @@ def journey_preview(
 ) -> None:
     """Render one message of a journey as a contact would get it; nothing is sent."""
     ws = open_workspace(workspace)
-    shown = preview_message(ws, name, step, contact, now_option(now, ws))
+    shown = preview_message(ws, name, step, contact, now=now_option(now, ws))
     if out is None:
         if shown.subject:
             console.print(plain(f"Subject: {shown.subject}"))
@@ -238,7 +234,7 @@ def journey_send_test(
     """Send one message of a journey to yourself through its channel, marked [TEST];
     it is never recorded nor counted in the results."""
     ws = open_workspace(workspace)
-    shown, result = send_test(ws, name, step, to, now_option(now, ws), as_contact=contact)
+    shown, result = send_test(ws, name, step, to, now=now_option(now, ws), as_contact=contact)
     console.print(plain(f"Test {shown.channel} message sent to {to}: {type(result).__name__}."))
 
 
@@ -251,7 +247,7 @@ def journey_enroll(
 ) -> None:
     """Enrol the journey's audience as it is now, with its holdout group."""
     ws = open_workspace(workspace)
-    result = enrol(ws, name, now_option(now, ws))
+    result = enrol(ws, name, now=now_option(now, ws))
     if as_json:
         print_json({**result.__dict__, "skipped": dict(result.skipped)})
         return
@@ -327,7 +323,7 @@ def tick(
 ) -> None:
     """Advance every enrollment due now: branch on reactions, exit, queue messages."""
     ws = open_workspace(workspace)
-    result = journeys.tick(ws, now_option(now, ws))
+    result = journeys.tick(ws, now=now_option(now, ws))
     if as_json:
         print_json(result.as_dict())
     else:
@@ -342,7 +338,7 @@ def dispatch(
 ) -> None:
     """Send the queued messages through the channels, at most once each."""
     ws = open_workspace(workspace)
-    result = journeys.dispatch(ws, now_option(now, ws), dry_run=dry_run)
+    result = journeys.dispatch(ws, now=now_option(now, ws), dry_run=dry_run)
     if as_json:
         print_json(result.as_dict())
     else:
@@ -358,7 +354,7 @@ def run(
 ) -> None:
     """Tick, then dispatch: the command for cron."""
     ws = open_workspace(workspace)
-    ticked, sent = tick_and_dispatch(ws, now_option(now, ws), dry_run=dry_run)
+    ticked, sent = tick_and_dispatch(ws, now=now_option(now, ws), dry_run=dry_run)
     if as_json:
         print_json({"tick": ticked.as_dict(), "dispatch": sent.as_dict()})
     else:
@@ -378,7 +374,7 @@ def simulate(
     """Play the journey on a virtual clock: funnel, messages, cost, reactivations.
     Nothing is written or sent."""
     ws = open_workspace(workspace)
-    result = journeys.simulate(ws, name, days, now_option(now, ws), seed=seed).as_dict()
+    result = journeys.simulate(ws, name, days, now=now_option(now, ws), seed=seed).as_dict()
     if as_json:
         print_json(result)
         return
@@ -459,7 +455,7 @@ def offers_import(
 ) -> None:
     """Import a pool of codes made by the shop, for steps with `pool: true`."""
     ws = open_workspace(workspace)
-    read, added = import_pool_file(ws, file, utcnow())
+    read, added = import_pool_file(ws, file, now=utcnow())
     console.print(f"{added} codes added to the pool ({read - added} already known).")
 
 

@@ -16,8 +16,9 @@ time matters):
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from winback.lazy import lazy_face
 
 if TYPE_CHECKING:
     from winback.compliance.audit_query import audit_log
@@ -65,8 +66,4 @@ __all__ = [
     "write_purge_plan",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(f"winback.compliance.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'winback.compliance' has no attribute {name!r}")
+__getattr__ = lazy_face(__name__, _HOMES)

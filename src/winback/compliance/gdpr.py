@@ -143,7 +143,7 @@ class EraseResult:
         }
 
 
-def erase_person(workspace: Workspace, address: str, now: datetime) -> EraseResult:
+def erase_person(workspace: Workspace, address: str, *, now: datetime) -> EraseResult:
     """Erase the person with this email or phone: their contact (see
     :mod:`winback.compliance.erasure`), the freed database pages, and every line of the
     workspace's files that names them. An address with no contact is still suppressed

@@ -16,8 +16,9 @@ time matters):
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from winback.lazy import lazy_face
 
 if TYPE_CHECKING:
     from winback.journeys.catalog import add_journey, copy_starter, list_journeys
@@ -94,8 +95,4 @@ __all__ = [
     "unknown_messages",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(f"winback.journeys.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'winback.journeys' has no attribute {name!r}")
+__getattr__ = lazy_face(__name__, _HOMES)

@@ -64,7 +64,7 @@ def parse_journey_file(workspace: Workspace, path: Path) -> tuple[Journey, str]:
     return parse_journey(text, str(path), check), text
 
 
-def add_journey(workspace: Workspace, path: Path, now: datetime) -> tuple[Journey, bool]:
+def add_journey(workspace: Workspace, path: Path, *, now: datetime) -> tuple[Journey, bool]:
     """Store (or update) a journey from its file. Returns the journey and whether it is
     new. An update may not drop a step that enrollments are waiting on."""
     journey, text = parse_journey_file(workspace, path)

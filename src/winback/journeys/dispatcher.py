@@ -370,8 +370,8 @@ class _Flight:
 
 def dispatch(
     workspace: Workspace,
-    now: datetime,
     *,
+    now: datetime,
     dry_run: bool = False,
     senders: Mapping[str, Sender] | None = None,
 ) -> DispatchResult:
@@ -390,7 +390,7 @@ def dispatch(
 
 
 def tick_and_dispatch(
-    workspace: Workspace, now: datetime, *, dry_run: bool = False
+    workspace: Workspace, *, now: datetime, dry_run: bool = False
 ) -> tuple[TickResult, DispatchResult]:
     """``winback run``, for cron: the tick, then the dispatch of what is due."""
-    return tick(workspace, now), dispatch(workspace, now, dry_run=dry_run)
+    return tick(workspace, now=now), dispatch(workspace, now=now, dry_run=dry_run)

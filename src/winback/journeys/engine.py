@@ -135,7 +135,7 @@ def _free_slot(
     return from_db(slot)
 
 
-def tick(workspace: Workspace, now: datetime) -> TickResult:
+def tick(workspace: Workspace, *, now: datetime) -> TickResult:
     """Advance every enrollment due at ``now`` and exit every one whose contact came back.
     Writes the outbox rows (key ``enrollment:step``), updates the enrollments, suppresses
     at sunset, and leaves an audit record for every exit and suppression."""

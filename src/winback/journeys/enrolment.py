@@ -282,7 +282,7 @@ def _channels_clause(audience: Subquery, channels: list[str]) -> ColumnElement[A
     return case(*whens)
 
 
-def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
+def enrol(workspace: Workspace, name: str, *, now: datetime) -> EnrolResult:
     """Enrol a journey's audience as it is at ``now`` (see :func:`select_audience` for
     who is left out), splitting off the holdout, with an audit record per contact.
 

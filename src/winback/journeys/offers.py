@@ -276,7 +276,7 @@ def export_offers(connection: Connection, out: TextIO, journey: str | None = Non
     return count
 
 
-def import_pool_file(workspace: Workspace, path: Path, now: datetime) -> tuple[int, int]:
+def import_pool_file(workspace: Workspace, path: Path, *, now: datetime) -> tuple[int, int]:
     """``winback offers import FILE``: add a pool of codes; returns (read, added)."""
     rows = read_pool(path)
     with workspace.engine.begin() as connection:

@@ -153,7 +153,7 @@ def play(
 
 
 def simulate(
-    workspace: Workspace, name: str, days: int, now: datetime, *, seed: int = 0
+    workspace: Workspace, name: str, days: int, *, now: datetime, seed: int = 0
 ) -> Simulation:
     """The expected funnel of enrolling the journey's audience at ``now`` and playing it
     for ``days``. Reads the store, writes nothing; the same ``seed`` gives the same

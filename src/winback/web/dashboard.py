@@ -194,7 +194,7 @@ def dashboard_router(server: Server) -> APIRouter:
         if control is None:
             return Response("unknown action", status_code=404)
         try:
-            await run_in_threadpool(control, workspace, name, server.clock())
+            await run_in_threadpool(control, workspace, name, now=server.clock())
         except JourneyStateError as exc:
             return Response(str(exc), status_code=409)
         return RedirectResponse(f"{ROOT}/journeys", status_code=303)
@@ -259,7 +259,7 @@ def dashboard_router(server: Server) -> APIRouter:
             return await contact_page(cookie, address, words["erase_mismatch"])
         from winback.compliance.gdpr import erase_person
 
-        await run_in_threadpool(erase_person, workspace, address, server.clock())
+        await run_in_threadpool(erase_person, workspace, address, now=server.clock())
         return await contact_page(cookie, None, words["erased"], good=True)
 
     return router
