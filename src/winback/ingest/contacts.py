@@ -292,7 +292,8 @@ class ContactBatch:
                 (row.record["phone"] for row in rows if row.record["phone"]),
             )
             written = self._write(connection, rows, existing)
-            summaries.write(connection, [s for s in found if s], self.source_name)
+            known = [summary for summary in found if summary]
+            summaries.write(connection, self.workspace, known, self.source_name, now=self.now_aware)
             suppress_imported_refusals(
                 connection,
                 self.workspace,
@@ -333,7 +334,7 @@ class ContactBatch:
             imported, merged, refusals = self._write(connection, merging, existing)
             cleaned.originals([row for row, _ in refusals if not row.values])
             imported += self._insert_block(connection, cleaned, np.flatnonzero(alone))
-            summaries.write(connection, found, self.source_name)
+            summaries.write(connection, self.workspace, found, self.source_name, now=self.now_aware)
             suppress_imported_refusals(
                 connection,
                 self.workspace,

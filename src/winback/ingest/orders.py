@@ -32,6 +32,7 @@ from sqlalchemy import Connection, select
 from winback.clock import from_db
 from winback.domain import EventType
 from winback.errors import InputFileError
+from winback.events import record_events
 from winback.ingest import values as v
 from winback.ingest.columns import ColumnMap, map_columns
 from winback.ingest.events import EventBatch, event_key
@@ -164,7 +165,13 @@ class OrderBatch:
         connection = self.events.connection
         with connection.begin():
             stored = _stored_keys(connection, [event["dedup_key"] for event in purchases])
-            store.insert_events(connection, purchases)
+            record_events(
+                connection,
+                self.events.workspace,
+                purchases,
+                now=self.events.now_aware,
+                actor="import",
+            )
             redeem_codes(
                 connection,
                 (
