@@ -22,7 +22,7 @@ from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
 from winback.journeys.enrolment import enrol
 from winback.journeys.flight import DispatchBusy, dispatch_lock
-from winback.journeys.offers import export_offers_csv, import_pool_file
+from winback.journeys.offers import PoolImport, export_offers_csv, import_pool_file
 from winback.links import Links
 from winback.store.schema import contacts, events, offers, outbox, suppressions
 from winback.workspace import Workspace
@@ -259,8 +259,8 @@ def test_pool_codes_are_handed_out_and_an_empty_pool_fails_clearly(
     )
     pool = ws.path / "pool.csv"
     pool.write_text("code,percent\nSHOP-AAA1,20\nSHOP-AAA2,40\n", encoding="utf-8")
-    assert import_pool_file(ws, pool, now=START) == (2, 2)
-    assert import_pool_file(ws, pool, now=START) == (2, 0)
+    assert import_pool_file(ws, pool, now=START) == PoolImport(read=2, added=2)
+    assert import_pool_file(ws, pool, now=START) == PoolImport(read=2, added=0)
     with ws.engine.begin() as c:
         scored(c, email="one@example.com")
         scored(c, email="two@example.com")

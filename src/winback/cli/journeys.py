@@ -63,9 +63,10 @@ def journey_add(
 ) -> None:
     """Validate a journey file (steps, branches, waits, templates) and store it."""
     ws = open_workspace(workspace)
-    journey, new = add_journey(ws, file, now=utcnow())
-    verb = "Added" if new else "Updated"
-    console.print(plain(f"{verb} journey {journey.name} ({len(journey.steps)} steps)."))
+    added = add_journey(ws, file, now=utcnow())
+    verb = "Added" if added.new else "Updated"
+    name, steps = added.journey.name, len(added.journey.steps)
+    console.print(plain(f"{verb} journey {name} ({steps} steps)."))
 
 
 @journey_app.command("list")
@@ -455,8 +456,8 @@ def offers_import(
 ) -> None:
     """Import a pool of codes made by the shop, for steps with `pool: true`."""
     ws = open_workspace(workspace)
-    read, added = import_pool_file(ws, file, now=utcnow())
-    console.print(f"{added} codes added to the pool ({read - added} already known).")
+    pool = import_pool_file(ws, file, now=utcnow())
+    console.print(f"{pool.added} codes added to the pool ({pool.read - pool.added} already known).")
 
 
 def register(app: typer.Typer) -> None:

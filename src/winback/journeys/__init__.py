@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from winback.lazy import lazy_face
 
 if TYPE_CHECKING:
-    from winback.journeys.catalog import add_journey, copy_starter, list_journeys
+    from winback.journeys.catalog import AddedJourney, add_journey, copy_starter, list_journeys
     from winback.journeys.controls import (
         ControlResult,
         JourneyStateError,
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from winback.journeys.dispatcher import DispatchResult, dispatch, tick_and_dispatch
     from winback.journeys.engine import TickResult, tick
     from winback.journeys.enrolment import EnrolResult, enrol
-    from winback.journeys.offers import export_offers_csv, import_pool_file
+    from winback.journeys.offers import PoolImport, export_offers_csv, import_pool_file
     from winback.journeys.outbox import outbox_counts, unknown_messages
     from winback.journeys.preview import Preview, preview_message, send_test
     from winback.journeys.simulator import Simulation, simulate
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 # Loaded on first use: a part that needs one piece (the web server's exits, the doctor's
 # template check) must not load the dispatcher, the channels and the simulator.
 _HOMES = {
+    "AddedJourney": "catalog",
     "add_journey": "catalog",
     "copy_starter": "catalog",
     "list_journeys": "catalog",
@@ -57,6 +58,7 @@ _HOMES = {
     "tick": "engine",
     "EnrolResult": "enrolment",
     "enrol": "enrolment",
+    "PoolImport": "offers",
     "export_offers_csv": "offers",
     "import_pool_file": "offers",
     "outbox_counts": "outbox",
@@ -68,10 +70,12 @@ _HOMES = {
     "simulate": "simulator",
 }
 __all__ = [
+    "AddedJourney",
     "ControlResult",
     "DispatchResult",
     "EnrolResult",
     "JourneyStateError",
+    "PoolImport",
     "Preview",
     "Simulation",
     "TickResult",
