@@ -39,6 +39,8 @@ bench: install
 	$(BIN)/python bench/segments.py
 	$(BIN)/python bench/dashboard.py
 
+# The gate .ci/run passes before the tests: ruff, the format, and mypy strict on src and
+# tests (the files and options are [tool.mypy] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check src tests bench docs
 	$(BIN)/ruff format --check src tests bench docs

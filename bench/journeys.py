@@ -42,9 +42,9 @@ from winback.channels import ENV_SMTP_URL
 from winback.clock import to_db
 from winback.compliance.suppression import address_hash
 from winback.journeys.catalog import STARTER_DIR, add_journey
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store import migrate
 from winback.store.contacts import dedup_key
 from winback.store.schema import contact_scores, contacts, events, outbox, suppressions
@@ -158,7 +158,7 @@ def build(path: Path, size: int) -> Workspace:
                 for n in range(0, size, max(1, size // 500))
             ],
         )
-    add_journey(workspace, STARTER_DIR / "journeys" / "winback.yaml", NOW)
+    add_journey(workspace, STARTER_DIR / "journeys" / "winback.yaml", now=NOW)
     return workspace
 
 
@@ -176,10 +176,10 @@ def main() -> None:
     )
 
     started, cpu = time.perf_counter(), time.process_time()
-    enrolled = enrol(workspace, "winback", NOW)
+    enrolled = enrol(workspace, "winback", now=NOW)
     enrol_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    ticked = tick(workspace, NOW)
+    ticked = tick(workspace, now=NOW)
     tick_seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu
 
@@ -204,7 +204,7 @@ def main() -> None:
     ready.wait()
     os.environ[ENV_SMTP_URL] = f"smtp://127.0.0.1:{port}"
     started, cpu = time.perf_counter(), time.process_time()
-    sent = dispatch(workspace, NOW)
+    sent = dispatch(workspace, now=NOW)
     dispatch_seconds = time.perf_counter() - started
     dispatch_cpu = time.process_time() - cpu
     stop.set()

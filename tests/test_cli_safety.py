@@ -140,7 +140,7 @@ def test_an_export_that_fails_midway_leaves_the_old_file_whole(
         out.write("channel,address\nemail,half")
         raise StoreError("the database went away")
 
-    monkeypatch.setattr("winback.compliance.manual.export_suppressions", broken)
+    monkeypatch.setattr("winback.compliance.export_suppressions", broken)
     out = tmp_path / "list.csv"
     out.write_text("channel,address\nemail,ann@example.com\n", encoding="utf-8")
     code, output = invoke(cli, sqlite_workspace, "suppress", "export", "--out", str(out))

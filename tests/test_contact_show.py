@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+from typer.testing import CliRunner
+
 from tests.builders import add_contact, add_event, day
 from winback.cli import app
 from winback.workspace import Workspace
 
 
-def test_show_includes_stage_and_history(sqlite_workspace: Workspace, cli) -> None:
+def test_show_includes_stage_and_history(sqlite_workspace: Workspace, cli: CliRunner) -> None:
     with sqlite_workspace.engine.begin() as connection:
         ann = add_contact(connection, email="ann@example.com", created_at=day(2024, 1, 1))
         add_event(connection, ann, "purchase", day(2024, 2, 1), amount=30.0)
@@ -24,7 +26,7 @@ def test_show_includes_stage_and_history(sqlite_workspace: Workspace, cli) -> No
     assert [event["type"] for event in shown["events"]] == ["purchase"]
 
 
-def test_unknown_contact_exit_code(sqlite_workspace: Workspace, cli) -> None:
+def test_unknown_contact_exit_code(sqlite_workspace: Workspace, cli: CliRunner) -> None:
     result = cli.invoke(
         app, ["contact", "show", "zed@example.com", "-w", str(sqlite_workspace.path)]
     )

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from winback.cli import COMMANDS, app, load_command, walk_commands
 
@@ -38,7 +39,7 @@ def test_the_readme_quick_start_targets_exist() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
-def test_the_demo_runs(tmp_path: Path, cli) -> None:
+def test_the_demo_runs(tmp_path: Path, cli: CliRunner) -> None:
     result = cli.invoke(app, ["demo", str(tmp_path / "demo"), "--contacts", "300"])
     assert result.exit_code == 0, result.output
     assert "Import of events" in result.output
@@ -55,7 +56,7 @@ def test_the_command_list_says_what_each_command_says(name: str) -> None:
     assert COMMANDS[name][1] == load_command(name).get_short_help_str(limit=1000)
 
 
-def test_version_and_help_answer(cli) -> None:
+def test_version_and_help_answer(cli: CliRunner) -> None:
     from importlib.metadata import version
 
     result = cli.invoke(app, ["--version"])
@@ -97,7 +98,7 @@ def tutorial_commands() -> list[list[str]]:
     return commands
 
 
-def test_the_tutorial_runs(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tutorial_runs(tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every command of the tutorial, in order, in a folder with its two files."""
     monkeypatch.delenv("WINBACK_DATABASE_URL", raising=False)
     for name in ("contacts.csv", "events.csv"):

@@ -10,6 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
+from typer.testing import CliRunner
 
 from winback.cli import app
 from winback.config import PROFILES, load_config
@@ -19,7 +20,7 @@ from winback.workspace import Workspace
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
-def test_init_writes_the_profile_policy(tmp_path: Path, profile: str, cli) -> None:
+def test_init_writes_the_profile_policy(tmp_path: Path, profile: str, cli: CliRunner) -> None:
     result = cli.invoke(app, ["init", str(tmp_path / "ws"), "--profile", profile])
     assert result.exit_code == 0, result.output
     config = load_config(tmp_path / "ws" / "winback.toml")
@@ -73,7 +74,7 @@ def test_a_toml_syntax_error_gives_the_line(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_a_folder_that_is_not_a_workspace(tmp_path: Path, cli) -> None:
+def test_a_folder_that_is_not_a_workspace(tmp_path: Path, cli: CliRunner) -> None:
     with pytest.raises(WorkspaceError, match="winback init"):
         Workspace.open(tmp_path)
     result = cli.invoke(app, ["import", "contacts", "x.csv", "-w", str(tmp_path)])
@@ -81,7 +82,7 @@ def test_a_folder_that_is_not_a_workspace(tmp_path: Path, cli) -> None:
     assert "is not a winback workspace" in result.output
 
 
-def test_init_refuses_to_overwrite(tmp_path: Path, cli) -> None:
+def test_init_refuses_to_overwrite(tmp_path: Path, cli: CliRunner) -> None:
     assert cli.invoke(app, ["init", str(tmp_path)]).exit_code == 0
     result = cli.invoke(app, ["init", str(tmp_path)])
     assert result.exit_code == 2

@@ -46,7 +46,9 @@ class ChannelStatus(StrEnum):
 
 
 # A "no" from the person (or their mailbox) is final: only the person turns it back.
-REFUSALS = frozenset({ChannelStatus.UNSUBSCRIBED, ChannelStatus.BOUNCED, ChannelStatus.COMPLAINED})
+REFUSED_STATUSES = frozenset(
+    {ChannelStatus.UNSUBSCRIBED, ChannelStatus.BOUNCED, ChannelStatus.COMPLAINED}
+)
 
 
 class Stage(StrEnum):
@@ -81,9 +83,9 @@ def merge_status(current: ChannelStatus, incoming: ChannelStatus) -> ChannelStat
     >>> merge_status(ChannelStatus.UNSUBSCRIBED, ChannelStatus.SUBSCRIBED)
     <ChannelStatus.UNSUBSCRIBED: 'unsubscribed'>
     """
-    if incoming in REFUSALS:
+    if incoming in REFUSED_STATUSES:
         return incoming
-    if current in REFUSALS or incoming == ChannelStatus.NONE:
+    if current in REFUSED_STATUSES or incoming == ChannelStatus.NONE:
         return current
     return incoming
 

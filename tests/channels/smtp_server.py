@@ -16,6 +16,14 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 
+def body_of(message: EmailMessage, subtype: str) -> str:
+    """The text of a received message's ``plain`` or ``html`` body."""
+    part = message.get_body((subtype,))
+    assert part is not None, f"no {subtype} body"
+    content: str = part.get_content()
+    return content
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -96,7 +104,8 @@ class CountingController(Controller):
 
     def factory(self) -> SMTP:
         self.connections += 1
-        return super().factory()
+        smtp: SMTP = super().factory()  # type: ignore[no-untyped-call]
+        return smtp
 
     def start(self) -> None:
         super().start()

@@ -93,7 +93,7 @@ def test_a_stored_outbox_row_becomes_the_message_that_is_written(
         )
         row = connection.execute(select(outbox)).mappings().one()
 
-    message = OutgoingMessage.from_outbox(row)
+    message = OutgoingMessage.from_outbox(dict(row))
     sender = sender_for(workspace, Channel.EMAIL, dry_run=True)
     assert sender.send(message) == Sent(provider_id=f"file:{row['id']:08d}.eml")
     sender.close()

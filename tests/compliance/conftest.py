@@ -44,4 +44,4 @@ def audit_actions(workspace: Workspace, contact_id: int) -> list[tuple[str, str 
             .where(audit.c.contact_id == contact_id)
             .order_by(audit.c.id)
         )
-        return [tuple(row) for row in rows]  # type: ignore[misc]
+        return [(row.action, row.reason) for row in rows]

@@ -17,9 +17,9 @@ from winback.cli import app
 from winback.compliance.files import scrub_files
 from winback.compliance.suppression import address_hash
 from winback.ingest.events import import_events
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import contacts, events, outbox, suppressions, survey_answers
 from winback.workspace import Workspace
 
@@ -76,11 +76,11 @@ def _base(workspace: Workspace, tmp_path: Path) -> tuple[int, int]:
         f"GET /c/abc {EMAIL} 203.0.113.7\nGET /c/def bob@example.com 198.51.100.2\n",
         encoding="utf-8",
     )
-    enrol(workspace, "spring", START)
-    tick(workspace, START)
-    dispatch(workspace, START, dry_run=True)
-    tick(workspace, START + timedelta(days=1))
-    dispatch(workspace, START + timedelta(days=1), dry_run=True)
+    enrol(workspace, "spring", now=START)
+    tick(workspace, now=START)
+    dispatch(workspace, now=START, dry_run=True)
+    tick(workspace, now=START + timedelta(days=1))
+    dispatch(workspace, now=START + timedelta(days=1), dry_run=True)
     return zoe, bob
 
 

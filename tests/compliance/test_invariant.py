@@ -40,15 +40,15 @@ from tests.journeys.conftest import START
 from winback.channels import OUTBOX_FILES_DIR
 from winback.channels.file import SMS_LOG
 from winback.compliance.gdpr import erase_person
-from winback.compliance.manual import add_suppression
 from winback.compliance.retention import purge
 from winback.compliance.suppression import address_hash
+from winback.compliance.suppression_list import add_suppression
 from winback.ingest.contacts import import_contacts
 from winback.ingest.events import import_events
 from winback.journeys.catalog import add_journey
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.scoring import score
 from winback.store.schema import contact_scores, contacts, enrollments, suppressions
 from winback.workspace import ENV_DATABASE_URL, Workspace
@@ -105,7 +105,7 @@ class Compliance(RuleBasedStateMachine):
         self.ws = Workspace.open(self.ws.path)
         journey = self.folder / "spring.yaml"
         journey.write_text(textwrap.dedent(JOURNEY), encoding="utf-8")
-        add_journey(self.ws, journey, START)
+        add_journey(self.ws, journey, now=START)
         self.now = START
         self.files = 0
         self.smtp.received.clear()
@@ -243,11 +243,11 @@ class Compliance(RuleBasedStateMachine):
         with self.ws.engine.connect() as c:
             live = contacts.c.erased_at.is_(None)
             self.scored = set(c.execute(select(contacts.c.id).where(live)).scalars())
-        enrol(self.ws, "spring", self.now)
+        enrol(self.ws, "spring", now=self.now)
 
     @rule()
     def tick(self) -> None:
-        tick(self.ws, self.now)
+        tick(self.ws, now=self.now)
         with self.ws.engine.connect() as c:
             let_go = c.execute(
                 select(contacts.c.email, contacts.c.phone)
@@ -262,7 +262,7 @@ class Compliance(RuleBasedStateMachine):
 
     @rule()
     def dispatch(self) -> None:
-        dispatch(self.ws, self.now)
+        dispatch(self.ws, now=self.now)
         # A 550 that was used is a hard bounce: the address is refused from now on.
         for address, scripted in self.scripted.items():
             used = scripted[: len(scripted) - len(self.smtp.rcpt_answers[address])]
@@ -285,17 +285,17 @@ class Compliance(RuleBasedStateMachine):
     @rule()
     def purge(self) -> None:
         before = {p for p in range(len(PEOPLE)) if self._live(p)}
-        purge(self.ws, self.now)
+        purge(self.ws, now=self.now)
         for p in before:
             if not self._live(p):
                 self._refuse_all(p)
 
     @rule(who=person)
     def erase(self, who: int) -> None:
-        erase_person(self.ws, PEOPLE[who][0], self.now)
+        erase_person(self.ws, PEOPLE[who][0], now=self.now)
         phone = PEOPLE[who][1]
         if phone:
-            erase_person(self.ws, phone, self.now)
+            erase_person(self.ws, phone, now=self.now)
         self._refuse_all(who)
 
     # -- what must always hold -----------------------------------------------------
@@ -335,7 +335,7 @@ class Compliance(RuleBasedStateMachine):
     @invariant()
     def one_stage_per_contact(self) -> None:
         with self.ws.engine.connect() as c:
-            stages = dict(
+            stages: dict[int, int] = dict(
                 c.execute(
                     select(contact_scores.c.contact_id, func.count()).group_by(
                         contact_scores.c.contact_id

@@ -4,6 +4,7 @@ contact's zone, never on a public holiday of their country; email only when enab
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from tests.journeys.conftest import add, scored
 from winback.clock import from_db
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import outbox
 from winback.workspace import Workspace
 
@@ -29,14 +30,15 @@ ONE_STEP = """
 """
 
 
-def _due_at(workspace: Workspace, channel: str, at: datetime, **contact: str) -> datetime:
+def _due_at(workspace: Workspace, channel: str, at: datetime, **contact: Any) -> datetime:
     add(workspace, ONE_STEP.format(channel=channel))
     with workspace.engine.begin() as c:
         scored(c, email="lea@example.com", phone="+33612345678", **contact)
-    enrol(workspace, "nudge", at)
-    tick(workspace, at)
+    enrol(workspace, "nudge", now=at)
+    tick(workspace, now=at)
     with workspace.engine.connect() as c:
-        return from_db(c.execute(select(outbox.c.due_at)).scalar_one()).astimezone(PARIS)
+        due: datetime = c.execute(select(outbox.c.due_at)).scalar_one()
+        return from_db(due).astimezone(PARIS)
 
 
 def _set_email_quiet_hours(workspace: Workspace) -> Workspace:

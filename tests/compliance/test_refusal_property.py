@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from tests.web.conftest import NOW, open_site
 from winback.addresses import normalise_email
-from winback.compliance.manual import add_suppression
 from winback.compliance.suppression import is_suppressed, load_suppressions
+from winback.compliance.suppression_list import add_suppression
 from winback.domain import ChannelStatus
 from winback.ingest.contacts import import_contacts
 from winback.store.schema import contacts

@@ -26,7 +26,7 @@ from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
 from winback.channels import ENV_SMTP_URL
 from winback.channels.smtp import CONNECTIONS
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import outbox
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
@@ -80,8 +80,8 @@ def test_ten_kills_leave_no_duplicate_and_only_the_wire_in_doubt(ws: Workspace) 
     controller = CountingController(handler)
     controller.start()
     try:
-        enrol(ws, "spring", START)
-        assert tick(ws, START).queued == CONTACTS
+        enrol(ws, "spring", now=START)
+        assert tick(ws, now=START).queued == CONTACTS
         env = {**os.environ, ENV_SMTP_URL: f"smtp://127.0.0.1:{controller.port}"}
         env.pop(ENV_DATABASE_URL, None)
         command = [sys.executable, "-m", "winback", "dispatch", "-w", str(ws.path),

@@ -10,11 +10,13 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from typer.testing import CliRunner, Result
 
 import winback
 from tests.ingest.two_paths import NOW, read_rows
@@ -29,7 +31,7 @@ CORPUS = Path(__file__).parent.parent / "corpus" / "fields"
 SOURCE = Path(winback.__file__).parent.parent
 
 
-def stored(workspace: Workspace) -> dict[str, dict]:
+def stored(workspace: Workspace) -> dict[str, dict[str, Any]]:
     with workspace.engine.connect() as connection:
         found = connection.execute(select(contacts)).mappings().all()
     return {row["email"]: dict(row) for row in found}
@@ -39,7 +41,7 @@ def warnings_of(report: ImportReport) -> list[list[str]]:
     return read_rows(report.warnings_file)[1:]
 
 
-def run_cli(cli, workspace: Workspace, path: Path, kind: str = "contacts"):
+def run_cli(cli: CliRunner, workspace: Workspace, path: Path, kind: str = "contacts") -> Result:
     args = ["import", kind, str(path), "-w", str(workspace.path), "--now", "2026-06-01T00:00:00Z"]
     result = cli.invoke(app, args)
     assert "Traceback" not in result.output
@@ -47,7 +49,7 @@ def run_cli(cli, workspace: Workspace, path: Path, kind: str = "contacts"):
     return result
 
 
-def test_an_undefined_cp1252_byte(sqlite_workspace: Workspace, cli) -> None:
+def test_an_undefined_cp1252_byte(sqlite_workspace: Workspace, cli: CliRunner) -> None:
     path = CORPUS / "cp1252_undefined.csv"
     assert run_cli(cli, sqlite_workspace, path).exit_code == 0
     found = stored(sqlite_workspace)
@@ -100,7 +102,7 @@ def test_mixed_encodings_past_the_first_megabyte(
 
 
 def test_random_bytes_without_nul_are_refused_as_binary(
-    sqlite_workspace: Workspace, tmp_path: Path, cli
+    sqlite_workspace: Workspace, tmp_path: Path, cli: CliRunner
 ) -> None:
     noise = random.Random(14).randbytes(300_000).replace(b"\x00", b"\x01")
     path = tmp_path / "contacts.csv"
@@ -110,7 +112,9 @@ def test_random_bytes_without_nul_are_refused_as_binary(
     assert "is a binary file" in result.output and "control characters" in result.output
 
 
-def test_random_bytes_after_a_good_header(sqlite_workspace: Workspace, tmp_path: Path, cli) -> None:
+def test_random_bytes_after_a_good_header(
+    sqlite_workspace: Workspace, tmp_path: Path, cli: CliRunner
+) -> None:
     """Garbage past the first 256 KB: each line is a row, rejected or imported, none lost."""
     good = b"email,first_name\n" + b"".join(
         f"p{at}@example.com,Ann\n".encode() for at in range(12_000)
@@ -124,7 +128,7 @@ def test_random_bytes_after_a_good_header(sqlite_workspace: Workspace, tmp_path:
     assert report.rejected > 0 and "last@example.com" in stored(sqlite_workspace)
 
 
-def test_a_nul_byte_in_a_field(workspace: Workspace, tmp_path: Path, cli) -> None:
+def test_a_nul_byte_in_a_field(workspace: Workspace, tmp_path: Path, cli: CliRunner) -> None:
     """Past the first 256 KB (a NUL there makes the file binary); PostgreSQL cannot store
     it in text, so the field is left empty with a warning."""
     rows = [f"p{at}@example.com,Ann,Paris" for at in range(12_000)]
@@ -139,7 +143,7 @@ def test_a_nul_byte_in_a_field(workspace: Workspace, tmp_path: Path, cli) -> Non
 
 
 def test_a_nul_byte_near_the_start_is_a_binary_file(
-    sqlite_workspace: Workspace, tmp_path: Path, cli
+    sqlite_workspace: Workspace, tmp_path: Path, cli: CliRunner
 ) -> None:
     path = tmp_path / "contacts.csv"
     path.write_bytes(b"email\nann@example.com\x00\n")
@@ -147,7 +151,7 @@ def test_a_nul_byte_near_the_start_is_a_binary_file(
     assert result.exit_code == 3 and "NUL bytes" in result.output
 
 
-def test_json_nested_too_deep(sqlite_workspace: Workspace, tmp_path: Path, cli) -> None:
+def test_json_nested_too_deep(sqlite_workspace: Workspace, tmp_path: Path, cli: CliRunner) -> None:
     path = tmp_path / "contacts.jsonl"
     deep = '{"email": "deep@example.com", "notes": ' + "[" * 100_000 + "]" * 100_000 + "}"
     good = json.dumps({"email": "ann@example.com"})
@@ -166,7 +170,7 @@ def test_json_nested_deeper_than_the_limit(sqlite_workspace: Workspace) -> None:
     assert read_rows(report.quarantine)[1][:2] == ["2", "JSON nested deeper than 32 levels"]
 
 
-def test_ten_thousand_columns(sqlite_workspace: Workspace, tmp_path: Path, cli) -> None:
+def test_ten_thousand_columns(sqlite_workspace: Workspace, tmp_path: Path, cli: CliRunner) -> None:
     header = ["email", *(f"col{at}" for at in range(9_999))]
     rows = [[f"p{row}@example.com", *(str(at) for at in range(9_999))] for row in range(3)]
     path = tmp_path / "wide.csv"

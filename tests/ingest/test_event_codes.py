@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 
 from tests.journeys.conftest import SIMPLE, START, add, scored
 from winback.cli import app
-from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys import enrol, tick
 from winback.store.schema import contacts, enrollments, events, offers
 from winback.workspace import Workspace
 
@@ -30,8 +29,8 @@ def _played(ws: Workspace, cli: CliRunner) -> dict[str, str]:
     with ws.engine.begin() as connection:
         for email in ("ann@example.com", "bob@example.com", "cy@example.com"):
             scored(connection, email=email)
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     sent = cli.invoke(
         app, ["dispatch", "-w", str(ws.path), "--now", START.isoformat(), "--dry-run"]
     )

@@ -152,7 +152,9 @@ def test_mailchimp_zip_imports_its_three_files(
     }
 
 
-def test_a_zip_without_csv_is_a_clear_error(workspace: Workspace, cli: CliRunner, tmp_path: Path):
+def test_a_zip_without_csv_is_a_clear_error(
+    workspace: Workspace, cli: CliRunner, tmp_path: Path
+) -> None:
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("readme.pdf", b"%PDF-1.4")

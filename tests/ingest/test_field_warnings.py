@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from tests.ingest.two_paths import (
     NOW,
@@ -232,7 +233,7 @@ def test_events_blocks_and_rows_give_the_same_warnings(
 # What a user sees
 
 
-def test_the_summary_and_json_count_warnings(sqlite_workspace: Workspace, cli) -> None:
+def test_the_summary_and_json_count_warnings(sqlite_workspace: Workspace, cli: CliRunner) -> None:
     args = ["import", "contacts", str(CORPUS / "brevo_contacts.csv")]
     args += ["-w", str(sqlite_workspace.path), "--now", "2026-06-01T00:00:00Z"]
     result = cli.invoke(app, [*args, "--json"])
@@ -251,7 +252,9 @@ def test_the_summary_and_json_count_warnings(sqlite_workspace: Workspace, cli) -
     assert "Fields left empty, with their line, column and value" in text
 
 
-def test_map_to_nothing_ignores_a_column(sqlite_workspace: Workspace, tmp_path: Path, cli) -> None:
+def test_map_to_nothing_ignores_a_column(
+    sqlite_workspace: Workspace, tmp_path: Path, cli: CliRunner
+) -> None:
     path = tmp_path / "list.csv"
     path.write_text("email,Birthday,Secret\nann@example.com,03/14,s3cr3t\n", encoding="utf-8")
     args = ["import", "contacts", str(path), "-w", str(sqlite_workspace.path), "--json"]

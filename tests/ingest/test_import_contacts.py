@@ -8,14 +8,16 @@ import io
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from winback.cli import app
 from winback.clock import utcnow
 from winback.errors import InputFileError
-from winback.ingest import import_contacts
+from winback.ingest import ImportReport, import_contacts
 from winback.store.schema import audit, contacts, suppressions
 from winback.workspace import Workspace
 
@@ -25,23 +27,25 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-def rows(workspace: Workspace) -> dict[str, dict]:
+def rows(workspace: Workspace) -> dict[str, dict[str, Any]]:
     with workspace.engine.connect() as connection:
         found = connection.execute(select(contacts)).mappings().all()
     return {row["email"] or row["phone"]: dict(row) for row in found}
 
 
-def quarantined(report) -> list[dict[str, str]]:
+def quarantined(report: ImportReport) -> list[dict[str, str]]:
+    assert report.quarantine is not None
     with open(report.quarantine, encoding="utf-8", newline="") as stream:
         return list(csv.DictReader(stream))
 
 
-def warnings_of(report) -> list[dict[str, str]]:
+def warnings_of(report: ImportReport) -> list[dict[str, str]]:
+    assert report.warnings_file is not None
     with open(report.warnings_file, encoding="utf-8", newline="") as stream:
         return list(csv.DictReader(stream))
 
 
-def assert_adds_up(report) -> None:
+def assert_adds_up(report: ImportReport) -> None:
     assert report.read == report.imported + report.merged + report.rejected
     assert sum(report.by_reason.values()) == report.rejected
 
@@ -135,6 +139,7 @@ def test_invalid_rows_are_quarantined_with_line_and_reason(
     lines = {row["line"]: row for row in quarantined(report)}
     assert sorted(lines) == ["3", "6", "7"]
     assert lines["3"]["email"] == "not-an-email"
+    assert report.quarantine is not None
     assert Path(report.quarantine).parent == workspace.quarantine_dir
     assert Path(report.quarantine).name.startswith("bad.csv.")
     # A bad date is no reason to lose the person: the field is left empty, with a warning.
@@ -145,6 +150,8 @@ def test_invalid_rows_are_quarantined_with_line_and_reason(
         ("5", "created_at", "2099-01-01"),
     ]
     assert warned[0]["reason"].startswith("unparseable date '31/02/2024'")
+    assert report.warnings_file is not None
+    assert report.quarantine is not None
     assert Path(report.warnings_file).name == Path(report.quarantine).name[:-4] + ".warnings.csv"
 
 
@@ -254,7 +261,9 @@ def test_a_shared_phone_stays_with_its_owner(workspace: Workspace, tmp_path: Pat
     assert found["bob@example.com"]["sms_status"] == "none"
 
 
-def test_map_option_and_reimport_adds_nothing(workspace: Workspace, tmp_path: Path, cli) -> None:
+def test_map_option_and_reimport_adds_nothing(
+    workspace: Workspace, tmp_path: Path, cli: CliRunner
+) -> None:
     path = write(tmp_path / "odd.csv", "Adresse électronique,Quand\nann@example.com,2024-05-01\n")
     args = ["import", "contacts", str(path), "-w", str(workspace.path), "--json"]
     args += ["--map", "Adresse électronique=email", "--map", "Quand=created_at"]

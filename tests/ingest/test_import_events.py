@@ -31,7 +31,7 @@ def base(workspace: Workspace, tmp_path: Path) -> Workspace:
     return workspace
 
 
-def stored(workspace: Workspace) -> list[dict]:
+def stored(workspace: Workspace) -> list[dict[str, Any]]:
     with workspace.engine.connect() as connection:
         rows = connection.execute(
             select(events, contacts.c.email).join(contacts).order_by(events.c.occurred_at)
@@ -97,6 +97,7 @@ def test_bad_rows_are_quarantined_and_counts_add_up(base: Workspace, tmp_path: P
         "negative amount": 1,
         "unparseable amount": 1,
     }
+    assert report.quarantine is not None
     with open(report.quarantine, encoding="utf-8") as stream:
         quarantine = list(csv.DictReader(stream))
     assert [row["line"] for row in quarantine] == ["3", "4", "5", "6", "7", "8"]

@@ -9,6 +9,7 @@ import csv
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -36,15 +37,16 @@ def _base(ws: Workspace) -> None:
         add_contact(connection, phone="+33612345678", created_at=day(2025, 1, 1))
 
 
-def _import(cli: CliRunner, ws: Workspace, path: Path) -> dict:
+def _import(cli: CliRunner, ws: Workspace, path: Path) -> dict[str, Any]:
     result = cli.invoke(
         app, ["import", "events", str(path), "--json", "--now", NOW, "-w", str(ws.path)]
     )
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    answer: dict[str, Any] = json.loads(result.output)
+    return answer
 
 
-def _purchases(ws: Workspace) -> list[tuple]:
+def _purchases(ws: Workspace) -> list[tuple[Any, ...]]:
     query = (
         select(
             contacts.c.email,
@@ -201,7 +203,7 @@ def test_an_order_with_an_issued_code_redeems_it_and_ends_the_journey(
         "  - {id: offer, template: offer, offer: {percent: 20}, wait: 30d}\n",
         encoding="utf-8",
     )
-    add_journey(workspace, journey_file, day(2026, 3, 1))
+    add_journey(workspace, journey_file, now=day(2026, 3, 1))
     with workspace.engine.begin() as connection:
         ann = connection.execute(
             select(contacts.c.id).where(contacts.c.email == "ann@example.com")

@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given
 from hypothesis import strategies as st
 
+from winback.addresses import normalise_email, normalise_phone, read_phone
 from winback.ingest import values as v
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -23,9 +24,9 @@ def test_the_fast_email_path_agrees_with_email_validator(email: str) -> None:
         expected = f"{valid.local_part}@{valid.ascii_domain}".lower()
     except EmailNotValidError:
         with pytest.raises(ValueError):
-            v.normalise_email(email)
+            normalise_email(email)
         return
-    assert v.normalise_email(email) == expected
+    assert normalise_email(email) == expected
 
 
 @pytest.mark.parametrize(
@@ -42,11 +43,11 @@ def test_the_fast_email_path_agrees_with_email_validator(email: str) -> None:
 )
 def test_invalid_emails(text: str) -> None:
     with pytest.raises(ValueError, match="invalid email"):
-        v.normalise_email(text)
+        normalise_email(text)
 
 
 def test_international_email_goes_through_the_full_check() -> None:
-    assert v.normalise_email("Élodie@Exemple.fr") == "élodie@exemple.fr"
+    assert normalise_email("Élodie@Exemple.fr") == "élodie@exemple.fr"
 
 
 @pytest.mark.parametrize(
@@ -97,19 +98,19 @@ def test_words_for_types_channels_and_statuses() -> None:
     assert v.parse_event_type("hard_bounce") == "bounce_hard"
     assert v.parse_channel("Courriel") == "email"
     assert v.parse_status("cleaned") == "bounced"
-    assert v.normalise_phone("+44 7911 123456", "FR") == "+447911123456"
+    assert normalise_phone("+44 7911 123456", "FR") == "+447911123456"
     with pytest.raises(ValueError, match="unknown event type 'teleport'"):
         v.parse_event_type("teleport")
 
 
 def test_a_phone_without_its_trunk_prefix_0_is_read_with_a_warning() -> None:
-    assert v.read_phone("612345678", "FR") == (
+    assert read_phone("612345678", "FR") == (
         "+33612345678",
         "no leading 0 in phone '612345678': read as +33612345678",
     )
-    assert v.read_phone("7911 123456", "GB")[1] is not None
+    assert read_phone("7911 123456", "GB")[1] is not None
     # Where the trunk prefix is not 0, nobody writes it: no warning.
-    assert v.read_phone("212 555 1234", "US") == ("+12125551234", None)
+    assert read_phone("212 555 1234", "US") == ("+12125551234", None)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +125,7 @@ def test_a_phone_without_its_trunk_prefix_0_is_read_with_a_warning() -> None:
     ],
 )
 def test_overseas_french_numbers_read_in_their_region(written: str, e164: str) -> None:
-    assert v.read_phone(written, "FR") == (e164, None)
+    assert read_phone(written, "FR") == (e164, None)
 
 
 def test_mailchimp_birthday_and_tags() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ PEOPLE = ("dave@example.com", "erin@example.com", "fay@example.net", "gus@exampl
 
 
 @pytest.fixture
-def base(workspace: Workspace) -> Workspace:
+def base(workspace: Workspace) -> Iterator[Workspace]:
     """Four subscribed contacts; SendGrid's group 4821 is the "news" topic."""
     config = workspace.path / "winback.toml"
     text = config.read_text(encoding="utf-8").replace(

@@ -68,10 +68,10 @@ def import_by_rows(
     try:
         source.blocks = None
         if kind == "contacts":
-            kind = recognise(source.header, path.name)
-            aliases = kind_aliases(CONTACT_ALIASES, kind)
+            recognised = recognise(source.header, path.name)
+            aliases = kind_aliases(CONTACT_ALIASES, recognised)
             columns = dated_only(map_columns(source.header, aliases, {}, source=str(path)))
-            batch = ContactBatch(workspace, columns, now, status, path.name, kind)
+            batch = ContactBatch(workspace, columns, now, status, path.name, recognised)
             return run(source, batch, kind, workspace.quarantine_dir)
         columns = map_columns(source.header, EVENT_ALIASES, {}, source=str(path))
         with workspace.engine.connect() as connection:
@@ -102,7 +102,7 @@ def read_rows(path: str | None) -> list[list[str]]:
         return list(csv.reader(stream))
 
 
-def without_ids(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+def without_ids(rows: Iterable[Mapping[Any, Any]]) -> list[str]:
     """Stored rows without the ids the store chose, in an order that does not depend on
     them."""
     return sorted(

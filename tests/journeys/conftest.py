@@ -51,7 +51,7 @@ def journey_file(workspace: Workspace, text: str, name: str = "journey.yaml") ->
 
 
 def add(workspace: Workspace, text: str) -> Journey:
-    journey, _ = add_journey(workspace, journey_file(workspace, text), START)
+    journey = add_journey(workspace, journey_file(workspace, text), now=START).journey
     return journey
 
 

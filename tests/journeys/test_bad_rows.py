@@ -10,9 +10,9 @@ from tests.channels.smtp_server import RecordingHandler
 from tests.journeys.conftest import SIMPLE, START, add, journey_file, outbox_rows, scored
 from winback.journeys.catalog import add_journey
 from winback.journeys.definition import JourneyError
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.journeys.render import STARTER_TEMPLATES
 from winback.workspace import Workspace
 
@@ -33,7 +33,7 @@ def age_template(workspace: Workspace) -> None:
 def test_journey_add_refuses_a_template_that_breaks_without_a_birth_year(ws: Workspace) -> None:
     age_template(ws)
     with pytest.raises(JourneyError) as error:
-        add_journey(ws, journey_file(ws, SIMPLE), START)
+        add_journey(ws, journey_file(ws, SIMPLE), now=START)
     message = str(error.value)
     assert "journey.yaml" in message and "steps[0].template" in message
     assert "miss_you." in message and "(subject)" in message
@@ -49,10 +49,10 @@ def test_a_contact_without_a_birth_year_fails_alone_and_the_batch_is_sent(
         scored(c, email="ana@example.com", birth_year=1990, language="fr")
         scored(c, email="bruno@example.com", language="fr")  # no birth year
         scored(c, email="chloe@example.com", birth_year=1985, language="fr")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
 
-    result = dispatch(ws, START)
+    result = dispatch(ws, now=START)
     assert (result.sent, result.failed, result.unknown) == (2, 1, 0)
     assert [r.message["Subject"] for r in smtp.received] == [
         "36 ans, ça se fête !",
@@ -63,7 +63,7 @@ def test_a_contact_without_a_birth_year_fails_alone_and_the_batch_is_sent(
     assert "miss_you.fr.mjml (subject)" in rows[1]["error"]
     assert "NoneType" in rows[1]["error"]
     # A re-run does not stumble on it again.
-    assert dispatch(ws, START).sent == 0
+    assert dispatch(ws, now=START).sent == 0
 
 
 def test_an_address_that_cannot_be_written_fails_alone(
@@ -75,10 +75,10 @@ def test_an_address_that_cannot_be_written_fails_alone(
         scored(c, email="josé@bücher.example")
         scored(c, email="theo@bü☃cher.example")
         scored(c, email="marc@example.org")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
 
-    result = dispatch(ws, START)
+    result = dispatch(ws, now=START)
     assert (result.sent, result.failed, result.unknown) == (3, 1, 0)
     assert [r.rcpt_tos for r in smtp.received] == [
         ["lena@xn--bcher-kva.example"],

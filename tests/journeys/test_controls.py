@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -14,19 +15,20 @@ from typer.testing import CliRunner
 from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
 from winback.cli import app
 from winback.journeys.controls import JourneyStateError, pause_journey, resume_journey
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import audit, enrollments
 from winback.workspace import Workspace
 
 DAY = timedelta(days=1)
 
 
-def control(cli: CliRunner, ws: Workspace, *words: str) -> dict:
+def control(cli: CliRunner, ws: Workspace, *words: str) -> dict[str, Any]:
     result = cli.invoke(app, ["journey", *words, "-w", str(ws.path), "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    answer: dict[str, Any] = json.loads(result.output)
+    return answer
 
 
 def test_a_paused_journey_neither_moves_nor_sends_until_resumed(
@@ -36,20 +38,20 @@ def test_a_paused_journey_neither_moves_nor_sends_until_resumed(
     with ws.engine.begin() as c:
         for n in range(3):
             scored(c, email=f"p{n}@example.com")
-    enrol(ws, "spring", START)
-    assert tick(ws, START).queued == 3
+    enrol(ws, "spring", now=START)
+    assert tick(ws, now=START).queued == 3
     assert control(cli, ws, "pause", "spring")["status"] == "paused"
     # Queued before the pause: held by dispatch.
-    assert dispatch(ws, START, dry_run=True).sent == 0
+    assert dispatch(ws, now=START, dry_run=True).sent == 0
     # Due during the pause: the tick leaves them.
-    assert tick(ws, START + 31 * DAY).queued == 0
+    assert tick(ws, now=START + 31 * DAY).queued == 0
     with pytest.raises(JourneyStateError):
-        enrol(ws, "spring", START + 31 * DAY)
+        enrol(ws, "spring", now=START + 31 * DAY)
     with pytest.raises(JourneyStateError):
-        pause_journey(ws, "spring", START)
-    resume_journey(ws, "spring", START + 40 * DAY)
-    assert dispatch(ws, START + 40 * DAY, dry_run=True).sent == 3
-    assert tick(ws, START + 40 * DAY).queued == 3  # the next step, at the first tick after
+        pause_journey(ws, "spring", now=START)
+    resume_journey(ws, "spring", now=START + 40 * DAY)
+    assert dispatch(ws, now=START + 40 * DAY, dry_run=True).sent == 3
+    assert tick(ws, now=START + 40 * DAY).queued == 3  # the next step, at the first tick after
     with ws.engine.connect() as c:
         actions = c.execute(select(audit.c.action).where(audit.c.reason == "spring")).scalars()
         assert {"journey_paused", "journey_active"} <= set(actions)
@@ -60,8 +62,8 @@ def test_stop_ends_every_enrollment_and_cancels_the_queue(ws: Workspace, cli: Cl
     with ws.engine.begin() as c:
         for n in range(4):
             scored(c, email=f"s{n}@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     stopped = control(cli, ws, "stop", "spring")
     assert (stopped["status"], stopped["enrollments_ended"], stopped["messages_cancelled"]) == (
         "stopped", 4, 4,
@@ -81,8 +83,8 @@ def test_unenroll_takes_one_contact_out(ws: Workspace, cli: CliRunner) -> None:
     with ws.engine.begin() as c:
         scored(c, email="stay@example.com")
         scored(c, email="leave@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     out = control(cli, ws, "unenroll", "spring", "Leave@Example.com")
     assert (out["enrollments_ended"], out["messages_cancelled"]) == (1, 1)
     statuses = {row["to_address"]: row["status"] for row in outbox_rows(ws)}

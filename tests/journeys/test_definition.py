@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 
 from tests.journeys.conftest import SIMPLE, journey_file
-from winback.journeys.catalog import STARTER_DIR, parse_journey_file
+from winback.journeys.catalog import parse_journey_file
 from winback.journeys.definition import JourneyError, dump_definition, journey_from_data
+from winback.journeys.render import STARTER_DIR
 from winback.workspace import Workspace
 
 

@@ -13,16 +13,16 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select, update
 
-from tests.channels.smtp_server import CountingController, RecordingHandler
+from tests.channels.smtp_server import CountingController, RecordingHandler, body_of
 from tests.journeys.conftest import OFFER_FIRST, SIMPLE, START, add, outbox_rows, scored
 from winback.channels import ENV_SMTP_URL
 from winback.clock import written_date
 from winback.compliance.suppression import suppress
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.journeys.flight import DispatchBusy, dispatch_lock
-from winback.journeys.offers import export_offers_csv, import_pool_file
+from winback.journeys.offers import PoolImport, export_offers_csv, import_pool_file
 from winback.links import Links
 from winback.store.schema import contacts, events, offers, outbox, suppressions
 from winback.workspace import Workspace
@@ -36,9 +36,9 @@ def test_an_offer_email_arrives_with_its_parts_links_and_code(
     add(ws, OFFER_FIRST)
     with ws.engine.begin() as c:
         camille = scored(c, email="camille@example.com", first_name="Camille", language="fr")
-    enrol(ws, "spring", START)
-    tick(ws, START)
-    result = dispatch(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
+    result = dispatch(ws, now=START)
     assert result.sent == 1 and result.failed == 0
     [received] = smtp.received
     message = received.message
@@ -48,8 +48,8 @@ def test_an_offer_email_arrives_with_its_parts_links_and_code(
     assert message["Subject"] == "-20 % pour votre retour, Camille"
     assert message["X-Winback-Step"] == "miss-you"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    text = body_of(message, "plain")
+    html = body_of(message, "html")
     with ws.engine.connect() as c:
         code, percent, expires = c.execute(
             select(offers.c.code, offers.c.percent, offers.c.expires_at)
@@ -107,9 +107,9 @@ def test_english_contacts_get_the_english_template(ws: Workspace, smtp: Recordin
     with ws.engine.begin() as c:
         scored(c, email="sam@example.com", first_name="Sam", language="en")
         scored(c, email="anon@example.com")  # no language: the workspace's (fr)
-    enrol(ws, "spring", START)
-    tick(ws, START)
-    dispatch(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
+    dispatch(ws, now=START)
     subjects = sorted(r.message["Subject"] for r in smtp.received)
     assert subjects == ["Bonjour, vous nous manquez", "Sam, we miss you"]
 
@@ -122,9 +122,9 @@ def test_a_5xx_refusal_is_a_hard_bounce_and_a_suppression(
         scored(c, email="nobody@example.com")
         scored(c, email="fine@example.com")
     smtp.rcpt_answers["nobody@example.com"].append("550 5.1.1 no such user")
-    enrol(ws, "spring", START)
-    tick(ws, START)
-    result = dispatch(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
+    result = dispatch(ws, now=START)
     assert (result.sent, result.failed) == (1, 1)
     with ws.engine.connect() as c:
         status = c.execute(
@@ -136,7 +136,7 @@ def test_a_5xx_refusal_is_a_hard_bounce_and_a_suppression(
     failed = outbox_rows(ws, status="failed")[0]
     assert failed["error"].startswith("550")
     # At the next step the bounced contact has no channel left and leaves the journey.
-    assert tick(ws, START + 30 * DAY).exited == 1
+    assert tick(ws, now=START + 30 * DAY).exited == 1
 
 
 def test_a_4xx_is_retried_later_with_the_same_message(
@@ -146,17 +146,17 @@ def test_a_4xx_is_retried_later_with_the_same_message(
     with ws.engine.begin() as c:
         scored(c, email="later@example.com")
     smtp.rcpt_answers["later@example.com"].append("451 4.7.1 try again later")
-    enrol(ws, "spring", START)
-    tick(ws, START)
-    assert dispatch(ws, START).retry == 1
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
+    assert dispatch(ws, now=START).retry == 1
     [row] = outbox_rows(ws)
     assert (
         row["status"] == "queued"
         and row["attempts"] == 1
         and row["due_at"] > START.replace(tzinfo=None)
     )
-    assert dispatch(ws, START).sent == 0  # not due yet
-    assert dispatch(ws, START + DAY).sent == 1
+    assert dispatch(ws, now=START).sent == 0  # not due yet
+    assert dispatch(ws, now=START + DAY).sent == 1
     [received] = smtp.received
     assert received.message["Message-ID"] == row["message_id"]
 
@@ -168,8 +168,8 @@ def test_dispatch_refuses_a_suppressed_or_unsubscribed_address(
     with ws.engine.begin() as c:
         first = scored(c, email="first@example.com")
         scored(c, email="second@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     with ws.engine.begin() as c:  # after the tick, before the dispatch
         suppress(
             c, ws, channel="email", reason="complaint", now=START, actor="web", contact_id=first
@@ -179,7 +179,7 @@ def test_dispatch_refuses_a_suppressed_or_unsubscribed_address(
             .where(contacts.c.email == "second@example.com")
             .values(email_status="unsubscribed")
         )
-    result = dispatch(ws, START)
+    result = dispatch(ws, now=START)
     assert result.cancelled == 2 and result.sent == 0 and smtp.received == []
     errors = sorted(row["error"] for row in outbox_rows(ws))
     assert errors == ["the email address is suppressed", "the email status is unsubscribed"]
@@ -211,10 +211,10 @@ def test_messages_are_claimed_in_batches_of_dispatch_batch(
         with ws.engine.begin() as c:
             for n in range(10):
                 scored(c, email=f"p{n}@example.com")
-        enrol(ws, "spring", START)
-        tick(ws, START)
+        enrol(ws, "spring", now=START)
+        tick(ws, now=START)
         reopened = Workspace.open(ws.path)  # with the new dispatch_batch
-        result = dispatch(reopened, START)
+        result = dispatch(reopened, now=START)
         reopened.close()
     finally:
         controller.stop()
@@ -230,20 +230,20 @@ def test_a_message_left_sending_becomes_unknown_and_is_never_resent(
     with ws.engine.begin() as c:
         scored(c, email="a@example.com")
         scored(c, email="b@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     with ws.engine.begin() as c:  # as a dispatcher killed during the SMTP exchange leaves it
         c.execute(update(outbox).where(outbox.c.id == 1).values(status="sending"))
-    result = dispatch(ws, START)
+    result = dispatch(ws, now=START)
     assert (result.recovered_unknown, result.sent) == (1, 1)
     assert [r.rcpt_tos for r in smtp.received] == [["b@example.com"]]
     assert [row["status"] for row in outbox_rows(ws)] == ["unknown", "sent"]
-    assert dispatch(ws, START + DAY).sent == 0
+    assert dispatch(ws, now=START + DAY).sent == 0
 
 
 def test_only_one_dispatcher_runs_at_a_time(ws: Workspace) -> None:
     with dispatch_lock(ws), pytest.raises(DispatchBusy, match="another `winback dispatch`"):
-        dispatch(ws, START)
+        dispatch(ws, now=START)
 
 
 def test_pool_codes_are_handed_out_and_an_empty_pool_fails_clearly(
@@ -259,16 +259,16 @@ def test_pool_codes_are_handed_out_and_an_empty_pool_fails_clearly(
     )
     pool = ws.path / "pool.csv"
     pool.write_text("code,percent\nSHOP-AAA1,20\nSHOP-AAA2,40\n", encoding="utf-8")
-    assert import_pool_file(ws, pool, START) == (2, 2)
-    assert import_pool_file(ws, pool, START) == (2, 0)
+    assert import_pool_file(ws, pool, now=START) == PoolImport(read=2, added=2)
+    assert import_pool_file(ws, pool, now=START) == PoolImport(read=2, added=0)
     with ws.engine.begin() as c:
         scored(c, email="one@example.com")
         scored(c, email="two@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
-    result = dispatch(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
+    result = dispatch(ws, now=START)
     assert (result.sent, result.failed) == (1, 1)
-    assert "SHOP-AAA1" in smtp.received[0].message.get_body(("plain",)).get_content()
+    assert "SHOP-AAA1" in body_of(smtp.received[0].message, "plain")
     [failed] = outbox_rows(ws, status="failed")
     assert "the code pool has no unused code for 20 %" in failed["error"]
 
@@ -283,10 +283,10 @@ def test_utm_parameters_can_be_turned_off(ws: Workspace, smtp: RecordingHandler)
         add(plain, OFFER_FIRST)
         with plain.engine.begin() as c:
             scored(c, email="camille@example.com", first_name="Camille", language="fr")
-        enrol(plain, "spring", START)
-        tick(plain, START)
-        assert dispatch(plain, START).sent == 1
-        html = smtp.received[0].message.get_body(("html",)).get_content()
+        enrol(plain, "spring", now=START)
+        tick(plain, now=START)
+        assert dispatch(plain, now=START).sent == 1
+        html = body_of(smtp.received[0].message, "html")
         links = Links.of(plain)
         clicks = [
             links.verify_click(urlsplit(url).path.split("/")[-1], now=START).url

@@ -11,9 +11,9 @@ from sqlalchemy import update
 
 from tests.channels.smtp_server import RecordingHandler
 from tests.journeys.conftest import SIMPLE, START, add, outbox_rows, scored
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.journeys.flight import FLIGHT_LOG, boot_id
 from winback.store.schema import outbox
 from winback.workspace import Workspace
@@ -25,8 +25,8 @@ def left_sending(ws: Workspace, boot: str | None, records: list[dict[str, object
     with ws.engine.begin() as c:
         for name in ("answered", "on-the-wire", "never-left"):
             scored(c, email=f"{name}@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     with ws.engine.begin() as c:
         c.execute(
             update(outbox).values(
@@ -41,7 +41,7 @@ def left_sending(ws: Workspace, boot: str | None, records: list[dict[str, object
     (ws.path / FLIGHT_LOG).write_text("".join(json.dumps(r) + "\n" for r in lines), "utf-8")
 
 
-LOG = [
+LOG: list[dict[str, object]] = [
     {"id": 1},
     {"id": 2},
     {"id": 1, "r": "sent", "provider": "250 queued as A1", "parts": 1},
@@ -53,7 +53,7 @@ def test_the_log_settles_each_message_of_the_dead_batch(
     ws: Workspace, smtp: RecordingHandler
 ) -> None:
     left_sending(ws, boot_id(), LOG)
-    result = dispatch(ws, START)
+    result = dispatch(ws, now=START)
     assert (result.recovered, result.recovered_unknown, result.sent) == (2, 1, 1)
     rows = outbox_rows(ws)
     assert [(row["status"], row["attempts"]) for row in rows] == [
@@ -67,7 +67,7 @@ def test_the_log_settles_each_message_of_the_dead_batch(
 
 def test_a_log_of_another_boot_is_not_trusted(ws: Workspace, smtp: RecordingHandler) -> None:
     left_sending(ws, "not-this-boot", LOG)
-    result = dispatch(ws, START)
+    result = dispatch(ws, now=START)
     assert (result.recovered, result.recovered_unknown, result.sent) == (0, 3, 0)
     assert [row["status"] for row in outbox_rows(ws)] == ["unknown"] * 3
     assert smtp.received == []

@@ -6,7 +6,7 @@ received, in order) and outcome must be the expected ones."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import cycle
 
 import pytest
@@ -17,7 +17,7 @@ from tests.builders import add_event
 from tests.channels.smtp_server import RecordingHandler
 from tests.journeys.conftest import SIMPLE, START, journey_file, scored
 from winback.cli import app
-from winback.journeys.enrol import in_holdout
+from winback.journeys.enrolment import in_holdout
 from winback.store.schema import contacts, enrollments, suppressions
 from winback.workspace import Workspace
 
@@ -37,7 +37,9 @@ EXPECTED = {
 }
 
 
-def react(ws: Workspace, contact: int, persona: str, step: str, message_id: str, now) -> None:
+def react(
+    ws: Workspace, contact: int, persona: str, step: str, message_id: str, now: datetime
+) -> None:
     """What a persona does when a message arrives (times are after its arrival)."""
     with ws.engine.begin() as c:
         if persona == "machine-opener":

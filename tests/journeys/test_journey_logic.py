@@ -14,7 +14,7 @@ from winback.clock import to_db
 from winback.journeys.catalog import add_journey
 from winback.journeys.definition import JourneyError
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import enrollments, outbox
 from winback.workspace import Workspace
 
@@ -78,14 +78,14 @@ EMAIL_THEN_SMS = """
 def test_journey_add_refuses_a_branch_an_sms_cannot_take(ws: Workspace) -> None:
     path = journey_file(ws, SMS_BRANCH)
     with pytest.raises(JourneyError) as error:
-        add_journey(ws, path, START)
+        add_journey(ws, path, now=START)
     assert str(error.value) == (
         f"{path}:9: steps[0].on.not_opened: an sms message has no 'not_opened' reaction "
         "(an SMS is never opened, an email never replied to); an sms step may branch on "
         "clicked, no_reaction, replied"
     )
     # A branch on what an SMS can show is fine.
-    add_journey(ws, journey_file(ws, SMS_BRANCH.replace("not_opened", "no_reaction")), START)
+    add_journey(ws, journey_file(ws, SMS_BRANCH.replace("not_opened", "no_reaction")), now=START)
 
 
 def test_a_best_step_sent_by_sms_never_takes_the_not_opened_branch(workspace: Workspace) -> None:
@@ -94,10 +94,10 @@ def test_a_best_step_sent_by_sms_never_takes_the_not_opened_branch(workspace: Wo
     with workspace.engine.begin() as c:
         by_sms = scored(c, email="t@example.com", phone="+33612345678", scores=texter)
         by_email = scored(c, email="e@example.com")
-    enrol(workspace, "either", START)
-    assert tick(workspace, START).queued == 2
+    enrol(workspace, "either", now=START)
+    assert tick(workspace, now=START).queued == 2
     delivered(workspace, START)
-    assert tick(workspace, START + 7 * DAY).queued == 2
+    assert tick(workspace, now=START + 7 * DAY).queued == 2
     second = {row["contact_id"]: row for row in outbox_rows(workspace) if row["step_id"] != "hello"}
     assert (second[by_sms]["step_id"], second[by_sms]["channel"]) == ("offer", "sms")
     assert (second[by_email]["step_id"], second[by_email]["channel"]) == ("goodbye", "email")
@@ -107,13 +107,13 @@ def test_the_next_step_waits_for_an_sms_held_by_the_quiet_hours(workspace: Works
     add(workspace, SMS_BRANCH.replace("{not_opened: goodbye}", "{}").replace("7d", "1d"))
     with workspace.engine.begin() as c:
         scored(c, phone="+33612345678", timezone="Europe/Paris", country="FR")
-    enrol(workspace, "texts", START)
+    enrol(workspace, "texts", now=START)
     saturday_night = START + 5 * DAY + timedelta(hours=12)  # Sat 8 March, 22:00 in Paris
     monday_8am = START + 7 * DAY - timedelta(hours=2)
-    assert tick(workspace, saturday_night).queued == 1
+    assert tick(workspace, now=saturday_night).queued == 1
     # Sunday night: a day has passed, but the first SMS has not gone out yet.
     sunday_night = saturday_night + DAY
-    held = tick(workspace, sunday_night)
+    held = tick(workspace, now=sunday_night)
     assert held.queued == 0
     assert [row["step_id"] for row in outbox_rows(workspace)] == ["hello"]
     assert held.waiting == 1
@@ -121,17 +121,17 @@ def test_the_next_step_waits_for_an_sms_held_by_the_quiet_hours(workspace: Works
         due = c.execute(select(enrollments.c.next_due_at)).scalar_one()
     assert due == to_db(monday_8am + DAY)  # a whole wait after it may go out
     delivered(workspace, monday_8am)
-    assert tick(workspace, monday_8am + DAY).queued == 1
+    assert tick(workspace, now=monday_8am + DAY).queued == 1
 
 
 def test_the_sunset_waits_for_the_last_message(workspace: Workspace) -> None:
     add(workspace, SIMPLE)
     with workspace.engine.begin() as c:
         scored(c, email="slow@example.com")
-    enrol(workspace, "spring", START)
+    enrol(workspace, "spring", now=START)
     moment = START
     for _ in range(4):  # the four steps, each delivered
-        tick(workspace, moment)
+        tick(workspace, now=moment)
         delivered(workspace, moment)
         moment += 30 * DAY
     # The goodbye (14 days) went out; then a retry is pending for some other reason.
@@ -141,23 +141,23 @@ def test_the_sunset_waits_for_the_last_message(workspace: Workspace) -> None:
             .where(outbox.c.step_id == "goodbye")
             .values(status="queued", due_at=to_db(moment))
         )
-    result = tick(workspace, moment)
+    result = tick(workspace, now=moment)
     assert result.sunset == 0
     assert result.waiting == 1
     delivered(workspace, moment)
-    assert tick(workspace, moment + 14 * DAY).sunset == 1
+    assert tick(workspace, now=moment + 14 * DAY).sunset == 1
 
 
 def test_a_contact_without_email_gets_the_first_sms_on_day_30(workspace: Workspace) -> None:
     add(workspace, EMAIL_THEN_SMS)
     with workspace.engine.begin() as c:
         scored(c, phone="+33612345678", timezone="Europe/Paris", country="FR")
-    enrol(workspace, "mixed", START)
-    first = tick(workspace, START)
+    enrol(workspace, "mixed", now=START)
+    first = tick(workspace, now=START)
     assert first.queued == 0
     assert first.passed_over == 1
-    assert tick(workspace, START + 29 * DAY).queued == 0
-    day_30 = tick(workspace, START + 30 * DAY)
+    assert tick(workspace, now=START + 29 * DAY).queued == 0
+    day_30 = tick(workspace, now=START + 30 * DAY)
     assert day_30.queued == 1
     [sms] = outbox_rows(workspace)
     assert (sms["step_id"], sms["channel"]) == ("sms-offer", "sms")

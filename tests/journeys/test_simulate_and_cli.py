@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from tests.journeys.conftest import SIMPLE, START, add, journey_file, scored
 from winback.cli import app
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
-from winback.journeys.simulate import simulate
+from winback.journeys.enrolment import enrol
+from winback.journeys.simulator import simulate
 from winback.store.schema import audit, enrollments, outbox
 from winback.workspace import Workspace
 
@@ -32,7 +32,7 @@ def test_simulation_writes_nothing_and_follows_the_rates(ws: Workspace) -> None:
         for n in range(500):
             scored(c, email=f"p{n}@example.com")
     quiet = rates(ws, email_open_rate=0, email_click_rate=0, purchase_rate=0, unsubscribe_rate=0)
-    result = simulate(quiet, "spring", 120, START).as_dict()
+    result = simulate(quiet, "spring", 120, now=START).as_dict()
     treated = 500 - sum(result["outcomes"]["holdout"].values())
     assert result["outcomes"]["treated"] == {"sunset": treated}
     assert result["messages"] == {"email": 4 * treated}
@@ -43,18 +43,19 @@ def test_simulation_writes_nothing_and_follows_the_rates(ws: Workspace) -> None:
         assert c.execute(select(func.count()).select_from(audit)).scalar_one() == 0
 
     eager = rates(ws, email_click_rate=1, offer_boost=1)
-    clicked = simulate(eager, "spring", 120, START).as_dict()
+    clicked = simulate(eager, "spring", 120, now=START).as_dict()
     assert clicked["outcomes"]["treated"] == {"reactivated": treated}
     assert clicked["steps"]["miss-you"]["clicked"] == treated and "offer" not in clicked["steps"]
 
     # 30 days only: everyone is still waiting after the first step.
-    short = simulate(quiet, "spring", 20, START).as_dict()
+    short = simulate(quiet, "spring", 20, now=START).as_dict()
     assert short["outcomes"]["treated"] == {"active": treated}
     assert (
-        simulate(ws, "spring", 120, START, seed=4).as_dict()
-        == simulate(ws, "spring", 120, START, seed=4).as_dict()
+        simulate(ws, "spring", 120, now=START, seed=4).as_dict()
+        == simulate(ws, "spring", 120, now=START, seed=4).as_dict()
     )
-    quiet.close(), eager.close()
+    quiet.close()
+    eager.close()
 
 
 def test_the_journey_commands(ws: Workspace, cli: CliRunner) -> None:
@@ -109,8 +110,8 @@ def test_offer_codes_export_and_pool_import(ws: Workspace, cli: CliRunner) -> No
     add(ws, SIMPLE.replace("template: miss_you", "template: offer\n        offer: {amount: 10}"))
     with ws.engine.begin() as c:
         scored(c, email="a@example.com")
-    enrol(ws, "spring", START)
-    tick(ws, START)
+    enrol(ws, "spring", now=START)
+    tick(ws, now=START)
     assert cli.invoke(app, ["dispatch", *w, "--now", START.isoformat(), "--dry-run"]).exit_code == 0
     out = ws.path / "codes.csv"
     exported = cli.invoke(app, ["offers", "export", "--out", str(out), *w])

@@ -21,8 +21,8 @@ from winback.clock import to_db
 from winback.journeys.catalog import parse_journey_file
 from winback.journeys.definition import JourneyError
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
-from winback.journeys.simulate import simulate
+from winback.journeys.enrolment import enrol
+from winback.journeys.simulator import simulate
 from winback.store.schema import audit, contacts, enrollments, outbox, suppressions
 from winback.workspace import Workspace
 
@@ -61,10 +61,10 @@ def test_a_paused_contact_is_enrolled_only_when_the_pause_is_over(workspace: Wor
     with workspace.engine.begin() as c:
         paused = scored(c, email="pause@example.com", paused_until=to_db(START + 10 * DAY))
         other = scored(c, email="other@example.com")
-    result = enrol(workspace, "spring", START)
+    result = enrol(workspace, "spring", now=START)
     assert result.enrolled == 1 and result.skipped["paused"] == 1
     assert enrolled_ids(workspace) == [other]
-    assert enrol(workspace, "spring", START + 11 * DAY).enrolled == 1
+    assert enrol(workspace, "spring", now=START + 11 * DAY).enrolled == 1
     assert enrolled_ids(workspace) == [paused, other]
 
 
@@ -73,10 +73,10 @@ def test_a_monthly_contact_gets_one_message_in_30_days(workspace: Workspace) -> 
     with workspace.engine.begin() as c:
         monthly = scored(c, email="monthly@example.com", frequency="monthly")
         usual = scored(c, email="usual@example.com")
-    enrol(workspace, "weekly", START)
-    assert tick(workspace, START).queued == 2
+    enrol(workspace, "weekly", now=START)
+    assert tick(workspace, now=START).queued == 2
     delivered(workspace, START)
-    week = tick(workspace, START + 7 * DAY)
+    week = tick(workspace, now=START + 7 * DAY)
     assert (week.queued, week.postponed) == (1, 1)
     delivered(workspace, START + 7 * DAY)
     with workspace.engine.connect() as c:
@@ -84,9 +84,9 @@ def test_a_monthly_contact_gets_one_message_in_30_days(workspace: Workspace) -> 
             select(enrollments.c.next_due_at).where(enrollments.c.contact_id == monthly)
         ).scalar_one()
     assert due == to_db(START + 30 * DAY)
-    assert tick(workspace, START + 29 * DAY).queued == 1  # the usual contact's third step
+    assert tick(workspace, now=START + 29 * DAY).queued == 1  # the usual contact's third step
     delivered(workspace, START + 29 * DAY)
-    assert tick(workspace, START + 30 * DAY).queued == 1
+    assert tick(workspace, now=START + 30 * DAY).queued == 1
     sent = [(row["contact_id"], row["step_id"], row["due_at"]) for row in outbox_rows(workspace)]
     assert [(step, due) for contact, step, due in sent if contact == monthly] == [
         ("one", to_db(START)),
@@ -104,8 +104,8 @@ def test_a_message_still_to_go_counts_for_a_monthly_contact(workspace: Workspace
             {"idempotency_key": "other:1", "contact_id": monthly, "channel": "email",
              "status": "queued", "created_at": to_db(START), "due_at": to_db(START + 2 * DAY)},
         )  # fmt: skip
-    enrol(workspace, "weekly", START)
-    result = tick(workspace, START)
+    enrol(workspace, "weekly", now=START)
+    result = tick(workspace, now=START)
     assert (result.queued, result.postponed) == (0, 1)
     with workspace.engine.connect() as c:
         due = c.execute(select(enrollments.c.next_due_at)).scalar_one()
@@ -120,7 +120,7 @@ def test_min_expected_value_leaves_out_the_low_and_the_unknown(workspace: Worksp
         worth = scored(c, email="worth@example.com", scores={"expected_value_12m": 120.0})
         just = scored(c, email="just@example.com", scores={"expected_value_12m": 50.0})
         scored(c, email="unknown@example.com")  # no model fitted for this one
-    assert enrol(workspace, "spring", START).enrolled == 2
+    assert enrol(workspace, "spring", now=START).enrolled == 2
     assert enrolled_ids(workspace) == [worth, just]
 
 
@@ -135,9 +135,9 @@ def test_a_limit_takes_the_most_valuable_first(workspace: Workspace, order: str)
             for n, value in enumerate(values)
         ]
         scored(c, email="gone@example.com", email_status="unsubscribed")
-    simulated = simulate(workspace, "spring", 30, START)  # the audience enrol will take
+    simulated = simulate(workspace, "spring", 30, now=START)  # the audience enrol will take
     assert simulated.audience == 5 and simulated.skipped["over the limit"] == 2
-    result = enrol(workspace, "spring", START)
+    result = enrol(workspace, "spring", now=START)
     assert result.enrolled == 2
     assert dict(result.skipped) == {"no consent": 1, "over the limit": 2}
     assert enrolled_ids(workspace) == ([ids[2], ids[3]] if order else ids[:2])
@@ -149,10 +149,10 @@ def test_the_sunset_spares_customers_above_the_value(workspace: Workspace) -> No
         rich = scored(c, email="rich@example.com", scores={"expected_value_12m": 500.0})
         poor = scored(c, email="poor@example.com", scores={"expected_value_12m": 50.0})
         unknown = scored(c, email="unknown@example.com")
-    enrol(workspace, "sparing", START)
-    assert tick(workspace, START).queued == 3
+    enrol(workspace, "sparing", now=START)
+    assert tick(workspace, now=START).queued == 3
     delivered(workspace, START)
-    end = tick(workspace, START + 7 * DAY)
+    end = tick(workspace, now=START + 7 * DAY)
     delivered(workspace, START + 7 * DAY)
     assert (end.queued, end.sunset) == (1, 2)
     [spare] = outbox_rows(workspace, step_id="last-chance")
@@ -168,8 +168,8 @@ def test_the_sunset_spares_customers_above_the_value(workspace: Workspace) -> No
         )
     assert [tuple(row) for row in spared] == [(rich, "expected value 500.00 above 200")]
     assert lost == {poor, unknown}
-    assert tick(workspace, START + 20 * DAY).sunset == 0  # the spare step's wait is 14 days
-    assert tick(workspace, START + 21 * DAY).sunset == 1
+    assert tick(workspace, now=START + 20 * DAY).sunset == 0  # the spare step's wait is 14 days
+    assert tick(workspace, now=START + 21 * DAY).sunset == 1
     with workspace.engine.connect() as c:
         assert len(c.execute(select(suppressions.c.id)).all()) == 3
         statuses = dict(c.execute(select(enrollments.c.contact_id, enrollments.c.status)).all())
@@ -181,15 +181,15 @@ def test_a_flag_journey_spares_too_and_the_holdout_only_waits(workspace: Workspa
     with workspace.engine.begin() as c:
         for n in range(20):
             scored(c, email=f"r{n}@example.com", scores={"expected_value_12m": 900.0})
-    enrolled = enrol(workspace, "sparing", START)
+    enrolled = enrol(workspace, "sparing", now=START)
     assert 0 < enrolled.holdout < 20
-    tick(workspace, START)
+    tick(workspace, now=START)
     delivered(workspace, START)
-    tick(workspace, START + 7 * DAY)
+    tick(workspace, now=START + 7 * DAY)
     delivered(workspace, START + 7 * DAY)
     spares = outbox_rows(workspace, step_id="last-chance")
     assert len(spares) == 20 - enrolled.holdout
-    tick(workspace, START + 21 * DAY)
+    tick(workspace, now=START + 21 * DAY)
     with workspace.engine.connect() as c:
         outcomes = c.execute(select(enrollments.c.outcome, enrollments.c.status)).all()
         assert c.execute(select(suppressions.c.id)).first() is None

@@ -71,7 +71,8 @@ def test_fitting_patterns_with_weights_equals_fitting_customers(summary: Summary
     patterns, counts = np.unique(rows, axis=0, return_counts=True)
     assert len(patterns) < len(rows) / 2
     by_customer = BetaGeo().fit(summary.frequency, summary.recency, summary.T)
-    by_pattern = BetaGeo().fit(*patterns.T, weights=counts)
+    frequency, recency, age = patterns.T
+    by_pattern = BetaGeo().fit(frequency, recency, age, weights=counts)
     for name, value in by_customer.params.items():
         assert by_pattern.params[name] == pytest.approx(value, rel=1e-6)
     assert by_pattern.log_likelihood == pytest.approx(by_customer.log_likelihood, abs=1e-6)

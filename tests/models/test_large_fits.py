@@ -12,22 +12,23 @@ from winback.models._base import time_scale
 from winback.models._data import Patterns, as_weights, condense
 from winback.models._optimize import SAMPLE_ROWS
 from winback.models.bgnbd import BLOCK, _Objective
+from winback.models.simulate import Simulated
 
 TRUTH = {"r": 0.75, "alpha": 5.0, "a": 0.8, "b": 4.0}
 
 
 @pytest.fixture(scope="module")
-def base():
+def base() -> Simulated:
     # Unrounded purchase times: no two customers share a pattern, so every row counts.
     ages = np.random.default_rng(3).integers(7, 3 * 365 + 1, 150_000) / 7.0
     return simulate_bgnbd(TRUTH, ages, seed=4)
 
 
-def total_log_likelihood(params: dict[str, float], base) -> float:
+def total_log_likelihood(params: dict[str, float], base: Simulated) -> float:
     return float(BetaGeo(params).log_likelihood_of(base.frequency, base.recency, base.T).sum())
 
 
-def test_a_staged_fit_is_the_maximum_of_the_whole_likelihood(base) -> None:
+def test_a_staged_fit_is_the_maximum_of_the_whole_likelihood(base: Simulated) -> None:
     assert (base.frequency > 0).sum() > 2 * SAMPLE_ROWS  # large enough for the stages
     model = BetaGeo().fit(base.frequency, base.recency, base.T)
     assert model.log_likelihood == pytest.approx(total_log_likelihood(model.params, base), abs=1e-6)
@@ -39,6 +40,7 @@ def test_a_staged_fit_is_the_maximum_of_the_whole_likelihood(base) -> None:
             total_log_likelihood({**model.params, name: model.params[name] * factor}, base)
             for factor in (np.exp(-step), np.exp(step))
         )
+        assert model.log_likelihood is not None
         assert max(lower, upper) < model.log_likelihood
         assert abs(upper - lower) / (2 * step) < 1e-3 * model.customers, name
     for name, value in TRUTH.items():
@@ -46,7 +48,9 @@ def test_a_staged_fit_is_the_maximum_of_the_whole_likelihood(base) -> None:
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["one-per-row", "weighted"])
-def test_gradient_and_hessian_are_the_derivatives_of_the_value(base, weighted) -> None:
+def test_gradient_and_hessian_are_the_derivatives_of_the_value(
+    base: Simulated, weighted: bool
+) -> None:
     weights = np.random.default_rng(5).integers(1, 4, base.frequency.size) if weighted else None
     w = as_weights(weights, base.frequency.size)
     patterns = condense(base.frequency, base.recency, base.T, w, time_scale(w, base.T))
@@ -67,7 +71,7 @@ def test_gradient_and_hessian_are_the_derivatives_of_the_value(base, weighted) -
     assert same_hessian == pytest.approx(hessian, abs=1e-13)
 
 
-def test_unordered_patterns_give_the_same_objective(base) -> None:
+def test_unordered_patterns_give_the_same_objective(base: Simulated) -> None:
     """``condense`` puts one-time buyers first; patterns in any other order (as a caller
     building them by hand would pass) give the same likelihood."""
     w = as_weights(None, base.frequency.size)

@@ -3,6 +3,8 @@ logs, CLV, and the errors a user meets."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import mpmath as mp
 import numpy as np
 import pytest
@@ -16,14 +18,15 @@ from winback.models import (
     clv,
     summary_from_transactions,
 )
+from winback.models._base import PurchaseModel
 from winback.models._hyp2f1 import log_unit_2f1, log_unit_2f1_value
 
 
-def _log_2f1(q, c, z):
+def _log_2f1(q: Any, c: Any, z: Any) -> Any:
     return mp.re(mp.log(mp.hyp2f1(1, q, c, z)))
 
 
-def _reference(q: float, c: float, z: float) -> list:
+def _reference(q: float, c: float, z: float) -> list[Any]:
     """ln 2F1(1, q; c; z) and its derivatives in q, c and z, to 30 digits."""
     return [
         _log_2f1(q, c, z),
@@ -61,8 +64,8 @@ def test_summary_collapses_same_day_purchases_and_ignores_later_ones() -> None:
         ("bob", day + 14, 8.0),
         ("cid", day + 60, 1.0),  # first purchase after the end: not a customer yet
     ]
-    customer, when, amount = zip(*log, strict=True)
-    when = np.array(when, dtype="datetime64[s]")
+    customer, times, amount = zip(*log, strict=True)
+    when = np.array(times, dtype="datetime64[s]")
     summary = summary_from_transactions(
         customer, when, amount, observation_end=day + 28, time_unit="weeks"
     )
@@ -110,7 +113,7 @@ def test_expected_spend_shrinks_toward_the_population_mean() -> None:
 
 
 @pytest.mark.parametrize("model_class", [BetaGeo, ParetoNBD])
-def test_fit_failures_say_what_is_missing(model_class) -> None:
+def test_fit_failures_say_what_is_missing(model_class: type[PurchaseModel]) -> None:
     with pytest.raises(ModelFitError, match="at least 10"):
         model_class().fit([1, 0, 2], [3.0, 0.0, 4.0], [5.0, 5.0, 5.0])
     with pytest.raises(ModelFitError, match="no customer has a repeat purchase"):

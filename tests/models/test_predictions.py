@@ -3,6 +3,8 @@ bases, against each other, and against lifetimes on CDNOW."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import mpmath as mp
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ from scipy.special import hyp2f1
 
 from tests.models import cdnow
 from winback.models import BetaGeo, ParetoNBD, simulate_bgnbd, simulate_pareto
+from winback.models._base import PurchaseModel
+from winback.models.simulate import Simulated
 
 BGNBD = {"r": 0.6, "alpha": 8.0, "a": 0.9, "b": 3.0}
 PARETO = {"r": 0.6, "alpha": 8.0, "s": 0.7, "beta": 20.0}
@@ -26,7 +30,12 @@ def ages() -> np.ndarray:
     [(BetaGeo, simulate_bgnbd, BGNBD), (ParetoNBD, simulate_pareto, PARETO)],
     ids=["bgnbd", "pareto"],
 )
-def test_a_simulated_base_is_described_truthfully(model_class, simulate, truth, ages) -> None:
+def test_a_simulated_base_is_described_truthfully(
+    model_class: type[PurchaseModel],
+    simulate: Callable[..., Simulated],
+    truth: dict[str, float],
+    ages: np.ndarray,
+) -> None:
     base = simulate(truth, ages, horizon=HORIZON, seed=11)
     model = model_class().fit(base.frequency, base.recency, base.T)
     for name, value in truth.items():
@@ -45,7 +54,7 @@ def test_a_simulated_base_is_described_truthfully(model_class, simulate, truth, 
 
 
 @pytest.mark.parametrize("model", [BetaGeo(BGNBD), ParetoNBD(PARETO)], ids=["bgnbd", "pareto"])
-def test_purchase_distribution_of_a_new_customer(model) -> None:
+def test_purchase_distribution_of_a_new_customer(model: BetaGeo | ParetoNBD) -> None:
     n = np.arange(400)
     probability = model.probability_of_n_purchases(HORIZON, n)
     assert (probability >= 0).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import update
 from typer.testing import CliRunner
@@ -69,7 +70,7 @@ def _run(cli: CliRunner, ws: Workspace, *args: str, code: int = 0) -> str:
     return result.output
 
 
-def _scores(cli: CliRunner, ws: Workspace, name: str) -> dict:
+def _scores(cli: CliRunner, ws: Workspace, name: str) -> dict[str, Any]:
     shown = json.loads(_run(cli, ws, "contact", "show", f"{name}@example.com", "--json"))
     return {"stage": shown["stage"], **shown["scores"]}
 

@@ -19,7 +19,7 @@ from tests.builders import add_contact, add_event, day
 from winback.cli import app
 from winback.clock import local_date, to_db
 from winback.domain import Stage
-from winback.reports import trends, views
+from winback.reports import charts, trends, views
 from winback.reports.aggregates import health_snapshot, refresh_figures
 from winback.reports.health import base_health
 from winback.store.schema import events, outbox, stage_history
@@ -46,7 +46,7 @@ def direct_stages(connection: Connection, days: list[date]) -> dict[str, list[in
     series: dict[str, list[int]] = {stage: [] for stage in STAGES}
     for on in days:
         ranked = latest.where(stage_history.c.changed_on <= on).subquery()
-        counts = dict(
+        counts: dict[Any, Any] = dict(
             connection.execute(
                 select(ranked.c.to_stage, func.count())
                 .where(ranked.c.rank == 1)
@@ -207,7 +207,7 @@ def test_the_erosion_chart_counts_the_base_lost_since_a_year(
     ]  # fmt: skip
     assert by_day["2026-03-15"] == 3 and eroded["share"][-1] == 3 / 9
     assert eroded["usual"][-1] == 0.25 * 349 / 365
-    chart = views.charts.erosion(eroded, WORDS["en"])
+    chart = charts.erosion(eroded, WORDS["en"])
     assert [trace["y"][-1] for trace in chart["data"]] == pytest.approx([100 / 3, 25 * 349 / 365])
 
 

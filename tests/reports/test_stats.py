@@ -39,11 +39,12 @@ def test_newcombe_interval_matches_the_paper(
 
 def test_welch_interval_matches_scipy() -> None:
     treated = [0, 0, 0, 25.5, 0, 80, 0, 0, 12, 0, 0, 140, 0, 0, 33]
-    holdout = [0, 0, 10, 0, 0, 0, 45, 0]
+    holdout: list[float] = [0, 0, 10, 0, 0, 0, 45, 0]
     lift = mean_lift(treated, holdout)
     expected = stats.ttest_ind(treated, holdout, equal_var=False).confidence_interval(0.95)
     assert lift.ci_low == pytest.approx(expected.low)
     assert lift.ci_high == pytest.approx(expected.high)
+    assert lift.difference is not None
     assert lift.relative == pytest.approx(lift.difference / (55 / 8))
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from winback.config import Profile
+from winback.domain import Profile
 from winback.scoring import ScoreResult, contact_scores, score
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
@@ -45,10 +46,11 @@ def run_score(ws: Workspace, now: datetime, *, full: bool = False) -> ScoreResul
     return score(ws, now=now, full=full)
 
 
-def scores_of(ws: Workspace, contact_id: int) -> dict:
+def scores_of(ws: Workspace, contact_id: int) -> dict[str, Any]:
     with ws.engine.connect() as connection:
         return contact_scores(connection, contact_id)
 
 
 def stage_of(ws: Workspace, contact_id: int) -> str | None:
-    return scores_of(ws, contact_id)["stage"]
+    stage: str | None = scores_of(ws, contact_id)["stage"]
+    return stage

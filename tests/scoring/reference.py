@@ -4,6 +4,7 @@ compare the SQL against it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -102,7 +103,7 @@ def reference_scores(
         row["dormant_subscriber"] = protected
         result[contact["id"]] = row
     customers = [r for r in result.values() if r["purchases"]]
-    metrics = {
+    metrics: dict[str, Callable[[dict[str, Any]], Any]] = {
         "recency_score": lambda r: day_number(r["last_purchase_at"], tz),
         "frequency_score": lambda r: r["purchases"],
         "monetary_score": lambda r: r["total_spend"],

@@ -8,6 +8,7 @@ An engine that computes the facts elsewhere (Spark over Parquet) runs the same
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
@@ -32,7 +33,7 @@ def _base(ws: Workspace) -> None:
             add_event(c, who, "visit", NOW - timedelta(days=20 * number))
 
 
-def _rows(ws: Workspace) -> list[dict]:
+def _rows(ws: Workspace) -> list[dict[str, Any]]:
     with ws.engine.connect() as c:
         return [
             dict(r) for r in c.execute(select(contact_scores).order_by("contact_id")).mappings()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, update
 
 from tests.scoring.reference import reference_scores
+from winback.domain import Profile
 from winback.scoring import score
 from winback.scoring.stages import Policy
 from winback.store.contacts import dedup_key
@@ -22,7 +23,7 @@ from winback.store.schema import audit, contact_scores, contacts, events, stage_
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
 Breakpoints = dict[str, tuple[float, ...] | None]
-PROFILES = ("ecommerce", "retail", "subscription", "newsletter")
+PROFILES: tuple[Profile, ...] = ("ecommerce", "retail", "subscription", "newsletter")
 START = datetime(2023, 1, 1)
 TYPES = ("sent", "delivered", "open", "click", "purchase", "visit", "login", "reply")
 USER_AGENTS = (None, "Mozilla/5.0", "Mozilla/5.0 (Windows NT 10.0) Chrome/124.0 Safari/537.36")
@@ -34,7 +35,7 @@ def workspaces(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, W
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv(ENV_DATABASE_URL, raising=False)
         base = tmp_path_factory.mktemp("property")
-        made = {}
+        made: dict[str, Workspace] = {}
         for profile in PROFILES:
             Workspace.init(Path(base / profile), profile).close()
             text = (base / profile / "winback.toml").read_text()
@@ -95,7 +96,11 @@ def _reset(ws: Workspace) -> None:
 
 
 def _compare(
-    ws: Workspace, rows: list[dict], evs: list[dict], now: datetime, kept: Breakpoints | None
+    ws: Workspace,
+    rows: list[dict[str, Any]],
+    evs: list[dict[str, Any]],
+    now: datetime,
+    kept: Breakpoints | None,
 ) -> Breakpoints | None:
     """Check the stored rows against the reference; return the RFM breakpoints the next
     (incremental) run keeps: those of this run when it had customers."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ def _scores(c: Connection, contact_id: int, **values: Any) -> None:
 
 
 def _journey(c: Connection, name: str) -> int:
-    row = {"name": name, "source": "", "definition": {}, "created_at": _naive(NOW)}
+    row: dict[str, Any] = {"name": name, "source": "", "definition": {}, "created_at": _naive(NOW)}
     result = c.execute(
         insert(journeys).returning(journeys.c.id), {**row, "updated_at": row["created_at"]}
     )
@@ -584,7 +584,7 @@ def _days_inactive(row: dict[str, str]) -> float | None:
     return None if last is None else float((TODAY - last).days)
 
 
-NUMBERS = {
+NUMBERS: dict[str, tuple[list[float], Callable[[dict[str, str]], float | None]]] = {
     "p_alive": ([0.05, 0.2, 0.3, 0.5], lambda r: _number(r, "p_alive")),
     "total_spend": ([20, 100, 999.5], lambda r: _number(r, "total_spend")),
     "expected_value_12m": ([0, 12.5, 50], lambda r: _number(r, "expected_value_12m")),
@@ -592,7 +592,7 @@ NUMBERS = {
     "days_inactive": ([0, 30, 180, 365.5, 400], _days_inactive),
 }
 DATES = ["last_purchase_at", "created_at", "last_interaction_at"]
-TEXTS = {
+TEXTS: dict[str, list[str | None] | list[str]] = {
     "country": COUNTRIES[:-1],
     "city": CITIES[:-1],
     "stage": STAGES,
@@ -665,11 +665,11 @@ def conditions(draw: st.DrawFn) -> tuple[str, Predicate]:
         op = draw(st.sampled_from(["=", "!="]))
         return f"{field} {op} '{values[0]}'", lambda r: _held(op, r[field] or None, values[0])
     if kind == "list":
-        values = draw(st.lists(st.sampled_from(TAGS), min_size=1, max_size=2, unique=True))
-        written = values[0] if len(values) == 1 else "(" + ", ".join(values) + ")"
+        tags = draw(st.lists(st.sampled_from(TAGS), min_size=1, max_size=2, unique=True))
+        written = tags[0] if len(tags) == 1 else "(" + ", ".join(tags) + ")"
         return (
             f"tags contains {written}",
-            lambda r: bool(set(r["tags"].split(",")) & set(values)),
+            lambda r: bool(set(r["tags"].split(",")) & set(tags)),
         )
     if kind == "empty":
         field = draw(

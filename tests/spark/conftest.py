@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -100,7 +101,7 @@ def _add_tracked_events(path: Path) -> None:
                 message = f"msg-{contact}"
                 add_event(connection, contact, "delivered", sent, message_id=message)
                 kind = n % 6
-                opened: dict[str, object] = {"message_id": message, "ip": IP, "url": URL}
+                opened: dict[str, Any] = {"message_id": message, "ip": IP, "url": URL}
                 if kind == 0:
                     at, opened["user_agent"] = sent + timedelta(seconds=1), BROWSER
                 elif kind == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.compute as pc
@@ -38,7 +39,7 @@ COLUMNS = [
 ]
 
 
-def _export(cli: CliRunner, ws: Workspace, *args: str) -> dict:
+def _export(cli: CliRunner, ws: Workspace, *args: str) -> dict[str, Any]:
     result = cli.invoke(app, ["events", "export", "-w", str(ws.path), "--json", *args])
     assert result.exit_code == 0, result.output
     return dict(json.loads(result.stdout))
@@ -79,10 +80,12 @@ def test_export_is_partitioned_by_month_for_duckdb(
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert folders == [f"month={m}" for m in summary["months"]]
     assert folders[0] == "month=2023-12" and folders[-1] == "month=2026-12"
-    rows = duckdb.sql(
+    relation = duckdb.sql(
         f"SELECT month, strftime(occurred_at AT TIME ZONE 'UTC', '%Y-%m') AS real, count(*) "
         f"FROM read_parquet('{out}/*/*.parquet', hive_partitioning = true) GROUP BY ALL"
-    ).fetchall()
+    )
+    assert relation is not None
+    rows = relation.fetchall()
     assert all(month == real for month, real, _ in rows)
     assert sum(count for *_, count in rows) == summary["events"]
 

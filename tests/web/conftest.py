@@ -3,7 +3,7 @@ running, a clock the test moves, and messages in the outbox for the links to poi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ from winback.clock import to_db
 from winback.links import Links
 from winback.store.schema import audit, contacts, events, outbox, suppressions
 from winback.web import create_app
-from winback.web.app import Server
+from winback.web.server import Server
 from winback.workspace import Workspace
 
 BASE = "http://127.0.0.1:8025"
@@ -93,7 +93,7 @@ async def site(workspace: Workspace) -> AsyncIterator[Site]:
         yield made
 
 
-async def open_site(workspace: Workspace) -> AsyncIterator[Site]:
+async def open_site(workspace: Workspace) -> AsyncGenerator[Site, None]:
     """The app of ``workspace`` with its lifespan running, and a client for it."""
     clock = Clock(NOW)
     app = create_app(workspace, clock=clock)

@@ -13,7 +13,7 @@ from tests.builders import add_contact, day
 from tests.web.conftest import CHROME, NOW, Site, sent_message
 from winback.compliance.erasure import erase_contacts
 from winback.store.schema import erased_hits
-from winback.web.app import PIXEL
+from winback.web.tracking import PIXEL
 
 pytestmark = pytest.mark.anyio
 

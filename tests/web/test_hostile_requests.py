@@ -18,8 +18,8 @@ from tests.builders import add_contact, day
 from tests.web.conftest import NOW, Site, open_site, sent_message
 from winback.domain import Channel
 from winback.links import Links
-from winback.web.app import PIXEL
 from winback.web.csrf import csrf_token
+from winback.web.tracking import PIXEL
 from winback.workspace import Workspace
 
 pytestmark = pytest.mark.anyio
@@ -180,7 +180,7 @@ def bodies(draw: st.DrawFn) -> bytes:
         return draw(st.binary(max_size=300))
     fields = draw(st.lists(st.tuples(FIELD, FIELD_VALUE), max_size=6))
     if kind == "urlencoded":
-        return str(httpx.QueryParams(fields)).encode()
+        return str(httpx.QueryParams(tuple(fields))).encode()
     parts = [
         f'--xyz\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
         for name, value in fields
@@ -205,7 +205,7 @@ def test_no_form_post_gives_a_500(sqlite_workspace: Workspace) -> None:
     # One app (and one hit recorder) for every example: the loop runs between them.
     with asyncio.Runner() as runner:
         opened = open_site(workspace)
-        site = runner.run(anext(opened))
+        site = runner.run(opened.__anext__())
 
         @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
         @given(

@@ -12,11 +12,11 @@ from datetime import timedelta
 import pytest
 
 from tests.builders import add_contact, add_event
-from tests.channels.smtp_server import RecordingHandler
+from tests.channels.smtp_server import RecordingHandler, body_of
 from tests.web.conftest import NOW, Site, open_site
 from winback.compliance.retention import purge
 from winback.compliance.suppression import suppress
-from winback.journeys.dispatch import dispatch
+from winback.journeys.dispatcher import dispatch
 from winback.store.schema import outbox
 from winback.web.csrf import csrf_token
 from winback.workspace import Workspace
@@ -88,7 +88,7 @@ async def test_asked_first_erased_without_a_yes_kept_with_one(
     people = _people(site)
     ws = site.workspace
 
-    first = purge(ws, NOW)
+    first = purge(ws, now=NOW)
     # Due: overdue, gone, texter. Asked: whoever runs out within four weeks and can be
     # written to (by email, else SMS); gone cannot be, so it is erased at once.
     assert (first.due, first.asked, first.waiting, first.erased) == (3, 3, 2, 1)
@@ -102,7 +102,7 @@ async def test_asked_first_erased_without_a_yes_kept_with_one(
         "no contact from the person since 2022-07-01: erased unless they say they want to stay"
     ]
 
-    sent = dispatch(ws, NOW)
+    sent = dispatch(ws, now=NOW)
     assert sent.sent == 3 and sent.failed == 0
     by_rcpt = {r.rcpt_tos[0]: r.message for r in smtp.received}
     assert set(by_rcpt) == {"soon@example.com", "overdue@example.com"}
@@ -110,14 +110,14 @@ async def test_asked_first_erased_without_a_yes_kept_with_one(
     assert message["Subject"] == "Shall we keep your data, Soon?"
     assert message["X-Winback-Step"] == "retention-ask"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    text = message.get_body(("plain",)).get_content()
-    html = message.get_body(("html",)).get_content()
+    text = body_of(message, "plain")
+    html = body_of(message, "html")
     assert "June 30, 2025" in text  # sent on June 2, answered within four weeks
     [stay_url] = set(STAY_LINK.findall(text))
     assert stay_url in html  # the page's own link, not a tracked redirect
 
     # A second run the next day asks nobody twice and erases nobody still waiting.
-    again = purge(ws, NOW + DAY)
+    again = purge(ws, now=NOW + DAY)
     assert (again.asked, again.erased) == (0, 0)
 
     # Soon says yes; overdue's link is only looked at (a scanner, or a person who
@@ -130,13 +130,13 @@ async def test_asked_first_erased_without_a_yes_kept_with_one(
     assert refused.status_code == 403
     answer = await site.client.post(f"/k/{token}", data={"csrf": csrf_token(ws.secret, token)})
     assert answer.status_code == 200 and "we keep your data" in answer.text
-    overdue_text = by_rcpt["overdue@example.com"].get_body(("plain",)).get_content()
+    overdue_text = body_of(by_rcpt["overdue@example.com"], "plain")
     [overdue_url] = set(STAY_LINK.findall(overdue_text))
     assert (await site.client.get(site.path(overdue_url))).status_code == 200
 
     # Four weeks after the question: the silent ones go, the one who said yes stays;
     # later's clock now runs out within four weeks, so it is asked.
-    last = purge(ws, NOW + 29 * DAY)
+    last = purge(ws, now=NOW + 29 * DAY)
     assert (last.erased, last.asked) == (2, 1)
     assert _erased(site, people) == {"gone", "overdue", "texter"}
     assert people["later"] in _asks(site)
@@ -147,7 +147,7 @@ async def test_asked_first_erased_without_a_yes_kept_with_one(
 async def test_an_ask_that_cannot_go_out_does_not_hold_the_erasure(site: Site) -> None:
     people = _people(site)
     ws = site.workspace
-    assert purge(ws, NOW).waiting == 2
+    assert purge(ws, now=NOW).waiting == 2
     # Overdue's address is suppressed before the question leaves: dispatch cancels it,
     # and nothing is owed to a person we may not write to.
     with ws.engine.begin() as c:
@@ -161,16 +161,16 @@ async def test_an_ask_that_cannot_go_out_does_not_hold_the_erasure(site: Site) -
             contact_id=people["overdue"],
             address="overdue@example.com",
         )
-    dispatch(ws, NOW, dry_run=True)
+    dispatch(ws, now=NOW, dry_run=True)
     assert site.rows(outbox, contact_id=people["overdue"])[0]["status"] == "cancelled"
-    result = purge(ws, NOW + DAY)
+    result = purge(ws, now=NOW + DAY)
     assert result.erased == 1 and _erased(site, people) == {"gone", "overdue"}
 
 
 async def test_without_the_option_nobody_is_asked(workspace: Workspace) -> None:
     async for plain in open_site(workspace):
         people = _people(plain)
-        result = purge(workspace, NOW)
+        result = purge(workspace, now=NOW)
         assert (result.asked, result.waiting, result.erased) == (0, 0, 3)
         assert _asks(plain) == {}
         assert _erased(plain, people) == {"overdue", "gone", "texter"}

@@ -10,7 +10,7 @@ from tests.journeys.conftest import SIMPLE, add, scored
 from tests.web.conftest import NOW, Site
 from winback.clock import to_db
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.store.schema import enrollments, outbox, survey_answers
 from winback.store.survey import survey_counts
 from winback.web.csrf import csrf_token
@@ -37,8 +37,8 @@ async def test_too_many_messages_ends_the_journey_and_sets_monthly(site: Site) -
     with ws.engine.begin() as c:
         camille = scored(c, email="camille@example.com", first_name="Camille")
         other = scored(c, email="other@example.com")
-    enrol(ws, "spring", NOW)
-    assert tick(ws, NOW).queued == 2
+    enrol(ws, "spring", now=NOW)
+    assert tick(ws, now=NOW).queued == 2
 
     await answer(site, camille, "too_many", "Une fois par mois suffit.")
 
@@ -53,7 +53,7 @@ async def test_too_many_messages_ends_the_journey_and_sets_monthly(site: Site) -
     assert record["details"]["applied"] == {"frequency": "monthly", "paused_until": None}
     assert [a["reason"] for a in site.audit(action="exit")] == ["survey: too_many"]
     # The tick does not bring the journey back.
-    assert tick(ws, NOW).queued == 0
+    assert tick(ws, now=NOW).queued == 0
 
 
 async def test_not_relevant_pauses_and_a_second_answer_replaces_the_first(site: Site) -> None:

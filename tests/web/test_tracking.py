@@ -26,7 +26,7 @@ from tests.web.conftest import (
 from winback.domain import Channel
 from winback.links import Links, Purpose
 from winback.web import is_bot_click, is_scanner_user_agent
-from winback.web.app import PIXEL
+from winback.web.tracking import PIXEL
 from winback.workspace import Workspace
 
 pytestmark = pytest.mark.anyio

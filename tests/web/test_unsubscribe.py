@@ -13,7 +13,7 @@ from tests.web.conftest import Site
 from winback.compliance.suppression import is_suppressed
 from winback.domain import Channel
 from winback.journeys.engine import tick
-from winback.journeys.enrol import enrol
+from winback.journeys.enrolment import enrol
 from winback.web.csrf import csrf_token
 
 pytestmark = pytest.mark.anyio
@@ -129,13 +129,13 @@ async def test_the_journey_sends_nothing_after_an_unsubscribe(site: Site) -> Non
     with workspace.engine.begin() as c:
         leaving = scored(c, email="leaving@example.com")
         staying = scored(c, email="staying@example.com")
-    enrol(workspace, "spring", START)
-    tick(workspace, START)
+    enrol(workspace, "spring", now=START)
+    tick(workspace, now=START)
     delivered(workspace, START)  # the next step waits for the first to go out
     assert len(outbox_rows(workspace, contact_id=leaving)) == 1
     site.clock.now = START + timedelta(days=3)
     token = site.links.unsubscribe_token(leaving, Channel.EMAIL)
     assert (await site.client.post(f"/u/{token}", data=ONE_CLICK)).status_code == 200
-    tick(workspace, START + timedelta(days=31))
+    tick(workspace, now=START + timedelta(days=31))
     assert len(outbox_rows(workspace, contact_id=leaving)) == 1  # nothing new
     assert len(outbox_rows(workspace, contact_id=staying)) == 2  # the journey went on

@@ -4,7 +4,6 @@ exit code."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from rich import table as rich_table
 from rich.console import Console
 
 from winback.clock import parse_now
+from winback.json_values import json_document
 from winback.safe_output import json_text, output_file, plain
 from winback.workspace import ENV_WORKSPACE, Workspace
 
@@ -83,7 +83,7 @@ def now_option(text: str | None, workspace: Workspace, *, option: str = "--now")
 
 def print_json(data: Any) -> None:
     """JSON on standard output, with dates as ISO strings, for scripts to read."""
-    typer.echo(json_text(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
+    typer.echo(json_text(json_document(data)))
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from winback import compliance
 from winback.cli.common import (
     JsonOption,
     NowOption,
@@ -27,6 +27,7 @@ from winback.cli.common import (
 )
 from winback.domain import SuppressionReason
 from winback.errors import WinbackError
+from winback.json_values import json_document
 from winback.safe_output import plain
 
 WAL_WARNING = (
@@ -68,7 +69,7 @@ def suppress_add(
     now: NowOption = None,
 ) -> None:
     """Suppress an address; a refusal reason also changes the contact's channel status."""
-    from winback.compliance.manual import add_suppression
+    from winback.compliance import add_suppression
 
     ws = open_workspace(workspace)
     added = add_suppression(
@@ -88,7 +89,7 @@ def suppress_remove(
     now: NowOption = None,
 ) -> None:
     """Take an address off the list (audited); it subscribes no one again."""
-    from winback.compliance.manual import remove_suppression
+    from winback.compliance import remove_suppression
 
     ws = open_workspace(workspace)
     was = remove_suppression(
@@ -102,10 +103,10 @@ def suppress_list(
     channel: ChannelOption = None,
     reason: Annotated[SuppressionReason | None, typer.Option(help="Only this reason.")] = None,
     workspace: WorkspaceOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the suppressed addresses (a hash for those no contact holds any more)."""
-    from winback.compliance.manual import list_suppressions
+    from winback.compliance import list_suppressions
 
     ws = open_workspace(workspace)
     entries = list(
@@ -113,7 +114,7 @@ def suppress_list(
             ws, channel=_channel(channel), reason=None if reason is None else reason.value
         )
     )
-    if json:
+    if as_json:
         print_json(entries)
         return
     table = Table("channel", "address or hash", "reason", "suppressed at")
@@ -148,16 +149,16 @@ def suppress_import(
     ] = None,
     workspace: WorkspaceOption = None,
     now: NowOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Add the addresses or hashes of a suppression file to the suppression list."""
-    from winback.compliance.manual import import_suppressions
+    from winback.ingest import import_suppressions
 
     ws = open_workspace(workspace)
     result = import_suppressions(
         ws, file, reason=None if reason is None else reason.value, now=now_option(now, ws)
     )
-    if json:
+    if as_json:
         print_json(result.as_dict())
         return
     console.print(
@@ -177,7 +178,7 @@ def suppress_export(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Export the list as CSV: addresses of contacts still present, hashes for the others."""
-    from winback.compliance.manual import export_suppressions
+    from winback.compliance import export_suppressions
 
     ws = open_workspace(workspace)
     write_csv(
@@ -209,13 +210,12 @@ def purge(
         bool,
         typer.Option("--yes", help="Erase without asking (needed when no one is at a terminal)."),
     ] = False,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Erase the contacts with no contact from the person for retention.erase_after
     (with retention.ask_before_erase, after a last question). Run it with --dry-run
     --out FILE first to see who."""
-    from winback.compliance.retention import purge as purge_contacts
-    from winback.compliance.retention import write_purge_plan
+    from winback.compliance import write_purge_plan
 
     ws = open_workspace(workspace)
     moment = now_option(now, ws)
@@ -226,8 +226,8 @@ def purge(
         )
     if out is not None:
         with output_path(out) as temporary, temporary.open("w", encoding="utf-8", newline="") as f:
-            planned = write_purge_plan(ws, moment, f)
-        if not json:
+            planned = write_purge_plan(ws, f, now=moment)
+        if not as_json:
             print_written(f"{planned} contacts due", out)
     if not dry_run and not yes:
         if not _interactive():
@@ -235,7 +235,7 @@ def purge(
                 "winback purge erases contacts for good: run it with --dry-run --out FILE "
                 "to see who, then again with --yes (no one is at a terminal to confirm)"
             )
-        plan = purge_contacts(ws, moment, dry_run=True)
+        plan = compliance.purge(ws, now=moment, dry_run=True)
         typer.confirm(
             f"Erase {plan.due - plan.waiting} contacts with no contact from the person since "
             f"{plan.cutoff.date().isoformat()}?",
@@ -247,16 +247,16 @@ def purge(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
-        disable=json or dry_run,
+        disable=as_json or dry_run,
     ) as bar:
         task = bar.add_task("erasing", total=None)
-        result = purge_contacts(
+        result = compliance.purge(
             ws,
-            moment,
+            now=moment,
             dry_run=dry_run,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    if json:
+    if as_json:
         print_json(result.as_dict())
         return
     since = result.cutoff.date().isoformat()
@@ -287,7 +287,7 @@ def gdpr_export(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Everything held on one person, as one JSON document."""
-    from winback.compliance.gdpr import export_person
+    from winback.compliance import export_person
 
     ws = open_workspace(workspace)
     document = export_person(ws, email)
@@ -295,7 +295,7 @@ def gdpr_export(
         print_json(document)
         return
     with output_path(out) as temporary:
-        temporary.write_text(jsonlib.dumps(document, indent=2, ensure_ascii=False), "utf-8")
+        temporary.write_text(json_document(document), "utf-8")
     print_written("The person's data", out)
 
 
@@ -304,14 +304,14 @@ def gdpr_erase(
     email: Annotated[str, typer.Argument(help="Email (or phone) of the person.")],
     workspace: WorkspaceOption = None,
     now: NowOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Erase one person's data everywhere: database, outbox, quarantine, output, logs."""
-    from winback.compliance.gdpr import erase_person
+    from winback.compliance import erase_person
 
     ws = open_workspace(workspace)
-    result = erase_person(ws, email, now_option(now, ws))
-    if json:
+    result = erase_person(ws, email, now=now_option(now, ws))
+    if as_json:
         print_json(result.as_dict())
         return
     if result.contact_erased:
@@ -342,16 +342,16 @@ def audit(
         ),
     ] = None,
     workspace: WorkspaceOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the audit records: who decided what about which contact, and why."""
-    from winback.compliance.audit_log import audit_log
+    from winback.compliance import audit_log
 
     ws = open_workspace(workspace)
     records = audit_log(
         ws, contact=contact, since=None if since is None else since.replace(tzinfo=UTC)
     )
-    if json:
+    if as_json:
         print_json(records)
         return
     table = Table("at", "actor", "action", "contact", "reason")

@@ -24,14 +24,14 @@ def show(
     address: Annotated[str, typer.Argument(help="Email or phone of the contact.")],
     workspace: WorkspaceOption = None,
     events: Annotated[int, typer.Option(help="How many recent events to show.")] = 20,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show one contact: attributes, channel statuses, stage and latest events."""
     from winback.contacts import contact_profile
 
     ws = open_workspace(workspace)
     profile = contact_profile(ws, address, events=events)
-    if json:
+    if as_json:
         print_json(profile)
         return
     contact = profile["contact"]

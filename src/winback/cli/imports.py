@@ -129,7 +129,7 @@ def contacts(
         ),
     ] = None,
     now: NowOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Import contacts: de-duplicated on the email (or phone), merged with what is stored.
 
@@ -139,7 +139,7 @@ def contacts(
     from winback.ingest import import_contact_files
 
     ws = open_workspace(workspace)
-    with import_progress(not json) as progress:
+    with import_progress(not as_json) as progress:
         reports = import_contact_files(
             ws,
             file,
@@ -148,7 +148,7 @@ def contacts(
             status=status,
             progress=progress,
         )
-    if json:
+    if as_json:
         found = [report.as_dict() for report in reports]
         print_json(found[0] if len(found) == 1 else found)
     else:
@@ -171,7 +171,7 @@ def events(
         ),
     ] = None,
     now: NowOption = None,
-    json: JsonOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Import events (opens, clicks, purchases, visits...) for known contacts, from an
     events file, a shop's order export (Shopify's "Export orders": one purchase per
@@ -179,7 +179,7 @@ def events(
     from winback.ingest.webhook_files import import_event_file
 
     ws = open_workspace(workspace)
-    with import_progress(not json) as progress:
+    with import_progress(not as_json) as progress:
         report = import_event_file(
             ws,
             file,
@@ -188,7 +188,7 @@ def events(
             mapping=_mapping(mapping),
             progress=progress,
         )
-    if json:
+    if as_json:
         print_json(report.as_dict())
     else:
         print_import_summary(report)

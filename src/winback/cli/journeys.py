@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from winback import journeys
 from winback.cli.common import (
     JsonOption,
     NowOption,
@@ -26,9 +27,7 @@ from winback.clock import utcnow
 from winback.safe_output import plain
 
 if TYPE_CHECKING:
-    from winback.journeys.controls import ControlResult
-    from winback.journeys.dispatch import DispatchResult
-    from winback.journeys.engine import TickResult
+    from winback.journeys import ControlResult, DispatchResult, TickResult
 
 journey_app = typer.Typer(help="Win-back journeys: add, list, show, enrol.", no_args_is_help=True)
 offers_app = typer.Typer(help="Coupon codes of journey offers.", no_args_is_help=True)
@@ -44,18 +43,19 @@ def journey_add(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Validate a journey file (steps, branches, waits, templates) and store it."""
-    from winback.journeys.catalog import add_journey
+    from winback.journeys import add_journey
 
     ws = open_workspace(workspace)
-    journey, new = add_journey(ws, file, utcnow())
-    verb = "Added" if new else "Updated"
-    console.print(plain(f"{verb} journey {journey.name} ({len(journey.steps)} steps)."))
+    added = add_journey(ws, file, now=utcnow())
+    verb = "Added" if added.new else "Updated"
+    name, steps = added.journey.name, len(added.journey.steps)
+    console.print(plain(f"{verb} journey {name} ({steps} steps)."))
 
 
 @journey_app.command("list")
 def journey_list(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """The stored journeys and their enrollments by status."""
-    from winback.journeys.catalog import list_journeys
+    from winback.journeys import list_journeys
 
     journeys = list_journeys(open_workspace(workspace))
     if as_json:
@@ -139,7 +139,7 @@ def _control(result: ControlResult, as_json: bool) -> None:
 
 def _state_command(command: str, change: str, doc: str) -> None:
     """Register ``winback journey COMMAND NAME``: one state change of a journey, made by
-    the function ``change`` of :mod:`winback.journeys.controls`."""
+    the function ``change`` of :mod:`winback.journeys` (loaded when the command runs)."""
 
     def run(
         name: Annotated[str, typer.Argument(help="Journey name.")],
@@ -147,10 +147,8 @@ def _state_command(command: str, change: str, doc: str) -> None:
         now: NowOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        from winback.journeys import controls
-
         ws = open_workspace(workspace)
-        _control(getattr(controls, change)(ws, name, now_option(now, ws)), as_json)
+        _control(getattr(journeys, change)(ws, name, now=now_option(now, ws)), as_json)
 
     run.__doc__ = doc
     journey_app.command(command)(run)
@@ -180,10 +178,10 @@ def journey_unenroll(
     as_json: JsonOption = False,
 ) -> None:
     """Take one contact out of a journey, cancelling their queued messages."""
-    from winback.journeys.controls import unenroll
+    from winback.journeys import unenroll
 
     ws = open_workspace(workspace)
-    _control(unenroll(ws, name, address, now_option(now, ws)), as_json)
+    _control(unenroll(ws, name, address, now=now_option(now, ws)), as_json)
 
 
 @journey_app.command("preview")
@@ -200,10 +198,10 @@ def journey_preview(
     now: NowOption = None,
 ) -> None:
     """Render one message of a journey as a contact would get it; nothing is sent."""
-    from winback.journeys.preview import preview_message
+    from winback.journeys import preview_message
 
     ws = open_workspace(workspace)
-    shown = preview_message(ws, name, step, contact, now_option(now, ws))
+    shown = preview_message(ws, name, step, contact, now=now_option(now, ws))
     if out is None:
         if shown.subject:
             console.print(plain(f"Subject: {shown.subject}"))
@@ -228,10 +226,10 @@ def journey_send_test(
 ) -> None:
     """Send one message of a journey to yourself through its channel, marked [TEST];
     it is never recorded nor counted in the results."""
-    from winback.journeys.preview import send_test
+    from winback.journeys import send_test
 
     ws = open_workspace(workspace)
-    shown, result = send_test(ws, name, step, to, now_option(now, ws), as_contact=contact)
+    shown, result = send_test(ws, name, step, to, now=now_option(now, ws), as_contact=contact)
     console.print(plain(f"Test {shown.channel} message sent to {to}: {type(result).__name__}."))
 
 
@@ -243,10 +241,10 @@ def journey_enroll(
     as_json: JsonOption = False,
 ) -> None:
     """Enrol the journey's audience as it is now, with its holdout group."""
-    from winback.journeys.enrol import enrol
+    from winback.journeys import enrol
 
     ws = open_workspace(workspace)
-    result = enrol(ws, name, now_option(now, ws))
+    result = enrol(ws, name, now=now_option(now, ws))
     if as_json:
         print_json({**result.__dict__, "skipped": dict(result.skipped)})
         return
@@ -269,7 +267,7 @@ def journey_new(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Copy the starter templates and example journey into the workspace to edit."""
-    from winback.journeys.catalog import copy_starter
+    from winback.journeys import copy_starter
 
     if source != "starter":
         raise typer.BadParameter("only `--from starter` exists", param_hint="--from")
@@ -323,10 +321,8 @@ def tick(
     workspace: WorkspaceOption = None, now: NowOption = None, as_json: JsonOption = False
 ) -> None:
     """Advance every enrollment due now: branch on reactions, exit, queue messages."""
-    from winback.journeys.engine import tick as tick_journeys
-
     ws = open_workspace(workspace)
-    result = tick_journeys(ws, now_option(now, ws))
+    result = journeys.tick(ws, now=now_option(now, ws))
     if as_json:
         print_json(result.as_dict())
     else:
@@ -340,10 +336,8 @@ def dispatch(
     as_json: JsonOption = False,
 ) -> None:
     """Send the queued messages through the channels, at most once each."""
-    from winback.journeys.dispatch import dispatch as dispatch_outbox
-
     ws = open_workspace(workspace)
-    result = dispatch_outbox(ws, now_option(now, ws), dry_run=dry_run)
+    result = journeys.dispatch(ws, now=now_option(now, ws), dry_run=dry_run)
     if as_json:
         print_json(result.as_dict())
     else:
@@ -358,10 +352,10 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Tick, then dispatch: the command for cron."""
-    from winback.journeys.dispatch import run as run_once
+    from winback.journeys import tick_and_dispatch
 
     ws = open_workspace(workspace)
-    ticked, sent = run_once(ws, now_option(now, ws), dry_run=dry_run)
+    ticked, sent = tick_and_dispatch(ws, now=now_option(now, ws), dry_run=dry_run)
     if as_json:
         print_json({"tick": ticked.as_dict(), "dispatch": sent.as_dict()})
     else:
@@ -380,10 +374,8 @@ def simulate(
 ) -> None:
     """Play the journey on a virtual clock: funnel, messages, cost, reactivations.
     Nothing is written or sent."""
-    from winback.journeys.simulate import simulate as simulate_journey
-
     ws = open_workspace(workspace)
-    result = simulate_journey(ws, name, days, now_option(now, ws), seed=seed).as_dict()
+    result = journeys.simulate(ws, name, days, now=now_option(now, ws), seed=seed).as_dict()
     if as_json:
         print_json(result)
         return
@@ -416,7 +408,7 @@ def outbox(
     as_json: JsonOption = False,
 ) -> None:
     """The outbox by status, or (--unknown) the messages a crash left undecided."""
-    from winback.journeys.outbox import outbox_counts, unknown_messages
+    from winback.journeys import outbox_counts, unknown_messages
 
     ws = open_workspace(workspace)
     data: Any = unknown_messages(ws) if unknown else outbox_counts(ws)
@@ -455,7 +447,7 @@ def offers_export(
     workspace: WorkspaceOption = None,
 ) -> None:
     """The coupon codes given to contacts, as CSV for the shop."""
-    from winback.journeys.offers import export_offers_csv
+    from winback.journeys import export_offers_csv
 
     ws = open_workspace(workspace)
     write_csv(out, lambda stream: export_offers_csv(ws, stream, journey), "codes")
@@ -467,11 +459,11 @@ def offers_import(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Import a pool of codes made by the shop, for steps with `pool: true`."""
-    from winback.journeys.offers import import_pool_file
+    from winback.journeys import import_pool_file
 
     ws = open_workspace(workspace)
-    read, added = import_pool_file(ws, file, utcnow())
-    console.print(f"{added} codes added to the pool ({read - added} already known).")
+    pool = import_pool_file(ws, file, now=utcnow())
+    console.print(f"{pool.added} codes added to the pool ({pool.read - pool.added} already known).")
 
 
 def register(app: typer.Typer) -> None:

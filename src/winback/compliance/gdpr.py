@@ -6,19 +6,18 @@ blocks their address and names them in the audit log."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, or_, select
 
-from winback.clock import from_db
 from winback.compliance.erasure import erase_contacts, erasing, reclaim_space
 from winback.compliance.files import FileScrub, scrub_files
 from winback.compliance.suppression import address_hashes, suppress
 from winback.contacts import typed_address
 from winback.errors import NotFoundError
+from winback.json_values import json_value
 from winback.scoring import contact_scores
 from winback.store.contacts import find_contact
 from winback.store.schema import (
@@ -49,20 +48,10 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return from_db(value).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    return value
-
-
 def _rows(connection: Connection, table: Table, *where: Any, columns: Any = None) -> list[Any]:
     query = select(*(columns or table.columns)).where(*where).order_by(table.c.id)
     return [
-        {key: _plain(value) for key, value in row.items()}
+        {key: json_value(value) for key, value in row.items()}
         for row in connection.execute(query).mappings()
     ]
 
@@ -86,7 +75,7 @@ def export_person(workspace: Workspace, address: str) -> dict[str, Any]:
             hashes.update(address_hashes(workspace, "sms", contact["phone"]))
         scored = contact_scores(connection, contact_id)
         document = {
-            "contact": {k: _plain(v) for k, v in contact.items() if k != "key_hash"},
+            "contact": {k: json_value(v) for k, v in contact.items() if k != "key_hash"},
             "stage": scored["stage"],
             "scores": scored["scores"],
             "stage_history": scored["stage_history"],
@@ -154,7 +143,7 @@ class EraseResult:
         }
 
 
-def erase_person(workspace: Workspace, address: str, now: datetime) -> EraseResult:
+def erase_person(workspace: Workspace, address: str, *, now: datetime) -> EraseResult:
     """Erase the person with this email or phone: their contact (see
     :mod:`winback.compliance.erasure`), the freed database pages, and every line of the
     workspace's files that names them. An address with no contact is still suppressed

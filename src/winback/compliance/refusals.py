@@ -41,23 +41,23 @@ from winback.compliance.suppression import (
     suppress_contacts,
     suppress_hashes,
 )
-from winback.domain import REFUSALS as REFUSED_STATUSES
-from winback.domain import SENDING_CHANNELS, ChannelStatus, EventType
+from winback.domain import REFUSED_STATUSES, SENDING_CHANNELS, ChannelStatus, EventType
 from winback.store.chunks import chunks
 from winback.store.contacts import channel_statuses, set_channel_status
 from winback.store.schema import contacts
 from winback.store.schema import events as events_table
+from winback.words import fold
 from winback.workspace import Workspace
 
 # What a refusal event says about the address: the status it gets, the suppression reason.
-REFUSALS: dict[EventType, tuple[ChannelStatus, str]] = {
+REFUSAL_EVENTS: dict[EventType, tuple[ChannelStatus, str]] = {
     EventType.UNSUBSCRIBE: (ChannelStatus.UNSUBSCRIBED, "unsubscribe"),
     EventType.BOUNCE_HARD: (ChannelStatus.BOUNCED, "bounce_hard"),
     EventType.COMPLAINT: (ChannelStatus.COMPLAINED, "complaint"),
 }
 # The event types apply_refusals looks at (a soft bounce counts towards the limit, a reply
 # may be STOP): a caller that sorts events first passes it at least these.
-CONSIDERED = frozenset({*REFUSALS, EventType.BOUNCE_SOFT, EventType.REPLY})
+CONSIDERED = frozenset({*REFUSAL_EVENTS, EventType.BOUNCE_SOFT, EventType.REPLY})
 # The texts of an SMS reply that mean "no more SMS", folded (lower case, no accents, no
 # spaces or punctuation): the STOP keyword of French operators (also STOP SMS, ARRET,
 # ARRÊT), and the English ones carriers honour (UNSUBSCRIBE, CANCEL, END, QUIT, STOPALL).
@@ -80,7 +80,7 @@ STOP_WORDS = frozenset(
 # What a soft-bounce limit reached does: the same as a hard bounce, another reason.
 SOFT_LIMIT = (ChannelStatus.BOUNCED, "bounce_soft")
 # The suppression reason of a refused channel status (an import's status column).
-STATUS_REASONS = {status: reason for status, reason in REFUSALS.values()}
+STATUS_REASONS = {status: reason for status, reason in REFUSAL_EVENTS.values()}
 
 
 def is_stop_reply(body: str | None) -> bool:
@@ -91,19 +91,16 @@ def is_stop_reply(body: str | None) -> bool:
     >>> is_stop_reply("stop sending me the old catalogue, I want the new one")
     False
     """
-    # Imported here: the importers call this module, and ``winback.ingest`` imports them.
-    from winback.ingest.values import fold
-
     return body is not None and fold(body) in STOP_WORDS
 
 
 def _refusal_of(event: Mapping[str, Any]) -> tuple[ChannelStatus, str] | None:
     """What a single event refuses, or None (soft bounces are judged together)."""
     kind = EventType(event["type"])
-    if kind in REFUSALS:
-        return REFUSALS[kind]
+    if kind in REFUSAL_EVENTS:
+        return REFUSAL_EVENTS[kind]
     if kind == EventType.REPLY and event["channel"] == "sms" and is_stop_reply(event.get("body")):
-        return REFUSALS[EventType.UNSUBSCRIBE]
+        return REFUSAL_EVENTS[EventType.UNSUBSCRIBE]
     return None
 
 

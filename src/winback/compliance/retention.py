@@ -244,8 +244,8 @@ def ask(connection: Connection, now: datetime, cutoff: datetime, ask_ahead: time
 
 def purge(
     workspace: Workspace,
-    now: datetime,
     *,
+    now: datetime,
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> PurgeResult:
@@ -323,7 +323,7 @@ def _last_touch() -> tuple[Any, Any, Any]:
     return touch, answer, stay
 
 
-def write_purge_plan(workspace: Workspace, now: datetime, out: TextIO) -> int:
+def write_purge_plan(workspace: Workspace, out: TextIO, *, now: datetime) -> int:
     """Write, as CSV (:data:`PLAN_COLUMNS`), the contacts the purge at ``now`` finds due:
     their id and addresses, the day their clock started (their last contact from the
     person, else their creation), why, and what the purge would do: ``erase``, or with

@@ -148,7 +148,7 @@ def _rules(region: str) -> _PhoneRules | None:
 
 def _matches(numbers: pa.Array, lengths: np.ndarray, desc: _Desc) -> np.ndarray:
     fits = np.isin(lengths, desc.lengths) if desc.lengths else np.ones(len(lengths), bool)
-    return fits & col.mask(pc.match_substring_regex(numbers, desc.pattern))
+    return np.asarray(fits & col.mask(pc.match_substring_regex(numbers, desc.pattern)))
 
 
 def phones(column: pa.Array, region: str) -> tuple[pa.Array, np.ndarray, np.ndarray]:

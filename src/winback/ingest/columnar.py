@@ -36,7 +36,7 @@ _YEAR_1000 = (datetime(1000, 1, 1) - _EPOCH) // timedelta(microseconds=1)
 
 
 def is_text(column: pa.Array) -> bool:
-    return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    return bool(pa.types.is_string(column.type) or pa.types.is_large_string(column.type))
 
 
 def plain_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -130,7 +130,7 @@ def _each_row(
 
 def mask(values: pa.Array) -> np.ndarray:
     """A boolean Arrow array as a NumPy mask, null counting as false."""
-    return pc.fill_null(values, False).to_numpy(zero_copy_only=False)
+    return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False))
 
 
 Word = TypeVar("Word", bound=Hashable)
@@ -147,7 +147,7 @@ def words(column: pa.Array, parse: Callable[[str], Word], codes: Mapping[Word, i
         except (ValueError, KeyError):
             table.append(-1)
     indices = pc.fill_null(encoded.indices, len(table)).to_numpy(zero_copy_only=False)
-    return np.append(np.array(table, np.int64), -1)[indices]
+    return np.asarray(np.append(np.array(table, np.int64), -1)[indices])
 
 
 def utc_micros(column: pa.Array, zone: str, until: datetime) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from winback.errors import InputFileError
-from winback.ingest.values import fold
+from winback.words import fold
 
 CONTACT_ALIASES: dict[str, tuple[str, ...]] = {
     "email": (

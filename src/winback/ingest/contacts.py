@@ -38,7 +38,7 @@ from winback.clock import to_db
 from winback.compliance import audit
 from winback.compliance.refusals import STATUS_REASONS, suppress_imported_refusals
 from winback.compliance.suppression import suppression_reasons
-from winback.domain import REFUSALS, ChannelStatus
+from winback.domain import REFUSED_STATUSES, ChannelStatus
 from winback.ingest import addresses, records, summaries
 from winback.ingest import columnar as col
 from winback.ingest import values as v
@@ -62,6 +62,7 @@ from winback.ingest.reader import Block
 from winback.ingest.records import ContactBlock, consent_fields, present, take
 from winback.store import contacts as store
 from winback.store.schema import suppressions
+from winback.words import fold
 from winback.workspace import Workspace
 
 # Plain text attributes copied as they are (trimmed, at most this long); the others
@@ -177,14 +178,14 @@ class ContactBatch:
         found: list[ChannelStatus] = []
         if status is not None:
             text = str(status)
-            word = self.kind.status_words.get(v.fold(text))
+            word = self.kind.status_words.get(fold(text))
             found.append(v.parse_status(text) if word is None else word)
         if blacklisted is not None:
             refused = v.parse_bool(blacklisted)
             found.append(ChannelStatus.UNSUBSCRIBED if refused else ChannelStatus.SUBSCRIBED)
         if optin is not None:
             found.append(ChannelStatus.SUBSCRIBED if v.parse_bool(optin) else ChannelStatus.NONE)
-        refusals = [status for status in found if status in REFUSALS]
+        refusals = [status for status in found if status in REFUSED_STATUSES]
         if refusals:
             return refusals[0]
         if found:
@@ -291,7 +292,8 @@ class ContactBatch:
                 (row.record["phone"] for row in rows if row.record["phone"]),
             )
             written = self._write(connection, rows, existing)
-            summaries.write(connection, [s for s in found if s], self.source_name)
+            known = [summary for summary in found if summary]
+            summaries.write(connection, self.workspace, known, self.source_name, now=self.now_aware)
             suppress_imported_refusals(
                 connection,
                 self.workspace,
@@ -332,7 +334,7 @@ class ContactBatch:
             imported, merged, refusals = self._write(connection, merging, existing)
             cleaned.originals([row for row, _ in refusals if not row.values])
             imported += self._insert_block(connection, cleaned, np.flatnonzero(alone))
-            summaries.write(connection, found, self.source_name)
+            summaries.write(connection, self.workspace, found, self.source_name, now=self.now_aware)
             suppress_imported_refusals(
                 connection,
                 self.workspace,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,6 +38,7 @@ from winback.clock import from_db, to_db
 from winback.compliance.refusals import CONSIDERED, apply_refusals
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import InputFileError
+from winback.events import record_event_rows, record_events
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import EVENT_ALIASES, ColumnMap
@@ -313,7 +314,7 @@ class EventBatch:
             campaigns,
             message_ids,
         )
-        given_columns = {
+        given_columns: dict[str, Callable[[], Any]] = {
             "contact_id": lambda: ids.tolist(),
             "type": lambda: kind_words.tolist(),
             "channel": lambda: channel_words.tolist(),
@@ -359,15 +360,15 @@ class EventBatch:
             contact_id = self.by_email.get(key)
             if contact_id is None:
                 if phone is None:
-                    contact_id = self.by_email.get(v.normalise_email(key))
+                    contact_id = self.by_email.get(normalise_email(key))
                 elif (
-                    normalised := v.optional("email", v.normalise_email, key, warnings)
+                    normalised := v.optional("email", normalise_email, key, warnings)
                 ) is not None:
                     contact_id = self.by_email.get(normalised)
             if contact_id is not None:
                 return contact_id
         if phone is not None:
-            contact_id = self.by_phone.get(v.normalise_phone(str(phone), self.region))
+            contact_id = self.by_phone.get(normalise_phone(str(phone), self.region))
             if contact_id is not None:
                 return contact_id
         if email is None and phone is None:
@@ -398,13 +399,13 @@ class EventBatch:
         self.strays.append(stray | {"address": address, "body": _text(cell["body"], 4000)})
         return True
 
-    def _refuse(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Apply the refusals among ``events`` and those of the unknown addresses kept
-        since the last write, in the write's transaction."""
+    def _refuse_strays(self) -> None:
+        """Suppress the addresses of the refusals kept since the last write (rows that
+        name no contact), in the write's transaction."""
         apply_refusals(
             self.connection,
             self.workspace,
-            [*events, *self.strays],
+            self.strays,
             now=self.now_aware,
             actor="import",
             details={"file": self.source},
@@ -414,9 +415,16 @@ class EventBatch:
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
         events = [row.record for row in rows]
         with self.connection.begin():
-            inserted = store.insert_events(self.connection, events)
+            inserted = record_events(
+                self.connection,
+                self.workspace,
+                events,
+                now=self.now_aware,
+                actor="import",
+                details={"file": self.source},
+            )
             redeem_codes(self.connection, _codes(events), actor="import")
-            self._refuse(events)
+            self._refuse_strays()
         return inserted, len(events) - inserted, []
 
     def write_block(self, cleaned: CleanBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
@@ -434,10 +442,19 @@ class EventBatch:
         ]
         refusals.sort(key=lambda pair: pair[0])
         with self.connection.begin():
-            inserted = store.insert_event_rows(self.connection, self.fields, records)
+            inserted = record_event_rows(
+                self.connection,
+                self.workspace,
+                self.fields,
+                records,
+                [event for _, event in refusals],
+                now=self.now_aware,
+                actor="import",
+                details={"file": self.source},
+            )
             used = cleaned.codes + _codes([row.record for row in rows])
             redeem_codes(self.connection, used, actor="import")
-            self._refuse([event for _, event in refusals])
+            self._refuse_strays()
         return inserted, len(records) - inserted, []
 
 

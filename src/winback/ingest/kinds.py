@@ -40,7 +40,7 @@ from winback.errors import InputFileError
 # private to the ingest package, shared here rather than written twice.
 from winback.ingest.addresses import _TYPES, _Desc, _desc, _matches
 from winback.ingest.reader import open_source
-from winback.ingest.values import fold
+from winback.words import fold
 
 _MAILCHIMP_MARKS = ("leid", "euid", "member_rating")
 

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, select
 from winback.clock import from_db
 from winback.domain import EventType
 from winback.errors import InputFileError
+from winback.events import record_events
 from winback.ingest import values as v
 from winback.ingest.columns import ColumnMap, map_columns
 from winback.ingest.events import EventBatch, event_key
@@ -41,6 +42,7 @@ from winback.journeys.offers import redeem_codes
 from winback.store import contacts as store
 from winback.store.chunks import chunks
 from winback.store.schema import events
+from winback.words import fold
 from winback.workspace import Workspace
 
 # The columns of Shopify's order export that make a purchase, by the export's own names.
@@ -58,7 +60,7 @@ ORDER_COLUMNS: dict[str, tuple[str, ...]] = {
     "discount_code": ("Discount Code",),
 }
 # The columns that tell an order export from any other file.
-_SIGNATURE = {v.fold(name) for name in ("Name", "Financial Status", "Lineitem name", "Total")}
+_SIGNATURE = {fold(name) for name in ("Name", "Financial Status", "Lineitem name", "Total")}
 _DISCOUNT_CODE_LENGTH = 200
 
 
@@ -66,7 +68,7 @@ def is_order_export(path: Path) -> bool:
     """Whether ``path`` is a shop's order export (by its header)."""
     source = open_source(path)
     try:
-        return _SIGNATURE.issubset(v.fold(name) for name in source.header)
+        return _SIGNATURE.issubset(fold(name) for name in source.header)
     finally:
         source.close()
 
@@ -122,7 +124,7 @@ class OrderBatch:
 
     def _purchase(self, order: str, cell: Mapping[str, Any]) -> dict[str, Any]:
         """The purchase event of an order's first row; ``ValueError`` when it is none."""
-        status = v.fold(str(cell.get("financial_status", "")))
+        status = fold(str(cell.get("financial_status", "")))
         if "cancelled_at" in cell:
             raise ValueError(f"cancelled order: {order} was cancelled at {cell['cancelled_at']}")
         if status == "voided":
@@ -163,7 +165,13 @@ class OrderBatch:
         connection = self.events.connection
         with connection.begin():
             stored = _stored_keys(connection, [event["dedup_key"] for event in purchases])
-            store.insert_events(connection, purchases)
+            record_events(
+                connection,
+                self.events.workspace,
+                purchases,
+                now=self.events.now_aware,
+                actor="import",
+            )
             redeem_codes(
                 connection,
                 (

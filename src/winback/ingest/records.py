@@ -274,4 +274,4 @@ def take(values: list[Any] | pa.Array | np.ndarray, rows: np.ndarray) -> list[An
         return [values[at] for at in rows]
     if isinstance(values, np.ndarray):
         return list(values[rows])
-    return values.take(pa.array(rows, pa.int64())).to_pylist()
+    return list(values.take(pa.array(rows, pa.int64())).to_pylist())

@@ -30,8 +30,10 @@ from typing import Any
 from sqlalchemy import Connection
 
 from winback.domain import Channel, EventType
+from winback.events import record_events
 from winback.ingest.columns import ColumnMap
 from winback.store import contacts as store
+from winback.workspace import Workspace
 
 # The fields of a summary, taken out of the contact's record before it is stored.
 FIELDS = ("last_order_at", "total_spent")
@@ -89,7 +91,14 @@ def take_from_record(record: dict[str, Any]) -> Summary | None:
     return Summary(record["email"], record["phone"], found["last_order_at"], found["total_spent"])
 
 
-def write(connection: Connection, summaries: list[Summary], source: str) -> int:
+def write(
+    connection: Connection,
+    workspace: Workspace,
+    summaries: list[Summary],
+    source: str,
+    *,
+    now: datetime,
+) -> int:
     """Store the summaries of contacts already written, as purchase events; return how
     many events were new."""
     if not summaries:
@@ -128,4 +137,4 @@ def write(connection: Connection, summaries: list[Summary], source: str) -> int:
                 "dedup_key": store.dedup_key("purchase summary", contact, summary.last_order_at),
             }
         )
-    return store.insert_events(connection, events)
+    return record_events(connection, workspace, events, now=now, actor="import")

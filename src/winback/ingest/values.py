@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -21,29 +20,13 @@ from functools import lru_cache, partial
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-# The address rules live in winback.addresses (one rule, one home); the importers reach
-# them through this module, with the other cell parsers.
-from winback.addresses import (  # noqa: F401
-    EMAIL_LIMIT,
-    LOCAL_PART_LIMIT,
-    NATIONAL_NEIGHBOURS,
-    PLAIN_EMAIL,
-    normalise_email,
-    normalise_phone,
-    read_phone,
-)
+from winback.addresses import normalise_email, read_phone
 from winback.domain import Channel, ChannelStatus, EventType
+from winback.words import fold
 
 # A cell longer than this is left empty with a warning (a pasted document, a base64
 # blob): no field of a contact or an event needs it, and it would bloat every index.
 MAX_FIELD_LENGTH = 65_536
-
-
-def fold(text: str) -> str:
-    """Lower case, no accents, only letters and digits: how headers and enum words are
-    compared (``Téléphone`` and ``telephone`` and ``TELEPHONE`` are one word)."""
-    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
-    return "".join(char for char in decomposed if char.isalnum())
 
 
 @dataclass(frozen=True)

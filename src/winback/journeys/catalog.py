@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,18 @@ def parse_journey_file(workspace: Workspace, path: Path) -> tuple[Journey, str]:
     return parse_journey(text, str(path), check), text
 
 
-def add_journey(workspace: Workspace, path: Path, now: datetime) -> tuple[Journey, bool]:
-    """Store (or update) a journey from its file. Returns the journey and whether it is
-    new. An update may not drop a step that enrollments are waiting on."""
+@dataclass(frozen=True)
+class AddedJourney:
+    """What ``winback journey add`` did: the journey stored, and whether it is new (else
+    an update of the journey of that name)."""
+
+    journey: Journey
+    new: bool
+
+
+def add_journey(workspace: Workspace, path: Path, *, now: datetime) -> AddedJourney:
+    """Store (or update) a journey from its file. An update may not drop a step that
+    enrollments are waiting on."""
     journey, text = parse_journey_file(workspace, path)
     with workspace.engine.begin() as connection:
         row = connection.execute(
@@ -77,7 +87,7 @@ def add_journey(workspace: Workspace, path: Path, now: datetime) -> tuple[Journe
             connection.execute(
                 insert(journeys), {"name": journey.name, "created_at": to_db(now), **values}
             )
-            return journey, True
+            return AddedJourney(journey, new=True)
         kept = {step.id for step in journey.all_steps}
         waiting = connection.execute(
             select(enrollments.c.step_id)
@@ -95,7 +105,7 @@ def add_journey(workspace: Workspace, path: Path, now: datetime) -> tuple[Journe
                 "the step until they move on, or give the new version another name"
             )
         connection.execute(update(journeys).where(journeys.c.id == row.id).values(values))
-        return journey, False
+        return AddedJourney(journey, new=False)
 
 
 def list_journeys(workspace: Workspace) -> list[dict[str, Any]]:

@@ -65,17 +65,17 @@ def _set(
     return ControlResult(name, wanted)
 
 
-def pause_journey(workspace: Workspace, name: str, now: datetime) -> ControlResult:
+def pause_journey(workspace: Workspace, name: str, *, now: datetime) -> ControlResult:
     """Hold a running journey: the tick leaves its enrollments, dispatch its messages."""
     return _set(workspace, name, PAUSED, (ACTIVE,), now)
 
 
-def resume_journey(workspace: Workspace, name: str, now: datetime) -> ControlResult:
+def resume_journey(workspace: Workspace, name: str, *, now: datetime) -> ControlResult:
     """Let a paused journey run again from where each contact was."""
     return _set(workspace, name, ACTIVE, (PAUSED,), now)
 
 
-def stop_journey(workspace: Workspace, name: str, now: datetime) -> ControlResult:
+def stop_journey(workspace: Workspace, name: str, *, now: datetime) -> ControlResult:
     """End a journey for good: every active enrollment ends (``exited``, outcome
     ``stopped``), its queued messages are cancelled, and it enrols no one again."""
     _set(workspace, name, STOPPED, (ACTIVE, PAUSED), now)
@@ -99,7 +99,7 @@ def stop_journey(workspace: Workspace, name: str, now: datetime) -> ControlResul
     return ControlResult(name, STOPPED, len(contacts), int(cancelled or 0))
 
 
-def unenroll(workspace: Workspace, name: str, address: str, now: datetime) -> ControlResult:
+def unenroll(workspace: Workspace, name: str, address: str, *, now: datetime) -> ControlResult:
     """Take the contact with this email or phone out of the journey (``exited``,
     outcome ``unenrolled``), cancelling their queued messages."""
     _, key = typed_address(workspace, address)
@@ -130,12 +130,12 @@ def unenroll(workspace: Workspace, name: str, address: str, now: datetime) -> Co
     return ControlResult(name, status, 1, int(queued))
 
 
-def held_journeys() -> Select[tuple[int]]:
+def held_journeys() -> Select[int]:
     """The ids of the paused or stopped journeys, for the tick and enrolment to leave
     alone."""
     return select(journeys.c.id).where(journeys.c.status != ACTIVE)
 
 
-def paused_names() -> Select[tuple[str]]:
+def paused_names() -> Select[str]:
     """The names of the paused journeys, whose queued messages dispatch holds."""
     return select(journeys.c.name).where(journeys.c.status == PAUSED)

@@ -4,7 +4,7 @@
 step, asks :func:`winback.journeys.machine.decide` what comes next, and writes the
 messages to send into the outbox, all in one transaction, so a tick that dies half-way
 leaves nothing half-done and a tick run twice at the same ``now`` does nothing the second
-time. Enrolment is :mod:`winback.journeys.enrol`.
+time. Enrolment is :mod:`winback.journeys.enrolment`.
 
 It works in bulk (one query per kind of fact, grouped updates), because a million
 enrollments may start in one go: the due enrollments that share a decision move by
@@ -125,8 +125,9 @@ def _free_slot(
         return None  # the usual case, and the cheap one
     recent = recent or []
     naive_now = to_db(now)
-    if row.paused_until is not None and row.paused_until > naive_now:
-        return from_db(row.paused_until)
+    paused_until: datetime | None = row.paused_until
+    if paused_until is not None and paused_until > naive_now:
+        return from_db(paused_until)
     if row.frequency == "monthly" and recent:
         # One message per 30 days from all journeys, a message still to go included.
         return from_db(max(recent) + MONTH)
@@ -134,7 +135,7 @@ def _free_slot(
     return from_db(slot)
 
 
-def tick(workspace: Workspace, now: datetime) -> TickResult:
+def tick(workspace: Workspace, *, now: datetime) -> TickResult:
     """Advance every enrollment due at ``now`` and exit every one whose contact came back.
     Writes the outbox rows (key ``enrollment:step``), updates the enrollments, suppresses
     at sunset, and leaves an audit record for every exit and suppression."""

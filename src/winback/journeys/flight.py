@@ -3,7 +3,7 @@ dispatcher run at a time, and the flight log, which says which claimed messages 
 handed to a channel and what the server answered, written down as it happens.
 
 The outbox moves a whole claim to ``sending`` in one commit before the channel gets it
-(see :mod:`winback.journeys.dispatch`); the outcomes come back to the database one batch
+(see :mod:`winback.journeys.dispatcher`); the outcomes come back to the database one batch
 later. In between, this log is the record: a line when a message is about to be handed
 over (:meth:`FlightLog.started`), a line when the server answers
 (:meth:`FlightLog.finished`). A dispatcher killed at any moment leaves, for each row

@@ -276,11 +276,20 @@ def export_offers(connection: Connection, out: TextIO, journey: str | None = Non
     return count
 
 
-def import_pool_file(workspace: Workspace, path: Path, now: datetime) -> tuple[int, int]:
-    """``winback offers import FILE``: add a pool of codes; returns (read, added)."""
+@dataclass(frozen=True)
+class PoolImport:
+    """What ``winback offers import`` did: codes read from the file, and added to the
+    pool (the others were known already)."""
+
+    read: int
+    added: int
+
+
+def import_pool_file(workspace: Workspace, path: Path, *, now: datetime) -> PoolImport:
+    """``winback offers import FILE``: add a pool of codes."""
     rows = read_pool(path)
     with workspace.engine.begin() as connection:
-        return len(rows), import_pool(connection, rows, now)
+        return PoolImport(len(rows), import_pool(connection, rows, now))
 
 
 def export_offers_csv(workspace: Workspace, out: TextIO, journey: str | None = None) -> int:

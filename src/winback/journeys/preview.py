@@ -35,7 +35,7 @@ class Preview:
 
 
 def preview_message(
-    workspace: Workspace, name: str, step_id: str, address: str, now: datetime
+    workspace: Workspace, name: str, step_id: str, address: str, *, now: datetime
 ) -> Preview:
     """The message of ``step_id`` of journey ``name`` for the contact with this email or
     phone, rendered as dispatch would render it (links included, not tracked)."""
@@ -97,14 +97,14 @@ def send_test(
     name: str,
     step_id: str,
     to: str,
-    now: datetime,
     *,
+    now: datetime,
     as_contact: str | None = None,
 ) -> tuple[Preview, SendResult]:
     """Send the step's message to ``to`` through the step's channel, rendered for
     ``as_contact`` (default: ``to`` itself, which must then be a contact), subject
     prefixed ``[TEST]`` and header ``X-Winback-Test: yes``. Nothing is recorded."""
-    preview = preview_message(workspace, name, step_id, as_contact or to, now)
+    preview = preview_message(workspace, name, step_id, as_contact or to, now=now)
     _, target = typed_address(workspace, to)
     composer_from = workspace.config.email.from_
     message = OutgoingMessage(

@@ -342,11 +342,12 @@ _ADDRESS = {"email": "email", "sms": "phone"}
 def _empty_field(compiled: CompiledTemplate, variables: dict[str, Any]) -> str | None:
     """The first optional contact field whose absence alone breaks ``compiled``, or None
     when no single one does (only their absence together)."""
-    for field in variables["contact"]:
+    contact: dict[str, Any] = variables["contact"]
+    for field in contact:
         if field == _ADDRESS[compiled.channel]:
             continue
         try:
-            render(compiled, {**variables, "contact": {**variables["contact"], field: None}})
+            render(compiled, {**variables, "contact": {**contact, field: None}})
         except TemplateProblem:
             return field
     return None

@@ -93,7 +93,9 @@ class PurchaseModel(Model, ABC):
         """Expected number of purchases of each customer in the next ``t`` periods: the
         purchases expected of them if still alive, times the probability that they are."""
         x, recent, age = as_rfm(frequency, recency, T)
-        return self._expected_if_alive(as_horizon(t), x, age) * self.p_alive(x, recent, age)
+        return np.asarray(
+            self._expected_if_alive(as_horizon(t), x, age) * self.p_alive(x, recent, age)
+        )
 
     @abstractmethod
     def _expected_if_alive(self, horizon: float, x: np.ndarray, age: np.ndarray) -> np.ndarray:

@@ -75,13 +75,13 @@ def _holds(test: Callable[..., np.ndarray], *arrays: np.ndarray) -> bool:
 
 
 def _whole(a: np.ndarray) -> np.ndarray:
-    return (a >= 0) & (np.floor(a) == a)
+    return np.asarray((a >= 0) & (np.floor(a) == a))
 
 
 def _valid(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> np.ndarray:
     """Every check of ``as_rfm`` at once (0 <= t <= T finite makes t finite)."""
     finite = np.isfinite(x) & np.isfinite(T)
-    return finite & _whole(x) & (t >= 0) & (t <= T) & ((x > 0) | (t == 0))
+    return np.asarray(finite & _whole(x) & (t >= 0) & (t <= T) & ((x > 0) | (t == 0)))
 
 
 def as_counts(name: str, values: Any) -> np.ndarray:
@@ -199,7 +199,7 @@ class Patterns:
 
 
 def _hash(x: np.ndarray, t: np.ndarray, T: np.ndarray) -> np.ndarray:
-    return (
+    return np.asarray(
         (x.astype(np.uint64) * _MIX[0])
         ^ (np.ascontiguousarray(t).view(np.uint64) * _MIX[1])
         ^ (np.ascontiguousarray(T).view(np.uint64) * _MIX[2])

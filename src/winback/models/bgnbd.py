@@ -303,7 +303,7 @@ class BetaGeo(PurchaseModel):
         x, t, age = as_rfm(frequency, recency, T)
         head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b)
         a3 = -(r + x) * np.log(alpha + age)
-        return head + a3 + np.logaddexp(0.0, self._log_odds_dead(x, t, age))
+        return np.asarray(head + a3 + np.logaddexp(0.0, self._log_odds_dead(x, t, age)))
 
     def _log_odds_dead(self, x: np.ndarray, t: np.ndarray, age: np.ndarray) -> np.ndarray:
         """ln(A4/A3): the log odds that a customer dropped out after the last purchase
@@ -321,7 +321,7 @@ class BetaGeo(PurchaseModel):
         """Probability that each customer is still alive at the end of the observation
         (1 for customers with no repeat purchase, as in the paper)."""
         x, t, age = as_rfm(frequency, recency, T)
-        return np.exp(log_expit(-self._log_odds_dead(x, t, age)))
+        return np.asarray(np.exp(log_expit(-self._log_odds_dead(x, t, age))))
 
     def _expected_if_alive(self, horizon: float, x: np.ndarray, age: np.ndarray) -> np.ndarray:
         """Paper, equation 10 without P(alive), with the hypergeometric term turned by
@@ -332,7 +332,7 @@ class BetaGeo(PurchaseModel):
         bracket = 1.0 - (1.0 - z) ** (a - 1.0) * hyp2f1(
             a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z
         )
-        return (a + b + x - 1.0) / (a - 1.0) * bracket
+        return np.asarray((a + b + x - 1.0) / (a - 1.0) * bracket)
 
     def probability_of_n_purchases(self, t: float, n: Any) -> np.ndarray:
         """Probability that a new customer makes exactly ``n`` repeat purchases in the
@@ -352,4 +352,4 @@ class BetaGeo(PurchaseModel):
                 - betaln(a, b)
                 + nbinom.logsf(count - 1, r, p)
             )
-        return alive + np.where(count > 0, dropped, 0.0)
+        return np.asarray(alive + np.where(count > 0, dropped, 0.0))

@@ -56,4 +56,4 @@ def clv(
         upto = model._expected_if_alive(i * month, x, age)
         value += (upto - before) / (1.0 + monthly_discount_rate) ** i
         before = upto
-    return value * alive * spend
+    return np.asarray(value * alive * spend)

@@ -173,7 +173,7 @@ class ParetoNBD(PurchaseModel):
         x, t, age = as_rfm(frequency, recency, T)
         a, b = self._log_terms(x, t, age)
         head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
-        return head + np.logaddexp(a, b)
+        return np.asarray(head + np.logaddexp(a, b))
 
     def p_alive(self, frequency: Any, recency: Any, T: Any) -> np.ndarray:
         """Probability that each customer is still alive at the end of the observation:
@@ -182,7 +182,7 @@ class ParetoNBD(PurchaseModel):
         x, t, age = as_rfm(frequency, recency, T)
         a, b = self._log_terms(x, t, age)
         survived = -(r + x) * np.log(alpha + age) - s * np.log(beta + age)
-        return np.minimum(1.0, np.exp(survived - np.logaddexp(a, b)))
+        return np.asarray(np.minimum(1.0, np.exp(survived - np.logaddexp(a, b))))
 
     def _expected_if_alive(self, horizon: float, x: np.ndarray, age: np.ndarray) -> np.ndarray:
         """Fader & Hardie 2005, equation 22 without P(alive), stable at s = 1."""
@@ -207,10 +207,10 @@ class ParetoNBD(PurchaseModel):
 
         def dying_at(tau: float) -> np.ndarray:
             survival = np.exp(np.log(s) + s * np.log(beta) - (s + 1.0) * np.log(beta + tau))
-            return nbinom.pmf(count, r, alpha / (alpha + tau)) * survival
+            return np.asarray(nbinom.pmf(count, r, alpha / (alpha + tau)) * survival)
 
         alive = nbinom.pmf(count, r, alpha / (alpha + horizon)) * (beta / (beta + horizon)) ** s
         if horizon == 0:
-            return alive
+            return np.asarray(alive)
         dead, _ = quad_vec(dying_at, 0.0, horizon, epsabs=1e-13, epsrel=1e-10)
-        return alive + np.asarray(dead)
+        return np.asarray(alive + np.asarray(dead))

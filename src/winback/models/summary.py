@@ -41,7 +41,7 @@ def _day_numbers(name: str, values: Any) -> np.ndarray:
         if np.isnat(array).any():
             raise ModelInputError(f"{name}[{int(np.argmax(np.isnat(array)))}] is missing (NaT)")
         return array.astype("datetime64[D]").astype(np.int64)
-    return np.floor(as_array(name, array)).astype(np.int64)
+    return np.asarray(np.floor(as_array(name, array)), np.int64)
 
 
 def _codes(customer: Any, size: int) -> tuple[np.ndarray, np.ndarray]:

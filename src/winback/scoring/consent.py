@@ -1,7 +1,7 @@
 """Consent and refusal: the contacts staged by their "no" rather than by their activity.
 
 A contact with at least one address whose every address is refused (``unsubscribed``,
-``bounced`` or ``complained``, see :data:`winback.domain.REFUSALS`) gets a consent stage:
+``bounced`` or ``complained``, see :data:`winback.domain.REFUSED_STATUSES`) gets a consent stage:
 ``complained``, else ``unsubscribed``, else ``bounced`` (the person's own "no" outranks a
 technical failure). One reachable channel is enough to be scored on activity: email
 complained + SMS subscribed is scored like anyone else. A contact with no address at all
@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, not_, or_
 
-from winback.domain import REFUSALS, ChannelStatus, Stage
+from winback.domain import REFUSED_STATUSES, ChannelStatus, Stage
 
 # Consent stages from the strongest "no" to the weakest.
 CONSENT_PRECEDENCE = (Stage.COMPLAINED, Stage.UNSUBSCRIBED, Stage.BOUNCED)
@@ -34,7 +34,7 @@ def consent_stage(email_status: str, sms_status: str) -> Stage | None:
     """
     statuses = [ChannelStatus(s) for s in (email_status, sms_status)]
     known = [s for s in statuses if s != ChannelStatus.NONE]
-    if not known or not all(s in REFUSALS for s in known):
+    if not known or not all(s in REFUSED_STATUSES for s in known):
         return None
     for stage in CONSENT_PRECEDENCE:
         if any(s.value == stage.value for s in known):
@@ -47,7 +47,7 @@ def every_address_refused(
 ) -> ColumnElement[bool]:
     """SQL: the contact has at least one address, and every address it has is refused
     (:func:`consent_stage` is not None)."""
-    refused = sorted(REFUSALS)
+    refused = sorted(REFUSED_STATUSES)
     none = ChannelStatus.NONE.value
     email_known, sms_known = email_status != none, sms_status != none
     return and_(

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from winback.clock import from_db
 from winback.errors import NotFoundError
+from winback.json_values import json_value
 from winback.store.schema import contact_scores as scores_table
 from winback.store.schema import contacts, stage_history
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return from_db(value).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 def contact_scores(connection: Connection, contact_id: int) -> dict[str, Any]:
@@ -42,7 +33,7 @@ def contact_scores(connection: Connection, contact_id: int) -> dict[str, Any]:
         .where(stage_history.c.contact_id == contact_id)
         .order_by(stage_history.c.changed_on, stage_history.c.id)
     ).mappings()
-    scores = {k: _plain(v) for k, v in row.items() if k != "contact_id"} if row else {}
+    scores = {k: json_value(v) for k, v in row.items() if k != "contact_id"} if row else {}
     if scores:
         scores["dormant_subscriber"] = bool(scores["dormant_subscriber"])
     return {

@@ -115,7 +115,8 @@ def open_destination(destination: str) -> tuple[pafs.FileSystem, str]:
         # Hadoop's names for S3, which Spark on a cluster reads, are pyarrow's s3://.
         uri = f"s3://{rest}" if scheme in ("s3a", "s3n") else destination
         try:
-            return pafs.FileSystem.from_uri(uri)
+            found: tuple[Any, str] = pafs.FileSystem.from_uri(uri)
+            return found
         except (pa.ArrowException, ValueError) as exc:
             raise ExportError(f"{destination}: {exc}") from None
     return pafs.LocalFileSystem(), str(Path(destination).expanduser().resolve())

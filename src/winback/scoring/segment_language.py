@@ -161,7 +161,8 @@ def _expected_at(text: str, position: int) -> set[str]:
     try:
         interactive = _parser().parse_interactive(text[:position])
         interactive.exhaust_lexer()
-        return set(interactive.accepts())
+        # lark is untyped: accepts() is a set of terminal names.
+        return set(interactive.accepts())  # type: ignore[no-untyped-call]
     except UnexpectedInput:
         return set()
 

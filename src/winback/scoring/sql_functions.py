@@ -184,7 +184,7 @@ def _shifted_default(element: shifted, compiler: Any, **kw: Any) -> str:
 
 @compiles(shifted, "sqlite")
 def _shifted_sqlite(element: shifted, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(next(iter(element.clauses)), **kw)
+    column: str = compiler.process(next(iter(element.clauses)), **kw)
     seconds = int(element.seconds)
     if seconds == 0:
         # No way outwards to round to: the column itself is the exact bound.

@@ -11,8 +11,9 @@ Public face:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from winback.lazy import lazy_face
 
 if TYPE_CHECKING:
     from winback.web.app import create_app
@@ -22,13 +23,9 @@ __all__ = ["create_app", "is_bot_click", "is_scanner_user_agent"]
 # Loaded on first use: importing a part of the package (the webhooks' parsers, which the
 # events importer uses) must not load FastAPI, uvicorn and the whole app.
 _HOMES = {
-    "create_app": "winback.web.app",
-    "is_bot_click": "winback.web.bots",
-    "is_scanner_user_agent": "winback.web.bots",
+    "create_app": "app",
+    "is_bot_click": "bots",
+    "is_scanner_user_agent": "bots",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'winback.web' has no attribute {name!r}")
+__getattr__ = lazy_face(__name__, _HOMES)

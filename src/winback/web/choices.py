@@ -3,7 +3,7 @@ and the yes to the retention purge's last question.
 
 Each function takes the writer's connection and ``now``, changes the store and leaves an
 audit record; none of them knows about HTTP. An unsubscribe is an event like any other
-and goes through :func:`winback.web.events.record_events`, hence through
+and goes through :func:`winback.events.record_events`, hence through
 ``apply_refusals`` (status, suppression, audit); the next tick then ends the contact's
 enrollments on that channel before their next message. A survey answer ends the
 contact's journey at once and applies what it says (:func:`answer_effects`).
@@ -25,11 +25,12 @@ from winback.compliance.retention import STAY_ACTION
 from winback.compliance.suppression import can_receive
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import NotFoundError
+from winback.events import record_events
 from winback.journeys.exits import exit_journeys
 from winback.store.contacts import dedup_key, update_contacts
 from winback.store.schema import contacts
 from winback.store.survey import replace_survey_answer, survey_counts, survey_texts
-from winback.web.events import find_messages, record_events
+from winback.web.events import find_messages
 from winback.workspace import Workspace
 
 ACTOR = "web"

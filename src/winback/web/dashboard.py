@@ -10,7 +10,6 @@ pre-session value), and every page answers ``no-store``.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -30,10 +29,12 @@ from winback.journeys.controls import (
     resume_journey,
     stop_journey,
 )
+from winback.json_values import json_document
 from winback.reports import views
 from winback.web.auth import COOKIE, LoginThrottle, check_password, session_cookie, session_user
 from winback.web.csrf import csrf_ok, csrf_token
 from winback.web.dashboard_words import WORDS
+from winback.web.server import Server
 
 ROOT = "/dashboard"
 _CONTROLS = {"pause": pause_journey, "resume": resume_journey, "stop": stop_journey}
@@ -59,8 +60,8 @@ def page_templates() -> Environment:
     return Environment(loader=PackageLoader("winback.web", "templates"), autoescape=True)
 
 
-def dashboard_router(server: Any) -> APIRouter:
-    """The dashboard's routes, sharing the app's :class:`~winback.web.app.Server`."""
+def dashboard_router(server: Server) -> APIRouter:
+    """The dashboard's routes, sharing the app's :class:`~winback.web.server.Server`."""
     router = APIRouter(prefix=ROOT)
     workspace = server.workspace
     secret: bytes = workspace.secret
@@ -193,7 +194,7 @@ def dashboard_router(server: Any) -> APIRouter:
         if control is None:
             return Response("unknown action", status_code=404)
         try:
-            await run_in_threadpool(control, workspace, name, server.clock())
+            await run_in_threadpool(control, workspace, name, now=server.clock())
         except JourneyStateError as exc:
             return Response(str(exc), status_code=409)
         return RedirectResponse(f"{ROOT}/journeys", status_code=303)
@@ -239,7 +240,7 @@ def dashboard_router(server: Any) -> APIRouter:
         person = await run_in_threadpool(_person, workspace, q)
         if person is None:
             return Response(words["not_found"], status_code=404)
-        body = json.dumps(person, indent=2, ensure_ascii=False, default=str)
+        body = json_document(person)
         return Response(
             body,
             media_type="application/json",
@@ -258,7 +259,7 @@ def dashboard_router(server: Any) -> APIRouter:
             return await contact_page(cookie, address, words["erase_mismatch"])
         from winback.compliance.gdpr import erase_person
 
-        await run_in_threadpool(erase_person, workspace, address, server.clock())
+        await run_in_threadpool(erase_person, workspace, address, now=server.clock())
         return await contact_page(cookie, None, words["erased"], good=True)
 
     return router

@@ -1,7 +1,8 @@
 """How the server records what it sees: tracking hits and webhook events become rows of
-``events``, matched to their message in the outbox, stored once (``dedup_key``), and then
-handed to :func:`winback.compliance.refusals.apply_refusals`, the one path that turns an
-unsubscribe, a bounce or a complaint into a status change and a suppression.
+``events``, matched to their message in the outbox, and written by
+:func:`winback.events.record_events`, the one path that stores an event once
+(``dedup_key``) and turns an unsubscribe, a bounce or a complaint into a status change and
+a suppression.
 
 A hit on the old link of an erased contact records no event: it adds one to the count of
 ``erased_hits`` for its day, journey, step, channel and kind, which names no one (no
@@ -19,11 +20,10 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from winback.clock import local_date, to_db
-from winback.compliance.refusals import apply_refusals
 from winback.domain import EventType
+from winback.events import record_events
 from winback.scoring import is_machine_open
 from winback.store.chunks import chunks
-from winback.store.contacts import insert_events
 from winback.store.schema import contacts, erased_hits, outbox
 from winback.web.bots import BURST_SECONDS, is_bot_click
 from winback.workspace import Workspace
@@ -95,21 +95,6 @@ def find_messages(
         for row in connection.execute(query.where(outbox.c.provider_id.in_(batch))):
             found[row.provider_id] = Message(*row[:6])
     return found
-
-
-def record_events(
-    connection: Connection,
-    workspace: Workspace,
-    rows: Sequence[dict[str, Any]],
-    *,
-    now: datetime,
-    actor: str,
-) -> int:
-    """Store events (a row already stored is skipped) and apply the refusals among
-    them; returns how many rows were new."""
-    added = insert_events(connection, rows)
-    apply_refusals(connection, workspace, rows, now=now, actor=actor)
-    return added
 
 
 def erased_among(connection: Connection, contact_ids: Iterable[int]) -> set[int]:

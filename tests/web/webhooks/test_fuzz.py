@@ -113,7 +113,7 @@ def served(sqlite_workspace: Workspace, keys: Keys) -> Iterator[tuple[asyncio.Ru
     workspace = configured(sqlite_workspace, keys)
     with asyncio.Runner() as runner:
         sites = open_site(workspace)
-        site = runner.run(anext(sites))
+        site = runner.run(sites.__anext__())
         yield runner, site
         runner.run(sites.aclose())
     workspace.close()
@@ -132,8 +132,8 @@ def signed(provider: str, keys: Keys, body: bytes, payload: Any) -> tuple[bytes,
     if provider == "mailgun":
         token = secrets.token_hex(25)
         digest = hmac.new(MAILGUN_KEY.encode(), (stamp + token).encode(), hashlib.sha256)
-        signature = {"timestamp": stamp, "token": token, "signature": digest.hexdigest()}
-        wrapper = {"signature": signature, "event-data": payload}
+        signed_by = {"timestamp": stamp, "token": token, "signature": digest.hexdigest()}
+        wrapper = {"signature": signed_by, "event-data": payload}
         return json.dumps(wrapper).encode(), {}
     if provider == "ses":
         envelope = {
@@ -148,7 +148,9 @@ def signed(provider: str, keys: Keys, body: bytes, payload: Any) -> tuple[bytes,
     return body, basic(POSTMARK_TOKEN if provider == "postmark" else BREVO_TOKEN)
 
 
-def check(runner: asyncio.Runner, site: Site, provider: str, body: bytes, headers: dict) -> None:
+def check(
+    runner: asyncio.Runner, site: Site, provider: str, body: bytes, headers: dict[str, str]
+) -> None:
     headers = {"Content-Type": CONTENT_TYPES.get(provider, "application/json"), **headers}
     answer = runner.run(site.client.post(f"/webhooks/{provider}", content=body, headers=headers))
     assert answer.status_code in (200, 400, 401, 413), (answer.status_code, answer.text)

@@ -57,8 +57,8 @@ async def test_deep_bodies_are_refused_unread(
     signed = sendgrid(keys, None, body=DEEP)  # a valid signature over the deep body
     assert (await post(site, "sendgrid", signed)).status_code == 400
     for provider, secret in (("postmark", POSTMARK_TOKEN), ("brevo", BREVO_TOKEN)):
-        request = {"content": DEEP, "headers": {"Content-Type": "application/json"}}
-        request["headers"].update(basic(secret))
+        headers = {"Content-Type": "application/json", **basic(secret)}
+        request = {"content": DEEP, "headers": headers}
         assert (await post(site, provider, request)).status_code == 400
     await site.settled()
     assert site.events() == []

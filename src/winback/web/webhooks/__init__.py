@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from winback.web.webhooks import brevo, mailgun, postmark, sendgrid, ses
-from winback.web.webhooks.common import (
+from winback.web.webhooks.base import (
     BadSignature,
     Delivery,
     NotConfigured,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from winback.domain import EventType
-from winback.web.webhooks.common import (
+from winback.web.webhooks.base import (
     Delivery,
     Verified,
     WebhookError,

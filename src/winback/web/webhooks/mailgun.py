@@ -5,7 +5,7 @@ key (``web.mailgun_signing_key``).
 The signature covers neither the event nor anything but that pair: a captured signature
 object verifies with any other ``event-data``. So a request is taken only while its
 timestamp is within ``web.webhook_max_age`` of the server's clock, and each token with
-one body only (:func:`~winback.web.webhooks.common.record_webhook` keeps them in the
+one body only (:func:`~winback.web.webhooks.base.record_webhook` keeps them in the
 store): the same body again is Mailgun's retry, recorded once; another body is refused.
 """
 
@@ -16,7 +16,7 @@ import hmac
 from typing import Any
 
 from winback.domain import EventType
-from winback.web.webhooks.common import (
+from winback.web.webhooks.base import (
     BadSignature,
     Delivery,
     Verified,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from winback.domain import EventType
-from winback.web.webhooks.common import (
+from winback.web.webhooks.base import (
     Delivery,
     Reactivation,
     Verified,

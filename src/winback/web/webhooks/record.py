@@ -10,12 +10,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from winback.addresses import normalise_address
 from winback.clock import to_db
 from winback.compliance import audit
-from winback.compliance.manual import lift_suppression
-from winback.compliance.refusals import REFUSALS, apply_refusals
-from winback.contacts import normalise_address
+from winback.compliance.refusals import REFUSAL_EVENTS, apply_refusals
+from winback.compliance.suppression_list import lift_suppression
 from winback.domain import ChannelStatus
+from winback.events import record_events
 from winback.store.contacts import (
     contacts_by_address,
     dedup_key,
@@ -23,8 +24,8 @@ from winback.store.contacts import (
     update_contacts,
 )
 from winback.store.webhook_tokens import take_token
-from winback.web.events import Message, find_messages, record_events, stored_user_agent
-from winback.web.webhooks.common import (
+from winback.web.events import Message, find_messages, stored_user_agent
+from winback.web.webhooks.base import (
     BadSignature,
     Delivery,
     Reactivation,
@@ -91,7 +92,7 @@ def record_webhook(
             message = None
         if contact_id is None:
             result.unmatched += 1
-            if address and event.kind in REFUSALS:
+            if address and event.kind in REFUSAL_EVENTS:
                 strangers.append(_row(event, provider, None, None) | {"address": address})
             continue
         rows.append(_row(event, provider, contact_id, message))

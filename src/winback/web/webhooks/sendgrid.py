@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from winback.domain import EventType
 from winback.errors import ConfigError
-from winback.web.webhooks.common import (
+from winback.web.webhooks.base import (
     BadSignature,
     Delivery,
     TopicLeft,

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from winback.domain import EventType
 from winback.errors import ConfigError
-from winback.web.webhooks.common import (
+from winback.web.webhooks.base import (
     BadSignature,
     Change,
     Delivery,

@@ -9,12 +9,13 @@ records the previous batch's outcomes and moves the new one to ``sending``, with
 rendered messages and their Message-IDs, committed *before* the channel is called.
 While a batch is on the wire, the flight log (:mod:`winback.journeys.flight`) notes each
 message as it is handed over and as the server answers it. A dispatcher killed at any
-moment leaves at most one batch in ``sending``; the next run settles it from the
-log: the ones never handed over go back to the queue, the answered ones get their
-answer, and only the ones on the wire at the kill (at most one per SMTP connection)
-become ``unknown`` (listed by ``winback outbox --unknown``), never sent again by
-themselves. Only one dispatcher runs at a time per workspace (a lock file), so a
-``sending`` row found at the start can only be a leftover of a dead one.
+moment leaves at most one batch in ``sending``; the next run settles it from the log
+(:mod:`winback.journeys.recovery`): the ones never handed over go back to the queue, the
+answered ones get their answer, and only the ones on the wire at the kill (at most one
+per SMTP connection) become ``unknown`` (listed by ``winback outbox --unknown``), never
+sent again by themselves. Only one dispatcher runs at a time per workspace (a lock file), so a
+``sending`` row found at the start can only be a leftover of a dead one. The queries
+of the outbox (the due batch, the claim) are in :mod:`winback.journeys.outbox`.
 
 Besides the steps of journeys, the outbox carries the retention purge's last question
 (``retention-ask``, no journey), rendered here like a step.
@@ -33,7 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, update
 
 from winback.channels import (
     BatchResult,
@@ -43,32 +44,28 @@ from winback.channels import (
     Sender,
     Sent,
     TemporaryFailure,
-    UnknownOutcome,
     send_batch,
     sender_for,
 )
 from winback.clock import to_db
 from winback.compliance.audit import audit_row, record
-from winback.compliance.refusals import REFUSALS, apply_refusals
-from winback.compliance.suppression import can_receive, suppression_reasons
+from winback.compliance.refusals import REFUSAL_EVENTS
+from winback.compliance.suppression import can_receive
 from winback.domain import Channel, EventType
 from winback.errors import WinbackError
+from winback.events import record_events
 from winback.journeys.compose import Composer, Unsendable
-from winback.journeys.controls import paused_names
 from winback.journeys.engine import TickResult, tick
 from winback.journeys.flight import FLIGHT_LOG, Flight, FlightLog, dispatch_lock, read_flight
-from winback.journeys.render import (
-    CONTACT_FIELDS,
-)
+from winback.journeys.outbox import CONTENT, Prepared, claim, due_messages, suppressed_of
+from winback.journeys.recovery import settle
 from winback.store.chunks import chunks
 from winback.store.contacts import dedup_key
-from winback.store.schema import contacts, enrollments, events, outbox
+from winback.store.schema import outbox
 from winback.workspace import Workspace
 
 MAX_ATTEMPTS = 5
 BATCH = 1000
-# What a claimed message is made of, as the outbox keeps it for a retry.
-_CONTENT = ("to_address", "subject", "body_text", "body_html", "headers", "message_id")
 
 
 @dataclass
@@ -112,51 +109,19 @@ class _Dispatcher:
         )
 
     def recover(self, connection: Connection, flight: Flight | None) -> None:
-        """Settle the rows a dead dispatcher left in ``sending`` with what its flight log
-        says (see :mod:`winback.journeys.flight`): back to the queue when never handed
-        over, the server's answer when it came, ``unknown`` when the message was on the
-        wire (or for every row, when the log cannot be trusted): those may have gone
-        out, so they are reported and never resent by themselves."""
-        stuck = [
-            dict(row)
-            for row in connection.execute(
-                select(outbox).where(outbox.c.status == "sending").order_by(outbox.c.id)
-            ).mappings()
-        ]
-        if not stuck:
+        """Settle the rows a dead dispatcher left in ``sending``
+        (:func:`~winback.journeys.recovery.settle`), recording the outcomes its flight
+        log gives as any batch's, apart from this run's own counts."""
+        stuck = settle(connection, flight)
+        if stuck is None:
             return
-        claimed: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
-        results: list[BatchResult] = []
-        unsent: list[int] = []
-        in_doubt = UnknownOutcome("the dispatcher stopped while sending it")
-        for row in stuck:
-            outcome: BatchResult = in_doubt
-            if flight is not None:
-                if row["id"] not in flight.outcomes:
-                    outcome = ChannelError("never handed over")
-                else:
-                    outcome = flight.outcomes[row["id"]] or in_doubt
-            if isinstance(outcome, ChannelError):  # nothing of it left: queue it again
-                unsent.append(row["id"])
-                continue
-            # As the claim found it: the attempt counts once, when recorded.
-            claimed.append(
-                ({**row, "attempts": row["attempts"] - 1}, {k: row[k] for k in _CONTENT})
-            )
-            results.append(outcome)
-        for batch in chunks(unsent):
-            connection.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(batch))
-                .values(status="queued", attempts=outbox.c.attempts - 1)
-            )
         ours, self.result = self.result, DispatchResult()
         try:
-            self.record_outcomes(connection, claimed, results)
+            self.record_outcomes(connection, stuck.claimed, stuck.results)
         finally:
             settled, self.result = self.result, ours
         self.result.recovered_unknown = settled.unknown
-        self.result.recovered = len(stuck) - settled.unknown
+        self.result.recovered = stuck.rows - settled.unknown
 
     def sender(self, channel: str) -> Sender:
         if channel not in self.senders:
@@ -166,29 +131,11 @@ class _Dispatcher:
         return self.senders[channel]
 
     def batch(self, after_id: int) -> list[dict[str, Any]]:
-        query = (
-            select(
-                outbox,
-                enrollments.c.status.label("enrollment_status"),
-                contacts.c.erased_at,
-                contacts.c.email_status,
-                contacts.c.sms_status,
-                *(contacts.c[name].label(f"contact_{name}") for name in CONTACT_FIELDS),
-            )
-            .join(contacts, contacts.c.id == outbox.c.contact_id)
-            .outerjoin(enrollments, enrollments.c.id == outbox.c.enrollment_id)
-            .where(
-                outbox.c.status == "queued",
-                outbox.c.due_at <= to_db(self.now),
-                outbox.c.id > after_id,
-                or_(outbox.c.journey.is_(None), outbox.c.journey.not_in(paused_names())),
-            )
-            .order_by(outbox.c.id)
-            .limit(BATCH)
-        )
+        """The next queued rows due now, after ``after_id``; notes which of their
+        addresses are suppressed."""
         with self.engine.connect() as connection:
-            rows = [dict(row) for row in connection.execute(query).mappings()]
-            self.blocked = _suppressed_of(connection, self.workspace, rows)
+            rows = due_messages(connection, self.now, after_id, BATCH)
+            self.blocked = suppressed_of(connection, self.workspace, rows)
         return rows
 
     def run(self) -> DispatchResult:
@@ -215,7 +162,7 @@ class _Dispatcher:
                         if landing is not None:
                             self.record_outcomes(connection, landing.claimed, results)
                         # A channel that stopped leaves the prepared ones queued.
-                        claimed = [] if self.result.stopped else self.claim(connection, ready)
+                        claimed = [] if self.result.stopped else claim(connection, ready)
                     if claimed:
                         messages = [
                             OutgoingMessage.from_outbox({**row, **content})
@@ -262,12 +209,10 @@ class _Dispatcher:
             return f"the {channel} address is suppressed"
         return None
 
-    def prepare(
-        self, connection: Connection, rows: Sequence[Mapping[str, Any]]
-    ) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+    def prepare(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Prepared]:
         """Check and render ``rows``: those that may go out, with their content. The
         others are cancelled or failed, in the caller's transaction."""
-        ready: list[tuple[Mapping[str, Any], dict[str, Any]]] = []
+        ready: list[Prepared] = []
         for row in rows:
             refusal = self.refusal(row)
             if refusal is not None:
@@ -282,40 +227,14 @@ class _Dispatcher:
                     self.result.failed += 1
                     continue
             else:  # a retry after a temporary failure: the very same message again
-                content = {key: row[key] for key in _CONTENT}
+                content = {key: row[key] for key in CONTENT}
             ready.append((row, content))
         return ready
-
-    def claim(
-        self, connection: Connection, ready: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]
-    ) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
-        """Move prepared messages to ``sending`` with their content, in the caller's
-        transaction (committed before any is handed over). Returns those claimed; the
-        others were moved by someone else meanwhile (an exit cancelled them)."""
-        if not ready:
-            return []
-        connection.execute(
-            update(outbox)
-            .where(outbox.c.id == bindparam("claim_id"), outbox.c.status == "queued")
-            .values(status="sending", attempts=outbox.c.attempts + 1),
-            [{"claim_id": row["id"], **content} for row, content in ready],
-        )
-        # The rows this claim moved: no other dispatcher runs (the lock), and none of
-        # these was `sending` before, so `sending` now means claimed by this statement.
-        moved = set(
-            connection.execute(
-                select(outbox.c.id).where(
-                    outbox.c.id.in_([row["id"] for row, _ in ready]),
-                    outbox.c.status == "sending",
-                )
-            ).scalars()
-        )
-        return [(row, content) for row, content in ready if row["id"] in moved]
 
     def record_outcomes(
         self,
         connection: Connection,
-        claimed: Sequence[tuple[Mapping[str, Any], dict[str, Any]]],
+        claimed: Sequence[Prepared],
         results: Sequence[BatchResult],
     ) -> None:
         """Record what became of a batch: the sent ones in three statements, the rare
@@ -345,9 +264,12 @@ class _Dispatcher:
                 for row, _, outcome in sent
             ],
         )
-        connection.execute(
-            insert(events),
+        record_events(
+            connection,
+            self.workspace,
             [self.event_row(row, content, EventType.SENT) for row, content, _ in sent],
+            now=self.now,
+            actor="dispatch",
         )
         record(connection, (self.audit_row(row, "send", None) for row, _, _ in sent))
         self.result.sent += len(sent)
@@ -360,7 +282,7 @@ class _Dispatcher:
         outcome: Any,
     ) -> None:
         """Record an outcome other than sent: a retry later, a failure, or unknown."""
-        outbox_id, contact_id, channel = row["id"], row["contact_id"], row["channel"]
+        outbox_id = row["id"]
         if isinstance(outcome, TemporaryFailure) and row["attempts"] + 1 < MAX_ATTEMPTS:
             wait = outcome.retry_after or timedelta(minutes=5 * 2 ** row["attempts"])
             connection.execute(
@@ -374,19 +296,11 @@ class _Dispatcher:
             self.finish(connection, row, "failed", outcome.reason, action="fail")
             self.result.failed += 1
             event = getattr(outcome, "event", None)
-            if event in REFUSALS:
-                self.event(connection, row, content, event)
-                apply_refusals(
+            if event in REFUSAL_EVENTS:
+                record_events(
                     connection,
                     self.workspace,
-                    [
-                        {
-                            "contact_id": contact_id,
-                            "type": event,
-                            "channel": channel,
-                            "occurred_at": to_db(self.now),
-                        }
-                    ],
+                    [self.event_row(row, content, event)],
                     now=self.now,
                     actor="dispatch",
                 )
@@ -428,15 +342,6 @@ class _Dispatcher:
             },
         )
 
-    def event(
-        self,
-        connection: Connection,
-        row: Mapping[str, Any],
-        content: Mapping[str, Any],
-        kind: EventType,
-    ) -> None:
-        connection.execute(insert(events), self.event_row(row, content, kind))
-
     def event_row(
         self, row: Mapping[str, Any], content: Mapping[str, Any], kind: EventType
     ) -> dict[str, Any]:
@@ -459,27 +364,14 @@ class _Dispatcher:
 class _Flight:
     """A claimed batch on its way: the rows, what was sent, and the outcomes to come."""
 
-    claimed: Sequence[tuple[Mapping[str, Any], dict[str, Any]]]
+    claimed: Sequence[Prepared]
     future: Future[list[BatchResult]]
-
-
-def _suppressed_of(
-    connection: Connection, workspace: Workspace, rows: list[dict[str, Any]]
-) -> set[tuple[str, str]]:
-    """The (channel, address) pairs of a batch of rows that are on the suppression list:
-    one query per batch, just before the batch goes out."""
-    pairs = {
-        (row["channel"], address)
-        for row in rows
-        if (address := row["contact_email"] if row["channel"] == "email" else row["contact_phone"])
-    }
-    return set(suppression_reasons(connection, workspace, pairs))
 
 
 def dispatch(
     workspace: Workspace,
-    now: datetime,
     *,
+    now: datetime,
     dry_run: bool = False,
     senders: Mapping[str, Sender] | None = None,
 ) -> DispatchResult:
@@ -497,8 +389,8 @@ def dispatch(
         return dispatcher.run()
 
 
-def run(
-    workspace: Workspace, now: datetime, *, dry_run: bool = False
+def tick_and_dispatch(
+    workspace: Workspace, *, now: datetime, dry_run: bool = False
 ) -> tuple[TickResult, DispatchResult]:
     """``winback run``, for cron: the tick, then the dispatch of what is due."""
-    return tick(workspace, now), dispatch(workspace, now, dry_run=dry_run)
+    return tick(workspace, now=now), dispatch(workspace, now=now, dry_run=dry_run)

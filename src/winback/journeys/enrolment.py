@@ -92,7 +92,8 @@ def holdout_clause(
     contact_id: ColumnElement[int], journey: str, share: float
 ) -> ColumnElement[bool]:
     """:func:`in_holdout` as a SQL condition on a contact id column."""
-    return _holdout_draw(contact_id, journey, share)
+    clause: ColumnElement[bool] = _holdout_draw(contact_id, journey, share)
+    return clause
 
 
 @dataclass
@@ -281,7 +282,7 @@ def _channels_clause(audience: Subquery, channels: list[str]) -> ColumnElement[A
     return case(*whens)
 
 
-def enrol(workspace: Workspace, name: str, now: datetime) -> EnrolResult:
+def enrol(workspace: Workspace, name: str, *, now: datetime) -> EnrolResult:
     """Enrol a journey's audience as it is at ``now`` (see :func:`select_audience` for
     who is left out), splitting off the holdout, with an audit record per contact.
 

@@ -1,4 +1,5 @@
-"""Suppression lists as the ESPs export them, read for ``winback suppress import``.
+"""``winback suppress import``: suppression lists, winback's own export or the ESPs', read
+and put on the list (:func:`winback.compliance.suppression_list.add_entries`).
 
 Columns are found by their folded name (case, accents, spaces and punctuation ignored):
 
@@ -28,13 +29,20 @@ Mailgun's complaints) take ``--reason``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from winback.compliance.suppression import REASONS
-from winback.ingest.values import fold, parse_bool, parse_datetime
+from winback.compliance.suppression import REASONS, address_hash
+from winback.compliance.suppression_list import SuppressionEntry, add_entries, parse_address
+from winback.errors import InputFileError, NotFoundError
+from winback.ingest.reader import open_source
+from winback.ingest.values import parse_bool, parse_datetime
+from winback.words import fold
+from winback.workspace import Workspace
 
 _ADDRESS = ("address", "email", "emailaddress", "phone", "adresse", "telephone", "mobile")
 _REASON = ("reason", "suppressionreason")
@@ -168,3 +176,78 @@ def row_time(text: str | None, tz: ZoneInfo) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return moment.astimezone(UTC)
+
+
+@dataclass
+class SuppressionImport:
+    """What ``winback suppress import`` did: entries added, already there, rows that
+    are no refusal (a Brevo row without its blocklist flag), and the lines refused with
+    their reason."""
+
+    added: int = 0
+    already: int = 0
+    skipped: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def import_suppressions(
+    workspace: Workspace, path: Path, *, reason: str | None, now: datetime
+) -> SuppressionImport:
+    """Add the addresses (or hashes) of a suppression file, winback's own or an ESP's
+    export (see above), to the list; a row's own
+    reason wins over ``reason``, a ``channel`` column over the address's own, and a
+    row's date is when the person refused."""
+    source = open_source(path)
+    shape = file_shape(source.header, reason)
+    if shape.address is None and shape.hash is None:
+        source.close()
+        raise InputFileError(
+            f"{path}: no address column (address, email, Email Address, EmailAddress or "
+            f"phone) and no hash column; the header is {source.header}"
+        )
+    tz = workspace.config.workspace.tz
+    result = SuppressionImport()
+    entries: list[SuppressionEntry] = []
+    try:
+        for line, values in source.rows:
+            cell = _cells(values)
+            try:
+                if not is_refusal(shape, cell(shape.flag)):
+                    result.skipped += 1
+                    continue
+                row = row_reason(shape, cell(shape.reason), cell(shape.status), cell(shape.origin))
+                refused_at = row_time(cell(shape.time), tz)
+                channel = cell(shape.channel)
+                if channel not in (None, "email", "sms"):
+                    raise ValueError(f"unknown channel {channel!r} (email or sms)")
+                text = cell(shape.address)
+                if text:
+                    channel, key = parse_address(workspace, text, channel)
+                    digest = address_hash(workspace, channel, key)
+                    entries.append(SuppressionEntry(channel, digest, row, key, refused_at))
+                else:
+                    digest = (cell(shape.hash) or "").lower()
+                    if len(digest) != 64 or not channel:
+                        raise ValueError("a hash row needs a 64-digit hash and a channel")
+                    entries.append(SuppressionEntry(channel, digest, row, refused_at=refused_at))
+            except (ValueError, NotFoundError) as exc:
+                result.rejected.append((line, str(exc)))
+    finally:
+        source.close()
+    with workspace.engine.begin() as connection:
+        result.added = add_entries(connection, workspace, entries, now)
+    result.already = len(entries) - result.added
+    return result
+
+
+def _cells(values: list[Any]) -> Any:
+    def cell(position: int | None) -> str | None:
+        if position is None or position >= len(values) or values[position] is None:
+            return None
+        text = str(values[position]).strip()
+        return text or None
+
+    return cell

@@ -22,7 +22,7 @@ from winback.config import SimulateSection
 from winback.journeys.catalog import load_journeys
 from winback.journeys.definition import Journey, Step
 from winback.journeys.engine import spared
-from winback.journeys.enrol import Candidate, select_audience
+from winback.journeys.enrolment import Candidate, select_audience
 from winback.journeys.machine import Advance, Exit, Reactions, decide
 from winback.workspace import Workspace
 
@@ -153,7 +153,7 @@ def play(
 
 
 def simulate(
-    workspace: Workspace, name: str, days: int, now: datetime, *, seed: int = 0
+    workspace: Workspace, name: str, days: int, *, now: datetime, seed: int = 0
 ) -> Simulation:
     """The expected funnel of enrolling the journey's audience at ``now`` and playing it
     for ``days``. Reads the store, writes nothing; the same ``seed`` gives the same

@@ -9,34 +9,32 @@ the person can turn a no into a yes).
 
 The export is a CSV of ``channel,address,hash,reason,suppressed_at,refused_at``: the
 address when a contact of the base still has it, else only the hash (the person was
-erased, or the address was suppressed without ever being a contact). The import reads the
-same columns, and the ESPs' suppression and unsubscribed exports
-(:mod:`winback.compliance.suppression_files`); a row needs an address or a hash.
+erased, or the address was suppressed without ever being a contact). The import of the same
+columns, and of the ESPs' suppression and unsubscribed exports, reads the file in
+:mod:`winback.ingest.suppressions` and puts its entries on the list here
+(:func:`add_entries`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Connection, delete, select
 
 from winback.clock import from_db, to_db
 from winback.compliance.audit import audit_row, record
-from winback.compliance.refusals import REFUSALS, apply_refusals
+from winback.compliance.refusals import REFUSAL_EVENTS, apply_refusals
 from winback.compliance.suppression import (
     REASONS,
     address_hash,
     address_hashes,
     suppress_hashes,
 )
-from winback.compliance.suppression_files import file_shape, is_refusal, row_reason, row_time
 from winback.contacts import typed_address
-from winback.errors import InputFileError, NotFoundError
-from winback.ingest.reader import open_source
+from winback.errors import NotFoundError
 from winback.safe_output import csv_writer
 from winback.store.chunks import chunks
 from winback.store.contacts import contacts_by_address, find_contact
@@ -45,10 +43,10 @@ from winback.workspace import Workspace
 
 EXPORT_COLUMNS = ("channel", "address", "hash", "reason", "suppressed_at", "refused_at")
 # The refusal event a reason stands for, when it stands for one.
-_REFUSAL_EVENTS = {reason: event for event, (_, reason) in REFUSALS.items()}
+_EVENT_OF_REASON = {reason: event for event, (_, reason) in REFUSAL_EVENTS.items()}
 
 
-def _parse(workspace: Workspace, text: str, channel: str | None) -> tuple[str, str]:
+def parse_address(workspace: Workspace, text: str, channel: str | None) -> tuple[str, str]:
     """(channel, normalised address) of what the user typed; the channel follows the
     address (an email is email, anything else a phone) unless given."""
     found, address = typed_address(workspace, text)
@@ -69,10 +67,10 @@ def add_suppression(
     suppressed already (its first reason stays)."""
     if reason not in REASONS:
         raise NotFoundError(f"unknown reason {reason!r}: use one of {', '.join(sorted(REASONS))}")
-    channel, key = _parse(workspace, address, channel)
-    entry = _Entry(channel, address_hash(workspace, channel, key), reason, key)
+    channel, key = parse_address(workspace, address, channel)
+    entry = SuppressionEntry(channel, address_hash(workspace, channel, key), reason, key)
     with workspace.engine.begin() as connection:
-        return _add_entries(connection, workspace, [entry], now) == 1
+        return add_entries(connection, workspace, [entry], now) == 1
 
 
 def _entry(
@@ -101,7 +99,7 @@ def remove_suppression(
 ) -> str:
     """Take an address off the suppression list, with an ``unsuppress`` audit record
     carrying the user's ``note``. Returns the reason it was suppressed for."""
-    channel, key = _parse(workspace, address, channel)
+    channel, key = parse_address(workspace, address, channel)
     with workspace.engine.begin() as connection:
         reason = lift_suppression(connection, workspace, channel, key, note=note, now=now)
     if reason is None:
@@ -212,73 +210,8 @@ def export_suppressions(workspace: Workspace, out: TextIO, **filters: str | None
     return written
 
 
-@dataclass
-class SuppressionImport:
-    """What ``winback suppress import`` did: entries added, already there, rows that
-    are no refusal (a Brevo row without its blocklist flag), and the lines refused with
-    their reason."""
-
-    added: int = 0
-    already: int = 0
-    skipped: int = 0
-    rejected: list[tuple[int, str]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def import_suppressions(
-    workspace: Workspace, path: Path, *, reason: str | None, now: datetime
-) -> SuppressionImport:
-    """Add the addresses (or hashes) of a suppression file, winback's own or an ESP's
-    export (:mod:`~winback.compliance.suppression_files`), to the list; a row's own
-    reason wins over ``reason``, a ``channel`` column over the address's own, and a
-    row's date is when the person refused."""
-    source = open_source(path)
-    shape = file_shape(source.header, reason)
-    if shape.address is None and shape.hash is None:
-        source.close()
-        raise InputFileError(
-            f"{path}: no address column (address, email, Email Address, EmailAddress or "
-            f"phone) and no hash column; the header is {source.header}"
-        )
-    tz = workspace.config.workspace.tz
-    result = SuppressionImport()
-    entries: list[_Entry] = []
-    try:
-        for line, values in source.rows:
-            cell = _cells(values)
-            try:
-                if not is_refusal(shape, cell(shape.flag)):
-                    result.skipped += 1
-                    continue
-                row = row_reason(shape, cell(shape.reason), cell(shape.status), cell(shape.origin))
-                refused_at = row_time(cell(shape.time), tz)
-                channel = cell(shape.channel)
-                if channel not in (None, "email", "sms"):
-                    raise ValueError(f"unknown channel {channel!r} (email or sms)")
-                text = cell(shape.address)
-                if text:
-                    channel, key = _parse(workspace, text, channel)
-                    digest = address_hash(workspace, channel, key)
-                    entries.append(_Entry(channel, digest, row, key, refused_at))
-                else:
-                    digest = (cell(shape.hash) or "").lower()
-                    if len(digest) != 64 or not channel:
-                        raise ValueError("a hash row needs a 64-digit hash and a channel")
-                    entries.append(_Entry(channel, digest, row, refused_at=refused_at))
-            except (ValueError, NotFoundError) as exc:
-                result.rejected.append((line, str(exc)))
-    finally:
-        source.close()
-    with workspace.engine.begin() as connection:
-        result.added = _add_entries(connection, workspace, entries, now)
-    result.already = len(entries) - result.added
-    return result
-
-
 @dataclass(frozen=True)
-class _Entry:
+class SuppressionEntry:
     """One address to put on the list: its channel, hash and reason, and its normalised
     form (None for a line that gave only the hash)."""
 
@@ -290,8 +223,8 @@ class _Entry:
     refused_at: datetime | None = None
 
 
-def _add_entries(
-    connection: Connection, workspace: Workspace, entries: Sequence[_Entry], now: datetime
+def add_entries(
+    connection: Connection, workspace: Workspace, entries: Sequence[SuppressionEntry], now: datetime
 ) -> int:
     """Put ``entries`` on the list as if one by one, in a few queries per chunk; returns
     how many were new (an address on the list already, or met earlier among ``entries``,
@@ -315,7 +248,7 @@ def _add_entries(
     added = 0
     for entry in entries:
         owner = owners.get(entry.address) if entry.address else None
-        event = None if owner is None else _REFUSAL_EVENTS.get(entry.reason)
+        event = None if owner is None else _EVENT_OF_REASON.get(entry.reason)
         new = (entry.channel, entry.digest) not in listed
         listed.add((entry.channel, entry.digest))
         added += new
@@ -356,7 +289,7 @@ def _add_entries(
 
 @dataclass
 class _Run:
-    """Entries of :func:`_add_entries` written together."""
+    """Entries of :func:`add_entries` written together."""
 
     plain: bool
     hashes: dict[tuple[str, str], dict[str, int | None]] = field(default_factory=dict)
@@ -375,13 +308,3 @@ def _listed(connection: Connection, digests: Sequence[str]) -> set[tuple[str, st
         )
         listed.update((channel, digest) for channel, digest in rows)
     return listed
-
-
-def _cells(values: list[Any]) -> Any:
-    def cell(position: int | None) -> str | None:
-        if position is None or position >= len(values) or values[position] is None:
-            return None
-        text = str(values[position]).strip()
-        return text or None
-
-    return cell
