@@ -35,7 +35,8 @@ from winback.errors import InputFileError
 from winback.events import record_events
 from winback.ingest import values as v
 from winback.ingest.columns import ColumnMap, map_columns
-from winback.ingest.events import EventBatch, event_key
+from winback.ingest.event_blocks import event_key
+from winback.ingest.events import EventBatch
 from winback.ingest.pipeline import ImportReport, Pending, ProgressCallback, Refusals, run
 from winback.ingest.reader import open_source
 from winback.journeys.offers import redeem_codes

@@ -165,7 +165,7 @@ def dedup_key(*parts: object) -> bytes:
     """The 16-byte ``dedup_key`` of an event made of ``parts`` (a source, the provider's
     event id, an outbox id and the outcome...): the unique index then makes a second
     record of the same fact impossible. Imported events have their own, time-first key
-    (:func:`winback.ingest.events.event_key`)."""
+    (:func:`winback.ingest.event_blocks.event_key`)."""
     text = "\x1f".join(str(part) for part in parts)
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
