@@ -18,8 +18,9 @@ Public face:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from winback.lazy import lazy_face
 
 if TYPE_CHECKING:
     from winback.scoring.contact import contact_scores
@@ -39,17 +40,12 @@ __all__ = [
 # Loaded on first use: the run brings the models and SciPy, which a part that needs
 # only the rules (the tracking server's machine-open test) should not pay for.
 _HOMES = {
-    "Policy": "winback.scoring.stages",
-    "ScoreResult": "winback.scoring.run",
-    "contact_scores": "winback.scoring.contact",
-    "decide_stage": "winback.scoring.stages",
-    "is_machine_open": "winback.scoring.machine_open",
-    "is_proxy_user_agent": "winback.scoring.machine_open",
-    "score": "winback.scoring.run",
+    "Policy": "stages",
+    "ScoreResult": "run",
+    "contact_scores": "contact",
+    "decide_stage": "stages",
+    "is_machine_open": "machine_open",
+    "is_proxy_user_agent": "machine_open",
+    "score": "run",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'winback.scoring' has no attribute {name!r}")
+__getattr__ = lazy_face(__name__, _HOMES)
