@@ -243,3 +243,33 @@ def test_score_keeps_the_figures_and_an_unscored_base_says_so(
 def trends_of(ws: Workspace) -> dict[str, Any]:
     with ws.engine.connect() as c:
         return trends.stages_over_time(c, NOW.date())
+
+
+def test_an_incremental_score_takes_the_health_again_only_on_a_new_day(
+    sqlite_workspace: Workspace, cli: CliRunner
+) -> None:
+    """The health reads the whole base: a second score on the same day keeps the one the
+    day's first score took; the next day's score, or a full one, takes it again."""
+    ws = sqlite_workspace
+    with ws.engine.begin() as c:
+        add_contact(c, email="ann@example.com", created_at=day(2024, 1, 5))
+
+    def score(moment: datetime, *flags: str) -> int:
+        """Score at ``moment``; the contacts the kept health counts."""
+        done = cli.invoke(app, ["score", "-w", str(ws.path), "--now", moment.isoformat(), *flags])
+        assert done.exit_code == 0, done.output
+        with ws.engine.connect() as c:
+            health = health_snapshot(c)
+        assert health is not None
+        return int(health["contacts"])
+
+    assert score(NOW) == 1
+    with ws.engine.begin() as c:
+        add_contact(c, email="bob@example.com", created_at=day(2024, 1, 5))
+    later = NOW + timedelta(hours=2)
+    assert score(later) == 1
+    assert score(later, "--full") == 2
+    with ws.engine.begin() as c:
+        add_contact(c, email="cy@example.com", created_at=day(2024, 1, 5))
+    assert score(later) == 2
+    assert score(NOW + timedelta(days=1)) == 3

@@ -12,7 +12,8 @@ brings up to date:
 - ``delivery_days``: per day (in the workspace's zone), channel and kind, the bounces
   and complaints;
 - ``figure_snapshots``: the base's health (:func:`winback.reports.health.base_health`)
-  as of the score, which the base page and the report show.
+  as of a full score or the first score of the day, which the base page and the report
+  show.
 
 Incrementally: the stage figures are computed again from the first day that the stage
 history rows added since the last refresh touch, the delivery figures add the events
@@ -26,10 +27,11 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
-from winback.clock import to_db
+from winback.clock import local_date, to_db
 from winback.config import Config
 from winback.reports.health import base_health
 from winback.scoring.sql_functions import day_date, local_day
@@ -48,16 +50,34 @@ DELIVERY_KINDS = ("bounce_hard", "bounce_soft", "complaint")
 HEALTH = "base_health"
 
 
-def refresh_figures(connection: Connection, config: Config, now: datetime) -> None:
+def refresh_figures(
+    connection: Connection, config: Config, now: datetime, *, full: bool = True
+) -> None:
     """Bring the kept figures up to date with the stage history and the events, and keep
-    the base's health as of ``now`` (aware). Call it inside the score's transaction."""
+    the base's health as of ``now`` (aware). Call it inside the score's transaction.
+
+    The health reads every score row and the messages of the cost period (seconds on a
+    large base), so an incremental score (``full`` false) takes it again only on a new
+    day of the workspace's zone: the page shows the day it was taken."""
     _refresh_stages(connection)
     _refresh_deliveries(connection, config.workspace.timezone)
+    if not full and _health_taken_on(connection, config) == local_date(
+        now, ZoneInfo(config.workspace.timezone)
+    ):
+        return
     health = base_health(connection, config, now)
     connection.execute(delete(figure_snapshots).where(figure_snapshots.c.name == HEALTH))
     connection.execute(
         insert(figure_snapshots), {"name": HEALTH, "computed_at": to_db(now), "data": health}
     )
+
+
+def _health_taken_on(connection: Connection, config: Config) -> date | None:
+    """The local day the kept health was taken, or None when there is none."""
+    taken = connection.execute(
+        select(figure_snapshots.c.computed_at).where(figure_snapshots.c.name == HEALTH)
+    ).scalar_one_or_none()
+    return None if taken is None else local_date(taken, ZoneInfo(config.workspace.timezone))
 
 
 def _mark(connection: Connection, name: str) -> int:

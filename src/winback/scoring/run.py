@@ -186,7 +186,7 @@ def score(
         result = _score(
             connection, run, full=full or facts_filler is not None, facts_filler=facts_filler
         )
-        refresh_figures(connection, workspace.config, now)
+        refresh_figures(connection, workspace.config, now, full=result.mode == "full")
         return result
 
 
