@@ -11,7 +11,7 @@ brings up to date:
   scores, which come from no stage, left out);
 - ``delivery_days``: per day (in the workspace's zone), channel and kind, the bounces
   and complaints;
-- ``figure_snapshots``: the base's health (:func:`winback.reports.health.base_health`)
+- ``figure_snapshots``: the base's health (:func:`winback.reports.health.health_figures`)
   as of the score, which the base page and the report show.
 
 Incrementally: the stage figures are computed again from the first day that the stage
@@ -31,7 +31,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from winback.clock import to_db
 from winback.config import Config
-from winback.reports.health import base_health
+from winback.reports.health import health_figures
 from winback.scoring.sql_functions import day_date, local_day
 from winback.store.schema import (
     delivery_days,
@@ -53,7 +53,7 @@ def refresh_figures(connection: Connection, config: Config, now: datetime) -> No
     the base's health as of ``now`` (aware). Call it inside the score's transaction."""
     _refresh_stages(connection)
     _refresh_deliveries(connection, config.workspace.timezone)
-    health = base_health(connection, config, now)
+    health = health_figures(connection, config, now)
     connection.execute(delete(figure_snapshots).where(figure_snapshots.c.name == HEALTH))
     connection.execute(
         insert(figure_snapshots), {"name": HEALTH, "computed_at": to_db(now), "data": health}
