@@ -122,7 +122,7 @@ def read_phone(text: str, region: str) -> tuple[str, str | None]:
 def _neighbours(region: str) -> tuple[tuple[str, int, re.Pattern[str], frozenset[int]], ...]:
     """Each region ``region`` dials nationally, with its country code and the pattern
     and lengths of all its numbers (phonenumbers' general description): a cheap test
-    before phonenumbers' own, which costs some 100 µs a region."""
+    before phonenumbers' own, which is costly when asked of every region."""
     found = []
     for place in NATIONAL_NEIGHBOURS.get(region, ()):
         metadata = PhoneMetadata.metadata_for_region(place, None)

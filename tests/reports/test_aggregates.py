@@ -21,7 +21,7 @@ from winback.clock import local_date, to_db
 from winback.domain import Stage
 from winback.reports import charts, trends, views
 from winback.reports.aggregates import health_snapshot, refresh_figures
-from winback.reports.health import base_health
+from winback.reports.health import health_figures
 from winback.store.schema import events, outbox, stage_history
 from winback.web.dashboard_words import WORDS
 from winback.workspace import Workspace
@@ -231,7 +231,7 @@ def test_score_keeps_the_figures_and_an_unscored_base_says_so(
     assert cli.invoke(app, ["score", *w]).exit_code == 0
     view = views.base_view(ws, NOW, WORDS["en"])
     with ws.engine.connect() as c:
-        assert health_snapshot(c) == view["health"] == base_health(c, ws.config, NOW)
+        assert health_snapshot(c) == view["health"] == health_figures(c, ws.config, NOW)
     assert view["health"]["contacts"] == 2
     assert sum(stages[-1] for stages in trends_of(ws)["stages"].values()) == 2
     weekly = views.deliverability_view(ws, NOW, WORDS["en"])["weekly"]

@@ -115,15 +115,15 @@ def suppress_list(
         )
     )
     if as_json:
-        print_json(entries)
+        print_json([entry.as_dict() for entry in entries])
         return
     table = Table("channel", "address or hash", "reason", "suppressed at")
     for entry in entries:
         table.add_row(
-            entry["channel"],
-            plain(entry["address"] or entry["hash"]),
-            entry["reason"],
-            entry["suppressed_at"],
+            entry.channel,
+            plain(entry.address or entry.hash),
+            entry.reason,
+            entry.suppressed_at.isoformat(),
         )
     console.print(table)
     console.print(f"{len(entries)} suppressed addresses.")
@@ -352,17 +352,17 @@ def audit(
         ws, contact=contact, since=None if since is None else since.replace(tzinfo=UTC)
     )
     if as_json:
-        print_json(records)
+        print_json([record.as_dict() for record in records])
         return
     table = Table("at", "actor", "action", "contact", "reason")
-    for row in records:
-        who = row["address"] or (f"erased {row['contact_key'][:12]}…" if row["contact_key"] else "")
+    for record in records:
+        erased = f"erased {record.contact_key[:12]}…" if record.contact_key else ""
         table.add_row(
-            row["at"],
-            plain(row["actor"]),
-            plain(row["action"]),
-            plain(who),
-            plain(row["reason"] or ""),
+            record.at.isoformat(),
+            plain(record.actor),
+            plain(record.action),
+            plain(record.address or erased),
+            plain(record.reason or ""),
         )
     console.print(table)
     console.print(f"{len(records)} records.")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -59,16 +59,16 @@ def journey_list(workspace: WorkspaceOption = None, as_json: JsonOption = False)
 
     journeys = list_journeys(open_workspace(workspace))
     if as_json:
-        print_json(journeys)
+        print_json([item.as_dict() for item in journeys])
         return
     table = Table("journey", "status", "steps", "channels", "enrollments")
     for item in journeys:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(item["enrollments"].items())) or "none"
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(item.enrollments.items())) or "none"
         table.add_row(
-            plain(item["name"]),
-            item["status"],
-            plain(" → ".join(item["steps"])),
-            ", ".join(item["channels"]),
+            plain(item.name),
+            item.status,
+            plain(" → ".join(item.steps)),
+            ", ".join(item.channels),
             plain(counts),
         )
     console.print(table)
@@ -411,29 +411,33 @@ def outbox(
     from winback.journeys import outbox_counts, unknown_messages
 
     ws = open_workspace(workspace)
-    data: Any = unknown_messages(ws) if unknown else outbox_counts(ws)
-    if as_json:
-        print_json(data)
-        return
     if not unknown:
-        for status, count in sorted(data.items()):
+        counts = outbox_counts(ws)
+        if as_json:
+            print_json(counts.as_dict())
+            return
+        for status, count in sorted(counts.by_status.items()):
             console.print(f"{status}: {count}")
         return
+    messages = unknown_messages(ws)
+    if as_json:
+        print_json([message.as_dict() for message in messages])
+        return
     table = Table("id", "journey", "step", "channel", "to", "message id", "due", "why")
-    for row in data:
+    for message in messages:
         table.add_row(
-            str(row["id"]),
-            plain(row["journey"] or ""),
-            plain(row["step_id"] or ""),
-            row["channel"],
-            plain(row["to_address"] or ""),
-            plain(row["message_id"] or ""),
-            str(row["due_at"]),
-            plain(row["error"] or ""),
+            str(message.id),
+            plain(message.journey or ""),
+            plain(message.step_id or ""),
+            message.channel,
+            plain(message.to_address or ""),
+            plain(message.message_id or ""),
+            str(message.due_at),
+            plain(message.error or ""),
         )
     console.print(table)
     console.print(
-        f"{len(data)} messages may or may not have gone out; check with the provider "
+        f"{len(messages)} messages may or may not have gone out; check with the provider "
         "(by message id) before sending anything again."
     )
 

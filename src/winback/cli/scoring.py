@@ -94,8 +94,7 @@ def status(
     from winback.reports import base_health
 
     ws = open_workspace(workspace)
-    with ws.engine.connect() as connection:
-        report = base_health(connection, ws.config, now_option(now, ws))
+    report = base_health(ws, now=now_option(now, ws))
     if as_json:
         print_json(report)
         return

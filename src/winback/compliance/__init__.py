@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 from winback.lazy import lazy_face
 
 if TYPE_CHECKING:
-    from winback.compliance.audit_query import audit_log
+    from winback.compliance.audit_query import AuditRecord, audit_log
     from winback.compliance.gdpr import EraseResult, erase_person, export_person
     from winback.compliance.refusals import apply_refusals
     from winback.compliance.retention import PurgeResult, purge, write_purge_plan
     from winback.compliance.suppression_list import (
+        ListedSuppression,
         add_suppression,
         export_suppressions,
         list_suppressions,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 # Loaded on first use, like the other parts' faces: the importers call the refusal rule
 # and must not load the retention purge or the GDPR export with it.
 _HOMES = {
+    "AuditRecord": "audit_query",
     "audit_log": "audit_query",
     "EraseResult": "gdpr",
     "erase_person": "gdpr",
@@ -45,13 +47,16 @@ _HOMES = {
     "purge": "retention",
     "write_purge_plan": "retention",
     "SuppressionReason": "suppression",
+    "ListedSuppression": "suppression_list",
     "add_suppression": "suppression_list",
     "export_suppressions": "suppression_list",
     "list_suppressions": "suppression_list",
     "remove_suppression": "suppression_list",
 }
 __all__ = [
+    "AuditRecord",
     "EraseResult",
+    "ListedSuppression",
     "PurgeResult",
     "SuppressionReason",
     "add_suppression",

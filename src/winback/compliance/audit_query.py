@@ -7,6 +7,7 @@ they were."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,13 +16,32 @@ from sqlalchemy import func, or_, select
 from winback.clock import from_db, to_db
 from winback.compliance.suppression import address_hashes
 from winback.contacts import typed_address
+from winback.json_values import json_record
 from winback.store.schema import audit, contacts
 from winback.workspace import Workspace
 
 
+@dataclass(frozen=True)
+class AuditRecord:
+    """One decision about a contact: who made it, what, and why."""
+
+    id: int
+    at: datetime  # aware UTC
+    actor: str  # a command, the tick, a webhook, a user
+    contact_id: int | None
+    contact_key: str | None  # the contact's keyed hash: what stays once erased
+    action: str
+    reason: str | None
+    details: dict[str, Any] | None  # what the action recorded
+    address: str | None  # the contact's email, else phone; None once erased
+
+    def as_dict(self) -> dict[str, Any]:
+        return json_record(self)
+
+
 def audit_log(
     workspace: Workspace, *, contact: str | None = None, since: datetime | None = None
-) -> list[dict[str, Any]]:
+) -> list[AuditRecord]:
     """The audit records, oldest first: all of them, or those of one contact (email or
     phone, erased or not), from ``since`` on. Each carries the contact's ``address``
     (email, else phone) while the person is in the base; once erased, only the hash."""
@@ -60,6 +80,6 @@ def audit_log(
                 or_(audit.c.contact_id.in_(sorted(ids)), audit.c.contact_key.in_(digests))
             )
         return [
-            {**row, "at": from_db(row["at"]).isoformat()}
+            AuditRecord(**{**row, "at": from_db(row["at"])})
             for row in connection.execute(query).mappings()
         ]

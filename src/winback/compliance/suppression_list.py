@@ -35,6 +35,7 @@ from winback.compliance.suppression import (
 )
 from winback.contacts import typed_address
 from winback.errors import NotFoundError
+from winback.json_values import json_record
 from winback.safe_output import csv_writer
 from winback.store.chunks import chunks
 from winback.store.contacts import contacts_by_address, find_contact
@@ -165,9 +166,24 @@ def _known_addresses(connection: Connection, workspace: Workspace) -> dict[tuple
     return known
 
 
+@dataclass(frozen=True)
+class ListedSuppression:
+    """An entry of the suppression list as ``winback suppress list`` shows it."""
+
+    channel: str
+    address: str | None  # when a contact of the base still has it
+    hash: str
+    reason: str  # the first reason
+    suppressed_at: datetime  # aware UTC: when it reached the list
+    refused_at: datetime  # when the person refused (suppressed_at when nothing says)
+
+    def as_dict(self) -> dict[str, Any]:
+        return json_record(self)
+
+
 def list_suppressions(
     workspace: Workspace, *, channel: str | None = None, reason: str | None = None
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[ListedSuppression]:
     """The suppression list, oldest first, each entry with its address when a contact of
     the base still has it (``address`` None otherwise) and its hash."""
     query = select(suppressions).order_by(suppressions.c.id)
@@ -178,14 +194,14 @@ def list_suppressions(
     with workspace.engine.connect() as connection:
         known = _known_addresses(connection, workspace)
         for row in connection.execute(query).mappings():
-            yield {
-                "channel": row["channel"],
-                "address": known.get((row["channel"], row["address_hash"])),
-                "hash": row["address_hash"],
-                "reason": row["reason"],
-                "suppressed_at": from_db(row["created_at"]).isoformat(),
-                "refused_at": from_db(row["refused_at"] or row["created_at"]).isoformat(),
-            }
+            yield ListedSuppression(
+                channel=row["channel"],
+                address=known.get((row["channel"], row["address_hash"])),
+                hash=row["address_hash"],
+                reason=row["reason"],
+                suppressed_at=from_db(row["created_at"]),
+                refused_at=from_db(row["refused_at"] or row["created_at"]),
+            )
 
 
 def export_suppressions(workspace: Workspace, out: TextIO, **filters: str | None) -> int:
@@ -195,15 +211,14 @@ def export_suppressions(workspace: Workspace, out: TextIO, **filters: str | None
     writer.writerow(EXPORT_COLUMNS)
     written = 0
     for entry in list_suppressions(workspace, **filters):
-        hashed = "" if entry["address"] else entry["hash"]
         writer.writerow(
             [
-                entry["channel"],
-                entry["address"] or "",
-                hashed,
-                entry["reason"],
-                entry["suppressed_at"],
-                entry["refused_at"],
+                entry.channel,
+                entry.address or "",
+                "" if entry.address else entry.hash,
+                entry.reason,
+                entry.suppressed_at.isoformat(),
+                entry.refused_at.isoformat(),
             ]
         )
         written += 1

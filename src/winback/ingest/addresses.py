@@ -3,9 +3,9 @@ shapes nearly every file has; the others are left to :func:`winback.addresses.
 normalise_email` and :func:`~winback.addresses.normalise_phone` (email-validator and
 phonenumbers), which give the reason to reject them or their rarer forms.
 
-Why not call the libraries on every cell: on this machine email-validator takes about
-55 µs an address and phonenumbers about 70 µs a number, which alone holds a contacts
-import under 10,000 rows a second. The checks here are the libraries' own rules,
+Why not call the libraries on every cell: a call of email-validator or phonenumbers per
+address costs more than the rest of a contact's import (figures in bench/RESULTS.md).
+The checks here are the libraries' own rules,
 applied by Arrow's regular expressions to a whole column:
 
 - an email of the plain ASCII dot-atom shape is exactly what ``normalise_email`` accepts
@@ -40,8 +40,8 @@ from winback.ingest import columnar as col
 
 @lru_cache(maxsize=1)
 def _special_use() -> pa.Array:
-    # Built on first use: pa.array() imports pandas (a third of a second) on its first
-    # call, which every winback command would pay at start-up.
+    # Built on first use: pa.array() imports pandas on its first call, which every
+    # winback command would pay at start-up.
     return pa.array(sorted(email_validator.SPECIAL_USE_DOMAIN_NAMES), pa.string())
 
 

@@ -77,8 +77,8 @@ def event_key(
     """The 16-byte key that makes an event the same event twice: the second it happened
     (6 bytes, big-endian) then a 10-byte digest of what it is. The time comes first so
     that a file in time order writes the unique index near its end: keys that are only a
-    random digest send every insert to a random page of the index (1.7× slower at 2M
-    events on this machine, and worse once the index outgrows the page cache)."""
+    random digest send every insert to a random page of the index (slower, and worse
+    once the index outgrows the page cache: see bench/RESULTS.md)."""
     text = (
         f"{contact_id}|{kind}|{channel}|{occurred_at.isoformat()}|{amount}|{campaign}|{message_id}"
     )

@@ -3,9 +3,9 @@ millions of rows against them a block at a time.
 
 A hand-written structure rather than two ``dict``: the keys are kept as one sorted Arrow
 string array and the ids as one NumPy array, and a whole column is looked up by binary
-search (``pyarrow.compute.search_sorted``), then checked for equality. For a million
-contacts the two dicts held about 190 MB of Python strings and integers for the whole
-import; these arrays hold about 50 MB. A column is looked up at about the same cost
+search (``pyarrow.compute.search_sorted``), then checked for equality. The two dicts held
+Python strings and integers for the whole import, several times what these arrays hold
+(see bench/RESULTS.md). A column is looked up at about the same cost
 (the dicts needed the column as Python strings first), and ``pyarrow.compute.index_in``
 would hash the million keys again for every block.
 """
@@ -47,7 +47,7 @@ class SortedKeys:
 
     def get(self, key: str) -> int | None:
         """The id of one key, None when it is unknown (the row path: one search of a
-        scalar, about 7 µs, where a column of one key cost 110 µs)."""
+        scalar, much cheaper than looking up a column of one key)."""
         at = pc.search_sorted(self.keys, pa.scalar(key, self.keys.type)).as_py()
         if at < len(self.keys) and self.keys[at].as_py() == key:
             return int(self.ids[at])

@@ -296,7 +296,7 @@ def _matching(numbers: pa.Array, lengths: np.ndarray, desc: _Desc | None) -> np.
 def textable_all(phones: Sequence[str | None]) -> list[bool]:
     """:func:`textable` of many E.164 numbers (False for None), a country code at a time
     with phonenumbers' own patterns run by Arrow over the column: a call of the library
-    costs about 50 µs a number, more than the rest of a contact's import. Numbers of a
+    a number costs more than the rest of a contact's import. Numbers of a
     code shared by several regions (+1, +7...) ask the library one by one."""
     column = pa.array(phones, pa.string())
     found = np.zeros(len(column), bool)

@@ -11,8 +11,8 @@ Every format gives the importers one shape: a header and ``(line number, values)
 batches of some hundred thousand rows with each row's line, which the importers clean a
 whole column at a time. Parquet "line numbers" are 1-based row numbers.
 
-CSV blocks come from pyarrow's streaming reader, twenty times faster than the ``csv``
-module. It does not tell the line a record starts on, so the line is counted: one per
+CSV blocks come from pyarrow's streaming reader, far faster than the ``csv`` module.
+It does not tell the line a record starts on, so the line is counted: one per
 record plus the line breaks inside its quoted values. Empty lines are not skipped (an
 empty line in a file of several columns is a record of the wrong width, which stops the
 Arrow reader). Whatever the Arrow reader cannot read (a record of the wrong width, a
@@ -52,9 +52,9 @@ csv.field_size_limit(256 * 1024 * 1024)
 BLOCK_ROWS = 262_144
 # Bytes per read of Arrow's CSV reader. Its reading thread runs up to 32 reads ahead of
 # the importer (a fixed queue, not an option: ARROW-12090), and each read stays in memory
-# until its rows are taken: at 16 MB a read, 700 MB of RSS. Small reads, gathered into
-# blocks of BLOCK_ROWS rows, keep that under 100 MB; a record larger than one read goes
-# to the ``csv`` module like any record Arrow cannot read.
+# until its rows are taken, so large reads make a large resident set. Small reads,
+# gathered into blocks of BLOCK_ROWS rows, keep it small (see bench/RESULTS.md); a record
+# larger than one read goes to the ``csv`` module like any record Arrow cannot read.
 _CSV_READ_BYTES = 2 * 1024 * 1024
 # Bytes per row to estimate the rows of a text file by its size (events run about 80).
 _BYTES_PER_ROW = 100
@@ -224,7 +224,7 @@ def _capped_lines(text: io.TextIOWrapper, delimiter: str) -> Iterator[str]:
     or line break cut to :data:`MAX_FIELD_LENGTH` + 1 characters: the records and every
     field up to the limit are read as they are, and a field over it stays over it (the
     importer empties it with a warning) without the ``csv`` module holding it whole, at
-    four bytes a character (a 200 MB field took 1.5 GB)."""
+    up to four bytes a character."""
     stops = re.compile(f'([{re.escape(delimiter)}"\r\n])')
     keep = MAX_FIELD_LENGTH + 1
     while piece := text.readline(CHUNK):
@@ -457,7 +457,6 @@ def _open_parquet(path: Path, size: int) -> Source:
 def _row_group_batches(parquet: pq.ParquetFile, size: int) -> Iterator[pa.RecordBatch]:
     """The rows of ``parquet`` in batches of at most ``size``, read by one reader per row
     group: pyarrow's reader of the whole file keeps Arrow memory from every row group it
-    has read (200 MB by the end of 20,000,000 events in 20 row groups, pyarrow 26), where
-    a reader per row group gives it back."""
+    has read, where a reader per row group gives it back (see bench/RESULTS.md)."""
     for group in range(parquet.num_row_groups):
         yield from parquet.iter_batches(batch_size=size, row_groups=[group])

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 from winback.lazy import lazy_face
 
 if TYPE_CHECKING:
-    from winback.journeys.catalog import AddedJourney, add_journey, copy_starter, list_journeys
+    from winback.journeys.catalog import (
+        AddedJourney,
+        JourneySummary,
+        add_journey,
+        copy_starter,
+        list_journeys,
+    )
     from winback.journeys.controls import (
         ControlResult,
         JourneyStateError,
@@ -34,7 +40,12 @@ if TYPE_CHECKING:
     from winback.journeys.engine import TickResult, tick
     from winback.journeys.enrolment import EnrolResult, enrol
     from winback.journeys.offers import PoolImport, export_offers_csv, import_pool_file
-    from winback.journeys.outbox import outbox_counts, unknown_messages
+    from winback.journeys.outbox import (
+        OutboxCounts,
+        UnknownMessage,
+        outbox_counts,
+        unknown_messages,
+    )
     from winback.journeys.preview import Preview, preview_message, send_test
     from winback.journeys.simulator import Simulation, simulate
 
@@ -44,6 +55,7 @@ _HOMES = {
     "AddedJourney": "catalog",
     "add_journey": "catalog",
     "copy_starter": "catalog",
+    "JourneySummary": "catalog",
     "list_journeys": "catalog",
     "ControlResult": "controls",
     "JourneyStateError": "controls",
@@ -61,6 +73,8 @@ _HOMES = {
     "PoolImport": "offers",
     "export_offers_csv": "offers",
     "import_pool_file": "offers",
+    "OutboxCounts": "outbox",
+    "UnknownMessage": "outbox",
     "outbox_counts": "outbox",
     "unknown_messages": "outbox",
     "Preview": "preview",
@@ -75,10 +89,13 @@ __all__ = [
     "DispatchResult",
     "EnrolResult",
     "JourneyStateError",
+    "JourneySummary",
+    "OutboxCounts",
     "PoolImport",
     "Preview",
     "Simulation",
     "TickResult",
+    "UnknownMessage",
     "add_journey",
     "copy_starter",
     "dispatch",

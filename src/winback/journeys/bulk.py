@@ -142,8 +142,8 @@ def _spared_clause(journeys: Mapping[int, tuple[str, Journey]]) -> ColumnElement
 
 
 # SQLite pragmas of enrolment and the tick (see winback.store.engine.bulk_transaction):
-# the 1 GB page cache saves 3 to 6 s of CPU for enrol + tick on a million contacts, and
-# their scratch tables stay in memory.
+# the 1 GB page cache saves CPU for enrol + tick on a large base (see bench/RESULTS.md),
+# and their scratch tables stay in memory.
 BULK_PRAGMAS = {"cache_size": BULK_CACHE_SIZE, "temp_store": 2}
 
 
@@ -255,8 +255,8 @@ def advance_groups(
     due = due_table
     result = BulkResult()
     # DISTINCT, not GROUP BY: its temporary B-tree keeps one entry per group where a
-    # GROUP BY sorts every row (0.5 s against 3 s for a million); each group's UPDATE
-    # counts its members.
+    # GROUP BY sorts every row, which is far slower on a large tick (see
+    # bench/RESULTS.md); each group's UPDATE counts its members.
     groups = connection.execute(
         select(*(due.c[key] for key in _GROUP), due.c.spared)
         .where(due.c.special == false())
@@ -310,8 +310,8 @@ _DUE_INDEX = next(index for index in enrollments.indexes if index.name == "ix_en
 def _due_index_set_aside(connection: Connection) -> Iterator[None]:
     """On SQLite, when the tick moves at least half of the enrollments, drop the index of
     due enrollments for the bulk UPDATEs and build it again after: each moved row would
-    take its old entry out of the index and put a new one in, three times the cost of one
-    sort of the table (a million rows: 5 s against 2.4 s). PostgreSQL keeps its index: a
+    take its old entry out of the index and put a new one in, which costs more than one
+    sort of the table (see bench/RESULTS.md). PostgreSQL keeps its index: a
     DROP INDEX would hold the enrollments against every reader until the commit."""
     if connection.dialect.name != "sqlite":
         yield

@@ -23,6 +23,7 @@ from winback.journeys.definition import (
     parse_journey,
 )
 from winback.journeys.render import STARTER_DIR, TemplateSet, check_template
+from winback.json_values import json_record
 from winback.store.schema import enrollments, journeys
 from winback.workspace import Workspace
 
@@ -108,8 +109,23 @@ def add_journey(workspace: Workspace, path: Path, *, now: datetime) -> AddedJour
         return AddedJourney(journey, new=False)
 
 
-def list_journeys(workspace: Workspace) -> list[dict[str, Any]]:
-    """Every journey with its steps and how many enrollments are in each status."""
+@dataclass(frozen=True)
+class JourneySummary:
+    """A stored journey as ``winback journey list`` shows it."""
+
+    name: str
+    status: str
+    steps: tuple[str, ...]
+    channels: tuple[str, ...]
+    enrollments: dict[str, int]  # status -> enrollments in it (the statuses that have any)
+
+    def as_dict(self) -> dict[str, Any]:
+        return json_record(self)
+
+
+def list_journeys(workspace: Workspace) -> list[JourneySummary]:
+    """Every journey, by name, with its steps and how many enrollments are in each
+    status."""
     with workspace.engine.connect() as connection:
         stored = load_journeys(connection)
         counts: dict[int, dict[str, int]] = defaultdict(dict)
@@ -122,13 +138,13 @@ def list_journeys(workspace: Workspace) -> list[dict[str, Any]]:
             counts[journey_id][status] = count
         states = dict(connection.execute(select(journeys.c.id, journeys.c.status)).all())
     return [
-        {
-            "name": name,
-            "status": states.get(journey_id, "active"),
-            "steps": [step.id for step in journey.steps],
-            "channels": sorted(journey.channels),
-            "enrollments": counts.get(journey_id, {}),
-        }
+        JourneySummary(
+            name=name,
+            status=states.get(journey_id, "active"),
+            steps=tuple(step.id for step in journey.steps),
+            channels=tuple(sorted(journey.channels)),
+            enrollments=counts.get(journey_id, {}),
+        )
         for name, (journey_id, journey) in sorted(stored.items())
     ]
 

@@ -313,7 +313,7 @@ def enrol(workspace: Workspace, name: str, *, now: datetime) -> EnrolResult:
                 literal(stamp, DateTime),
             )
             # No ORDER BY: the stage index already yields contacts in id order, and a
-            # sort of the whole audience costs a second per million.
+            # sort of the whole audience is costly on a large base.
             .where(audience.c.skip.is_(None))
         )
         connection.execute(

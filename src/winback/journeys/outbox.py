@@ -6,6 +6,7 @@ messages in each status, the ones a crash left in doubt: ``winback outbox
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from winback.clock import from_db, to_db
 from winback.compliance.suppression import suppression_reasons
 from winback.journeys.controls import paused_names
 from winback.journeys.render import CONTACT_FIELDS
+from winback.json_values import json_record
 from winback.store.schema import contacts, enrollments, outbox
 from winback.workspace import Workspace
 
@@ -91,9 +93,36 @@ def claim(connection: Connection, ready: Sequence[Prepared]) -> list[Prepared]:
     return [(row, content) for row, content in ready if row["id"] in moved]
 
 
-def unknown_messages(workspace: Workspace) -> list[dict[str, Any]]:
-    """The messages whose fate is unknown (``winback outbox --unknown``): check them
-    with the provider before deciding anything."""
+@dataclass(frozen=True)
+class UnknownMessage:
+    """A message a crash left undecided: it may or may not have gone out."""
+
+    id: int
+    journey: str | None
+    step_id: str | None
+    channel: str
+    to_address: str | None
+    message_id: str | None  # what to ask the provider about
+    due_at: datetime  # aware UTC
+    error: str | None  # what is known
+
+    def as_dict(self) -> dict[str, Any]:
+        return json_record(self)
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    """How many outbox rows are in each status (the statuses that have any)."""
+
+    by_status: dict[str, int]
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.by_status)
+
+
+def unknown_messages(workspace: Workspace) -> list[UnknownMessage]:
+    """The messages whose fate is unknown (``winback outbox --unknown``), by outbox id:
+    check them with the provider before deciding anything."""
     with workspace.engine.connect() as connection:
         rows = connection.execute(
             select(
@@ -109,13 +138,13 @@ def unknown_messages(workspace: Workspace) -> list[dict[str, Any]]:
             .where(outbox.c.status == "unknown")
             .order_by(outbox.c.id)
         ).mappings()
-        return [{**row, "due_at": from_db(row["due_at"])} for row in rows]
+        return [UnknownMessage(**{**row, "due_at": from_db(row["due_at"])}) for row in rows]
 
 
-def outbox_counts(workspace: Workspace) -> dict[str, int]:
+def outbox_counts(workspace: Workspace) -> OutboxCounts:
     """How many outbox rows are in each status."""
     with workspace.engine.connect() as connection:
         rows = connection.execute(
             select(outbox.c.status, func.count()).group_by(outbox.c.status)
         ).all()
-    return {status: count for status, count in rows}
+    return OutboxCounts({status: count for status, count in rows})

@@ -23,8 +23,8 @@ weighted by their counts (only when rows repeat) with terms in x alone summed on
 distinct value, BG/NBD's exact Hessian with two logarithms and one exponential per customer, a
 positive-term series (and quadrature near z = 1) for the hypergeometric function, and a
 fit in stages (SciPy's trust-region Newton method on a sample, one Newton step on samples
-ten times larger, then two evaluations on every customer) so a base of a million fits in
-a fraction of a second.
+ten times larger, then two evaluations on every customer) so a large base fits quickly
+(bench/models.py).
 The tests check the fits against the published CDNOW estimates.
 """
 

@@ -94,7 +94,7 @@ def purchases(connection: Connection, now: datetime) -> tuple[np.ndarray, np.nda
             events.c.occurred_at <= to_db(now),
             # NOT IN the few erased rather than a join with the contacts: SQLite would
             # walk every contact's events through the (contact, time) index with a table
-            # look-up each (207 s at 1M contacts and 20M events, against 4 s for one scan).
+            # look-up each, far slower than one scan (see bench/RESULTS.md).
             events.c.contact_id.not_in(erased),
         )
     ).all()

@@ -21,7 +21,7 @@ element on machines without AVX-512 and cost ten to twenty times a multiplicatio
 their number, not the arithmetic around them, sets the time of a fit on a million
 customers. Why our own numerics rather than a compiled kernel (Numba, numexpr): one more
 dependency, and a compile or start-up cost of its own, for a pass that NumPy already runs
-in a few tens of milliseconds.
+quickly (see bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -340,8 +340,8 @@ class BetaGeo(PurchaseModel):
         horizon = as_horizon(t)
         r, alpha, a, b = self._unpack()
         count = as_counts("n", n)
-        # Imported here: scipy.stats takes over a second to import, which every
-        # winback command would pay (the score imports this module).
+        # Imported here: scipy.stats is slow to import, which every winback command
+        # would pay (the score imports this module).
         from scipy.stats import nbinom
 
         p = alpha / (alpha + horizon)

@@ -201,8 +201,8 @@ class ParetoNBD(PurchaseModel):
         horizon = as_horizon(t)
         r, alpha, s, beta = self._unpack()
         count = as_counts("n", n)
-        # Imported here: scipy.stats takes over a second to import, which every
-        # winback command would pay (the score imports this module).
+        # Imported here: scipy.stats is slow to import, which every winback command
+        # would pay (the score imports this module).
         from scipy.stats import nbinom
 
         def dying_at(tau: float) -> np.ndarray:

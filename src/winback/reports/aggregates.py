@@ -11,7 +11,7 @@ brings up to date:
   scores, which come from no stage, left out);
 - ``delivery_days``: per day (in the workspace's zone), channel and kind, the bounces
   and complaints;
-- ``figure_snapshots``: the base's health (:func:`winback.reports.health.base_health`)
+- ``figure_snapshots``: the base's health (:func:`winback.reports.health.health_figures`)
   as of a full score or the first score of the day, which the base page and the report
   show.
 
@@ -33,7 +33,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from winback.clock import local_date, to_db
 from winback.config import Config
-from winback.reports.health import base_health
+from winback.reports.health import health_figures
 from winback.scoring.sql_functions import day_date, local_day
 from winback.store.schema import (
     delivery_days,
@@ -65,7 +65,7 @@ def refresh_figures(
         now, ZoneInfo(config.workspace.timezone)
     ):
         return
-    health = base_health(connection, config, now)
+    health = health_figures(connection, config, now)
     connection.execute(delete(figure_snapshots).where(figure_snapshots.c.name == HEALTH))
     connection.execute(
         insert(figure_snapshots), {"name": HEALTH, "computed_at": to_db(now), "data": health}

@@ -31,6 +31,7 @@ from winback.scoring.consent import every_address_refused
 from winback.scoring.sql_functions import local_day
 from winback.scoring.stages import day_number, from_day_number
 from winback.store.schema import contact_scores, contacts, events, stage_history
+from winback.workspace import Workspace
 
 # (label, lowest day, first day of the next bucket) — months of 30.4 days.
 INACTIVITY_BUCKETS = (
@@ -60,9 +61,17 @@ def _spread(counts: dict[Any, Any], labels: Iterable[str], total: int) -> dict[s
     }
 
 
-def base_health(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
+def base_health(workspace: Workspace, *, now: datetime) -> dict[str, Any]:
+    """``winback status``: the base's health at ``now`` (aware), as
+    :func:`health_figures` gives it."""
+    with workspace.engine.connect() as connection:
+        return health_figures(connection, workspace.config, now)
+
+
+def health_figures(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
     """The whole report as one JSON-ready object with the keys ``stages``, ``channels``,
-    ``inactivity_buckets``, ``erosion`` and ``cost`` (plus ``now`` and ``contacts``)."""
+    ``inactivity_buckets``, ``erosion`` and ``cost`` (plus ``now`` and ``contacts``), read
+    through ``connection``: the score keeps it inside its own transaction."""
     total = int(connection.execute(select(func.count()).where(LIVE)).scalar_one())
     return {
         "now": now.isoformat(),

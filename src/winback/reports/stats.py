@@ -112,7 +112,7 @@ def mean_lift(treated: list[float], holdout: list[float]) -> Lift:
         more = None
     else:
         dof = se2**2 / ((v1 / n1) ** 2 / (n1 - 1) + (v0 / n0) ** 2 / (n0 - 1))
-        from scipy import stats  # a second to load: only when an interval is computed
+        from scipy import stats  # slow to load: only when an interval is computed
 
         half = float(stats.t.ppf(0.975, dof)) * math.sqrt(se2)
         low, high = difference - half, difference + half

@@ -4,14 +4,11 @@
 
 Why SQL in the store, and not DuckDB. The bulk work runs as a handful of set-based
 statements inside the store (SQLite or PostgreSQL), built with SQLAlchemy Core so one
-definition compiles for both. Measured on 1M contacts / 20M events in SQLite (2 cores):
-DuckDB would first have to read the events out of SQLite: reading the 12.7M events the
-facts need through Python's ``sqlite3`` takes about a minute, through ADBC into Arrow
-27 s, through DuckDB's own ``sqlite`` extension (1.5.5, from the PyPI package
-``duckdb-extension-sqlite-scanner``) 11.3 s, and the facts query run by DuckDB on the
-SQLite file 16.3 to 18.6 s; SQLite's own scan of the events takes 5 s, and the grouped
-aggregation of the interaction events, sorted rather than walked through the (contact,
-time) index, fits in the full score's budget (see bench/score.py and the README).
+definition compiles for both. DuckDB would first have to read the events out of SQLite,
+by any route (``sqlite3``, ADBC, its own ``sqlite`` extension), which costs more than
+SQLite's own scan of them; the grouped aggregation of the interaction events, sorted
+rather than walked through the (contact, time) index, fits in the full score's budget
+(figures in bench/RESULTS.md, "Figures moved from docstrings"; bench/score.py).
 The costly part was the machine-open rule: one look-up of the delivery per unflagged
 open. It seeks the (contact, time) index over a window of a few seconds, which holds
 almost nothing, rather than every event of the message. On PostgreSQL the same
@@ -179,7 +176,7 @@ def score(
     run = ScoreRun.from_config(workspace.config, now)
     # The rows a run rewrites lie all over contact_scores and its indexes: the bulk page
     # cache keeps them until the commit. Only the cache: with its scratch tables in
-    # memory as well (temp_store), the full score on a million contacts took 10 s longer.
+    # memory as well (temp_store), the full score was slower (see bench/RESULTS.md).
     from winback.reports.aggregates import refresh_figures  # reports read what scoring writes
 
     with bulk_transaction(workspace.engine, {"cache_size": BULK_CACHE_SIZE}) as connection:

@@ -108,15 +108,15 @@ def serve(workspace: Workspace, *, host: str = "127.0.0.1", port: int = 8025) ->
     the open pixel and the click links are the hot path)."""
     # Hits are recorded in a process of their own (winback.web.writer), but threads
     # remain: the recorder queue's feeder (it pickles each batch), the jobs' thread, the
-    # pool that reads for the pages. By default one of them keeps the GIL for up to 5 ms
-    # while requests wait (longer when the OS preempts it on a busy machine); handing it
-    # over every 0.5 ms gave a lower p99 in six A/B runs of six (bench/tracking.py, wrk).
+    # pool that reads for the pages. By default one of them keeps the GIL for a long
+    # switch interval while requests wait (longer when the OS preempts it); handing it
+    # over more often gave a lower tail latency (bench/tracking.py; bench/RESULTS.md).
     sys.setswitchinterval(SWITCH_INTERVAL)
     fast = importlib.util.find_spec("uvloop") is not None
     app = create_app(workspace)
     # The modules and the app live as long as the process: frozen, their 170,000 objects
     # are not walked by the collector's full passes, each of which otherwise stalled
-    # every request in flight (0.1 to 0.7 s under wrk on a busy two-core machine).
+    # every request in flight (see bench/RESULTS.md).
     gc.freeze()
     uvicorn.run(
         app,

@@ -7,11 +7,11 @@ as it grows and records what has gathered (up to :data:`BATCH` hits) in one tran
 so SQLite sees a few hundred rows per commit instead of one commit per hit.
 
 Why a process and not a thread: recording a hit costs about as much Python as answering
-it (some 70 µs: matching the message, the machine-open and bot-click rules, building the
-row), so a writer thread held the GIL for a large share of the time the event loop
-needed it, and the hits waiting for it lived long enough to bring on the collector's
-full passes, which stall every request in flight. In its own process the recorder runs
-on the other core; the event loop only appends a line to the journal's group.
+it (matching the message, the machine-open and bot-click rules, building the row), so a
+writer thread held the GIL for a large share of the time the event loop needed it, and
+the hits waiting for it lived long enough to bring on the collector's full passes, which
+stall every request in flight. In its own process the recorder runs on the other core;
+the event loop only appends a line to the journal's group.
 
 The recorder holds the reading ends of two pipes from the server and no writing end of
 either: ``wake`` (a byte after each group written: read the journal on) and ``control``
@@ -133,8 +133,7 @@ class Writer:
     def start(self) -> None:
         """Open the journal and start the jobs' thread, which starts the recorder: the
         server answers at once, and the hits that come meanwhile wait in the journal
-        (booting the recorder's process takes a second or two, more on a busy
-        machine)."""
+        (booting the recorder's process takes a while, longer on a busy machine)."""
         self._journal = Journal(self.directory, self._wake_recorder)
         workspace = self.workspace
         fields = (workspace.path, workspace.config, workspace.database_url, workspace.secret)
