@@ -7,10 +7,16 @@ ASGI app, logged in) and the report, and print each beside the target (a page un
 the report under 30 s) with the load average. Each page: the median of ``--runs``
 requests after one warm-up. Then the refresh of the figures kept at score time
 (:mod:`winback.reports.aggregates`): from nothing, as after the first score, and with
-nothing new, as each later score pays it; both rolled back, so the base stays as built.
+nothing new, as each later score pays it; both rolled back, so the base stays as built;
+and the refresh of the journeys' kept results alone, which ``winback run``, ``tick`` and
+``dispatch`` pay at their end (rolled back too).
+
+``--folder`` takes a base built before (by this script or by hand) instead of the one
+under bench/out/; migrate it first (``winback migrate -w PATH``).
 
     .venv/bin/python bench/dashboard.py                    # 100,000 contacts
     .venv/bin/python bench/dashboard.py --contacts 1000000
+    .venv/bin/python bench/dashboard.py --contacts 1000000 --folder PATH
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typer.testing import CliRunner
 
 from winback.cli import app
 from winback.clock import utcnow
-from winback.reports.aggregates import refresh_figures
+from winback.reports.aggregates import refresh_figures, refresh_journeys
 from winback.reports.html import render_report
 from winback.store.schema import (
     contacts,
@@ -103,6 +109,17 @@ async def time_pages(workspace: Workspace, runs: int) -> dict[str, list[float]]:
     return timings
 
 
+def time_journeys_refresh(workspace: Workspace) -> float:
+    """Seconds of keeping every journey's results, rolled back."""
+    with workspace.engine.connect() as connection:
+        transaction = connection.begin()
+        started = time.perf_counter()
+        refresh_journeys(connection, workspace.config, utcnow())
+        seconds = time.perf_counter() - started
+        transaction.rollback()
+    return seconds
+
+
 def time_refresh(workspace: Workspace) -> tuple[float, float]:
     """Seconds of a refresh from nothing, then of one with nothing new, rolled back."""
     now = utcnow()
@@ -123,8 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--folder", type=Path, help="an existing base to time (not rebuilt)")
     args = parser.parse_args()
-    folder = OUT / f"dashboard-{args.contacts}"
+    folder = args.folder or OUT / f"dashboard-{args.contacts}"
     print(f"base: {folder}")
     workspace = build(folder, args.contacts)
     with workspace.engine.connect() as connection:
@@ -148,6 +166,7 @@ def main() -> None:
     full, again = time_refresh(workspace)
     print(f"{'figures refreshed from nothing':<40} {full:>9.3f}")
     print(f"{'figures refreshed, nothing new':<40} {again:>9.3f}")
+    print(f"{'journeys results kept (run, tick)':<40} {time_journeys_refresh(workspace):>9.3f}")
     workspace.close()
 
 

@@ -378,7 +378,10 @@ def dispatch(
     """Send every queued message due at ``now``. ``senders`` (by channel name) replaces
     the configured channels; ``dry_run`` writes files instead of sending. A channel that
     cannot work at all stops the run: the result's ``stopped`` says why, and the rest of
-    the outbox stays queued for the next run."""
+    the outbox stays queued for the next run. Then keeps the journeys' results for the
+    dashboard."""
+    from winback.reports.aggregates import refresh_journeys  # reports read what sends write
+
     with dispatch_lock(workspace), ExitStack() as stack:
         dispatcher = _Dispatcher(workspace, now, dict(senders or {}), stack, dry_run)
         path = workspace.path / FLIGHT_LOG
@@ -386,11 +389,15 @@ def dispatch(
             dispatcher.recover(connection, read_flight(path))
         # Emptied only now that the rows it speaks of are settled.
         dispatcher.flight = stack.enter_context(closing(FlightLog(path)))
-        return dispatcher.run()
+        result = dispatcher.run()
+        with workspace.engine.begin() as connection:
+            refresh_journeys(connection, workspace.config, now)
+        return result
 
 
 def tick_and_dispatch(
     workspace: Workspace, *, now: datetime, dry_run: bool = False
 ) -> tuple[TickResult, DispatchResult]:
     """``winback run``, for cron: the tick, then the dispatch of what is due."""
-    return tick(workspace, now=now), dispatch(workspace, now=now, dry_run=dry_run)
+    ticked = tick(workspace, now=now, keep_results=False)
+    return ticked, dispatch(workspace, now=now, dry_run=dry_run)

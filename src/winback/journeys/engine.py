@@ -135,10 +135,14 @@ def _free_slot(
     return from_db(slot)
 
 
-def tick(workspace: Workspace, *, now: datetime) -> TickResult:
+def tick(workspace: Workspace, *, now: datetime, keep_results: bool = True) -> TickResult:
     """Advance every enrollment due at ``now`` and exit every one whose contact came back.
     Writes the outbox rows (key ``enrollment:step``), updates the enrollments, suppresses
-    at sunset, and leaves an audit record for every exit and suppression."""
+    at sunset, and leaves an audit record for every exit and suppression. Then keeps the
+    journeys' results for the dashboard, unless ``keep_results`` is false (a dispatch
+    follows that will)."""
+    from winback.reports.aggregates import refresh_journeys  # reports read what ticks write
+
     config = workspace.config
     result = TickResult()
     stamp = to_db(now)
@@ -298,6 +302,8 @@ def tick(workspace: Workspace, *, now: datetime) -> TickResult:
                 result.queued += 1
         writer.flush()
         due_table.drop(connection)
+        if keep_results:
+            refresh_journeys(connection, config, now)
     return result
 
 

@@ -13,7 +13,16 @@ brings up to date:
   and complaints;
 - ``figure_snapshots``: the base's health (:func:`winback.reports.health.health_figures`)
   as of a full score or the first score of the day, which the base page and the report
-  show.
+  show; and each journey's results
+  (:func:`winback.reports.results.journey_results`), which the journeys page and the
+  report's journey section show "as of" their time.
+
+:func:`refresh_journeys` keeps the journeys' results alone: ``winback run``, ``tick`` and
+``dispatch`` call it at their end, since they change the outbox and the enrollments. The
+results are computed whole, as ``winback journey show`` does live: their attribution
+window and their treated/holdout groups move with the clock, which no counter kept row by
+row could follow. A journey's status is read live by the pages, so that its controls show
+at once.
 
 Incrementally: the stage figures are computed again from the first day that the stage
 history rows added since the last refresh touch, the delivery figures add the events
@@ -34,12 +43,14 @@ from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from winback.clock import local_date, to_db
 from winback.config import Config
 from winback.reports.health import health_figures
+from winback.reports.results import results_on
 from winback.scoring.sql_functions import day_date, local_day
 from winback.store.schema import (
     delivery_days,
     events,
     figure_marks,
     figure_snapshots,
+    journeys,
     stage_days,
     stage_flow_days,
     stage_history,
@@ -48,6 +59,8 @@ from winback.store.schema import (
 #: The event kinds the deliverability page counts per day.
 DELIVERY_KINDS = ("bounce_hard", "bounce_soft", "complaint")
 HEALTH = "base_health"
+#: A journey's kept results: this prefix and the journey's id.
+JOURNEY = "journey:"
 
 
 def refresh_figures(
@@ -61,6 +74,7 @@ def refresh_figures(
     day of the workspace's zone: the page shows the day it was taken."""
     _refresh_stages(connection)
     _refresh_deliveries(connection, config.workspace.timezone)
+    refresh_journeys(connection, config, now)
     if not full and _health_taken_on(connection, config) == local_date(
         now, ZoneInfo(config.workspace.timezone)
     ):
@@ -70,6 +84,37 @@ def refresh_figures(
     connection.execute(
         insert(figure_snapshots), {"name": HEALTH, "computed_at": to_db(now), "data": health}
     )
+
+
+def refresh_journeys(connection: Connection, config: Config, now: datetime) -> None:
+    """Keep every journey's results as of ``now`` (aware), in the workspace's language.
+    Call it inside the transaction that changed them."""
+    connection.execute(delete(figure_snapshots).where(figure_snapshots.c.name.startswith(JOURNEY)))
+    found = connection.execute(select(journeys.c.id, journeys.c.name)).all()
+    language = config.workspace.language
+    rows = [
+        {
+            "name": f"{JOURNEY}{journey_id}",
+            "computed_at": to_db(now),
+            "data": results_on(connection, config, name, now, language),
+        }
+        for journey_id, name in found
+    ]
+    if rows:
+        connection.execute(insert(figure_snapshots), rows)
+
+
+def journey_snapshot(
+    connection: Connection, journey_id: int
+) -> tuple[datetime, dict[str, Any]] | None:
+    """A journey's results as last kept and when (naive UTC, as stored), or None when
+    none was kept since the journey was added."""
+    found = connection.execute(
+        select(figure_snapshots.c.computed_at, figure_snapshots.c.data).where(
+            figure_snapshots.c.name == f"{JOURNEY}{journey_id}"
+        )
+    ).first()
+    return None if found is None else (found[0], dict(found[1]))
 
 
 def _health_taken_on(connection: Connection, config: Config) -> date | None:

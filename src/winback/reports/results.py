@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, distinct, func, select
 
 from winback.clock import to_db
+from winback.config import Config
 from winback.domain import EventType
 from winback.journeys.catalog import load_journeys
 from winback.reports.stats import (
@@ -185,37 +186,44 @@ def journey_results(
 ) -> dict[str, Any]:
     """Everything ``winback journey show`` reports about one journey (see the module's
     docstring for each key); the verdict sentences in ``language`` (``en`` or ``fr``)."""
-    config = workspace.config
-    window = timedelta(days=config.results.attribution_days)
     with workspace.engine.connect() as connection:
-        journey_id, journey = load_journeys(connection, name)[name]
-        status = connection.execute(
-            select(journeys.c.status).where(journeys.c.id == journey_id)
-        ).scalar_one()
-        counts = _step_counts(connection, name)
-        credited = _attributed(connection, name, journey_id, window)
-        amounts, reactivated = _groups(connection, journey_id, now, config.workspace.timezone)
-        waiting: dict[str | None, int] = dict(
-            connection.execute(
-                select(enrollments.c.step_id, func.count())
-                .where(enrollments.c.journey_id == journey_id, enrollments.c.status == "active")
-                .group_by(enrollments.c.step_id)
-            ).all()
+        return results_on(connection, workspace.config, name, now, language)
+
+
+def results_on(
+    connection: Connection, config: Config, name: str, now: datetime, language: str = "en"
+) -> dict[str, Any]:
+    """:func:`journey_results` over the caller's connection, e.g. inside a transaction
+    that keeps them (:func:`winback.reports.aggregates.refresh_journeys`)."""
+    window = timedelta(days=config.results.attribution_days)
+    journey_id, journey = load_journeys(connection, name)[name]
+    status = connection.execute(
+        select(journeys.c.status).where(journeys.c.id == journey_id)
+    ).scalar_one()
+    counts = _step_counts(connection, name)
+    credited = _attributed(connection, name, journey_id, window)
+    amounts, reactivated = _groups(connection, journey_id, now, config.workspace.timezone)
+    waiting: dict[str | None, int] = dict(
+        connection.execute(
+            select(enrollments.c.step_id, func.count())
+            .where(enrollments.c.journey_id == journey_id, enrollments.c.status == "active")
+            .group_by(enrollments.c.step_id)
+        ).all()
+    )
+    percents = dict(
+        connection.execute(
+            select(offers.c.step_id, func.max(offers.c.percent))
+            .where(offers.c.journey == name)
+            .group_by(offers.c.step_id)
+        ).all()
+    )
+    fixed = connection.execute(
+        select(func.coalesce(func.sum(offers.c.amount), 0)).where(
+            offers.c.journey == name,
+            offers.c.redeemed_at.is_not(None),
+            offers.c.percent.is_(None),
         )
-        percents = dict(
-            connection.execute(
-                select(offers.c.step_id, func.max(offers.c.percent))
-                .where(offers.c.journey == name)
-                .group_by(offers.c.step_id)
-            ).all()
-        )
-        fixed = connection.execute(
-            select(func.coalesce(func.sum(offers.c.amount), 0)).where(
-                offers.c.journey == name,
-                offers.c.redeemed_at.is_not(None),
-                offers.c.percent.is_(None),
-            )
-        ).scalar_one()
+    ).scalar_one()
     conversions: dict[str, int] = defaultdict(int)
     revenue: dict[str, float] = defaultdict(float)
     for _, step_id, amount in credited:

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from winback.clock import local_date
 from winback.reports import charts, trends
-from winback.reports.aggregates import health_snapshot
-from winback.reports.results import journey_results
+from winback.reports.aggregates import health_snapshot, journey_snapshot
+from winback.reports.results import results_on
 from winback.store.schema import journeys
 from winback.workspace import Workspace
 
@@ -48,16 +48,30 @@ def base_view(
 
 
 def journeys_view(workspace: Workspace, now: datetime, t: Mapping[str, str]) -> dict[str, Any]:
-    """The journeys page: each journey's results, funnel and lift."""
+    """The journeys page: each journey's results, funnel and lift, as kept by the last
+    score or run (``as_of``, naive UTC; :mod:`winback.reports.aggregates`), with its
+    status read live. A journey added since is computed at ``now`` (``as_of`` None)."""
+    config = workspace.config
+    results: list[dict[str, Any]] = []
+    times: list[str | None] = []
     with workspace.engine.connect() as connection:
-        names = connection.execute(select(journeys.c.name).order_by(journeys.c.name)).scalars()
-        found = list(names)
-    language = workspace.config.workspace.language
-    results = [journey_results(workspace, name, now, language) for name in found]
+        found = connection.execute(
+            select(journeys.c.id, journeys.c.name, journeys.c.status).order_by(journeys.c.name)
+        ).all()
+        for journey_id, name, status in found:
+            kept = journey_snapshot(connection, journey_id)
+            if kept is None:
+                language = config.workspace.language
+                results.append(results_on(connection, config, name, now, language))
+                times.append(None)
+            else:
+                results.append({**kept[1], "status": status})
+                times.append(kept[0].strftime("%Y-%m-%d %H:%M"))
     drawn = [[charts.funnel(result, t), charts.lift(result, t)] for result in results]
     return {
         "journeys": [
-            {"result": result, "charts": pair} for result, pair in zip(results, drawn, strict=True)
+            {"result": result, "charts": pair, "as_of": as_of}
+            for result, pair, as_of in zip(results, drawn, times, strict=True)
         ],
         "charts": [chart for pair in drawn for chart in pair],
     }
