@@ -107,6 +107,16 @@ async def test_forms_need_their_csrf_value(site: Site, contact: int) -> None:
     assert site.audit() == []
 
 
+async def test_a_refused_form_speaks_the_contact_language(site: Site, contact: int) -> None:
+    """The workspace is in English; its French contact's refused form is in French."""
+    with site.workspace.engine.begin() as c:
+        c.execute(contacts.update().values(language="fr-FR"))
+    token = token_of(site.links.preferences_url(contact))
+    refused = await site.client.post(f"/p/{token}", data={"frequency": "pause"})
+    assert refused.status_code == 403
+    assert "rechargez la page" in refused.text and "reload the page" not in refused.text
+
+
 async def test_a_bad_preference_link_or_choice(site: Site, contact: int) -> None:
     token = token_of(site.links.preferences_url(contact))
     expired = token_of(site.links.preferences_url(contact, expires_at=NOW - timedelta(days=1)))

@@ -85,8 +85,16 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
         )
 
     @app.exception_handler(CsrfRefused)
-    async def csrf_refused(_request: Request, _exc: Exception) -> Response:
-        return server.message(None, "bad_link_title", "csrf", 403)
+    async def csrf_refused(_request: Request, exc: Exception) -> Response:
+        language = None
+        contact_id = exc.contact_id if isinstance(exc, CsrfRefused) else None
+        if contact_id is not None:
+            try:
+                contact = await server.read(lambda c: choices.page_contact(c, contact_id))
+                language = contact["language"]
+            except NotFoundError:  # erased meanwhile: the workspace's language
+                pass
+        return server.message(language, "bad_link_title", "csrf", 403)
 
     # -- unsubscribe ------------------------------------------------------------------
 
@@ -118,7 +126,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
         # signed token is the proof, and that POST can only unsubscribe.
         one_click = fields.get("List-Unsubscribe") == [_ONE_CLICK]
         if not one_click:
-            server.check_csrf(token, fields)
+            server.check_csrf(token, fields, link.contact_id)
         how = "one-click" if one_click else "form"
         contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
         await server.write(
@@ -146,7 +154,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     async def stay(token: str, request: Request) -> Response:
         now = server.clock()
         link = server.links.verify_stay(token, now=now)
-        await server.checked_form(token, request)
+        await server.checked_form(token, request, link.contact_id)
         contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
         await server.write(lambda c: choices.stay(c, link.contact_id, now))
         return server.message(contact["language"], "stay_title", "stay_done")
@@ -187,7 +195,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     async def save_preferences(token: str, request: Request) -> Response:
         now = server.clock()
         link = server.links.verify_preferences(token, now=now)
-        fields = await server.checked_form(token, request)
+        fields = await server.checked_form(token, request, link.contact_id)
         try:
             frequency = choices.Frequency(first_field(fields, "frequency") or "")
         except ValueError:
@@ -228,7 +236,7 @@ def create_app(workspace: Workspace, *, clock: Callable[[], datetime] = utcnow) 
     async def answer_survey(token: str, request: Request) -> Response:
         now = server.clock()
         link = server.links.verify_survey(token, now=now)
-        fields = await server.checked_form(token, request)
+        fields = await server.checked_form(token, request, link.contact_id)
         contact = await server.read(lambda c: choices.page_contact(c, link.contact_id))
         language = contact["language"]
         try:

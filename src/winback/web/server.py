@@ -44,7 +44,12 @@ class BadForm(Exception):
 
 
 class CsrfRefused(Exception):
-    """A posted form without its page's CSRF value: answered 403."""
+    """A posted form without its page's CSRF value: answered 403, in the language of the
+    contact whose link the page was for (``contact_id``), when the link named one."""
+
+    def __init__(self, contact_id: int | None = None) -> None:
+        super().__init__("no CSRF value of the page")
+        self.contact_id = contact_id
 
 
 class Server:
@@ -96,16 +101,21 @@ class Server:
             "message", language, title, status, message=self.text(language, text), **context
         )
 
-    def check_csrf(self, link_token: str, fields: dict[str, list[str]]) -> None:
-        """Raise :class:`CsrfRefused` unless the form carries the page's CSRF value."""
+    def check_csrf(
+        self, link_token: str, fields: dict[str, list[str]], contact_id: int | None = None
+    ) -> None:
+        """Raise :class:`CsrfRefused` unless the form carries the page's CSRF value;
+        ``contact_id``: whom the page's link is for (the refusal speaks their language)."""
         if not csrf_ok(self.workspace.secret, link_token, first_field(fields, "csrf")):
-            raise CsrfRefused
+            raise CsrfRefused(contact_id)
 
-    async def checked_form(self, link_token: str, request: Request) -> dict[str, list[str]]:
+    async def checked_form(
+        self, link_token: str, request: Request, contact_id: int | None = None
+    ) -> dict[str, list[str]]:
         """The fields of a form posted from the page of ``link_token``, once its CSRF
         value is checked (:meth:`check_csrf`)."""
         fields = await self.form(request)
-        self.check_csrf(link_token, fields)
+        self.check_csrf(link_token, fields, contact_id)
         return fields
 
     def bad_link(self) -> HTMLResponse:
