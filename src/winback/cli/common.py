@@ -87,6 +87,28 @@ def print_json(data: Any) -> None:
 
 
 @contextmanager
+def counted_progress(
+    description: str, *, hidden: bool = False
+) -> Iterator[Callable[[int, int], None]]:
+    """A bar of ``done`` out of ``total`` items for a long library operation: yields the
+    ``progress(done, total)`` callback to hand it; ``hidden`` (``--json``, a dry run)
+    shows nothing."""
+    # Here: Rich's progress module is a tenth of a second that --help need not pay.
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=hidden,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@contextmanager
 def output_path(out: Path) -> Iterator[Path]:
     """The temporary file to write an ``--out`` file through
     (:func:`winback.safe_output.output_file`): refused when ``out`` is the database,

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from winback import compliance
 from winback.cli.common import (
@@ -18,6 +17,7 @@ from winback.cli.common import (
     Table,
     WorkspaceOption,
     console,
+    counted_progress,
     now_option,
     open_workspace,
     output_path,
@@ -241,21 +241,8 @@ def purge(
             f"{plan.cutoff.date().isoformat()}?",
             abort=True,
         )
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=as_json or dry_run,
-    ) as bar:
-        task = bar.add_task("erasing", total=None)
-        result = compliance.purge(
-            ws,
-            now=moment,
-            dry_run=dry_run,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    with counted_progress("erasing", hidden=as_json or dry_run) as progress:
+        result = compliance.purge(ws, now=moment, dry_run=dry_run, progress=progress)
     if as_json:
         print_json(result.as_dict())
         return

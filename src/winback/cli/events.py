@@ -6,9 +6,15 @@ from datetime import date
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from winback.cli.common import JsonOption, WorkspaceOption, console, open_workspace, print_json
+from winback.cli.common import (
+    JsonOption,
+    WorkspaceOption,
+    console,
+    counted_progress,
+    open_workspace,
+    print_json,
+)
 from winback.safe_output import plain
 
 app = typer.Typer(
@@ -56,21 +62,8 @@ def export(
 
     first = _since(since)
     ws = open_workspace(workspace)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=as_json,
-    ) as bar:
-        task = bar.add_task("exporting events", total=None)
-        result = export_history(
-            ws,
-            parquet,
-            since=first,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    with counted_progress("exporting events", hidden=as_json) as progress:
+        result = export_history(ws, parquet, since=first, progress=progress)
     if as_json:
         print_json(result.as_dict())
         return
