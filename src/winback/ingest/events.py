@@ -111,18 +111,8 @@ class EventBatch:
             if self._stray_refusal(cell):
                 raise ValueError(f"{exc}; its refusal is on the suppression list") from exc
             raise
-        if cell["type"] is None:
-            raise ValueError("no event type")
-        kind = v.parse_event_type(str(cell["type"]))
-        if cell["occurred_at"] is None:
-            raise ValueError("no date")
-        occurred_at = v.parse_datetime(cell["occurred_at"], self.tz)
+        kind, channel, occurred_at = self._what(cell, warnings)
         v.check_not_future(occurred_at, self.now)
-        channel = v.DEFAULT_CHANNEL[kind]
-        if cell["channel"] is not None:
-            channel = (
-                v.optional("channel", v.parse_channel, str(cell["channel"]), warnings) or channel
-            )
         amount = None
         if cell["amount"] is not None:
             if kind == EventType.PURCHASE:
@@ -191,16 +181,30 @@ class EventBatch:
             raise ValueError("no email and no phone: the event names no contact")
         raise ValueError(f"unknown contact {email or phone!r}: import the contact first")
 
+    def _what(
+        self, cell: Mapping[str, Any], warnings: list[v.FieldWarning]
+    ) -> tuple[EventType, Channel, datetime]:
+        """A row's type, channel and time; ``ValueError`` when the type or the time is
+        missing or unreadable (an unreadable channel is the type's own, with a warning)."""
+        if cell["type"] is None:
+            raise ValueError("no event type")
+        kind = v.parse_event_type(str(cell["type"]))
+        if cell["occurred_at"] is None:
+            raise ValueError("no date")
+        occurred_at = v.parse_datetime(cell["occurred_at"], self.tz)
+        channel = v.DEFAULT_CHANNEL[kind]
+        if cell["channel"] is not None:
+            channel = (
+                v.optional("channel", v.parse_channel, str(cell["channel"]), warnings) or channel
+            )
+        return kind, Channel(channel), occurred_at
+
     def _stray_refusal(self, cell: Mapping[str, Any]) -> bool:
         """Keep the refusal of a row that names no contact of the base (an unsubscribe or
         a bounce of an address never imported) for the next write, which suppresses its
         address: a refusal is never lost. True when there is one."""
         try:
-            kind = v.parse_event_type(str(cell["type"]))
-            channel = v.DEFAULT_CHANNEL[kind]
-            if cell["channel"] is not None:
-                channel = v.parse_channel(str(cell["channel"]))
-            occurred_at = v.parse_datetime(cell["occurred_at"], self.tz)
+            kind, channel, occurred_at = self._what(cell, [])
             if channel == Channel.EMAIL and cell["email"] is not None:
                 address = normalise_email(str(cell["email"]))
             elif channel == Channel.SMS and cell["phone"] is not None:
@@ -212,7 +216,8 @@ class EventBatch:
         if kind not in CONSIDERED or channel not in SENDING_CHANNELS:
             return False
         stray = {"type": kind.value, "channel": str(channel), "occurred_at": occurred_at}
-        self.strays.append(stray | {"address": address, "body": _text(cell["body"], 4000)})
+        body = _text(cell["body"], TEXT_LIMITS["body"])
+        self.strays.append(stray | {"address": address, "body": body})
         return True
 
     def _refuse_strays(self) -> None:
