@@ -165,6 +165,28 @@ def test_a_refusal_of_an_unknown_address_is_kept(base: Workspace, tmp_path: Path
     assert quarantined.count("its refusal is on the suppression list") == 2
 
 
+def test_a_refusal_without_a_usable_date_is_applied(base: Workspace, tmp_path: Path) -> None:
+    """An unsubscribe or a complaint whose date is missing, unreadable or in the future
+    cannot be stored as an event, but the person said no: the refusal is applied, dated
+    at the import, and the row is quarantined saying so."""
+    path = tmp_path / "esp.csv"
+    path.write_text(
+        "email,type,timestamp,channel\n"
+        "ann@example.com,unsubscribe,not a date,email\n"
+        "bob@example.com,spam,2031-01-01,email\n"
+        "bob@example.com,open,,email\n"
+    )
+    report = import_events(base, path, now=NOW)
+    assert (report.imported, report.rejected) == (0, 3)
+    with base.engine.connect() as connection:
+        statuses = dict(connection.execute(select(contacts.c.email, contacts.c.email_status)).all())
+        refused_at = connection.execute(select(suppressions.c.refused_at)).scalars().all()
+    assert statuses == {"ann@example.com": "unsubscribed", "bob@example.com": "complained"}
+    assert refused_at == [NOW.replace(tzinfo=None)] * 2
+    quarantined = Path(report.quarantine or "").read_text()
+    assert quarantined.count("its refusal is applied, dated at the import") == 2
+
+
 def test_missing_columns_name_what_is_missing(base: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     path.write_text("email,when\nann@example.com,2024-01-01\n")

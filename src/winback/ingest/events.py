@@ -108,11 +108,16 @@ class EventBatch:
         try:
             contact_id = self.contact(cell["email"], cell["phone"], warnings)
         except ValueError as exc:
-            if self._stray_refusal(cell):
+            if self._keep_refusal(cell, None):
                 raise ValueError(f"{exc}; its refusal is on the suppression list") from exc
             raise
-        kind, channel, occurred_at = self._what(cell, warnings)
-        v.check_not_future(occurred_at, self.now)
+        try:
+            kind, channel, occurred_at = self._what(cell, warnings)
+            v.check_not_future(occurred_at, self.now)
+        except ValueError as exc:
+            if self._keep_refusal(cell, contact_id):
+                raise ValueError(f"{exc}; its refusal is applied, dated at the import") from exc
+            raise
         amount = None
         if cell["amount"] is not None:
             if kind == EventType.PURCHASE:
@@ -199,30 +204,49 @@ class EventBatch:
             )
         return kind, Channel(channel), occurred_at
 
-    def _stray_refusal(self, cell: Mapping[str, Any]) -> bool:
-        """Keep the refusal of a row that names no contact of the base (an unsubscribe or
-        a bounce of an address never imported) for the next write, which suppresses its
-        address: a refusal is never lost. True when there is one."""
+    def _keep_refusal(self, cell: Mapping[str, Any], contact_id: int | None) -> bool:
+        """Keep for the next write the refusal of a row that cannot be stored: one that
+        names no contact of the base (``contact_id`` None: an unsubscribe or a bounce of
+        an address never imported, whose address is suppressed), or one whose date is
+        missing, unreadable or in the future (dated at the import). A refusal is never
+        lost. True when the row is one."""
         try:
-            kind, channel, occurred_at = self._what(cell, [])
-            if channel == Channel.EMAIL and cell["email"] is not None:
-                address = normalise_email(str(cell["email"]))
-            elif channel == Channel.SMS and cell["phone"] is not None:
-                address = normalise_phone(str(cell["phone"]), self.region)
-            else:
-                return False
-        except (ValueError, TypeError):
+            kind = v.parse_event_type(str(cell["type"]))
+        except ValueError:
             return False
+        channel = v.DEFAULT_CHANNEL[kind]
+        if cell["channel"] is not None:
+            channel = v.optional("channel", v.parse_channel, str(cell["channel"]), []) or channel
         if kind not in CONSIDERED or channel not in SENDING_CHANNELS:
             return False
-        stray = {"type": kind.value, "channel": str(channel), "occurred_at": occurred_at}
-        body = _text(cell["body"], TEXT_LIMITS["body"])
-        self.strays.append(stray | {"address": address, "body": body})
+        try:
+            occurred_at = min(v.parse_datetime(cell["occurred_at"], self.tz), self.now)
+        except (ValueError, TypeError):
+            occurred_at = self.now
+        refusal: dict[str, Any] = {
+            "type": kind.value,
+            "channel": str(channel),
+            "occurred_at": occurred_at,
+            "body": _text(cell["body"], TEXT_LIMITS["body"]),
+        }
+        if contact_id is not None:
+            refusal["contact_id"] = contact_id
+        else:
+            try:
+                if channel == Channel.EMAIL and cell["email"] is not None:
+                    refusal["address"] = normalise_email(str(cell["email"]))
+                elif channel == Channel.SMS and cell["phone"] is not None:
+                    refusal["address"] = normalise_phone(str(cell["phone"]), self.region)
+                else:
+                    return False
+            except ValueError:
+                return False
+        self.strays.append(refusal)
         return True
 
     def _refuse_strays(self) -> None:
-        """Suppress the addresses of the refusals kept since the last write (rows that
-        name no contact), in the write's transaction."""
+        """Apply the refusals kept since the last write (:meth:`_keep_refusal`), in the
+        write's transaction."""
         apply_refusals(
             self.connection,
             self.workspace,
