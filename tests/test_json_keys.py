@@ -60,6 +60,7 @@ def test_every_key_printed_is_in_the_reference(
     shop.json("score", "--now", "2027-03-01")
     shop.json("status", "--now", "2027-03-01")
     shop.json("events export", "--parquet", str(tmp_path / "history"))
+    shop.json("events compact")
     shop.run("segment", "save", "quiet", "--where", "stage in (dormant, at_risk)")
     shop.json("segment list")
     shop.json("segment count", "quiet")

@@ -172,12 +172,14 @@ class ScoringSection(Section):
 
 
 class EngineSection(Section):
-    """Where ``winback score`` computes the facts: ``embedded`` in the store itself, or
-    ``spark`` on a Spark cluster (``master``) over the Parquet export of the event history
-    that ``winback events export`` writes to ``events_path`` (a folder, relative to the
-    workspace, or an object-store URL such as ``s3://bucket/history``)."""
+    """Where ``winback score`` computes the facts: ``embedded`` in the store itself,
+    ``duckdb`` in DuckDB over the workspace's columnar history (full runs; the history is
+    brought up to date first), or ``spark`` on a Spark cluster (``master``) over the
+    Parquet export of the event history that ``winback events export`` writes to
+    ``events_path`` (a folder, relative to the workspace, or an object-store URL such as
+    ``s3://bucket/history``)."""
 
-    kind: Literal["embedded", "spark"] = "embedded"
+    kind: Literal["embedded", "duckdb", "spark"] = "embedded"
     master: str = Field("local[*]", min_length=1)
     events_path: str = Field("history", min_length=1)
 

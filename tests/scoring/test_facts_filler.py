@@ -10,12 +10,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from sqlalchemy import Connection, insert, select
 
 from tests.builders import add_contact, add_event, day
 from winback.scoring import score
 from winback.scoring.facts import facts_select, score_facts
 from winback.scoring.run import ScoreRun
+from winback.scoring.spark import score_workspace
 from winback.store.schema import contact_scores
 from winback.workspace import Workspace
 
@@ -53,12 +56,35 @@ def test_facts_filled_by_another_engine_give_the_same_scores(workspace: Workspac
         connection.execute(insert(score_facts), rows)
         filled.append(len(rows))
 
-    result = score(workspace, now=NOW + timedelta(days=1), facts_filler=elsewhere)
+    result = score(workspace, now=NOW + timedelta(days=1), full=True, facts_filler=elsewhere)
     assert filled == [6]
     assert result.mode == "full"
+    # An incremental run merges the new events in the store: the filler is not asked.
+    assert score(workspace, now=NOW + timedelta(days=1), facts_filler=elsewhere).mode == (
+        "incremental"
+    )
+    assert filled == [6]
     later = _rows(workspace)
     assert [r["stage"] for r in later] == [r["stage"] for r in expected]
     for got, want in zip(later, expected, strict=True):
         for name in ("last_interaction_at", "purchases", "total_spend", "monetary_score"):
             assert got[name] == want[name], name
         assert got["clock_days"] == want["clock_days"] + 1
+
+
+def test_the_duckdb_engine_gives_the_same_scores_on_either_store(workspace: Workspace) -> None:
+    _base(workspace)
+    score(workspace, now=NOW, full=True)
+    expected = _rows(workspace)
+
+    result = score_workspace(workspace, now=NOW, full=True, engine="duckdb")
+
+    assert result.mode == "full" and result.stage_changes == 0
+    got = _rows(workspace)
+    for row in (*got, *expected):
+        del row["scored_at"]
+    assert got == expected
+    # The history it read holds every event of the store, the machine opens resolved.
+    history = ds.dataset(workspace.path / "history", partitioning="hive").to_table()
+    assert history.num_rows == 6 * 3 + sum(range(6))
+    assert pc.sum(history.column("machine_open")).as_py() == 6

@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "import": ("imports", "Load contacts and events from CSV, JSON Lines or Parquet."),
     "contact": ("contacts", "Look at one contact."),
-    "events": ("events", "The event history: export it as Parquet for a Spark cluster."),
+    "events": ("events", "The event history: keep its columnar copy, export it as Parquet."),
     "score": (
         "scoring",
         "Score every contact: inactivity, RFM, stage (incremental after the first run).",

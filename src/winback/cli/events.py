@@ -1,4 +1,4 @@
-"""``winback events export``: the event history as Parquet, for Spark or DuckDB."""
+"""``winback events export|compact``: the event history as Parquet, for DuckDB or Spark."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from winback.cli.common import (
 from winback.safe_output import plain
 
 app = typer.Typer(
-    help="The event history: export it as Parquet for a Spark cluster.", no_args_is_help=True
+    help="The event history: keep its columnar copy, export it as Parquet.",
+    no_args_is_help=True,
 )
 
 
@@ -74,5 +75,35 @@ def export(
             f"{result.events:,} events exported to {result.path} ({len(months)} months, "
             f"{span}; machine opens resolved with scoring.machine_open_seconds = "
             f"{result.machine_open_seconds}; up to event {result.high_water})."
+        )
+    )
+
+
+@app.command("compact")
+def compact(
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring the workspace's columnar event history ([engine] events_path) up to date:
+    move in the events landed since (imports, tracking hits, webhooks) and merge each
+    month's files into one. `winback score` on the duckdb engine does the first part
+    itself."""
+    from winback.scoring.history_update import update_history
+
+    ws = open_workspace(workspace)
+    with counted_progress("moving events into the history", hidden=as_json) as progress:
+        result = update_history(ws, compact=True, progress=progress)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    how = (
+        f"written again whole: {result.reason}"
+        if result.mode == "full"
+        else (f"{len(result.months_rewritten)} months merged into one file each")
+    )
+    console.print(
+        plain(
+            f"{result.added:,} events moved into {result.path} ({how}); it holds "
+            f"{result.events:,} events, up to event {result.high_water}."
         )
     )

@@ -180,6 +180,15 @@ JSON_KEYS: dict[str, Keys] = {
         "high_water": "The highest event id in the export.",
         "machine_open_seconds": "The machine-open window the flags were resolved with.",
     },
+    "events compact": {
+        "path": "The workspace's history folder ([engine] events_path).",
+        "mode": "`full` (written again whole), `incremental` or `none` (nothing new).",
+        "reason": "Why it was written again whole, or empty.",
+        "added": "Events moved into the history.",
+        "months_rewritten[]": "The months written again as one file (`YYYY-MM`).",
+        "high_water": "The highest event id the history holds.",
+        "events": "Events the history holds.",
+    },
     "score": {
         "now": "The moment scored.",
         "mode": "`full` or `incremental`.",

@@ -24,6 +24,7 @@ from winback.safe_output import plain
 
 class Engine(StrEnum):
     EMBEDDED = "embedded"
+    DUCKDB = "duckdb"
     SPARK = "spark"
 
 
@@ -56,7 +57,8 @@ def score(
         Engine | None,
         typer.Option(
             "--engine",
-            help="Where to compute the facts: embedded (the store) or spark (over the "
+            help="Where to compute the facts: embedded (the store), duckdb (full runs over "
+            "the workspace's columnar history, brought up to date first) or spark (over the "
             "Parquet export of `winback events export`; always a full run). Default: "
             "[engine] kind.",
             show_default=False,

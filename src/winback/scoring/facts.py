@@ -58,6 +58,8 @@ from winback.scoring.stages import from_day_number
 from winback.store.schema import contact_scores, contacts, events
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from winback.scoring.run import ScoreRun
 
 CHANNEL_COLUMNS = tuple(channel.value for channel in Channel)
@@ -108,6 +110,23 @@ score_touch = Table(
 #: Fills :data:`score_facts` for a full run; returns the highest event id the facts saw
 #: when that is not the store's (another engine's snapshot), else None.
 FillFacts = Callable[[Connection, "ScoreRun"], int | None]
+
+
+def insert_facts(connection: Connection, facts: pa.Table) -> None:
+    """Write into :data:`score_facts` the facts another engine computed (an Arrow table
+    of its columns): times as the store keeps them (naive UTC), counts as integers."""
+    import pyarrow as pa  # only the other engines need Arrow
+
+    columns = []
+    for column in facts.columns:
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp("us"))
+        elif pa.types.is_decimal(column.type):
+            column = column.cast(pa.int64())
+        columns.append(column)
+    rows = pa.Table.from_arrays(columns, names=facts.column_names).to_pylist()
+    if rows:
+        connection.execute(insert(score_facts), rows)
 
 
 def facts_select(

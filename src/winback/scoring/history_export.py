@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-from sqlalchemy import Boolean, case, func, select, type_coerce
+from sqlalchemy import Boolean, ColumnElement, Connection, case, func, select, type_coerce
 
 from winback.domain import EventType
 from winback.errors import WinbackError
@@ -71,6 +71,8 @@ SCHEMA = pa.schema(
 )
 BATCH_ROWS = 100_000
 
+#: Conditions on the events to write, given the alias of ``events`` the query reads.
+Where = Callable[[Any], Sequence[ColumnElement[bool]]]
 #: ``progress(done, total)``: events written so far, of ``total``.
 ExportProgress = Callable[[int, int], None]
 
@@ -162,31 +164,75 @@ def export_history(
     machine-open flag resolved."""
     destination = destination or events_location(workspace)
     check_destination(destination, workspace.own_files())
-    filesystem, base = open_destination(destination)
-    seconds = workspace.config.scoring.machine_open_seconds
-    e = events.alias("e")
-    where = [] if since is None else [e.c.occurred_at >= datetime(since.year, since.month, 1)]
-    machine = case(
-        (e.c.type == EventType.OPEN.value, machine_open_sql(e, events.alias("d"), seconds)),
-        else_=e.c.machine_open,
-    )
-    columns = [e.c[name] for name in SCHEMA.names if name != "machine_open"]
-    query = (
-        select(*columns, type_coerce(machine, Boolean).label("machine_open"))
-        .where(*where)
-        .order_by(e.c.id)
-    )
+    target = Target(*open_destination(destination), workspace.config.scoring.machine_open_seconds)
+    start = None if since is None else datetime(since.year, since.month, 1)
     with workspace.engine.connect() as connection, connection.begin():
-        total = connection.execute(select(func.count()).select_from(e).where(*where))
-        count = int(total.scalar_one())
         high_water = int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
-        before = _months(filesystem, base)
+        before = target.months()
+        written = target.write(
+            connection,
+            lambda e: () if start is None else (e.c.occurred_at >= start,),
+            batch_rows=batch_rows,
+            progress=progress,
+        )
+        count = target.finish(connection, high_water)
+    # A full export is the whole history: a month no event falls in any more goes.
+    if since is None:
+        target.drop_months(before - written)
+    return ExportResult(
+        path=destination,
+        events=count,
+        months=sorted(written),
+        since=since,
+        high_water=high_water,
+        machine_open_seconds=target.seconds,
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an export writes: a filesystem, the folder on it, and the
+    ``machine_open_seconds`` its flags are resolved with."""
+
+    filesystem: pafs.FileSystem
+    base: str
+    seconds: int
+
+    def write(
+        self,
+        connection: Connection,
+        where: Where,
+        *,
+        append: bool = False,
+        batch_rows: int = BATCH_ROWS,
+        progress: ExportProgress | None = None,
+    ) -> set[str]:
+        """Write the events for which ``where(e)`` holds (``e``: the alias of the
+        ``events`` table the query reads), flags resolved; returns the months written.
+        The month folders written are replaced, or with ``append`` get one more file."""
+        e = events.alias("e")
+        conditions = where(e)
+        machine = case(
+            (
+                e.c.type == EventType.OPEN.value,
+                machine_open_sql(e, events.alias("d"), self.seconds),
+            ),
+            else_=e.c.machine_open,
+        )
+        columns = [e.c[name] for name in SCHEMA.names if name != "machine_open"]
+        query = (
+            select(*columns, type_coerce(machine, Boolean).label("machine_open"))
+            .where(*conditions)
+            .order_by(e.c.id)
+        )
+        total = connection.execute(select(func.count()).select_from(e).where(*conditions))
+        count = int(total.scalar_one())
         written: set[str] = set()
         done = 0
 
         def batches() -> Iterator[pa.RecordBatch]:
             nonlocal done
-            result = connection.execution_options(stream_results=True).execute(query)
+            result = connection.execute(query, execution_options={"stream_results": True})
             for rows in result.partitions(batch_rows):
                 batch = _batch(rows)
                 months = pc.strftime(batch.column("occurred_at"), format="%Y-%m")
@@ -196,38 +242,61 @@ def export_history(
                 if progress is not None:
                     progress(done, count)
 
+        # Appended files are named after the first event id they may hold: never taken.
+        first = connection.execute(select(func.min(e.c.id)).where(*conditions)).scalar() or 0
         try:
-            filesystem.create_dir(base, recursive=True)
+            self.filesystem.create_dir(self.base, recursive=True)
             ds.write_dataset(
                 batches(),
-                base,
+                self.base,
                 schema=SCHEMA.append(pa.field(PARTITION, pa.string())),
                 format="parquet",
-                filesystem=filesystem,
+                filesystem=self.filesystem,
                 partitioning=ds.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive"),
-                basename_template="part-{i}.parquet",
-                existing_data_behavior="delete_matching",
+                basename_template=f"part-{first}-{{i}}.parquet" if append else "part-{i}.parquet",
+                existing_data_behavior="overwrite_or_ignore" if append else "delete_matching",
                 file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
             )
         except (OSError, pa.ArrowException) as exc:
-            raise ExportError(f"{destination}: cannot write the export: {exc}") from None
-    # A full export is the whole history: a month no event falls in any more goes.
-    stale = [] if since is not None else sorted(before - written)
-    for month in stale:
-        filesystem.delete_dir(f"{base}/{PARTITION}={month}")
-    manifest = Manifest(high_water=high_water, events=count, machine_open_seconds=seconds)
-    with filesystem.open_output_stream(f"{base}/{MANIFEST}") as stream:
-        stream.write(json.dumps({"format": MANIFEST_FORMAT, **asdict(manifest)}).encode())
-    if progress is not None:
-        progress(count, count)
-    return ExportResult(
-        path=destination,
-        events=count,
-        months=sorted(written),
-        since=since,
-        high_water=high_water,
-        machine_open_seconds=seconds,
-    )
+            raise ExportError(f"{self.base}: cannot write the event history: {exc}") from None
+        if progress is not None:
+            progress(count, count)
+        return written
+
+    def finish(self, connection: Connection, high_water: int) -> int:
+        """Write the manifest of a history holding every event up to ``high_water``;
+        returns their count."""
+        below = events.c.id <= high_water
+        count = int(
+            connection.execute(select(func.count()).select_from(events).where(below)).scalar_one()
+        )
+        manifest = Manifest(high_water=high_water, events=count, machine_open_seconds=self.seconds)
+        with self.filesystem.open_output_stream(f"{self.base}/{MANIFEST}") as stream:
+            stream.write(json.dumps({"format": MANIFEST_FORMAT, **asdict(manifest)}).encode())
+        return count
+
+    def months(self) -> set[str]:
+        """The month partitions already there."""
+        return set(self.files())
+
+    def files(self) -> dict[str, int]:
+        """The month partitions already there, with the count of files each holds."""
+        selector = pafs.FileSelector(self.base, allow_not_found=True, recursive=True)
+        prefix = f"{PARTITION}="
+        found: dict[str, int] = {}
+        for info in self.filesystem.get_file_info(selector):
+            parent, _, name = info.path.rpartition("/")
+            month = parent.rpartition("/")[2]
+            if info.type == pafs.FileType.Directory and info.base_name.startswith(prefix):
+                found.setdefault(info.base_name.removeprefix(prefix), 0)
+            elif name.endswith(".parquet") and month.startswith(prefix):
+                key = month.removeprefix(prefix)
+                found[key] = found.get(key, 0) + 1
+        return found
+
+    def drop_months(self, months: set[str]) -> None:
+        for month in sorted(months):
+            self.filesystem.delete_dir(f"{self.base}/{PARTITION}={month}")
 
 
 def _batch(rows: Sequence[Any]) -> pa.RecordBatch:
@@ -236,17 +305,6 @@ def _batch(rows: Sequence[Any]) -> pa.RecordBatch:
         [pa.array([row[i] for row in rows], type=field.type) for i, field in enumerate(SCHEMA)],
         schema=SCHEMA,
     )
-
-
-def _months(filesystem: pafs.FileSystem, base: str) -> set[str]:
-    """The month partitions already under ``base``."""
-    found = filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-    prefix = f"{PARTITION}="
-    return {
-        info.base_name.removeprefix(prefix)
-        for info in found
-        if info.type == pafs.FileType.Directory and info.base_name.startswith(prefix)
-    }
 
 
 def read_manifest(destination: str) -> Manifest:

@@ -169,10 +169,10 @@ def score(
     under the same policy exists, unless ``full``. One transaction: readers see the old
     scores or the new ones.
 
-    ``facts_filler(connection, run)`` replaces :func:`winback.scoring.facts.fill_facts`:
-    it fills :data:`winback.scoring.facts.score_facts` (created empty) by other means, e.g.
-    another engine running :func:`winback.scoring.facts.facts_select` elsewhere. The run
-    is then a full one."""
+    ``facts_filler(connection, run)`` replaces :func:`winback.scoring.facts.fill_facts`
+    in a full run: it fills :data:`winback.scoring.facts.score_facts` (created empty) by
+    other means, e.g. another engine running :func:`winback.scoring.facts.facts_select`
+    elsewhere. An incremental run merges the new events' facts in the store."""
     run = ScoreRun.from_config(workspace.config, now)
     # The rows a run rewrites lie all over contact_scores and its indexes: the bulk page
     # cache keeps them until the commit. Only the cache: with its scratch tables in
@@ -180,9 +180,7 @@ def score(
     from winback.reports.aggregates import refresh_figures  # reports read what scoring writes
 
     with bulk_transaction(workspace.engine, {"cache_size": BULK_CACHE_SIZE}) as connection:
-        result = _score(
-            connection, run, full=full or facts_filler is not None, facts_filler=facts_filler
-        )
+        result = _score(connection, run, full=full, facts_filler=facts_filler)
         refresh_figures(connection, workspace.config, now, full=result.mode == "full")
         return result
 
@@ -204,11 +202,7 @@ def _score(
         )
         high_water = connection.execute(select(func.max(events.c.id))).scalar() or 0
         previous = _last_run(connection)
-        reason = (
-            "the facts come from another engine: a full score"
-            if facts_filler
-            else _full_reason(connection, previous, run, full)
-        )
+        reason = _full_reason(connection, previous, run, full)
         models = fill_estimates(connection, run.models, run.now)
         if reason:
             mode, new_events = "full", None

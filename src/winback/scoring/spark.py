@@ -32,13 +32,13 @@ from shutil import which
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Connection, Select, insert
+from sqlalchemy import Connection, Select
 from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import IdentifierPreparer, SQLCompiler
 
 from winback.errors import WinbackError
-from winback.scoring.facts import facts_select, score_facts
+from winback.scoring.facts import facts_select, insert_facts
 from winback.scoring.history_export import (
     PARTITION,
     SCHEMA,
@@ -200,30 +200,25 @@ def spark_facts(location: str, master: str) -> Any:
             history = session.read.schema(EVENTS_DDL).option("basePath", location)
             history.parquet(location).createOrReplaceTempView("events")
             facts = session.sql(spark_sql(query)).toArrow()
-        rows = _naive_utc(facts).to_pylist()
-        if rows:
-            connection.execute(insert(score_facts), rows)
+        insert_facts(connection, facts)
         return manifest.high_water
 
     return write
 
 
-def _naive_utc(table: pa.Table) -> pa.Table:
-    """The store keeps naive UTC times: drop the zone of Spark's UTC timestamps."""
-    columns = [
-        column.cast(pa.timestamp("us")) if pa.types.is_timestamp(column.type) else column
-        for column in table.columns
-    ]
-    return pa.Table.from_arrays(columns, names=table.column_names)
-
-
 def score_workspace(
     workspace: Workspace, *, now: datetime, full: bool = False, engine: str | None = None
 ) -> ScoreResult:
-    """``winback score``: on the ``engine`` named (``embedded`` or ``spark``), else the one
-    of ``[engine] kind``. Spark scoring is always a full run."""
+    """``winback score``: on the ``engine`` named (``embedded``, ``duckdb`` or ``spark``),
+    else the one of ``[engine] kind``. Spark scoring is always a full run; DuckDB computes
+    the facts of the full runs, the store those of the incremental ones."""
     config = workspace.config
-    if (engine or config.engine.kind) == "spark":
+    kind = engine or config.engine.kind
+    if kind == "spark":
         facts = spark_facts(events_location(workspace), config.engine.master)
-        return score(workspace, now=now, facts_filler=facts)
+        return score(workspace, now=now, full=True, facts_filler=facts)
+    if kind == "duckdb":
+        from winback.scoring.duck import duck_facts
+
+        return score(workspace, now=now, full=full, facts_filler=duck_facts(workspace))
     return score(workspace, now=now, full=full)

@@ -1,0 +1,85 @@
+"""``[engine] kind = "duckdb"``: the facts of a full score computed by DuckDB over the
+workspace's columnar event history.
+
+A full score reads every event once; SQLite walks them one row at a time, DuckDB scans
+the history's Parquet columns in parallel and aggregates them in a fraction of the time
+(bench/score.py, ``--engine``). So on this engine a full run first brings the history up
+to date with what landed in the store (:func:`winback.scoring.history_update.update_history`,
+inside the score's transaction, so the facts and the run's watermark are of one
+snapshot), then runs the one facts select
+(:func:`winback.scoring.facts.facts_select`, compiled with PostgreSQL's dialect, which
+DuckDB reads) over the history, and hands the facts to the run. The incremental runs
+stay in the store: they read only the events since the last run, through its indexes.
+
+The history's times are UTC instants; the view turns them into the store's naive UTC
+times so the zone arithmetic of :class:`~winback.scoring.sql_functions.local_day`
+means what it means on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Select
+from sqlalchemy.dialects import registry
+
+from winback.errors import WinbackError
+from winback.scoring.facts import FillFacts, facts_select, insert_facts
+from winback.scoring.history_export import PARTITION, events_location
+from winback.scoring.history_update import update_history
+from winback.scoring.run import ScoreRun
+from winback.workspace import Workspace
+
+
+class DuckUnavailable(WinbackError):
+    """The DuckDB engine cannot read the history where it is."""
+
+    exit_code = 2
+
+
+def duck_sql(query: Select[Any]) -> str:
+    """``query`` as SQL that DuckDB runs, its parameters written in."""
+    return str(
+        query.compile(dialect=registry.load("postgresql")(), compile_kwargs={"literal_binds": True})
+    )
+
+
+def duck_facts(workspace: Workspace) -> FillFacts:
+    """The facts filler of :func:`winback.scoring.score` that runs the facts select in
+    DuckDB over the workspace's history, brought up to date first."""
+    import duckdb
+
+    location = events_location(workspace)
+    if "://" in location:
+        raise DuckUnavailable(
+            f"[engine] events_path = {location!r}: the DuckDB engine reads a folder of this "
+            "machine; an object store is for `winback score --engine spark`"
+        )
+
+    def write(connection: Connection, run: ScoreRun) -> int:
+        update = update_history(workspace, connection)
+        files = f"{update.path}/{PARTITION}=*/*.parquet"
+        with duckdb.connect(config={"preserve_insertion_order": False}) as duck:
+            duck.execute("SET TimeZone = 'UTC'")
+            if update.events:
+                duck.execute(
+                    "CREATE VIEW events AS SELECT * REPLACE "
+                    "(CAST(occurred_at AS TIMESTAMP) AS occurred_at) "
+                    f"FROM read_parquet({_literal(files)}, hive_partitioning = true)"
+                )
+            else:
+                # No file to read: an empty table of the same columns.
+                duck.execute(
+                    "CREATE TABLE events (id BIGINT, contact_id BIGINT, type VARCHAR, "
+                    "channel VARCHAR, occurred_at TIMESTAMP, amount DOUBLE, bot BOOLEAN, "
+                    "machine_open BOOLEAN)"
+                )
+            facts = duck.sql(duck_sql(facts_select(run, machine_resolved=True)))
+            insert_facts(connection, facts.to_arrow_table())
+        return update.high_water
+
+    return write
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

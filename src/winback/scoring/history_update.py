@@ -1,0 +1,185 @@
+"""The workspace's columnar event history, kept up to date: ``winback events compact``,
+and the first step of a score on the DuckDB engine.
+
+The history is the Parquet export of :mod:`winback.scoring.history_export` in the
+workspace (``[engine] events_path``). The store stays where events land (imports,
+tracking hits, webhooks); :func:`update_history` moves into the history what landed
+since its high-water event id, so no writer ever waits for it:
+
+- the new events are **appended**, one more file in each month they fall in, with their
+  machine-open flag resolved by the store's own SQL (which sees every delivery);
+- a new ``delivered`` event can make an open already in the history a machine open (a
+  delivery reported after its open): the months of such opens are **written again**;
+- the history is **written again whole** when it is missing, was resolved under another
+  ``scoring.machine_open_seconds``, or holds fewer events up to its high water than the
+  store does (on PostgreSQL a transaction may commit an event id below one already
+  moved);
+- ``compact``: the months holding more than one file are written again as one.
+
+Events are never deleted from the store (an erasure blanks their personal columns,
+which the history does not hold), so the history needs no rewrite for an erasure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, not_, or_, select
+
+from winback.domain import EventType
+from winback.scoring.history_export import (
+    BATCH_ROWS,
+    ExportError,
+    ExportProgress,
+    Manifest,
+    Target,
+    check_destination,
+    events_location,
+    open_destination,
+    read_manifest,
+)
+from winback.scoring.machine_open import delivered_before_open
+from winback.store.schema import events
+from winback.workspace import Workspace
+
+
+@dataclass
+class HistoryUpdate:
+    """What :func:`update_history` did: ``mode`` is ``full`` (written again whole),
+    ``incremental`` or ``none`` (nothing new)."""
+
+    path: str
+    mode: str
+    reason: str
+    added: int
+    months_rewritten: list[str] = field(default_factory=list)
+    high_water: int = 0
+    events: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def update_history(
+    workspace: Workspace,
+    connection: Connection | None = None,
+    *,
+    compact: bool = False,
+    batch_rows: int = BATCH_ROWS,
+    progress: ExportProgress | None = None,
+) -> HistoryUpdate:
+    """Bring the workspace's history up to the store's latest event, reading the store
+    through ``connection`` (the caller's transaction, so a score sees the history of its
+    own snapshot) or a transaction of its own."""
+    if connection is None:
+        with workspace.engine.connect() as own, own.begin():
+            return update_history(
+                workspace, own, compact=compact, batch_rows=batch_rows, progress=progress
+            )
+    location = events_location(workspace)
+    check_destination(location, workspace.own_files())
+    target = Target(*open_destination(location), workspace.config.scoring.machine_open_seconds)
+    high_water = int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
+    manifest = _manifest(location)
+    reason = _rewrite_reason(connection, manifest, target.seconds)
+    if reason or manifest is None:
+        before = target.months()
+        written = target.write(
+            connection, lambda e: (e.c.id <= high_water,), batch_rows=batch_rows, progress=progress
+        )
+        target.drop_months(before - written)
+        count = target.finish(connection, high_water)
+        return HistoryUpdate(location, "full", reason, count, sorted(written), high_water, count)
+    old = manifest.high_water
+    months = _late_delivery_months(connection, old, high_water, target.seconds)
+    if compact:
+        months |= {month for month, files in target.files().items() if files > 1}
+    bounds = [_month_range(month) for month in sorted(months)]
+
+    def in_months(e: Any) -> Any:
+        return or_(*(and_(e.c.occurred_at >= a, e.c.occurred_at < b) for a, b in bounds))
+
+    if bounds:
+        target.write(
+            connection,
+            lambda e: (in_months(e), e.c.id <= high_water),
+            batch_rows=batch_rows,
+            progress=progress,
+        )
+    new = (
+        target.write(
+            connection,
+            lambda e: (
+                e.c.id > old,
+                e.c.id <= high_water,
+                *((not_(in_months(e)),) if bounds else ()),
+            ),
+            append=True,
+            batch_rows=batch_rows,
+            progress=progress,
+        )
+        if high_water > old
+        else set()
+    )
+    count = target.finish(connection, high_water)
+    added = count - manifest.events
+    mode = "incremental" if added or bounds or new else "none"
+    return HistoryUpdate(location, mode, "", added, sorted(months), high_water, count)
+
+
+def _manifest(location: str) -> Manifest | None:
+    try:
+        return read_manifest(location)
+    except ExportError:
+        return None
+
+
+def _rewrite_reason(connection: Connection, manifest: Manifest | None, seconds: int) -> str:
+    """Why the history must be written again whole, or ``""``."""
+    if manifest is None:
+        return "no event history yet"
+    if manifest.machine_open_seconds != seconds:
+        return (
+            f"its machine opens were resolved with scoring.machine_open_seconds = "
+            f"{manifest.machine_open_seconds}, the workspace says {seconds}"
+        )
+    below = events.c.id <= manifest.high_water
+    stored = connection.execute(select(func.count()).select_from(events).where(below))
+    if int(stored.scalar_one()) != manifest.events:
+        return "the store holds other events below the history's high water"
+    return ""
+
+
+def _late_delivery_months(
+    connection: Connection, old: int, high_water: int, seconds: int
+) -> set[str]:
+    """The months of the opens already in the history (ids up to ``old``) that a
+    delivery landed since makes machine opens: they are written again."""
+    opened = events.alias("o")
+    delivered = events.alias("d")
+    query = (
+        select(opened.c.occurred_at)
+        .select_from(delivered)
+        .join(
+            opened,
+            and_(*delivered_before_open(delivered, opened, seconds, sought="opened")),
+        )
+        .where(
+            delivered.c.id > old,
+            delivered.c.id <= high_water,
+            delivered.c.type == EventType.DELIVERED.value,
+            opened.c.id <= old,
+            opened.c.type == EventType.OPEN.value,
+            opened.c.machine_open.is_(None),
+        )
+    )
+    return {f"{at:%Y-%m}" for at in connection.execute(query).scalars()}
+
+
+def _month_range(month: str) -> tuple[datetime, datetime]:
+    """The first instant of ``month`` (``YYYY-MM``, UTC) and of the next."""
+    year, number = (int(part) for part in month.split("-"))
+    start = datetime(year, number, 1)
+    return start, datetime(year + number // 12, number % 12 + 1, 1)

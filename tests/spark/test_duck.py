@@ -1,0 +1,163 @@
+"""``[engine] kind = "duckdb"``: the workspace's columnar history kept up to date, and the
+full scores DuckDB computes over it equal the embedded engine's, contact by contact."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as ds
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from tests.builders import add_event
+from tests.spark.conftest import NOW
+from tests.spark.test_spark_score import _score, _scores, _set
+from winback.cli import app
+from winback.store.schema import events
+from winback.workspace import Workspace
+
+
+def _compact(cli: CliRunner, ws: Workspace) -> dict[str, Any]:
+    result = cli.invoke(app, ["events", "compact", "-w", str(ws.path), "--json"])
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.stdout))
+
+
+def _history(ws: Workspace) -> dict[int, dict[str, Any]]:
+    """The history's rows by event id."""
+    table = ds.dataset(ws.path / "history", format="parquet", partitioning="hive").to_table()
+    return {row["id"]: row for row in table.to_pylist()}
+
+
+def _files(ws: Workspace) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for file in (ws.path / "history").rglob("*.parquet"):
+        found[file.parent.name] = found.get(file.parent.name, 0) + 1
+    return found
+
+
+def _stored(ws: Workspace) -> list[int]:
+    with ws.engine.connect() as connection:
+        return list(connection.execute(select(events.c.id).order_by(events.c.id)).scalars())
+
+
+def test_duckdb_scores_equal_the_embedded_engine(cli: CliRunner, demo_workspace: Workspace) -> None:
+    ws = demo_workspace
+    embedded = _score(cli, ws, "--engine", "embedded", "--full")
+    expected = _scores(ws)
+    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
+
+    first = _score(cli, ws, "--full")
+
+    assert first["mode"] == "full"
+    assert first["stages"] == embedded["stages"]
+    assert first["stage_changes"] == 0
+    got = _scores(ws)
+    differing = [cid for cid in expected if got.get(cid) != expected[cid]]
+    assert got.keys() == expected.keys() and differing == [], differing[:3]
+    # The score wrote the history first: every stored event, nothing personal.
+    assert sorted(_history(ws)) == _stored(ws)
+
+    # A purchase landed since: the next full run moves it in and counts it.
+    buyer = next(cid for cid, row in expected.items() if row["stage"] == "lost")
+    with ws.engine.begin() as connection:
+        add_event(connection, buyer, "purchase", NOW - timedelta(days=2), amount=30.0)
+    again = _score(cli, ws, "--full")
+    after = _scores(ws)
+    assert after[buyer]["stage"] == "active"
+    assert after[buyer]["purchases"] == expected[buyer]["purchases"] + 1
+    assert again["stages"]["active"] == embedded["stages"]["active"] + 1
+    assert sorted(_history(ws)) == _stored(ws)
+
+    # Incremental runs stay in the store: one more purchase, merged there.
+    with ws.engine.begin() as connection:
+        add_event(connection, buyer, "purchase", NOW - timedelta(days=1), amount=5.0)
+    later = _score(cli, ws)
+    assert later["mode"] == "incremental" and later["new_events"] == 1
+    assert _scores(ws)[buyer]["purchases"] == expected[buyer]["purchases"] + 2
+
+
+def test_a_late_delivery_turns_an_open_of_the_history_into_a_machine_open(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    with ws.engine.begin() as connection:
+        contact = connection.execute(select(func.min(events.c.contact_id))).scalar_one()
+        opened_at = NOW - timedelta(days=40, hours=5)
+        add_event(connection, contact, "open", opened_at, message_id="late-1")
+        open_id = connection.execute(select(func.max(events.c.id))).scalar_one()
+    first = _compact(cli, ws)
+    assert first["mode"] == "full" and first["reason"] == "no event history yet"
+    assert _history(ws)[open_id]["machine_open"] is False
+    # The ESP reports the delivery after the open: one second before it.
+    with ws.engine.begin() as connection:
+        add_event(
+            connection, contact, "delivered", opened_at - timedelta(seconds=1), message_id="late-1"
+        )
+    second = _compact(cli, ws)
+
+    month = f"{opened_at:%Y-%m}"
+    assert second["mode"] == "incremental"
+    assert second["added"] == 1
+    assert second["months_rewritten"] == [month]
+    history = _history(ws)
+    assert history[open_id]["machine_open"] is True
+    assert sorted(history) == _stored(ws)
+    assert second["events"] == len(history) and second["high_water"] == max(history)
+
+
+def test_landed_events_are_appended_then_merged_by_compact(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    _compact(cli, ws)
+    months = _files(ws)
+    assert set(months.values()) == {1}
+    with ws.engine.begin() as connection:
+        for days in (3, 4, 70):
+            add_event(connection, 1, "visit", NOW - timedelta(days=days))
+    # The score's own update appends: one more file in each month touched.
+    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
+    _score(cli, ws, "--full")
+    appended = _files(ws)
+    touched = {f"month={NOW - timedelta(days=d):%Y-%m}" for d in (3, 4, 70)}
+    assert {m for m, n in appended.items() if n == 2} == touched
+    assert sorted(_history(ws)) == _stored(ws)
+
+    merged = _compact(cli, ws)
+
+    assert merged["added"] == 0
+    assert sorted(merged["months_rewritten"]) == sorted(m.removeprefix("month=") for m in touched)
+    assert set(_files(ws).values()) == {1}
+    assert sorted(_history(ws)) == _stored(ws)
+    quiet = _compact(cli, ws)
+    assert quiet["mode"] == "none" and quiet["months_rewritten"] == []
+
+
+def test_another_machine_open_window_writes_the_history_again(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    _compact(cli, ws)
+    _set(ws, "machine_open_seconds = 2", "machine_open_seconds = 5")
+    result = cli.invoke(app, ["events", "compact", "-w", str(ws.path)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "written again whole" in text
+    assert "scoring.machine_open_seconds = 2, the workspace says 5" in text
+    manifest = json.loads((ws.path / "history" / "_winback.json").read_text(encoding="utf-8"))
+    assert manifest["machine_open_seconds"] == 5
+
+
+def test_duckdb_refuses_an_object_store_history(cli: CliRunner, demo_workspace: Workspace) -> None:
+    ws = demo_workspace
+    _set(ws, 'events_path = "history"', 'events_path = "s3://bucket/history"')
+    result = cli.invoke(
+        app, ["score", "-w", str(ws.path), "--now", f"{NOW:%Y-%m-%d}", "--engine", "duckdb"]
+    )
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert not Path(ws.path / "history").exists()
