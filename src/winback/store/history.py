@@ -50,9 +50,11 @@ def events_slice(
     same plans as the conditions written on the table). ``connection`` is where the slice
     will be read: a store that is not this database fills it there.
 
-    For example, a journey step's purchases since it went out::
+    For example, what each contact of a list spent in the last 30 days::
 
-        bought = events_slice(connection, types=["purchase"], since=sent_at)
+        bought = events_slice(
+            connection, contacts=ids, types=["purchase"], since=now - timedelta(days=30)
+        )
         select(bought.c.contact_id, func.sum(bought.c.amount)).group_by(bought.c.contact_id)
     """
     bounds: list[ColumnElement[bool]] = []
