@@ -9,6 +9,7 @@ from winback.addresses import channel_of, normalise_address
 from winback.errors import NotFoundError
 from winback.scoring import contact_scores
 from winback.store import contacts as store
+from winback.store.history import contact_events
 from winback.workspace import Workspace
 
 _HIDDEN = ("key_hash",)
@@ -33,7 +34,7 @@ def contact_profile(workspace: Workspace, address: str, *, events: int = 20) -> 
         contact = store.find_contact(connection, key)
         if contact is None:
             raise NotFoundError(f"no contact with the address {key}")
-        recent = store.contact_events(connection, contact["id"], events)
+        recent = contact_events(connection, contact["id"], events)
         scored = contact_scores(connection, contact["id"])
     for name in _HIDDEN:
         contact.pop(name, None)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, or_, select
+from sqlalchemy import Connection, FromClause, or_, select
 
 from winback.compliance.erasure import erase_contacts, erasing, reclaim_space
 from winback.compliance.files import FileScrub, scrub_files
@@ -20,10 +20,10 @@ from winback.errors import NotFoundError
 from winback.json_values import json_value
 from winback.scoring import contact_scores
 from winback.store.contacts import find_contact
+from winback.store.history import events_slice
 from winback.store.schema import (
     audit,
     enrollments,
-    events,
     journeys,
     offers,
     outbox,
@@ -48,7 +48,7 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _rows(connection: Connection, table: Table, *where: Any, columns: Any = None) -> list[Any]:
+def _rows(connection: Connection, table: FromClause, *where: Any, columns: Any = None) -> list[Any]:
     query = select(*(columns or table.columns)).where(*where).order_by(table.c.id)
     return [
         {key: json_value(value) for key, value in row.items()}
@@ -81,7 +81,7 @@ def export_person(workspace: Workspace, address: str) -> dict[str, Any]:
             "stage_history": scored["stage_history"],
             "events": [
                 {k: v for k, v in row.items() if k != "dedup_key"}
-                for row in _rows(connection, events, events.c.contact_id == contact_id)
+                for row in _rows(connection, events_slice(connection, contact_id=contact_id))
             ],
             "enrollments": _rows(
                 connection,

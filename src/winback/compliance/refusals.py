@@ -44,8 +44,8 @@ from winback.compliance.suppression import (
 from winback.domain import REFUSED_STATUSES, SENDING_CHANNELS, ChannelStatus, EventType
 from winback.store.chunks import chunks
 from winback.store.contacts import channel_statuses, set_channel_status
+from winback.store.history import events_slice
 from winback.store.schema import contacts
-from winback.store.schema import events as events_table
 from winback.words import fold
 from winback.workspace import Workspace
 
@@ -114,13 +114,14 @@ def _soft_limit_reached(
     for channel in SENDING_CHANNELS:
         newest = {cid: at for (on, cid), at in bounced.items() if on == channel}
         for batch in chunks(sorted(newest)):
+            soft = events_slice(
+                connection,
+                contacts=batch,
+                types=[EventType.BOUNCE_SOFT],
+                since=from_db(min(newest[c] for c in batch) - config.soft_window),
+            )
             rows = connection.execute(
-                select(events_table.c.contact_id, events_table.c.occurred_at).where(
-                    events_table.c.contact_id.in_(batch),
-                    events_table.c.channel == channel,
-                    events_table.c.type == EventType.BOUNCE_SOFT.value,
-                    events_table.c.occurred_at > min(newest[c] for c in batch) - config.soft_window,
-                )
+                select(soft.c.contact_id, soft.c.occurred_at).where(soft.c.channel == channel)
             )
             counts: dict[int, int] = {}
             for contact_id, at in rows:

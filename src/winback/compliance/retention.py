@@ -42,6 +42,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     DateTime,
+    FromClause,
     Select,
     String,
     and_,
@@ -62,7 +63,8 @@ from winback.compliance.erasure import erase_contacts, erasing, reclaim_space
 from winback.compliance.suppression import can_receive_clause
 from winback.domain import Channel, EventType
 from winback.safe_output import csv_writer
-from winback.store.schema import audit, contacts, events, outbox, survey_answers
+from winback.store.history import events_slice
+from winback.store.schema import audit, contacts, outbox, survey_answers
 from winback.workspace import Workspace
 
 # The events by which the person gets in touch (an open is not one, nor a sent message).
@@ -104,21 +106,20 @@ class PurgeResult:
         return {**asdict(self), "cutoff": self.cutoff.isoformat()}
 
 
-def purge_due(cutoff: datetime) -> Select[Any]:
+def _touches(connection: Connection, since: datetime | None = None) -> FromClause:
+    """The events by which the person got in touch (since ``since``), a link scanner's
+    clicks left out."""
+    events = events_slice(connection, types=PERSON_TOUCHES, since=since)
+    return select(events).where(or_(events.c.bot.is_(None), not_(events.c.bot))).subquery()
+
+
+def purge_due(connection: Connection, cutoff: datetime) -> Select[Any]:
     """The live contacts whose last contact from the person (or creation) is before
     ``cutoff``, as a select of ``id``, ``email``, ``phone``. Written with NOT EXISTS so
     each check is one probe of the (contact, time) index of events."""
     stamp = to_db(cutoff)
-    touched = (
-        select(events.c.id)
-        .where(
-            events.c.contact_id == contacts.c.id,
-            events.c.occurred_at >= stamp,
-            events.c.type.in_([kind.value for kind in PERSON_TOUCHES]),
-            or_(events.c.bot.is_(None), not_(events.c.bot)),
-        )
-        .exists()
-    )
+    touches = _touches(connection, cutoff)
+    touched = select(touches.c.id).where(touches.c.contact_id == contacts.c.id).exists()
     answered = (
         select(survey_answers.c.id)
         .where(survey_answers.c.contact_id == contacts.c.id, survey_answers.c.answered_at >= stamp)
@@ -162,7 +163,9 @@ def _askable() -> ColumnElement[bool]:
     return or_(can_receive_clause(Channel.EMAIL), can_receive_clause(Channel.SMS))
 
 
-def erasable(cutoff: datetime, now: datetime, ask_ahead: timedelta) -> Select[Any]:
+def erasable(
+    connection: Connection, cutoff: datetime, now: datetime, ask_ahead: timedelta
+) -> Select[Any]:
     """:func:`purge_due`, less the contacts still owed their last question (see the
     module): asked and not yet answered for ``ask_ahead``, or not yet asked though they
     can be."""
@@ -177,12 +180,12 @@ def erasable(cutoff: datetime, now: datetime, ask_ahead: timedelta) -> Select[An
         ),
     )
     unasked = and_(_askable(), not_(_asks(cutoff)))
-    return purge_due(cutoff).where(not_(answering), not_(unasked))
+    return purge_due(connection, cutoff).where(not_(answering), not_(unasked))
 
 
-def _to_ask(cutoff: datetime, ask_ahead: timedelta) -> Select[Any]:
+def _to_ask(connection: Connection, cutoff: datetime, ask_ahead: timedelta) -> Select[Any]:
     ask_cutoff = cutoff + ask_ahead
-    return purge_due(ask_cutoff).where(_askable(), not_(_asks(ask_cutoff)))
+    return purge_due(connection, ask_cutoff).where(_askable(), not_(_asks(ask_cutoff)))
 
 
 def ask(connection: Connection, now: datetime, cutoff: datetime, ask_ahead: timedelta) -> int:
@@ -206,7 +209,7 @@ def ask(connection: Connection, now: datetime, cutoff: datetime, ask_ahead: time
                 "created_at",
                 "due_at",
             ],
-            _to_ask(cutoff, ask_ahead).with_only_columns(
+            _to_ask(connection, cutoff, ask_ahead).with_only_columns(
                 literal(f"{ASK_STEP}:")
                 + cast(contacts.c.id, String)
                 + literal(f":{stamp.isoformat()}"),
@@ -255,13 +258,13 @@ def purge(
     total)."""
     retention = workspace.config.retention
     result = PurgeResult(cutoff=now - retention.erase_after, dry_run=dry_run)
-    due = purge_due(result.cutoff).subquery()
-    erase = (
-        erasable(result.cutoff, now, retention.ask_ahead)
-        if retention.ask_before_erase
-        else purge_due(result.cutoff)
-    ).subquery()
     with erasing(workspace.engine) as connection:
+        due = purge_due(connection, result.cutoff).subquery()
+        erase = (
+            erasable(connection, result.cutoff, now, retention.ask_ahead)
+            if retention.ask_before_erase
+            else purge_due(connection, result.cutoff)
+        ).subquery()
         result.due, result.with_email, result.with_phone = connection.execute(
             select(
                 func.count(),
@@ -273,7 +276,7 @@ def purge(
             if dry_run:
                 result.asked = connection.execute(
                     select(func.count()).select_from(
-                        _to_ask(result.cutoff, retention.ask_ahead).subquery()
+                        _to_ask(connection, result.cutoff, retention.ask_ahead).subquery()
                     )
                 ).scalar_one()
             else:
@@ -298,16 +301,13 @@ def purge(
 PLAN_COLUMNS = ("contact_id", "email", "phone", "clock_started", "why", "action")
 
 
-def _last_touch() -> tuple[Any, Any, Any]:
+def _last_touch(connection: Connection) -> tuple[Any, Any, Any]:
     """The moment the contact's clock started, as a SQL expression on ``contacts``: their
     newest contact from the person (touch, survey answer, yes to stay), else creation."""
+    touches = _touches(connection)
     touch = (
-        select(func.max(events.c.occurred_at))
-        .where(
-            events.c.contact_id == contacts.c.id,
-            events.c.type.in_([kind.value for kind in PERSON_TOUCHES]),
-            or_(events.c.bot.is_(None), not_(events.c.bot)),
-        )
+        select(func.max(touches.c.occurred_at))
+        .where(touches.c.contact_id == contacts.c.id)
         .scalar_subquery()
     )
     answer = (
@@ -332,29 +332,29 @@ def write_purge_plan(workspace: Workspace, out: TextIO, *, now: datetime) -> int
     Returns how many contacts were written."""
     retention = workspace.config.retention
     cutoff = now - retention.erase_after
-    erase = (
-        erasable(cutoff, now, retention.ask_ahead)
-        if retention.ask_before_erase
-        else purge_due(cutoff)
-    ).subquery()
-    to_ask = _to_ask(cutoff, retention.ask_ahead).subquery()
-    touch, answer, stay = _last_touch()
-    query = (
-        purge_due(cutoff)
-        .add_columns(
-            contacts.c.created_at,
-            touch.label("touch"),
-            answer.label("answer"),
-            stay.label("stay"),
-            select(erase.c.id).where(erase.c.id == contacts.c.id).exists().label("erase"),
-            select(to_ask.c.id).where(to_ask.c.id == contacts.c.id).exists().label("ask"),
-        )
-        .order_by(contacts.c.id)
-    )
     writer = csv_writer(out)
     writer.writerow(PLAN_COLUMNS)
     written = 0
     with workspace.engine.connect() as connection:
+        erase = (
+            erasable(connection, cutoff, now, retention.ask_ahead)
+            if retention.ask_before_erase
+            else purge_due(connection, cutoff)
+        ).subquery()
+        to_ask = _to_ask(connection, cutoff, retention.ask_ahead).subquery()
+        touch, answer, stay = _last_touch(connection)
+        query = (
+            purge_due(connection, cutoff)
+            .add_columns(
+                contacts.c.created_at,
+                touch.label("touch"),
+                answer.label("answer"),
+                stay.label("stay"),
+                select(erase.c.id).where(erase.c.id == contacts.c.id).exists().label("erase"),
+                select(to_ask.c.id).where(to_ask.c.id == contacts.c.id).exists().label("ask"),
+            )
+            .order_by(contacts.c.id)
+        )
         for row in connection.execute(query):
             contacts_of_person = [at for at in (row.touch, row.answer, row.stay) if at is not None]
             started = max(contacts_of_person, default=row.created_at)

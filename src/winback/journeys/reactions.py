@@ -10,12 +10,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
-from winback.clock import to_db
 from winback.domain import INTERACTIONS, EventType
 from winback.journeys.definition import Journey
 from winback.scoring import is_machine_open
 from winback.scoring.interaction import human_interaction_sql
-from winback.store.schema import enrollments, events, outbox
+from winback.store.history import events_slice
+from winback.store.schema import enrollments, outbox
 
 
 @dataclass
@@ -30,6 +30,7 @@ def read_reactions(connection: Connection, now: datetime, machine_seconds: int) 
     """What each contact of an active enrollment did since enrolment (first time of each
     interaction type) and since the current step went out (opened, clicked, replied)."""
     sent = outbox.alias("sent_message")
+    events = events_slice(connection, types=INTERACTIONS, until=now)
     query = (
         select(
             enrollments.c.id,
@@ -46,8 +47,6 @@ def read_reactions(connection: Connection, now: datetime, machine_seconds: int) 
         .where(
             enrollments.c.status == "active",
             events.c.occurred_at >= enrollments.c.enrolled_at,
-            events.c.occurred_at <= to_db(now),
-            events.c.type.in_([kind.value for kind in INTERACTIONS]),
             # Flagged machine opens and bot clicks out here; unflagged opens are judged
             # below, with our send time standing for the delivery.
             human_interaction_sql(

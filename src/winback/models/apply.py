@@ -34,7 +34,8 @@ from winback.models.errors import ModelFitError
 from winback.models.gammagamma import GammaGamma
 from winback.models.pareto import ParetoNBD
 from winback.models.summary import DAYS_PER_UNIT, Summary, summary_from_transactions
-from winback.store.schema import contacts, events, model_fits
+from winback.store.history import events_slice
+from winback.store.schema import contacts, model_fits
 
 PURCHASE_MODELS: dict[str, type[BetaGeo] | type[ParetoNBD]] = {
     BetaGeo.kind: BetaGeo,
@@ -88,10 +89,9 @@ def purchases(connection: Connection, now: datetime) -> tuple[np.ndarray, np.nda
     """(contact id, time, amount) of every purchase up to ``now`` by a contact not
     erased, as arrays (times naive UTC ``datetime64[us]``, missing amounts 0)."""
     erased = select(contacts.c.id).where(contacts.c.erased_at.is_not(None))
+    events = events_slice(connection, types=[EventType.PURCHASE], until=now)
     rows = connection.execute(
         select(events.c.contact_id, events.c.occurred_at, events.c.amount).where(
-            events.c.type == EventType.PURCHASE.value,
-            events.c.occurred_at <= to_db(now),
             # NOT IN the few erased rather than a join with the contacts: SQLite would
             # walk every contact's events through the (contact, time) index with a table
             # look-up each, far slower than one scan (see bench/RESULTS.md).

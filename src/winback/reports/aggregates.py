@@ -45,9 +45,9 @@ from winback.config import Config
 from winback.reports.health import health_figures
 from winback.reports.results import results_on
 from winback.scoring.sql_functions import day_date, local_day
+from winback.store.history import events_slice, high_water
 from winback.store.schema import (
     delivery_days,
-    events,
     figure_marks,
     figure_snapshots,
     journeys,
@@ -208,20 +208,17 @@ def _refresh_stages(connection: Connection) -> None:
 
 def _refresh_deliveries(connection: Connection, timezone: str) -> None:
     mark = _mark(connection, "events")
-    high = connection.execute(select(func.max(events.c.id))).scalar()
-    if high is None or int(high) <= mark:
+    high = high_water(connection)
+    if high <= mark:
         return
+    events = events_slice(connection, types=DELIVERY_KINDS, after_id=mark, up_to_id=high)
     # Grouped over a subquery: PostgreSQL would not match the zone parameter of a GROUP BY
     # expression to the select's.
-    new = (
-        select(
-            day_date(local_day(events.c.occurred_at, timezone)).label("day"),
-            events.c.type,
-            events.c.channel,
-        )
-        .where(events.c.id > mark, events.c.id <= high, events.c.type.in_(DELIVERY_KINDS))
-        .subquery()
-    )
+    new = select(
+        day_date(local_day(events.c.occurred_at, timezone)).label("day"),
+        events.c.type,
+        events.c.channel,
+    ).subquery()
     added = connection.execute(
         select(new.c.day, new.c.type, new.c.channel, func.count()).group_by(
             new.c.day, new.c.type, new.c.channel
@@ -241,7 +238,7 @@ def _refresh_deliveries(connection: Connection, timezone: str) -> None:
                 insert(delivery_days),
                 {"day": on, "type": kind, "channel": channel, "events": count},
             )
-    _set_mark(connection, "events", int(high))
+    _set_mark(connection, "events", high)
 
 
 def health_snapshot(connection: Connection) -> dict[str, Any] | None:

@@ -30,7 +30,8 @@ from winback.domain import SENDING_CHANNELS, Channel, ChannelStatus, EventType, 
 from winback.scoring.consent import every_address_refused
 from winback.scoring.sql_functions import local_day
 from winback.scoring.stages import day_number, from_day_number
-from winback.store.schema import contact_scores, contacts, events, stage_history
+from winback.store.history import events_slice
+from winback.store.schema import contact_scores, contacts, stage_history
 from winback.workspace import Workspace
 
 # (label, lowest day, first day of the next bucket) — months of 30.4 days.
@@ -181,14 +182,13 @@ def _erosion(connection: Connection, config: Config, now: datetime) -> dict[str,
 def _cost(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
     since = now - timedelta(days=COST_PERIOD_DAYS)
     prices = {Channel.EMAIL.value: config.cost.email, Channel.SMS.value: config.cost.sms}
+    events = events_slice(connection, types=[EventType.SENT], since=since, until=now)
     rows = connection.execute(
         select(contact_scores.c.stage, events.c.channel, func.count())
         .select_from(
             events.join(contact_scores, contact_scores.c.contact_id == events.c.contact_id)
         )
         .where(
-            events.c.type == EventType.SENT.value,
-            events.c.occurred_at >= to_db(since),
             events.c.occurred_at < to_db(now),
             events.c.channel.in_(list(prices)),
             contact_scores.c.stage.in_([Stage.DORMANT.value, Stage.LOST.value]),

@@ -30,7 +30,6 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, distinct, func, select
 
-from winback.clock import to_db
 from winback.config import Config
 from winback.domain import EventType
 from winback.journeys.catalog import load_journeys
@@ -42,7 +41,8 @@ from winback.reports.stats import (
 )
 from winback.scoring.interaction import human_interaction_sql
 from winback.scoring.sql_functions import day_date, local_day, seconds_between, shifted
-from winback.store.schema import enrollments, events, journeys, offers, outbox, stage_history
+from winback.store.history import events_slice
+from winback.store.schema import enrollments, journeys, offers, outbox, stage_history
 from winback.workspace import Workspace
 
 #: Event types tied to a message and counted per step: JSON key → event types.
@@ -67,25 +67,28 @@ def _step_counts(connection: Connection, name: str) -> dict[str, dict[str, int]]
         if status == "sent":
             counts[step_id][f"sent:{channel}"] += count
     kinds = {kind: key for key, types in _MESSAGE_EVENTS.items() for kind in types}
+    # Bounded by type only: a bound by the journey's messages (or, below, its contacts)
+    # would repeat the caller's join, which both SQLite and PostgreSQL then run twice.
+    tied = events_slice(connection, types=kinds)
     for step_id, kind, count in connection.execute(
-        select(outbox.c.step_id, events.c.type, func.count(distinct(events.c.outbox_id)))
-        .join(events, events.c.outbox_id == outbox.c.id)
-        .where(outbox.c.journey == name, events.c.type.in_(list(kinds)))
-        .group_by(outbox.c.step_id, events.c.type)
+        select(outbox.c.step_id, tied.c.type, func.count(distinct(tied.c.outbox_id)))
+        .join(tied, tied.c.outbox_id == outbox.c.id)
+        .where(outbox.c.journey == name)
+        .group_by(outbox.c.step_id, tied.c.type)
     ):
         counts[step_id][kinds[kind]] += count
+    seen = events_slice(connection, types=[EventType.OPEN, EventType.CLICK])
     for step_id, kind, count in connection.execute(
-        select(outbox.c.step_id, events.c.type, func.count(distinct(events.c.contact_id)))
-        .join(events, events.c.outbox_id == outbox.c.id)
+        select(outbox.c.step_id, seen.c.type, func.count(distinct(seen.c.contact_id)))
+        .join(seen, seen.c.outbox_id == outbox.c.id)
         .where(
             outbox.c.journey == name,
-            events.c.type.in_(["open", "click"]),
             human_interaction_sql(
-                events.c.type, machine_open=events.c.machine_open.is_(True), bot=events.c.bot
+                seen.c.type, machine_open=seen.c.machine_open.is_(True), bot=seen.c.bot
             )
             == 1,
         )
-        .group_by(outbox.c.step_id, events.c.type)
+        .group_by(outbox.c.step_id, seen.c.type)
     ):
         counts[step_id]["opened" if kind == "open" else "clicked"] += count
     for step_id, count in connection.execute(
@@ -102,6 +105,7 @@ def _attributed(
 ) -> list[tuple[int, str, float]]:
     """(contact, step, amount) of each purchase credited to the journey, last touch."""
     sent = outbox.alias("sent")
+    events = events_slice(connection, types=[EventType.PURCHASE])
     rows = connection.execute(
         select(events.c.id, events.c.contact_id, events.c.amount, sent.c.step_id, sent.c.sent_at)
         .join(sent, sent.c.contact_id == events.c.contact_id)
@@ -115,7 +119,6 @@ def _attributed(
         .where(
             sent.c.journey == name,
             sent.c.status == "sent",
-            events.c.type == EventType.PURCHASE.value,
             events.c.occurred_at >= sent.c.sent_at,
             events.c.occurred_at <= shifted(sent.c.sent_at, int(window.total_seconds())),
             seconds_between(sent.c.sent_at, events.c.occurred_at) <= window.total_seconds(),
@@ -137,6 +140,7 @@ def _groups(
         enrollments.c.contact_id, enrollments.c.holdout, enrollments.c.enrolled_at
     ).where(enrollments.c.journey_id == journey_id)
     revenue: dict[int, float] = defaultdict(float)
+    events = events_slice(connection, types=[EventType.PURCHASE], until=now)
     for contact_id, amount in connection.execute(
         select(events.c.contact_id, func.sum(events.c.amount))
         .join(
@@ -146,11 +150,7 @@ def _groups(
                 enrollments.c.journey_id == journey_id,
             ),
         )
-        .where(
-            events.c.type == EventType.PURCHASE.value,
-            events.c.occurred_at >= enrollments.c.enrolled_at,
-            events.c.occurred_at <= to_db(now),
-        )
+        .where(events.c.occurred_at >= enrollments.c.enrolled_at)
         .group_by(events.c.contact_id)
     ):
         revenue[contact_id] = float(amount or 0)

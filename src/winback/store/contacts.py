@@ -24,6 +24,7 @@ from sqlalchemy import (
 
 from winback.store.chunks import chunks
 from winback.store.engine import bulk_connection
+from winback.store.history import events_slice, high_water
 from winback.store.schema import contacts, events
 
 
@@ -222,8 +223,7 @@ def bulk_events(engine: Engine, expected_rows: int) -> Iterator[Connection]:
     with engine.begin() as connection:
         _create_event_indexes(connection)
         if connection.dialect.name == "sqlite" and expected_rows >= BULK_ROWS:
-            stored = connection.execute(select(func.max(events.c.id))).scalar() or 0
-            rebuild = expected_rows >= stored
+            rebuild = expected_rows >= high_water(connection)
             if rebuild:
                 for index in events.indexes:
                     index.drop(connection)
@@ -310,21 +310,6 @@ def count_contacts(connection: Connection) -> int:
     return int(connection.execute(select(func.count()).select_from(contacts)).scalar_one())
 
 
-def count_events(connection: Connection) -> int:
-    return int(connection.execute(select(func.count()).select_from(events)).scalar_one())
-
-
-def contact_events(connection: Connection, contact_id: int, limit: int) -> list[dict[str, Any]]:
-    """A contact's latest events, newest first."""
-    query = (
-        select(events)
-        .where(events.c.contact_id == contact_id)
-        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
-        .limit(limit)
-    )
-    return [dict(row) for row in connection.execute(query).mappings()]
-
-
 def summary_totals(
     connection: Connection, ids: Sequence[int], source_prefix: str
 ) -> dict[int, tuple[float, datetime | None]]:
@@ -332,18 +317,15 @@ def summary_totals(
     starts with ``source_prefix``): their total amount and latest date, by contact."""
     found: dict[int, tuple[float, datetime | None]] = {}
     for chunk in chunks(sorted(ids)):
+        bought = events_slice(connection, contacts=chunk, types=["purchase"])
         query = (
             select(
-                events.c.contact_id,
-                func.coalesce(func.sum(events.c.amount), 0.0),
-                func.max(events.c.occurred_at),
+                bought.c.contact_id,
+                func.coalesce(func.sum(bought.c.amount), 0.0),
+                func.max(bought.c.occurred_at),
             )
-            .where(
-                events.c.contact_id.in_(chunk),
-                events.c.type == "purchase",
-                events.c.source.startswith(source_prefix, autoescape=True),
-            )
-            .group_by(events.c.contact_id)
+            .where(bought.c.source.startswith(source_prefix, autoescape=True))
+            .group_by(bought.c.contact_id)
         )
         for contact, spent, latest in connection.execute(query):
             found[contact] = (float(spent), latest)
