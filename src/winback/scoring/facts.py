@@ -118,15 +118,14 @@ def insert_facts(connection: Connection, facts: pa.Table) -> None:
     SQLAlchemy writes), counts as integers. Through the driver's ``executemany`` with
     plain tuples: SQLAlchemy's insert of a million dicts costs more than the facts."""
     import pyarrow as pa  # only the other engines need Arrow
-    import pyarrow.compute as pc
 
     sqlite = connection.dialect.name == "sqlite"
     columns: list[list[Any]] = []
     for column in facts.columns:
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.timestamp("us"))
-            if sqlite:
-                column = pc.strftime(column, format="%Y-%m-%d %H:%M:%S")
+            if sqlite:  # ``2025-06-01 10:00:05.000000``, six digits always
+                column = column.cast(pa.string())
         elif pa.types.is_decimal(column.type):
             column = column.cast(pa.int64())
         columns.append(column.to_pylist())
