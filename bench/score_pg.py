@@ -123,8 +123,7 @@ def _keys(cursor: psycopg.Cursor[Any]) -> list[tuple[str, str, str]]:
     (name, statement that drops it, statement that builds it again)."""
     cursor.execute(
         "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = 'events'::regclass AND contype IN ('p', 'u', 'f') "
-        "ORDER BY contype DESC"  # the primary key first, the foreign keys last
+        "WHERE conrelid = 'events'::regclass AND contype IN ('p', 'u', 'f') ORDER BY conname"
     )
     constraints = cursor.fetchall()
     keys = [
