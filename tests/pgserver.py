@@ -3,7 +3,10 @@
 loopback port and its data lives in a temporary folder; it is stopped at the end.
 
 PostgreSQL refuses to run as root, so when the tests run as root the server runs as the
-``postgres`` user the package creates."""
+``postgres`` user the package creates.
+
+``bench/score.py --start-postgres DIR`` starts its server with this class too, in a folder
+of its choice and with the settings of a benchmark (fsync on) instead of the tests' ones."""
 
 from __future__ import annotations
 
@@ -31,11 +34,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The tests' data is thrown away: durability would only slow them down.
+TEST_SETTINGS = {"fsync": "off", "full_page_writes": "off"}
+
+
 class PostgresServer:
-    def __init__(self, bindir: Path) -> None:
+    def __init__(
+        self, bindir: Path, root: Path | None = None, settings: dict[str, str] | None = None
+    ) -> None:
+        """A server to be, in ``root`` (a new temporary folder when None; created when
+        missing), started with ``settings`` (``-c name=value``; the tests' by default)."""
         self.bindir = bindir
         self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="winback-pg-"))
+        if root is None:
+            root = Path(tempfile.mkdtemp(prefix="winback-pg-"))
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.settings = TEST_SETTINGS if settings is None else settings
         self.data = self.root / "data"
         self.user: str | None = None
         if os.geteuid() == 0:
@@ -60,7 +75,8 @@ class PostgresServer:
             "--encoding=UTF8",
             "--locale=C",
         )
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c full_page_writes=off"
+        settings = " ".join(f"-c {name}={value}" for name, value in self.settings.items())
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.root} {settings}"
         self._run(
             str(self.bindir / "pg_ctl"),
             "-D",
