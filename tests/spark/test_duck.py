@@ -161,3 +161,24 @@ def test_duckdb_refuses_an_object_store_history(cli: CliRunner, demo_workspace: 
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert not Path(ws.path / "history").exists()
+
+
+def test_a_backfill_missed_by_an_export_since_is_found_by_counting_the_files(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    _compact(cli, ws)
+    with ws.engine.begin() as connection:
+        add_event(connection, 1, "purchase", NOW - timedelta(days=500), amount=12.0)
+    # An export of the recent months only, into the workspace's history: its manifest
+    # reaches the newest event, the month of the backfill is not written.
+    since = f"{NOW - timedelta(days=30):%Y-%m-%d}"
+    exported = cli.invoke(app, ["events", "export", "-w", str(ws.path), "--since", since])
+    assert exported.exit_code == 0, exported.output
+    assert len(_history(ws)) == len(_stored(ws)) - 1
+
+    result = _compact(cli, ws)
+
+    assert result["mode"] == "full"
+    assert result["reason"] == "the store holds other events below the history's high water"
+    assert sorted(_history(ws)) == _stored(ws)

@@ -275,6 +275,15 @@ class Target:
             stream.write(json.dumps({"format": MANIFEST_FORMAT, **asdict(manifest)}).encode())
         return count
 
+    def rows(self) -> int:
+        """The events the history's files hold (read from their footers)."""
+        if not self.months():
+            return 0
+        dataset = ds.dataset(
+            self.base, filesystem=self.filesystem, format="parquet", partitioning="hive"
+        )
+        return int(dataset.count_rows())
+
     def months(self) -> set[str]:
         """The month partitions already there."""
         return set(self.files())

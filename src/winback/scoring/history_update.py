@@ -83,7 +83,7 @@ def update_history(
     target = Target(*open_destination(location), workspace.config.scoring.machine_open_seconds)
     high_water = int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
     manifest = _manifest(location)
-    reason = _rewrite_reason(connection, manifest, target.seconds)
+    reason = _rewrite_reason(connection, manifest, target)
     if reason or manifest is None:
         before = target.months()
         written = target.write(
@@ -93,6 +93,7 @@ def update_history(
         count = target.finish(connection, high_water)
         return HistoryUpdate(location, "full", reason, count, sorted(written), high_water, count)
     old = manifest.high_water
+    previous = target.rows()
     months = _late_delivery_months(connection, old, high_water, target.seconds)
     if compact:
         months |= {month for month, files in target.files().items() if files > 1}
@@ -124,7 +125,7 @@ def update_history(
         else set()
     )
     count = target.finish(connection, high_water)
-    added = count - manifest.events
+    added = count - previous
     mode = "incremental" if added or bounds or new else "none"
     return HistoryUpdate(location, mode, "", added, sorted(months), high_water, count)
 
@@ -136,18 +137,20 @@ def _manifest(location: str) -> Manifest | None:
         return None
 
 
-def _rewrite_reason(connection: Connection, manifest: Manifest | None, seconds: int) -> str:
-    """Why the history must be written again whole, or ``""``."""
+def _rewrite_reason(connection: Connection, manifest: Manifest | None, target: Target) -> str:
+    """Why the history must be written again whole, or ``""``. Its files are counted,
+    not trusted to the manifest: an export ``--since`` into the same folder writes a
+    manifest up to the newest event while older months may lack a backfill."""
     if manifest is None:
         return "no event history yet"
-    if manifest.machine_open_seconds != seconds:
+    if manifest.machine_open_seconds != target.seconds:
         return (
             f"its machine opens were resolved with scoring.machine_open_seconds = "
-            f"{manifest.machine_open_seconds}, the workspace says {seconds}"
+            f"{manifest.machine_open_seconds}, the workspace says {target.seconds}"
         )
     below = events.c.id <= manifest.high_water
     stored = connection.execute(select(func.count()).select_from(events).where(below))
-    if int(stored.scalar_one()) != manifest.events:
+    if int(stored.scalar_one()) != target.rows():
         return "the store holds other events below the history's high water"
     return ""
 
