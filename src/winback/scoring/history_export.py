@@ -169,16 +169,24 @@ def export_history(
     with workspace.engine.connect() as connection, connection.begin():
         high_water = int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
         before = target.months()
-        written = target.write(
+        written, count = target.write(
             connection,
-            lambda e: () if start is None else (e.c.occurred_at >= start,),
+            lambda e: (
+                e.c.id <= high_water,
+                *(() if start is None else (e.c.occurred_at >= start,)),
+            ),
             batch_rows=batch_rows,
             progress=progress,
         )
-        count = target.finish(connection, high_water)
+        # What the whole history up to there holds: an export --since holds less, and
+        # the next update of the workspace's history finds it so.
+        below = events.c.id <= high_water
+        stored = connection.execute(select(func.count()).select_from(events).where(below))
+        total = int(stored.scalar_one())
     # A full export is the whole history: a month no event falls in any more goes.
     if since is None:
         target.drop_months(before - written)
+    target.finish(high_water, total)
     return ExportResult(
         path=destination,
         events=count,
@@ -206,9 +214,10 @@ class Target:
         append: bool = False,
         batch_rows: int = BATCH_ROWS,
         progress: ExportProgress | None = None,
-    ) -> set[str]:
+    ) -> tuple[set[str], int]:
         """Write the events for which ``where(e)`` holds (``e``: the alias of the
-        ``events`` table the query reads), flags resolved; returns the months written.
+        ``events`` table the query reads), flags resolved; returns the months written
+        and the count of events.
         The month folders written are replaced, or with ``append`` get one more file."""
         e = events.alias("e")
         conditions = where(e)
@@ -261,15 +270,12 @@ class Target:
             raise ExportError(f"{self.base}: cannot write the event history: {exc}") from None
         if progress is not None:
             progress(count, count)
-        return written
+        return written, count
 
-    def finish(self, connection: Connection, high_water: int) -> int:
-        """Write the manifest of a history holding every event up to ``high_water``;
-        returns their count."""
-        below = events.c.id <= high_water
-        count = int(
-            connection.execute(select(func.count()).select_from(events).where(below)).scalar_one()
-        )
+    def finish(self, high_water: int, events: int | None = None) -> int:
+        """Write the manifest of a history holding every event up to ``high_water``,
+        ``events`` of them (default: those its files hold); returns that count."""
+        count = self.rows() if events is None else events
         manifest = Manifest(high_water=high_water, events=count, machine_open_seconds=self.seconds)
         with self.filesystem.open_output_stream(f"{self.base}/{MANIFEST}") as stream:
             stream.write(json.dumps({"format": MANIFEST_FORMAT, **asdict(manifest)}).encode())
