@@ -7,7 +7,9 @@ An engine that computes the facts elsewhere (Spark over Parquet) runs the same
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
@@ -88,3 +90,18 @@ def test_the_duckdb_engine_gives_the_same_scores_on_either_store(workspace: Work
     history = ds.dataset(workspace.path / "history", partitioning="hive").to_table()
     assert history.num_rows == 6 * 3 + sum(range(6))
     assert pc.sum(history.column("machine_open")).as_py() == 6
+
+
+def test_the_facts_scratch_database_is_let_go(sqlite_workspace: Workspace) -> None:
+    _base(sqlite_workspace)
+    score_workspace(sqlite_workspace, now=NOW, full=True, engine="duckdb")
+    # Every pooled connection: none still holds the facts' scratch database.
+    connections = [sqlite_workspace.engine.connect() for _ in range(3)]
+    try:
+        for connection in connections:
+            names = [row[1] for row in connection.exec_driver_sql("PRAGMA database_list")]
+            assert names == ["main"] or sorted(names) == ["main", "temp"]
+    finally:
+        for connection in connections:
+            connection.close()
+    assert not list(Path(tempfile.gettempdir()).glob("winback-facts-*"))

@@ -18,6 +18,7 @@ means what it means on PostgreSQL.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Select
@@ -44,9 +45,10 @@ def duck_sql(query: Select[Any]) -> str:
     )
 
 
-def duck_facts(workspace: Workspace) -> FillFacts:
+def duck_facts(workspace: Workspace, scratch: Path) -> FillFacts:
     """The facts filler of :func:`winback.scoring.score` that runs the facts select in
-    DuckDB over the workspace's history, brought up to date first."""
+    DuckDB over the workspace's history, brought up to date first; ``scratch``: a
+    folder for the facts on their way into SQLite, removed by the caller after the run."""
     import duckdb
 
     location = events_location(workspace)
@@ -75,7 +77,7 @@ def duck_facts(workspace: Workspace) -> FillFacts:
                     "machine_open BOOLEAN)"
                 )
             facts = duck.sql(duck_sql(facts_select(run, machine_resolved=True)))
-            insert_facts(connection, facts.to_arrow_table())
+            insert_facts(connection, facts.to_arrow_table(), scratch)
         return update.high_water
 
     return write

@@ -58,6 +58,8 @@ from winback.scoring.stages import from_day_number
 from winback.store.schema import contact_scores, contacts, events
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
     from winback.scoring.run import ScoreRun
@@ -112,15 +114,20 @@ score_touch = Table(
 FillFacts = Callable[[Connection, "ScoreRun"], int | None]
 
 
-def insert_facts(connection: Connection, facts: pa.Table) -> None:
+def insert_facts(connection: Connection, facts: pa.Table, scratch: Path | None = None) -> None:
     """Write into :data:`score_facts` the facts another engine computed (an Arrow table
     of its columns): times as the store keeps them (naive UTC; in SQLite the text
-    SQLAlchemy writes), counts as integers. Through the driver's ``executemany`` with
-    plain tuples: SQLAlchemy's insert of a million dicts costs more than the facts."""
+    SQLAlchemy writes), counts as integers.
+
+    On SQLite with a ``scratch`` folder, the table goes in as Arrow (ADBC's bulk ingest)
+    into a database of its own there, which the run's connection attaches and copies
+    from: a million facts turned into Python rows for ``executemany`` cost more than
+    the engine took to compute them. The attached database is let go when the run's
+    connection is (:func:`winback.store.engine.bulk_connection`)."""
     import pyarrow as pa  # only the other engines need Arrow
 
     sqlite = connection.dialect.name == "sqlite"
-    columns: list[list[Any]] = []
+    columns = []
     for column in facts.columns:
         if pa.types.is_timestamp(column.type):
             column = column.cast(pa.timestamp("us"))
@@ -128,15 +135,26 @@ def insert_facts(connection: Connection, facts: pa.Table) -> None:
                 column = column.cast(pa.string())
         elif pa.types.is_decimal(column.type):
             column = column.cast(pa.int64())
-        columns.append(column.to_pylist())
+        columns.append(column)
     if not facts.num_rows:
         return
+    names = ", ".join(facts.column_names)
+    if sqlite and scratch is not None:
+        import adbc_driver_sqlite.dbapi as adbc
+
+        path = scratch / "facts.db"
+        with adbc.connect(str(path)) as bulk, bulk.cursor() as cursor:
+            cursor.adbc_ingest("facts", pa.table(columns, names=facts.column_names))
+            bulk.commit()
+        connection.exec_driver_sql("ATTACH DATABASE ? AS winback_facts", (str(path),))
+        connection.exec_driver_sql(
+            f"INSERT INTO {score_facts.name} ({names}) SELECT {names} FROM winback_facts.facts"
+        )
+        return
+    rows = list(zip(*(column.to_pylist() for column in columns), strict=True))
     mark = "?" if sqlite else "%s"
-    statement = (
-        f"INSERT INTO {score_facts.name} ({', '.join(facts.column_names)}) "
-        f"VALUES ({', '.join(mark for _ in columns)})"
-    )
-    connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+    values = ", ".join(mark for _ in columns)
+    connection.exec_driver_sql(f"INSERT INTO {score_facts.name} ({names}) VALUES ({values})", rows)
 
 
 def facts_select(

@@ -28,7 +28,9 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from shutil import which
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import pyarrow as pa
@@ -220,5 +222,7 @@ def score_workspace(
     if kind == "duckdb":
         from winback.scoring.duck import duck_facts
 
-        return score(workspace, now=now, full=full, facts_filler=duck_facts(workspace))
+        with TemporaryDirectory(prefix="winback-facts-") as scratch:
+            facts = duck_facts(workspace, Path(scratch))
+            return score(workspace, now=now, full=full, facts_filler=facts)
     return score(workspace, now=now, full=full)

@@ -105,7 +105,8 @@ BULK_CACHE_SIZE = -1024 * 1024  # KiB: 1 GB
 def bulk_connection(engine: Engine, pragmas: Mapping[str, int]) -> Iterator[Connection]:
     """A connection for a bulk job that commits as it goes (one ``connection.begin()``
     per batch): on SQLite, with ``pragmas`` set until the job ends and their former
-    values back after, so the pooled connection does not carry them into other work.
+    values back after, and any database it attached detached, so the pooled
+    connection does not carry them into other work.
     Some pragmas (``temp_store``) cannot change inside a transaction: they are set
     before any."""
     with engine.connect() as connection:
@@ -122,6 +123,11 @@ def bulk_connection(engine: Engine, pragmas: Mapping[str, int]) -> Iterator[Conn
         finally:
             for name, value in former.items():
                 driver.execute(f"PRAGMA {name} = {int(value)}")
+            # A scratch database the job attached (another engine's facts) is let go
+            # here, once its transaction has ended: SQLite refuses to detach before.
+            for _, name, _ in driver.execute("PRAGMA database_list").fetchall():
+                if name not in ("main", "temp"):
+                    driver.execute(f'DETACH DATABASE "{name}"')
 
 
 @contextmanager
