@@ -185,9 +185,10 @@ def spark_session(master: str) -> Iterator[Any]:
         session.stop()
 
 
-def spark_facts(location: str, master: str) -> Any:
+def spark_facts(location: str, master: str, scratch: Path | None = None) -> Any:
     """The facts filler of :func:`winback.scoring.score` that runs the facts select on
-    Spark over the export at ``location``."""
+    Spark over the export at ``location``; ``scratch``: a folder for the facts on their
+    way into SQLite (:func:`winback.scoring.facts.insert_facts`)."""
 
     def write(connection: Connection, run: ScoreRun) -> int:
         manifest = read_manifest(location)
@@ -202,7 +203,7 @@ def spark_facts(location: str, master: str) -> Any:
             history = session.read.schema(EVENTS_DDL).option("basePath", location)
             history.parquet(location).createOrReplaceTempView("events")
             facts = session.sql(spark_sql(query)).toArrow()
-        insert_facts(connection, facts)
+        insert_facts(connection, facts, scratch)
         return manifest.high_water
 
     return write
@@ -216,13 +217,16 @@ def score_workspace(
     the facts of the full runs, the store those of the incremental ones."""
     config = workspace.config
     kind = engine or config.engine.kind
-    if kind == "spark":
-        facts = spark_facts(events_location(workspace), config.engine.master)
-        return score(workspace, now=now, full=True, facts_filler=facts)
-    if kind == "duckdb":
+    if kind == "embedded":
+        return score(workspace, now=now, full=full)
+    if kind not in ("duckdb", "spark"):
+        raise ValueError(f"engine {kind!r}: embedded, duckdb or spark")
+    with TemporaryDirectory(prefix="winback-facts-") as scratch:
+        if kind == "spark":
+            location = events_location(workspace)
+            facts = spark_facts(location, config.engine.master, Path(scratch))
+            return score(workspace, now=now, full=True, facts_filler=facts)
         from winback.scoring.duck import duck_facts
 
-        with TemporaryDirectory(prefix="winback-facts-") as scratch:
-            facts = duck_facts(workspace, Path(scratch))
-            return score(workspace, now=now, full=full, facts_filler=facts)
-    return score(workspace, now=now, full=full)
+        facts = duck_facts(workspace, Path(scratch))
+        return score(workspace, now=now, full=full, facts_filler=facts)
