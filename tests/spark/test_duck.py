@@ -4,6 +4,8 @@ full scores DuckDB computes over it equal the embedded engine's, contact by cont
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,16 @@ import pyarrow.dataset as ds
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.builders import add_event
+from tests.builders import add_contact, add_event
 from tests.spark.conftest import NOW
 from tests.spark.test_spark_score import _score, _scores, _set
 from winback.cli import app
+from winback.scoring.history_update import (
+    HistoryUpdate,
+    history_lock,
+    history_target,
+    update_history,
+)
 from winback.store.schema import events
 from winback.workspace import Workspace
 
@@ -26,9 +34,10 @@ def _compact(cli: CliRunner, ws: Workspace) -> dict[str, Any]:
     return dict(json.loads(result.stdout))
 
 
-def _history(ws: Workspace) -> dict[int, dict[str, Any]]:
-    """The history's rows by event id."""
-    table = ds.dataset(ws.path / "history", format="parquet", partitioning="hive").to_table()
+def _history(ws: Workspace, folder: Path | None = None) -> dict[int, dict[str, Any]]:
+    """The history's rows by event id: the Parquet files of its month folders."""
+    files = sorted(str(f) for f in (folder or ws.path / "history").glob("month=*/*.parquet"))
+    table = ds.dataset(files, format="parquet").to_table()
     return {row["id"]: row for row in table.to_pylist()}
 
 
@@ -135,6 +144,12 @@ def test_landed_events_are_appended_then_merged_by_compact(
     assert sorted(_history(ws)) == _stored(ws)
     quiet = _compact(cli, ws)
     assert quiet["mode"] == "none" and quiet["months_rewritten"] == []
+    # compact merges the month it has just appended to.
+    with ws.engine.begin() as connection:
+        add_event(connection, 1, "visit", NOW - timedelta(days=2))
+    once = _compact(cli, ws)
+    assert once["added"] == 1 and set(_files(ws).values()) == {1}
+    assert sorted(_history(ws)) == _stored(ws)
 
 
 def test_another_machine_open_window_writes_the_history_again(
@@ -182,3 +197,101 @@ def test_a_backfill_missed_by_an_export_since_is_found_by_counting_the_files(
     assert result["mode"] == "full"
     assert result["reason"] == "its files do not hold the events its manifest names"
     assert sorted(_history(ws)) == _stored(ws)
+
+
+def test_a_folder_named_like_a_partition_adds_no_column(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    embedded = _score(cli, ws, "--engine", "embedded", "--full")
+    expected = _scores(ws)
+    _set(ws, 'events_path = "history"', 'events_path = "h/type=purchase [1]"')
+    duck = _score(cli, ws, "--engine", "duckdb", "--full")
+    assert duck["stages"] == embedded["stages"] and duck["stage_changes"] == 0
+    assert _scores(ws) == expected
+
+
+def test_a_history_that_is_not_this_stores_is_written_again(
+    cli: CliRunner, demo_workspace: Workspace, tmp_path: Path
+) -> None:
+    ws = demo_workspace
+    shared = tmp_path / "shared"
+    _set(ws, 'events_path = "history"', f'events_path = "{shared}"')
+    other = Workspace.init(tmp_path / "other", "ecommerce")
+    with other.engine.begin() as connection:
+        someone = add_contact(
+            connection, email="other@example.com", created_at=NOW - timedelta(days=9)
+        )
+        add_event(connection, someone, "visit", NOW - timedelta(days=1))
+    other.close()
+    config = tmp_path / "other" / "winback.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'events_path = "history"', f'events_path = "{shared}"'
+        ),
+        encoding="utf-8",
+    )
+    assert _compact(cli, ws)["mode"] == "full"
+    result = cli.invoke(app, ["events", "compact", "-w", str(tmp_path / "other"), "--json"])
+    assert result.exit_code == 0, result.output
+    written = json.loads(result.stdout)
+    assert written["mode"] == "full" and written["events"] == 1
+    assert written["reason"] == "it was written from another workspace's database"
+    # This workspace's store restored from an older copy: its events end below the history.
+    _compact(cli, ws)
+    with ws.engine.begin() as connection:
+        connection.execute(events.delete().where(events.c.id == max(_stored(ws))))
+    again = _compact(cli, ws)
+    assert again["mode"] == "full" and "restored or recreated" in again["reason"]
+    assert sorted(_history(ws, shared)) == _stored(ws)
+
+
+def test_a_damaged_history_is_written_again_and_strays_are_ignored(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    _compact(cli, ws)
+    folder = ws.path / "history"
+    month = sorted(folder.glob("month=*"))[0]
+    (month / "part-0.parquet").write_bytes(b"not parquet")
+    (folder / "README.txt").write_text("notes", encoding="utf-8")
+    (month / "notes.txt").write_text("notes", encoding="utf-8")
+    result = _compact(cli, ws)
+    assert result["mode"] == "full" and "cannot be read" in result["reason"]
+    assert sorted(_history(ws)) == _stored(ws)
+    (folder / "_winback.json").write_text('{"format": 1, "high_water": "x"}', encoding="utf-8")
+    result = _compact(cli, ws)
+    assert result["mode"] == "full" and "unreadable" in result["reason"]
+    assert sorted(_history(ws)) == _stored(ws)
+
+
+def test_an_export_since_refuses_to_mix_two_machine_open_windows(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    _compact(cli, ws)
+    _set(ws, "machine_open_seconds = 2", "machine_open_seconds = 0")
+    since = f"{NOW - timedelta(days=30):%Y-%m-%d}"
+    result = cli.invoke(app, ["events", "export", "-w", str(ws.path), "--since", since])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "export everything again (without --since)" in " ".join(result.stderr.split())
+
+
+def test_a_second_writer_waits_for_the_first_and_says_so(demo_workspace: Workspace) -> None:
+    ws = demo_workspace
+    heard: list[str] = []
+    done: list[HistoryUpdate] = []
+    with history_lock(history_target(ws)):
+        writer = threading.Thread(
+            target=lambda: done.append(update_history(ws, waiting=heard.append))
+        )
+        writer.start()
+        for _ in range(200):
+            if heard:
+                break
+            time.sleep(0.05)
+        assert not done
+    writer.join(timeout=60)
+    assert heard and "another winback command holds the event history" in heard[0]
+    assert done and done[0].mode == "full"

@@ -12,6 +12,7 @@ from winback.cli.common import (
     WorkspaceOption,
     console,
     counted_progress,
+    err_console,
     open_workspace,
     print_json,
 )
@@ -92,18 +93,21 @@ def compact(
 
     ws = open_workspace(workspace)
     with counted_progress("moving events into the history", hidden=as_json) as progress:
-        result = update_history(ws, compact=True, progress=progress)
+        result = update_history(
+            ws, compact=True, progress=progress, waiting=lambda text: err_console.print(plain(text))
+        )
     if as_json:
         print_json(result.as_dict())
         return
+    moved = f"{result.added:,} event{'' if result.added == 1 else 's'}"
     how = (
         f"written again whole: {result.reason}"
         if result.mode == "full"
-        else (f"{len(result.months_rewritten)} months merged into one file each")
+        else f"{len(result.months_rewritten)} months written again as one file each"
     )
     console.print(
         plain(
-            f"{result.added:,} events moved into {result.path} ({how}); it holds "
+            f"{moved} moved into {result.path} ({how}); it holds "
             f"{result.events:,} events, up to event {result.high_water}."
         )
     )

@@ -14,6 +14,7 @@ from winback.cli.common import (
     Table,
     WorkspaceOption,
     console,
+    err_console,
     now_option,
     open_workspace,
     print_json,
@@ -72,7 +73,11 @@ def score(
 
     ws = open_workspace(workspace)
     result = score_workspace(
-        ws, now=now_option(now, ws), full=full, engine=engine.value if engine else None
+        ws,
+        now=now_option(now, ws),
+        full=full,
+        engine=engine.value if engine else None,
+        waiting=lambda text: err_console.print(plain(text)),
     )
     if as_json:
         print_json(result.as_dict())

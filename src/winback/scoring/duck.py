@@ -18,6 +18,7 @@ means what it means on PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,7 @@ from sqlalchemy.dialects import registry
 
 from winback.errors import WinbackError
 from winback.scoring.facts import FillFacts, facts_select, insert_facts
-from winback.scoring.history_export import PARTITION, events_location
-from winback.scoring.history_update import update_history
+from winback.scoring.history_update import history_lock, history_target, update_history
 from winback.scoring.run import ScoreRun
 from winback.workspace import Workspace
 
@@ -45,39 +45,46 @@ def duck_sql(query: Select[Any]) -> str:
     )
 
 
-def duck_facts(workspace: Workspace, scratch: Path) -> FillFacts:
+def duck_facts(
+    workspace: Workspace, scratch: Path, waiting: Callable[[str], None] | None = None
+) -> FillFacts:
     """The facts filler of :func:`winback.scoring.score` that runs the facts select in
     DuckDB over the workspace's history, brought up to date first; ``scratch``: a
-    folder for the facts on their way into SQLite, removed by the caller after the run."""
+    folder for the facts on their way into SQLite, removed by the caller after the run.
+    The history is held from its update to the end of the read, so no other command
+    rewrites it under DuckDB."""
     import duckdb
 
-    location = events_location(workspace)
-    if "://" in location:
-        raise DuckUnavailable(
-            f"[engine] events_path = {location!r}: the DuckDB engine reads a folder of this "
-            "machine; an object store is for `winback score --engine spark`"
-        )
+    target = history_target(workspace)
 
     def write(connection: Connection, run: ScoreRun) -> int:
-        update = update_history(workspace, connection)
-        files = f"{update.path}/{PARTITION}=*/*.parquet"
-        with duckdb.connect(config={"preserve_insertion_order": False}) as duck:
-            duck.execute("SET TimeZone = 'UTC'")
-            if update.events:
-                duck.execute(
-                    "CREATE VIEW events AS SELECT * REPLACE "
-                    "(CAST(occurred_at AS TIMESTAMP) AS occurred_at) "
-                    f"FROM read_parquet({_literal(files)}, hive_partitioning = true)"
-                )
-            else:
-                # No file to read: an empty table of the same columns.
-                duck.execute(
-                    "CREATE TABLE events (id BIGINT, contact_id BIGINT, type VARCHAR, "
-                    "channel VARCHAR, occurred_at TIMESTAMP, amount DOUBLE, bot BOOLEAN, "
-                    "machine_open BOOLEAN)"
-                )
-            facts = duck.sql(duck_sql(facts_select(run, machine_resolved=True)))
-            insert_facts(connection, facts.to_arrow_table(), scratch)
+        with history_lock(target, waiting):
+            update = update_history(workspace, connection, locked=True)
+            files = [path for month in target.files().values() for path in month]
+            with duckdb.connect(config={"preserve_insertion_order": False}) as duck:
+                duck.execute("SET TimeZone = 'UTC'")
+                if files:
+                    # The files by name, not a pattern: a folder name with ``*`` or ``[``
+                    # matches nothing else, one named ``type=x`` adds no column.
+                    listed = ", ".join(_literal(path) for path in files)
+                    duck.execute(
+                        "CREATE VIEW events AS SELECT * REPLACE "
+                        "(CAST(occurred_at AS TIMESTAMP) AS occurred_at) "
+                        f"FROM read_parquet([{listed}], hive_partitioning = false)"
+                    )
+                else:
+                    # No file to read: an empty table of the same columns.
+                    duck.execute(
+                        "CREATE TABLE events (id BIGINT, contact_id BIGINT, type VARCHAR, "
+                        "channel VARCHAR, occurred_at TIMESTAMP, amount DOUBLE, bot BOOLEAN, "
+                        "machine_open BOOLEAN)"
+                    )
+                try:
+                    facts = duck.sql(duck_sql(facts_select(run, machine_resolved=True)))
+                    table = facts.to_arrow_table()
+                except duckdb.Error as exc:
+                    raise DuckUnavailable(f"{target.base}: DuckDB cannot read it ({exc})") from None
+        insert_facts(connection, table, scratch)
         return update.high_water
 
     return write

@@ -107,6 +107,8 @@ class Manifest:
     high_water: int
     events: int
     machine_open_seconds: int
+    #: Who wrote it (:func:`store_identity`), "" in manifests written before.
+    store: str = ""
 
 
 def open_destination(destination: str) -> tuple[pafs.FileSystem, str]:
@@ -151,6 +153,12 @@ def events_location(workspace: Workspace) -> str:
     return str(workspace.path / Path(path).expanduser())
 
 
+def store_identity(workspace: Workspace) -> str:
+    """What a manifest names as its writer: a keyed hash of the workspace's secret, so a
+    history written from another workspace's store is told apart."""
+    return workspace.keyed_hash("winback event history")[:32]
+
+
 def export_history(
     workspace: Workspace,
     destination: str | None = None,
@@ -164,8 +172,14 @@ def export_history(
     machine-open flag resolved."""
     destination = destination or events_location(workspace)
     check_destination(destination, workspace.own_files())
-    target = Target(*open_destination(destination), workspace.config.scoring.machine_open_seconds)
+    target = Target(
+        *open_destination(destination),
+        workspace.config.scoring.machine_open_seconds,
+        store_identity(workspace),
+    )
     start = None if since is None else datetime(since.year, since.month, 1)
+    if since is not None:
+        _check_resolved_alike(destination, target.seconds)
     with workspace.engine.connect() as connection, connection.begin():
         high_water = int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
         before = target.months()
@@ -205,6 +219,7 @@ class Target:
     filesystem: pafs.FileSystem
     base: str
     seconds: int
+    store: str = ""
 
     def write(
         self,
@@ -276,42 +291,68 @@ class Target:
         """Write the manifest of a history holding every event up to ``high_water``,
         ``events`` of them (default: those its files hold); returns that count."""
         count = self.rows() if events is None else events
-        manifest = Manifest(high_water=high_water, events=count, machine_open_seconds=self.seconds)
+        manifest = Manifest(high_water, count, self.seconds, self.store)
         with self.filesystem.open_output_stream(f"{self.base}/{MANIFEST}") as stream:
             stream.write(json.dumps({"format": MANIFEST_FORMAT, **asdict(manifest)}).encode())
         return count
 
     def rows(self) -> int:
         """The events the history's files hold (read from their footers)."""
-        if not self.months():
+        paths = [path for month in self.files().values() for path in month]
+        if not paths:
             return 0
-        dataset = ds.dataset(
-            self.base, filesystem=self.filesystem, format="parquet", partitioning="hive"
-        )
-        return int(dataset.count_rows())
+        try:
+            found = ds.dataset(paths, filesystem=self.filesystem, format="parquet")
+            return int(found.count_rows())
+        except (OSError, pa.ArrowException) as exc:
+            raise ExportError(
+                f"{self.base}: a file of the history cannot be read ({exc})"
+            ) from None
 
     def months(self) -> set[str]:
         """The month partitions already there."""
         return set(self.files())
 
-    def files(self) -> dict[str, int]:
-        """The month partitions already there, with the count of files each holds."""
+    def files(self) -> dict[str, list[str]]:
+        """The month partitions already there, with the Parquet files each holds: only
+        ``month=YYYY-MM/*.parquet`` right under the folder, what the engines read."""
         selector = pafs.FileSelector(self.base, allow_not_found=True, recursive=True)
         prefix = f"{PARTITION}="
-        found: dict[str, int] = {}
-        for info in self.filesystem.get_file_info(selector):
+        try:
+            infos = self.filesystem.get_file_info(selector)
+        except (OSError, pa.ArrowException) as exc:
+            raise ExportError(f"{self.base}: cannot read the folder ({exc})") from None
+        found: dict[str, list[str]] = {}
+        for info in infos:
             parent, _, name = info.path.rpartition("/")
-            month = parent.rpartition("/")[2]
-            if info.type == pafs.FileType.Directory and info.base_name.startswith(prefix):
-                found.setdefault(info.base_name.removeprefix(prefix), 0)
-            elif name.endswith(".parquet") and month.startswith(prefix):
-                key = month.removeprefix(prefix)
-                found[key] = found.get(key, 0) + 1
+            if info.type == pafs.FileType.Directory and parent == self.base:
+                if name.startswith(prefix):
+                    found.setdefault(name.removeprefix(prefix), [])
+                continue
+            folder, _, month = parent.rpartition("/")
+            usable = name.endswith(".parquet") and not name.startswith((".", "_"))
+            if usable and folder == self.base and month.startswith(prefix):
+                found.setdefault(month.removeprefix(prefix), []).append(info.path)
         return found
 
     def drop_months(self, months: set[str]) -> None:
         for month in sorted(months):
             self.filesystem.delete_dir(f"{self.base}/{PARTITION}={month}")
+
+
+def _check_resolved_alike(destination: str, seconds: int) -> None:
+    """Refuse to write some months of an export whose others were resolved with another
+    machine-open window: the export would mix two rules."""
+    try:
+        manifest = read_manifest(destination)
+    except ExportError:
+        return
+    if manifest.machine_open_seconds != seconds:
+        raise ExportError(
+            f"{destination}: its machine opens were resolved with "
+            f"scoring.machine_open_seconds = {manifest.machine_open_seconds}, the workspace "
+            f"says {seconds}: export everything again (without --since)"
+        )
 
 
 def _months_of(times: pa.Array) -> pa.Array:
@@ -343,12 +384,16 @@ def read_manifest(destination: str) -> Manifest:
         ) from None
     except (OSError, ValueError) as exc:
         raise ExportError(f"{destination}/{MANIFEST}: unreadable ({exc})") from None
-    if data.get("format") != MANIFEST_FORMAT:
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise ExportError(
             f"{destination}/{MANIFEST}: written by another version of winback; export again"
         )
-    return Manifest(
-        high_water=int(data["high_water"]),
-        events=int(data["events"]),
-        machine_open_seconds=int(data["machine_open_seconds"]),
-    )
+    try:
+        return Manifest(
+            high_water=int(data["high_water"]),
+            events=int(data["events"]),
+            machine_open_seconds=int(data["machine_open_seconds"]),
+            store=str(data.get("store", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"{destination}/{MANIFEST}: unreadable ({exc!r})") from None

@@ -22,11 +22,15 @@ which the history does not hold), so the history needs no rewrite for an erasure
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, not_, or_, select
+from sqlalchemy import Connection, and_, false, func, not_, or_, select
 
 from winback.domain import EventType
 from winback.scoring.history_export import (
@@ -39,10 +43,14 @@ from winback.scoring.history_export import (
     events_location,
     open_destination,
     read_manifest,
+    store_identity,
 )
 from winback.scoring.machine_open import delivered_before_open
 from winback.store.schema import events
 from winback.workspace import Workspace
+
+#: The file a command holds while it writes (or a score reads) the history.
+LOCK = ".winback.lock"
 
 
 @dataclass
@@ -62,6 +70,46 @@ class HistoryUpdate:
         return asdict(self)
 
 
+def history_target(workspace: Workspace) -> Target:
+    """The workspace's history folder (``[engine] events_path``), refused when it is an
+    object store or holds the workspace's own files."""
+    location = events_location(workspace)
+    if "://" in location:
+        raise ExportError(
+            f"[engine] events_path = {location!r}: the workspace's history is a folder of "
+            "this machine; for an object store, `winback events export --parquet URL`"
+        )
+    check_destination(location, workspace.own_files())
+    return Target(
+        *open_destination(location),
+        workspace.config.scoring.machine_open_seconds,
+        store_identity(workspace),
+    )
+
+
+@contextmanager
+def history_lock(target: Target, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the history folder for one command (an update, or a score's update and read);
+    another waits, saying so through ``waiting``, rather than fail."""
+    folder = Path(target.base)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / LOCK).open("a")
+    except OSError as exc:
+        raise ExportError(f"{folder}: cannot use it for the event history ({exc})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting(f"another winback command holds the event history in {folder}: waiting")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def update_history(
     workspace: Workspace,
     connection: Connection | None = None,
@@ -69,21 +117,39 @@ def update_history(
     compact: bool = False,
     batch_rows: int = BATCH_ROWS,
     progress: ExportProgress | None = None,
+    waiting: Callable[[str], None] | None = None,
+    locked: bool = False,
 ) -> HistoryUpdate:
     """Bring the workspace's history up to the store's latest event, reading the store
     through ``connection`` (the caller's transaction, so a score sees the history of its
-    own snapshot) or a transaction of its own."""
+    own snapshot) or a transaction of its own. ``locked``: the caller holds
+    :func:`history_lock` already."""
+    target = history_target(workspace)
+    if not locked:
+        with history_lock(target, waiting):
+            return update_history(
+                workspace,
+                connection,
+                compact=compact,
+                batch_rows=batch_rows,
+                progress=progress,
+                locked=True,
+            )
     if connection is None:
         with workspace.engine.connect() as own, own.begin():
             return update_history(
-                workspace, own, compact=compact, batch_rows=batch_rows, progress=progress
+                workspace,
+                own,
+                compact=compact,
+                batch_rows=batch_rows,
+                progress=progress,
+                locked=True,
             )
     location = events_location(workspace)
-    check_destination(location, workspace.own_files())
-    target = Target(*open_destination(location), workspace.config.scoring.machine_open_seconds)
     high_water = int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
-    manifest = _manifest(location)
-    reason = _rewrite_reason(connection, manifest, target)
+    manifest, reason = _manifest(location)
+    if manifest is not None:
+        reason = _rewrite_reason(connection, manifest, target, high_water)
     if reason or manifest is None:
         before = target.months()
         written, _ = target.write(
@@ -93,67 +159,86 @@ def update_history(
         count = target.finish(high_water)
         return HistoryUpdate(location, "full", reason, count, sorted(written), high_water, count)
     old = manifest.high_water
-    months = _late_delivery_months(connection, old, high_water, target.seconds)
-    if compact:
-        months |= {month for month, files in target.files().items() if files > 1}
-    bounds = [_month_range(month) for month in sorted(months)]
-
-    def in_months(e: Any) -> Any:
-        return or_(*(and_(e.c.occurred_at >= a, e.c.occurred_at < b) for a, b in bounds))
-
-    if bounds:
+    late = _late_delivery_months(connection, old, high_water, target.seconds)
+    _rewrite_months(connection, target, late, high_water, batch_rows, progress)
+    if high_water > old:
         target.write(
             connection,
-            lambda e: (in_months(e), e.c.id <= high_water),
-            batch_rows=batch_rows,
-            progress=progress,
-        )
-    new, _ = (
-        target.write(
-            connection,
-            lambda e: (
-                e.c.id > old,
-                e.c.id <= high_water,
-                *((not_(in_months(e)),) if bounds else ()),
-            ),
+            lambda e: (e.c.id > old, e.c.id <= high_water, not_(_in_months(e, late))),
             append=True,
             batch_rows=batch_rows,
             progress=progress,
         )
-        if high_water > old
-        else (set(), 0)
-    )
+    merged: set[str] = set()
+    if compact:
+        merged = {month for month, files in target.files().items() if len(files) > 1}
+        _rewrite_months(connection, target, merged, high_water, batch_rows, progress)
     count = target.finish(high_water)
     landed = and_(events.c.id > old, events.c.id <= high_water)
     added = int(connection.execute(select(func.count()).where(landed)).scalar_one())
-    mode = "incremental" if added or bounds or new else "none"
-    return HistoryUpdate(location, mode, "", added, sorted(months), high_water, count)
+    mode = "incremental" if added or late or merged else "none"
+    rewritten = sorted(late | merged)
+    return HistoryUpdate(location, mode, "", added, rewritten, high_water, count)
 
 
-def _manifest(location: str) -> Manifest | None:
+def _rewrite_months(
+    connection: Connection,
+    target: Target,
+    months: set[str],
+    high_water: int,
+    batch_rows: int,
+    progress: ExportProgress | None,
+) -> None:
+    """Write ``months`` again whole, each as one file."""
+    if months:
+        target.write(
+            connection,
+            lambda e: (_in_months(e, months), e.c.id <= high_water),
+            batch_rows=batch_rows,
+            progress=progress,
+        )
+
+
+def _in_months(e: Any, months: set[str]) -> Any:
+    """The events of ``e`` that fall in ``months`` (none when there is no month)."""
+    bounds = [_month_range(month) for month in sorted(months)]
+    return or_(false(), *(and_(e.c.occurred_at >= a, e.c.occurred_at < b) for a, b in bounds))
+
+
+def _manifest(location: str) -> tuple[Manifest | None, str]:
+    """The history's manifest, or None and why."""
     try:
-        return read_manifest(location)
-    except ExportError:
-        return None
+        return read_manifest(location), ""
+    except ExportError as exc:
+        text = str(exc)
+        return None, "no event history yet" if "no event history" in text else text
 
 
-def _rewrite_reason(connection: Connection, manifest: Manifest | None, target: Target) -> str:
+def _rewrite_reason(
+    connection: Connection, manifest: Manifest, target: Target, high_water: int
+) -> str:
     """Why the history must be written again whole, or ``""``. Its files are counted
     against the manifest: an export ``--since`` into the same folder writes a manifest
     up to the newest event while an older month may lack a backfill."""
-    if manifest is None:
-        return "no event history yet"
+    if manifest.store != target.store:
+        return "it was written from another workspace's database"
     if manifest.machine_open_seconds != target.seconds:
         return (
             f"its machine opens were resolved with scoring.machine_open_seconds = "
             f"{manifest.machine_open_seconds}, the workspace says {target.seconds}"
         )
-    below = events.c.id <= manifest.high_water
-    if target.rows() != manifest.events:
+    if high_water < manifest.high_water:
+        return "the store's events end below its high water (a database restored or recreated)"
+    try:
+        held = target.rows()
+    except ExportError as exc:
+        return str(exc)
+    if held != manifest.events:
         return "its files do not hold the events its manifest names"
     if connection.dialect.name != "sqlite":
         # SQLite gives ids in the order its one writer commits; PostgreSQL's sequence
         # does not, so an id below the high water may commit after it was moved.
+        below = events.c.id <= manifest.high_water
         stored = connection.execute(select(func.count()).select_from(events).where(below))
         if int(stored.scalar_one()) != manifest.events:
             return "the store holds other events below the history's high water"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -210,11 +210,17 @@ def spark_facts(location: str, master: str, scratch: Path | None = None) -> Any:
 
 
 def score_workspace(
-    workspace: Workspace, *, now: datetime, full: bool = False, engine: str | None = None
+    workspace: Workspace,
+    *,
+    now: datetime,
+    full: bool = False,
+    engine: str | None = None,
+    waiting: Callable[[str], None] | None = None,
 ) -> ScoreResult:
     """``winback score``: on the ``engine`` named (``embedded``, ``duckdb`` or ``spark``),
     else the one of ``[engine] kind``. Spark scoring is always a full run; DuckDB computes
-    the facts of the full runs, the store those of the incremental ones."""
+    the facts of the full runs, the store those of the incremental ones; ``waiting``
+    hears when another command holds the history DuckDB reads."""
     config = workspace.config
     kind = engine or config.engine.kind
     if kind == "embedded":
@@ -228,5 +234,5 @@ def score_workspace(
             return score(workspace, now=now, full=True, facts_filler=facts)
         from winback.scoring.duck import duck_facts
 
-        facts = duck_facts(workspace, Path(scratch))
+        facts = duck_facts(workspace, Path(scratch), waiting)
         return score(workspace, now=now, full=full, facts_filler=facts)
