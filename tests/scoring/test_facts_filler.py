@@ -105,3 +105,11 @@ def test_the_facts_scratch_database_is_let_go(sqlite_workspace: Workspace) -> No
         for connection in connections:
             connection.close()
     assert not list(Path(tempfile.gettempdir()).glob("winback-facts-*"))
+
+
+def test_the_duckdb_engine_scores_a_base_without_events(sqlite_workspace: Workspace) -> None:
+    with sqlite_workspace.engine.begin() as c:
+        add_contact(c, email="quiet@example.com", created_at=NOW - timedelta(400))
+    result = score_workspace(sqlite_workspace, now=NOW, full=True, engine="duckdb")
+    assert result.mode == "full" and result.contacts == 1
+    assert _rows(sqlite_workspace)[0]["purchases"] == 0

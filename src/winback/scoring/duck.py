@@ -27,9 +27,13 @@ from sqlalchemy.dialects import registry
 
 from winback.errors import WinbackError
 from winback.scoring.facts import FillFacts, facts_select, insert_facts
+from winback.scoring.history_export import SCHEMA
 from winback.scoring.history_update import history_lock, history_target, update_history
 from winback.scoring.run import ScoreRun
 from winback.workspace import Workspace
+
+#: The history's instants as the store's naive UTC times (the session is in UTC).
+NAIVE_UTC = "* REPLACE (CAST(occurred_at AS TIMESTAMP) AS occurred_at)"
 
 
 class DuckUnavailable(WinbackError):
@@ -63,22 +67,15 @@ def duck_facts(
             files = [path for month in target.files().values() for path in month]
             with duckdb.connect(config={"preserve_insertion_order": False}) as duck:
                 duck.execute("SET TimeZone = 'UTC'")
-                if files:
-                    # The files by name, not a pattern: a folder name with ``*`` or ``[``
-                    # matches nothing else, one named ``type=x`` adds no column.
-                    listed = ", ".join(_literal(path) for path in files)
-                    duck.execute(
-                        "CREATE VIEW events AS SELECT * REPLACE "
-                        "(CAST(occurred_at AS TIMESTAMP) AS occurred_at) "
-                        f"FROM read_parquet([{listed}], hive_partitioning = false)"
-                    )
-                else:
-                    # No file to read: an empty table of the same columns.
-                    duck.execute(
-                        "CREATE TABLE events (id BIGINT, contact_id BIGINT, type VARCHAR, "
-                        "channel VARCHAR, occurred_at TIMESTAMP, amount DOUBLE, bot BOOLEAN, "
-                        "machine_open BOOLEAN)"
-                    )
+                # The files by name, not a pattern: a folder name with ``*`` or ``[``
+                # matches nothing else, one named ``type=x`` adds no column. No file:
+                # an empty table of the history's own columns.
+                history = (
+                    duck.read_parquet(files, hive_partitioning=False)
+                    if files
+                    else duck.from_arrow(SCHEMA.empty_table())
+                )
+                history.project(NAIVE_UTC).create_view("events")
                 try:
                     facts = duck.sql(duck_sql(facts_select(run, machine_resolved=True)))
                     table = facts.to_arrow_table()
@@ -88,7 +85,3 @@ def duck_facts(
         return update.high_water
 
     return write
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
