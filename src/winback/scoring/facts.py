@@ -39,6 +39,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    column,
     exists,
     func,
     insert,
@@ -46,6 +47,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    table,
     union,
 )
 
@@ -114,47 +116,46 @@ score_touch = Table(
 FillFacts = Callable[[Connection, "ScoreRun"], int | None]
 
 
-def insert_facts(connection: Connection, facts: pa.Table, scratch: Path | None = None) -> None:
+def insert_facts(connection: Connection, facts: pa.Table, scratch: Path) -> None:
     """Write into :data:`score_facts` the facts another engine computed (an Arrow table
     of its columns): times as the store keeps them (naive UTC; in SQLite the text
     SQLAlchemy writes), counts as integers.
 
-    On SQLite with a ``scratch`` folder, the table goes in as Arrow (ADBC's bulk ingest)
-    into a database of its own there, which the run's connection attaches and copies
-    from: a million facts turned into Python rows for ``executemany`` cost more than
-    the engine took to compute them. The attached database is let go when the run's
-    connection is (:func:`winback.store.engine.bulk_connection`)."""
+    On SQLite the table goes in as Arrow (ADBC's bulk ingest) into a database of its own
+    in the ``scratch`` folder, which the run's connection attaches and copies from: a
+    million facts turned into Python rows for ``executemany`` cost more than the engine
+    took to compute them. The attached database is let go when the run's connection is
+    (:func:`winback.store.engine.bulk_connection`). On PostgreSQL the rows go through the
+    driver's ``executemany``, without SQLAlchemy's per-row work."""
     import pyarrow as pa  # only the other engines need Arrow
 
     sqlite = connection.dialect.name == "sqlite"
     columns = []
-    for column in facts.columns:
-        if pa.types.is_timestamp(column.type):
-            column = column.cast(pa.timestamp("us"))
+    for values in facts.columns:
+        if pa.types.is_timestamp(values.type):
+            values = values.cast(pa.timestamp("us"))
             if sqlite:  # ``2025-06-01 10:00:05.000000``, six digits always
-                column = column.cast(pa.string())
-        elif pa.types.is_decimal(column.type):
-            column = column.cast(pa.int64())
-        columns.append(column)
+                values = values.cast(pa.string())
+        elif pa.types.is_decimal(values.type):
+            values = values.cast(pa.int64())
+        columns.append(values)
     if not facts.num_rows:
         return
-    names = ", ".join(facts.column_names)
-    if sqlite and scratch is not None:
-        import adbc_driver_sqlite.dbapi as adbc
-
-        path = scratch / "facts.db"
-        with adbc.connect(str(path)) as bulk, bulk.cursor() as cursor:
-            cursor.adbc_ingest("facts", pa.table(columns, names=facts.column_names))
-            bulk.commit()
-        connection.exec_driver_sql("ATTACH DATABASE ? AS winback_facts", (str(path),))
-        connection.exec_driver_sql(
-            f"INSERT INTO {score_facts.name} ({names}) SELECT {names} FROM winback_facts.facts"
-        )
+    names = facts.column_names
+    ready = pa.table(columns, names=names)
+    if not sqlite:
+        statement = insert(score_facts).compile(dialect=connection.dialect, column_keys=names)
+        connection.exec_driver_sql(str(statement), ready.to_pylist())
         return
-    rows = list(zip(*(column.to_pylist() for column in columns), strict=True))
-    mark = "?" if sqlite else "%s"
-    values = ", ".join(mark for _ in columns)
-    connection.exec_driver_sql(f"INSERT INTO {score_facts.name} ({names}) VALUES ({values})", rows)
+    import adbc_driver_sqlite.dbapi as adbc
+
+    path = scratch / "facts.db"
+    with adbc.connect(str(path)) as bulk, bulk.cursor() as cursor:
+        cursor.adbc_ingest("facts", ready)
+        bulk.commit()
+    connection.exec_driver_sql("ATTACH DATABASE ? AS winback_facts", (str(path),))
+    ingested = table("facts", *(column(name) for name in names), schema="winback_facts")
+    connection.execute(insert(score_facts).from_select(names, select(ingested)))
 
 
 def facts_select(

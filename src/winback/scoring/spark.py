@@ -185,7 +185,7 @@ def spark_session(master: str) -> Iterator[Any]:
         session.stop()
 
 
-def spark_facts(location: str, master: str, scratch: Path | None = None) -> Any:
+def spark_facts(location: str, master: str, scratch: Path) -> Any:
     """The facts filler of :func:`winback.scoring.score` that runs the facts select on
     Spark over the export at ``location``; ``scratch``: a folder for the facts on their
     way into SQLite (:func:`winback.scoring.facts.insert_facts`)."""
