@@ -45,6 +45,7 @@ from winback.domain import EventType
 from winback.errors import WinbackError
 from winback.safe_output import OutputRefused
 from winback.scoring.machine_open import machine_open_sql
+from winback.store.history import high_water as stored_high_water
 from winback.store.schema import events
 from winback.workspace import Workspace
 
@@ -81,6 +82,10 @@ class ExportError(WinbackError):
     """The export cannot be written, or read back, where it was asked."""
 
     exit_code = 2
+
+
+class NoExport(ExportError):
+    """No export was ever written there."""
 
 
 @dataclass
@@ -181,7 +186,7 @@ def export_history(
     if since is not None:
         _check_resolved_alike(destination, target.seconds)
     with workspace.engine.connect() as connection, connection.begin():
-        high_water = int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
+        high_water = stored_high_water(connection)
         before = target.months()
         written, count = target.write(
             connection,
@@ -226,14 +231,15 @@ class Target:
         connection: Connection,
         where: Where,
         *,
-        append: bool = False,
+        append_after: int | None = None,
         batch_rows: int = BATCH_ROWS,
         progress: ExportProgress | None = None,
     ) -> tuple[set[str], int]:
         """Write the events for which ``where(e)`` holds (``e``: the alias of the
         ``events`` table the query reads), flags resolved; returns the months written
         and the count of events.
-        The month folders written are replaced, or with ``append`` get one more file."""
+        The month folders written are replaced, or with ``append_after`` (an event id
+        below every one written) get one more file, named after it."""
         e = events.alias("e")
         conditions = where(e)
         machine = case(
@@ -266,8 +272,6 @@ class Target:
                 if progress is not None:
                     progress(done, count)
 
-        # Appended files are named after the first event id they may hold: never taken.
-        first = connection.execute(select(func.min(e.c.id)).where(*conditions)).scalar() or 0
         try:
             self.filesystem.create_dir(self.base, recursive=True)
             ds.write_dataset(
@@ -277,8 +281,14 @@ class Target:
                 format="parquet",
                 filesystem=self.filesystem,
                 partitioning=ds.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive"),
-                basename_template=f"part-{first}-{{i}}.parquet" if append else "part-{i}.parquet",
-                existing_data_behavior="overwrite_or_ignore" if append else "delete_matching",
+                basename_template=(
+                    "part-{i}.parquet"
+                    if append_after is None
+                    else f"part-{append_after + 1}-{{i}}.parquet"
+                ),
+                existing_data_behavior=(
+                    "delete_matching" if append_after is None else "overwrite_or_ignore"
+                ),
                 file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
             )
         except (OSError, pa.ArrowException) as exc:
@@ -378,7 +388,7 @@ def read_manifest(destination: str) -> Manifest:
         with filesystem.open_input_stream(f"{base}/{MANIFEST}") as stream:
             data = json.loads(stream.read())
     except FileNotFoundError:
-        raise ExportError(
+        raise NoExport(
             f"{destination}: no event history exported there; run "
             f"`winback events export --parquet {destination}` first"
         ) from None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import fcntl
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from winback.scoring.history_export import (
     ExportError,
     ExportProgress,
     Manifest,
+    NoExport,
     Target,
     check_destination,
     events_location,
@@ -46,6 +47,7 @@ from winback.scoring.history_export import (
     store_identity,
 )
 from winback.scoring.machine_open import delivered_before_open
+from winback.store.history import high_water as stored_high_water
 from winback.store.schema import events
 from winback.workspace import Workspace
 
@@ -125,28 +127,25 @@ def update_history(
     own snapshot) or a transaction of its own. ``locked``: the caller holds
     :func:`history_lock` already."""
     target = history_target(workspace)
-    if not locked:
-        with history_lock(target, waiting):
-            return update_history(
-                workspace,
-                connection,
-                compact=compact,
-                batch_rows=batch_rows,
-                progress=progress,
-                locked=True,
-            )
-    if connection is None:
-        with workspace.engine.connect() as own, own.begin():
-            return update_history(
-                workspace,
-                own,
-                compact=compact,
-                batch_rows=batch_rows,
-                progress=progress,
-                locked=True,
-            )
-    location = events_location(workspace)
-    high_water = int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
+    with ExitStack() as stack:
+        if not locked:
+            stack.enter_context(history_lock(target, waiting))
+        if connection is None:
+            connection = stack.enter_context(workspace.engine.connect())
+            stack.enter_context(connection.begin())
+        return _update(connection, target, compact, batch_rows, progress)
+
+
+def _update(
+    connection: Connection,
+    target: Target,
+    compact: bool,
+    batch_rows: int,
+    progress: ExportProgress | None,
+) -> HistoryUpdate:
+    """:func:`update_history` with the history held and the store's transaction open."""
+    location = target.base
+    high_water = stored_high_water(connection)
     manifest, reason = _manifest(location)
     if manifest is not None:
         reason = _rewrite_reason(connection, manifest, target, high_water)
@@ -165,7 +164,7 @@ def update_history(
         target.write(
             connection,
             lambda e: (e.c.id > old, e.c.id <= high_water, not_(_in_months(e, late))),
-            append=True,
+            append_after=old,
             batch_rows=batch_rows,
             progress=progress,
         )
@@ -209,9 +208,10 @@ def _manifest(location: str) -> tuple[Manifest | None, str]:
     """The history's manifest, or None and why."""
     try:
         return read_manifest(location), ""
+    except NoExport:
+        return None, "no event history yet"
     except ExportError as exc:
-        text = str(exc)
-        return None, "no event history yet" if "no event history" in text else text
+        return None, str(exc)
 
 
 def _rewrite_reason(
