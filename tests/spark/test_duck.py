@@ -11,20 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as ds
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from tests.builders import add_contact, add_event
 from tests.spark.conftest import NOW
 from tests.spark.test_spark_score import _score, _scores, _set
 from winback.cli import app
+from winback.reports.aggregates import health_snapshot
 from winback.scoring.history_update import (
     HistoryUpdate,
     history_lock,
     history_target,
     update_history,
 )
-from winback.store.schema import events
+from winback.store.schema import contacts, events
 from winback.workspace import Workspace
 
 
@@ -41,6 +42,14 @@ def _history(ws: Workspace, folder: Path | None = None) -> dict[int, dict[str, A
     return {row["id"]: row for row in table.to_pylist()}
 
 
+def _health(ws: Workspace) -> dict[str, Any]:
+    """The base's health kept by the last score."""
+    with ws.engine.connect() as connection:
+        kept = health_snapshot(connection)
+    assert kept is not None
+    return kept
+
+
 def _files(ws: Workspace) -> dict[str, int]:
     found: dict[str, int] = {}
     for file in (ws.path / "history").rglob("*.parquet"):
@@ -55,8 +64,16 @@ def _stored(ws: Workspace) -> list[int]:
 
 def test_duckdb_scores_equal_the_embedded_engine(cli: CliRunner, demo_workspace: Workspace) -> None:
     ws = demo_workspace
+    _score(cli, ws, "--engine", "embedded", "--full")
+    # Messages sent lately to quiet contacts, which the health prices.
+    quiet = [cid for cid, row in _scores(ws).items() if row["stage"] in ("dormant", "lost")]
+    with ws.engine.begin() as connection:
+        for number, cid in enumerate(quiet[:5]):
+            channel = "sms" if number % 2 else "email"
+            add_event(connection, cid, "sent", NOW - timedelta(days=3 + number), channel=channel)
     embedded = _score(cli, ws, "--engine", "embedded", "--full")
     expected = _scores(ws)
+    health = _health(ws)
     _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
 
     first = _score(cli, ws, "--full")
@@ -64,9 +81,14 @@ def test_duckdb_scores_equal_the_embedded_engine(cli: CliRunner, demo_workspace:
     assert first["mode"] == "full"
     assert first["stages"] == embedded["stages"]
     assert first["stage_changes"] == 0
+    # Every derived row came out as the embedded engine wrote it: none written again.
+    assert first["rewritten"] == 0
     got = _scores(ws)
     differing = [cid for cid in expected if got.get(cid) != expected[cid]]
     assert got.keys() == expected.keys() and differing == [], differing[:3]
+    # The base's health, computed by DuckDB over the history, as the store computes it.
+    assert health["cost"]["total"] > 0 and health["stages"]["lost"]["count"] > 0
+    assert _health(ws) == health
     # The score wrote the history first: every stored event, nothing personal.
     assert sorted(_history(ws)) == _stored(ws)
 
@@ -80,6 +102,14 @@ def test_duckdb_scores_equal_the_embedded_engine(cli: CliRunner, demo_workspace:
     assert after[buyer]["purchases"] == expected[buyer]["purchases"] + 1
     assert again["stages"]["active"] == embedded["stages"]["active"] + 1
     assert sorted(_history(ws)) == _stored(ws)
+
+    # An erased contact's row goes, with nothing else written.
+    erased = next(cid for cid, row in after.items() if row["stage"] == "dormant")
+    with ws.engine.begin() as connection:
+        connection.execute(update(contacts).where(contacts.c.id == erased).values(erased_at=NOW))
+    gone = _score(cli, ws, "--full")
+    assert gone["rewritten"] == 0 and gone["contacts"] == again["contacts"] - 1
+    assert erased not in _scores(ws)
 
     # Incremental runs stay in the store: one more purchase, merged there.
     with ws.engine.begin() as connection:

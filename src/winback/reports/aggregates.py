@@ -64,14 +64,20 @@ JOURNEY = "journey:"
 
 
 def refresh_figures(
-    connection: Connection, config: Config, now: datetime, *, full: bool = True
+    connection: Connection,
+    config: Config,
+    now: datetime,
+    *,
+    full: bool = True,
+    health: dict[str, Any] | None = None,
 ) -> None:
     """Bring the kept figures up to date with the stage history and the events, and keep
     the base's health as of ``now`` (aware). Call it inside the score's transaction.
 
     The health reads every score row and the messages of the cost period (seconds on a
     large base), so an incremental score (``full`` false) takes it again only on a new
-    day of the workspace's zone: the page shows the day it was taken."""
+    day of the workspace's zone: the page shows the day it was taken. ``health``: the
+    parts of it another engine computed (:func:`~winback.reports.health.scored_figures`)."""
     _refresh_stages(connection)
     _refresh_deliveries(connection, config.workspace.timezone)
     refresh_journeys(connection, config, now)
@@ -79,10 +85,10 @@ def refresh_figures(
         now, ZoneInfo(config.workspace.timezone)
     ):
         return
-    health = health_figures(connection, config, now)
+    figures = health_figures(connection, config, now, scored=health)
     connection.execute(delete(figure_snapshots).where(figure_snapshots.c.name == HEALTH))
     connection.execute(
-        insert(figure_snapshots), {"name": HEALTH, "computed_at": to_db(now), "data": health}
+        insert(figure_snapshots), {"name": HEALTH, "computed_at": to_db(now), "data": figures}
     )
 
 

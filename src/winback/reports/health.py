@@ -17,12 +17,12 @@ Definitions:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, case, func, or_, select
+from sqlalchemy import Connection, Select, and_, case, func, or_, select
 
 from winback.clock import to_db
 from winback.config import Config
@@ -45,6 +45,8 @@ INACTIVITY_BUCKETS = (
     ("36+", 1095, None),
 )
 COST_PERIOD_DAYS = 30
+#: Runs a select where the tables are, and gives its rows.
+Rows = Callable[[Select[Any]], Sequence[Any]]
 # The contacts the report is about (not erased), and those of them that are scored.
 LIVE = contacts.c.erased_at.is_(None)
 SCORED = contact_scores.join(contacts, contacts.c.id == contact_scores.c.contact_id)
@@ -69,45 +71,64 @@ def base_health(workspace: Workspace, *, now: datetime) -> dict[str, Any]:
         return health_figures(connection, workspace.config, now)
 
 
-def health_figures(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
+def health_figures(
+    connection: Connection,
+    config: Config,
+    now: datetime,
+    *,
+    scored: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The whole report as one JSON-ready object with the keys ``stages``, ``channels``,
     ``inactivity_buckets``, ``erosion`` and ``cost`` (plus ``now`` and ``contacts``), read
-    through ``connection``: the score keeps it inside its own transaction."""
-    total = int(connection.execute(select(func.count()).where(LIVE)).scalar_one())
+    through ``connection``: the score keeps it inside its own transaction. ``scored``:
+    the parts of :func:`scored_figures`, when another engine computed them."""
+    if scored is None:
+        scored = scored_figures(lambda query: connection.execute(query).all(), config, now)
     return {
         "now": now.isoformat(),
-        "contacts": total,
-        "stages": _stages(connection, total),
-        "channels": _channels(connection, total),
-        "inactivity_buckets": _inactivity(connection, config, now),
+        **{key: scored[key] for key in ("contacts", "stages", "channels", "inactivity_buckets")},
         "erosion": _erosion(connection, config, now),
-        "cost": _cost(connection, config, now),
+        "cost": scored["cost"],
     }
 
 
-def _stages(connection: Connection, total: int) -> dict[str, Any]:
-    rows: dict[Any, Any] = dict(
-        connection.execute(
+def scored_figures(rows: Rows, config: Config, now: datetime) -> dict[str, Any]:
+    """The parts of the health that read only the contacts, their scores and the events
+    (all but the erosion), with the queries run by ``rows`` (a select in, its rows out):
+    an engine that holds those tables computes them there."""
+    total = int(rows(select(func.count()).where(LIVE))[0][0])
+    return {
+        "contacts": total,
+        "stages": _stages(rows, total),
+        "channels": _channels(rows, total),
+        "inactivity_buckets": _inactivity(rows, config, now),
+        "cost": _cost(rows, config, now),
+    }
+
+
+def _stages(rows: Rows, total: int) -> dict[str, Any]:
+    found: dict[Any, Any] = dict(
+        rows(
             select(contact_scores.c.stage, func.count())
             .select_from(SCORED)
             .where(LIVE)
             .group_by(contact_scores.c.stage)
-        ).all()
+        )
     )
-    scored = sum(rows.values())
-    result = _spread(rows, (stage.value for stage in Stage), scored)
+    scored = sum(found.values())
+    result = _spread(found, (stage.value for stage in Stage), scored)
     result["unscored"] = {"count": total - scored, "share": _share(total - scored, total)}
     return result
 
 
-def _channels(connection: Connection, total: int) -> dict[str, Any]:
+def _channels(rows: Rows, total: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for channel in SENDING_CHANNELS:
         column = contacts.c[f"{channel.value}_status"]
-        rows: dict[Any, Any] = dict(
-            connection.execute(select(column, func.count()).where(LIVE).group_by(column)).all()
+        found: dict[Any, Any] = dict(
+            rows(select(column, func.count()).where(LIVE).group_by(column))
         )
-        statuses = _spread(rows, (status.value for status in ChannelStatus), total)
+        statuses = _spread(found, (status.value for status in ChannelStatus), total)
         result[channel.value] = {
             "statuses": statuses,
             "reachable": statuses[ChannelStatus.SUBSCRIBED.value]["count"],
@@ -116,12 +137,12 @@ def _channels(connection: Connection, total: int) -> dict[str, Any]:
         contacts.c.email_status == ChannelStatus.SUBSCRIBED.value,
         contacts.c.sms_status == ChannelStatus.SUBSCRIBED.value,
     )
-    reachable = connection.execute(select(func.count()).where(LIVE, either)).scalar_one()
-    result["reachable_any"] = {"count": int(reachable), "share": _share(int(reachable), total)}
+    reachable = int(rows(select(func.count()).where(LIVE, either))[0][0])
+    result["reachable_any"] = {"count": reachable, "share": _share(reachable, total)}
     return result
 
 
-def _inactivity(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
+def _inactivity(rows: Rows, config: Config, now: datetime) -> dict[str, Any]:
     timezone = config.workspace.timezone
     today = day_number(now, ZoneInfo(timezone))
     days = today - local_day(contact_scores.c.last_interaction_at, timezone)
@@ -131,13 +152,11 @@ def _inactivity(connection: Connection, config: Config, now: datetime) -> dict[s
         else_=INACTIVITY_BUCKETS[-1][0],
     )
     labelled = select(bucket.label("bucket")).select_from(SCORED).where(LIVE).subquery()
-    rows: dict[Any, Any] = dict(
-        connection.execute(
-            select(labelled.c.bucket, func.count()).group_by(labelled.c.bucket)
-        ).all()
+    found: dict[Any, Any] = dict(
+        rows(select(labelled.c.bucket, func.count()).group_by(labelled.c.bucket))
     )
-    scored = sum(rows.values())
-    return _spread(rows, [label for label, _, _ in INACTIVITY_BUCKETS] + ["never"], scored)
+    scored = sum(found.values())
+    return _spread(found, [label for label, _, _ in INACTIVITY_BUCKETS] + ["never"], scored)
 
 
 def _erosion(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
@@ -179,11 +198,11 @@ def _erosion(connection: Connection, config: Config, now: datetime) -> dict[str,
     }
 
 
-def _cost(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
+def _cost(rows: Rows, config: Config, now: datetime) -> dict[str, Any]:
     since = now - timedelta(days=COST_PERIOD_DAYS)
     prices = {Channel.EMAIL.value: config.cost.email, Channel.SMS.value: config.cost.sms}
-    events = events_slice(connection, types=[EventType.SENT], since=since, until=now)
-    rows = connection.execute(
+    events = events_slice(None, types=[EventType.SENT], since=since, until=now)
+    found = rows(
         select(contact_scores.c.stage, events.c.channel, func.count())
         .select_from(
             events.join(contact_scores, contact_scores.c.contact_id == events.c.contact_id)
@@ -194,8 +213,8 @@ def _cost(connection: Connection, config: Config, now: datetime) -> dict[str, An
             contact_scores.c.stage.in_([Stage.DORMANT.value, Stage.LOST.value]),
         )
         .group_by(contact_scores.c.stage, events.c.channel)
-    ).all()
-    sent = {(stage, channel): int(count) for stage, channel, count in rows}
+    )
+    sent = {(stage, channel): int(count) for stage, channel, count in found}
     result: dict[str, Any] = {"currency": config.cost.currency, "period_days": COST_PERIOD_DAYS}
     total = 0.0
     for stage in (Stage.DORMANT.value, Stage.LOST.value):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Date,
     Integer,
+    Select,
     String,
     Table,
     case,
@@ -75,14 +76,16 @@ def derive_and_write(
     """Derive the rows of the contacts to rewrite (every contact on a ``full`` score,
     else those in ``score_touch``) from :data:`~winback.scoring.facts.score_facts` and
     write them. Returns (stage changes, rows written)."""
-    _derive(connection, run, breakpoints, rewrite_all=full)
-    return _write(connection, run, full=full)
+    final = derive_select(run, breakpoints, rewrite_all=full)
+    connection.execute(insert(score_new).from_select(list(final.selected_columns.keys()), final))
+    return write_rows(connection, run, full=full)
 
 
-def _derive(
-    connection: Connection, run: ScoreRun, points: Breakpoints, *, rewrite_all: bool
-) -> None:
-    """Fill ``score_new`` with the rows to write."""
+def derive_select(run: ScoreRun, points: Breakpoints, *, rewrite_all: bool) -> Select[Any]:
+    """The rows of :data:`score_new` (every contact not erased when ``rewrite_all``,
+    else those in ``score_touch``), from ``contacts``, ``score_facts``, the stored rows
+    and the model's estimates: one select, which another engine holding those tables
+    may run as well."""
     policy, tz = run.policy, run.timezone
     c, f, old = contacts, score_facts, contact_scores
     today = from_day_number(run.now_day)
@@ -155,7 +158,7 @@ def _derive(
             for days in thresholds
         )
     )
-    final = select(
+    return select(
         b.contact_id,
         literal(to_db(run.now)).label("scored_at"),
         *(b[name] for name in FACT_COLUMNS),
@@ -180,10 +183,9 @@ def _derive(
         next_threshold.label("next_threshold_on"),
         b.old_stage,
     )
-    connection.execute(insert(score_new).from_select(list(final.selected_columns.keys()), final))
 
 
-def _write(connection: Connection, run: ScoreRun, *, full: bool) -> tuple[int, int]:
+def write_rows(connection: Connection, run: ScoreRun, *, full: bool) -> tuple[int, int]:
     """Replace the stored rows of the contacts in ``score_new`` (every row on a ``full``
     score, else those of ``score_touch`` that changed: an erased contact's row goes
     without a new one), and record the stage changes. Returns (stage changes, rows

@@ -11,29 +11,48 @@ snapshot), then runs the one facts select
 DuckDB reads) over the history, and hands the facts to the run. The incremental runs
 stay in the store: they read only the events since the last run, through its indexes.
 
-The history's times are UTC instants; the view turns them into the store's naive UTC
-times so the zone arithmetic of :class:`~winback.scoring.sql_functions.local_day`
-means what it means on PostgreSQL.
+The history is seen as the store's ``events`` table: its times, UTC instants, as the
+store's naive UTC times so the zone arithmetic of
+:class:`~winback.scoring.sql_functions.local_day` means what it means on PostgreSQL,
+and the personal columns it does not hold null, so any select over that table runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    Select,
+)
 from sqlalchemy.dialects import registry
 
 from winback.errors import WinbackError
+from winback.reports.health import scored_figures
 from winback.scoring.facts import FillFacts, facts_select, insert_facts
 from winback.scoring.history_export import SCHEMA
 from winback.scoring.history_update import history_lock, history_target, update_history
-from winback.scoring.run import ScoreRun
+from winback.scoring.run import Derived, DeriveRows, ScoreRun
+from winback.store.schema import events
 from winback.workspace import Workspace
 
-#: The history's instants as the store's naive UTC times (the session is in UTC).
-NAIVE_UTC = "* REPLACE (CAST(occurred_at AS TIMESTAMP) AS occurred_at)"
+_DUCK_TYPES = (
+    (DateTime, "TIMESTAMP"),
+    (Date, "DATE"),
+    (Boolean, "BOOLEAN"),
+    (Float, "DOUBLE"),
+    (Integer, "BIGINT"),
+    (LargeBinary, "BLOB"),
+)
 
 
 class DuckUnavailable(WinbackError):
@@ -49,39 +68,101 @@ def duck_sql(query: Select[Any]) -> str:
     )
 
 
+def duck_type(kind: Any) -> str:
+    """DuckDB's name of the type of a column of ours (a SQLAlchemy type)."""
+    for ours, name in _DUCK_TYPES:
+        if isinstance(kind, ours):
+            return name
+    return "VARCHAR"
+
+
+def _as_events(held: list[str]) -> str:
+    """The history's columns (``held``) projected as the store's ``events`` table, so
+    any select over that table runs on it: its instants as naive UTC times (the session
+    is in UTC), the columns it does not hold (the personal ones) null."""
+    columns = []
+    for column in events.columns:
+        if column.name == "occurred_at":
+            columns.append("CAST(occurred_at AS TIMESTAMP) AS occurred_at")
+        elif column.name in held:
+            columns.append(column.name)
+        else:
+            columns.append(f"CAST(NULL AS {duck_type(column.type)}) AS {column.name}")
+    return ", ".join(columns)
+
+
 def duck_facts(
     workspace: Workspace, scratch: Path, waiting: Callable[[str], None] | None = None
 ) -> FillFacts:
     """The facts filler of :func:`winback.scoring.score` that runs the facts select in
     DuckDB over the workspace's history, brought up to date first; ``scratch``: a
-    folder for the facts on their way into SQLite, removed by the caller after the run.
-    The history is held from its update to the end of the read, so no other command
-    rewrites it under DuckDB."""
+    folder for the facts on their way into the store, removed by the caller after the
+    run. The history is held from its update to the end of the read, so no other
+    command rewrites it under DuckDB."""
+
+    def write(connection: Connection, run: ScoreRun) -> int:
+        with _history_facts(workspace, connection, run, waiting) as (duck, high_water):
+            table = duck.sql("SELECT * FROM score_facts").to_arrow_table()
+        insert_facts(connection, table, scratch)
+        return high_water
+
+    return write
+
+
+def duck_rows(
+    workspace: Workspace, scratch: Path, waiting: Callable[[str], None] | None = None
+) -> DeriveRows:
+    """The rows filler of :func:`winback.scoring.score` (SQLite): the facts, the RFM
+    breakpoints and every contact's derived row computed in DuckDB
+    (:mod:`winback.scoring.duck_rows`), and only the rows that changed sent back; the
+    parts of the base's health that read the new rows are computed there as well."""
+    from winback.scoring.duck_rows import changed_rows, read_store
+
+    def derive(connection: Connection, run: ScoreRun) -> Derived:
+        # The store is read by another process while DuckDB computes the facts.
+        with (
+            read_store(workspace, run, scratch) as store,
+            _history_facts(workspace, connection, run, waiting) as (duck, high_water),
+        ):
+            points = changed_rows(duck, connection, store, run, scratch)
+            health = scored_figures(
+                lambda query: duck.sql(duck_sql(query)).fetchall(), workspace.config, run.now
+            )
+        return Derived(high_water, points, health)
+
+    return derive
+
+
+@contextmanager
+def _history_facts(
+    workspace: Workspace,
+    connection: Connection,
+    run: ScoreRun,
+    waiting: Callable[[str], None] | None,
+) -> Iterator[tuple[Any, int]]:
+    """A DuckDB session holding the facts of every contact (table ``score_facts``),
+    computed over the workspace's history brought up to date first, and the highest
+    event id they saw."""
     import duckdb
 
     target = history_target(workspace)
-
-    def write(connection: Connection, run: ScoreRun) -> int:
-        with history_lock(target, waiting):
-            update = update_history(workspace, connection, locked=True)
-            files = [path for month in target.files().values() for path in month]
-            with duckdb.connect(config={"preserve_insertion_order": False}) as duck:
-                duck.execute("SET TimeZone = 'UTC'")
-                # The files by name, not a pattern: a folder name with ``*`` or ``[``
-                # matches nothing else, one named ``type=x`` adds no column. No file:
-                # an empty table of the history's own columns.
-                history = (
-                    duck.read_parquet(files, hive_partitioning=False)
-                    if files
-                    else duck.from_arrow(SCHEMA.empty_table())
-                )
-                history.project(NAIVE_UTC).create_view("events")
-                try:
-                    facts = duck.sql(duck_sql(facts_select(run, machine_resolved=True)))
-                    table = facts.to_arrow_table()
-                except duckdb.Error as exc:
-                    raise DuckUnavailable(f"{target.base}: DuckDB cannot read it ({exc})") from None
-        insert_facts(connection, table, scratch)
-        return update.high_water
-
-    return write
+    with history_lock(target, waiting):
+        update = update_history(workspace, connection, locked=True)
+        files = [path for month in target.files().values() for path in month]
+        with duckdb.connect(config={"preserve_insertion_order": False}) as duck:
+            duck.execute("SET TimeZone = 'UTC'")
+            # The files by name, not a pattern: a folder name with ``*`` or ``[``
+            # matches nothing else, one named ``type=x`` adds no column. No file:
+            # an empty table of the history's own columns.
+            history = (
+                duck.read_parquet(files, hive_partitioning=False)
+                if files
+                else duck.from_arrow(SCHEMA.empty_table())
+            )
+            history.project(_as_events(history.columns)).create_view("events")
+            try:
+                facts = duck_sql(facts_select(run, machine_resolved=True))
+                duck.execute(f"CREATE TABLE score_facts AS {facts}")
+            except duckdb.Error as exc:
+                raise DuckUnavailable(f"{target.base}: DuckDB cannot read it ({exc})") from None
+            yield duck, update.high_water

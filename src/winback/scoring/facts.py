@@ -118,43 +118,25 @@ FillFacts = Callable[[Connection, "ScoreRun"], int | None]
 
 def insert_facts(connection: Connection, facts: pa.Table, scratch: Path) -> None:
     """Write into :data:`score_facts` the facts another engine computed (an Arrow table
-    of its columns): times as the store keeps them (naive UTC; in SQLite the text
-    SQLAlchemy writes), counts as integers.
+    of its columns), each column as the store keeps it
+    (:func:`winback.scoring.arrow_store.stored`).
 
-    On SQLite the table goes in as Arrow (ADBC's bulk ingest) into a database of its own
-    in the ``scratch`` folder, which the run's connection attaches and copies from: a
-    million facts turned into Python rows for ``executemany`` cost more than the engine
-    took to compute them. The attached database is let go when the run's connection is
-    (:func:`winback.store.engine.bulk_connection`). On PostgreSQL the rows go through the
-    driver's ``executemany``, without SQLAlchemy's per-row work."""
-    import pyarrow as pa  # only the other engines need Arrow
+    On SQLite the table goes in through a scratch database in the ``scratch`` folder
+    (:func:`winback.scoring.arrow_store.attach_arrow`); on PostgreSQL the rows go
+    through the driver's ``executemany``, without SQLAlchemy's per-row work."""
+    from winback.scoring.arrow_store import attach_arrow, stored
 
-    sqlite = connection.dialect.name == "sqlite"
-    columns = []
-    for values in facts.columns:
-        if pa.types.is_timestamp(values.type):
-            values = values.cast(pa.timestamp("us"))
-            if sqlite:  # ``2025-06-01 10:00:05.000000``, six digits always
-                values = values.cast(pa.string())
-        elif pa.types.is_decimal(values.type):
-            values = values.cast(pa.int64())
-        columns.append(values)
     if not facts.num_rows:
         return
+    sqlite = connection.dialect.name == "sqlite"
     names = facts.column_names
-    ready = pa.table(columns, names=names)
+    ready = stored(facts, score_facts, sqlite=sqlite)
     if not sqlite:
         statement = insert(score_facts).compile(dialect=connection.dialect, column_keys=names)
         connection.exec_driver_sql(str(statement), ready.to_pylist())
         return
-    import adbc_driver_sqlite.dbapi as adbc
-
-    path = scratch / "facts.db"
-    with adbc.connect(str(path)) as bulk, bulk.cursor() as cursor:
-        cursor.adbc_ingest("facts", ready)
-        bulk.commit()
-    connection.exec_driver_sql("ATTACH DATABASE ? AS winback_facts", (str(path),))
-    ingested = table("facts", *(column(name) for name in names), schema="winback_facts")
+    schema = attach_arrow(connection, scratch, "facts", {"facts": ready})
+    ingested = table("facts", *(column(name) for name in names), schema=schema)
     connection.execute(insert(score_facts).from_select(names, select(ingested)))
 
 

@@ -172,6 +172,9 @@ def _update(
     if compact:
         merged = {month for month, files in target.files().items() if len(files) > 1}
         _rewrite_months(connection, target, merged, high_water, batch_rows, progress)
+    if high_water == old and not late and not merged:
+        # Nothing written: the manifest, its files just counted, stands.
+        return HistoryUpdate(location, "none", "", 0, [], high_water, manifest.events)
     count = target.finish(high_water)
     landed = and_(events.c.id > old, events.c.id <= high_water)
     added = int(connection.execute(select(func.count()).where(landed)).scalar_one())

@@ -16,11 +16,11 @@ the same rules in SQL for the bulk scoring. A property test checks that both agr
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, case, func, literal, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, case, func, literal, select
 
 from winback.scoring.sql_functions import local_day
 
@@ -84,10 +84,16 @@ class Breakpoints:
 def breakpoints_of(connection: Connection, facts: Table, timezone: str) -> Breakpoints:
     """:func:`quintile_breakpoints` of the customers of a facts table (a row per contact
     with ``purchases``, ``total_spend`` and ``last_purchase_at``), computed in SQL."""
+    return breakpoints_from(lambda query: connection.execute(query).all(), facts, timezone)
+
+
+def breakpoints_from(
+    rows: Callable[[Select[Any]], Sequence[Any]], facts: Table, timezone: str
+) -> Breakpoints:
+    """:func:`breakpoints_of` with the queries run by ``rows`` (a select in, its rows
+    out): another engine that holds the facts computes them where they are."""
     f = facts.c
-    customers = connection.execute(
-        select(func.count()).select_from(facts).where(f.purchases > 0)
-    ).scalar_one()
+    customers = rows(select(func.count()).select_from(facts).where(f.purchases > 0))[0][0]
     if not customers:
         return Breakpoints(0, _NO_BREAKPOINTS, _NO_BREAKPOINTS, _NO_BREAKPOINTS)
     ranks = [math.ceil(p * customers) for p in _PERCENTILES]
@@ -98,12 +104,8 @@ def breakpoints_of(connection: Connection, facts: Table, timezone: str) -> Break
             .where(f.purchases > 0)
             .subquery()
         )
-        rows = dict(
-            connection.execute(
-                select(ranked.c.rank, ranked.c.value).where(ranked.c.rank.in_(ranks))
-            ).all()
-        )
-        result.append(tuple(float(rows[rank]) for rank in ranks))
+        found = dict(rows(select(ranked.c.rank, ranked.c.value).where(ranked.c.rank.in_(ranks))))
+        result.append(tuple(float(found[rank]) for rank in ranks))
     return Breakpoints(int(customers), *result)
 
 

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -66,7 +67,7 @@ from winback.compliance.audit import audit_row, record
 from winback.config import Config, ModelsSection
 from winback.domain import EventType
 from winback.models.apply import fill_estimates, model_estimates
-from winback.scoring.derive import ACTOR, derive_and_write, score_new
+from winback.scoring.derive import ACTOR, derive_and_write, score_new, write_rows
 from winback.scoring.facts import (
     FillFacts,
     fill_facts,
@@ -158,12 +159,29 @@ class ScoreRun:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Derived:
+    """What another engine that derived a full run's rows hands back: the highest event
+    id it saw, the RFM breakpoints, and the parts of the base's health it computed
+    (:func:`winback.reports.health.scored_figures`, of the new rows) or None."""
+
+    high_water: int
+    breakpoints: Breakpoints
+    health: dict[str, Any] | None = None
+
+
+#: Fills ``score_new`` with the rows of a full run that changed and ``score_touch`` with
+#: them and the stored rows to delete, computed by another engine.
+DeriveRows = Callable[[Connection, ScoreRun], Derived]
+
+
 def score(
     workspace: Workspace,
     *,
     now: datetime,
     full: bool = False,
     facts_filler: FillFacts | None = None,
+    rows_filler: DeriveRows | None = None,
 ) -> ScoreResult:
     """Score every contact of the base at ``now`` (aware). Incremental when a previous run
     under the same policy exists, unless ``full``. One transaction: readers see the old
@@ -172,7 +190,9 @@ def score(
     ``facts_filler(connection, run)`` replaces :func:`winback.scoring.facts.fill_facts`
     in a full run: it fills :data:`winback.scoring.facts.score_facts` (created empty) by
     other means, e.g. another engine running :func:`winback.scoring.facts.facts_select`
-    elsewhere. An incremental run merges the new events' facts in the store."""
+    elsewhere. An incremental run merges the new events' facts in the store.
+    ``rows_filler`` (:data:`DeriveRows`) goes further: it hands over the full run's
+    changed rows, written as an incremental run's are."""
     run = ScoreRun.from_config(workspace.config, now)
     # The rows a run rewrites lie all over contact_scores and its indexes: the bulk page
     # cache keeps them until the commit. Only the cache: with its scratch tables in
@@ -180,8 +200,12 @@ def score(
     from winback.reports.aggregates import refresh_figures  # reports read what scoring writes
 
     with bulk_transaction(workspace.engine, {"cache_size": BULK_CACHE_SIZE}) as connection:
-        result = _score(connection, run, full=full, facts_filler=facts_filler)
-        refresh_figures(connection, workspace.config, now, full=result.mode == "full")
+        result, health = _score(
+            connection, run, full=full, facts_filler=facts_filler, rows_filler=rows_filler
+        )
+        refresh_figures(
+            connection, workspace.config, now, full=result.mode == "full", health=health
+        )
         return result
 
 
@@ -191,8 +215,10 @@ def _score(
     *,
     full: bool = False,
     facts_filler: FillFacts | None = None,
-) -> ScoreResult:
-    """:func:`score` inside the caller's transaction."""
+    rows_filler: DeriveRows | None = None,
+) -> tuple[ScoreResult, dict[str, Any] | None]:
+    """:func:`score` inside the caller's transaction; with the parts of the health
+    the rows filler computed, if any."""
     for table in _TEMP_TABLES:
         table.drop(connection, checkfirst=True)
         table.create(connection)
@@ -204,18 +230,29 @@ def _score(
         previous = _last_run(connection)
         reason = _full_reason(connection, previous, run, full)
         models = fill_estimates(connection, run.models, run.now)
-        if reason:
+        health = None
+        if reason and rows_filler:
             mode, new_events = "full", None
-            seen = (facts_filler or fill_facts)(connection, run)
-            high_water = high_water if seen is None else seen
-            breakpoints = breakpoints_of(connection, score_facts, run.timezone)
+            derived = rows_filler(connection, run)
+            high_water, breakpoints, health = (
+                derived.high_water,
+                derived.breakpoints,
+                derived.health,
+            )
+            changes, rewritten = write_rows(connection, run, full=False)
         else:
-            assert previous is not None
-            mode = "incremental"
-            new_events = merge_facts(connection, run, int(previous["high_water"]), high_water)
-            reason = f"{new_events} new events since event {previous['high_water']}"
-            breakpoints = Breakpoints.from_json(previous["breakpoints"])
-        changes, rewritten = derive_and_write(connection, run, breakpoints, full=mode == "full")
+            if reason:
+                mode, new_events = "full", None
+                seen = (facts_filler or fill_facts)(connection, run)
+                high_water = high_water if seen is None else seen
+                breakpoints = breakpoints_of(connection, score_facts, run.timezone)
+            else:
+                assert previous is not None
+                mode = "incremental"
+                new_events = merge_facts(connection, run, int(previous["high_water"]), high_water)
+                reason = f"{new_events} new events since event {previous['high_water']}"
+                breakpoints = Breakpoints.from_json(previous["breakpoints"])
+            changes, rewritten = derive_and_write(connection, run, breakpoints, full=mode == "full")
         # The changes noted when the run started are in the rows now; those noted since
         # wait for the next run.
         connection.execute(
@@ -252,7 +289,7 @@ def _score(
     finally:
         for table in _TEMP_TABLES:
             table.drop(connection, checkfirst=True)
-    return ScoreResult(
+    result = ScoreResult(
         now=run.now,
         mode=mode,
         reason=reason,
@@ -263,6 +300,7 @@ def _score(
         stages={str(k): int(v) for k, v in sorted(stages.items())},
         models=models,
     )
+    return result, health
 
 
 def _last_run(connection: Connection) -> dict[str, Any] | None:

@@ -232,7 +232,10 @@ def score_workspace(
             location = events_location(workspace)
             facts = spark_facts(location, config.engine.master, Path(scratch))
             return score(workspace, now=now, full=True, facts_filler=facts)
-        from winback.scoring.duck import duck_facts
+        from winback.scoring.duck import duck_facts, duck_rows
 
+        if workspace.engine.dialect.name == "sqlite":
+            rows = duck_rows(workspace, Path(scratch), waiting)
+            return score(workspace, now=now, full=full, rows_filler=rows)
         facts = duck_facts(workspace, Path(scratch), waiting)
         return score(workspace, now=now, full=full, facts_filler=facts)

@@ -30,7 +30,7 @@ Ids = Sequence[int] | Select[Any]
 
 
 def events_slice(
-    connection: Connection,
+    connection: Connection | None,
     *,
     contacts: Ids | None = None,
     contact_id: int | None = None,
@@ -48,7 +48,8 @@ def events_slice(
     With no bound it is the table itself, so that the caller's joins keep its indexes;
     with bounds a subquery, which SQLite and PostgreSQL fold into the caller's query (the
     same plans as the conditions written on the table). ``connection`` is where the slice
-    will be read: a store that is not this database fills it there.
+    will be read: a store that is not this database fills it there; None when another
+    engine reads it (the history's copy seen as the ``events`` table, in DuckDB).
 
     For example, what each contact of a list spent in the last 30 days::
 

@@ -1,0 +1,167 @@
+"""Arrow tables into and out of the operational store, for the engines that compute
+outside it (DuckDB, Spark).
+
+Into SQLite through ADBC's bulk ingest into a scratch database that the run's
+connection attaches (:func:`attach_arrow`): a million rows turned into Python tuples
+for ``executemany`` cost more than the engine took to compute them. Out of SQLite
+through ADBC as well (:class:`CommittedRead`, in a process of its own), which types
+each column from the values of its first rows: a column null there and text further
+down fails the read, so a first row of the column's own type is read with them and
+dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Boolean, Connection, Date, DateTime, Float, Integer, Table, select, union_all
+from sqlalchemy import literal as sql_literal
+from sqlalchemy.dialects import sqlite
+
+from winback.errors import StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: The column of :class:`CommittedRead`'s typing row (1 there, 0 on the real rows).
+_PROBE = "winback_probe"
+#: :class:`CommittedRead`'s reader; its arguments: the database's path, the probe
+#: column and a JSON list of (Arrow file, query).
+_READER = """
+import json, sys
+import adbc_driver_sqlite.dbapi as adbc
+import pyarrow as pa
+import pyarrow.compute as pc
+database, probe, jobs = sys.argv[1:]
+with adbc.connect(database) as reader, reader.cursor() as cursor:
+    for path, query in json.loads(jobs):
+        cursor.execute(query)
+        found = cursor.fetch_arrow_table()
+        found = found.filter(pc.equal(found[probe], 0)).drop_columns([probe])
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, found.schema) as out:
+            out.write_table(found)
+"""
+
+
+def stored(data: pa.Table, target: Table, *, sqlite: bool) -> pa.Table:
+    """``data`` with each column as the store keeps the column of ``target`` of the
+    same name: times naive UTC (in SQLite the text SQLAlchemy writes, six digits of
+    microseconds), dates (ISO text in SQLite), integers, floats, booleans (0 and 1 in
+    SQLite)."""
+    import pyarrow as pa
+
+    columns = []
+    for name, values in zip(data.column_names, data.columns, strict=True):
+        kind = target.c[name].type
+        if isinstance(kind, DateTime):
+            values = values.cast(pa.timestamp("us"))
+            values = values.cast(pa.string()) if sqlite else values
+        elif isinstance(kind, Date):
+            values = values.cast(pa.date32())
+            values = values.cast(pa.string()) if sqlite else values
+        elif isinstance(kind, Boolean):
+            values = values.cast(pa.int64()) if sqlite else values.cast(pa.bool_())
+        elif isinstance(kind, Integer):
+            values = values.cast(pa.int64())
+        elif isinstance(kind, Float):
+            values = values.cast(pa.float64())
+        columns.append(values)
+    return pa.table(columns, names=data.column_names)
+
+
+def attach_arrow(
+    connection: Connection, scratch: Path, name: str, tables: dict[str, pa.Table]
+) -> str:
+    """Ingest ``tables`` (already :func:`stored`) into ``scratch/<name>.db`` and attach
+    it to the run's SQLite connection; returns the schema name to read them under. The
+    attached database is let go with the connection
+    (:func:`winback.store.engine.bulk_connection`)."""
+    import adbc_driver_sqlite.dbapi as adbc
+
+    path = scratch / f"{name}.db"
+    with adbc.connect(str(path)) as bulk, bulk.cursor() as cursor:
+        for table_name, data in tables.items():
+            cursor.adbc_ingest(table_name, data)
+        bulk.commit()
+    schema = f"winback_{name}"
+    connection.exec_driver_sql(f"ATTACH DATABASE ? AS {schema}", (str(path),))
+    return schema
+
+
+class CommittedRead:
+    """Columns of tables as last committed in the SQLite file ``database``, read while
+    the caller goes on: ``wanted`` maps a name to a table and the names of its columns;
+    :meth:`tables` waits for them. Text stays text: the caller gives each column its
+    type. Use it as a context manager: the reader is stopped if the caller fails.
+
+    Read by a process of its own: ADBC brings a SQLite library of its own, and two
+    SQLite libraries in one process break each other's file locks (closing one's file
+    drops the other's locks), which can corrupt the database. In another process it is
+    one more reader, which WAL lets read beside the run's open transaction; and it
+    reads on the other core while this process computes."""
+
+    def __init__(
+        self, database: Path, scratch: Path, wanted: dict[str, tuple[Table, list[str]]]
+    ) -> None:
+        self.database = database
+        self.paths = {name: scratch / f"{name}.arrow" for name in wanted}
+        jobs = [
+            (str(self.paths[name]), _typed_query(table, names))
+            for name, (table, names) in wanted.items()
+        ]
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _READER, str(database), _PROBE, json.dumps(jobs)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def __enter__(self) -> CommittedRead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+    def tables(self) -> dict[str, pa.Table]:
+        """The tables read, by name, once the reader is done."""
+        import pyarrow as pa
+
+        _, errors = self.process.communicate()
+        if self.process.returncode:
+            lines = errors.strip().splitlines() or ["no message"]
+            raise StoreError(f"cannot read {self.database} for the other engine: {lines[-1]}")
+        found = {}
+        for name, path in self.paths.items():
+            with pa.memory_map(str(path)) as source:
+                found[name] = pa.ipc.open_file(source).read_all()
+        return found
+
+
+def _typed_query(table: Table, names: list[str]) -> str:
+    """SQLite's text of the columns ``names`` of ``table`` after a typing row."""
+    typing_row = select(
+        sql_literal(1).label(_PROBE), *(_typing_value(table, column) for column in names)
+    )
+    real = select(sql_literal(0).label(_PROBE), *(table.c[column] for column in names))
+    query = union_all(typing_row, real)
+    return str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+def _typing_value(table: Table, name: str) -> object:
+    kind = table.c[name].type
+    if isinstance(kind, Float):
+        value: object = 0.5
+    elif isinstance(kind, (Integer, Boolean)):
+        value = 0
+    else:
+        value = ""
+    return sql_literal(value).label(name)

@@ -1,0 +1,179 @@
+"""A full score's derived rows computed by DuckDB, and only the changed ones sent back
+to SQLite.
+
+With the facts computed in DuckDB (:mod:`winback.scoring.duck`), sending a million of
+them into SQLite and deriving the rows there cost more than computing them. So the
+contacts and the stored rows come to DuckDB instead (read through ADBC, as committed:
+the run has written nothing to them yet), DuckDB runs the RFM breakpoints and the
+derived rows with the same selects as the store would
+(:func:`winback.scoring.rfm.breakpoints_from`,
+:func:`winback.scoring.derive.derive_select`), and compares each row with the stored
+one. Only the rows that differ, but for their clocks (as an incremental run does,
+:data:`winback.scoring.derive.KEPT_COLUMNS`; sums of amounts within a relative 1e-9,
+since DuckDB adds them in no fixed order), and the stored rows of contacts now
+erased go back; :func:`winback.scoring.derive.write_rows` writes them as it writes an
+incremental run's. A row not rewritten keeps its ``scored_at``, and its clocks are as
+of that time, as after an incremental run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    Select,
+    Table,
+    column,
+    false,
+    insert,
+    select,
+    table,
+    union_all,
+)
+from sqlalchemy.sql import visitors
+
+from winback.models.apply import model_estimates
+from winback.scoring.arrow_store import CommittedRead, attach_arrow, stored
+from winback.scoring.derive import KEPT_COLUMNS, derive_select, score_new
+from winback.scoring.duck import duck_sql, duck_type
+from winback.scoring.facts import score_facts, score_touch
+from winback.scoring.rfm import Breakpoints, breakpoints_from
+from winback.store.schema import contact_scores, contacts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from winback.scoring.run import ScoreRun
+    from winback.workspace import Workspace
+
+
+def read_store(workspace: Workspace, run: ScoreRun, scratch: Path) -> CommittedRead:
+    """Start reading what :func:`changed_rows` needs of the store: the contacts' columns
+    the derived rows read, the stored rows' compared columns."""
+    derived = derive_select(run, Breakpoints(0, (), (), ()), rewrite_all=True)
+    wanted = {
+        source.name: (source, sorted(_read_columns(derived, source) | _compared(source)))
+        for source in (contacts, contact_scores)
+    }
+    return CommittedRead(Path(workspace.engine.url.database or ""), scratch, wanted)
+
+
+def changed_rows(
+    duck: Any, connection: Connection, store: CommittedRead, run: ScoreRun, scratch: Path
+) -> Breakpoints:
+    """With ``score_facts`` in the DuckDB session ``duck`` and the store read
+    (:func:`read_store`): fill the run's ``score_new`` with the rows that changed and
+    ``score_touch`` with them and the stored rows to delete; returns the breakpoints of
+    the day."""
+    for name, data in store.tables().items():
+        _load(duck, next(t for t in (contacts, contact_scores) if t.name == name), data)
+    estimates = connection.execute(select(model_estimates)).all()
+    _load(duck, model_estimates, _arrow_of(model_estimates, estimates))
+
+    def rows(query: Select[Any]) -> list[Any]:
+        return list(duck.sql(duck_sql(query)).fetchall())
+
+    points = breakpoints_from(rows, score_facts, run.timezone)
+    duck.execute(
+        "CREATE TABLE score_rows AS " + duck_sql(derive_select(run, points, rewrite_all=True))
+    )
+    same = " AND ".join(_same(name) for name in KEPT_COLUMNS)
+    changed = duck.sql(
+        "SELECT n.* FROM score_rows n LEFT JOIN contact_scores o USING (contact_id) "
+        f"WHERE o.contact_id IS NULL OR NOT ({same})"
+    ).to_arrow_table()
+    gone = duck.sql(
+        "SELECT contact_id FROM contact_scores ANTI JOIN score_rows USING (contact_id)"
+    ).to_arrow_table()
+    # From here on the session's stored rows are the new ones, for the health's figures.
+    duck.execute("DROP TABLE contact_scores")
+    duck.execute("ALTER TABLE score_rows RENAME TO contact_scores")
+    schema = attach_arrow(
+        connection,
+        scratch,
+        "rows",
+        {"rows": stored(changed, score_new, sqlite=True), "gone": gone},
+    )
+    names = changed.column_names
+    connection.execute(
+        insert(score_new).from_select(
+            names, select(table("rows", *(column(name) for name in names), schema=schema))
+        )
+    )
+    written = table("rows", column("contact_id"), column("old_stage"), schema=schema)
+    erased = table("gone", column("contact_id"), schema=schema)
+    connection.execute(
+        insert(score_touch).from_select(
+            ["contact_id", "unscored"],
+            union_all(
+                select(written.c.contact_id, written.c.old_stage.is_(None)),
+                select(erased.c.contact_id, false()),
+            ),
+        )
+    )
+    return points
+
+
+def _same(name: str) -> str:
+    """SQL: the new row's column ``name`` (``n``) holds what the stored one (``o``) does.
+    Sums of amounts come out of a parallel engine in no fixed order, so they differ in
+    their last bits from run to run: those within a relative 1e-9 are the same."""
+    if not isinstance(contact_scores.c[name].type, Float):
+        return f"n.{name} IS NOT DISTINCT FROM o.{name}"
+    close = f"abs(n.{name} - o.{name}) <= 1e-9 * greatest(abs(n.{name}), abs(o.{name}))"
+    return f"(n.{name} IS NOT DISTINCT FROM o.{name} OR {close})"
+
+
+def _read_columns(query: Select[Any], source: Table) -> set[str]:
+    """The columns of ``source`` that ``query`` reads."""
+    found: set[str] = set()
+
+    def seen(element: Any) -> None:
+        if isinstance(element, Column) and element.table is source:
+            found.add(element.name)
+
+    visitors.traverse(query, {}, {"column": seen})
+    return found
+
+
+def _compared(source: Table) -> set[str]:
+    """The stored row's columns compared with the new one's."""
+    return {"contact_id", *KEPT_COLUMNS} if source is contact_scores else set()
+
+
+def _load(duck: Any, source: Table, data: pa.Table) -> None:
+    """``data`` as the DuckDB table named like ``source``, each column cast to its type
+    (SQLite hands times and dates over as text)."""
+    duck.register("winback_arrow", data)
+    columns = ", ".join(
+        f"CAST({name} AS {duck_type(source.c[name].type)}) AS {name}" for name in data.column_names
+    )
+    duck.execute(f"CREATE TABLE {source.name} AS SELECT {columns} FROM winback_arrow")
+    duck.unregister("winback_arrow")
+
+
+def _arrow_of(source: Table, rows: Sequence[Any]) -> pa.Table:
+    """Rows of ``source`` read through SQLAlchemy as an Arrow table."""
+    import pyarrow as pa
+
+    names = [c.name for c in source.columns]
+    return pa.table(
+        {
+            name: pa.array([row[i] for row in rows], type=_arrow_type(source.c[name].type))
+            for i, name in enumerate(names)
+        }
+    )
+
+
+def _arrow_type(kind: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(kind, Float):
+        return pa.float64()
+    return pa.int64() if isinstance(kind, Integer) else pa.string()
