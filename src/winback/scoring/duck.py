@@ -165,4 +165,11 @@ def _history_facts(
                 duck.execute(f"CREATE TABLE score_facts AS {facts}")
             except duckdb.Error as exc:
                 raise DuckUnavailable(f"{target.base}: DuckDB cannot read it ({exc})") from None
-            yield duck, update.high_water
+            try:
+                yield duck, update.high_water
+            except duckdb.Error as exc:
+                database = workspace.engine.url.database
+                raise DuckUnavailable(
+                    f"{database}: DuckDB cannot score the contacts read from it ({exc}); "
+                    "`winback score --engine embedded` scores them in the database"
+                ) from None
