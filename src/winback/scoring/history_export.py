@@ -71,6 +71,8 @@ SCHEMA = pa.schema(
     ]
 )
 BATCH_ROWS = 100_000
+#: The fewest rows a row group of the history's files holds (but a month's last).
+ROW_GROUP_ROWS = 100_000
 
 #: Conditions on the events to write, given the alias of ``events`` the query reads.
 Where = Callable[[Any], Sequence[ColumnElement[bool]]]
@@ -290,6 +292,10 @@ class Target:
                     "delete_matching" if append_after is None else "overwrite_or_ignore"
                 ),
                 file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
+                # A batch spreads over its months: written as it comes, a month's row
+                # groups would hold a few hundred rows each, which the engines read
+                # several times slower than a few large ones.
+                min_rows_per_group=ROW_GROUP_ROWS,
             )
         except (OSError, pa.ArrowException) as exc:
             raise ExportError(f"{self.base}: cannot write the event history: {exc}") from None
