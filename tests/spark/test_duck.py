@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from tests.spark.conftest import NOW
 from tests.spark.test_spark_score import _score, _scores, _set
 from winback.cli import app
 from winback.reports.aggregates import health_snapshot
+from winback.reports.health import base_health
 from winback.scoring.history_update import (
     HistoryUpdate,
     history_lock,
@@ -88,6 +89,7 @@ def test_duckdb_scores_equal_the_embedded_engine(cli: CliRunner, demo_workspace:
     assert got.keys() == expected.keys() and differing == [], differing[:3]
     # The base's health, computed by DuckDB over the history, as the store computes it.
     assert health["cost"]["total"] > 0 and health["stages"]["lost"]["count"] > 0
+    assert health["erosion"]["became_lost"] > 0 and health["erosion"]["became_unreachable"] > 0
     assert _health(ws) == health
     # The score wrote the history first: every stored event, nothing personal.
     assert sorted(_history(ws)) == _stored(ws)
@@ -117,6 +119,21 @@ def test_duckdb_scores_equal_the_embedded_engine(cli: CliRunner, demo_workspace:
     later = _score(cli, ws)
     assert later["mode"] == "incremental" and later["new_events"] == 1
     assert _scores(ws)[buyer]["purchases"] == expected[buyer]["purchases"] + 2
+
+
+def test_a_first_duckdb_score_keeps_the_health_the_store_computes(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
+
+    first = _score(cli, ws, "--full")
+
+    # Every row is new, every stage a change: the erosion counts this run's losses.
+    assert first["rewritten"] == first["contacts"] == first["stage_changes"]
+    kept = _health(ws)
+    assert kept["erosion"]["became_lost"] > 0
+    assert kept == base_health(ws, now=datetime.fromisoformat(kept["now"]))
 
 
 def test_a_late_delivery_turns_an_open_of_the_history_into_a_machine_open(

@@ -18,11 +18,11 @@ Definitions:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, func, or_, select
 
 from winback.clock import to_db
 from winback.config import Config
@@ -45,6 +45,16 @@ INACTIVITY_BUCKETS = (
     ("36+", 1095, None),
 )
 COST_PERIOD_DAYS = 30
+#: The columns of ``contacts`` the figures read.
+CONTACT_COLUMNS = (
+    "id",
+    "created_at",
+    "email_status",
+    "email_status_at",
+    "sms_status",
+    "sms_status_at",
+    "erased_at",
+)
 #: Runs a select where the tables are, and gives its rows.
 Rows = Callable[[Select[Any]], Sequence[Any]]
 # The contacts the report is about (not erased), and those of them that are scored.
@@ -81,27 +91,24 @@ def health_figures(
     """The whole report as one JSON-ready object with the keys ``stages``, ``channels``,
     ``inactivity_buckets``, ``erosion`` and ``cost`` (plus ``now`` and ``contacts``), read
     through ``connection``: the score keeps it inside its own transaction. ``scored``:
-    the parts of :func:`scored_figures`, when another engine computed them."""
+    :func:`scored_figures`, when another engine computed them."""
     if scored is None:
         scored = scored_figures(lambda query: connection.execute(query).all(), config, now)
-    return {
-        "now": now.isoformat(),
-        **{key: scored[key] for key in ("contacts", "stages", "channels", "inactivity_buckets")},
-        "erosion": _erosion(connection, config, now),
-        "cost": scored["cost"],
-    }
+    return {"now": now.isoformat(), **scored}
 
 
 def scored_figures(rows: Rows, config: Config, now: datetime) -> dict[str, Any]:
-    """The parts of the health that read only the contacts, their scores and the events
-    (all but the erosion), with the queries run by ``rows`` (a select in, its rows out):
-    an engine that holds those tables computes them there."""
+    """Every figure of the health, with the queries run by ``rows`` (a select in, its
+    rows out): an engine that holds the tables they read (``contacts``' columns
+    :data:`CONTACT_COLUMNS`, ``contact_scores``, the ``stage_history`` rows of
+    :func:`erosion_changes`, ``events``) computes them there."""
     total = int(rows(select(func.count()).where(LIVE))[0][0])
     return {
         "contacts": total,
         "stages": _stages(rows, total),
         "channels": _channels(rows, total),
         "inactivity_buckets": _inactivity(rows, config, now),
+        "erosion": _erosion(rows, config, now),
         "cost": _cost(rows, config, now),
     }
 
@@ -159,14 +166,26 @@ def _inactivity(rows: Rows, config: Config, now: datetime) -> dict[str, Any]:
     return _spread(found, [label for label, _, _ in INACTIVITY_BUCKETS] + ["never"], scored)
 
 
-def _erosion(connection: Connection, config: Config, now: datetime) -> dict[str, Any]:
-    tz = ZoneInfo(config.workspace.timezone)
+def erosion_start(timezone: str, now: datetime) -> tuple[datetime, date]:
+    """The start of the erosion's window: its instant, and the local day the stage
+    changes counted are after."""
     start = now - timedelta(days=365)
-    start_day = from_day_number(day_number(start, tz))
+    return start, from_day_number(day_number(start, ZoneInfo(timezone)))
+
+
+def erosion_changes(timezone: str, now: datetime) -> ColumnElement[bool]:
+    """The stage changes the erosion counts: to ``lost``, within its window."""
+    _, start_day = erosion_start(timezone, now)
+    h = stage_history.c
+    return and_(h.to_stage == Stage.LOST.value, h.changed_on > start_day)
+
+
+def _erosion(rows: Rows, config: Config, now: datetime) -> dict[str, Any]:
+    start, _ = erosion_start(config.workspace.timezone, now)
     in_base = contacts.c.created_at < to_db(start)
     lost = (
         select(stage_history.c.contact_id)
-        .where(stage_history.c.to_stage == Stage.LOST.value, stage_history.c.changed_on > start_day)
+        .where(erosion_changes(config.workspace.timezone, now))
         .distinct()
     )
     all_refused = every_address_refused(contacts.c.email_status, contacts.c.sms_status)
@@ -178,7 +197,7 @@ def _erosion(connection: Connection, config: Config, now: datetime) -> dict[str,
         contacts.c.erased_at >= to_db(start),
     )
     became_lost = contacts.c.id.in_(lost)
-    counts = connection.execute(
+    counts = rows(
         select(
             func.count(),
             *(
@@ -186,7 +205,7 @@ def _erosion(connection: Connection, config: Config, now: datetime) -> dict[str,
                 for condition in (became_lost, unreachable, or_(became_lost, unreachable))
             ),
         ).where(in_base)
-    ).one()
+    )[0]
     base, lost_count, unreachable_count, eroded = (int(n) for n in counts)
     return {
         "since": start.isoformat(),

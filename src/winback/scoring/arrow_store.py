@@ -15,10 +15,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Boolean, Connection, Date, DateTime, Float, Integer, Table, select, union_all
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Connection,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    Table,
+    select,
+    union_all,
+)
 from sqlalchemy import literal as sql_literal
 from sqlalchemy.dialects import sqlite
 
@@ -93,8 +105,8 @@ def attach_arrow(
 
 
 class CommittedRead:
-    """Columns of tables as last committed in the SQLite file ``database``, read while
-    the caller goes on: ``wanted`` maps a name to a table and the names of its columns;
+    """Rows of tables as last committed in the SQLite file ``database``, read while the
+    caller goes on: ``wanted`` maps a name to what to read (:class:`Wanted`);
     :meth:`tables` waits for them. Text stays text: the caller gives each column its
     type. Use it as a context manager: the reader is stopped if the caller fails.
 
@@ -104,15 +116,11 @@ class CommittedRead:
     one more reader, which WAL lets read beside the run's open transaction; and it
     reads on the other core while this process computes."""
 
-    def __init__(
-        self, database: Path, scratch: Path, wanted: dict[str, tuple[Table, list[str]]]
-    ) -> None:
+    def __init__(self, database: Path, scratch: Path, wanted: dict[str, Wanted]) -> None:
         self.database = database
+        self.sources = {name: want.table for name, want in wanted.items()}
         self.paths = {name: scratch / f"{name}.arrow" for name in wanted}
-        jobs = [
-            (str(self.paths[name]), _typed_query(table, names))
-            for name, (table, names) in wanted.items()
-        ]
+        jobs = [(str(self.paths[name]), _typed_query(want)) for name, want in wanted.items()]
         self.process = subprocess.Popen(
             [sys.executable, "-c", _READER, str(database), _PROBE, json.dumps(jobs)],
             stdin=subprocess.DEVNULL,
@@ -146,12 +154,25 @@ class CommittedRead:
         return found
 
 
-def _typed_query(table: Table, names: list[str]) -> str:
-    """SQLite's text of the columns ``names`` of ``table`` after a typing row."""
+@dataclass(frozen=True)
+class Wanted:
+    """What :class:`CommittedRead` reads of a table: columns, and the rows ``where``
+    holds (all when None)."""
+
+    table: Table
+    names: list[str]
+    where: ColumnElement[bool] | None = None
+
+
+def _typed_query(want: Wanted) -> str:
+    """SQLite's text of the rows wanted after a typing row."""
+    table, names = want.table, want.names
     typing_row = select(
         sql_literal(1).label(_PROBE), *(_typing_value(table, column) for column in names)
     )
     real = select(sql_literal(0).label(_PROBE), *(table.c[column] for column in names))
+    if want.where is not None:
+        real = real.where(want.where)
     query = union_all(typing_row, real)
     return str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
 

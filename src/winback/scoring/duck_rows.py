@@ -39,12 +39,14 @@ from sqlalchemy import (
 from sqlalchemy.sql import visitors
 
 from winback.models.apply import model_estimates
-from winback.scoring.arrow_store import CommittedRead, attach_arrow, stored
+from winback.reports.health import CONTACT_COLUMNS, erosion_changes
+from winback.scoring.arrow_store import CommittedRead, Wanted, attach_arrow, stored
 from winback.scoring.derive import KEPT_COLUMNS, derive_select, score_new
 from winback.scoring.duck import duck_sql, duck_type
 from winback.scoring.facts import score_facts, score_touch
 from winback.scoring.rfm import Breakpoints, breakpoints_from
-from winback.store.schema import contact_scores, contacts
+from winback.scoring.stages import from_day_number
+from winback.store.schema import contact_scores, contacts, stage_history
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,12 +56,20 @@ if TYPE_CHECKING:
 
 
 def read_store(workspace: Workspace, run: ScoreRun, scratch: Path) -> CommittedRead:
-    """Start reading what :func:`changed_rows` needs of the store: the contacts' columns
-    the derived rows read, the stored rows' compared columns."""
+    """Start reading what :func:`changed_rows` and the health's figures need of the
+    store: the contacts' columns they read, the stored rows' compared columns, the
+    stage changes the erosion counts."""
     derived = derive_select(run, Breakpoints(0, (), (), ()), rewrite_all=True)
     wanted = {
-        source.name: (source, sorted(_read_columns(derived, source) | _compared(source)))
-        for source in (contacts, contact_scores)
+        "contacts": Wanted(
+            contacts, sorted(_read_columns(derived, contacts) | set(CONTACT_COLUMNS))
+        ),
+        "contact_scores": Wanted(contact_scores, ["contact_id", *KEPT_COLUMNS]),
+        "stage_history": Wanted(
+            stage_history,
+            ["contact_id", "to_stage", "changed_on"],
+            erosion_changes(run.timezone, run.now),
+        ),
     }
     return CommittedRead(Path(workspace.engine.url.database or ""), scratch, wanted)
 
@@ -70,9 +80,10 @@ def changed_rows(
     """With ``score_facts`` in the DuckDB session ``duck`` and the store read
     (:func:`read_store`): fill the run's ``score_new`` with the rows that changed and
     ``score_touch`` with them and the stored rows to delete; returns the breakpoints of
-    the day."""
+    the day. The session's ``contact_scores`` and ``stage_history`` are then the
+    run's."""
     for name, data in store.tables().items():
-        _load(duck, next(t for t in (contacts, contact_scores) if t.name == name), data)
+        _load(duck, store.sources[name], data)
     estimates = connection.execute(select(model_estimates)).all()
     _load(duck, model_estimates, _arrow_of(model_estimates, estimates))
 
@@ -91,9 +102,15 @@ def changed_rows(
     gone = duck.sql(
         "SELECT contact_id FROM contact_scores ANTI JOIN score_rows USING (contact_id)"
     ).to_arrow_table()
-    # From here on the session's stored rows are the new ones, for the health's figures.
+    # From here on the session's stored rows and stage changes are the run's, for the
+    # health's figures.
     duck.execute("DROP TABLE contact_scores")
     duck.execute("ALTER TABLE score_rows RENAME TO contact_scores")
+    duck.execute(
+        "INSERT INTO stage_history SELECT contact_id, stage, ? FROM contact_scores "
+        "WHERE old_stage IS NULL OR old_stage <> stage",
+        [from_day_number(run.now_day)],
+    )
     schema = attach_arrow(
         connection,
         scratch,
@@ -140,11 +157,6 @@ def _read_columns(query: Select[Any], source: Table) -> set[str]:
 
     visitors.traverse(query, {}, {"column": seen})
     return found
-
-
-def _compared(source: Table) -> set[str]:
-    """The stored row's columns compared with the new one's."""
-    return {"contact_id", *KEPT_COLUMNS} if source is contact_scores else set()
 
 
 def _load(duck: Any, source: Table, data: pa.Table) -> None:
