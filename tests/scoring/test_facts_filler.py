@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pytest
 from sqlalchemy import Connection, insert, select
 
 from tests.builders import add_contact, add_event, day
@@ -92,7 +93,13 @@ def test_the_duckdb_engine_gives_the_same_scores_on_either_store(workspace: Work
     assert pc.sum(history.column("machine_open")).as_py() == 6
 
 
-def test_the_facts_scratch_database_is_let_go(sqlite_workspace: Workspace) -> None:
+def test_the_facts_scratch_database_is_let_go(
+    sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A temporary folder of this test's own: other runs on the machine have theirs.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     _base(sqlite_workspace)
     score_workspace(sqlite_workspace, now=NOW, full=True, engine="duckdb")
     # Every pooled connection: none still holds the facts' scratch database.
@@ -104,7 +111,7 @@ def test_the_facts_scratch_database_is_let_go(sqlite_workspace: Workspace) -> No
     finally:
         for connection in connections:
             connection.close()
-    assert not list(Path(tempfile.gettempdir()).glob("winback-facts-*"))
+    assert not list(scratch.iterdir())
 
 
 def test_the_duckdb_engine_scores_a_base_without_events(sqlite_workspace: Workspace) -> None:
