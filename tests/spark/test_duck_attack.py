@@ -20,7 +20,7 @@ from tests.builders import add_contact
 from tests.spark.conftest import NOW
 from tests.spark.test_spark_score import DAY, _score, _scores, _set
 from winback.cli import app
-from winback.scoring import duck
+from winback.scoring.history_update import update_history
 from winback.store.schema import contact_scores, contacts
 from winback.workspace import ENV_DATABASE_URL, Workspace
 
@@ -124,7 +124,6 @@ def test_a_command_writing_during_a_duckdb_score_does_not_break_it(
             )
         written.append(contact)
 
-    real = duck.update_history
     writer = threading.Thread(target=unsubscribe)
 
     def meanwhile(*args: Any, **kwargs: Any) -> Any:
@@ -132,15 +131,15 @@ def test_a_command_writing_during_a_duckdb_score_does_not_break_it(
         # score goes on without waiting longer for it.
         writer.start()
         writer.join(timeout=5)
-        return real(*args, **kwargs)
+        return update_history(*args, **kwargs)
 
-    monkeypatch.setattr(duck, "update_history", meanwhile)
+    monkeypatch.setattr("winback.scoring.duck.update_history", meanwhile)
     during = cli.invoke(app, ["score", "-w", str(ws.path), "--now", DAY, "--json", "--full"])
     writer.join()
 
     assert during.exit_code == 0, during.output
     assert written == [contact]
-    monkeypatch.setattr(duck, "update_history", real)
+    monkeypatch.setattr("winback.scoring.duck.update_history", update_history)
     _score(cli, ws)
     assert _scores(ws)[contact]["stage"] == "unsubscribed"
 
@@ -227,3 +226,29 @@ def test_an_empty_base_then_one_contact_in_an_unusual_folder(
         assert got == _scores(ws)
     finally:
         ws.close()
+
+
+def test_a_text_boolean_past_the_readers_first_rows_is_read(
+    cli: CliRunner, sqlite_workspace: Workspace
+) -> None:
+    # More contacts than the reader types from its first rows (ADBC reads batches of
+    # 1,024), the last one's paid subscription written as text by another tool.
+    ws = sqlite_workspace
+    with ws.engine.begin() as connection:
+        connection.execute(
+            text(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500) "
+                "INSERT INTO contacts (email, created_at, updated_at, email_status, sms_status) "
+                "SELECT 'c' || i || '@example.com', '2026-01-05 10:00:00.000000', "
+                "'2026-01-05 10:00:00.000000', 'subscribed', 'none' FROM n"
+            )
+        )
+        connection.execute(text("UPDATE contacts SET subscription_active = 'true' WHERE id = 1500"))
+    embedded = _score(cli, ws, "--engine", "embedded", "--full")
+
+    result = cli.invoke(
+        app, ["score", "-w", str(ws.path), "--now", DAY, "--json", "--engine", "duckdb", "--full"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert embedded["contacts"] == 1500
