@@ -65,13 +65,6 @@ FOREIGN_VALUES = {
     "created_at with an offset": (
         "UPDATE contacts SET created_at = substr(created_at, 1, 10) || ' 03:00:00+05:00'"
     ),
-    # ISO text with a ``T``, on the day of the contact's last interaction.
-    "lost_by_journey_at in ISO text": (
-        "UPDATE contacts SET lost_by_journey_at = ("
-        " SELECT substr(max(occurred_at), 1, 10) || 'T00:00:00' FROM events e"
-        " WHERE e.contact_id = contacts.id AND e.type IN ('click', 'purchase', 'visit', 'login')"
-        ") WHERE id % 10 = 0"
-    ),
     # A boolean imported as text.
     "subscription_active as text": (
         "UPDATE contacts SET subscription_active = 'true' WHERE id % 7 = 0"

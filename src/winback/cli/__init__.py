@@ -13,6 +13,7 @@ body, so that the ``--help`` of any command builds its Typer app from Typer and 
 
 from __future__ import annotations
 
+import signal
 import sys
 from importlib import import_module
 from typing import Annotated, Any
@@ -204,5 +205,12 @@ def _top(
 
 
 def main() -> None:
-    """Entry point of the ``winback`` script."""
+    """Entry point of the ``winback`` script. SIGTERM (a service stopped, a cron
+    timeout) ends a command as an exception would, so its transaction is rolled back
+    and its scratch files and helper processes go; ``winback serve`` sets its own."""
+    signal.signal(signal.SIGTERM, _terminated)
     app()
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)

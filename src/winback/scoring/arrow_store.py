@@ -17,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -28,6 +28,8 @@ from sqlalchemy import (
     Float,
     Integer,
     Table,
+    Text,
+    cast,
     select,
     union_all,
 )
@@ -49,13 +51,17 @@ import adbc_driver_sqlite.dbapi as adbc
 import pyarrow as pa
 import pyarrow.compute as pc
 database, probe, jobs = sys.argv[1:]
-with adbc.connect(database) as reader, reader.cursor() as cursor:
-    for path, query in json.loads(jobs):
-        cursor.execute(query)
-        found = cursor.fetch_arrow_table()
-        found = found.filter(pc.equal(found[probe], 0)).drop_columns([probe])
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, found.schema) as out:
-            out.write_table(found)
+try:
+    with adbc.connect(database) as reader, reader.cursor() as cursor:
+        for path, query in json.loads(jobs):
+            cursor.execute(query)
+            found = cursor.fetch_arrow_table()
+            found = found.filter(pc.equal(found[probe], 0)).drop_columns([probe])
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, found.schema) as out:
+                out.write_table(found)
+except Exception as exc:
+    lines = str(exc).strip().splitlines()
+    sys.exit(lines[0] if lines else type(exc).__name__)
 """
 
 
@@ -117,6 +123,8 @@ class CommittedRead:
     reads on the other core while this process computes."""
 
     def __init__(self, database: Path, scratch: Path, wanted: dict[str, Wanted]) -> None:
+        # Absolute: a relative name beginning with ``file:`` is a URI to SQLite.
+        database = database.resolve()
         self.database = database
         self.sources = {name: want.table for name, want in wanted.items()}
         self.paths = {name: scratch / f"{name}.arrow" for name in wanted}
@@ -170,19 +178,26 @@ def _typed_query(want: Wanted) -> str:
     typing_row = select(
         sql_literal(1).label(_PROBE), *(_typing_value(table, column) for column in names)
     )
-    real = select(sql_literal(0).label(_PROBE), *(table.c[column] for column in names))
+    # Each value cast to its column's storage class: a value another tool stored in
+    # another class (a boolean as text) would fail the read past the typed rows.
+    real = select(
+        sql_literal(0).label(_PROBE),
+        *(cast(table.c[column], _storage(table.c[column].type)).label(column) for column in names),
+    )
     if want.where is not None:
         real = real.where(want.where)
     query = union_all(typing_row, real)
     return str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
 
 
-def _typing_value(table: Table, name: str) -> object:
-    kind = table.c[name].type
+def _storage(kind: Any) -> Any:
+    """The SQLite storage class a value of the column type ``kind`` is read as."""
     if isinstance(kind, Float):
-        value: object = 0.5
-    elif isinstance(kind, (Integer, Boolean)):
-        value = 0
-    else:
-        value = ""
-    return sql_literal(value).label(name)
+        return Float()
+    return Integer() if isinstance(kind, (Integer, Boolean)) else Text()
+
+
+def _typing_value(table: Table, name: str) -> object:
+    storage = _storage(table.c[name].type)
+    value: object = 0.5 if isinstance(storage, Float) else 0 if isinstance(storage, Integer) else ""
+    return sql_literal(value, storage).label(name)

@@ -143,8 +143,9 @@ def _same(name: str) -> str:
     their last bits from run to run: those within a relative 1e-9 are the same."""
     if not isinstance(contact_scores.c[name].type, Float):
         return f"n.{name} IS NOT DISTINCT FROM o.{name}"
+    # Null on either side is no closeness: a value beside a null is a change.
     close = f"abs(n.{name} - o.{name}) <= 1e-9 * greatest(abs(n.{name}), abs(o.{name}))"
-    return f"(n.{name} IS NOT DISTINCT FROM o.{name} OR {close})"
+    return f"(n.{name} IS NOT DISTINCT FROM o.{name} OR coalesce({close}, false))"
 
 
 def _read_columns(query: Select[Any], source: Table) -> set[str]:
@@ -163,11 +164,19 @@ def _load(duck: Any, source: Table, data: pa.Table) -> None:
     """``data`` as the DuckDB table named like ``source``, each column cast to its type
     (SQLite hands times and dates over as text)."""
     duck.register("winback_arrow", data)
-    columns = ", ".join(
-        f"CAST({name} AS {duck_type(source.c[name].type)}) AS {name}" for name in data.column_names
-    )
+    columns = ", ".join(_typed(source, name) for name in data.column_names)
     duck.execute(f"CREATE TABLE {source.name} AS SELECT {columns} FROM winback_arrow")
     duck.unregister("winback_arrow")
+
+
+def _typed(source: Table, name: str) -> str:
+    """DuckDB's cast of a column read from SQLite to its type. Times through
+    ``TIMESTAMPTZ`` (the session is in UTC): a time stored with its UTC offset is that
+    instant, as SQLite's date functions read it."""
+    kind = duck_type(source.c[name].type)
+    if kind == "TIMESTAMP":
+        return f"CAST(CAST({name} AS TIMESTAMPTZ) AS TIMESTAMP) AS {name}"
+    return f"CAST({name} AS {kind}) AS {name}"
 
 
 def _arrow_of(source: Table, rows: Sequence[Any]) -> pa.Table:

@@ -199,7 +199,10 @@ def score(
     # memory as well (temp_store), the full score was slower (see bench/RESULTS.md).
     from winback.reports.aggregates import refresh_figures  # reports read what scoring writes
 
-    with bulk_transaction(workspace.engine, {"cache_size": BULK_CACHE_SIZE}) as connection:
+    # The write lock from the start: a command that writes meanwhile waits for the
+    # score, instead of the score failing at its end.
+    pragmas = {"cache_size": BULK_CACHE_SIZE}
+    with bulk_transaction(workspace.engine, pragmas, writer=True) as connection:
         result, health = _score(
             connection, run, full=full, facts_filler=facts_filler, rows_filler=rows_filler
         )

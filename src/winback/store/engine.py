@@ -131,8 +131,14 @@ def bulk_connection(engine: Engine, pragmas: Mapping[str, int]) -> Iterator[Conn
 
 
 @contextmanager
-def bulk_transaction(engine: Engine, pragmas: Mapping[str, int]) -> Iterator[Connection]:
+def bulk_transaction(
+    engine: Engine, pragmas: Mapping[str, int], *, writer: bool = False
+) -> Iterator[Connection]:
     """``engine.begin()`` for a bulk job of one transaction, with the ``pragmas`` of
-    :func:`bulk_connection`."""
+    :func:`bulk_connection`. ``writer``: on SQLite the transaction takes the write
+    lock as it begins, waiting for another writer to finish (the busy timeout) rather
+    than failing at its first write because one committed since it began reading."""
     with bulk_connection(engine, pragmas) as connection, connection.begin():
+        if writer and connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield connection
