@@ -136,6 +136,49 @@ def test_a_first_duckdb_score_keeps_the_health_the_store_computes(
     assert kept == base_health(ws, now=datetime.fromisoformat(kept["now"]))
 
 
+def test_an_incremental_duckdb_score_keeps_the_health_of_its_new_day(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
+    _score(cli, ws, "--full")
+    before = _health(ws)
+    # The next day a message goes to a quiet contact: it lands in the store, beyond
+    # the history's high water, and the cost counts it.
+    quiet = next(cid for cid, row in _scores(ws).items() if row["stage"] == "lost")
+    with ws.engine.begin() as connection:
+        add_event(connection, quiet, "sent", NOW + timedelta(hours=12), channel="email")
+    next_day = (NOW + timedelta(days=1)).date().isoformat()
+
+    result = cli.invoke(app, ["score", "-w", str(ws.path), "--now", next_day, "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["mode"] == "incremental"
+    kept = _health(ws)
+    assert kept["now"] > before["now"]
+    assert kept["cost"]["lost"]["email_sent"] == before["cost"]["lost"]["email_sent"] + 1
+    assert kept == base_health(ws, now=datetime.fromisoformat(kept["now"]))
+
+
+def test_an_incremental_duckdb_score_without_a_history_keeps_the_health(
+    cli: CliRunner, demo_workspace: Workspace
+) -> None:
+    ws = demo_workspace
+    _score(cli, ws, "--engine", "embedded", "--full")
+    before = _health(ws)
+    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
+    next_day = (NOW + timedelta(days=1)).date().isoformat()
+
+    result = cli.invoke(app, ["score", "-w", str(ws.path), "--now", next_day, "--json"])
+
+    # No full score on this engine yet, so no history: the store computes the health.
+    assert result.exit_code == 0, result.output
+    assert not list((ws.path / "history").glob("month=*"))
+    kept = _health(ws)
+    assert kept["now"] > before["now"]
+    assert kept == base_health(ws, now=datetime.fromisoformat(kept["now"]))
+
+
 def test_a_late_delivery_turns_an_open_of_the_history_into_a_machine_open(
     cli: CliRunner, demo_workspace: Workspace
 ) -> None:

@@ -70,22 +70,34 @@ def refresh_figures(
     *,
     full: bool = True,
     health: dict[str, Any] | None = None,
+    health_later: bool = False,
 ) -> None:
     """Bring the kept figures up to date with the stage history and the events, and keep
     the base's health as of ``now`` (aware). Call it inside the score's transaction.
 
     The health reads every score row and the messages of the cost period (seconds on a
     large base), so an incremental score (``full`` false) takes it again only on a new
-    day of the workspace's zone: the page shows the day it was taken. ``health``: the
-    parts of it another engine computed (:func:`~winback.reports.health.scored_figures`)."""
+    day of the workspace's zone (:func:`health_due`): the page shows the day it was
+    taken. ``health``: the figures another engine computed
+    (:func:`~winback.reports.health.scored_figures`); ``health_later``: another engine
+    takes it after the commit (an incremental score), so not here."""
     _refresh_stages(connection)
     _refresh_deliveries(connection, config.workspace.timezone)
     refresh_journeys(connection, config, now)
-    if not full and _health_taken_on(connection, config) == local_date(
-        now, ZoneInfo(config.workspace.timezone)
-    ):
+    if health_later or (not full and not health_due(connection, config, now)):
         return
-    figures = health_figures(connection, config, now, scored=health)
+    keep_health(connection, now, health_figures(connection, config, now, scored=health))
+
+
+def health_due(connection: Connection, config: Config, now: datetime) -> bool:
+    """Whether the kept health is of another day than ``now``'s (or there is none)."""
+    zone = ZoneInfo(config.workspace.timezone)
+    return _health_taken_on(connection, config) != local_date(now, zone)
+
+
+def keep_health(connection: Connection, now: datetime, figures: dict[str, Any]) -> None:
+    """Keep ``figures`` (:func:`~winback.reports.health.health_figures`) as the base's
+    health as of ``now``."""
     connection.execute(delete(figure_snapshots).where(figure_snapshots.c.name == HEALTH))
     connection.execute(
         insert(figure_snapshots), {"name": HEALTH, "computed_at": to_db(now), "data": figures}

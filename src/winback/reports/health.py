@@ -55,6 +55,8 @@ CONTACT_COLUMNS = (
     "sms_status_at",
     "erased_at",
 )
+#: The columns of ``contact_scores`` the figures read.
+SCORE_COLUMNS = ("contact_id", "stage", "last_interaction_at")
 #: Runs a select where the tables are, and gives its rows.
 Rows = Callable[[Select[Any]], Sequence[Any]]
 # The contacts the report is about (not erased), and those of them that are scored.
@@ -100,7 +102,8 @@ def health_figures(
 def scored_figures(rows: Rows, config: Config, now: datetime) -> dict[str, Any]:
     """Every figure of the health, with the queries run by ``rows`` (a select in, its
     rows out): an engine that holds the tables they read (``contacts``' columns
-    :data:`CONTACT_COLUMNS`, ``contact_scores``, the ``stage_history`` rows of
+    :data:`CONTACT_COLUMNS`, ``contact_scores``' :data:`SCORE_COLUMNS`, the
+    ``stage_history`` rows of
     :func:`erosion_changes`, ``events``) computes them there."""
     total = int(rows(select(func.count()).where(LIVE))[0][0])
     return {

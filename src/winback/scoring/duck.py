@@ -68,6 +68,18 @@ def duck_sql(query: Select[Any]) -> str:
     )
 
 
+def duck_session() -> Any:
+    """A DuckDB session in memory for our queries: in UTC, order not kept (it lets
+    DuckDB run in parallel what needs none), and without DuckDB's own progress bar,
+    which it draws on the terminal for a query of some seconds."""
+    import duckdb
+
+    session = duckdb.connect(config={"preserve_insertion_order": False})
+    session.execute("SET TimeZone = 'UTC'")
+    session.execute("SET enable_progress_bar = false")
+    return session
+
+
 def duck_type(kind: Any) -> str:
     """DuckDB's name of the type of a column of ours (a SQLAlchemy type)."""
     for ours, name in _DUCK_TYPES:
@@ -76,7 +88,7 @@ def duck_type(kind: Any) -> str:
     return "VARCHAR"
 
 
-def _as_events(held: list[str]) -> str:
+def as_events(held: list[str]) -> str:
     """The history's columns (``held``) projected as the store's ``events`` table, so
     any select over that table runs on it: its instants as naive UTC times (the session
     is in UTC), the columns it does not hold (the personal ones) null."""
@@ -149,8 +161,7 @@ def _history_facts(
     with history_lock(target, waiting):
         update = update_history(workspace, connection, locked=True)
         files = [path for month in target.files().values() for path in month]
-        with duckdb.connect(config={"preserve_insertion_order": False}) as duck:
-            duck.execute("SET TimeZone = 'UTC'")
+        with duck_session() as duck:
             # The files by name, not a pattern: a folder name with ``*`` or ``[``
             # matches nothing else, one named ``type=x`` adds no column. No file:
             # an empty table of the history's own columns.
@@ -159,7 +170,7 @@ def _history_facts(
                 if files
                 else duck.from_arrow(SCHEMA.empty_table())
             )
-            history.project(_as_events(history.columns)).create_view("events")
+            history.project(as_events(history.columns)).create_view("events")
             try:
                 facts = duck_sql(facts_select(run, machine_resolved=True))
                 duck.execute(f"CREATE TABLE score_facts AS {facts}")

@@ -83,9 +83,9 @@ def changed_rows(
     the day. The session's ``contact_scores`` and ``stage_history`` are then the
     run's."""
     for name, data in store.tables().items():
-        _load(duck, store.sources[name], data)
+        load_table(duck, store.sources[name], data)
     estimates = connection.execute(select(model_estimates)).all()
-    _load(duck, model_estimates, _arrow_of(model_estimates, estimates))
+    load_table(duck, model_estimates, _arrow_of(model_estimates, estimates))
 
     def rows(query: Select[Any]) -> list[Any]:
         return list(duck.sql(duck_sql(query)).fetchall())
@@ -160,12 +160,13 @@ def _read_columns(query: Select[Any], source: Table) -> set[str]:
     return found
 
 
-def _load(duck: Any, source: Table, data: pa.Table) -> None:
-    """``data`` as the DuckDB table named like ``source``, each column cast to its type
-    (SQLite hands times and dates over as text)."""
+def load_table(duck: Any, source: Table, data: pa.Table, *, name: str | None = None) -> None:
+    """``data`` (columns of ``source``) as a DuckDB table, named like ``source`` unless
+    ``name`` is given, each column cast to its type (SQLite hands times and dates over
+    as text)."""
     duck.register("winback_arrow", data)
     columns = ", ".join(_typed(source, name) for name in data.column_names)
-    duck.execute(f"CREATE TABLE {source.name} AS SELECT {columns} FROM winback_arrow")
+    duck.execute(f"CREATE TABLE {name or source.name} AS SELECT {columns} FROM winback_arrow")
     duck.unregister("winback_arrow")
 
 

@@ -182,6 +182,7 @@ def score(
     full: bool = False,
     facts_filler: FillFacts | None = None,
     rows_filler: DeriveRows | None = None,
+    health_later: bool = False,
 ) -> ScoreResult:
     """Score every contact of the base at ``now`` (aware). Incremental when a previous run
     under the same policy exists, unless ``full``. One transaction: readers see the old
@@ -192,7 +193,8 @@ def score(
     other means, e.g. another engine running :func:`winback.scoring.facts.facts_select`
     elsewhere. An incremental run merges the new events' facts in the store.
     ``rows_filler`` (:data:`DeriveRows`) goes further: it hands over the full run's
-    changed rows, written as an incremental run's are."""
+    changed rows, written as an incremental run's are. ``health_later``: an
+    incremental run leaves the base's health to the caller, after the commit."""
     run = ScoreRun.from_config(workspace.config, now)
     # The rows a run rewrites lie all over contact_scores and its indexes: the bulk page
     # cache keeps them until the commit. Only the cache: with its scratch tables in
@@ -207,7 +209,12 @@ def score(
             connection, run, full=full, facts_filler=facts_filler, rows_filler=rows_filler
         )
         refresh_figures(
-            connection, workspace.config, now, full=result.mode == "full", health=health
+            connection,
+            workspace.config,
+            now,
+            full=result.mode == "full",
+            health=health,
+            health_later=health_later and result.mode == "incremental",
         )
         return result
 

@@ -233,9 +233,13 @@ def score_workspace(
             facts = spark_facts(location, config.engine.master, Path(scratch))
             return score(workspace, now=now, full=True, facts_filler=facts)
         from winback.scoring.duck import duck_facts, duck_rows
+        from winback.scoring.duck_health import keep_duck_health
 
         if workspace.engine.dialect.name == "sqlite":
             rows = duck_rows(workspace, Path(scratch), waiting)
-            return score(workspace, now=now, full=full, rows_filler=rows)
+            result = score(workspace, now=now, full=full, rows_filler=rows, health_later=True)
+            if result.mode == "incremental":
+                keep_duck_health(workspace, now, Path(scratch), waiting)
+            return result
         facts = duck_facts(workspace, Path(scratch), waiting)
         return score(workspace, now=now, full=full, facts_filler=facts)

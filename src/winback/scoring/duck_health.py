@@ -1,0 +1,104 @@
+"""The base's health after an incremental score on the DuckDB engine (SQLite), computed
+by DuckDB after the score's commit.
+
+An incremental score takes the health on the first run of a day. In SQLite its figures
+read every contact and score row and scan the events for the messages of the cost
+period, several times the score's own work on a large base. Here a reader process
+brings the committed contacts, score rows and stage changes the figures read
+(:data:`~winback.reports.health.CONTACT_COLUMNS`,
+:data:`~winback.reports.health.SCORE_COLUMNS`,
+:func:`~winback.reports.health.erosion_changes`) and the events landed since the
+history's high water; DuckDB runs the same selects
+(:func:`~winback.reports.health.scored_figures`) over them and the history, and the
+figures are kept in a short transaction of their own. Without a readable history (no
+full score on this engine yet) the store computes them, as the embedded engine does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from winback.reports.aggregates import health_due, keep_health
+from winback.reports.health import (
+    CONTACT_COLUMNS,
+    SCORE_COLUMNS,
+    erosion_changes,
+    health_figures,
+    scored_figures,
+)
+from winback.scoring.arrow_store import CommittedRead, Wanted
+from winback.scoring.duck import DuckUnavailable, as_events, duck_session, duck_sql
+from winback.scoring.duck_rows import load_table
+from winback.scoring.history_export import SCHEMA, ExportError, read_manifest
+from winback.scoring.history_update import history_lock, history_target
+from winback.store.schema import contact_scores, contacts, events, stage_history
+from winback.workspace import Workspace
+
+
+def keep_duck_health(
+    workspace: Workspace,
+    now: datetime,
+    scratch: Path,
+    waiting: Callable[[str], None] | None = None,
+) -> None:
+    """Keep the base's health as of ``now`` (aware) when it is due (the first score of
+    the day), computed by DuckDB over the history and what the store holds beyond it."""
+    config = workspace.config
+    with workspace.engine.connect() as connection:
+        if not health_due(connection, config, now):
+            return
+    target = history_target(workspace)
+    scored = None
+    with history_lock(target, waiting):
+        try:
+            manifest = read_manifest(target.base)
+        except ExportError:
+            manifest = None
+        if manifest is not None:
+            files = [path for month in target.files().values() for path in month]
+            scored = _figures(workspace, now, scratch, files, manifest.high_water)
+    with workspace.engine.begin() as connection:
+        keep_health(connection, now, health_figures(connection, config, now, scored=scored))
+
+
+def _figures(
+    workspace: Workspace, now: datetime, scratch: Path, files: list[str], high_water: int
+) -> dict[str, Any]:
+    """The health's figures by DuckDB over the history's ``files`` and the store's
+    events above ``high_water``."""
+    import duckdb
+
+    timezone = workspace.config.workspace.timezone
+    wanted = {
+        "contacts": Wanted(contacts, list(CONTACT_COLUMNS)),
+        "contact_scores": Wanted(contact_scores, list(SCORE_COLUMNS)),
+        "stage_history": Wanted(
+            stage_history, ["contact_id", "to_stage", "changed_on"], erosion_changes(timezone, now)
+        ),
+        "landed": Wanted(events, list(SCHEMA.names), events.c.id > high_water),
+    }
+    database = Path(workspace.engine.url.database or "")
+    with (
+        CommittedRead(database, scratch, wanted) as store,
+        duck_session() as duck,
+    ):
+        for name, data in store.tables().items():
+            load_table(duck, store.sources[name], data, name=name)
+        landed = duck.table("landed")
+        history = (
+            duck.read_parquet(files, hive_partitioning=False)
+            if files
+            else duck.from_arrow(SCHEMA.empty_table())
+        )
+        history.project(as_events(history.columns)).create_view("moved")
+        landed.project(as_events(landed.columns)).create_view("stored")
+        duck.execute("CREATE VIEW events AS SELECT * FROM moved UNION ALL SELECT * FROM stored")
+        try:
+            return scored_figures(
+                lambda query: duck.sql(duck_sql(query)).fetchall(), workspace.config, now
+            )
+        except duckdb.Error as exc:
+            raise DuckUnavailable(f"DuckDB cannot compute the base's health ({exc})") from None
