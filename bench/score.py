@@ -3,7 +3,9 @@
 On a synthetic base (default 1,000,000 contacts and 20,000,000 events in SQLite), time:
 
 1. a full score on each engine (`--engine both`: embedded, then duckdb after the first
-   write of its columnar history, timed apart);
+   write of its columnar history, timed apart). The duckdb one is then the base's
+   second full score of the day, a nightly ``--full``: on SQLite it writes back only the
+   rows that changed. ``--engine duckdb`` alone times its first score of the base;
 2. a plain pandas script computing the same per-contact facts and stages from the same
    database (read with ``pandas.read_sql_query``, then ``groupby``);
 3. an incremental rescore after 100,000 new events (the next day);

@@ -13,6 +13,7 @@ body, so that the ``--help`` of any command builds its Typer app from Typer and 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from importlib import import_module
@@ -207,10 +208,18 @@ def _top(
 def main() -> None:
     """Entry point of the ``winback`` script. SIGTERM (a service stopped, a cron
     timeout) ends a command as an exception would, so its transaction is rolled back
-    and its scratch files and helper processes go; ``winback serve`` sets its own."""
-    signal.signal(signal.SIGTERM, _terminated)
-    app()
+    and its scratch files and helper processes go; then the process ends by the signal
+    all the same, as its service manager expects."""
+    terminated: list[int] = []
 
+    def stop(signum: int, _frame: object) -> None:
+        terminated.append(signum)
+        raise SystemExit(128 + signum)
 
-def _terminated(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        app()
+    finally:
+        if terminated:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
