@@ -24,6 +24,7 @@ operational store, from the facts Spark returns.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -185,6 +186,14 @@ def spark_session(master: str) -> Iterator[Any]:
         session.stop()
 
 
+def month_files(location: str) -> str:
+    """Spark's path of the history's files: only ``month=*/*.parquet`` right under the
+    folder, what the DuckDB engine reads too (another Parquet file there, a backup say,
+    is not the history), the folder's own glob characters escaped."""
+    folder = re.sub(r"([\\{}\[\]*?])", r"\\\1", location.rstrip("/"))
+    return f"{folder}/{PARTITION}=*/*.parquet"
+
+
 def spark_facts(location: str, master: str, scratch: Path) -> Any:
     """The facts filler of :func:`winback.scoring.score` that runs the facts select on
     Spark over the export at ``location``; ``scratch``: a folder for the facts on their
@@ -201,7 +210,7 @@ def spark_facts(location: str, master: str, scratch: Path) -> Any:
         query = facts_select(run, machine_resolved=True)
         with spark_session(master) as session:
             history = session.read.schema(EVENTS_DDL).option("basePath", location)
-            history.parquet(location).createOrReplaceTempView("events")
+            history.parquet(month_files(location)).createOrReplaceTempView("events")
             facts = session.sql(spark_sql(query)).toArrow()
         insert_facts(connection, facts, scratch)
         return manifest.high_water
