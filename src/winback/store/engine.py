@@ -140,5 +140,12 @@ def bulk_transaction(
     than failing at its first write because one committed since it began reading."""
     with bulk_connection(engine, pragmas) as connection, connection.begin():
         if writer and connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            except OperationalError as exc:
+                raise StoreError(
+                    f"{engine.url.database}: another command kept the database for "
+                    f"writing past the wait ({exc.orig}): run this one again when it "
+                    "has finished"
+                ) from None
         yield connection
