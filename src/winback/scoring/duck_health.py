@@ -10,8 +10,10 @@ brings the committed contacts, score rows and stage changes the figures read
 :func:`~winback.reports.health.erosion_changes`) and the events landed since the
 history's high water; DuckDB runs the same selects
 (:func:`~winback.reports.health.scored_figures`) over them and the history, and the
-figures are kept in a short transaction of their own. Without a readable history (no
-full score on this engine yet) the store computes them, as the embedded engine does.
+figures are kept in a short transaction of their own. Without a history it can trust
+(none yet, or one the next full score writes again: see
+:func:`~winback.scoring.history_update.stale_reason`), or when DuckDB cannot read it,
+the store computes them, as the embedded engine does.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from winback.scoring.arrow_store import CommittedRead, Wanted
 from winback.scoring.duck import DuckUnavailable, as_events, duck_session, duck_sql
 from winback.scoring.duck_rows import load_table
 from winback.scoring.history_export import SCHEMA, ExportError, read_manifest
-from winback.scoring.history_update import history_lock, history_target
+from winback.scoring.history_update import history_lock, history_target, stale_reason
+from winback.store.history import high_water as stored_high_water
 from winback.store.schema import contact_scores, contacts, events, stage_history
 from winback.workspace import Workspace
 
@@ -55,11 +58,18 @@ def keep_duck_health(
     with history_lock(target, waiting):
         try:
             manifest = read_manifest(target.base)
+            with workspace.engine.connect() as connection:
+                stale = stale_reason(connection, manifest, target, stored_high_water(connection))
         except ExportError:
-            manifest = None
-        if manifest is not None:
+            manifest, stale = None, "no history"
+        if manifest is not None and not stale:
             files = [path for month in target.files().values() for path in month]
-            scored = _figures(workspace, now, scratch, files, manifest.high_water)
+            try:
+                scored = _figures(workspace, now, scratch, files, manifest.high_water)
+            except DuckUnavailable:
+                scored = None
+    # Without a history DuckDB can trust (the next full score writes it again), the
+    # store computes the figures: the score is committed, its health must follow.
     with workspace.engine.begin() as connection:
         keep_health(connection, now, health_figures(connection, config, now, scored=scored))
 

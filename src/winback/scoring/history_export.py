@@ -45,6 +45,7 @@ from winback.domain import EventType
 from winback.errors import WinbackError
 from winback.safe_output import OutputRefused
 from winback.scoring.machine_open import machine_open_sql
+from winback.store.history import event_key
 from winback.store.history import high_water as stored_high_water
 from winback.store.schema import events
 from winback.workspace import Workspace
@@ -116,6 +117,9 @@ class Manifest:
     machine_open_seconds: int
     #: Who wrote it (:func:`store_identity`), "" in manifests written before.
     store: str = ""
+    #: The key of the event at ``high_water`` (:func:`winback.store.history.event_key`):
+    #: a store restored from a backup may give that id to another event.
+    last: str = ""
 
 
 def open_destination(destination: str) -> tuple[pafs.FileSystem, str]:
@@ -204,10 +208,11 @@ def export_history(
         below = events.c.id <= high_water
         stored = connection.execute(select(func.count()).select_from(events).where(below))
         total = int(stored.scalar_one())
+        last = event_key(connection, high_water)
     # A full export is the whole history: a month no event falls in any more goes.
     if since is None:
         target.drop_months(before - written)
-    target.finish(high_water, total)
+    target.finish(high_water, total, last)
     return ExportResult(
         path=destination,
         events=count,
@@ -303,11 +308,12 @@ class Target:
             progress(count, count)
         return written, count
 
-    def finish(self, high_water: int, events: int | None = None) -> int:
+    def finish(self, high_water: int, events: int | None = None, last: str = "") -> int:
         """Write the manifest of a history holding every event up to ``high_water``,
-        ``events`` of them (default: those its files hold); returns that count."""
+        ``events`` of them (default: those its files hold), ``last`` the key of the
+        event at the high water; returns that count."""
         count = self.rows() if events is None else events
-        manifest = Manifest(high_water, count, self.seconds, self.store)
+        manifest = Manifest(high_water, count, self.seconds, self.store, last)
         with self.filesystem.open_output_stream(f"{self.base}/{MANIFEST}") as stream:
             stream.write(json.dumps({"format": MANIFEST_FORMAT, **asdict(manifest)}).encode())
         return count
@@ -410,6 +416,7 @@ def read_manifest(destination: str) -> Manifest:
             events=int(data["events"]),
             machine_open_seconds=int(data["machine_open_seconds"]),
             store=str(data.get("store", "")),
+            last=str(data.get("last", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportError(f"{destination}/{MANIFEST}: unreadable ({exc!r})") from None

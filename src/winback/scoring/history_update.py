@@ -47,6 +47,7 @@ from winback.scoring.history_export import (
     store_identity,
 )
 from winback.scoring.machine_open import delivered_before_open
+from winback.store.history import event_key
 from winback.store.history import high_water as stored_high_water
 from winback.store.schema import events
 from winback.workspace import Workspace
@@ -148,14 +149,14 @@ def _update(
     high_water = stored_high_water(connection)
     manifest, reason = _manifest(location)
     if manifest is not None:
-        reason = _rewrite_reason(connection, manifest, target, high_water)
+        reason = stale_reason(connection, manifest, target, high_water)
     if reason or manifest is None:
         before = target.months()
         written, _ = target.write(
             connection, lambda e: (e.c.id <= high_water,), batch_rows=batch_rows, progress=progress
         )
         target.drop_months(before - written)
-        count = target.finish(high_water)
+        count = target.finish(high_water, last=event_key(connection, high_water))
         return HistoryUpdate(location, "full", reason, count, sorted(written), high_water, count)
     old = manifest.high_water
     late = _late_delivery_months(connection, old, high_water, target.seconds)
@@ -175,7 +176,7 @@ def _update(
     if high_water == old and not late and not merged:
         # Nothing written: the manifest, its files just counted, stands.
         return HistoryUpdate(location, "none", "", 0, [], high_water, manifest.events)
-    count = target.finish(high_water)
+    count = target.finish(high_water, last=event_key(connection, high_water))
     landed = and_(events.c.id > old, events.c.id <= high_water)
     added = int(connection.execute(select(func.count()).where(landed)).scalar_one())
     mode = "incremental" if added or late or merged else "none"
@@ -217,7 +218,7 @@ def _manifest(location: str) -> tuple[Manifest | None, str]:
         return None, str(exc)
 
 
-def _rewrite_reason(
+def stale_reason(
     connection: Connection, manifest: Manifest, target: Target, high_water: int
 ) -> str:
     """Why the history must be written again whole, or ``""``. Its files are counted
@@ -232,6 +233,10 @@ def _rewrite_reason(
         )
     if high_water < manifest.high_water:
         return "the store's events end below its high water (a database restored or recreated)"
+    if manifest.last and event_key(connection, manifest.high_water) != manifest.last:
+        return (
+            "the store's event at its high water is another one (a database restored or recreated)"
+        )
     try:
         held = target.rows()
     except ExportError as exc:

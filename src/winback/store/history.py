@@ -84,6 +84,13 @@ def high_water(connection: Connection) -> int:
     return int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
 
 
+def event_key(connection: Connection, event_id: int) -> str:
+    """The digest that identifies event ``event_id`` (hex; "" when there is none): an id
+    names the same event as long as this does."""
+    key = connection.execute(select(events.c.dedup_key).where(events.c.id == event_id)).scalar()
+    return bytes(key).hex() if key is not None else ""
+
+
 def contact_events(
     connection: Connection, contact_id: int, limit: int | None = None
 ) -> list[dict[str, Any]]:
