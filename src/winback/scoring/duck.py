@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
@@ -33,6 +33,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Select,
+    Table,
 )
 from sqlalchemy.dialects import registry
 
@@ -44,6 +45,9 @@ from winback.scoring.history_update import history_lock, history_target, update_
 from winback.scoring.run import Derived, DeriveRows, ScoreRun
 from winback.store.schema import events
 from winback.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _DUCK_TYPES = (
     (DateTime, "TIMESTAMP"),
@@ -103,6 +107,43 @@ def as_events(held: list[str]) -> str:
     return ", ".join(columns)
 
 
+def duck_rows_of(duck: Any) -> Callable[[Select[Any]], list[Any]]:
+    """A query runner over the DuckDB session ``duck``: one of our selects in, its rows
+    out (what :func:`~winback.scoring.rfm.breakpoints_from` and
+    :func:`~winback.reports.health.scored_figures` take)."""
+    return lambda query: list(duck.sql(duck_sql(query)).fetchall())
+
+
+def history_view(duck: Any, files: list[str], name: str) -> None:
+    """The history's ``files`` as the view ``name`` of the store's ``events`` columns
+    (:func:`as_events`). The files by name, not a pattern: a folder name with ``*`` or
+    ``[`` matches nothing else, one named ``type=x`` adds no column. No file: an empty
+    table of the history's own columns."""
+    history = (
+        duck.read_parquet(files, hive_partitioning=False)
+        if files
+        else duck.from_arrow(SCHEMA.empty_table())
+    )
+    history.project(as_events(history.columns)).create_view(name)
+
+
+def load_table(duck: Any, source: Table, data: pa.Table, *, name: str | None = None) -> None:
+    """``data`` (columns of ``source``, read from SQLite) as a DuckDB table, named like
+    ``source`` unless ``name`` is given, each column cast to its type: SQLite hands
+    times and dates over as text, and times go through ``TIMESTAMPTZ`` (the session is
+    in UTC) so one stored with its UTC offset is that instant, as SQLite reads it."""
+    columns = []
+    for column in data.column_names:
+        kind = duck_type(source.c[column].type)
+        value = f"CAST({column} AS TIMESTAMPTZ)" if kind == "TIMESTAMP" else column
+        columns.append(f"CAST({value} AS {kind}) AS {column}")
+    duck.register("winback_arrow", data)
+    duck.execute(
+        f"CREATE TABLE {name or source.name} AS SELECT {', '.join(columns)} FROM winback_arrow"
+    )
+    duck.unregister("winback_arrow")
+
+
 def duck_facts(
     workspace: Workspace, scratch: Path, waiting: Callable[[str], None] | None = None
 ) -> FillFacts:
@@ -137,9 +178,7 @@ def duck_rows(
             _history_facts(workspace, connection, run, waiting) as (duck, high_water),
         ):
             points = changed_rows(duck, connection, store, run, scratch)
-            health = scored_figures(
-                lambda query: duck.sql(duck_sql(query)).fetchall(), workspace.config, run.now
-            )
+            health = scored_figures(duck_rows_of(duck), workspace.config, run.now)
         return Derived(high_water, points, health)
 
     return derive
@@ -160,17 +199,8 @@ def _history_facts(
     target = history_target(workspace)
     with history_lock(target, waiting):
         update = update_history(workspace, connection, locked=True)
-        files = [path for month in target.files().values() for path in month]
         with duck_session() as duck:
-            # The files by name, not a pattern: a folder name with ``*`` or ``[``
-            # matches nothing else, one named ``type=x`` adds no column. No file:
-            # an empty table of the history's own columns.
-            history = (
-                duck.read_parquet(files, hive_partitioning=False)
-                if files
-                else duck.from_arrow(SCHEMA.empty_table())
-            )
-            history.project(as_events(history.columns)).create_view("events")
+            history_view(duck, target.paths(), "events")
             try:
                 facts = duck_sql(facts_select(run, machine_resolved=True))
                 duck.execute(f"CREATE TABLE score_facts AS {facts}")

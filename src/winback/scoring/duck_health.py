@@ -32,8 +32,7 @@ from winback.reports.health import (
     scored_figures,
 )
 from winback.scoring.arrow_store import CommittedRead, Wanted
-from winback.scoring.duck import DuckUnavailable, as_events, duck_session, duck_sql
-from winback.scoring.duck_rows import load_table
+from winback.scoring.duck import as_events, duck_rows_of, duck_session, history_view, load_table
 from winback.scoring.history_export import SCHEMA, ExportError, read_manifest
 from winback.scoring.history_update import history_lock, history_target, stale_reason
 from winback.store.history import high_water as stored_high_water
@@ -63,52 +62,43 @@ def keep_duck_health(
         except ExportError:
             manifest, stale = None, "no history"
         if manifest is not None and not stale:
-            files = [path for month in target.files().values() for path in month]
-            try:
-                scored = _figures(workspace, now, scratch, files, manifest.high_water)
-            except DuckUnavailable:
-                scored = None
+            scored = _figures(workspace, now, scratch, target.paths(), manifest.high_water)
     # Without a history DuckDB can trust (the next full score writes it again), the
     # store computes the figures: the score is committed, its health must follow.
     with workspace.engine.begin() as connection:
         keep_health(connection, now, health_figures(connection, config, now, scored=scored))
 
 
-def _figures(
-    workspace: Workspace, now: datetime, scratch: Path, files: list[str], high_water: int
-) -> dict[str, Any]:
-    """The health's figures by DuckDB over the history's ``files`` and the store's
-    events above ``high_water``."""
-    import duckdb
-
-    timezone = workspace.config.workspace.timezone
-    wanted = {
+def health_reads(timezone: str, now: datetime) -> dict[str, Wanted]:
+    """What the health's figures read of the store (:func:`scored_figures`), for a
+    reader process (:class:`~winback.scoring.arrow_store.CommittedRead`)."""
+    return {
         "contacts": Wanted(contacts, list(CONTACT_COLUMNS)),
         "contact_scores": Wanted(contact_scores, list(SCORE_COLUMNS)),
         "stage_history": Wanted(
             stage_history, ["contact_id", "to_stage", "changed_on"], erosion_changes(timezone, now)
         ),
-        "landed": Wanted(events, list(SCHEMA.names), events.c.id > high_water),
     }
+
+
+def _figures(
+    workspace: Workspace, now: datetime, scratch: Path, files: list[str], high_water: int
+) -> dict[str, Any] | None:
+    """The health's figures by DuckDB over the history's ``files`` and the store's
+    events above ``high_water``; None when DuckDB cannot read them."""
+    import duckdb
+
+    wanted = health_reads(workspace.config.workspace.timezone, now)
+    wanted["landed"] = Wanted(events, list(SCHEMA.names), events.c.id > high_water)
     database = Path(workspace.engine.url.database or "")
-    with (
-        CommittedRead(database, scratch, wanted) as store,
-        duck_session() as duck,
-    ):
-        for name, data in store.tables().items():
-            load_table(duck, store.sources[name], data, name=name)
-        landed = duck.table("landed")
-        history = (
-            duck.read_parquet(files, hive_partitioning=False)
-            if files
-            else duck.from_arrow(SCHEMA.empty_table())
-        )
-        history.project(as_events(history.columns)).create_view("moved")
-        landed.project(as_events(landed.columns)).create_view("stored")
-        duck.execute("CREATE VIEW events AS SELECT * FROM moved UNION ALL SELECT * FROM stored")
+    with CommittedRead(database, scratch, wanted) as store, duck_session() as duck:
         try:
-            return scored_figures(
-                lambda query: duck.sql(duck_sql(query)).fetchall(), workspace.config, now
-            )
-        except duckdb.Error as exc:
-            raise DuckUnavailable(f"DuckDB cannot compute the base's health ({exc})") from None
+            for name, data in store.tables().items():
+                load_table(duck, store.sources[name], data, name=name)
+            history_view(duck, files, "moved")
+            landed = duck.table("landed")
+            landed.project(as_events(landed.columns)).create_view("stored")
+            duck.execute("CREATE VIEW events AS SELECT * FROM moved UNION ALL SELECT * FROM stored")
+            return scored_figures(duck_rows_of(duck), workspace.config, now)
+        except duckdb.Error:
+            return None

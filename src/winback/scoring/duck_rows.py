@@ -18,7 +18,6 @@ of that time, as after an incremental run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Float,
-    Integer,
     Select,
     Table,
     column,
@@ -39,18 +37,16 @@ from sqlalchemy import (
 from sqlalchemy.sql import visitors
 
 from winback.models.apply import model_estimates
-from winback.reports.health import CONTACT_COLUMNS, erosion_changes
 from winback.scoring.arrow_store import CommittedRead, Wanted, attach_arrow, stored
 from winback.scoring.derive import KEPT_COLUMNS, derive_select, score_new
-from winback.scoring.duck import duck_sql, duck_type
+from winback.scoring.duck import duck_rows_of, duck_sql, load_table
+from winback.scoring.duck_health import health_reads
 from winback.scoring.facts import score_facts, score_touch
 from winback.scoring.rfm import Breakpoints, breakpoints_from
 from winback.scoring.stages import from_day_number
-from winback.store.schema import contact_scores, contacts, stage_history
+from winback.store.schema import contact_scores, contacts
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from winback.scoring.run import ScoreRun
     from winback.workspace import Workspace
 
@@ -58,19 +54,12 @@ if TYPE_CHECKING:
 def read_store(workspace: Workspace, run: ScoreRun, scratch: Path) -> CommittedRead:
     """Start reading what :func:`changed_rows` and the health's figures need of the
     store: the contacts' columns they read, the stored rows' compared columns, the
-    stage changes the erosion counts."""
+    stage changes the erosion counts (:func:`~winback.scoring.duck_health.health_reads`)."""
     derived = derive_select(run, Breakpoints(0, (), (), ()), rewrite_all=True)
-    wanted = {
-        "contacts": Wanted(
-            contacts, sorted(_read_columns(derived, contacts) | set(CONTACT_COLUMNS))
-        ),
-        "contact_scores": Wanted(contact_scores, ["contact_id", *KEPT_COLUMNS]),
-        "stage_history": Wanted(
-            stage_history,
-            ["contact_id", "to_stage", "changed_on"],
-            erosion_changes(run.timezone, run.now),
-        ),
-    }
+    wanted = health_reads(run.timezone, run.now)
+    contact_columns = _read_columns(derived, contacts) | set(wanted["contacts"].names)
+    wanted["contacts"] = Wanted(contacts, sorted(contact_columns))
+    wanted["contact_scores"] = Wanted(contact_scores, ["contact_id", *KEPT_COLUMNS])
     return CommittedRead(Path(workspace.engine.url.database or ""), scratch, wanted)
 
 
@@ -84,13 +73,14 @@ def changed_rows(
     run's."""
     for name, data in store.tables().items():
         load_table(duck, store.sources[name], data)
+    import pyarrow as pa
+
+    # The model's estimates are in a temporary table of the run's connection.
     estimates = connection.execute(select(model_estimates)).all()
-    load_table(duck, model_estimates, _arrow_of(model_estimates, estimates))
-
-    def rows(query: Select[Any]) -> list[Any]:
-        return list(duck.sql(duck_sql(query)).fetchall())
-
-    points = breakpoints_from(rows, score_facts, run.timezone)
+    names = [column.name for column in model_estimates.columns]
+    by_column = [list(values) for values in zip(*estimates, strict=True)] or [[] for _ in names]
+    load_table(duck, model_estimates, pa.table(dict(zip(names, by_column, strict=True))))
+    points = breakpoints_from(duck_rows_of(duck), score_facts, run.timezone)
     duck.execute(
         "CREATE TABLE score_rows AS " + duck_sql(derive_select(run, points, rewrite_all=True))
     )
@@ -158,44 +148,3 @@ def _read_columns(query: Select[Any], source: Table) -> set[str]:
 
     visitors.traverse(query, {}, {"column": seen})
     return found
-
-
-def load_table(duck: Any, source: Table, data: pa.Table, *, name: str | None = None) -> None:
-    """``data`` (columns of ``source``) as a DuckDB table, named like ``source`` unless
-    ``name`` is given, each column cast to its type (SQLite hands times and dates over
-    as text)."""
-    duck.register("winback_arrow", data)
-    columns = ", ".join(_typed(source, name) for name in data.column_names)
-    duck.execute(f"CREATE TABLE {name or source.name} AS SELECT {columns} FROM winback_arrow")
-    duck.unregister("winback_arrow")
-
-
-def _typed(source: Table, name: str) -> str:
-    """DuckDB's cast of a column read from SQLite to its type. Times through
-    ``TIMESTAMPTZ`` (the session is in UTC): a time stored with its UTC offset is that
-    instant, as SQLite's date functions read it."""
-    kind = duck_type(source.c[name].type)
-    if kind == "TIMESTAMP":
-        return f"CAST(CAST({name} AS TIMESTAMPTZ) AS TIMESTAMP) AS {name}"
-    return f"CAST({name} AS {kind}) AS {name}"
-
-
-def _arrow_of(source: Table, rows: Sequence[Any]) -> pa.Table:
-    """Rows of ``source`` read through SQLAlchemy as an Arrow table."""
-    import pyarrow as pa
-
-    names = [c.name for c in source.columns]
-    return pa.table(
-        {
-            name: pa.array([row[i] for row in rows], type=_arrow_type(source.c[name].type))
-            for i, name in enumerate(names)
-        }
-    )
-
-
-def _arrow_type(kind: Any) -> Any:
-    import pyarrow as pa
-
-    if isinstance(kind, Float):
-        return pa.float64()
-    return pa.int64() if isinstance(kind, Integer) else pa.string()

@@ -320,7 +320,7 @@ class Target:
 
     def rows(self) -> int:
         """The events the history's files hold (read from their footers)."""
-        paths = [path for month in self.files().values() for path in month]
+        paths = self.paths()
         if not paths:
             return 0
         try:
@@ -330,6 +330,10 @@ class Target:
             raise ExportError(
                 f"{self.base}: a file of the history cannot be read ({exc})"
             ) from None
+
+    def paths(self) -> list[str]:
+        """Every file of the history (those of :meth:`files`)."""
+        return [path for month in self.files().values() for path in month]
 
     def months(self) -> set[str]:
         """The month partitions already there."""
