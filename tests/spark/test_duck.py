@@ -29,6 +29,8 @@ from winback.scoring.history_update import (
 from winback.store.schema import contacts, events
 from winback.workspace import Workspace
 
+NEXT_DAY = (NOW + timedelta(days=1)).date().isoformat()
+
 
 def _compact(cli: CliRunner, ws: Workspace) -> dict[str, Any]:
     result = cli.invoke(app, ["events", "compact", "-w", str(ws.path), "--json"])
@@ -48,6 +50,36 @@ def _health(ws: Workspace) -> dict[str, Any]:
     with ws.engine.connect() as connection:
         kept = health_snapshot(connection)
     assert kept is not None
+    return kept
+
+
+def _duck_scored(cli: CliRunner, ws: Workspace) -> None:
+    """Switch the workspace to the DuckDB engine and score it whole (the history
+    written)."""
+    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
+    _score(cli, ws, "--full")
+
+
+def _quiet(ws: Workspace) -> int:
+    """A lost contact: the cost prices the messages sent to it."""
+    return next(cid for cid, row in _scores(ws).items() if row["stage"] == "lost")
+
+
+def _next_day_score(cli: CliRunner, ws: Workspace) -> Any:
+    """``winback score`` the day after :data:`NOW` (incremental after a full one)."""
+    result = cli.invoke(app, ["score", "-w", str(ws.path), "--now", NEXT_DAY, "--json"])
+    assert "Traceback" not in result.output
+    return result
+
+
+def _kept_is_the_stores(ws: Workspace) -> dict[str, Any]:
+    """The health kept by the last score, of a day after :data:`NOW`, checked equal
+    to the one the store computes."""
+    kept = _health(ws)
+    assert datetime.fromisoformat(kept["now"]) > NOW, "the health of the new day was not kept"
+    expected = base_health(ws, now=datetime.fromisoformat(kept["now"]))
+    assert kept["cost"] == expected["cost"]
+    assert kept == expected
     return kept
 
 
@@ -140,24 +172,20 @@ def test_an_incremental_duckdb_score_keeps_the_health_of_its_new_day(
     cli: CliRunner, demo_workspace: Workspace
 ) -> None:
     ws = demo_workspace
-    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
-    _score(cli, ws, "--full")
+    _duck_scored(cli, ws)
     before = _health(ws)
     # The next day a message goes to a quiet contact: it lands in the store, beyond
     # the history's high water, and the cost counts it.
-    quiet = next(cid for cid, row in _scores(ws).items() if row["stage"] == "lost")
     with ws.engine.begin() as connection:
-        add_event(connection, quiet, "sent", NOW + timedelta(hours=12), channel="email")
-    next_day = (NOW + timedelta(days=1)).date().isoformat()
+        add_event(connection, _quiet(ws), "sent", NOW + timedelta(hours=12), channel="email")
 
-    result = cli.invoke(app, ["score", "-w", str(ws.path), "--now", next_day, "--json"])
+    result = _next_day_score(cli, ws)
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["mode"] == "incremental"
-    kept = _health(ws)
+    kept = _kept_is_the_stores(ws)
     assert kept["now"] > before["now"]
     assert kept["cost"]["lost"]["email_sent"] == before["cost"]["lost"]["email_sent"] + 1
-    assert kept == base_health(ws, now=datetime.fromisoformat(kept["now"]))
 
 
 def test_an_incremental_duckdb_score_without_a_history_keeps_the_health(
@@ -167,16 +195,14 @@ def test_an_incremental_duckdb_score_without_a_history_keeps_the_health(
     _score(cli, ws, "--engine", "embedded", "--full")
     before = _health(ws)
     _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
-    next_day = (NOW + timedelta(days=1)).date().isoformat()
 
-    result = cli.invoke(app, ["score", "-w", str(ws.path), "--now", next_day, "--json"])
+    result = _next_day_score(cli, ws)
 
     # No full score on this engine yet, so no history: the store computes the health.
     assert result.exit_code == 0, result.output
     assert not list((ws.path / "history").glob("month=*"))
-    kept = _health(ws)
+    kept = _kept_is_the_stores(ws)
     assert kept["now"] > before["now"]
-    assert kept == base_health(ws, now=datetime.fromisoformat(kept["now"]))
 
 
 def test_a_late_delivery_turns_an_open_of_the_history_into_a_machine_open(

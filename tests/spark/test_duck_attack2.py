@@ -5,51 +5,31 @@ the full score wrote it."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from tests.builders import add_contact, add_event
 from tests.spark.conftest import NOW
-from tests.spark.test_duck import _health
-from tests.spark.test_spark_score import _score, _scores, _set
+from tests.spark.test_duck import (
+    _duck_scored,
+    _kept_is_the_stores,
+    _next_day_score,
+    _quiet,
+)
+from tests.spark.test_spark_score import _score, _set
 from winback.cli import app
-from winback.reports.health import base_health
 from winback.store.schema import events
 from winback.workspace import Workspace
-
-NEXT_DAY = (NOW + timedelta(days=1)).date().isoformat()
-
-
-def _quiet(ws: Workspace) -> int:
-    """A lost contact: the cost prices the messages sent to it."""
-    return next(cid for cid, row in _scores(ws).items() if row["stage"] == "lost")
-
-
-def _next_day_score(cli: CliRunner, ws: Workspace) -> Any:
-    result = cli.invoke(app, ["score", "-w", str(ws.path), "--now", NEXT_DAY, "--json"])
-    assert "Traceback" not in result.output
-    return result
-
-
-def _kept_is_the_stores(ws: Workspace) -> dict[str, Any]:
-    kept = _health(ws)
-    assert datetime.fromisoformat(kept["now"]) > NOW, "the health of the new day was not kept"
-    expected = base_health(ws, now=datetime.fromisoformat(kept["now"]))
-    assert kept["cost"] == expected["cost"]
-    assert kept == expected
-    return kept
 
 
 def test_a_restored_store_reusing_event_ids_is_not_priced_from_the_history(
     cli: CliRunner, demo_workspace: Workspace
 ) -> None:
     ws = demo_workspace
-    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
-    _score(cli, ws, "--full")
+    _duck_scored(cli, ws)
     quiet = _quiet(ws)
     with ws.engine.begin() as connection:
         for hours in (1, 2, 3):
@@ -74,8 +54,7 @@ def test_a_history_exported_since_a_day_does_not_lose_a_backfilled_message(
     cli: CliRunner, demo_workspace: Workspace
 ) -> None:
     ws = demo_workspace
-    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
-    _score(cli, ws, "--full")
+    _duck_scored(cli, ws)
     quiet = _quiet(ws)
     # A message of last month imported late, then an export of this month only into
     # the workspace's history: its manifest reaches the newest event, last month's
@@ -96,8 +75,7 @@ def test_a_damaged_history_file_does_not_fail_a_committed_score(
     cli: CliRunner, demo_workspace: Workspace
 ) -> None:
     ws = demo_workspace
-    _set(ws, 'kind = "embedded"', 'kind = "duckdb"')
-    _score(cli, ws, "--full")
+    _duck_scored(cli, ws)
     month = sorted((ws.path / "history").glob("month=*"))[-1]
     for file in month.glob("*.parquet"):
         file.write_bytes(b"not parquet")
