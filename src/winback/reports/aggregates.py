@@ -24,8 +24,10 @@ window and their treated/holdout groups move with the clock, which no counter ke
 row could follow. A journey's status is read live by the pages, so that its controls show
 at once.
 
-Incrementally: the stage figures are computed again from the first day that the stage
-history rows added since the last refresh touch, the delivery figures add the events
+Incrementally: the stage figures add what the stage history rows added since the last
+refresh change (the moves they are, and for the contacts they touch, their part of each
+day's change now less their part at the last refresh: a score run's cost follows the
+contacts it moved, not the day's other changes), the delivery figures add the events
 stored since (``figure_marks`` keeps the highest id of each table read). Stage history
 and events are only ever added to, never changed, which is what makes this exact: a
 test holds the kept figures to the direct computation over the history.
@@ -38,7 +40,18 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from winback.clock import local_date, to_db
 from winback.config import Config
@@ -160,27 +173,39 @@ def _set_mark(connection: Connection, name: str, mark: int) -> None:
 
 def _refresh_stages(connection: Connection) -> None:
     mark = _mark(connection, "stage_history")
+    h = stage_history.c
+    added = h.id > mark
     first_day, high = connection.execute(
-        select(func.min(stage_history.c.changed_on), func.max(stage_history.c.id)).where(
-            stage_history.c.id > mark
-        )
+        select(func.min(h.changed_on), func.max(h.id)).where(added)
     ).one()
     if first_day is None:
         return
-    connection.execute(delete(stage_days).where(stage_days.c.day >= first_day))
-    connection.execute(delete(stage_flow_days).where(stage_flow_days.c.day >= first_day))
-    h = stage_history.c
-    since = h.changed_on >= first_day
-    connection.execute(
-        insert(stage_flow_days).from_select(
-            ["day", "from_stage", "to_stage", "changes"],
-            select(h.changed_on, h.from_stage, h.to_stage, func.count())
-            .where(since, h.from_stage.is_not(None))
-            .group_by(h.changed_on, h.from_stage, h.to_stage),
-        )
+    flows = connection.execute(
+        select(h.changed_on, h.from_stage, h.to_stage, func.count())
+        .where(added, h.from_stage.is_not(None))
+        .group_by(h.changed_on, h.from_stage, h.to_stage)
     )
-    # Each touched contact's stage at the end of each day it changed, and the one before.
-    touched = select(h.contact_id).where(since).distinct()
+    _add_counts(connection, stage_flow_days, {(*key,): count for *key, count in flows})
+    # Only the contacts with added rows move: their part of each day's change as the
+    # history stood at the last refresh is taken back and their part now added.
+    touched = select(h.contact_id).where(added).distinct()
+    before = _day_changes(connection, touched, first_day, h.id <= mark)
+    after = _day_changes(connection, touched, first_day, h.id <= high)
+    _add_counts(
+        connection,
+        stage_days,
+        {key: after.get(key, 0) - before.get(key, 0) for key in after.keys() | before.keys()},
+    )
+    _set_mark(connection, "stage_history", int(high))
+
+
+def _day_changes(
+    connection: Connection, touched: Select[Any], first_day: date, rows: ColumnElement[bool]
+) -> dict[tuple[Any, ...], int]:
+    """The net change per (day, stage) from ``first_day`` on that the ``touched``
+    contacts make, reading the stage history's ``rows``: each contact's stage at the
+    end of each day it changed, against the one at the end of its day of change before."""
+    h = stage_history.c
     last_of_day = (
         select(
             h.contact_id,
@@ -190,7 +215,7 @@ def _refresh_stages(connection: Connection) -> None:
             .over(partition_by=(h.contact_id, h.changed_on), order_by=h.id.desc())
             .label("rank"),
         )
-        .where(h.contact_id.in_(touched))
+        .where(h.contact_id.in_(touched), rows)
         .subquery()
     )
     daily = (
@@ -204,7 +229,7 @@ def _refresh_stages(connection: Connection) -> None:
         .where(last_of_day.c.rank == 1)
         .subquery()
     )
-    change: dict[tuple[date, str], int] = defaultdict(int)
+    change: dict[tuple[Any, ...], int] = defaultdict(int)
     for day, stage, before, count in connection.execute(
         select(daily.c.changed_on, daily.c.to_stage, daily.c.before, func.count())
         .where(daily.c.changed_on >= first_day)
@@ -214,14 +239,34 @@ def _refresh_stages(connection: Connection) -> None:
             change[day, stage] += count
             if before is not None:
                 change[day, before] -= count
-    rows = [
-        {"day": day, "stage": stage, "change": count}
-        for (day, stage), count in change.items()
-        if count
-    ]
-    if rows:
-        connection.execute(insert(stage_days), rows)
-    _set_mark(connection, "stage_history", int(high))
+    return change
+
+
+def _add_counts(connection: Connection, table: Table, counts: dict[tuple[Any, ...], int]) -> None:
+    """Add ``counts`` (keyed by the values of ``table``'s key, day first) to the counts
+    ``table`` keeps, whose last column is the count: the days touched are written again
+    whole, without the keys whose count comes to zero."""
+    days = {key[0] for key, count in counts.items() if count}
+    if not days:
+        return
+    *keys, counted = table.columns
+    kept: dict[tuple[Any, ...], int] = defaultdict(int)
+    for row in connection.execute(select(table).where(keys[0].in_(days))):
+        kept[tuple(row[:-1])] += row[-1]
+    for key, count in counts.items():
+        kept[key] += count
+    connection.execute(delete(table).where(keys[0].in_(days)))
+    connection.execute(
+        insert(table),
+        [
+            {
+                **{column.name: value for column, value in zip(keys, key, strict=True)},
+                counted.name: count,
+            }
+            for key, count in kept.items()
+            if count
+        ],
+    )
 
 
 def _refresh_deliveries(connection: Connection, timezone: str) -> None:
