@@ -28,7 +28,7 @@ from winback.workspace import ENV_DATABASE_URL
 
 #: The events the facts need (interactions, and deliveries for the machine-open rule),
 #: each column with a typed value for the typing row of an ADBC read (see _read_polars).
-EVENT_COLUMNS = {
+EVENTS_READ = {
     "id": "-1",
     "contact_id": "0",
     "type": "''",
@@ -40,8 +40,8 @@ EVENT_COLUMNS = {
     "bot": "0",
     "user_agent": "''",
 }
-EVENT_WHERE = "type IN ('open','click','purchase','visit','login','reply','delivered')"
-CONTACT_COLUMNS = {
+EVENTS_WHERE = "type IN ('open','click','purchase','visit','login','reply','delivered')"
+CONTACTS_READ = {
     "id": "-1",
     "created_at": "''",
     "email_status": "''",
@@ -49,7 +49,7 @@ CONTACT_COLUMNS = {
     "lost_by_journey_at": "''",
     "subscription_active": "0",
 }
-CONTACT_WHERE = "erased_at IS NULL"
+CONTACTS_WHERE = "erased_at IS NULL"
 INTERACTIONS = ["purchase", "visit", "login", "reply"]
 LAST_SEEN_CHANNELS = ("email", "sms", "web", "app", "store")
 REFUSED = ["unsubscribed", "bounced", "complained"]
@@ -74,10 +74,10 @@ def phase_pandas(work: Path, now: str) -> dict[str, Any]:
     url = os.environ.get(ENV_DATABASE_URL)
     db: Any = create_engine(url).connect() if url else sqlite3.connect(work / "winback.db")
     ev = pd.read_sql_query(
-        _query(EVENT_COLUMNS, "events", EVENT_WHERE), db, parse_dates=["occurred_at"]
+        _query(EVENTS_READ, "events", EVENTS_WHERE), db, parse_dates=["occurred_at"]
     )
     contacts = pd.read_sql_query(
-        _query(CONTACT_COLUMNS, "contacts", CONTACT_WHERE),
+        _query(CONTACTS_READ, "contacts", CONTACTS_WHERE),
         db,
         parse_dates=["created_at", "lost_by_journey_at"],
     )
@@ -184,8 +184,8 @@ def phase_polars(work: Path, now: str) -> dict[str, Any]:
     import polars as pl
 
     started = time.perf_counter()
-    events = _read_polars(work, EVENT_COLUMNS, "events", EVENT_WHERE)
-    contacts = _read_polars(work, CONTACT_COLUMNS, "contacts", CONTACT_WHERE)
+    events = _read_polars(work, EVENTS_READ, "events", EVENTS_WHERE)
+    contacts = _read_polars(work, CONTACTS_READ, "contacts", CONTACTS_WHERE)
     read_types = {**events.schema, **contacts.schema}
 
     def times(*names: str) -> list[pl.Expr]:

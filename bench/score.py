@@ -338,8 +338,8 @@ def main() -> None:
         print(json.dumps(phase_history(args.work)))
         return
     if args.phase in PEERS:
-        peer = phase_pandas if args.phase == "pandas" else phase_polars
-        print(json.dumps({**peer(args.work, args.now), "peak_gb": _peak_gb()}))
+        compute = phase_pandas if args.phase == "pandas" else phase_polars
+        print(json.dumps({**compute(args.work, args.now), "peak_gb": _peak_gb()}))
         return
     if args.phase == "load":
         from score_pg import load
