@@ -14,6 +14,13 @@ large import (the importer's own summary leaves it out). Each import starts afte
 before it.
 Targets (issue 2, 2-core machine): CSV >= 200,000 rows/s, Parquet >= 1,000,000 rows/s,
 peak memory < 1.5 GB.
+
+Beside each events file's import, the same table shows its peers (issue 17): the file
+read with pandas, then with Polars (``bench/import_peers.py``), each in its own process
+after an ``os.sync()``: times parsed to UTC, duplicates dropped on the columns of
+winback's dedup key, contacts joined by email, Parquet written to a scratch folder
+(deleted after each). A peer does less than winback: no validation, no quarantine, no
+refusals, no resumable progress, no indexes. Their rows/s count the rows of the file.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from rich.table import Table
 from winback.demo import generate
 
 OUT = Path(__file__).parent / "out" / "import"
+PEERS = Path(__file__).parent / "import_peers.py"
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 _CHILD = """
@@ -76,7 +84,18 @@ def main() -> None:
             files = generate(data, contacts=args.contacts, now=NOW, formats=("parquet",))
             _cut_events(files.events, args.events, data)
         console.print(f"generated in {time.perf_counter() - started:.0f} s")
-    table = Table("file", "rows", "seconds", "rows/s", "peak memory", "load")
+    table = Table(
+        "file",
+        "rows",
+        "seconds",
+        "rows/s",
+        "peak memory",
+        "load",
+        caption=(
+            "with pandas, with polars: the same file read, times to UTC, deduplicated,\n"
+            "joined to the contacts by email, written as Parquet (no validation)"
+        ),
+    )
     for fmt in ("csv", "parquet"):
         workspace = OUT / f"ws-{fmt}"
         shutil.rmtree(workspace, ignore_errors=True)
@@ -97,17 +116,54 @@ def main() -> None:
                     text=True,
                 )
             report = json.loads(result.stdout.strip().splitlines()[-1])
-            seconds = report["wall_seconds"]
-            table.add_row(
-                path.name,
-                f"{report['read']:,}",
-                f"{seconds:.1f}",
-                f"{report['read'] / seconds:,.0f}",
-                f"{report['peak_bytes'] / 2**20:,.0f} MB",
-                "{:.1f} / {:.1f}".format(*os.getloadavg()[:2]),
-            )
-            console.print(f"{path.name}: {report['read'] / seconds:,.0f} rows/s")
+            _add_row(table, path.name, report["read"], report["wall_seconds"], report["peak_bytes"])
+            console.print(f"{path.name}: {report['read'] / report['wall_seconds']:,.0f} rows/s")
+            if kind == "events":
+                for peer in ("pandas", "polars"):
+                    _peer(console, table, peer, path, data / f"contacts.{fmt}", report["read"])
     console.print(table)
+
+
+def _peer(
+    console: Console, table: Table, peer: str, events: Path, contacts: Path, rows: int
+) -> None:
+    """Time ``peer`` on the events file (``rows`` in it) in a process of its own."""
+    scratch = OUT / "peers"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    os.sync()
+    with console.status(f"{events.name} with {peer}"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(PEERS),
+                peer,
+                str(events),
+                str(contacts),
+                str(scratch / "events.parquet"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    shutil.rmtree(scratch)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    _add_row(table, f"  with {peer}", rows, report["seconds"], report["peak_bytes"])
+    console.print(
+        f"{events.name} with {peer}: {rows / report['seconds']:,.0f} rows/s, "
+        f"{report['written']:,} rows written"
+    )
+
+
+def _add_row(table: Table, name: str, rows: int, seconds: float, peak_bytes: int) -> None:
+    table.add_row(
+        name,
+        f"{rows:,}",
+        f"{seconds:.1f}",
+        f"{rows / seconds:,.0f}",
+        f"{peak_bytes / 2**20:,.0f} MB",
+        "{:.1f} / {:.1f}".format(*os.getloadavg()[:2]),
+    )
 
 
 def _cut_events(path: Path, events: int, folder: Path) -> None:
