@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
 from winback.compliance.refusals import apply_refusals
+from winback.store.arrow import attach_arrow, detach_arrow, stored
 from winback.store.contacts import insert_event_rows, insert_events
+from winback.store.schema import events
 from winback.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def record_events(
@@ -36,21 +42,58 @@ def record_events(
     return added
 
 
-def record_event_rows(
+def record_event_table(
     connection: Connection,
     workspace: Workspace,
-    fields: Sequence[str],
-    records: Sequence[tuple[Any, ...]],
+    table: pa.Table,
     refusals: Sequence[Mapping[str, Any]],
     *,
+    scratch: Path,
     now: datetime,
     actor: str,
     details: Mapping[str, Any] | None = None,
 ) -> int:
-    """The bulk form of :func:`record_events`, for the import of a block: ``records``
-    are tuples in the order of ``fields`` (``dedup_key`` last), and ``refusals`` the
-    mappings of those among them that may refuse (the caller has them at hand already,
-    sorted out while it read the block). Returns how many records were new."""
-    added = insert_event_rows(connection, fields, records)
+    """The bulk form of :func:`record_events`, for the import of a block: ``table``
+    holds columns of ``events`` and ``line`` (:func:`insert_event_table`, which uses
+    ``scratch``), and ``refusals`` the mappings of those among them that may refuse (the
+    caller has them at hand already, sorted out while it read the block). Returns how
+    many rows were new."""
+    added = insert_event_table(connection, table, scratch)
     apply_refusals(connection, workspace, refusals, now=now, actor=actor, details=details)
     return added
+
+
+#: The name of the scratch database a block of imported events is attached under.
+_BLOCK = "import"
+
+
+def insert_event_table(connection: Connection, table: pa.Table, scratch: Path) -> int:
+    """Insert the events of ``table`` (columns of ``events`` and ``line``: of two rows
+    with one ``dedup_key``, the one of the first line is kept), skipping those already
+    stored; returns how many were new.
+
+    On SQLite the table goes in through ADBC's bulk ingest into a scratch database in
+    ``scratch``, attached, then one ``INSERT ... SELECT`` in digest order, which keeps
+    the unique index's inserts close together (binding a block's rows one by one from
+    Python cost more than the inserts); :func:`release_event_table` lets it go once the
+    transaction is over. On PostgreSQL the rows go through ``COPY``."""
+    fields = [name for name in table.column_names if name != "line"]
+    if connection.dialect.name != "sqlite":
+        ordered = table.sort_by([("dedup_key", "ascending"), ("line", "ascending")])
+        columns = [ordered[name].to_pylist() for name in fields]
+        return insert_event_rows(connection, fields, list(zip(*columns, strict=True)))
+    kept = stored(table.select(fields), events, sqlite=True).append_column("line", table["line"])
+    schema = attach_arrow(connection, scratch, _BLOCK, {"block": kept})
+    names = ", ".join(fields)
+    inserted = connection.exec_driver_sql(
+        f"INSERT OR IGNORE INTO events ({names}) "
+        f"SELECT {names} FROM {schema}.block ORDER BY dedup_key, line"
+    )
+    return int(inserted.rowcount)
+
+
+def release_event_table(connection: Connection) -> None:
+    """Detach the scratch database of :func:`insert_event_table`, after its transaction
+    (SQLite refuses before), so that the next block can be attached under its name."""
+    if connection.dialect.name == "sqlite":
+        detach_arrow(connection, _BLOCK)

@@ -49,14 +49,34 @@ TEXT_LIMITS = {
 CURRENCY_LENGTH = 3
 
 
+#: The Arrow type of each column an import fills (:data:`winback.store.contacts.EVENT_FIELDS`).
+EVENT_TYPES = {
+    "contact_id": pa.int64(),
+    "type": pa.string(),
+    "channel": pa.string(),
+    "occurred_at": pa.timestamp("us"),
+    "amount": pa.float64(),
+    "currency": pa.string(),
+    "campaign": pa.string(),
+    "message_id": pa.string(),
+    "machine_open": pa.bool_(),
+    "user_agent": pa.string(),
+    "url": pa.string(),
+    "body": pa.string(),
+    "discount_code": pa.string(),
+    "source": pa.string(),
+    "dedup_key": pa.binary(),
+}
+
+
 @dataclass
 class CleanBlock:
-    """The rows of a block cleaned column-wise: insert tuples of the batch's ``fields``
-    (dedup key last), each row's line, the refusals among them as ``apply_refusals``
-    reads them, and the discount codes its purchases used (code, when)."""
+    """The rows of a block cleaned column-wise: a table of the batch's ``fields`` (typed
+    as :data:`EVENT_TYPES`) and ``line``, each row's line in the file; the refusals among
+    them as ``apply_refusals`` reads them, and the discount codes its purchases used
+    (code, when)."""
 
-    rows: list[tuple[Any, ...]]
-    lines: np.ndarray
+    table: pa.Table
     refusals: list[tuple[int, dict[str, Any]]]
     codes: list[tuple[str, datetime]]
 
@@ -183,24 +203,28 @@ def clean_block(importer: EventBatch, block: Block) -> tuple[CleanBlock, Sequenc
         message_ids,
     )
     given_columns: dict[str, Callable[[], Any]] = {
-        "contact_id": lambda: ids.tolist(),
-        "type": lambda: kind_words.tolist(),
-        "channel": lambda: channel_words.tolist(),
-        "occurred_at": lambda: stored_at.to_pylist(),
-        "amount": lambda: amount_values,
-        "currency": lambda: currencies.filter(keep).to_pylist(),
-        "campaign": lambda: _repeated(campaigns),
-        "message_id": lambda: message_ids.to_pylist(),
-        "machine_open": lambda: machine.filter(keep).to_pylist(),
-        "user_agent": lambda: texts["user_agent"].filter(keep).to_pylist(),
-        "url": lambda: texts["url"].filter(keep).to_pylist(),
+        "contact_id": lambda: ids,
+        "type": lambda: kind_words,
+        "channel": lambda: channel_words,
+        "occurred_at": lambda: moments,
+        "amount": lambda: amounts.filter(keep),
+        "currency": lambda: currencies.filter(keep),
+        "campaign": lambda: campaigns,
+        "message_id": lambda: message_ids,
+        "machine_open": lambda: machine.filter(keep),
+        "user_agent": lambda: texts["user_agent"].filter(keep),
+        "url": lambda: texts["url"].filter(keep),
         "body": lambda: bodies,
         "discount_code": lambda: codes,
-        "source": lambda: [importer.source] * len(ids),
+        "source": lambda: np.full(len(ids), importer.source, object),
         "dedup_key": lambda: digests,
     }
-    columns = [given_columns[name]() for name in importer.fields]
     lines = block.lines[fast]
+    table = pa.table(
+        [_typed(given_columns[name](), EVENT_TYPES[name]) for name in importer.fields]
+        + [pa.array(lines, pa.int64())],
+        names=[*importer.fields, "line"],
+    )
     refused = np.flatnonzero(_REFUSAL_KINDS[kinds[fast]] & _SENDING_CHANNELS[channels[fast]])
     refusals = [
         (
@@ -216,7 +240,7 @@ def clean_block(importer: EventBatch, block: Block) -> tuple[CleanBlock, Sequenc
         for at in refused
     ]
     used = [(code, from_db(moments[at].as_py())) for at, code in enumerate(codes) if code]
-    cleaned = CleanBlock(list(zip(*columns, strict=True)), lines, refusals, used)
+    cleaned = CleanBlock(table, refusals, used)
     return cleaned, np.flatnonzero(slow).tolist()
 
 
@@ -263,9 +287,6 @@ def _amount_texts(amounts: list[float | None]) -> pa.Array:
     return pc.fill_null(spread, "None")
 
 
-def _repeated(values: pa.Array) -> list[Any]:
-    """A column of few distinct values as a list that shares one object per value."""
-    encoded = pc.dictionary_encode(values)
-    words = np.array([*encoded.dictionary.to_pylist(), None], object)
-    indices = pc.fill_null(encoded.indices, len(words) - 1).to_numpy(zero_copy_only=False)
-    return list(words[indices])
+def _typed(values: Any, kind: pa.DataType) -> pa.Array:
+    """``values`` (an Arrow array, a NumPy array or a list) as an Arrow array of ``kind``."""
+    return values.cast(kind) if isinstance(values, pa.Array) else pa.array(values, kind)

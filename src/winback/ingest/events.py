@@ -22,10 +22,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
+import pyarrow as pa
 from sqlalchemy import Connection
 
 from winback.addresses import normalise_email, normalise_phone
@@ -33,11 +34,12 @@ from winback.clock import from_db, to_db
 from winback.compliance.refusals import CONSIDERED, apply_refusals
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import InputFileError
-from winback.events import record_event_rows, record_events
+from winback.events import record_event_table, record_events, release_event_table
 from winback.ingest import values as v
 from winback.ingest.columns import EVENT_ALIASES, ColumnMap
 from winback.ingest.event_blocks import (
     CURRENCY_LENGTH,
+    EVENT_TYPES,
     TEXT_LIMITS,
     CleanBlock,
     clean_block,
@@ -273,34 +275,39 @@ class EventBatch:
         return inserted, len(events) - inserted, []
 
     def write_block(self, cleaned: CleanBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
-        """Write a block's rows in file order (the first of two rows with one digest is
-        the one kept, as on the row path), then apply the refusals among them."""
-        records = cleaned.rows + [store.event_row(row.record, self.fields) for row in rows]
-        lines = np.concatenate([cleaned.lines, np.array([row.line for row in rows], np.int64)])
-        # In digest order, which keeps the unique index's inserts close together; among
-        # rows with one digest, in file order, so the first one is the one kept.
-        digests = np.array([record[-1] for record in records], "S16")
-        order = np.lexsort((lines, digests))
-        records = [records[at] for at in order]
+        """Write a block's rows (the first of two rows with one digest is the one kept,
+        as on the row path), then apply the refusals among them."""
+        table = pa.concat_tables([cleaned.table, _row_table(rows, self.fields)])
         refusals = cleaned.refusals + [
             (row.line, row.record) for row in rows if row.record["type"] in _REFUSAL_NAMES
         ]
         refusals.sort(key=lambda pair: pair[0])
-        with self.connection.begin():
-            inserted = record_event_rows(
-                self.connection,
-                self.workspace,
-                self.fields,
-                records,
-                [event for _, event in refusals],
-                now=self.now_aware,
-                actor="import",
-                details={"file": self.source},
-            )
-            used = cleaned.codes + _codes([row.record for row in rows])
-            redeem_codes(self.connection, used, actor="import")
-            self._refuse_strays()
-        return inserted, len(records) - inserted, []
+        with TemporaryDirectory(prefix="winback-import-") as scratch:
+            with self.connection.begin():
+                inserted = record_event_table(
+                    self.connection,
+                    self.workspace,
+                    table,
+                    [event for _, event in refusals],
+                    scratch=Path(scratch),
+                    now=self.now_aware,
+                    actor="import",
+                    details={"file": self.source},
+                )
+                used = cleaned.codes + _codes([row.record for row in rows])
+                redeem_codes(self.connection, used, actor="import")
+                self._refuse_strays()
+            release_event_table(self.connection)
+        return inserted, table.num_rows - inserted, []
+
+
+def _row_table(rows: list[Pending], fields: Sequence[str]) -> pa.Table:
+    """The rows of the row path as a block's table (:class:`CleanBlock`)."""
+    return pa.table(
+        [pa.array([row.record[name] for row in rows], EVENT_TYPES[name]) for name in fields]
+        + [pa.array([row.line for row in rows], pa.int64())],
+        names=[*fields, "line"],
+    )
 
 
 _REFUSAL_NAMES = {kind.value for kind in CONSIDERED}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,14 +276,14 @@ def run(
         if source.blocks is None:
             take(source.rows, skip_blank=False, flush_full=True)
         else:
-            for block in source.blocks():
+            for block, column_wise in _cleaned_ahead(source.blocks(), batch):
                 if block.batch is None:
                     take(block.rows, skip_blank=False, flush_full=True)
                     continue
                 # Arrow's CSV reader keeps records that are blank only by rarer white space.
                 skip_blank = source.format == "csv"
-                if hasattr(batch, "clean_block"):
-                    cleaned, slow = cast(BlockBatch, batch).clean_block(block)
+                if column_wise is not None:
+                    cleaned, slow = column_wise
                     report.read += block.batch.num_rows - len(slow)
                     take(block.values(slow), skip_blank, flush_full=False)
                     flush(cleaned)
@@ -297,6 +298,31 @@ def run(
         report.quarantine, report.warnings_file = quarantine.close()
         report.seconds = perf_counter() - started
     return report
+
+
+def _cleaned_ahead(
+    blocks: Iterator[Block], batch: Batch
+) -> Iterator[tuple[Block, tuple[Any, Sequence[int]] | None]]:
+    """Each block with what :meth:`BlockBatch.clean_block` makes of it (None for a block
+    of plain rows, or a batch that cleans row by row). The next block is read and cleaned
+    in a thread while the caller writes this one: Arrow's reading and compute and
+    SQLite's inserts let go of the interpreter, so the two overlap on a second core.
+    ``clean_block`` reads only what the batch knew when it began, never what its writes
+    change, which is what makes this safe."""
+
+    def step() -> tuple[Block, tuple[Any, Sequence[int]] | None] | None:
+        block = next(blocks, None)
+        if block is None:
+            return None
+        if block.batch is None or not hasattr(batch, "clean_block"):
+            return block, None
+        return block, cast(BlockBatch, batch).clean_block(block)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="clean") as pool:
+        ahead = pool.submit(step)
+        while (found := ahead.result()) is not None:
+            ahead = pool.submit(step)
+            yield found
 
 
 def _shape_problem(values: Sequence[Any], width: int) -> str | None:

@@ -31,10 +31,10 @@ from winback.reports.health import (
     health_figures,
     scored_figures,
 )
-from winback.scoring.arrow_store import CommittedRead, Wanted
 from winback.scoring.duck import as_events, duck_rows_of, duck_session, history_view, load_table
 from winback.scoring.history_export import SCHEMA, ExportError, read_manifest
 from winback.scoring.history_update import history_lock, history_target, stale_reason
+from winback.store.arrow import CommittedRead, Wanted
 from winback.store.history import high_water as stored_high_water
 from winback.store.schema import contact_scores, contacts, events, stage_history
 from winback.workspace import Workspace
@@ -71,7 +71,7 @@ def keep_duck_health(
 
 def health_reads(timezone: str, now: datetime) -> dict[str, Wanted]:
     """What the health's figures read of the store (:func:`scored_figures`), for a
-    reader process (:class:`~winback.scoring.arrow_store.CommittedRead`)."""
+    reader process (:class:`~winback.store.arrow.CommittedRead`)."""
     return {
         "contacts": Wanted(contacts, list(CONTACT_COLUMNS)),
         "contact_scores": Wanted(contact_scores, list(SCORE_COLUMNS)),

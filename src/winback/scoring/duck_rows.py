@@ -37,13 +37,13 @@ from sqlalchemy import (
 from sqlalchemy.sql import visitors
 
 from winback.models.apply import model_estimates
-from winback.scoring.arrow_store import CommittedRead, Wanted, attach_arrow, stored
 from winback.scoring.derive import KEPT_COLUMNS, derive_select, score_new
 from winback.scoring.duck import duck_rows_of, duck_sql, load_table
 from winback.scoring.duck_health import health_reads
 from winback.scoring.facts import score_facts, score_touch
 from winback.scoring.rfm import Breakpoints, breakpoints_from
 from winback.scoring.stages import from_day_number
+from winback.store.arrow import CommittedRead, Wanted, attach_arrow, stored
 from winback.store.schema import contact_scores, contacts
 
 if TYPE_CHECKING:

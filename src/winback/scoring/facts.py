@@ -119,12 +119,12 @@ FillFacts = Callable[[Connection, "ScoreRun"], int | None]
 def insert_facts(connection: Connection, facts: pa.Table, scratch: Path) -> None:
     """Write into :data:`score_facts` the facts another engine computed (an Arrow table
     of its columns), each column as the store keeps it
-    (:func:`winback.scoring.arrow_store.stored`).
+    (:func:`winback.store.arrow.stored`).
 
     On SQLite the table goes in through a scratch database in the ``scratch`` folder
-    (:func:`winback.scoring.arrow_store.attach_arrow`); on PostgreSQL the rows go
+    (:func:`winback.store.arrow.attach_arrow`); on PostgreSQL the rows go
     through the driver's ``executemany``, without SQLAlchemy's per-row work."""
-    from winback.scoring.arrow_store import attach_arrow, stored
+    from winback.store.arrow import attach_arrow, stored
 
     if not facts.num_rows:
         return

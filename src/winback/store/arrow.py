@@ -110,6 +110,21 @@ def attach_arrow(
     return schema
 
 
+def detach_arrow(connection: Connection, name: str) -> None:
+    """Detach and delete what :func:`attach_arrow` attached under ``name``, once the
+    transaction that read it has ended (SQLite refuses before). Through the driver: the
+    connection stays outside a transaction, for the caller's next ``begin()``."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    path = next(
+        found
+        for _, schema, found in driver.execute("PRAGMA database_list")
+        if schema == f"winback_{name}"
+    )
+    driver.execute(f"DETACH DATABASE winback_{name}")
+    Path(path).unlink()
+
+
 class CommittedRead:
     """Rows of tables as last committed in the SQLite file ``database``, read while the
     caller goes on: ``wanted`` maps a name to what to read (:class:`Wanted`);
