@@ -277,22 +277,72 @@ def test_an_import_gives_its_connection_back_with_the_usual_page_cache(
 ) -> None:
     """The import writes with a larger SQLite page cache; the pooled connection that the
     tracking server or a score takes next has the usual one again."""
+    from winback import events as writer
     from winback.store import contacts as store
 
     contacts_file = tmp_path / "contacts.csv"
     contacts_file.write_text("email\nann@example.com\n")
     import_contacts(sqlite_workspace, contacts_file, now=NOW)
-    seen: list[int] = []
-    insert = store.insert_event_rows
+    seen: dict[str, int] = {}
+    # The block path (an Arrow table) and the row path (tuples) both write events.
+    for module, name in ((writer, "insert_event_table"), (store, "insert_event_rows")):
 
-    def insert_and_look(connection: Connection, *args: Any) -> int:
-        seen.append(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
-        return insert(connection, *args)
+        def insert_and_look(
+            connection: Connection,
+            *args: Any,
+            _insert: Any = getattr(module, name),
+            _name: str = name,
+        ) -> int:
+            seen[_name] = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+            return int(_insert(connection, *args))
 
-    monkeypatch.setattr(store, "insert_event_rows", insert_and_look)
+        monkeypatch.setattr(module, name, insert_and_look)
     path = tmp_path / "events.csv"
     path.write_text("email,type,timestamp\nann@example.com,open,2024-01-01\n")
     assert import_events(sqlite_workspace, path, now=NOW).imported == 1
-    assert seen and set(seen) == {store.IMPORT_CACHE_SIZE}
+    assert seen == dict.fromkeys(
+        ("insert_event_table", "insert_event_rows"), store.IMPORT_CACHE_SIZE
+    )
     with sqlite_workspace.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA cache_size").scalar_one() == CACHE_SIZE
+
+
+def test_an_import_leaves_no_scratch_database(
+    sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each block goes into SQLite through a scratch database: none is left attached to
+    the pooled connection nor on disk, after an import and after one that failed."""
+    import tempfile
+
+    from winback import events as writer
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    contacts_file = tmp_path / "contacts.csv"
+    contacts_file.write_text("email\nann@example.com\n")
+    import_contacts(sqlite_workspace, contacts_file, now=NOW)
+    path = tmp_path / "events.csv"
+    path.write_text("email,type,timestamp\nann@example.com,open,2024-01-01\n")
+    assert import_events(sqlite_workspace, path, now=NOW).imported == 1
+
+    def attached() -> list[str]:
+        with sqlite_workspace.engine.connect() as connection:
+            names = [row[1] for row in connection.exec_driver_sql("PRAGMA database_list")]
+        return [name for name in names if name != "temp"]
+
+    assert attached() == ["main"]
+    assert list(scratch.iterdir()) == []
+    insert = writer.insert_event_table
+
+    def insert_then_fail(*args: Any) -> int:
+        insert(*args)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer, "insert_event_table", insert_then_fail)
+    path.write_text("email,type,timestamp\nann@example.com,click,2024-01-02\n")
+    with pytest.raises(OSError, match="disk full"):
+        import_events(sqlite_workspace, path, now=NOW)
+    assert attached() == ["main"]
+    assert list(scratch.iterdir()) == []
+    assert [row["type"] for row in stored(sqlite_workspace)] == ["open"]

@@ -1,5 +1,5 @@
 """Arrow tables into and out of the operational store, for the engines that compute
-outside it (DuckDB, Spark).
+outside it (DuckDB, Spark) and the events import (:func:`winback.events.insert_event_table`).
 
 Into SQLite through ADBC's bulk ingest into a scratch database that the run's
 connection attaches (:func:`attach_arrow`): a million rows turned into Python tuples
