@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -52,8 +53,8 @@ def base(workspace: Workspace, tmp_path: Path) -> Workspace:
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """Blocks of 4 rows, from Arrow reads of 64 bytes: any file of a few lines spans
-    several blocks, read ahead by the import's thread."""
+    """Blocks of 4 rows (Parquet) or of the first reads of 64 bytes that make 4 rows
+    (CSV): any file of a few lines spans several blocks, read ahead by a thread."""
     monkeypatch.setattr(reader, "BLOCK_ROWS", 4)
     monkeypatch.setattr(reader, "_CSV_READ_BYTES", 64)
     yield 4
@@ -109,8 +110,9 @@ def test_blank_and_all_bad_blocks_and_exact_block_boundaries(
     report = import_events(base, path, now=NOW)
     assert (report.read, report.imported, report.merged, report.rejected) == (12, 8, 0, 4)
     for rows in (4, 8):
-        exact = tmp_path / f"exact{rows}.csv"
-        exact.write_text(HEADER + "".join(good[:rows]))
+        exact = tmp_path / f"exact{rows}.parquet"
+        cells = [line.strip().split(",") for line in good[:rows]]
+        write_parquet(exact, HEADER.strip().split(","), [tuple(row) for row in cells])
         again = import_events(base, exact, now=NOW)
         assert (again.read, again.imported, again.merged) == (rows, 0, rows)
     assert len(stored(base)) == 8
@@ -405,3 +407,71 @@ def test_two_imports_at_once_store_each_event_once(
     assert sum(r["imported"] for r in reports) == 4_500
     assert count_events(sqlite_workspace) == 4_500
     assert list(scratch.iterdir()) == []
+
+
+def test_a_parquet_text_column_that_is_not_utf8(
+    base: Workspace, tmp_path: Path, cli: CliRunner
+) -> None:
+    """A Parquet file written by another tool with bytes that are not UTF-8 in a text
+    column (a campaign name in Latin-1): the rows are imported, the bad cell left out
+    with a warning, or the import says which file is wrong; never a traceback."""
+
+    def text(values: list[bytes]) -> pa.Array:
+        return pa.array(values, pa.binary()).view(pa.string())
+
+    table = pa.table(
+        {
+            "email": text([b"ann@example.com"] * 3),
+            "type": text([b"open", b"click", b"visit"]),
+            "timestamp": text([b"2024-01-01", b"2024-01-02", b"2024-01-03"]),
+            "campaign": text([b"spring", b"caf\xe9", b"\xff\xfe"]),
+        }
+    )
+    path = tmp_path / "latin.parquet"
+    pq.write_table(table, path)
+    result = run_cli(cli, base, path, "--json")
+    if result.exit_code == 0:
+        found = json.loads(result.output)
+        assert found["read"] == found["imported"] + found["merged"] + found["rejected"] == 3
+    else:
+        assert "latin.parquet" in result.output
+
+
+def test_an_import_interrupted_between_blocks(
+    base: Workspace, tmp_path: Path, small_blocks: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the third block is written, the fourth being read ahead: the blocks
+    before it stay, no scratch database stays attached or on disk, no reading thread is
+    left, and the next import stores the rest."""
+    from winback.ingest import events as importer
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    calls = []
+    redeem = importer.redeem_codes
+
+    def redeem_then_interrupt(*args: Any, **options: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        redeem(*args, **options)
+
+    monkeypatch.setattr(importer, "redeem_codes", redeem_then_interrupt)
+    path = tmp_path / "events.csv"
+    path.write_text(
+        HEADER + "".join(f"ann@example.com,open,2024-01-{day:02d},,,,\n" for day in range(1, 21))
+    )
+    with pytest.raises(KeyboardInterrupt):
+        import_events(base, path, now=NOW)
+    written = len(stored(base))
+    assert 0 < written < 20
+    assert list(scratch.iterdir()) == []
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("clean")]
+    if base.engine.dialect.name == "sqlite":
+        with base.engine.connect() as connection:
+            names = [row[1] for row in connection.exec_driver_sql("PRAGMA database_list")]
+        assert [name for name in names if name != "temp"] == ["main"]
+    monkeypatch.setattr(importer, "redeem_codes", redeem)
+    report = import_events(base, path, now=NOW)
+    assert (report.imported, report.merged) == (20 - written, written)
