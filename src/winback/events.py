@@ -8,9 +8,11 @@ writer can store a refusal and forget to act on it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
@@ -48,7 +50,7 @@ def record_event_table(
     table: pa.Table,
     refusals: Sequence[Mapping[str, Any]],
     *,
-    scratch: Path,
+    scratch: Path | None,
     now: datetime,
     actor: str,
     details: Mapping[str, Any] | None = None,
@@ -67,18 +69,18 @@ def record_event_table(
 _BLOCK = "import"
 
 
-def insert_event_table(connection: Connection, table: pa.Table, scratch: Path) -> int:
+def insert_event_table(connection: Connection, table: pa.Table, scratch: Path | None) -> int:
     """Insert the events of ``table`` (columns of ``events`` and ``line``: of two rows
     with one ``dedup_key``, the one of the first line is kept), skipping those already
     stored; returns how many were new.
 
     On SQLite the table goes in through ADBC's bulk ingest into a scratch database in
-    ``scratch``, attached, then one ``INSERT ... SELECT`` in digest order, which keeps
-    the unique index's inserts close together (binding a block's rows one by one from
-    Python cost more than the inserts); :func:`release_event_table` lets it go once the
-    transaction is over. On PostgreSQL the rows go through ``COPY``."""
+    ``scratch`` (:func:`event_table_scratch`), attached, then one ``INSERT ... SELECT`` in
+    digest order, which keeps the unique index's inserts close together (binding a
+    block's rows one by one from Python cost more than the inserts). On PostgreSQL the
+    rows go through ``COPY``."""
     fields = [name for name in table.column_names if name != "line"]
-    if connection.dialect.name != "sqlite":
+    if scratch is None:
         ordered = table.sort_by([("dedup_key", "ascending"), ("line", "ascending")])
         columns = [ordered[name].to_pylist() for name in fields]
         return insert_event_rows(connection, fields, list(zip(*columns, strict=True)))
@@ -92,8 +94,22 @@ def insert_event_table(connection: Connection, table: pa.Table, scratch: Path) -
     return int(inserted.rowcount)
 
 
-def release_event_table(connection: Connection) -> None:
-    """Detach the scratch database of :func:`insert_event_table`, after its transaction
-    (SQLite refuses before), so that the next block can be attached under its name."""
-    if connection.dialect.name == "sqlite":
+@contextmanager
+def event_table_scratch(connection: Connection) -> Iterator[Path | None]:
+    """The folder of an import's scratch databases (:func:`insert_event_table`), deleted
+    at its end: on SQLite a new one beside the database file, which the import writes
+    already (a temporary folder may be missing or full). None on PostgreSQL, which needs
+    none."""
+    if connection.dialect.name != "sqlite":
+        yield None
+        return
+    database = Path(connection.engine.url.database or "").resolve()
+    with TemporaryDirectory(prefix=".winback-import-", dir=database.parent) as scratch:
+        yield Path(scratch)
+
+
+def release_event_table(connection: Connection, scratch: Path | None) -> None:
+    """Detach and delete the scratch database of :func:`insert_event_table` once its
+    transaction is over (SQLite refuses before), for the next block's."""
+    if scratch is not None:
         detach_arrow(connection, _BLOCK)

@@ -21,19 +21,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import Phase
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from tests.ingest.test_block_path import HEADER as EVENT_HEADER
-from tests.ingest.test_block_path import _workspace as event_workspace
 from tests.ingest.test_block_path import outcome
-from tests.ingest.test_block_path import row_strategy as event_rows
-from tests.ingest.test_contact_blocks import HEADER as CONTACT_HEADER
-from tests.ingest.test_contact_blocks import _workspace as contact_workspace
-from tests.ingest.test_contact_blocks import outcome as contact_outcome
-from tests.ingest.test_contact_blocks import row_strategy as contact_rows
 from tests.ingest.two_paths import (
     import_by_rows,
     paris_workspace,
@@ -43,7 +35,7 @@ from tests.ingest.two_paths import (
 )
 from winback.cli import app
 from winback.errors import InputFileError
-from winback.ingest import import_contacts, import_events, reader
+from winback.ingest import import_contacts, import_events
 from winback.ingest.pipeline import ImportReport
 from winback.store.schema import contacts, events
 from winback.workspace import Workspace
@@ -60,15 +52,6 @@ def base(workspace: Workspace, tmp_path: Path) -> Workspace:
     path.write_text("email,phone\nann@example.com,0612345678\nbob@example.com,\n")
     import_contacts(workspace, path, now=NOW)
     return workspace
-
-
-@pytest.fixture
-def small_blocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    """Blocks of 4 rows (Parquet) or of the first reads of 64 bytes that make 4 rows
-    (CSV): any file of a few lines spans several blocks, read ahead by a thread."""
-    monkeypatch.setattr(reader, "BLOCK_ROWS", 4)
-    monkeypatch.setattr(reader, "_CSV_READ_BYTES", 64)
-    yield 4
 
 
 def stored(workspace: Workspace) -> list[dict[str, Any]]:
@@ -295,7 +278,8 @@ def test_odd_values_give_the_same_import_by_blocks_and_by_rows(
     # A NUL byte makes a text file binary, not a Parquet file.
     nul = [(*row[:4], "a\x00b", *row[5:]) for row in rows[:5]]
     for name, write, odd in (("odd.csv", write_csv, []), ("odd.parquet", write_parquet, nul)):
-        path = write(tmp_path / name, header, rows + rows[:7] + odd)
+        cells: list[tuple[str, ...]] = [*rows, *rows[:7], *odd]
+        path = write(tmp_path / name, header, cells)
         first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
         second = outcome(by_rows, import_by_rows(by_rows, path, "events"))
         assert first == second
@@ -374,8 +358,8 @@ def test_sigterm_during_an_import_leaves_no_scratch_and_loses_nothing(
     sqlite_workspace: Workspace, tmp_path: Path
 ) -> None:
     """A service manager stops an import (SIGTERM) once some blocks are written: no
-    scratch database is left in TMPDIR, and the next import of the file stores the rest,
-    every event once."""
+    scratch database is left (in TMPDIR or beside the database), and the next import of
+    the file stores the rest, every event once."""
     base = tmp_path / "contacts.csv"
     base.write_text("email\nann@example.com\nbob@example.com\n")
     import_contacts(sqlite_workspace, base, now=NOW)
@@ -390,6 +374,7 @@ def test_sigterm_during_an_import_leaves_no_scratch_and_loses_nothing(
     assert process.returncode == -signal.SIGTERM, errors
     assert "Traceback" not in errors
     assert list(scratch.iterdir()) == []
+    assert list(sqlite_workspace.path.glob(".winback-import-*")) == []
     written = count_events(sqlite_workspace)
     report = import_events(sqlite_workspace, path, now=NOW)
     assert (report.imported, report.merged) == (60_000 - written, written)
@@ -455,12 +440,12 @@ def test_an_import_interrupted_between_blocks(
     before it stay, no scratch database stays attached or on disk, no reading thread is
     left, and the next import stores the rest."""
     from winback.ingest import events as importer
+    from winback.journeys.offers import redeem_codes as redeem
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     calls = []
-    redeem = importer.redeem_codes
 
     def redeem_then_interrupt(*args: Any, **options: Any) -> None:
         calls.append(1)
@@ -478,6 +463,7 @@ def test_an_import_interrupted_between_blocks(
     written = len(stored(base))
     assert 0 < written < 20
     assert list(scratch.iterdir()) == []
+    assert list(base.path.glob(".winback-import-*")) == []
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("clean")]
     if base.engine.dialect.name == "sqlite":
         with base.engine.connect() as connection:
@@ -526,307 +512,3 @@ def test_serve_records_hits_while_an_import_writes(
     assert answered > 1, "no open while the import ran"
     assert answered <= recorded_events(workspace) - 20_000 <= answered + 1
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
-
-
-# A hard bounce and, in the next block of 4 rows, an earlier unsubscribe of the same
-# contact (by phone): one batch keeps the earlier refusal, two blocks the first applied.
-EVENTS_SPLIT = [
-    (
-        "cid@example.com",
-        "12",
-        "",
-        "2024-01-01T10:00:00Z",
-        "pigeon",
-        "-5",
-        "€uro",
-        "x" * 201,
-        "",
-        "0",
-        "",
-    ),
-    (
-        "élodie@exemple.fr",
-        "+33699999999",
-        " click",
-        "2026-06-02 10:00",
-        "email",
-        "10",
-        "",
-        "",
-        "m1",
-        "maybe",
-        "",
-    ),
-    (
-        "zed@example.com",
-        "+33699999999",
-        "hard_bounce",
-        "05/01/2024 14:30",
-        "",
-        "",
-        "",
-        "two\nlines",
-        "m1",
-        "oui",
-        "",
-    ),
-    (
-        "  ",
-        "+33699999999",
-        "Opened",
-        "2026-06-02 10:00",
-        "web",
-        "3.0",
-        "eur",
-        "spring",
-        "m1",
-        "0",
-        "",
-    ),
-    (
-        "not-an-email",
-        "+33699999999",
-        "unsubscribe",
-        "2024-01-01",
-        "pigeon",
-        "-5",
-        "",
-        "",
-        "m1",
-        "maybe",
-        "",
-    ),
-]
-
-
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    phases=UNSHRUNK,
-    database=None,
-)
-@example(rows=EVENTS_SPLIT, parquet=True)
-@given(rows=st.lists(event_rows, min_size=1, max_size=60), parquet=st.booleans())
-def test_events_in_many_blocks_give_the_same_import_as_rows(
-    tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
-    small_blocks: int,
-    rows: list[tuple[str, ...]],
-    parquet: bool,
-) -> None:
-    """The block path's property test, with blocks of a few rows: each written in its
-    own transaction through its scratch database while the next is read ahead. (Two
-    refusals of one contact in two blocks end otherwise than in one batch, before the
-    read-ahead too: :data:`EVENTS_SPLIT`.)"""
-    folder = tmp_path_factory.mktemp("events")
-    for by_blocks, by_rows in two_workspaces(folder, monkeypatch, event_workspace):
-        path = folder / ("events.parquet" if parquet else "events.csv")
-        (write_parquet if parquet else write_csv)(path, EVENT_HEADER, rows)
-        first = outcome(by_blocks, import_events(by_blocks, path, now=NOW))
-        assert first == outcome(by_rows, import_by_rows(by_rows, path, "events"))
-
-
-# Contacts that two blocks of 4 rows merge otherwise than one batch (found by the test
-# below, its rows removed one by one while the difference stayed).
-CONTACTS_SPLIT = [
-    ("ann@example.com", "", "", "", ";", "", "weird", "", "", "", "", "", "1", ""),
-    (
-        "ann@example.com",
-        "",
-        "Ann",
-        "",
-        "a;b",
-        "yesterday",
-        "",
-        "",
-        "true",
-        "1985-05-01",
-        "",
-        "",
-        "",
-        "",
-    ),
-    ("ANN@Example.com ", "06 12 34 56 78", "", "", "", "", "", "", "", "", "", "", "x?", ""),
-    ("ann@example.com", "", "", "", "a;b", "2024-01-01T10:00:00Z", "", "", "", "", "", "", "", ""),
-    (
-        "ANN@Example.com ",
-        "06 12 34 56 78",
-        " Léa ",
-        "",
-        "",
-        "",
-        "",
-        "no",
-        "",
-        "1985-05-01",
-        "",
-        "",
-        "",
-        "",
-    ),
-    ("ann@example.com", "", "Ann", "", "", "", "", "", "", "", "EN", "", "", " "),
-    ("", "", " Léa ", "", "a;b", "2099-01-01", "unsubscribed", "", "false", "", "", "", "", "10"),
-    ("ann@example.com", "", "", "", "", "", "", "no", "", "", "", "", "1", ""),
-    (
-        "ann@example.com",
-        "",
-        "Ann",
-        "",
-        "vip",
-        "",
-        "subscribed",
-        "yes",
-        "",
-        "1985-05-01",
-        "",
-        "",
-        "",
-        "10",
-    ),
-    (" bob@example.com", "12", "", "", "vip", "", "pending", "", "true", "", "EN", "", "0", ""),
-    (
-        "élodie@exemple.fr",
-        "12",
-        "",
-        "",
-        "",
-        "",
-        "unsubscribed",
-        "",
-        "true",
-        "",
-        "",
-        "Mars/Olympus",
-        "0",
-        "",
-    ),
-    (
-        "ann@example.com",
-        "+33612345678",
-        "",
-        "fr",
-        "b, a",
-        "2025-03-30 02:30",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "0",
-        " ",
-    ),
-    ("  ", "", "Ann", "", "b, a", "2024-01-01", "unsubscribed", "", "false", "", "", "", "", "10"),
-    (
-        "ANN@Example.com ",
-        "",
-        "Ann",
-        "",
-        "b, a",
-        "31/12/2023",
-        "pending",
-        "",
-        "",
-        "",
-        "",
-        "Mars/Olympus",
-        "",
-        " ",
-    ),
-    ("ann@example.com", "", "", "", "", "", "pending", "", "", "", "", "", "", ""),
-    ("ann@example.com", "", "", "", "", "", "", "", "", "", "", "", "1", ""),
-    ("élodie@exemple.fr", "", "", "", "b, a", "", "", "maybe", "", "", "", "", "", ""),
-    (
-        "ann@example.com",
-        "12",
-        " Léa ",
-        "",
-        "a;b",
-        "2024-01-01",
-        "pending",
-        "no",
-        "",
-        "",
-        "fr_FR",
-        "Mars/Olympus",
-        "0",
-        "",
-    ),
-    (
-        "ann@example.com",
-        "+33 6 99 99 99 99",
-        "",
-        "",
-        "b, a",
-        "",
-        "pending",
-        "",
-        "",
-        "",
-        "fr_FR",
-        "",
-        "",
-        "10",
-    ),
-    (
-        " bob@example.com",
-        "06 12 34 56 78",
-        "",
-        "BE",
-        ";",
-        "2024-01-01T10:00:00Z",
-        "pending",
-        "",
-        "",
-        "",
-        "fr_FR",
-        "",
-        "",
-        " ",
-    ),
-    (
-        "not-an-email",
-        "06.11.22.33.44",
-        "Ann",
-        "",
-        "vip",
-        "",
-        "pending",
-        "no",
-        "",
-        "",
-        "",
-        "Europe/Paris",
-        "",
-        "10",
-    ),
-]
-
-
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    phases=UNSHRUNK,
-    database=None,
-)
-@example(rows=CONTACTS_SPLIT, parquet=True)
-@given(rows=st.lists(contact_rows, min_size=1, max_size=60), parquet=st.booleans())
-def test_contacts_in_many_blocks_give_the_same_import_as_rows(
-    tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
-    small_blocks: int,
-    rows: list[tuple[str, ...]],
-    parquet: bool,
-) -> None:
-    """The contacts importer reads ahead too: with blocks of a few rows, the same person
-    in several blocks merges as the row path merges them in one batch. (It does not,
-    before the read-ahead too: the row path in batches of 4 rows differs from itself in
-    one batch. A file past one block or batch is merged otherwise than a small one.)"""
-    folder = tmp_path_factory.mktemp("contacts")
-    for by_blocks, by_rows in two_workspaces(folder, monkeypatch, contact_workspace):
-        path = folder / ("contacts.parquet" if parquet else "contacts.csv")
-        (write_parquet if parquet else write_csv)(path, CONTACT_HEADER, rows)
-        first = contact_outcome(by_blocks, import_contacts(by_blocks, path, now=NOW))
-        assert first == contact_outcome(by_rows, import_by_rows(by_rows, path, "contacts"))

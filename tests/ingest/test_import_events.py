@@ -310,15 +310,16 @@ def test_an_import_gives_its_connection_back_with_the_usual_page_cache(
 def test_an_import_leaves_no_scratch_database(
     sqlite_workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each block goes into SQLite through a scratch database: none is left attached to
-    the pooled connection nor on disk, after an import and after one that failed."""
-    import tempfile
-
+    """Each block goes into SQLite through a scratch database beside the database file:
+    none is left attached to the pooled connection nor on disk, after an import and
+    after one that failed."""
     from winback import events as writer
 
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    folder = sqlite_workspace.path
+
+    def scratch() -> list[Path]:
+        return list(folder.glob(".winback-import-*"))
+
     contacts_file = tmp_path / "contacts.csv"
     contacts_file.write_text("email\nann@example.com\n")
     import_contacts(sqlite_workspace, contacts_file, now=NOW)
@@ -332,7 +333,7 @@ def test_an_import_leaves_no_scratch_database(
         return [name for name in names if name != "temp"]
 
     assert attached() == ["main"]
-    assert list(scratch.iterdir()) == []
+    assert scratch() == []
     insert = writer.insert_event_table
 
     def insert_then_fail(*args: Any) -> int:
@@ -344,5 +345,5 @@ def test_an_import_leaves_no_scratch_database(
     with pytest.raises(OSError, match="disk full"):
         import_events(sqlite_workspace, path, now=NOW)
     assert attached() == ["main"]
-    assert list(scratch.iterdir()) == []
+    assert scratch() == []
     assert [row["type"] for row in stored(sqlite_workspace)] == ["open"]

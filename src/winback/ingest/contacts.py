@@ -57,6 +57,7 @@ from winback.ingest.pipeline import (
     Refusals,
     mapped_source,
     run,
+    source_name,
 )
 from winback.ingest.reader import Block
 from winback.ingest.records import ContactBlock, consent_fields, present, take
@@ -491,7 +492,7 @@ def import_contacts(
     aliases = kind_aliases(CONTACT_ALIASES, kind)
     with mapped_source(path, aliases, mapping, [("email", "phone")]) as (source, columns):
         columns = summaries.dated_only(columns)
-        batch = ContactBatch(workspace, columns, now, status, path.name, kind)
+        batch = ContactBatch(workspace, columns, now, status, source_name(path), kind)
         report = run(source, batch, "contacts", workspace.quarantine_dir, progress)
     report.recognised = kind.label
     return report

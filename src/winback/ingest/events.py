@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from tempfile import TemporaryDirectory
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,7 +33,12 @@ from winback.clock import from_db, to_db
 from winback.compliance.refusals import CONSIDERED, apply_refusals
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import InputFileError
-from winback.events import record_event_table, record_events, release_event_table
+from winback.events import (
+    event_table_scratch,
+    record_event_table,
+    record_events,
+    release_event_table,
+)
 from winback.ingest import values as v
 from winback.ingest.columns import EVENT_ALIASES, ColumnMap
 from winback.ingest.event_blocks import (
@@ -53,6 +57,7 @@ from winback.ingest.pipeline import (
     Refusals,
     mapped_source,
     run,
+    source_name,
 )
 from winback.ingest.reader import Block, Source
 from winback.journeys.offers import redeem_codes
@@ -79,15 +84,19 @@ class EventBatch:
         now: datetime,
         source: str,
         connection: Connection,
+        scratch: Path | None = None,
     ) -> None:
         """``connection``: the import's (:func:`winback.store.contacts.bulk_events`),
-        one transaction per batch written."""
+        one transaction per batch written; ``scratch``: the folder of the blocks'
+        scratch databases (:func:`winback.events.event_table_scratch`), without which
+        blocks are written as rows."""
         self.workspace = workspace
         self.connection = connection
         self.columns = columns
         self.now_aware = now
         self.now = to_db(now)
         self.source = source
+        self.scratch = scratch
         self.tz = ZoneInfo(workspace.config.workspace.timezone)
         self.region = workspace.config.workspace.default_region
         with connection.begin():
@@ -282,22 +291,21 @@ class EventBatch:
             (row.line, row.record) for row in rows if row.record["type"] in _REFUSAL_NAMES
         ]
         refusals.sort(key=lambda pair: pair[0])
-        with TemporaryDirectory(prefix="winback-import-") as scratch:
-            with self.connection.begin():
-                inserted = record_event_table(
-                    self.connection,
-                    self.workspace,
-                    table,
-                    [event for _, event in refusals],
-                    scratch=Path(scratch),
-                    now=self.now_aware,
-                    actor="import",
-                    details={"file": self.source},
-                )
-                used = cleaned.codes + _codes([row.record for row in rows])
-                redeem_codes(self.connection, used, actor="import")
-                self._refuse_strays()
-            release_event_table(self.connection)
+        with self.connection.begin():
+            inserted = record_event_table(
+                self.connection,
+                self.workspace,
+                table,
+                [event for _, event in refusals],
+                scratch=self.scratch,
+                now=self.now_aware,
+                actor="import",
+                details={"file": self.source},
+            )
+            used = cleaned.codes + _codes([row.record for row in rows])
+            redeem_codes(self.connection, used, actor="import")
+            self._refuse_strays()
+        release_event_table(self.connection, self.scratch)
         return inserted, table.num_rows - inserted, []
 
 
@@ -367,6 +375,9 @@ def import_events(
     required = [("email", "phone"), ("type",), ("occurred_at",)]
     with mapped_source(path, EVENT_ALIASES, mapping, required) as (source, columns):
         check_parquet_types(source, columns)
-        with store.bulk_events(workspace.engine, source.estimated_rows) as connection:
-            batch = EventBatch(workspace, columns, now, path.name, connection)
+        with (
+            store.bulk_events(workspace.engine, source.estimated_rows) as connection,
+            event_table_scratch(connection) as scratch,
+        ):
+            batch = EventBatch(workspace, columns, now, source_name(path), connection, scratch)
             return run(source, batch, "events", workspace.quarantine_dir, progress)

@@ -37,7 +37,14 @@ from winback.ingest import values as v
 from winback.ingest.columns import ColumnMap, map_columns
 from winback.ingest.event_blocks import event_key
 from winback.ingest.events import EventBatch
-from winback.ingest.pipeline import ImportReport, Pending, ProgressCallback, Refusals, run
+from winback.ingest.pipeline import (
+    ImportReport,
+    Pending,
+    ProgressCallback,
+    Refusals,
+    run,
+    source_name,
+)
 from winback.ingest.reader import open_source
 from winback.journeys.offers import redeem_codes
 from winback.store import contacts as store
@@ -218,7 +225,7 @@ def import_orders(
     try:
         columns = map_columns(source.header, ORDER_COLUMNS, {}, source=str(path))
         with store.bulk_events(workspace.engine, source.estimated_rows) as connection:
-            events_batch = EventBatch(workspace, columns, now, path.name, connection)
+            events_batch = EventBatch(workspace, columns, now, source_name(path), connection)
             batch = OrderBatch(events_batch, columns)
             return run(source, batch, "orders", workspace.quarantine_dir, progress)
     finally:

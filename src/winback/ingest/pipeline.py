@@ -179,6 +179,13 @@ class BlockBatch(Batch, Protocol):
     def write_block(self, cleaned: Any, rows: list[Pending]) -> tuple[int, int, Refusals]: ...
 
 
+def source_name(path: Path) -> str:
+    """The name of the file an import reads, as the store keeps it (``events.source``,
+    audit details): a byte of the name that is not UTF-8 (an old system's export) is
+    replaced, not a reason to fail."""
+    return path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @contextmanager
 def mapped_source(
     path: Path,

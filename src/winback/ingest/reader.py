@@ -422,9 +422,12 @@ def _open_parquet(path: Path, size: int) -> Source:
     types = {field.name: str(field.type) for field in schema}
     done = [0]
 
+    notes: dict[int, str] = {}
+
     def rows() -> Iterator[Row]:
         number = 0
-        for batch in _row_group_batches(parquet, 65_536):
+        for batch in _row_group_batches(path, parquet, 65_536):
+            batch = _as_utf8(batch, number, notes)
             columns = [column.to_pylist() for column in batch.columns]
             for values in zip(*columns, strict=True):
                 number += 1
@@ -433,7 +436,8 @@ def _open_parquet(path: Path, size: int) -> Source:
 
     def blocks() -> Iterator[Block]:
         number = 0
-        for batch in _gathered(_row_group_batches(parquet, BLOCK_ROWS), BLOCK_ROWS):
+        for batch in _gathered(_row_group_batches(path, parquet, BLOCK_ROWS), BLOCK_ROWS):
+            batch = _as_utf8(batch, number, notes)
             lines = np.arange(number + 1, number + batch.num_rows + 1)
             number += batch.num_rows
             done[0] = number
@@ -450,13 +454,55 @@ def _open_parquet(path: Path, size: int) -> Source:
         parquet.close,
         types=types,
         blocks=blocks,
+        notes=notes,
         estimated_rows=parquet.metadata.num_rows,
     )
 
 
-def _row_group_batches(parquet: pq.ParquetFile, size: int) -> Iterator[pa.RecordBatch]:
+def _row_group_batches(path: Path, parquet: pq.ParquetFile, size: int) -> Iterator[pa.RecordBatch]:
     """The rows of ``parquet`` in batches of at most ``size``, read by one reader per row
     group: pyarrow's reader of the whole file keeps Arrow memory from every row group it
-    has read, where a reader per row group gives it back (see bench/RESULTS.md)."""
-    for group in range(parquet.num_row_groups):
-        yield from parquet.iter_batches(batch_size=size, row_groups=[group])
+    has read, where a reader per row group gives it back (see bench/RESULTS.md). A row
+    group that cannot be read stops the import with a message naming it."""
+    groups = parquet.num_row_groups
+    for group in range(groups):
+        try:
+            yield from parquet.iter_batches(batch_size=size, row_groups=[group])
+        except (pa.ArrowException, OSError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InputFileError(
+                f"{path}: row group {group + 1} of {groups} cannot be read ({reason}); the "
+                "rows before it may be imported already: importing the file again once "
+                "repaired adds only the rest"
+            ) from None
+
+
+def _as_utf8(batch: pa.RecordBatch, before: int, notes: dict[int, str]) -> pa.RecordBatch:
+    """``batch`` (its first row the line after ``before``) with the bytes of its text
+    columns that are not UTF-8 replaced by U+FFFD, each such cell noted by its line.
+    Parquet's text is UTF-8, yet some writers put Latin-1 there, which Arrow's text
+    functions refuse."""
+    columns = list(batch.columns)
+    for at, column in enumerate(columns):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        raw = column.view(
+            pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
+        )
+        texts: list[str | None] = []
+        for row, value in enumerate(raw.to_pylist()):
+            try:
+                texts.append(None if value is None else value.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(value.decode("utf-8", "replace"))
+                notes[before + row + 1] = (
+                    f"column {batch.schema.names[at]!r}: bytes that are not UTF-8, "
+                    "replaced by U+FFFD"
+                )
+        columns[at] = pa.array(texts, column.type)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)

@@ -98,13 +98,18 @@ def attach_arrow(
     it to the run's SQLite connection; returns the schema name to read them under. The
     attached database is let go with the connection
     (:func:`winback.store.engine.bulk_connection`)."""
+    import adbc_driver_manager
     import adbc_driver_sqlite.dbapi as adbc
 
     path = scratch / f"{name}.db"
-    with adbc.connect(str(path)) as bulk, bulk.cursor() as cursor:
-        for table_name, data in tables.items():
-            cursor.adbc_ingest(table_name, data)
-        bulk.commit()
+    try:
+        with adbc.connect(str(path)) as bulk, bulk.cursor() as cursor:
+            for table_name, data in tables.items():
+                cursor.adbc_ingest(table_name, data)
+            bulk.commit()
+    except (adbc_driver_manager.Error, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreError(f"{path}: the scratch database cannot be written ({reason})") from None
     schema = f"winback_{name}"
     connection.exec_driver_sql(f"ATTACH DATABASE ? AS {schema}", (str(path),))
     return schema
