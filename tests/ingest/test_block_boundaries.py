@@ -24,7 +24,13 @@ from winback.ingest import import_contacts, import_events
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 # The property tests report their first failing example: shrinking one takes minutes.
-UNSHRUNK = [Phase.explicit, Phase.reuse, Phase.generate]
+FEW_EXAMPLES = settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    database=None,
+)
 
 # A hard bounce and, in the next block of 4 rows, an earlier unsubscribe of the same
 # contact (by phone): one batch keeps the earlier refusal, two blocks the first applied.
@@ -97,13 +103,7 @@ EVENTS_SPLIT = [
 ]
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    phases=UNSHRUNK,
-    database=None,
-)
+@FEW_EXAMPLES
 @pytest.mark.xfail(
     strict=True,
     reason="two refusals of one contact in two blocks end otherwise than in one batch",
@@ -306,13 +306,7 @@ CONTACTS_SPLIT = [
 ]
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-    phases=UNSHRUNK,
-    database=None,
-)
+@FEW_EXAMPLES
 @pytest.mark.xfail(
     strict=True,
     reason="contacts that two batches merge otherwise than one (the row path too)",

@@ -25,6 +25,7 @@ from hypothesis import Phase
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from tests.ingest.conftest import stored
 from tests.ingest.test_block_path import outcome
 from tests.ingest.two_paths import (
     import_by_rows,
@@ -37,31 +38,13 @@ from winback.cli import app
 from winback.errors import InputFileError
 from winback.ingest import import_contacts, import_events
 from winback.ingest.pipeline import ImportReport
-from winback.store.schema import contacts, events
+from winback.store.schema import events
 from winback.workspace import Workspace
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 # The property tests report their first failing example: shrinking one takes minutes.
 UNSHRUNK = [Phase.explicit, Phase.reuse, Phase.generate]
 HEADER = "email,type,timestamp,amount,campaign,url,machine_open\n"
-
-
-@pytest.fixture
-def base(workspace: Workspace, tmp_path: Path) -> Workspace:
-    path = tmp_path / "contacts.csv"
-    path.write_text("email,phone\nann@example.com,0612345678\nbob@example.com,\n")
-    import_contacts(workspace, path, now=NOW)
-    return workspace
-
-
-def stored(workspace: Workspace) -> list[dict[str, Any]]:
-    with workspace.engine.connect() as connection:
-        rows = connection.execute(
-            select(events, contacts.c.email)
-            .join(contacts)
-            .order_by(events.c.occurred_at, events.c.type, contacts.c.email)
-        )
-        return [dict(row) for row in rows.mappings()]
 
 
 def adds_up(report: ImportReport) -> bool:

@@ -12,31 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Connection, select
 
+from tests.ingest.conftest import stored
 from winback.clock import utcnow
 from winback.compliance.suppression import is_suppressed
 from winback.errors import InputFileError
 from winback.ingest import import_contacts, import_events
 from winback.store.engine import CACHE_SIZE
-from winback.store.schema import audit, contacts, events, suppressions
+from winback.store.schema import audit, contacts, suppressions
 from winback.workspace import Workspace
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def base(workspace: Workspace, tmp_path: Path) -> Workspace:
-    path = tmp_path / "contacts.csv"
-    path.write_text("email,phone\nann@example.com,0612345678\nbob@example.com,\n")
-    import_contacts(workspace, path, now=NOW)
-    return workspace
-
-
-def stored(workspace: Workspace) -> list[dict[str, Any]]:
-    with workspace.engine.connect() as connection:
-        rows = connection.execute(
-            select(events, contacts.c.email).join(contacts).order_by(events.c.occurred_at)
-        )
-        return [dict(row) for row in rows.mappings()]
 
 
 def test_events_in_the_forms_files_use(base: Workspace, tmp_path: Path) -> None:
