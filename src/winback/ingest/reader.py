@@ -9,7 +9,8 @@ of fields.
 Every format gives the importers one shape: a header and ``(line number, values)`` rows
 (:attr:`Source.rows`). CSV and Parquet also come as :attr:`Source.blocks`: Arrow record
 batches of some hundred thousand rows with each row's line, which the importers clean a
-whole column at a time. Parquet "line numbers" are 1-based row numbers.
+whole column at a time. Parquet "line numbers" are 1-based row numbers; Parquet is read
+by :mod:`winback.ingest.parquet_source`.
 
 CSV blocks come from pyarrow's streaming reader, far faster than the ``csv`` module.
 It does not tell the line a record starts on, so the line is counted: one per
@@ -34,7 +35,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from winback.errors import InputFileError
 from winback.ingest.decoding import CHUNK, detect_encoding, text_stream, utf8_stream
@@ -124,7 +124,9 @@ def open_source(path: Path) -> Source:
     with path.open("rb") as probe:
         head = probe.read(SNIFF_BYTES)
     if head[:4] == b"PAR1":
-        return _open_parquet(path, size)
+        from winback.ingest.parquet_source import open_parquet  # builds on this module
+
+        return open_parquet(path, size)
     if not head.strip(b"\xef\xbb\xbf \r\n\t"):
         raise InputFileError(f"{path}: the file is empty (no header line)")
     if b"\x00" in head:
@@ -294,7 +296,7 @@ def _csv_blocks(
                         quoted_strings_can_be_null=False,
                     ),
                 )
-                for batch in _gathered(reader, BLOCK_ROWS):
+                for batch in gathered(reader, BLOCK_ROWS):
                     lines, line = _record_lines(batch, line)
                     records += batch.num_rows
                     keep = _not_blank(batch)
@@ -324,7 +326,7 @@ def _csv_blocks(
         raw.close()
 
 
-def _gathered(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+def gathered(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
     """``batches`` joined into batches of at least ``rows`` rows (the last one may have
     fewer). The rows gathered when ``batches`` fails are yielded before its error."""
     gathered: list[pa.RecordBatch] = []
@@ -410,99 +412,3 @@ def _open_jsonl(path: Path, size: int) -> Source:
         encoding=encoding,
         notes=notes,
     )
-
-
-def _open_parquet(path: Path, size: int) -> Source:
-    try:
-        parquet = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputFileError(f"{path}: not a readable Parquet file ({exc})") from None
-    schema = parquet.schema_arrow
-    header = list(schema.names)
-    types = {field.name: str(field.type) for field in schema}
-    done = [0]
-
-    notes: dict[int, str] = {}
-
-    def rows() -> Iterator[Row]:
-        number = 0
-        for batch in _row_group_batches(path, parquet, 65_536):
-            batch = _as_utf8(batch, number, notes)
-            columns = [column.to_pylist() for column in batch.columns]
-            for values in zip(*columns, strict=True):
-                number += 1
-                yield number, list(values)
-            done[0] = number
-
-    def blocks() -> Iterator[Block]:
-        number = 0
-        for batch in _gathered(_row_group_batches(path, parquet, BLOCK_ROWS), BLOCK_ROWS):
-            batch = _as_utf8(batch, number, notes)
-            lines = np.arange(number + 1, number + batch.num_rows + 1)
-            number += batch.num_rows
-            done[0] = number
-            yield Block(batch, lines, [])
-
-    total = max(parquet.metadata.num_rows, 1)
-    return Source(
-        path,
-        "parquet",
-        header,
-        rows(),
-        size,
-        lambda: done[0] * size // total,
-        parquet.close,
-        types=types,
-        blocks=blocks,
-        notes=notes,
-        estimated_rows=parquet.metadata.num_rows,
-    )
-
-
-def _row_group_batches(path: Path, parquet: pq.ParquetFile, size: int) -> Iterator[pa.RecordBatch]:
-    """The rows of ``parquet`` in batches of at most ``size``, read by one reader per row
-    group: pyarrow's reader of the whole file keeps Arrow memory from every row group it
-    has read, where a reader per row group gives it back (see bench/RESULTS.md). A row
-    group that cannot be read stops the import with a message naming it."""
-    groups = parquet.num_row_groups
-    for group in range(groups):
-        try:
-            yield from parquet.iter_batches(batch_size=size, row_groups=[group])
-        except (pa.ArrowException, OSError) as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise InputFileError(
-                f"{path}: row group {group + 1} of {groups} cannot be read ({reason}); the "
-                "rows before it may be imported already: importing the file again once "
-                "repaired adds only the rest"
-            ) from None
-
-
-def _as_utf8(batch: pa.RecordBatch, before: int, notes: dict[int, str]) -> pa.RecordBatch:
-    """``batch`` (its first row the line after ``before``) with the bytes of its text
-    columns that are not UTF-8 replaced by U+FFFD, each such cell noted by its line.
-    Parquet's text is UTF-8, yet some writers put Latin-1 there, which Arrow's text
-    functions refuse."""
-    columns = list(batch.columns)
-    for at, column in enumerate(columns):
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            continue
-        try:
-            column.validate(full=True)
-            continue
-        except pa.ArrowInvalid:
-            pass
-        raw = column.view(
-            pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
-        )
-        texts: list[str | None] = []
-        for row, value in enumerate(raw.to_pylist()):
-            try:
-                texts.append(None if value is None else value.decode("utf-8"))
-            except UnicodeDecodeError:
-                texts.append(value.decode("utf-8", "replace"))
-                notes[before + row + 1] = (
-                    f"column {batch.schema.names[at]!r}: bytes that are not UTF-8, "
-                    "replaced by U+FFFD"
-                )
-        columns[at] = pa.array(texts, column.type)
-    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
