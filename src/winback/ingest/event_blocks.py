@@ -185,12 +185,12 @@ def clean_block(importer: EventBatch, block: Block) -> tuple[CleanBlock, Sequenc
     stored_at = moments.cast(pa.string())  # as sqlite_time writes it
     kind_words = np.array([kind.value for kind in _KINDS], object)[kinds[fast]]
     channel_words = np.array([c.value for c in _CHANNELS], object)[channels[fast]]
-    amount_values = amounts.filter(keep).to_pylist()
+    amounts = amounts.filter(keep)
     campaigns = texts["campaign"].filter(keep)
     message_ids = texts["message_id"].filter(keep)
-    bodies = texts["body"].filter(keep).to_pylist()
+    bodies = texts["body"].filter(keep)
     purchase = pa.array(kinds[fast] == _KIND_CODES[EventType.PURCHASE])
-    codes = pc.if_else(purchase, texts["discount_code"].filter(keep), None).to_pylist()
+    codes = pc.if_else(purchase, texts["discount_code"].filter(keep), None)
     ids = contact_ids[fast]
     digests = _digests(
         ids,
@@ -198,7 +198,7 @@ def clean_block(importer: EventBatch, block: Block) -> tuple[CleanBlock, Sequenc
         channel_words,
         micros[fast],
         stored_at,
-        amount_values,
+        amounts,
         campaigns,
         message_ids,
     )
@@ -207,7 +207,7 @@ def clean_block(importer: EventBatch, block: Block) -> tuple[CleanBlock, Sequenc
         "type": lambda: kind_words,
         "channel": lambda: channel_words,
         "occurred_at": lambda: moments,
-        "amount": lambda: amounts.filter(keep),
+        "amount": lambda: amounts,
         "currency": lambda: currencies.filter(keep),
         "campaign": lambda: campaigns,
         "message_id": lambda: message_ids,
@@ -234,12 +234,13 @@ def clean_block(importer: EventBatch, block: Block) -> tuple[CleanBlock, Sequenc
                 "type": kind_words[at],
                 "channel": channel_words[at],
                 "occurred_at": moments[int(at)].as_py(),
-                "body": bodies[at],
+                "body": bodies[int(at)].as_py(),
             },
         )
         for at in refused
     ]
-    used = [(code, from_db(moments[at].as_py())) for at, code in enumerate(codes) if code]
+    given_codes = np.flatnonzero(col.mask(pc.not_equal(codes, "")))
+    used = [(codes[at].as_py(), from_db(moments[at].as_py())) for at in given_codes.tolist()]
     cleaned = CleanBlock(table, refusals, used)
     return cleaned, np.flatnonzero(slow).tolist()
 
@@ -250,7 +251,7 @@ def _digests(
     channels: np.ndarray,
     micros: np.ndarray,
     stored_at: pa.Array,
-    amounts: list[float | None],
+    amounts: pa.Array,
     campaigns: pa.Array,
     message_ids: pa.Array,
 ) -> list[bytes]:
@@ -276,9 +277,8 @@ def _digests(
     ]
 
 
-def _amount_texts(amounts: list[float | None]) -> pa.Array:
+def _amount_texts(given: pa.Array) -> pa.Array:
     """``str(amount)`` of each amount (Python's float repr, "None" when absent)."""
-    given = pa.array(amounts, pa.float64())
     if given.null_count == len(given):
         return pa.array(np.full(len(given), "None", object), pa.string())
     texts = pa.array([str(amount) for amount in given.drop_null().to_pylist()], pa.string())
