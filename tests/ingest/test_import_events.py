@@ -319,7 +319,7 @@ def test_an_import_leaves_no_scratch_database(
 
     assert attached() == ["main"]
     assert scratch() == []
-    insert = writer.insert_event_table
+    from winback.store.contacts import insert_event_table as insert
 
     def insert_then_fail(*args: Any) -> int:
         insert(*args)

@@ -33,12 +33,7 @@ from winback.clock import from_db, to_db
 from winback.compliance.refusals import CONSIDERED, apply_refusals
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import InputFileError
-from winback.events import (
-    event_table_scratch,
-    record_event_table,
-    record_events,
-    release_event_table,
-)
+from winback.events import record_event_table, record_events
 from winback.ingest import values as v
 from winback.ingest.columns import EVENT_ALIASES, ColumnMap
 from winback.ingest.event_blocks import (
@@ -62,6 +57,7 @@ from winback.ingest.pipeline import (
 from winback.ingest.reader import Block, Source
 from winback.journeys.offers import redeem_codes
 from winback.store import contacts as store
+from winback.store.contacts import event_table_scratch, release_event_table
 from winback.workspace import Workspace
 
 # Arrow types each field accepts in a Parquet file (by the start of the type's name).
@@ -88,7 +84,7 @@ class EventBatch:
     ) -> None:
         """``connection``: the import's (:func:`winback.store.contacts.bulk_events`),
         one transaction per batch written; ``scratch``: the folder of the blocks'
-        scratch databases (:func:`winback.events.event_table_scratch`), without which
+        scratch databases (:func:`winback.store.contacts.event_table_scratch`), without which
         blocks are written as rows."""
         self.workspace = workspace
         self.connection = connection

@@ -105,7 +105,7 @@ def changed_rows(
         connection,
         scratch,
         "rows",
-        {"rows": stored(changed, score_new, sqlite=True), "gone": gone},
+        {"rows": stored(changed, score_new.columns, sqlite=True), "gone": gone},
     )
     names = changed.column_names
     connection.execute(

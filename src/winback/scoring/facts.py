@@ -130,7 +130,7 @@ def insert_facts(connection: Connection, facts: pa.Table, scratch: Path) -> None
         return
     sqlite = connection.dialect.name == "sqlite"
     names = facts.column_names
-    ready = stored(facts, score_facts, sqlite=sqlite)
+    ready = stored(facts, score_facts.columns, sqlite=sqlite)
     if not sqlite:
         statement = insert(score_facts).compile(dialect=connection.dialect, column_keys=names)
         connection.exec_driver_sql(str(statement), ready.to_pylist())

@@ -1,5 +1,6 @@
 """Arrow tables into and out of the operational store, for the engines that compute
-outside it (DuckDB, Spark) and the events import (:func:`winback.events.insert_event_table`).
+outside it (DuckDB, Spark) and the events import
+(:func:`winback.store.contacts.insert_event_table`).
 
 Into SQLite through ADBC's bulk ingest into a scratch database that the run's
 connection attaches (:func:`attach_arrow`): a million rows turned into Python tuples
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Boolean,
+    Column,
     ColumnElement,
     Connection,
     Date,
@@ -35,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import literal as sql_literal
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
 
 from winback.errors import StoreError
 
@@ -65,16 +68,18 @@ except Exception as exc:
 """
 
 
-def stored(data: pa.Table, target: Table, *, sqlite: bool) -> pa.Table:
-    """``data`` with each column as the store keeps the column of ``target`` of the
-    same name: times naive UTC (in SQLite the text SQLAlchemy writes, six digits of
-    microseconds), dates (ISO text in SQLite), integers, floats, booleans (0 and 1 in
-    SQLite)."""
+def stored(
+    data: pa.Table, target: ReadOnlyColumnCollection[str, Column[Any]], *, sqlite: bool
+) -> pa.Table:
+    """``data`` with each column as the store keeps the column of ``target`` (a table's
+    ``columns``) of the same name: times naive UTC (in SQLite the text SQLAlchemy
+    writes, six digits of microseconds), dates (ISO text in SQLite), integers, floats,
+    booleans (0 and 1 in SQLite)."""
     import pyarrow as pa
 
     columns = []
     for name, values in zip(data.column_names, data.columns, strict=True):
-        kind = target.c[name].type
+        kind = target[name].type
         if isinstance(kind, DateTime):
             values = values.cast(pa.timestamp("us"))
             values = values.cast(pa.string()) if sqlite else values

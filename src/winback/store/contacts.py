@@ -8,7 +8,9 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -16,16 +18,23 @@ from sqlalchemy import (
     Result,
     bindparam,
     func,
+    insert,
     or_,
     select,
     union,
     update,
 )
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 
+from winback.store.arrow import attach_arrow, detach_arrow, stored
 from winback.store.chunks import chunks
 from winback.store.engine import bulk_connection
 from winback.store.history import events_slice, high_water
 from winback.store.schema import contacts, events
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def contact_keys(
@@ -283,6 +292,56 @@ def insert_event_rows(
         )
         inserted = int(cursor.rowcount)
     return inserted
+
+
+#: The name of the scratch database a block of imported events is attached under.
+_BLOCK = "import"
+
+
+def insert_event_table(connection: Connection, table: pa.Table, scratch: Path | None) -> int:
+    """Insert the events of ``table`` (columns of ``events`` and ``line``: of two rows
+    with one ``dedup_key``, the one of the first line is kept), skipping those already
+    stored; returns how many were new.
+
+    On SQLite the table goes in through ADBC's bulk ingest into a scratch database in
+    ``scratch`` (:func:`event_table_scratch`), attached, then one ``INSERT ... SELECT`` in
+    digest order, which keeps the unique index's inserts close together (binding a
+    block's rows one by one from Python cost more than the inserts). On PostgreSQL the
+    rows go through ``COPY``."""
+    fields = [name for name in table.column_names if name != "line"]
+    if scratch is None:
+        ordered = table.sort_by([("dedup_key", "ascending"), ("line", "ascending")])
+        columns = [ordered[name].to_pylist() for name in fields]
+        return insert_event_rows(connection, fields, list(zip(*columns, strict=True)))
+    kept = stored(table.select(fields), events.columns, sqlite=True)
+    schema = attach_arrow(
+        connection, scratch, _BLOCK, {"block": kept.append_column("line", table["line"])}
+    )
+    block = sql_table("block", *(sql_column(name) for name in table.column_names), schema=schema)
+    rows = select(*(block.c[name] for name in fields)).order_by(block.c.dedup_key, block.c.line)
+    statement = insert(events).prefix_with("OR IGNORE").from_select(fields, rows)
+    return int(connection.execute(statement).rowcount)
+
+
+@contextmanager
+def event_table_scratch(connection: Connection) -> Iterator[Path | None]:
+    """The folder of an import's scratch databases (:func:`insert_event_table`), deleted
+    at its end: on SQLite a new one beside the database file, which the import writes
+    already (a temporary folder may be missing or full). None on PostgreSQL, which needs
+    none."""
+    if connection.dialect.name != "sqlite":
+        yield None
+        return
+    database = Path(connection.engine.url.database or "").resolve()
+    with TemporaryDirectory(prefix=".winback-import-", dir=database.parent) as scratch:
+        yield Path(scratch)
+
+
+def release_event_table(connection: Connection, scratch: Path | None) -> None:
+    """Detach and delete the scratch database of :func:`insert_event_table` once its
+    transaction is over (SQLite refuses before), for the next block's."""
+    if scratch is not None:
+        detach_arrow(connection, _BLOCK)
 
 
 def sqlite_time(moment: datetime | None) -> str | None:
