@@ -170,6 +170,28 @@ def test_the_kept_figures_are_the_history_s(workspace: Workspace) -> None:
     ws.close()
 
 
+def test_a_move_undone_the_same_day_leaves_the_day_s_figures_as_before(
+    workspace: Workspace,
+) -> None:
+    """Two scores in one day: the first moves ann to at risk, the second brings her back
+    to active. The day's kept change comes back to nothing, and the figures are still the
+    history's."""
+    today = local_date(NOW, workspace.config.workspace.tz)
+    with workspace.engine.begin() as c:
+        ann = add_contact(c, email="ann@example.com", created_at=day(2024, 1, 1))
+        moves = [(None, "active", today - timedelta(days=3)), ("active", "at_risk", today),
+                 ("at_risk", "active", today)]  # fmt: skip
+        for source, target, on in moves:
+            c.execute(
+                insert(stage_history),
+                {"contact_id": ann, "from_stage": source, "to_stage": target, "changed_on": on},
+            )
+            refresh_figures(c, workspace.config, NOW)
+        days = [date.fromisoformat(on) for on in trends.stages_over_time(c, today)["days"]]
+        assert trends.stages_over_time(c, today)["stages"] == direct_stages(c, days)
+        assert direct_stages(c, [today])["active"] == [1]
+
+
 def test_the_erosion_chart_counts_the_base_lost_since_a_year(
     sqlite_workspace: Workspace,
 ) -> None:

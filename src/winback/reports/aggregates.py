@@ -256,17 +256,13 @@ def _add_counts(connection: Connection, table: Table, counts: dict[tuple[Any, ..
     for key, count in counts.items():
         kept[key] += count
     connection.execute(delete(table).where(keys[0].in_(days)))
-    connection.execute(
-        insert(table),
-        [
-            {
-                **{column.name: value for column, value in zip(keys, key, strict=True)},
-                counted.name: count,
-            }
-            for key, count in kept.items()
-            if count
-        ],
-    )
+    rows = [
+        {**{column.name: value for column, value in zip(keys, key, strict=True)}, counted.name: n}
+        for key, n in kept.items()
+        if n
+    ]
+    if rows:
+        connection.execute(insert(table), rows)
 
 
 def _refresh_deliveries(connection: Connection, timezone: str) -> None:
