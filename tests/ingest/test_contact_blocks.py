@@ -154,7 +154,7 @@ def test_plain_rows_are_vouched_for_by_the_block_path(
     finally:
         source.close()
     assert (len(cleaned), slow) == (40, [])
-    expected = [batch.clean(list(values), []) for values in rows]
+    expected = [batch.clean(list(values), [], line) for line, values in enumerate(rows, 2)]
     assert [pending.record for pending in cleaned.records(range(40))] == expected
 
 

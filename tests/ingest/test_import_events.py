@@ -268,26 +268,19 @@ def test_an_import_gives_its_connection_back_with_the_usual_page_cache(
     contacts_file = tmp_path / "contacts.csv"
     contacts_file.write_text("email\nann@example.com\n")
     import_contacts(sqlite_workspace, contacts_file, now=NOW)
-    seen: dict[str, int] = {}
-    # The block path (an Arrow table) and the row path (tuples) both write events.
-    for module, name in ((writer, "insert_event_table"), (store, "insert_event_rows")):
+    seen: list[int] = []
+    insert = store.insert_event_table
 
-        def insert_and_look(
-            connection: Connection,
-            *args: Any,
-            _insert: Any = getattr(module, name),
-            _name: str = name,
-        ) -> int:
-            seen[_name] = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
-            return int(_insert(connection, *args))
+    # The block path and the row path both write events as a table.
+    def insert_and_look(connection: Connection, *args: Any) -> int:
+        seen.append(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+        return insert(connection, *args)
 
-        monkeypatch.setattr(module, name, insert_and_look)
+    monkeypatch.setattr(writer, "insert_event_table", insert_and_look)
     path = tmp_path / "events.csv"
     path.write_text("email,type,timestamp\nann@example.com,open,2024-01-01\n")
     assert import_events(sqlite_workspace, path, now=NOW).imported == 1
-    assert seen == dict.fromkeys(
-        ("insert_event_table", "insert_event_rows"), store.IMPORT_CACHE_SIZE
-    )
+    assert seen and set(seen) == {store.IMPORT_CACHE_SIZE}
     with sqlite_workspace.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA cache_size").scalar_one() == CACHE_SIZE
 

@@ -21,8 +21,11 @@ refused puts the address on the list too (:func:`suppress_refused`).
 Each suppression keeps the time the refusal happened (the event's own time, the status
 time the import stored), not the time we learnt it.
 
-A status that already says so is left alone, and an address suppressed already keeps its
-first reason, so applying the same events twice records nothing new.
+Several refusals of one address act in their order, each as if it came alone: the status
+follows each one, the suppression keeps the first reason (an address suppressed already
+keeps its own). A refusal acts when its event is first stored: :mod:`winback.events`
+passes only those, so a webhook delivered twice or a file imported twice records nothing
+new, and a contact who subscribed again since is not unsubscribed by an old event.
 """
 
 from __future__ import annotations
@@ -145,18 +148,25 @@ def apply_refusals(
     ``channel``, ``occurred_at`` in naive UTC and, for replies, ``body``): status change
     and suppression, with audit records. Unsubscribes, hard bounces, complaints and STOP
     replies act at once; soft bounces when the contact's stored soft bounces reach
-    ``bounces.soft_limit`` within ``bounces.soft_window``.
+    ``bounces.soft_limit`` within ``bounces.soft_window`` (the limit reached where the
+    last of them stands in ``events``).
     Returns how many channel statuses changed.
+
+    Several refusals of one address act in the order of ``events``, as if each came
+    alone: the status follows each one that changes it (an audit record each), and the
+    suppression keeps the first. So a file gives the same result whether it is written
+    in one batch or in several.
 
     For example, with a connection in a transaction (returns 1: one status changed)::
 
         apply_refusals(connection, workspace, [{"contact_id": 7, "type": "unsubscribe",
             "channel": "email", "occurred_at": to_db(now)}], now=now, actor="web")
     """
-    refusals: dict[tuple[str, int], tuple[tuple[ChannelStatus, str], datetime]] = {}
-    soft: dict[tuple[str, int], datetime] = {}
+    # (channel, contact) -> its refusals as (position in events, refusal, time).
+    steps: dict[tuple[str, int], list[tuple[int, tuple[ChannelStatus, str], datetime]]] = {}
+    soft: dict[tuple[str, int], tuple[int, datetime]] = {}
     strays: list[Mapping[str, Any]] = []
-    for event in events:
+    for position, event in enumerate(events):
         if event["channel"] not in SENDING_CHANNELS:
             continue
         if event.get("contact_id") is None:
@@ -165,27 +175,33 @@ def apply_refusals(
         pair = (event["channel"], event["contact_id"])
         refusal = _refusal_of(event)
         if refusal is not None:
-            refusals[pair] = (refusal, event["occurred_at"])
+            steps.setdefault(pair, []).append((position, refusal, event["occurred_at"]))
         elif event["type"] == EventType.BOUNCE_SOFT:
-            soft[pair] = max(event["occurred_at"], soft.get(pair, event["occurred_at"]))
+            newest = max(event["occurred_at"], soft.get(pair, (0, event["occurred_at"]))[1])
+            soft[pair] = (position, newest)
     _suppress_strays(connection, workspace, strays, now=now, actor=actor)
-    for pair in _soft_limit_reached(connection, workspace, soft) if soft else ():
-        refusals.setdefault(pair, (SOFT_LIMIT, soft[pair]))
-    if not refusals:
+    newest_soft = {pair: at for pair, (_, at) in soft.items()}
+    for pair in _soft_limit_reached(connection, workspace, newest_soft) if soft else ():
+        steps.setdefault(pair, []).append((soft[pair][0], SOFT_LIMIT, soft[pair][1]))
+    if not steps:
         return 0
-    current = channel_statuses(connection, {contact_id for _, contact_id in refusals})
+    current = channel_statuses(connection, {contact_id for _, contact_id in steps})
     changed = 0
     for channel in SENDING_CHANNELS:
-        on_channel = {
-            contact_id: refusal
-            for (on, contact_id), (refusal, _) in refusals.items()
-            if on == channel
-        }
-        changes: list[dict[str, Any]] = [
-            {"id": contact_id, "status": status.value, "at": at}
-            for (on, contact_id), ((status, _), at) in refusals.items()
-            if on == channel and contact_id in current and current[contact_id][channel] != status
-        ]
+        changes: list[dict[str, Any]] = []
+        first: dict[int, tuple[tuple[ChannelStatus, str], datetime]] = {}
+        for (on, contact_id), refusals in sorted(steps.items()):
+            if on != channel:
+                continue
+            refusals.sort(key=lambda step: step[0])
+            first[contact_id] = refusals[0][1:]
+            if contact_id not in current:
+                continue
+            status = current[contact_id][channel]
+            for _, (refused, _), at in refusals:
+                if refused != status:
+                    changes.append({"id": contact_id, "status": refused.value, "at": at})
+                    status = refused
         set_channel_status(connection, changes, channel)
         audit.record(
             connection,
@@ -202,19 +218,17 @@ def apply_refusals(
             ),
         )
         changed += len(changes)
-        for refusal in set(on_channel.values()):
+        for refusal in {refusal for refusal, _ in first.values()}:
             suppress_contacts(
                 connection,
                 workspace,
-                [contact_id for contact_id, r in on_channel.items() if r == refusal],
+                [contact_id for contact_id, (r, _) in first.items() if r == refusal],
                 channel=channel,
                 reason=refusal[1],
                 now=now,
                 actor=actor,
                 refused_at={
-                    contact_id: from_db(at)
-                    for (on, contact_id), (r, at) in refusals.items()
-                    if on == channel and r == refusal
+                    contact_id: from_db(at) for contact_id, (r, at) in first.items() if r == refusal
                 },
             )
     return changed
@@ -229,8 +243,9 @@ def _suppress_strays(
     actor: str,
 ) -> int:
     """Suppress the bare addresses (``address``, canonical) of refusals that name no
-    contact of the base; soft bounces of such addresses are not counted (nothing stores
-    them). Returns how many addresses were newly suppressed."""
+    contact of the base, each with its first refusal; soft bounces of such addresses
+    are not counted (nothing stores them). Returns how many addresses were newly
+    suppressed."""
     by_reason: dict[tuple[str, str], dict[str, datetime]] = {}
     for event in events:
         refusal = _refusal_of(event)
@@ -238,9 +253,7 @@ def _suppress_strays(
             continue
         digest = address_hash(workspace, event["channel"], event["address"])
         times = by_reason.setdefault((event["channel"], refusal[1]), {})
-        times[digest] = min(
-            from_db(event["occurred_at"]), times.get(digest, from_db(event["occurred_at"]))
-        )
+        times.setdefault(digest, from_db(event["occurred_at"]))
     return sum(
         suppress_hashes(
             connection,
@@ -263,13 +276,16 @@ def suppress_refused(
     now: datetime,
     actor: str,
     details: Mapping[str, Any] | None = None,
+    first: Mapping[tuple[str, str], str] | None = None,
 ) -> int:
     """Put on the list the addresses among ``addresses`` (channel -> canonical
     addresses) whose contact's channel status is a refusal, each with the refusal of its
-    status (``unsubscribed`` -> ``unsubscribe``...) and the time the status took effect
-    (``{channel}_status_at``, which an export's own unsubscribe date sets). One select
-    and one insert per chunk: how a contact import's refused rows reach the list.
-    Returns how many addresses were newly suppressed."""
+    status (``unsubscribed`` -> ``unsubscribe``...), or of the status ``first`` gives
+    for (channel, address) (the first refusal of an import that saw several), and the
+    time the status took effect (``{channel}_status_at``, which an export's own
+    unsubscribe date sets). One select and one insert per chunk: how a contact import's
+    refused rows reach the list. Returns how many addresses were newly suppressed."""
+    first = first or {}
     added = 0
     for channel, wanted in addresses.items():
         column = ADDRESS_COLUMNS[channel]
@@ -282,9 +298,8 @@ def suppress_refused(
                 )
             )
             for contact_id, address, refused, at in rows:
-                owners, times = by_reason.setdefault(
-                    STATUS_REASONS[ChannelStatus(refused)], ({}, {})
-                )
+                reason = STATUS_REASONS[ChannelStatus(first.get((channel, address), refused))]
+                owners, times = by_reason.setdefault(reason, ({}, {}))
                 digest = address_hash(workspace, channel, address)
                 owners[digest] = contact_id
                 times[digest] = from_db(at) if at is not None else now
@@ -309,6 +324,7 @@ def suppress_imported_refusals(
     *,
     now: datetime,
     details: Mapping[str, Any],
+    first: Mapping[tuple[str, str], str] | None = None,
 ) -> int:
     """:func:`suppress_refused` for an import: the addresses among ``rows`` (records or
     stored contacts, each field a value or a column of values) whose channel status is a
@@ -327,5 +343,5 @@ def suppress_imported_refusals(
     if not (refused["email"] or refused["sms"]):
         return 0
     return suppress_refused(
-        connection, workspace, refused, now=now, actor="import", details=details
+        connection, workspace, refused, now=now, actor="import", details=details, first=first
     )

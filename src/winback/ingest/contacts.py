@@ -22,7 +22,7 @@ paths store the same contacts (a test holds them to it).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -43,6 +43,7 @@ from winback.ingest import addresses, records, summaries
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import CONTACT_ALIASES, ColumnMap
+from winback.ingest.contact_merge import CHANNELS, merge_rows
 from winback.ingest.kinds import (
     PLAIN,
     FileKind,
@@ -72,7 +73,6 @@ _TEXT_FIELDS = ("first_name", "last_name", "city", "gender", "source")
 _TEXT_LIMIT = 200
 # Moments read as created_at is read (the workspace zone, none in the future).
 _MOMENTS = ("created_at", "optin_at", "consent_at", "modified_at", "last_order_at")
-_CHANNELS = (("email", "email"), ("sms", "phone"))
 # A suppression kept after erasure or an earlier refusal: the status it forces on import.
 _SUPPRESSION_STATUS = {reason: status for status, reason in STATUS_REASONS.items()}
 
@@ -121,7 +121,7 @@ class ContactBatch:
             "source_id": self._source_id,
         }
 
-    def clean(self, values: list[Any], warnings: list[v.FieldWarning]) -> dict[str, Any]:
+    def clean(self, values: list[Any], warnings: list[v.FieldWarning], line: int) -> dict[str, Any]:
         """One row as contact columns; raises ``ValueError`` with the reason to reject it
         (no valid address), adds the fields it leaves empty to ``warnings``."""
         get = self.columns.cells(values).get
@@ -237,7 +237,7 @@ class ContactBatch:
             else:
                 found[field], bad = col.by_distinct([given], present(parse))
             slow |= bad
-        for channel, address in _CHANNELS:
+        for channel, address in CHANNELS:
             given_columns = [
                 given for name in consent_fields(channel) if (given := column(name)) is not None
             ]
@@ -292,7 +292,7 @@ class ContactBatch:
                 (row.record["email"] for row in rows if row.record["email"]),
                 (row.record["phone"] for row in rows if row.record["phone"]),
             )
-            written = self._write(connection, rows, existing)
+            imported, merged, refusals, first = self._write(connection, rows, existing)
             known = [summary for summary in found if summary]
             summaries.write(connection, self.workspace, known, self.source_name, now=self.now_aware)
             suppress_imported_refusals(
@@ -301,8 +301,9 @@ class ContactBatch:
                 [*(row.record for row in rows), *existing],
                 now=self.now_aware,
                 details={"file": self.source_name},
+                first=first,
             )
-            return written
+            return imported, merged, refusals
 
     def write_block(self, cleaned: ContactBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
         """Write a block in one transaction: the contacts whose email and phone appear
@@ -332,7 +333,7 @@ class ContactBatch:
             )
             merging = cleaned.records(np.flatnonzero(~alone)) + rows
             merging.sort(key=lambda row: row.line)
-            imported, merged, refusals = self._write(connection, merging, existing)
+            imported, merged, refusals, first = self._write(connection, merging, existing)
             cleaned.originals([row for row, _ in refusals if not row.values])
             imported += self._insert_block(connection, cleaned, np.flatnonzero(alone))
             summaries.write(connection, self.workspace, found, self.source_name, now=self.now_aware)
@@ -342,6 +343,7 @@ class ContactBatch:
                 [cleaned.columns, *(r.record for r in rows), *existing],
                 now=self.now_aware,
                 details={"file": self.source_name},
+                first=first,
             )
         return imported, merged, refusals
 
@@ -357,96 +359,84 @@ class ContactBatch:
 
     def _write(
         self, connection: Connection, rows: list[Pending], existing: list[dict[str, Any]]
-    ) -> tuple[int, int, Refusals]:
-        # Slots: ("db", id) for a stored contact, ("new", n) for one this batch creates.
-        slots: dict[tuple[str, int], dict[str, Any]] = {("db", c["id"]): c for c in existing}
-        by_email = {c["email"]: ("db", c["id"]) for c in existing if c["email"]}
-        by_phone = {c["phone"]: ("db", c["id"]) for c in existing if c["phone"]}
-        touched: set[tuple[str, int]] = set()
-        refusals: Refusals = []
-        imported = merged = 0
-        for row in rows:
-            record = row.record
-            email_slot = by_email.get(record["email"]) if record["email"] else None
-            phone_slot = by_phone.get(record["phone"]) if record["phone"] else None
-            if (
-                phone_slot is not None
-                and email_slot != phone_slot
-                and (email_slot is not None or (record["email"] and slots[phone_slot]["email"]))
-            ):
-                # Both people are kept; the phone stays with the contact that has it.
-                warning = v.FieldWarning("phone", "phone already belongs to another contact")
-                refusals.append((row, warning))
-                record = {**record, "phone": None, "sms_status": ChannelStatus.NONE}
-                phone_slot = None
-            slot = email_slot or phone_slot
-            if slot is None:
-                imported += 1
-                slot = ("new", len(slots))
-                slots[slot] = records.fresh(record, self.now, self.source_name)
-            else:
-                merged += 1
-                slots[slot] = records.merge(slots[slot], record, self.now)
-            touched.add(slot)
-            if record["email"]:
-                by_email[record["email"]] = slot
-            if record["phone"]:
-                by_phone[record["phone"]] = slot
-        inserts = [slots[slot] for slot in touched if slot[0] == "new"]
-        if inserts:
-            self._insert(
-                connection, {name: [row[name] for row in inserts] for name in records.BLANK}
-            )
+    ) -> tuple[int, int, Refusals, dict[tuple[str, str], str]]:
+        """Merge ``rows`` (in file order) with each other and with the ``existing``
+        contacts they name (:func:`~winback.ingest.contact_merge.merge_rows`) and write
+        the result: how many were new, merged, refused, and the first refused status of
+        each (channel, address), which its suppression keeps."""
+        forced = self._forced(
+            connection, {key: [row.record[key] for row in rows] for key in ("email", "phone")}
+        )
+        merged = merge_rows(rows, existing, forced, self.now, self.source_name)
         stored = {c["id"]: c for c in existing}
         updates = [
-            records.changes(stored[slot[1]], slots[slot]) for slot in touched if slot[0] == "db"
+            records.changes(stored[slot[1]], merged.slots[slot])
+            for slot in merged.touched
+            if slot[0] == "db"
         ]
         updates = [update for update in updates if len(update) > 1]
+        # Phones let go first: another contact of the batch may have taken one.
+        store.update_contacts(
+            connection,
+            [{"id": u["id"], "phone": None} for u in updates if "phone" in u],
+        )
         for group in records.group_by_columns(updates):
             store.update_contacts(connection, group)
+        inserts = [merged.slots[slot] for slot in merged.touched if slot[0] == "new"]
+        if inserts:
+            columns = {name: [row[name] for row in inserts] for name in records.BLANK}
+            store.insert_contact_columns(connection, columns)
+        ids = merged.ids(connection, (slot for slot, _, _ in merged.moves))
         audit.record(
             connection,
             (
                 audit.status_change(
                     at=self.now_aware,
                     actor="import",
-                    contact_id=update["id"],
+                    contact_id=ids[slot],
                     channel=channel,
-                    status=update[f"{channel}_status"],
+                    status=status,
                     details={"file": self.source_name},
                 )
-                for update in updates
-                for channel in ("email", "sms")
-                if f"{channel}_status" in update
+                for slot, channel, status in merged.moves
             ),
         )
-        return imported, merged, refusals
+        return merged.imported, merged.merged, merged.refusals, merged.first_refusals()
+
+    def _forced(
+        self, connection: Connection, columns: Mapping[str, Sequence[Any]]
+    ) -> dict[tuple[str, str], str]:
+        """The status a new contact must have on a channel whose address (among the
+        ``email`` and ``phone`` of ``columns``) was suppressed before, by (channel,
+        address): unsubscribed, then erased, it comes back suppressed, because the
+        suppression outlives the person's data."""
+        if not self.check_suppressions:
+            return {}
+        reasons = suppression_reasons(
+            connection,
+            self.workspace,
+            (
+                (channel, value)
+                for channel, address in CHANNELS
+                for value in columns[address]
+                if value
+            ),
+        )
+        return {
+            pair: _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED).value
+            for pair, reason in reasons.items()
+        }
 
     def _insert(self, connection: Connection, columns: dict[str, list[Any]]) -> None:
-        """Insert new contacts given a column at a time, as :func:`records.fresh_columns` makes
-        them. A new contact whose address was suppressed before (unsubscribed, then
-        erased) comes back suppressed, because the suppression outlives the person's data."""
-        if self.check_suppressions:
-            reasons = suppression_reasons(
-                connection,
-                self.workspace,
-                (
-                    (channel, value)
-                    for channel, address in _CHANNELS
-                    for value in columns[address]
-                    if value
-                ),
-            )
-            forced = {
-                pair: _SUPPRESSION_STATUS.get(reason, ChannelStatus.UNSUBSCRIBED).value
-                for pair, reason in reasons.items()
-            }
-            for channel, address in _CHANNELS:
-                key = f"{channel}_status"
-                columns[key] = [
-                    forced.get((channel, value), status) if value else status
-                    for value, status in zip(columns[address], columns[key], strict=True)
-                ]
+        """Insert new contacts given a column at a time, as :func:`records.fresh_columns`
+        makes them, each with the status :meth:`_forced` gives its addresses."""
+        forced = self._forced(connection, columns)
+        for channel, address in CHANNELS:
+            key = f"{channel}_status"
+            columns[key] = [
+                forced.get((channel, value), status) if value else status
+                for value, status in zip(columns[address], columns[key], strict=True)
+            ]
         store.insert_contact_columns(connection, columns)
 
 

@@ -235,6 +235,7 @@ def clean_block(importer: EventBatch, block: Block) -> tuple[CleanBlock, Sequenc
                 "channel": channel_words[at],
                 "occurred_at": moments[int(at)].as_py(),
                 "body": bodies[int(at)].as_py(),
+                "dedup_key": digests[int(at)],
             },
         )
         for at in refused

@@ -30,10 +30,10 @@ from sqlalchemy import Connection
 
 from winback.addresses import normalise_email, normalise_phone
 from winback.clock import from_db, to_db
-from winback.compliance.refusals import CONSIDERED, apply_refusals
+from winback.compliance.refusals import CONSIDERED
 from winback.domain import SENDING_CHANNELS, Channel, EventType
 from winback.errors import InputFileError
-from winback.events import record_event_table, record_events
+from winback.events import record_event_table
 from winback.ingest import values as v
 from winback.ingest.columns import EVENT_ALIASES, ColumnMap
 from winback.ingest.event_blocks import (
@@ -97,7 +97,8 @@ class EventBatch:
         self.region = workspace.config.workspace.default_region
         with connection.begin():
             self.by_email, self.by_phone = contact_keys(connection)
-        self.strays: list[dict[str, Any]] = []
+        # Refusals of rows that cannot be stored (:meth:`_keep_refusal`), by line.
+        self.strays: list[tuple[int, dict[str, Any]]] = []
         # The columns this file can fill, the digest last; the others stay NULL.
         self.fields = [
             name
@@ -107,7 +108,7 @@ class EventBatch:
             or columns.has(name)
         ]
 
-    def clean(self, values: list[Any], warnings: list[v.FieldWarning]) -> dict[str, Any]:
+    def clean(self, values: list[Any], warnings: list[v.FieldWarning], line: int) -> dict[str, Any]:
         """One row as an event; raises ``ValueError`` with the reason to reject it (no
         known contact, no usable type or time, a purchase without a usable amount), adds
         the fields it leaves empty to ``warnings``."""
@@ -115,14 +116,14 @@ class EventBatch:
         try:
             contact_id = self.contact(cell["email"], cell["phone"], warnings)
         except ValueError as exc:
-            if self._keep_refusal(cell, None):
+            if self._keep_refusal(cell, None, line):
                 raise ValueError(f"{exc}; its refusal is on the suppression list") from exc
             raise
         try:
             kind, channel, occurred_at = self._what(cell, warnings)
             v.check_not_future(occurred_at, self.now)
         except ValueError as exc:
-            if self._keep_refusal(cell, contact_id):
+            if self._keep_refusal(cell, contact_id, line):
                 raise ValueError(f"{exc}; its refusal is applied, dated at the import") from exc
             raise
         amount = None
@@ -211,7 +212,7 @@ class EventBatch:
             )
         return kind, Channel(channel), occurred_at
 
-    def _keep_refusal(self, cell: Mapping[str, Any], contact_id: int | None) -> bool:
+    def _keep_refusal(self, cell: Mapping[str, Any], contact_id: int | None, line: int) -> bool:
         """Keep for the next write the refusal of a row that cannot be stored: one that
         names no contact of the base (``contact_id`` None: an unsubscribe or a bounce of
         an address never imported, whose address is suppressed), or one whose date is
@@ -248,43 +249,21 @@ class EventBatch:
                     return False
             except ValueError:
                 return False
-        self.strays.append(refusal)
+        self.strays.append((line, refusal))
         return True
 
-    def _refuse_strays(self) -> None:
-        """Apply the refusals kept since the last write (:meth:`_keep_refusal`), in the
-        write's transaction."""
-        apply_refusals(
-            self.connection,
-            self.workspace,
-            self.strays,
-            now=self.now_aware,
-            actor="import",
-            details={"file": self.source},
-        )
-        self.strays.clear()
-
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]:
-        events = [row.record for row in rows]
-        with self.connection.begin():
-            inserted = record_events(
-                self.connection,
-                self.workspace,
-                events,
-                now=self.now_aware,
-                actor="import",
-                details={"file": self.source},
-            )
-            redeem_codes(self.connection, _codes(events), actor="import")
-            self._refuse_strays()
-        return inserted, len(events) - inserted, []
+        return self.write_block(CleanBlock(_row_table([], self.fields), [], []), rows)
 
     def write_block(self, cleaned: CleanBlock, rows: list[Pending]) -> tuple[int, int, Refusals]:
         """Write a block's rows (the first of two rows with one digest is the one kept,
-        as on the row path), then apply the refusals among them."""
+        as on the row path), then apply the refusals among them and those of the rows
+        that could not be stored since the last write, in the order of their lines."""
         table = pa.concat_tables([cleaned.table, _row_table(rows, self.fields)])
-        refusals = cleaned.refusals + [
-            (row.line, row.record) for row in rows if row.record["type"] in _REFUSAL_NAMES
+        refusals = [
+            *cleaned.refusals,
+            *((row.line, row.record) for row in rows if row.record["type"] in _REFUSAL_NAMES),
+            *self.strays,
         ]
         refusals.sort(key=lambda pair: pair[0])
         with self.connection.begin():
@@ -300,7 +279,7 @@ class EventBatch:
             )
             used = cleaned.codes + _codes([row.record for row in rows])
             redeem_codes(self.connection, used, actor="import")
-            self._refuse_strays()
+        self.strays.clear()
         release_event_table(self.connection, self.scratch)
         return inserted, table.num_rows - inserted, []
 

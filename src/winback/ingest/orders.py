@@ -20,14 +20,12 @@ export again adds only the new orders.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
-
-from sqlalchemy import Connection, select
 
 from winback.clock import from_db
 from winback.domain import EventType
@@ -48,8 +46,7 @@ from winback.ingest.pipeline import (
 from winback.ingest.reader import open_source
 from winback.journeys.offers import redeem_codes
 from winback.store import contacts as store
-from winback.store.chunks import chunks
-from winback.store.schema import events
+from winback.store.history import stored_keys
 from winback.words import fold
 from winback.workspace import Workspace
 
@@ -102,7 +99,7 @@ class OrderBatch:
         # Per order written so far: whether it was stored by this import (else before).
         self.new: dict[str, bool] = {}
 
-    def clean(self, values: list[Any], warnings: list[v.FieldWarning]) -> OrderRow:
+    def clean(self, values: list[Any], warnings: list[v.FieldWarning], line: int) -> OrderRow:
         cell = self.columns.cells(values)
         order = str(cell.get("order", "")).strip()
         if not order:
@@ -172,7 +169,7 @@ class OrderBatch:
         purchases = [row.record.event for row in rows if row.record.event is not None]
         connection = self.events.connection
         with connection.begin():
-            stored = _stored_keys(connection, [event["dedup_key"] for event in purchases])
+            stored = stored_keys(connection, [event["dedup_key"] for event in purchases])
             record_events(
                 connection,
                 self.events.workspace,
@@ -196,14 +193,6 @@ class OrderBatch:
                 self.new[record.order] = record.event["dedup_key"] not in stored
             imported += self.new[record.order]
         return imported, len(rows) - imported, []
-
-
-def _stored_keys(connection: Connection, keys: Sequence[bytes]) -> set[bytes]:
-    found: set[bytes] = set()
-    for part in chunks(keys):
-        query = select(events.c.dedup_key).where(events.c.dedup_key.in_(part))
-        found.update(bytes(key) for key in connection.execute(query).scalars())
-    return found
 
 
 def import_orders(

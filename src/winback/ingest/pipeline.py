@@ -116,7 +116,12 @@ class Quarantine:
     line number, the reason and the original values; and the warnings of the rows kept,
     to ``quarantine/<file>.<timestamp>.warnings.csv`` with the line, the column, the
     value (its first 200 characters) and the reason. Each file is created on its first
-    row only, so a clean import leaves nothing behind."""
+    row only, so a clean import leaves nothing behind.
+
+    A batch's rows are held until :meth:`settle` and written in line order: the write
+    step judges some rows after the batch's other rows were cleaned (a phone that
+    belongs to another contact), and the files must not depend on where the batches
+    of a file end."""
 
     def __init__(self, folder: Path, source: Source) -> None:
         # Named by the real clock, not the import's ``now``: two runs with the same
@@ -128,17 +133,27 @@ class Quarantine:
         self.warnings = _CsvFile(
             folder / f"{name}.warnings.csv", ["line", "column", "value", "reason"]
         )
+        self._held: dict[_CsvFile, list[list[Any]]] = {self.rejects: [], self.warnings: []}
 
     def add(self, line: int, reason: str, values: Sequence[Any]) -> None:
-        self.rejects.add([line, reason, *values])
+        self._held[self.rejects].append([line, reason, *values])
 
     def warn(self, line: int, column: str, value: Any, reason: str) -> None:
         text = "" if value is None else str(value)
         if len(text) > _WARNING_VALUE:
             text = text[:_WARNING_VALUE] + "…"
-        self.warnings.add([line, column, text, reason])
+        self._held[self.warnings].append([line, column, text, reason])
+
+    def settle(self) -> None:
+        """Write the rows held since the last call, by line (a line's own in the order
+        they came)."""
+        for target, rows in self._held.items():
+            for row in sorted(rows, key=lambda row: int(row[0])):
+                target.add(row)
+            rows.clear()
 
     def close(self) -> tuple[str | None, str | None]:
+        self.settle()
         return self.rejects.close(), self.warnings.close()
 
 
@@ -157,14 +172,15 @@ Refusals = list[tuple[Pending, str | FieldWarning]]
 
 
 class Batch(Protocol):
-    """An importer's side of the loop: clean one row (raising ``ValueError`` with the
-    reason to reject it, adding the fields it left empty to ``warnings``), and write a
+    """An importer's side of the loop: clean one row, given its line in the file
+    (raising ``ValueError`` with the reason to reject it, adding the fields it left empty
+    to ``warnings``), and write a
     batch of cleaned rows, returning how many were new (imported), how many merged into
     existing data, and the rows it refused or warned about."""
 
     columns: ColumnMap
 
-    def clean(self, values: list[Any], warnings: list[FieldWarning]) -> Any: ...
+    def clean(self, values: list[Any], warnings: list[FieldWarning], line: int) -> Any: ...
 
     def write(self, rows: list[Pending]) -> tuple[int, int, Refusals]: ...
 
@@ -232,6 +248,7 @@ def run(
             else:
                 reject(row.line, reason, row.values)
         pending.clear()
+        quarantine.settle()
         if progress:
             progress(report.read, source.position(), source.size)
 
@@ -266,7 +283,7 @@ def run(
             usable, unusable = _usable(values)
             warnings: list[FieldWarning] = []
             try:
-                record = batch.clean(usable, warnings)
+                record = batch.clean(usable, warnings, line)
             except ValueError as exc:
                 cells = [f"{why} in column {source.header[at]!r}; " for at, why in unusable]
                 reject(line, "".join(cells[:1]) + str(exc), values)

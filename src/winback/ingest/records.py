@@ -66,6 +66,18 @@ def merge(current: Mapping[str, Any], incoming: Mapping[str, Any], now: datetime
     return result
 
 
+def status_moves(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (channel, status) pairs whose status :func:`merge` changed from ``before`` to
+    ``after``: what the import's audit records, one per change of each row."""
+    moves = []
+    for channel in ("email", "sms"):
+        key = f"{channel}_status"
+        was, now = (STATUS[row.get(key) or ChannelStatus.NONE] for row in (before, after))
+        if now != was:
+            moves.append((channel, now.value))
+    return moves
+
+
 # Every inserted row names every column, so a batch is one executemany.
 BLANK = {column.name: None for column in contacts.columns if column.name != "id"}
 

@@ -167,7 +167,7 @@ class _PayloadBatch:
         self.now = now
         self.columns = ColumnMap(fields={}, extras={}, header=("record",))
 
-    def clean(self, values: list[Any], warnings: list[FieldWarning]) -> _Record:
+    def clean(self, values: list[Any], warnings: list[FieldWarning], line: int) -> _Record:
         try:
             record = orjson.loads(values[0])
         except orjson.JSONDecodeError as exc:

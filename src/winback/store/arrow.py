@@ -121,18 +121,22 @@ def attach_arrow(
 
 
 def detach_arrow(connection: Connection, name: str) -> None:
-    """Detach and delete what :func:`attach_arrow` attached under ``name``, once the
+    """Detach and delete what :func:`attach_arrow` attached under ``name`` (if it did), once the
     transaction that read it has ended (SQLite refuses before). Through the driver: the
     connection stays outside a transaction, for the caller's next ``begin()``."""
     driver = connection.connection.driver_connection
     assert driver is not None
     path = next(
-        found
-        for _, schema, found in driver.execute("PRAGMA database_list")
-        if schema == f"winback_{name}"
+        (
+            found
+            for _, schema, found in driver.execute("PRAGMA database_list")
+            if schema == f"winback_{name}"
+        ),
+        None,
     )
-    driver.execute(f"DETACH DATABASE winback_{name}")
-    Path(path).unlink()
+    if path is not None:
+        driver.execute(f"DETACH DATABASE winback_{name}")
+        Path(path).unlink()
 
 
 class CommittedRead:

@@ -309,6 +309,8 @@ def insert_event_table(connection: Connection, table: pa.Table, scratch: Path | 
     block's rows one by one from Python cost more than the inserts). On PostgreSQL the
     rows go through ``COPY``."""
     fields = [name for name in table.column_names if name != "line"]
+    if not table.num_rows:
+        return 0
     if scratch is None:
         ordered = table.sort_by([("dedup_key", "ascending"), ("line", "ascending")])
         columns = [ordered[name].to_pylist() for name in fields]

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, FromClause, Select, func, select
 
 from winback.clock import to_db
+from winback.store.chunks import chunks
 from winback.store.schema import events
 
 #: A set of ids: a list, or a select of one column of ids.
@@ -82,6 +83,15 @@ def high_water(connection: Connection) -> int:
     """The highest event id stored (0 when there is none): events are only ever added,
     so what came after a mark is what has a higher id."""
     return int(connection.execute(select(func.max(events.c.id))).scalar() or 0)
+
+
+def stored_keys(connection: Connection, keys: Sequence[bytes]) -> set[bytes]:
+    """Those of the digests ``keys`` (``dedup_key``) that a stored event has."""
+    found: set[bytes] = set()
+    for part in chunks(sorted(set(keys))):
+        query = select(events.c.dedup_key).where(events.c.dedup_key.in_(part))
+        found.update(bytes(key) for key in connection.execute(query).scalars())
+    return found
 
 
 def event_key(connection: Connection, event_id: int) -> str:
