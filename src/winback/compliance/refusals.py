@@ -7,7 +7,7 @@ once, each with an audit record. Every path that records events calls
 Two more events are refusals in disguise:
 
 - soft bounces: ``bounces.soft_limit`` of them on one channel within
-  ``bounces.soft_window`` (counted in the store, up to the newest one) make the address
+  ``bounces.soft_window`` (counted in the store, up to each one in turn) make the address
   ``bounced``, suppressed with reason ``bounce_soft``;
 - an SMS ``reply`` whose text is a stop word (:data:`STOP_WORDS`, compared without case,
   accents, punctuation or surrounding spaces: ``STOP``, ``Stop``, ``stop.``, ``ARRÊT``,
@@ -30,6 +30,7 @@ new, and a contact who subscribed again since is not unsubscribed by an old even
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -108,30 +109,44 @@ def _refusal_of(event: Mapping[str, Any]) -> tuple[ChannelStatus, str] | None:
 
 
 def _soft_limit_reached(
-    connection: Connection, workspace: Workspace, bounced: dict[tuple[str, int], datetime]
-) -> set[tuple[str, int]]:
-    """The (channel, contact) pairs with ``bounces.soft_limit`` soft bounces stored in the
-    ``bounces.soft_window`` that ends at their newest soft bounce of this batch."""
+    connection: Connection,
+    workspace: Workspace,
+    bounced: dict[tuple[str, int], list[tuple[int, datetime]]],
+) -> list[tuple[tuple[str, int], int, datetime]]:
+    """Where each (channel, contact) pair reaches the soft-bounce limit among its soft
+    bounces of this batch (position, time): each as if it came alone, in the batch's
+    order, so counting the soft bounces stored in the ``bounces.soft_window`` that ends
+    at its own time, those the batch stores further down left out (they have not come
+    yet). A file then gives the same result whatever its batches: three soft bounces
+    in a week suppress the address even when a fourth, months later, follows."""
     config = workspace.config.bounces
-    reached: set[tuple[str, int]] = set()
+    reached: list[tuple[tuple[str, int], int, datetime]] = []
     for channel in SENDING_CHANNELS:
-        newest = {cid: at for (on, cid), at in bounced.items() if on == channel}
-        for batch in chunks(sorted(newest)):
+        mine = {cid: steps for (on, cid), steps in bounced.items() if on == channel}
+        for batch in chunks(sorted(mine)):
             soft = events_slice(
                 connection,
                 contacts=batch,
                 types=[EventType.BOUNCE_SOFT],
-                since=from_db(min(newest[c] for c in batch) - config.soft_window),
+                since=from_db(min(at for c in batch for _, at in mine[c]) - config.soft_window),
             )
             rows = connection.execute(
                 select(soft.c.contact_id, soft.c.occurred_at).where(soft.c.channel == channel)
             )
-            counts: dict[int, int] = {}
+            stored: dict[int, Counter[datetime]] = {}
             for contact_id, at in rows:
-                end = newest[contact_id]
-                if end - config.soft_window < at <= end:
-                    counts[contact_id] = counts.get(contact_id, 0) + 1
-            reached.update((channel, cid) for cid, n in counts.items() if n >= config.soft_limit)
+                stored.setdefault(contact_id, Counter())[at] += 1
+            for contact_id in batch:
+                times = stored.get(contact_id, Counter())
+                for step, (position, end) in enumerate(mine[contact_id]):
+                    later = Counter(at for _, at in mine[contact_id][step + 1 :])
+                    count = sum(
+                        max(0, n - later[at])
+                        for at, n in times.items()
+                        if end - config.soft_window < at <= end
+                    )
+                    if count >= config.soft_limit:
+                        reached.append(((channel, contact_id), position, end))
     return reached
 
 
@@ -149,7 +164,7 @@ def apply_refusals(
     and suppression, with audit records. Unsubscribes, hard bounces, complaints and STOP
     replies act at once; soft bounces when the contact's stored soft bounces reach
     ``bounces.soft_limit`` within ``bounces.soft_window`` (the limit reached where the
-    last of them stands in ``events``).
+    soft bounce that reaches it stands in ``events``).
     Returns how many channel statuses changed.
 
     Several refusals of one address act in the order of ``events``, as if each came
@@ -164,7 +179,7 @@ def apply_refusals(
     """
     # (channel, contact) -> its refusals as (position in events, refusal, time).
     steps: dict[tuple[str, int], list[tuple[int, tuple[ChannelStatus, str], datetime]]] = {}
-    soft: dict[tuple[str, int], tuple[int, datetime]] = {}
+    soft: dict[tuple[str, int], list[tuple[int, datetime]]] = {}
     strays: list[Mapping[str, Any]] = []
     for position, event in enumerate(events):
         if event["channel"] not in SENDING_CHANNELS:
@@ -177,12 +192,10 @@ def apply_refusals(
         if refusal is not None:
             steps.setdefault(pair, []).append((position, refusal, event["occurred_at"]))
         elif event["type"] == EventType.BOUNCE_SOFT:
-            newest = max(event["occurred_at"], soft.get(pair, (0, event["occurred_at"]))[1])
-            soft[pair] = (position, newest)
+            soft.setdefault(pair, []).append((position, event["occurred_at"]))
     _suppress_strays(connection, workspace, strays, now=now, actor=actor)
-    newest_soft = {pair: at for pair, (_, at) in soft.items()}
-    for pair in _soft_limit_reached(connection, workspace, newest_soft) if soft else ():
-        steps.setdefault(pair, []).append((soft[pair][0], SOFT_LIMIT, soft[pair][1]))
+    for pair, position, at in _soft_limit_reached(connection, workspace, soft) if soft else ():
+        steps.setdefault(pair, []).append((position, SOFT_LIMIT, at))
     if not steps:
         return 0
     current = channel_statuses(connection, {contact_id for _, contact_id in steps})
