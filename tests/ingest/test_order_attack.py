@@ -233,22 +233,14 @@ SCENARIOS: dict[str, list[Step]] = {
 }
 
 
-# A phone refused by carol (row 2, --status unsubscribed), then let go and taken by
-# bob (row 7): in one batch the suppression's audit record names bob, who held it when
-# the batch ended; in batches of 3, carol, whose refusal it was.
-SUPPRESSION_OWNER = pytest.mark.xfail(
-    strict=True,
-    reason="a contact import's suppression audit names the address's holder at the end "
-    "of the batch, not the contact whose row refused it",
-)
+# status-unsubscribed: a phone refused by carol (row 2, --status unsubscribed), then let
+# go and taken by bob (row 7): its suppression's audit record names carol, whose refusal
+# it was, whatever the batches (one batch named bob, who held it when the batch ended).
 
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(name, marks=SUPPRESSION_OWNER) if name == "status-unsubscribed" else name
-        for name in sorted(SCENARIOS)
-    ],
+    sorted(SCENARIOS),
 )
 def test_small_batches_store_what_one_batch_stores(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str

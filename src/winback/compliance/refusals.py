@@ -30,7 +30,7 @@ new, and a contact who subscribed again since is not unsubscribed by an old even
 
 from __future__ import annotations
 
-from collections import Counter
+from bisect import bisect_right, insort
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -133,21 +133,25 @@ def _soft_limit_reached(
             rows = connection.execute(
                 select(soft.c.contact_id, soft.c.occurred_at).where(soft.c.channel == channel)
             )
-            stored: dict[int, Counter[datetime]] = {}
+            stored: dict[int, list[datetime]] = {}
             for contact_id, at in rows:
-                stored.setdefault(contact_id, Counter())[at] += 1
+                stored.setdefault(contact_id, []).append(at)
             for contact_id in batch:
-                times = stored.get(contact_id, Counter())
-                for step, (position, end) in enumerate(mine[contact_id]):
-                    later = Counter(at for _, at in mine[contact_id][step + 1 :])
-                    count = sum(
-                        max(0, n - later[at])
-                        for at, n in times.items()
-                        if end - config.soft_window < at <= end
-                    )
+                times = sorted(stored.get(contact_id, []))
+                # From the batch's last soft bounce back: those after a step, by time.
+                later: list[datetime] = []
+                for position, end in reversed(mine[contact_id]):
+                    start = end - config.soft_window
+                    count = _within(times, start, end) - _within(later, start, end)
                     if count >= config.soft_limit:
                         reached.append(((channel, contact_id), position, end))
+                    insort(later, end)
     return reached
+
+
+def _within(times: list[datetime], start: datetime, end: datetime) -> int:
+    """How many of the sorted ``times`` are after ``start`` and at most ``end``."""
+    return bisect_right(times, end) - bisect_right(times, start)
 
 
 def apply_refusals(
@@ -289,44 +293,52 @@ def suppress_refused(
     now: datetime,
     actor: str,
     details: Mapping[str, Any] | None = None,
-    first: Mapping[tuple[str, str], str] | None = None,
+    first: Mapping[tuple[str, str], tuple[str, int, datetime | None]] | None = None,
 ) -> int:
     """Put on the list the addresses among ``addresses`` (channel -> canonical
     addresses) whose contact's channel status is a refusal, each with the refusal of its
-    status (``unsubscribed`` -> ``unsubscribe``...), or of the status ``first`` gives
-    for (channel, address) (the first refusal of an import that saw several), and the
-    time the status took effect (``{channel}_status_at``, which an export's own
-    unsubscribe date sets). One select and one insert per chunk: how a contact import's
-    refused rows reach the list. Returns how many addresses were newly suppressed."""
+    status (``unsubscribed`` -> ``unsubscribe``...) and the time the status took effect
+    (``{channel}_status_at``, which an export's own unsubscribe date sets); and those of
+    ``first``, by (channel, address): the first refusal an import saw of each (status,
+    contact, time), whoever holds the address now. One select and one insert per chunk:
+    how a contact import's refused rows reach the list. Returns how many addresses were
+    newly suppressed."""
+    found: dict[tuple[str, str], tuple[dict[str, int | None], dict[str, datetime]]] = {}
+
+    def take(channel: str, address: str, refused: str, owner: int, at: datetime | None) -> None:
+        reason = STATUS_REASONS[ChannelStatus(refused)]
+        owners, times = found.setdefault((channel, reason), ({}, {}))
+        digest = address_hash(workspace, channel, address)
+        owners[digest] = owner
+        times[digest] = from_db(at) if at is not None else now
+
     first = first or {}
-    added = 0
+    for (channel, address), (refused, owner, at) in first.items():
+        take(channel, address, refused, owner, at)
     for channel, wanted in addresses.items():
         column = ADDRESS_COLUMNS[channel]
         status = contacts.c[f"{channel}_status"]
-        for batch in chunks(sorted(set(wanted))):
-            by_reason: dict[str, tuple[dict[str, int | None], dict[str, datetime]]] = {}
+        for batch in chunks(sorted({a for a in wanted if (channel, a) not in first})):
             rows = connection.execute(
                 select(contacts.c.id, column, status, contacts.c[f"{channel}_status_at"]).where(
                     column.in_(batch), status.in_([s.value for s in STATUS_REASONS])
                 )
             )
             for contact_id, address, refused, at in rows:
-                reason = STATUS_REASONS[ChannelStatus(first.get((channel, address), refused))]
-                owners, times = by_reason.setdefault(reason, ({}, {}))
-                digest = address_hash(workspace, channel, address)
-                owners[digest] = contact_id
-                times[digest] = from_db(at) if at is not None else now
-            for reason, (owners, times) in by_reason.items():
-                added += suppress_hashes(
-                    connection,
-                    owners,
-                    channel=channel,
-                    reason=reason,
-                    now=now,
-                    actor=actor,
-                    refused_at=times,
-                    details=details,
-                )
+                take(channel, address, refused, contact_id, at)
+    added = 0
+    for (channel, reason), (owners, times) in found.items():
+        for batch in chunks(list(owners)):
+            added += suppress_hashes(
+                connection,
+                {digest: owners[digest] for digest in batch},
+                channel=channel,
+                reason=reason,
+                now=now,
+                actor=actor,
+                refused_at=times,
+                details=details,
+            )
     return added
 
 
@@ -337,7 +349,7 @@ def suppress_imported_refusals(
     *,
     now: datetime,
     details: Mapping[str, Any],
-    first: Mapping[tuple[str, str], str] | None = None,
+    first: Mapping[tuple[str, str], tuple[str, int, datetime | None]] | None = None,
 ) -> int:
     """:func:`suppress_refused` for an import: the addresses among ``rows`` (records or
     stored contacts, each field a value or a column of values) whose channel status is a
@@ -353,7 +365,7 @@ def suppress_imported_refusals(
                 for value, status in zip(values, statuses, strict=True)
                 if value and status in REFUSED_STATUSES
             )
-    if not (refused["email"] or refused["sms"]):
+    if not (refused["email"] or refused["sms"] or first):
         return 0
     return suppress_refused(
         connection, workspace, refused, now=now, actor="import", details=details, first=first

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -31,6 +31,14 @@ _ADDRESS = dict(CHANNELS)
 Slot = tuple[str, int]
 
 
+class Refusal(NamedTuple):
+    """The first refusal of an address in an import: what its suppression keeps."""
+
+    status: str
+    contact_id: int
+    at: datetime | None
+
+
 @dataclass
 class Merged:
     """What :func:`merge_rows` made of a batch."""
@@ -42,19 +50,20 @@ class Merged:
     touched: set[Slot] = field(default_factory=set)
     #: Each status a row changed, in file order: (slot, channel, status).
     moves: list[tuple[Slot, str, str]] = field(default_factory=list)
-    #: The first refused status of each slot and channel.
-    refused: dict[tuple[Slot, str], str] = field(default_factory=dict)
+    #: The first refusal of each (channel, address): status, slot, when it took effect.
+    refused: dict[tuple[str, str], tuple[str, Slot, datetime | None]] = field(default_factory=dict)
     refusals: Refusals = field(default_factory=list)
     imported: int = 0
     merged: int = 0
 
-    def first_refusals(self) -> dict[tuple[str, str], str]:
-        """The first refused status of each (channel, address): the reason its
-        suppression keeps."""
+    def first_refusals(self, connection: Connection) -> dict[tuple[str, str], Refusal]:
+        """The first refusal of each (channel, address) the batch saw refused, once
+        written: what its suppression keeps, with the contact that refused it (an
+        address a contact let go afterwards included)."""
+        ids = self.ids(connection, (slot for _, slot, _ in self.refused.values()))
         return {
-            (channel, address): status
-            for (slot, channel), status in self.refused.items()
-            if (address := self.slots[slot][_ADDRESS[channel]])
+            pair: Refusal(status, ids[slot], at)
+            for pair, (status, slot, at) in self.refused.items()
         }
 
     def ids(self, connection: Connection, slots: Iterable[Slot]) -> dict[Slot, int]:
@@ -85,16 +94,15 @@ def merge_rows(
 ) -> Merged:
     """Merge ``rows`` (cleaned records, in file order) with each other and with the
     ``existing`` contacts they name. ``forced``: the status a new contact takes on a
-    channel whose address is suppressed, by (channel, address); an address a row refuses
-    joins it, as its suppression will."""
+    channel whose address is suppressed, by (channel, address), for every address of
+    ``rows`` and ``existing``; an address a row refuses joins it, as its suppression
+    will."""
     merged = Merged({("db", c["id"]): c for c in existing}, forced)
     index: dict[str, dict[str, Slot]] = {
         key: {c[key]: ("db", c["id"]) for c in existing if c[key]} for key in ("email", "phone")
     }
     for contact in existing:
-        for channel in _ADDRESS:
-            if contact[f"{channel}_status"] in REFUSED_STATUSES:
-                merged.refused[(("db", contact["id"]), channel)] = contact[f"{channel}_status"]
+        _note_refusals(merged, ("db", contact["id"]))
     for row in rows:
         _merge_row(merged, index, row, now, source)
     return merged
@@ -128,14 +136,9 @@ def _merge_row(
         merged.slots[slot] = records.merge(before, record, now)
     after = merged.slots[slot]
     merged.touched.add(slot)
-    for channel, status in records.status_moves(before, after):
-        if before:
-            merged.moves.append((slot, channel, status))
-        if status in REFUSED_STATUSES:
-            merged.refused.setdefault((slot, channel), status)
-            # Its suppression keeps the address refused for whoever takes it next.
-            if address := after[_ADDRESS[channel]]:
-                merged.forced.setdefault((channel, address), status)
+    if before:
+        merged.moves += [(slot, channel, s) for channel, s in records.status_moves(before, after)]
+    _note_refusals(merged, slot)
     # The addresses the contact has now: one it let go is free for the next rows.
     for key, slots in index.items():
         gone, kept = before.get(key), after[key]
@@ -143,6 +146,19 @@ def _merge_row(
             del slots[gone]
         if kept:
             slots[kept] = slot
+
+
+def _note_refusals(merged: Merged, slot: Slot) -> None:
+    """Note the addresses ``slot`` holds refused now and that are not suppressed yet:
+    the first refusal of each is what its suppression keeps, and whoever takes the
+    address next gets its status."""
+    contact = merged.slots[slot]
+    for channel, column in CHANNELS:
+        status, address = contact[f"{channel}_status"], contact[column]
+        if address and status in REFUSED_STATUSES and (channel, address) not in merged.forced:
+            at = contact.get(f"{channel}_status_at")
+            merged.refused.setdefault((channel, address), (str(status), slot, at))
+            merged.forced.setdefault((channel, address), str(status))
 
 
 def _fresh(

@@ -43,7 +43,7 @@ from winback.ingest import addresses, records, summaries
 from winback.ingest import columnar as col
 from winback.ingest import values as v
 from winback.ingest.columns import CONTACT_ALIASES, ColumnMap
-from winback.ingest.contact_merge import CHANNELS, merge_rows
+from winback.ingest.contact_merge import CHANNELS, Refusal, merge_rows
 from winback.ingest.kinds import (
     PLAIN,
     FileKind,
@@ -359,13 +359,17 @@ class ContactBatch:
 
     def _write(
         self, connection: Connection, rows: list[Pending], existing: list[dict[str, Any]]
-    ) -> tuple[int, int, Refusals, dict[tuple[str, str], str]]:
+    ) -> tuple[int, int, Refusals, dict[tuple[str, str], Refusal]]:
         """Merge ``rows`` (in file order) with each other and with the ``existing``
         contacts they name (:func:`~winback.ingest.contact_merge.merge_rows`) and write
         the result: how many were new, merged, refused, and the first refused status of
         each (channel, address), which its suppression keeps."""
         forced = self._forced(
-            connection, {key: [row.record[key] for row in rows] for key in ("email", "phone")}
+            connection,
+            {
+                key: [row.record[key] for row in rows] + [c[key] for c in existing]
+                for key in ("email", "phone")
+            },
         )
         merged = merge_rows(rows, existing, forced, self.now, self.source_name)
         stored = {c["id"]: c for c in existing}
@@ -401,7 +405,7 @@ class ContactBatch:
                 for slot, channel, status in merged.moves
             ),
         )
-        return merged.imported, merged.merged, merged.refusals, merged.first_refusals()
+        return merged.imported, merged.merged, merged.refusals, merged.first_refusals(connection)
 
     def _forced(
         self, connection: Connection, columns: Mapping[str, Sequence[Any]]
