@@ -5,6 +5,7 @@ suppressions, on mixed good and bad input in CSV and Parquet."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tests.ingest.two_paths import (
     write_csv,
     write_parquet,
 )
+from winback.ingest import events as events_importer
 from winback.ingest import import_events, reader
 from winback.ingest.pipeline import ImportReport
 from winback.store.schema import audit, contacts, events, suppressions
@@ -282,3 +284,33 @@ def test_parquet_row_groups_gathered_into_blocks_give_the_same_import(
     assert first == outcome(by_rows, import_by_rows(by_rows, path, "events"))
     assert first["counts"] == (100, 99, 0, 1)
     assert [row[0] for row in first["quarantine"][1:]] == ["31"]
+
+
+def test_a_block_written_without_a_scratch_folder_is_stored_alike(
+    pair: tuple[Workspace, Workspace], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a scratch database (PostgreSQL's way, or an importer that made none) a
+    block's rows go in as tuples: on SQLite their times and flags are stored as the
+    scratch path stores them, the text that queries by time compare with."""
+    with_scratch, without = pair
+    path = tmp_path / "events.csv"
+    rows: list[tuple[str, ...]] = [
+        ("ann@example.com", "", "open", "2024-01-01 10:00", "email", "", "", "", "m1", "yes", ""),
+        ("bob@example.com", "", "purchase", "2024-02-01", "store", "12,5", "EUR", "", "", "", ""),
+    ]
+    write_csv(path, HEADER, rows)
+    import_events(with_scratch, path, now=NOW)
+
+    @contextmanager
+    def no_scratch(connection: Any) -> Iterator[None]:
+        yield None
+
+    monkeypatch.setattr(events_importer, "event_table_scratch", no_scratch)
+    import_events(without, path, now=NOW)
+
+    def raw(workspace: Workspace) -> list[tuple[Any, ...]]:
+        with workspace.engine.connect() as connection:
+            query = "SELECT occurred_at, machine_open, amount FROM events ORDER BY occurred_at"
+            return [tuple(row) for row in connection.exec_driver_sql(query)]
+
+    assert raw(without) == raw(with_scratch) != []

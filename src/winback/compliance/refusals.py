@@ -202,6 +202,8 @@ def apply_refusals(
         steps.setdefault(pair, []).append((position, SOFT_LIMIT, at))
     if not steps:
         return 0
+    for refusals in steps.values():
+        refusals.sort(key=lambda step: step[0])
     current = channel_statuses(connection, {contact_id for _, contact_id in steps})
     changed = 0
     for channel in SENDING_CHANNELS:
@@ -210,7 +212,6 @@ def apply_refusals(
         for (on, contact_id), refusals in sorted(steps.items()):
             if on != channel:
                 continue
-            refusals.sort(key=lambda step: step[0])
             first[contact_id] = refusals[0][1:]
             if contact_id not in current:
                 continue
@@ -326,20 +327,19 @@ def suppress_refused(
             )
             for contact_id, address, refused, at in rows:
                 take(channel, address, refused, contact_id, at)
-    added = 0
-    for (channel, reason), (owners, times) in found.items():
-        for batch in chunks(list(owners)):
-            added += suppress_hashes(
-                connection,
-                {digest: owners[digest] for digest in batch},
-                channel=channel,
-                reason=reason,
-                now=now,
-                actor=actor,
-                refused_at=times,
-                details=details,
-            )
-    return added
+    return sum(
+        suppress_hashes(
+            connection,
+            owners,
+            channel=channel,
+            reason=reason,
+            now=now,
+            actor=actor,
+            refused_at=times,
+            details=details,
+        )
+        for (channel, reason), (owners, times) in found.items()
+    )
 
 
 def suppress_imported_refusals(

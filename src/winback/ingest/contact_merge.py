@@ -56,11 +56,18 @@ class Merged:
     imported: int = 0
     merged: int = 0
 
-    def first_refusals(self, connection: Connection) -> dict[tuple[str, str], Refusal]:
-        """The first refusal of each (channel, address) the batch saw refused, once
-        written: what its suppression keeps, with the contact that refused it (an
-        address a contact let go afterwards included)."""
-        ids = self.ids(connection, (slot for _, slot, _ in self.refused.values()))
+    def written_ids(self, connection: Connection) -> dict[Slot, int]:
+        """The contact ids, once written, of the slots :attr:`moves` and :attr:`refused`
+        name (one look-up for the contacts the batch inserted)."""
+        return self.ids(
+            connection,
+            [slot for slot, _, _ in self.moves] + [slot for _, slot, _ in self.refused.values()],
+        )
+
+    def first_refusals(self, ids: Mapping[Slot, int]) -> dict[tuple[str, str], Refusal]:
+        """The first refusal of each (channel, address) the batch saw refused: what its
+        suppression keeps, with the contact that refused it (``ids``: from
+        :meth:`written_ids`), an address a contact let go afterwards included."""
         return {
             pair: Refusal(status, ids[slot], at)
             for pair, (status, slot, at) in self.refused.items()

@@ -390,7 +390,7 @@ class ContactBatch:
         if inserts:
             columns = {name: [row[name] for row in inserts] for name in records.BLANK}
             store.insert_contact_columns(connection, columns)
-        ids = merged.ids(connection, (slot for slot, _, _ in merged.moves))
+        ids = merged.written_ids(connection)
         audit.record(
             connection,
             (
@@ -405,7 +405,7 @@ class ContactBatch:
                 for slot, channel, status in merged.moves
             ),
         )
-        return merged.imported, merged.merged, merged.refusals, merged.first_refusals(connection)
+        return merged.imported, merged.merged, merged.refusals, merged.first_refusals(ids)
 
     def _forced(
         self, connection: Connection, columns: Mapping[str, Sequence[Any]]

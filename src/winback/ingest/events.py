@@ -84,8 +84,8 @@ class EventBatch:
     ) -> None:
         """``connection``: the import's (:func:`winback.store.contacts.bulk_events`),
         one transaction per batch written; ``scratch``: the folder of the blocks'
-        scratch databases (:func:`winback.store.contacts.event_table_scratch`), without which
-        blocks are written as rows."""
+        scratch databases on SQLite (:func:`winback.store.contacts.event_table_scratch`),
+        None on PostgreSQL."""
         self.workspace = workspace
         self.connection = connection
         self.columns = columns

@@ -174,9 +174,9 @@ Refusals = list[tuple[Pending, str | FieldWarning]]
 class Batch(Protocol):
     """An importer's side of the loop: clean one row, given its line in the file
     (raising ``ValueError`` with the reason to reject it, adding the fields it left empty
-    to ``warnings``), and write a
-    batch of cleaned rows, returning how many were new (imported), how many merged into
-    existing data, and the rows it refused or warned about."""
+    to ``warnings``), and write a batch of cleaned rows, returning how many were new
+    (imported), how many merged into existing data, and the rows it refused or warned
+    about."""
 
     columns: ColumnMap
 

@@ -306,19 +306,20 @@ def insert_event_table(connection: Connection, table: pa.Table, scratch: Path | 
     On SQLite the table goes in through ADBC's bulk ingest into a scratch database in
     ``scratch`` (:func:`event_table_scratch`), attached, then one ``INSERT ... SELECT`` in
     digest order, which keeps the unique index's inserts close together (binding a
-    block's rows one by one from Python cost more than the inserts). On PostgreSQL the
-    rows go through ``COPY``."""
-    fields = [name for name in table.column_names if name != "line"]
+    block's rows one by one from Python cost more than the inserts). Without a scratch
+    folder (PostgreSQL) the rows go to :func:`insert_event_rows` (``COPY``), in the same
+    order."""
     if not table.num_rows:
         return 0
+    fields = [name for name in table.column_names if name != "line"]
+    sqlite = connection.dialect.name == "sqlite"
+    kept = stored(table.select(fields), events.columns, sqlite=sqlite)
+    kept = kept.append_column("line", table["line"])
     if scratch is None:
-        ordered = table.sort_by([("dedup_key", "ascending"), ("line", "ascending")])
+        ordered = kept.sort_by([("dedup_key", "ascending"), ("line", "ascending")])
         columns = [ordered[name].to_pylist() for name in fields]
         return insert_event_rows(connection, fields, list(zip(*columns, strict=True)))
-    kept = stored(table.select(fields), events.columns, sqlite=True)
-    schema = attach_arrow(
-        connection, scratch, _BLOCK, {"block": kept.append_column("line", table["line"])}
-    )
+    schema = attach_arrow(connection, scratch, _BLOCK, {"block": kept})
     block = sql_table("block", *(sql_column(name) for name in table.column_names), schema=schema)
     rows = select(*(block.c[name] for name in fields)).order_by(block.c.dedup_key, block.c.line)
     statement = insert(events).prefix_with("OR IGNORE").from_select(fields, rows)
