@@ -1,7 +1,8 @@
 """What the readers of events would pay if the events they ask for lived only in the
-columnar history: the bounded slices they read (``store.history.events_slice``), from
-SQLite through its indexes and from the history's Parquet months through DuckDB, side by
-side (issue 17's decision on where imported events live).
+columnar history: the slices they read (:func:`winback.store.history.events_slice`), the
+same select run on the store through its indexes and on the history's Parquet months
+through DuckDB (seen as the ``events`` table, as the DuckDB engine sees it), side by side
+(issue 17's decision on where imported events live).
 
     python bench/history_slices.py --workspace bench/out/score-1000000-20000000 \\
         --history /tmp/history        # written first by `winback events export --parquet`
@@ -15,17 +16,23 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sqlite3
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-import duckdb
-import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Select, func, select
+
+from winback.clock import from_db
+from winback.scoring.duck import duck_rows_of, duck_session, history_view
+from winback.scoring.history_export import Target, open_destination
+from winback.store.history import events_slice
+from winback.store.schema import contacts, events
+from winback.workspace import Workspace
 
 #: How many contacts a tick-like slice names.
 CONTACTS = 10_000
@@ -37,50 +44,43 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--history", type=Path, required=True)
     args = parser.parse_args()
-    store = sqlite3.connect(f"file:{(args.workspace / 'winback.db').resolve()}?mode=ro", uri=True)
-    duck = duckdb.connect()
-    months = args.history.resolve() / "month=*" / "*.parquet"
-    duck.execute(f"CREATE VIEW history AS SELECT * FROM read_parquet('{months}')")
-    contacts = int(store.execute("SELECT max(id) FROM contacts").fetchone()[0])
-    newest = datetime.fromisoformat(
-        str(store.execute("SELECT max(occurred_at) FROM events").fetchone()[0])[:19]
-    )
-    rng = random.Random(7)
-    one = rng.randrange(1, contacts + 1)
-    many = rng.sample(range(1, contacts + 1), CONTACTS)
-    since = (newest - timedelta(days=30)).isoformat(sep=" ")
-    store.execute("CREATE TEMP TABLE wanted (id INTEGER PRIMARY KEY)")
-    store.executemany("INSERT INTO wanted VALUES (?)", [(cid,) for cid in many])
-    duck.register("wanted", pa.table({"id": many}))
-    slices: list[tuple[str, str, str]] = [
-        (
-            "one contact, all its events (contact show, GDPR export)",
-            f"SELECT * FROM events WHERE contact_id = {one}",
-            f"SELECT * FROM history WHERE contact_id = {one}",
-        ),
-        (
-            f"{CONTACTS:,} contacts, the last 30 days (tick reactions)",
-            "SELECT e.* FROM events e JOIN wanted w ON e.contact_id = w.id "
-            f"WHERE e.occurred_at >= '{since}'",
-            "SELECT h.* FROM history h JOIN wanted w ON h.contact_id = w.id "
-            f"WHERE h.occurred_at >= TIMESTAMP '{since}'",
-        ),
-    ]
+    workspace = Workspace.open(args.workspace)
+    files = Target(*open_destination(str(args.history.resolve())), 0).paths()
     table = Table("slice", "SQLite s", "history (DuckDB) s", "rows", "load")
-    for name, in_store, in_history in slices:
-        store_s, found = _best(partial(_store_rows, store, in_store))
-        history_s, found_too = _best(partial(_history_rows, duck, in_history))
-        rows = f"{found:,}" if found == found_too else f"{found:,} ≠ {found_too:,}"
-        table.add_row(name, f"{store_s:.3f}", f"{history_s:.3f}", rows, f"{os.getloadavg()[0]:.1f}")
+    with workspace.engine.connect() as connection, duck_session() as duck:
+        history_view(duck, files, "events")
+        in_history = duck_rows_of(duck)
+        last = connection.execute(select(func.max(contacts.c.id))).scalar_one()
+        newest = from_db(connection.execute(select(func.max(events.c.occurred_at))).scalar_one())
+        rng = random.Random(7)
+        slices: list[tuple[str, dict[str, Any]]] = [
+            (
+                "one contact, all its events (contact show, GDPR export)",
+                {"contact_id": rng.randrange(1, last + 1)},
+            ),
+            (
+                f"{CONTACTS:,} contacts, the last 30 days (tick reactions)",
+                {
+                    "contacts": rng.sample(range(1, last + 1), CONTACTS),
+                    "since": newest - timedelta(days=30),
+                },
+            ),
+        ]
+        for name, bounds in slices:
+            in_store = select(events_slice(connection, **bounds))
+            store_s, found = _best(partial(_count, connection.execute, in_store))
+            from_history = select(events_slice(None, **bounds))
+            history_s, found_too = _best(partial(_count, in_history, from_history))
+            rows = f"{found:,}" if found == found_too else f"{found:,} ≠ {found_too:,}"
+            load = f"{os.getloadavg()[0]:.1f}"
+            table.add_row(name, f"{store_s:.3f}", f"{history_s:.3f}", rows, load)
+    workspace.close()
     Console().print(table)
 
 
-def _store_rows(store: sqlite3.Connection, query: str) -> int:
-    return len(store.execute(query).fetchall())
-
-
-def _history_rows(duck: duckdb.DuckDBPyConnection, query: str) -> int:
-    return int(duck.sql(query).to_arrow_table().num_rows)
+def _count(run: Callable[[Select[Any]], Iterable[Any]], query: Select[Any]) -> int:
+    """How many rows ``run`` gives for ``query``."""
+    return len(list(run(query)))
 
 
 def _best(read: Callable[[], int]) -> tuple[float, int]:
